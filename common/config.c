@@ -1,0 +1,327 @@
+/* config.c - see config.h. */
+#include "config.h"
+
+#include <ctype.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+#ifndef SB_SCHEMA_DIR_DEFAULT
+#define SB_SCHEMA_DIR_DEFAULT "schema"
+#endif
+#ifndef SB_VERSION
+#define SB_VERSION "dev"
+#endif
+
+enum config_type { CFG_STR, CFG_INT };
+
+struct config_def {
+    const char *name;
+    const char *env;
+    const char *flag;
+    enum config_type type;
+    const char *def;
+    int64_t min, max;
+    unsigned scope;
+    size_t offset;
+    const char *help;
+};
+
+#define S(field) offsetof(struct sb_config, field)
+#define D SCOPE_DISPATCHER
+#define W SCOPE_WORKER
+#define M SCOPE_MIGRATE
+#define B SCOPE_DEVBROKER
+#define C SCOPE_COUNTS
+
+static const struct config_def defs[] = {
+    {"config", "SB_CONFIG", "--config", CFG_STR, "", 0, 0, SCOPE_ALL, S(config_file),
+     "settings file of 'name = value' lines (lowest precedence after defaults)"},
+    {"log_level", "SB_LOG_LEVEL", "--log-level", CFG_STR, "info", 0, 0, SCOPE_ALL, S(log_level),
+     "debug | info | warn | error"},
+    {"log_format", "SB_LOG_FORMAT", "--log-format", CFG_STR, "logfmt", 0, 0, SCOPE_ALL,
+     S(log_format), "logfmt | json"},
+    {"redis_url", "REDIS_URL", "--redis-url", CFG_STR, "redis://127.0.0.1:6379/0", 0, 0,
+     D | W | C, S(redis_url), "Redis server, redis://host:port[/db]"},
+    {"kafka_brokers", "KAFKA_BROKERS", "--kafka-brokers", CFG_STR, "127.0.0.1:9092", 0, 0, D | W,
+     S(kafka_brokers), "Kafka bootstrap servers, host:port[,host:port]"},
+    {"kafka_session_timeout_ms", "SB_KAFKA_SESSION_TIMEOUT_MS", "--kafka-session-timeout-ms",
+     CFG_INT, "10000", 1000, 300000, W, S(kafka_session_timeout_ms),
+     "consumer group session timeout; lower = faster rebalance after a crash"},
+    {"kafka_partitions", "SB_KAFKA_PARTITIONS", "--partitions", CFG_INT, "8", 1, 1024, B,
+     S(kafka_partitions), "partitions per topic created by the dev broker"},
+    {"mysql_url", "MYSQL_URL", "--mysql-url", CFG_STR,
+     "mysql://switchboard:switchboard@127.0.0.1:3306/switchboard", 0, 0, D | W | M | C,
+     S(mysql_url), "MySQL/MariaDB, mysql://user:pass@host:port/db"},
+    {"mysql_pool_size", "SB_MYSQL_POOL_SIZE", "--mysql-pool-size", CFG_INT, "4", 1, 256, D,
+     S(mysql_pool_size), "MySQL connections (one per pool thread) in the dispatcher"},
+    {"schema_dir", "SB_SCHEMA_DIR", "--schema-dir", CFG_STR, SB_SCHEMA_DIR_DEFAULT, 0, 0,
+     M | B, S(schema_dir), "directory holding mysql/ migrations and topics/ schemas"},
+    {"listen", "SB_LISTEN", "--listen", CFG_STR, "127.0.0.1:8080", 0, 0, D, S(listen),
+     "HTTP address:port (SO_REUSEPORT: several processes may share it)"},
+    {"threads", "SB_THREADS", "--threads", CFG_INT, "0", 0, 256, D, S(threads),
+     "event-loop threads; 0 = number of cores"},
+    {"max_body_bytes", "SB_MAX_BODY_BYTES", "--max-body-bytes", CFG_INT, "65536", 256,
+     64 << 20, D, S(max_body_bytes), "largest request body accepted (413 beyond)"},
+    {"request_timeout_ms", "SB_REQUEST_TIMEOUT_MS", "--request-timeout-ms", CFG_INT, "5000", 100,
+     120000, D, S(request_timeout_ms),
+     "how long a request may wait for Kafka's acknowledgement before 503"},
+    {"shutdown_timeout_ms", "SB_SHUTDOWN_TIMEOUT_MS", "--shutdown-timeout-ms", CFG_INT, "10000",
+     0, 600000, D | W, S(shutdown_timeout_ms),
+     "on SIGTERM, how long to drain in-flight work before exiting"},
+    {"readiness_interval_ms", "SB_READINESS_INTERVAL_MS", "--readiness-interval-ms", CFG_INT,
+     "1000", 100, 60000, D, S(readiness_interval_ms), "how often dependencies are probed"},
+    {"role", "SB_ROLE", "--role", CFG_STR, "", 0, 0, W, S(role),
+     "worker role: persister | indexer | notifier | phonebook"},
+    {"batch_size", "SB_BATCH_SIZE", "--batch-size", CFG_INT, "500", 1, 100000, W, S(batch_size),
+     "most jobs handled in one batch"},
+    {"batch_wait_ms", "SB_BATCH_WAIT_MS", "--batch-wait-ms", CFG_INT, "100", 1, 60000, W,
+     S(batch_wait_ms), "longest wait to fill a batch"},
+    {"retry_base_ms", "SB_RETRY_BASE_MS", "--retry-base-ms", CFG_INT, "200", 1, 600000, W,
+     S(retry_base_ms), "first backoff when a dependency is away"},
+    {"retry_cap_ms", "SB_RETRY_CAP_MS", "--retry-cap-ms", CFG_INT, "10000", 1, 600000, W,
+     S(retry_cap_ms), "longest backoff when a dependency is away"},
+    {"bootstrap_file", "SB_BOOTSTRAP_FILE", "--bootstrap-file", CFG_STR, ".run/kafka.bootstrap",
+     0, 0, B, S(bootstrap_file), "where the dev broker writes its bootstrap address"},
+    {"control_socket", "SB_CONTROL_SOCKET", "--control-socket", CFG_STR, ".run/devbroker.sock",
+     0, 0, B, S(control_socket), "unix socket taking 'down', 'up', 'status' commands"},
+};
+
+static char **str_field(struct sb_config *cfg, const struct config_def *d)
+{
+    return (char **)((char *)cfg + d->offset);
+}
+
+static int64_t *int_field(struct sb_config *cfg, const struct config_def *d)
+{
+    return (int64_t *)((char *)cfg + d->offset);
+}
+
+static const struct config_def *find_by(const char *key, bool by_flag, unsigned scope)
+{
+    for (size_t i = 0; i < SB_ARRAY_LEN(defs); i++) {
+        const char *k = by_flag ? defs[i].flag : defs[i].name;
+        if ((defs[i].scope & scope) && strcmp(k, key) == 0)
+            return &defs[i];
+    }
+    return NULL;
+}
+
+static bool set_value(struct sb_config *cfg, const struct config_def *d, const char *value,
+                      const char *source, char *errbuf, size_t errlen)
+{
+    if (d->type == CFG_STR) {
+        char *copy = strdup(value);
+        if (copy == NULL) {
+            sb_errf(errbuf, errlen, "out of memory");
+            return false;
+        }
+        free(*str_field(cfg, d));
+        *str_field(cfg, d) = copy;
+        return true;
+    }
+    int64_t v;
+    if (!sb_parse_i64(value, d->min, d->max, &v)) {
+        sb_errf(errbuf, errlen, "%s: %s=\"%s\" must be an integer in [%lld, %lld]", source,
+                d->name, value, (long long)d->min, (long long)d->max);
+        return false;
+    }
+    *int_field(cfg, d) = v;
+    return true;
+}
+
+static char *trim(char *s)
+{
+    while (isspace((unsigned char)*s))
+        s++;
+    char *e = s + strlen(s);
+    while (e > s && isspace((unsigned char)e[-1]))
+        *--e = '\0';
+    return s;
+}
+
+static bool load_file(struct sb_config *cfg, unsigned scope, const char *path, char *errbuf,
+                      size_t errlen)
+{
+    bool ok = false;
+    char *text = sb_read_file(path, NULL, errbuf, errlen);
+    if (text == NULL)
+        return false;
+    int lineno = 0;
+    char *save = NULL;
+    for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+        lineno++;
+        char *l = trim(line);
+        if (*l == '\0' || *l == '#')
+            continue;
+        char *eq = strchr(l, '=');
+        if (eq == NULL) {
+            sb_errf(errbuf, errlen, "%s:%d: expected 'name = value'", path, lineno);
+            goto done;
+        }
+        *eq = '\0';
+        char *key = trim(l), *val = trim(eq + 1);
+        const struct config_def *d = find_by(key, false, scope);
+        if (d == NULL || d->offset == S(config_file)) {
+            sb_errf(errbuf, errlen, "%s:%d: unknown setting '%s'", path, lineno, key);
+            goto done;
+        }
+        char where[300];
+        snprintf(where, sizeof where, "%s:%d", path, lineno);
+        if (!set_value(cfg, d, val, where, errbuf, errlen))
+            goto done;
+    }
+    ok = true;
+done:
+    free(text);
+    return ok;
+}
+
+static void print_help(const char *program, const char *usage, unsigned scope, FILE *out)
+{
+    fprintf(out, "usage: %s %s\n\n", program, usage);
+    fprintf(out, "settings (default < --config file < environment < flag):\n");
+    for (size_t i = 0; i < SB_ARRAY_LEN(defs); i++) {
+        const struct config_def *d = &defs[i];
+        if (!(d->scope & scope))
+            continue;
+        fprintf(out, "  %-28s %-30s %s\n", d->flag, d->env, d->help);
+        if (d->type == CFG_INT)
+            fprintf(out, "  %-28s %-30s default %s, range [%lld, %lld]\n", "", "", d->def,
+                    (long long)d->min, (long long)d->max);
+        else if (*d->def)
+            fprintf(out, "  %-28s %-30s default %s\n", "", "", d->def);
+    }
+    fprintf(out, "  %-28s %-30s %s\n", "--print-config", "", "print the effective settings and exit");
+    fprintf(out, "  %-28s %-30s %s\n", "--version", "", "print the version and exit");
+    fprintf(out, "  %-28s %-30s %s\n", "--help", "", "this text");
+}
+
+/* Masks the password of scheme://user:password@host URLs. */
+static void mask_secret(const char *v, char *out, size_t cap)
+{
+    const char *scheme = strstr(v, "://");
+    const char *at = strrchr(v, '@');
+    const char *colon = scheme ? strchr(scheme + 3, ':') : NULL;
+    if (scheme && at && colon && colon < at)
+        snprintf(out, cap, "%.*s:***%s", (int)(colon - v), v, at);
+    else
+        snprintf(out, cap, "%s", v);
+}
+
+void config_print(const struct sb_config *cfg, unsigned scope, FILE *out)
+{
+    for (size_t i = 0; i < SB_ARRAY_LEN(defs); i++) {
+        const struct config_def *d = &defs[i];
+        if (!(d->scope & scope))
+            continue;
+        if (d->type == CFG_INT) {
+            fprintf(out, "%s = %lld\n", d->name,
+                    (long long)*int_field((struct sb_config *)cfg, d));
+        } else {
+            char masked[1024];
+            mask_secret(*str_field((struct sb_config *)cfg, d), masked, sizeof masked);
+            fprintf(out, "%s = %s\n", d->name, masked);
+        }
+    }
+}
+
+void config_free(struct sb_config *cfg)
+{
+    for (size_t i = 0; i < SB_ARRAY_LEN(defs); i++)
+        if (defs[i].type == CFG_STR) {
+            free(*str_field(cfg, &defs[i]));
+            *str_field(cfg, &defs[i]) = NULL;
+        }
+    free(cfg->args);
+    cfg->args = NULL;
+    cfg->nargs = 0;
+}
+
+/* Finds the value of a flag given as "--flag value" or "--flag=value". */
+static const char *flag_value(int argc, char **argv, int *i, const char *flag)
+{
+    size_t fl = strlen(flag);
+    if (strncmp(argv[*i], flag, fl) != 0)
+        return NULL;
+    if (argv[*i][fl] == '=')
+        return argv[*i] + fl + 1;
+    if (argv[*i][fl] == '\0' && *i + 1 < argc)
+        return argv[++*i];
+    return NULL;
+}
+
+enum config_result config_load(struct sb_config *cfg, unsigned scope, const char *program,
+                               const char *usage, int argc, char **argv, FILE *out,
+                               char *errbuf, size_t errlen)
+{
+    memset(cfg, 0, sizeof *cfg);
+    bool print = false;
+    for (size_t i = 0; i < SB_ARRAY_LEN(defs); i++)
+        if (!set_value(cfg, &defs[i], defs[i].def, "default", errbuf, errlen))
+            goto fail;
+
+    /* The file is named by flag or env, but read before both so they win. */
+    const char *file = getenv("SB_CONFIG");
+    for (int i = 1; i < argc; i++) {
+        const char *v = flag_value(argc, argv, &i, "--config");
+        if (v)
+            file = v;
+    }
+    if (file && *file) {
+        if (!set_value(cfg, &defs[0], file, "--config", errbuf, errlen) ||
+            !load_file(cfg, scope, file, errbuf, errlen))
+            goto fail;
+    }
+    for (size_t i = 0; i < SB_ARRAY_LEN(defs); i++) {
+        const char *v = (defs[i].scope & scope) ? getenv(defs[i].env) : NULL;
+        if (v && !set_value(cfg, &defs[i], v, defs[i].env, errbuf, errlen))
+            goto fail;
+    }
+    cfg->args = calloc((size_t)argc + 1, sizeof *cfg->args);
+    if (cfg->args == NULL) {
+        sb_errf(errbuf, errlen, "out of memory");
+        goto fail;
+    }
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+            print_help(program, usage, scope, out);
+            return CONFIG_EXIT;
+        }
+        if (strcmp(a, "--version") == 0) {
+            fprintf(out, "%s %s\n", program, SB_VERSION);
+            return CONFIG_EXIT;
+        }
+        if (strcmp(a, "--print-config") == 0) {
+            print = true;
+            continue;
+        }
+        if (strncmp(a, "--", 2) != 0) {
+            cfg->args[cfg->nargs++] = argv[i];
+            continue;
+        }
+        char flag[128];
+        snprintf(flag, sizeof flag, "%.*s", (int)strcspn(a, "="), a);
+        const struct config_def *d = find_by(flag, true, scope);
+        if (d == NULL) {
+            sb_errf(errbuf, errlen, "unknown option %s (see --help)", flag);
+            goto fail;
+        }
+        const char *v = flag_value(argc, argv, &i, d->flag);
+        if (v == NULL) {
+            sb_errf(errbuf, errlen, "option %s needs a value", d->flag);
+            goto fail;
+        }
+        if (!set_value(cfg, d, v, d->flag, errbuf, errlen))
+            goto fail;
+    }
+    if (print) {
+        config_print(cfg, scope, out);
+        return CONFIG_EXIT;
+    }
+    return CONFIG_OK;
+fail:
+    config_free(cfg);
+    return CONFIG_ERROR;
+}

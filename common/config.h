@@ -1,0 +1,68 @@
+/* config.h - one table of settings for every switchboard program.
+ *
+ * Each row names a setting, its environment variable, its flag, default,
+ * bounds and the programs it applies to. The same table drives parsing,
+ * --help and --print-config. Precedence: built-in default < config file
+ * (--config / SB_CONFIG, "name = value" lines) < environment < flags. */
+#ifndef SB_CONFIG_H
+#define SB_CONFIG_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "util.h"
+
+/* Which programs a setting applies to. */
+enum config_scope {
+    SCOPE_DISPATCHER = 1u << 0,
+    SCOPE_WORKER = 1u << 1,
+    SCOPE_MIGRATE = 1u << 2,
+    SCOPE_DEVBROKER = 1u << 3,
+    SCOPE_COUNTS = 1u << 4,
+    SCOPE_ALL = 0xffu,
+};
+
+struct sb_config {
+    char *config_file;
+    char *log_level;
+    char *log_format;
+    char *redis_url;
+    char *kafka_brokers;
+    int64_t kafka_session_timeout_ms;
+    int64_t kafka_partitions;
+    char *mysql_url;
+    int64_t mysql_pool_size;
+    char *schema_dir;
+    /* dispatcher */
+    char *listen;
+    int64_t threads;
+    int64_t max_body_bytes;
+    int64_t request_timeout_ms;
+    int64_t shutdown_timeout_ms;
+    int64_t readiness_interval_ms;
+    /* worker */
+    char *role;
+    int64_t batch_size;
+    int64_t batch_wait_ms;
+    int64_t retry_base_ms;
+    int64_t retry_cap_ms;
+    /* dev broker */
+    char *bootstrap_file;
+    char *control_socket;
+    /* positional arguments left after the flags (borrowed from argv) */
+    int nargs;
+    char **args;
+};
+
+enum config_result { CONFIG_OK, CONFIG_EXIT, CONFIG_ERROR };
+
+/* Fills cfg for a program of the given scope. CONFIG_EXIT means --help,
+ * --version or --print-config was answered on out; the caller exits 0. */
+enum config_result config_load(struct sb_config *cfg, unsigned scope, const char *program,
+                               const char *usage, int argc, char **argv, FILE *out,
+                               char *errbuf, size_t errlen) SB_NODISCARD;
+void config_free(struct sb_config *cfg);
+/* Writes "name = value" for every setting of the scope; secrets masked. */
+void config_print(const struct sb_config *cfg, unsigned scope, FILE *out);
+
+#endif

@@ -1,0 +1,178 @@
+/* db.c - see db.h. */
+#include "db.h"
+
+#include <errmsg.h>
+#include <mysqld_error.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct db {
+    struct db_url url;
+    MYSQL *conn;
+};
+
+bool db_parse_url(const char *url, struct db_url *out, char *errbuf, size_t errlen)
+{
+    memset(out, 0, sizeof *out);
+    out->port = 3306;
+    const char *p = url;
+    if (strncmp(p, "mysql://", 8) != 0) {
+        sb_errf(errbuf, errlen, "MySQL URL must start with mysql:// (got '%s')", url);
+        return false;
+    }
+    p += 8;
+    const char *at = strrchr(p, '@');
+    if (at) {
+        const char *colon = memchr(p, ':', (size_t)(at - p));
+        size_t ulen = (size_t)((colon ? colon : at) - p);
+        if (ulen >= sizeof out->user)
+            goto bad;
+        memcpy(out->user, p, ulen);
+        if (colon) {
+            size_t plen = (size_t)(at - colon - 1);
+            if (plen >= sizeof out->pass)
+                goto bad;
+            memcpy(out->pass, colon + 1, plen);
+        }
+        p = at + 1;
+    }
+    size_t hlen = strcspn(p, ":/");
+    if (hlen == 0 || hlen >= sizeof out->host)
+        goto bad;
+    memcpy(out->host, p, hlen);
+    p += hlen;
+    if (*p == ':') {
+        char *end;
+        long port = strtol(p + 1, &end, 10);
+        if (port <= 0 || port > 65535)
+            goto bad;
+        out->port = (unsigned)port;
+        p = end;
+    }
+    if (*p == '/')
+        p++;
+    if (strlen(p) >= sizeof out->name || strchr(p, '/'))
+        goto bad;
+    snprintf(out->name, sizeof out->name, "%s", p);
+    return true;
+bad:
+    sb_errf(errbuf, errlen, "cannot parse MySQL URL (want mysql://user:pass@host:port/db)");
+    return false;
+}
+
+struct db *db_new(const struct db_url *url)
+{
+    struct db *db = calloc(1, sizeof *db);
+    if (db)
+        db->url = *url;
+    return db;
+}
+
+void db_free(struct db *db)
+{
+    if (db == NULL)
+        return;
+    if (db->conn)
+        mysql_close(db->conn);
+    free(db);
+}
+
+MYSQL *db_conn(struct db *db, char *errbuf, size_t errlen)
+{
+    if (db->conn)
+        return db->conn;
+    MYSQL *m = mysql_init(NULL);
+    if (m == NULL) {
+        sb_errf(errbuf, errlen, "mysql_init: out of memory");
+        return NULL;
+    }
+    /* Bounded timeouts: a dead server must surface as an error the caller
+     * can retry, not a thread stuck forever. */
+    unsigned connect_timeout = 3, rw_timeout = 30;
+    mysql_options(m, MYSQL_OPT_CONNECT_TIMEOUT, &connect_timeout);
+    mysql_options(m, MYSQL_OPT_READ_TIMEOUT, &rw_timeout);
+    mysql_options(m, MYSQL_OPT_WRITE_TIMEOUT, &rw_timeout);
+    mysql_options(m, MYSQL_SET_CHARSET_NAME, "utf8mb4");
+    if (!mysql_real_connect(m, db->url.host, db->url.user, db->url.pass,
+                            *db->url.name ? db->url.name : NULL, db->url.port, NULL,
+                            CLIENT_MULTI_STATEMENTS)) {
+        sb_errf(errbuf, errlen, "connect %s:%u: %s", db->url.host, db->url.port, mysql_error(m));
+        mysql_close(m);
+        return NULL;
+    }
+    db->conn = m;
+    return m;
+}
+
+enum db_status db_error(struct db *db, char *errbuf, size_t errlen)
+{
+    if (db->conn == NULL)
+        return DB_TRANSIENT;
+    unsigned e = mysql_errno(db->conn);
+    sb_errf(errbuf, errlen, "mysql %u: %s", e, mysql_error(db->conn));
+    /* Lost connections, server shutdown, lock waits and deadlocks are worth
+     * retrying; anything else is a property of the statement. */
+    bool transient = e == CR_SERVER_GONE_ERROR || e == CR_SERVER_LOST ||
+                     e == CR_CONNECTION_ERROR || e == CR_CONN_HOST_ERROR ||
+                     e == ER_SERVER_SHUTDOWN || e == ER_LOCK_DEADLOCK ||
+                     e == ER_LOCK_WAIT_TIMEOUT || e == ER_CON_COUNT_ERROR ||
+                     e == CR_COMMANDS_OUT_OF_SYNC || e == 4031 /* client idle timeout */;
+    if (transient) {
+        mysql_close(db->conn);
+        db->conn = NULL;
+        return DB_TRANSIENT;
+    }
+    return DB_FATAL;
+}
+
+enum db_status db_exec(struct db *db, const char *sql, char *errbuf, size_t errlen)
+{
+    MYSQL *m = db_conn(db, errbuf, errlen);
+    if (m == NULL)
+        return DB_TRANSIENT;
+    if (mysql_query(m, sql) != 0)
+        return db_error(db, errbuf, errlen);
+    /* Drain every result set so the connection is ready for the next call. */
+    int more;
+    do {
+        MYSQL_RES *res = mysql_store_result(m);
+        if (res)
+            mysql_free_result(res);
+        else if (mysql_field_count(m) != 0)
+            return db_error(db, errbuf, errlen);
+        more = mysql_next_result(m);
+        if (more > 0)
+            return db_error(db, errbuf, errlen);
+    } while (more == 0);
+    return DB_OK;
+}
+
+enum db_status db_ping(struct db *db, char *errbuf, size_t errlen)
+{
+    MYSQL *m = db_conn(db, errbuf, errlen);
+    if (m == NULL)
+        return DB_TRANSIENT;
+    if (mysql_ping(m) != 0)
+        return db_error(db, errbuf, errlen);
+    return DB_OK;
+}
+
+static void *pool_ctx_new(void *user)
+{
+    /* Each thread must initialise the client library for itself. */
+    mysql_thread_init();
+    return db_new(user);
+}
+
+static void pool_ctx_free(void *ctx)
+{
+    db_free(ctx);
+    mysql_thread_end();
+}
+
+struct threadpool *db_pool_new(const struct db_url *url, size_t size, char *errbuf,
+                               size_t errlen)
+{
+    return threadpool_new(size, pool_ctx_new, pool_ctx_free, (void *)url, errbuf, errlen);
+}

@@ -1,0 +1,44 @@
+/* db.h - MySQL/MariaDB connections through the libmysqlclient API.
+ *
+ * A struct db is one connection that reconnects lazily: after an error that
+ * means "the server went away" the connection is dropped and the next call
+ * dials again. Callers decide whether to retry (DB_TRANSIENT) or give up on
+ * the statement (DB_FATAL, e.g. a syntax or constraint error). One db per
+ * thread; the dispatcher's pool gives each pool thread its own. */
+#ifndef SB_DB_H
+#define SB_DB_H
+
+#include <mysql.h>
+
+#include "threadpool.h"
+#include "util.h"
+
+struct db_url {
+    char host[128];
+    unsigned port;
+    char user[64];
+    char pass[128];
+    char name[64];
+};
+
+enum db_status { DB_OK, DB_TRANSIENT, DB_FATAL };
+
+bool db_parse_url(const char *url, struct db_url *out, char *errbuf, size_t errlen) SB_NODISCARD;
+
+struct db;
+struct db *db_new(const struct db_url *url);
+void db_free(struct db *db);
+/* The live connection, dialing if needed; NULL (and errbuf) if unreachable. */
+MYSQL *db_conn(struct db *db, char *errbuf, size_t errlen);
+/* Runs one statement (results discarded). */
+enum db_status db_exec(struct db *db, const char *sql, char *errbuf, size_t errlen) SB_NODISCARD;
+/* Classifies the last error of conn; drops the connection if transient. */
+enum db_status db_error(struct db *db, char *errbuf, size_t errlen);
+enum db_status db_ping(struct db *db, char *errbuf, size_t errlen) SB_NODISCARD;
+
+/* A thread pool whose threads each own a struct db. The threads read url
+ * as they start, so it must outlive the pool. */
+struct threadpool *db_pool_new(const struct db_url *url, size_t size, char *errbuf,
+                               size_t errlen);
+
+#endif

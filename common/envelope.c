@@ -1,0 +1,121 @@
+/* envelope.c - see envelope.h. */
+#include "envelope.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* system.ping: an operator's probe that travels the whole pipeline; the
+ * persister records it, so "dispatcher -> Kafka -> worker -> MySQL" can be
+ * checked (and timed) without touching user data. */
+static const struct json_field ping_fields[] = {
+    {"note", JSON_K_STRING, false, 0, 200},
+};
+
+static const struct job_type job_types[] = {
+    {"system.ping", "chat.commands", 1, ping_fields, SB_ARRAY_LEN(ping_fields)},
+};
+
+static const struct json_field envelope_fields[] = {
+    {"type", JSON_K_STRING, true, 1, ENVELOPE_MAX_TYPE},
+    {"version", JSON_K_INT, true, 1, 1000},
+    {"key", JSON_K_STRING, true, 1, ENVELOPE_MAX_KEY},
+    {"request_id", JSON_K_STRING, true, 1, ENVELOPE_MAX_REQUEST_ID},
+    {"created_at", JSON_K_INT, true, 0, INT64_C(1) << 52},
+    {"payload", JSON_K_OBJECT, true, 0, 0},
+};
+
+const struct job_type *envelope_job_type(const char *type)
+{
+    for (size_t i = 0; i < SB_ARRAY_LEN(job_types); i++)
+        if (strcmp(job_types[i].type, type) == 0)
+            return &job_types[i];
+    return NULL;
+}
+
+size_t envelope_job_type_count(void)
+{
+    return SB_ARRAY_LEN(job_types);
+}
+
+const struct job_type *envelope_job_type_at(size_t i)
+{
+    return i < SB_ARRAY_LEN(job_types) ? &job_types[i] : NULL;
+}
+
+char *envelope_encode(const char *type, const char *key, const char *request_id,
+                      int64_t created_at, cJSON *payload, char *errbuf, size_t errlen)
+{
+    char *out = NULL;
+    cJSON *root = NULL;
+    const struct job_type *jt = envelope_job_type(type);
+    if (jt == NULL) {
+        sb_errf(errbuf, errlen, "unknown job type '%s'", type);
+        goto done;
+    }
+    if (!json_check_object(payload, jt->fields, jt->nfields, errbuf, errlen))
+        goto done;
+    root = cJSON_CreateObject();
+    if (root == NULL || !cJSON_AddStringToObject(root, "type", type) ||
+        !cJSON_AddNumberToObject(root, "version", jt->version) ||
+        !cJSON_AddStringToObject(root, "key", key) ||
+        !cJSON_AddStringToObject(root, "request_id", request_id) ||
+        !cJSON_AddNumberToObject(root, "created_at", (double)created_at)) {
+        sb_errf(errbuf, errlen, "out of memory");
+        goto done;
+    }
+    cJSON_AddItemToObject(root, "payload", payload);
+    payload = NULL;
+    out = cJSON_PrintUnformatted(root);
+    if (out == NULL)
+        sb_errf(errbuf, errlen, "out of memory");
+done:
+    cJSON_Delete(payload);
+    cJSON_Delete(root);
+    return out;
+}
+
+bool envelope_decode(struct envelope *env, const char *buf, size_t len, char *errbuf,
+                     size_t errlen)
+{
+    memset(env, 0, sizeof *env);
+    env->root = json_parse_strict(buf, len, errbuf, errlen);
+    if (env->root == NULL)
+        return false;
+    if (!json_check_object(env->root, envelope_fields, SB_ARRAY_LEN(envelope_fields), errbuf,
+                           errlen))
+        goto fail;
+    snprintf(env->type, sizeof env->type, "%s", json_str(env->root, "type", ""));
+    snprintf(env->key, sizeof env->key, "%s", json_str(env->root, "key", ""));
+    snprintf(env->request_id, sizeof env->request_id, "%s", json_str(env->root, "request_id", ""));
+    env->version = (int)json_i64(env->root, "version", 0);
+    env->created_at = json_i64(env->root, "created_at", 0);
+    env->payload = cJSON_GetObjectItemCaseSensitive(env->root, "payload");
+    env->job = envelope_job_type(env->type);
+    if (env->job == NULL) {
+        sb_errf(errbuf, errlen, "unknown job type '%s'", env->type);
+        goto fail;
+    }
+    if (env->version != env->job->version) {
+        sb_errf(errbuf, errlen, "%s version %d is not supported (expected %d)", env->type,
+                env->version, env->job->version);
+        goto fail;
+    }
+    char inner[ERRBUF_LEN];
+    if (!json_check_object(env->payload, env->job->fields, env->job->nfields, inner,
+                           sizeof inner)) {
+        sb_errf(errbuf, errlen, "payload: %s", inner);
+        goto fail;
+    }
+    return true;
+fail:
+    envelope_clear(env);
+    return false;
+}
+
+void envelope_clear(struct envelope *env)
+{
+    cJSON_Delete(env->root);
+    env->root = NULL;
+    env->payload = NULL;
+}

@@ -1,0 +1,59 @@
+/* envelope.h - the job envelope every Kafka message carries.
+ *
+ *   {"type":"system.ping","version":1,"key":"...","request_id":"...",
+ *    "created_at":1763800000000,"payload":{...}}
+ *
+ * created_at is Unix milliseconds. The key is also the Kafka message key,
+ * so every job of one application (or phone number) lands on one partition
+ * and is applied in order. schema/topics/ holds the same rules as JSON
+ * Schema for producers outside switchboard; job_types[] here is the code
+ * side of those files and the tests keep the two in step. */
+#ifndef SB_ENVELOPE_H
+#define SB_ENVELOPE_H
+
+#include <cjson/cJSON.h>
+#include <stdint.h>
+
+#include "json.h"
+
+#define ENVELOPE_MAX_KEY 200
+#define ENVELOPE_MAX_TYPE 64
+#define ENVELOPE_MAX_REQUEST_ID 64
+
+struct job_type {
+    const char *type;
+    const char *topic;
+    int version;
+    const struct json_field *fields; /* payload fields */
+    size_t nfields;
+};
+
+struct envelope {
+    const struct job_type *job;
+    char type[ENVELOPE_MAX_TYPE + 1];
+    int version;
+    char key[ENVELOPE_MAX_KEY + 1];
+    char request_id[ENVELOPE_MAX_REQUEST_ID + 1];
+    int64_t created_at;
+    cJSON *payload; /* borrowed from root */
+    cJSON *root;    /* owned */
+};
+
+/* The known job types, or NULL. */
+const struct job_type *envelope_job_type(const char *type);
+/* Number of entries and the i-th one (for tests and docs). */
+size_t envelope_job_type_count(void);
+const struct job_type *envelope_job_type_at(size_t i);
+
+/* Builds the JSON text of an envelope; takes ownership of payload. The
+ * result is heap memory for the caller to free(). NULL on bad input. */
+char *envelope_encode(const char *type, const char *key, const char *request_id,
+                      int64_t created_at, cJSON *payload, char *errbuf, size_t errlen);
+
+/* Parses and validates a message (envelope and payload). On false, errbuf
+ * holds the reason that goes with the job to the dead-letter topic. */
+bool envelope_decode(struct envelope *env, const char *buf, size_t len, char *errbuf,
+                     size_t errlen) SB_NODISCARD;
+void envelope_clear(struct envelope *env);
+
+#endif

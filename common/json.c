@@ -1,0 +1,225 @@
+/* json.c - see json.h. */
+#include "json.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+bool json_utf8_valid(const char *buf, size_t len)
+{
+    const unsigned char *s = (const unsigned char *)buf;
+    size_t i = 0;
+    while (i < len) {
+        unsigned c = s[i];
+        size_t n;
+        uint32_t cp;
+        if (c < 0x80) {
+            i++;
+            continue;
+        } else if ((c & 0xE0) == 0xC0) {
+            n = 1;
+            cp = c & 0x1F;
+        } else if ((c & 0xF0) == 0xE0) {
+            n = 2;
+            cp = c & 0x0F;
+        } else if ((c & 0xF8) == 0xF0) {
+            n = 3;
+            cp = c & 0x07;
+        } else {
+            return false;
+        }
+        for (size_t k = 1; k <= n; k++) {
+            if (i + k >= len || (s[i + k] & 0xC0) != 0x80)
+                return false;
+            cp = (cp << 6) | (s[i + k] & 0x3F);
+        }
+        if ((n == 1 && cp < 0x80) || (n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) ||
+            cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
+            return false;
+        i += n + 1;
+    }
+    return true;
+}
+
+size_t json_utf8_len(const char *s)
+{
+    size_t n = 0;
+    for (; *s; s++)
+        if (((unsigned char)*s & 0xC0) != 0x80)
+            n++;
+    return n;
+}
+
+/* One pass over the raw text before cJSON sees it: nesting depth, raw NUL
+ * bytes, and "\u0000" escapes (which cJSON would turn into a truncation). */
+static bool prescan(const char *buf, size_t len, char *errbuf, size_t errlen)
+{
+    int depth = 0;
+    bool in_str = false;
+    for (size_t i = 0; i < len; i++) {
+        char c = buf[i];
+        if (c == '\0') {
+            sb_errf(errbuf, errlen, "NUL byte in body at offset %zu", i);
+            return false;
+        }
+        if (in_str) {
+            if (c == '\\') {
+                if (i + 5 < len && buf[i + 1] == 'u' && memcmp(buf + i + 2, "0000", 4) == 0) {
+                    sb_errf(errbuf, errlen, "\\u0000 is not allowed in strings");
+                    return false;
+                }
+                i++;
+            } else if (c == '"') {
+                in_str = false;
+            }
+        } else if (c == '"') {
+            in_str = true;
+        } else if (c == '{' || c == '[') {
+            if (++depth > JSON_MAX_DEPTH) {
+                sb_errf(errbuf, errlen, "JSON nested deeper than %d levels", JSON_MAX_DEPTH);
+                return false;
+            }
+        } else if (c == '}' || c == ']') {
+            depth--;
+        }
+    }
+    return true;
+}
+
+cJSON *json_parse_strict(const char *buf, size_t len, char *errbuf, size_t errlen)
+{
+    if (len == 0) {
+        sb_errf(errbuf, errlen, "empty body; a JSON document is required");
+        return NULL;
+    }
+    if (!json_utf8_valid(buf, len)) {
+        sb_errf(errbuf, errlen, "body is not valid UTF-8");
+        return NULL;
+    }
+    if (!prescan(buf, len, errbuf, errlen))
+        return NULL;
+    const char *end = NULL;
+    cJSON *root = cJSON_ParseWithLengthOpts(buf, len, &end, false);
+    if (root == NULL) {
+        size_t off = end ? (size_t)(end - buf) : 0;
+        if (off > len)
+            off = len;
+        sb_errf(errbuf, errlen, "malformed JSON near offset %zu", off);
+        return NULL;
+    }
+    /* Only whitespace may follow the document. */
+    for (size_t i = (size_t)(end - buf); i < len; i++) {
+        if (buf[i] != ' ' && buf[i] != '\n' && buf[i] != '\r' && buf[i] != '\t') {
+            cJSON_Delete(root);
+            sb_errf(errbuf, errlen, "trailing data after JSON at offset %zu", i);
+            return NULL;
+        }
+    }
+    return root;
+}
+
+static const char *kind_name(enum json_kind k)
+{
+    switch (k) {
+    case JSON_K_STRING: return "a string";
+    case JSON_K_INT: return "an integer";
+    case JSON_K_BOOL: return "a boolean";
+    case JSON_K_OBJECT: return "an object";
+    case JSON_K_ARRAY: return "an array";
+    }
+    return "?";
+}
+
+static bool check_field(const cJSON *item, const struct json_field *f, char *errbuf,
+                        size_t errlen)
+{
+    switch (f->kind) {
+    case JSON_K_STRING: {
+        if (!cJSON_IsString(item))
+            break;
+        int64_t n = (int64_t)json_utf8_len(item->valuestring);
+        if (n < f->min || n > f->max) {
+            sb_errf(errbuf, errlen, "field '%s' must be %lld to %lld characters long", f->name,
+                    (long long)f->min, (long long)f->max);
+            return false;
+        }
+        return true;
+    }
+    case JSON_K_INT: {
+        if (!cJSON_IsNumber(item))
+            break;
+        double v = item->valuedouble;
+        if (!isfinite(v) || floor(v) != v || v < (double)f->min || v > (double)f->max) {
+            sb_errf(errbuf, errlen, "field '%s' must be an integer from %lld to %lld", f->name,
+                    (long long)f->min, (long long)f->max);
+            return false;
+        }
+        return true;
+    }
+    case JSON_K_BOOL:
+        if (cJSON_IsBool(item))
+            return true;
+        break;
+    case JSON_K_OBJECT:
+        if (cJSON_IsObject(item))
+            return true;
+        break;
+    case JSON_K_ARRAY: {
+        if (!cJSON_IsArray(item))
+            break;
+        int64_t n = cJSON_GetArraySize(item);
+        if (n < f->min || n > f->max) {
+            sb_errf(errbuf, errlen, "field '%s' must hold %lld to %lld items", f->name,
+                    (long long)f->min, (long long)f->max);
+            return false;
+        }
+        return true;
+    }
+    }
+    sb_errf(errbuf, errlen, "field '%s' must be %s", f->name, kind_name(f->kind));
+    return false;
+}
+
+bool json_check_object(const cJSON *obj, const struct json_field *fields, size_t nfields,
+                       char *errbuf, size_t errlen)
+{
+    if (!cJSON_IsObject(obj)) {
+        sb_errf(errbuf, errlen, "a JSON object is required");
+        return false;
+    }
+    for (const cJSON *it = obj->child; it; it = it->next) {
+        const struct json_field *f = NULL;
+        for (size_t i = 0; i < nfields; i++)
+            if (strcmp(fields[i].name, it->string) == 0)
+                f = &fields[i];
+        if (f == NULL) {
+            sb_errf(errbuf, errlen, "unknown field '%s'", it->string);
+            return false;
+        }
+        for (const cJSON *o = obj->child; o != it; o = o->next)
+            if (strcmp(o->string, it->string) == 0) {
+                sb_errf(errbuf, errlen, "duplicate field '%s'", it->string);
+                return false;
+            }
+        if (!check_field(it, f, errbuf, errlen))
+            return false;
+    }
+    for (size_t i = 0; i < nfields; i++)
+        if (fields[i].required && !cJSON_GetObjectItemCaseSensitive(obj, fields[i].name)) {
+            sb_errf(errbuf, errlen, "missing field '%s'", fields[i].name);
+            return false;
+        }
+    return true;
+}
+
+const char *json_str(const cJSON *obj, const char *name, const char *def)
+{
+    const cJSON *it = cJSON_GetObjectItemCaseSensitive(obj, name);
+    return cJSON_IsString(it) ? it->valuestring : def;
+}
+
+int64_t json_i64(const cJSON *obj, const char *name, int64_t def)
+{
+    const cJSON *it = cJSON_GetObjectItemCaseSensitive(obj, name);
+    return cJSON_IsNumber(it) ? (int64_t)it->valuedouble : def;
+}

@@ -1,0 +1,45 @@
+/* json.h - strict JSON input: well-formed UTF-8, bounded nesting, no NULs,
+ * declared fields only, each of the declared type and size.
+ *
+ * cJSON alone accepts invalid UTF-8, silently truncates strings at "\u0000"
+ * and keeps duplicate keys; every byte from a client or another producer
+ * goes through json_parse_strict first, then json_check_object. */
+#ifndef SB_JSON_H
+#define SB_JSON_H
+
+#include <cjson/cJSON.h>
+#include <stdint.h>
+
+#include "util.h"
+
+#define JSON_MAX_DEPTH 32
+
+enum json_kind { JSON_K_STRING, JSON_K_INT, JSON_K_BOOL, JSON_K_OBJECT, JSON_K_ARRAY };
+
+struct json_field {
+    const char *name;
+    enum json_kind kind;
+    bool required;
+    int64_t min; /* strings: code points; ints: value; arrays: items */
+    int64_t max;
+};
+
+/* True if buf[0..len) is valid UTF-8 (no overlongs, no surrogates). */
+bool json_utf8_valid(const char *buf, size_t len);
+/* Number of code points in a valid UTF-8 string. */
+size_t json_utf8_len(const char *s);
+
+/* Parses buf (len bytes, need not be NUL-terminated). */
+cJSON *json_parse_strict(const char *buf, size_t len, char *errbuf, size_t errlen);
+
+/* Checks obj is an object holding exactly the declared fields (no unknown,
+ * no duplicates), required ones present, each of its kind and bounds. The
+ * message names the offending field. */
+bool json_check_object(const cJSON *obj, const struct json_field *fields, size_t nfields,
+                       char *errbuf, size_t errlen) SB_NODISCARD;
+
+/* Typed getters for fields already checked; defaults when absent. */
+const char *json_str(const cJSON *obj, const char *name, const char *def);
+int64_t json_i64(const cJSON *obj, const char *name, int64_t def);
+
+#endif

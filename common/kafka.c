@@ -1,0 +1,427 @@
+/* kafka.c - see kafka.h. */
+#include "kafka.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+
+struct kafka_producer {
+    rd_kafka_t *rk;
+    pthread_t poller;
+    atomic_bool stop;
+};
+
+struct kafka_consumer {
+    rd_kafka_t *rk;
+};
+
+struct delivery {
+    kafka_delivery_fn cb;
+    void *opaque;
+};
+
+static void on_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
+{
+    (void)rk;
+    enum log_level l = level <= 3 ? LOG_ERROR : level <= 5 ? LOG_WARN : LOG_DEBUG;
+    log_msg(l, "librdkafka", "facility=%s detail=\"%s\"", fac, buf);
+}
+
+static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
+{
+    (void)opaque;
+    /* Most errors are transient and librdkafka recovers by itself; a fatal
+     * one (idempotence broken) is logged loudly and the process carries on
+     * failing deliveries, which callers turn into 503s. */
+    char fatal[256] = "";
+    if (err == RD_KAFKA_RESP_ERR__FATAL)
+        rd_kafka_fatal_error(rk, fatal, sizeof fatal);
+    log_msg(err == RD_KAFKA_RESP_ERR__FATAL ? LOG_ERROR : LOG_WARN, "kafka error",
+            "client=%s err=%s reason=\"%s\"%s%s", rd_kafka_name(rk),
+            rd_kafka_err2name((rd_kafka_resp_err_t)err), reason, *fatal ? " fatal=" : "", fatal);
+}
+
+static bool conf_set(rd_kafka_conf_t *conf, const char *k, const char *v, char *errbuf,
+                     size_t errlen)
+{
+    char e[256];
+    if (rd_kafka_conf_set(conf, k, v, e, sizeof e) != RD_KAFKA_CONF_OK) {
+        sb_errf(errbuf, errlen, "kafka config %s=%s: %s", k, v, e);
+        return false;
+    }
+    return true;
+}
+
+static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
+{
+    (void)rk;
+    (void)opaque;
+    struct delivery *d = m->_private;
+    if (d == NULL)
+        return;
+    d->cb(d->opaque, m->err);
+    free(d);
+}
+
+static void *producer_poll_main(void *arg)
+{
+    struct kafka_producer *p = arg;
+    while (!atomic_load(&p->stop))
+        rd_kafka_poll(p->rk, 100);
+    return NULL;
+}
+
+struct kafka_producer *kafka_producer_new(const char *brokers, int64_t message_timeout_ms,
+                                          char *errbuf, size_t errlen)
+{
+    struct kafka_producer *p = calloc(1, sizeof *p);
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    char timeout[32];
+    snprintf(timeout, sizeof timeout, "%lld", (long long)message_timeout_ms);
+    if (p == NULL || conf == NULL) {
+        sb_errf(errbuf, errlen, "out of memory");
+        goto fail;
+    }
+    /* Idempotence gives acks=all and retries without duplicates or
+     * reordering; linger 1 ms batches concurrent requests without adding
+     * visible latency; the message timeout bounds how long an HTTP request
+     * can wait before it is answered 503. */
+    if (!conf_set(conf, "bootstrap.servers", brokers, errbuf, errlen) ||
+        !conf_set(conf, "enable.idempotence", "true", errbuf, errlen) ||
+        !conf_set(conf, "acks", "all", errbuf, errlen) ||
+        !conf_set(conf, "linger.ms", "1", errbuf, errlen) ||
+        !conf_set(conf, "message.timeout.ms", timeout, errbuf, errlen) ||
+        !conf_set(conf, "socket.keepalive.enable", "true", errbuf, errlen) ||
+        !conf_set(conf, "reconnect.backoff.max.ms", "1000", errbuf, errlen) ||
+        !conf_set(conf, "client.id", "switchboard", errbuf, errlen))
+        goto fail;
+    rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
+    rd_kafka_conf_set_log_cb(conf, on_log);
+    rd_kafka_conf_set_error_cb(conf, on_error);
+    char e[512];
+    p->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, e, sizeof e);
+    if (p->rk == NULL) {
+        sb_errf(errbuf, errlen, "kafka producer: %s", e);
+        goto fail;
+    }
+    conf = NULL; /* owned by rk now */
+    if (pthread_create(&p->poller, NULL, producer_poll_main, p) != 0) {
+        sb_errf(errbuf, errlen, "pthread_create failed");
+        rd_kafka_destroy(p->rk);
+        goto fail;
+    }
+    return p;
+fail:
+    if (conf)
+        rd_kafka_conf_destroy(conf);
+    free(p);
+    return NULL;
+}
+
+int kafka_producer_flush(struct kafka_producer *p, int timeout_ms)
+{
+    rd_kafka_flush(p->rk, timeout_ms);
+    return rd_kafka_outq_len(p->rk);
+}
+
+int kafka_producer_outstanding(struct kafka_producer *p)
+{
+    return rd_kafka_outq_len(p->rk);
+}
+
+void kafka_producer_free(struct kafka_producer *p, int timeout_ms)
+{
+    if (p == NULL)
+        return;
+    int left = kafka_producer_flush(p, timeout_ms);
+    if (left > 0)
+        log_error("kafka producer closing with undelivered messages", "count=%d", left);
+    atomic_store(&p->stop, true);
+    pthread_join(p->poller, NULL);
+    /* Undelivered messages get their callbacks (with an error) here. */
+    rd_kafka_purge(p->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+    rd_kafka_poll(p->rk, 0);
+    rd_kafka_destroy(p->rk);
+    free(p);
+}
+
+bool kafka_produce(struct kafka_producer *p, const char *topic, const void *key, size_t keylen,
+                   const void *val, size_t len, rd_kafka_headers_t *headers,
+                   kafka_delivery_fn cb, void *opaque, char *errbuf, size_t errlen)
+{
+    struct delivery *d = NULL;
+    if (cb) {
+        d = malloc(sizeof *d);
+        if (d == NULL) {
+            sb_errf(errbuf, errlen, "out of memory");
+            if (headers)
+                rd_kafka_headers_destroy(headers);
+            return false;
+        }
+        d->cb = cb;
+        d->opaque = opaque;
+    }
+    rd_kafka_resp_err_t err;
+    if (headers)
+        err = rd_kafka_producev(p->rk, RD_KAFKA_V_TOPIC(topic),
+                                RD_KAFKA_V_KEY((void *)key, keylen),
+                                RD_KAFKA_V_VALUE((void *)val, len),
+                                RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                                RD_KAFKA_V_HEADERS(headers), RD_KAFKA_V_OPAQUE(d), RD_KAFKA_V_END);
+    else
+        err = rd_kafka_producev(p->rk, RD_KAFKA_V_TOPIC(topic),
+                                RD_KAFKA_V_KEY((void *)key, keylen),
+                                RD_KAFKA_V_VALUE((void *)val, len),
+                                RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                                RD_KAFKA_V_OPAQUE(d), RD_KAFKA_V_END);
+    if (err) {
+        /* On failure the headers are still ours. */
+        if (headers)
+            rd_kafka_headers_destroy(headers);
+        free(d);
+        sb_errf(errbuf, errlen, "produce to %s: %s", topic, rd_kafka_err2str(err));
+        return false;
+    }
+    return true;
+}
+
+struct sync_wait {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    bool done;
+    rd_kafka_resp_err_t err;
+};
+
+static void on_sync_delivery(void *opaque, rd_kafka_resp_err_t err)
+{
+    struct sync_wait *w = opaque;
+    pthread_mutex_lock(&w->lock);
+    w->done = true;
+    w->err = err;
+    pthread_cond_signal(&w->cond);
+    pthread_mutex_unlock(&w->lock);
+}
+
+bool kafka_produce_sync(struct kafka_producer *p, const char *topic, const void *key,
+                        size_t keylen, const void *val, size_t len, rd_kafka_headers_t *headers,
+                        char *errbuf, size_t errlen)
+{
+    struct sync_wait w = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
+    if (!kafka_produce(p, topic, key, keylen, val, len, headers, on_sync_delivery, &w, errbuf,
+                       errlen))
+        return false;
+    /* message.timeout.ms bounds this wait: librdkafka always reports. */
+    pthread_mutex_lock(&w.lock);
+    while (!w.done)
+        pthread_cond_wait(&w.cond, &w.lock);
+    pthread_mutex_unlock(&w.lock);
+    if (w.err) {
+        sb_errf(errbuf, errlen, "delivery to %s: %s", topic, rd_kafka_err2str(w.err));
+        return false;
+    }
+    return true;
+}
+
+bool kafka_producer_check(struct kafka_producer *p, int timeout_ms, char *errbuf, size_t errlen)
+{
+    const struct rd_kafka_metadata *md = NULL;
+    rd_kafka_resp_err_t err = rd_kafka_metadata(p->rk, 0, NULL, &md, timeout_ms);
+    if (err) {
+        sb_errf(errbuf, errlen, "metadata: %s", rd_kafka_err2str(err));
+        return false;
+    }
+    bool ok = md->broker_cnt > 0;
+    if (!ok)
+        sb_errf(errbuf, errlen, "metadata lists no brokers");
+    rd_kafka_metadata_destroy(md);
+    return ok;
+}
+
+static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                         rd_kafka_topic_partition_list_t *parts, void *opaque)
+{
+    (void)opaque;
+    char list[512] = "";
+    size_t n = 0;
+    for (int i = 0; i < parts->cnt && n < sizeof list - 40; i++)
+        n += (size_t)snprintf(list + n, sizeof list - n, "%s%s[%d]", i ? "," : "",
+                              parts->elems[i].topic, parts->elems[i].partition);
+    if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+        log_info("partitions assigned", "count=%d partitions=%s", parts->cnt, list);
+        rd_kafka_assign(rk, parts);
+    } else {
+        /* Commit what was processed before another member takes over, so
+         * it does not redo (idempotently, but needlessly) our work. */
+        log_info("partitions revoked", "count=%d partitions=%s", parts->cnt, list);
+        rd_kafka_resp_err_t cerr = rd_kafka_commit(rk, NULL, 0);
+        if (cerr && cerr != RD_KAFKA_RESP_ERR__NO_OFFSET)
+            log_warn("commit on revoke failed", "err=%s", rd_kafka_err2name(cerr));
+        rd_kafka_assign(rk, NULL);
+    }
+}
+
+struct kafka_consumer *kafka_consumer_new(const char *brokers, const char *group,
+                                          const char *const *topics, size_t ntopics,
+                                          int64_t session_timeout_ms, char *errbuf,
+                                          size_t errlen)
+{
+    struct kafka_consumer *c = calloc(1, sizeof *c);
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    rd_kafka_topic_partition_list_t *subs = NULL;
+    char session[32], heartbeat[32];
+    snprintf(session, sizeof session, "%lld", (long long)session_timeout_ms);
+    snprintf(heartbeat, sizeof heartbeat, "%lld", (long long)(session_timeout_ms / 3));
+    if (c == NULL || conf == NULL) {
+        sb_errf(errbuf, errlen, "out of memory");
+        goto fail;
+    }
+    if (!conf_set(conf, "bootstrap.servers", brokers, errbuf, errlen) ||
+        !conf_set(conf, "group.id", group, errbuf, errlen) ||
+        !conf_set(conf, "enable.auto.offset.store", "false", errbuf, errlen) ||
+        !conf_set(conf, "enable.auto.commit", "true", errbuf, errlen) ||
+        !conf_set(conf, "auto.commit.interval.ms", "1000", errbuf, errlen) ||
+        !conf_set(conf, "auto.offset.reset", "earliest", errbuf, errlen) ||
+        !conf_set(conf, "session.timeout.ms", session, errbuf, errlen) ||
+        !conf_set(conf, "heartbeat.interval.ms", heartbeat, errbuf, errlen) ||
+        !conf_set(conf, "reconnect.backoff.max.ms", "1000", errbuf, errlen) ||
+        !conf_set(conf, "client.id", group, errbuf, errlen))
+        goto fail;
+    rd_kafka_conf_set_rebalance_cb(conf, on_rebalance);
+    rd_kafka_conf_set_log_cb(conf, on_log);
+    rd_kafka_conf_set_error_cb(conf, on_error);
+    char e[512];
+    c->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, e, sizeof e);
+    if (c->rk == NULL) {
+        sb_errf(errbuf, errlen, "kafka consumer: %s", e);
+        goto fail;
+    }
+    conf = NULL;
+    rd_kafka_poll_set_consumer(c->rk);
+    subs = rd_kafka_topic_partition_list_new((int)ntopics);
+    for (size_t i = 0; i < ntopics; i++)
+        rd_kafka_topic_partition_list_add(subs, topics[i], RD_KAFKA_PARTITION_UA);
+    rd_kafka_resp_err_t err = rd_kafka_subscribe(c->rk, subs);
+    rd_kafka_topic_partition_list_destroy(subs);
+    if (err) {
+        sb_errf(errbuf, errlen, "subscribe: %s", rd_kafka_err2str(err));
+        rd_kafka_destroy(c->rk);
+        goto fail;
+    }
+    return c;
+fail:
+    if (conf)
+        rd_kafka_conf_destroy(conf);
+    free(c);
+    return NULL;
+}
+
+size_t kafka_consumer_poll_batch(struct kafka_consumer *c, rd_kafka_message_t **msgs,
+                                 size_t max, int wait_ms)
+{
+    size_t n = 0;
+    int64_t deadline = sb_mono_ms() + wait_ms;
+    while (n < max) {
+        int64_t left = deadline - sb_mono_ms();
+        if (left < 0)
+            left = 0;
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(c->rk, (int)left);
+        if (m == NULL) {
+            if (left == 0)
+                break;
+            continue;
+        }
+        if (m->err) {
+            if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
+                log_warn("consumer error", "err=%s detail=\"%s\"", rd_kafka_err2name(m->err),
+                         rd_kafka_message_errstr(m));
+            rd_kafka_message_destroy(m);
+            continue;
+        }
+        msgs[n++] = m;
+    }
+    return n;
+}
+
+/* Builds one entry per partition with the lowest (first) or highest
+ * (last + 1) offset seen in the batch. */
+static rd_kafka_topic_partition_list_t *batch_offsets(rd_kafka_message_t **msgs, size_t n,
+                                                      bool first)
+{
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new((int)n);
+    for (size_t i = 0; i < n; i++) {
+        const char *topic = rd_kafka_topic_name(msgs[i]->rkt);
+        int64_t off = first ? msgs[i]->offset : msgs[i]->offset + 1;
+        rd_kafka_topic_partition_t *tp =
+            rd_kafka_topic_partition_list_find(l, topic, msgs[i]->partition);
+        if (tp == NULL) {
+            tp = rd_kafka_topic_partition_list_add(l, topic, msgs[i]->partition);
+            tp->offset = off;
+        } else if (first ? off < tp->offset : off > tp->offset) {
+            tp->offset = off;
+        }
+    }
+    return l;
+}
+
+bool kafka_consumer_store(struct kafka_consumer *c, rd_kafka_message_t **msgs, size_t n,
+                          char *errbuf, size_t errlen)
+{
+    if (n == 0)
+        return true;
+    rd_kafka_topic_partition_list_t *l = batch_offsets(msgs, n, false);
+    rd_kafka_resp_err_t err = rd_kafka_offsets_store(c->rk, l);
+    rd_kafka_topic_partition_list_destroy(l);
+    /* _STATE means a partition was revoked meanwhile: its new owner will
+     * redo the batch, which is safe because every handler is idempotent. */
+    if (err && err != RD_KAFKA_RESP_ERR__STATE) {
+        sb_errf(errbuf, errlen, "offsets store: %s", rd_kafka_err2str(err));
+        return false;
+    }
+    return true;
+}
+
+bool kafka_consumer_rewind(struct kafka_consumer *c, rd_kafka_message_t **msgs, size_t n,
+                           char *errbuf, size_t errlen)
+{
+    if (n == 0)
+        return true;
+    rd_kafka_topic_partition_list_t *l = batch_offsets(msgs, n, true);
+    rd_kafka_error_t *e = rd_kafka_seek_partitions(c->rk, l, 5000);
+    bool ok = e == NULL;
+    if (e) {
+        sb_errf(errbuf, errlen, "seek: %s", rd_kafka_error_string(e));
+        rd_kafka_error_destroy(e);
+    }
+    rd_kafka_topic_partition_list_destroy(l);
+    return ok;
+}
+
+void kafka_consumer_free(struct kafka_consumer *c)
+{
+    if (c == NULL)
+        return;
+    rd_kafka_resp_err_t err = rd_kafka_consumer_close(c->rk);
+    if (err)
+        log_warn("consumer close", "err=%s", rd_kafka_err2name(err));
+    rd_kafka_destroy(c->rk);
+    free(c);
+}
+
+bool kafka_header(const rd_kafka_message_t *m, const char *name, char *out, size_t cap)
+{
+    rd_kafka_headers_t *hdrs = NULL;
+    const void *val;
+    size_t len;
+    if (rd_kafka_message_headers(m, &hdrs) != RD_KAFKA_RESP_ERR_NO_ERROR ||
+        rd_kafka_header_get_last(hdrs, name, &val, &len) != RD_KAFKA_RESP_ERR_NO_ERROR)
+        return false;
+    if (len >= cap)
+        len = cap - 1;
+    memcpy(out, val, len);
+    out[len] = '\0';
+    return true;
+}

@@ -1,0 +1,67 @@
+/* kafka.h - the Kafka producer and consumer every process uses.
+ *
+ * Producer: idempotent (acks=all, ordered retries), one per process, with a
+ * thread serving delivery reports. Each message carries its own completion
+ * callback, called once on that thread with the final result; the
+ * dispatcher forwards it to the loop that owns the HTTP request (loopq).
+ *
+ * Consumer: at-least-once. Offsets are stored only by kafka_consumer_store,
+ * after the side effect committed; librdkafka's auto-commit then commits
+ * stored offsets, and a revoke commits them synchronously before the
+ * partitions move. A batch that failed for a passing reason is rewound
+ * (seek) so it is fetched again, instead of being held across polls. */
+#ifndef SB_KAFKA_H
+#define SB_KAFKA_H
+
+#include <librdkafka/rdkafka.h>
+
+#include "util.h"
+
+/* Called once per message on the delivery thread; err 0 = acknowledged. */
+typedef void (*kafka_delivery_fn)(void *opaque, rd_kafka_resp_err_t err);
+
+struct kafka_producer;
+struct kafka_producer *kafka_producer_new(const char *brokers, int64_t message_timeout_ms,
+                                          char *errbuf, size_t errlen);
+/* Flushes (up to timeout_ms) then destroys. */
+void kafka_producer_free(struct kafka_producer *p, int timeout_ms);
+/* Enqueues a message; headers (may be NULL) are taken over. On false the
+ * callback will not be called and errbuf says why (queue full, ...). */
+bool kafka_produce(struct kafka_producer *p, const char *topic, const void *key, size_t keylen,
+                   const void *val, size_t len, rd_kafka_headers_t *headers,
+                   kafka_delivery_fn cb, void *opaque, char *errbuf, size_t errlen) SB_NODISCARD;
+/* Produces and waits for the acknowledgement (dead letters, tools). */
+bool kafka_produce_sync(struct kafka_producer *p, const char *topic, const void *key,
+                        size_t keylen, const void *val, size_t len, rd_kafka_headers_t *headers,
+                        char *errbuf, size_t errlen) SB_NODISCARD;
+/* Waits for outstanding deliveries; returns how many are still pending. */
+int kafka_producer_flush(struct kafka_producer *p, int timeout_ms);
+/* Asks a broker for metadata: true if the cluster answered in time. */
+bool kafka_producer_check(struct kafka_producer *p, int timeout_ms, char *errbuf, size_t errlen);
+/* Messages waiting for acknowledgement. */
+int kafka_producer_outstanding(struct kafka_producer *p);
+
+struct kafka_consumer;
+struct kafka_consumer *kafka_consumer_new(const char *brokers, const char *group,
+                                          const char *const *topics, size_t ntopics,
+                                          int64_t session_timeout_ms, char *errbuf,
+                                          size_t errlen);
+/* Collects up to max messages, waiting at most wait_ms for the first one
+ * and then until the batch is full or wait_ms has passed. Error events are
+ * logged and dropped here; returns the number of messages (caller destroys
+ * each with rd_kafka_message_destroy). */
+size_t kafka_consumer_poll_batch(struct kafka_consumer *c, rd_kafka_message_t **msgs,
+                                 size_t max, int wait_ms);
+/* Marks msgs[0..n) processed: stores offset+1 for each partition. */
+bool kafka_consumer_store(struct kafka_consumer *c, rd_kafka_message_t **msgs, size_t n,
+                          char *errbuf, size_t errlen) SB_NODISCARD;
+/* Seeks every partition in msgs back to its first offset in the batch. */
+bool kafka_consumer_rewind(struct kafka_consumer *c, rd_kafka_message_t **msgs, size_t n,
+                           char *errbuf, size_t errlen) SB_NODISCARD;
+/* Commits stored offsets, leaves the group, destroys. */
+void kafka_consumer_free(struct kafka_consumer *c);
+
+/* Reads a header's value as a NUL-terminated copy into out; false if absent. */
+bool kafka_header(const rd_kafka_message_t *m, const char *name, char *out, size_t cap);
+
+#endif

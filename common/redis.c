@@ -1,0 +1,226 @@
+/* redis.c - see redis.h. */
+#include "redis.h"
+
+#include <hiredis/adapters/libevent.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backoff.h"
+#include "log.h"
+
+#define REDIS_PING_MS 1000
+#define REDIS_STALE_MS 3000
+
+struct redis_client {
+    struct event_base *base;
+    struct redis_url url;
+    redisAsyncContext *ac; /* NULL while disconnected */
+    bool connected;
+    bool closing;
+    int64_t last_pong_ms;
+    struct backoff backoff;
+    struct event *reconnect_ev;
+    struct event *ping_ev;
+};
+
+bool redis_parse_url(const char *url, struct redis_url *out, char *errbuf, size_t errlen)
+{
+    memset(out, 0, sizeof *out);
+    out->port = 6379;
+    const char *p = url;
+    if (strncmp(p, "redis://", 8) != 0) {
+        sb_errf(errbuf, errlen, "Redis URL must start with redis:// (got '%s')", url);
+        return false;
+    }
+    p += 8;
+    const char *at = strrchr(p, '@');
+    if (at) {
+        const char *colon = memchr(p, ':', (size_t)(at - p));
+        const char *pw = colon ? colon + 1 : p;
+        size_t n = (size_t)(at - pw);
+        if (n >= sizeof out->password)
+            goto bad;
+        memcpy(out->password, pw, n);
+        p = at + 1;
+    }
+    size_t hlen = strcspn(p, ":/");
+    if (hlen == 0 || hlen >= sizeof out->host)
+        goto bad;
+    memcpy(out->host, p, hlen);
+    p += hlen;
+    if (*p == ':') {
+        char *end;
+        long port = strtol(p + 1, &end, 10);
+        if (port <= 0 || port > 65535)
+            goto bad;
+        out->port = (int)port;
+        p = end;
+    }
+    if (*p == '/' && p[1]) {
+        int64_t db;
+        if (!sb_parse_i64(p + 1, 0, 1000, &db))
+            goto bad;
+        out->db = (int)db;
+    } else if (*p && strcmp(p, "/") != 0) {
+        goto bad;
+    }
+    return true;
+bad:
+    sb_errf(errbuf, errlen, "cannot parse Redis URL (want redis://[:password@]host:port[/db])");
+    return false;
+}
+
+static void redis_schedule_reconnect(struct redis_client *rc)
+{
+    if (rc->closing)
+        return;
+    int64_t ms = backoff_next(&rc->backoff);
+    struct timeval tv = {.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
+    evtimer_add(rc->reconnect_ev, &tv);
+}
+
+static void on_connect(const redisAsyncContext *ac, int status)
+{
+    struct redis_client *rc = ac->data;
+    if (status != REDIS_OK) {
+        /* hiredis frees the context after this callback. */
+        log_warn("redis connect failed", "host=%s port=%d err=\"%s\"", rc->url.host,
+                 rc->url.port, ac->errstr);
+        rc->ac = NULL;
+        redis_schedule_reconnect(rc);
+        return;
+    }
+    rc->connected = true;
+    rc->last_pong_ms = sb_mono_ms();
+    backoff_reset(&rc->backoff);
+    log_info("redis connected", "host=%s port=%d", rc->url.host, rc->url.port);
+}
+
+static void on_disconnect(const redisAsyncContext *ac, int status)
+{
+    struct redis_client *rc = ac->data;
+    rc->ac = NULL;
+    rc->connected = false;
+    if (!rc->closing) {
+        log_warn("redis disconnected", "host=%s port=%d err=\"%s\"", rc->url.host, rc->url.port,
+                 status == REDIS_OK ? "closed" : ac->errstr);
+        redis_schedule_reconnect(rc);
+    }
+}
+
+static void on_reply_ignored(redisAsyncContext *ac, void *r, void *priv)
+{
+    (void)ac;
+    (void)priv;
+    redisReply *reply = r;
+    if (reply && reply->type == REDIS_REPLY_ERROR)
+        log_error("redis setup command failed", "err=\"%s\"", reply->str);
+}
+
+static void on_pong(redisAsyncContext *ac, void *r, void *priv)
+{
+    (void)priv;
+    struct redis_client *rc = ac->data;
+    redisReply *reply = r;
+    if (reply && reply->type != REDIS_REPLY_ERROR)
+        rc->last_pong_ms = sb_mono_ms();
+}
+
+static void redis_dial(struct redis_client *rc)
+{
+    redisAsyncContext *ac = redisAsyncConnect(rc->url.host, rc->url.port);
+    if (ac == NULL || ac->err) {
+        log_warn("redis connect failed", "host=%s port=%d err=\"%s\"", rc->url.host,
+                 rc->url.port, ac ? ac->errstr : "out of memory");
+        if (ac)
+            redisAsyncFree(ac);
+        redis_schedule_reconnect(rc);
+        return;
+    }
+    ac->data = rc;
+    rc->ac = ac;
+    redisLibeventAttach(ac, rc->base);
+    redisAsyncSetConnectCallback(ac, on_connect);
+    redisAsyncSetDisconnectCallback(ac, on_disconnect);
+    /* Commands queued before the connect completes are sent once it does. */
+    if (*rc->url.password)
+        redisAsyncCommand(ac, on_reply_ignored, NULL, "AUTH %s", rc->url.password);
+    if (rc->url.db)
+        redisAsyncCommand(ac, on_reply_ignored, NULL, "SELECT %d", rc->url.db);
+}
+
+static void on_reconnect_timer(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    redis_dial(arg);
+}
+
+static void on_ping_timer(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct redis_client *rc = arg;
+    if (rc->ac && rc->connected)
+        redisAsyncCommand(rc->ac, on_pong, NULL, "PING");
+}
+
+struct redis_client *redis_client_new(struct event_base *base, const struct redis_url *url)
+{
+    struct redis_client *rc = calloc(1, sizeof *rc);
+    if (rc == NULL)
+        return NULL;
+    rc->base = base;
+    rc->url = *url;
+    backoff_init(&rc->backoff, 100, 2000);
+    rc->reconnect_ev = evtimer_new(base, on_reconnect_timer, rc);
+    rc->ping_ev = event_new(base, -1, EV_PERSIST, on_ping_timer, rc);
+    if (rc->reconnect_ev == NULL || rc->ping_ev == NULL) {
+        redis_client_free(rc);
+        return NULL;
+    }
+    struct timeval tv = {.tv_sec = REDIS_PING_MS / 1000, .tv_usec = (REDIS_PING_MS % 1000) * 1000};
+    event_add(rc->ping_ev, &tv);
+    redis_dial(rc);
+    return rc;
+}
+
+void redis_client_free(struct redis_client *rc)
+{
+    if (rc == NULL)
+        return;
+    rc->closing = true;
+    if (rc->ac)
+        redisAsyncFree(rc->ac); /* runs pending callbacks with NULL replies */
+    if (rc->reconnect_ev)
+        event_free(rc->reconnect_ev);
+    if (rc->ping_ev)
+        event_free(rc->ping_ev);
+    free(rc);
+}
+
+bool redis_client_ready(const struct redis_client *rc)
+{
+    return rc->connected && sb_mono_ms() - rc->last_pong_ms < REDIS_STALE_MS;
+}
+
+bool redis_client_command(struct redis_client *rc, redisCallbackFn *cb, void *priv,
+                          const char *fmt, ...)
+{
+    if (rc->ac == NULL || !rc->connected)
+        return false;
+    va_list ap;
+    va_start(ap, fmt);
+    int rv = redisvAsyncCommand(rc->ac, cb, priv, fmt, ap);
+    va_end(ap);
+    return rv == REDIS_OK;
+}
+
+bool redis_client_command_argv(struct redis_client *rc, redisCallbackFn *cb, void *priv,
+                               int argc, const char **argv, const size_t *argvlen)
+{
+    if (rc->ac == NULL || !rc->connected)
+        return false;
+    return redisAsyncCommandArgv(rc->ac, cb, priv, argc, argv, argvlen) == REDIS_OK;
+}

@@ -1,0 +1,75 @@
+/* strbuf.c - see strbuf.h. */
+#include "strbuf.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static bool strbuf_reserve(struct strbuf *b, size_t extra)
+{
+    if (b->failed)
+        return false;
+    if (b->len + extra + 1 <= b->cap)
+        return true;
+    size_t ncap = b->cap ? b->cap : 256;
+    while (ncap < b->len + extra + 1)
+        ncap *= 2;
+    char *np = realloc(b->p, ncap);
+    if (np == NULL) {
+        b->failed = true;
+        return false;
+    }
+    b->p = np;
+    b->cap = ncap;
+    return true;
+}
+
+void strbuf_append(struct strbuf *b, const char *s, size_t n)
+{
+    if (!strbuf_reserve(b, n))
+        return;
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+    b->p[b->len] = '\0';
+}
+
+void strbuf_appendf(struct strbuf *b, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    if (n < 0) {
+        b->failed = true;
+        return;
+    }
+    if (!strbuf_reserve(b, (size_t)n))
+        return;
+    va_start(ap, fmt);
+    vsnprintf(b->p + b->len, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    b->len += (size_t)n;
+}
+
+bool strbuf_failed(const struct strbuf *b)
+{
+    return b->failed;
+}
+
+char *strbuf_take(struct strbuf *b)
+{
+    if (b->failed) {
+        strbuf_free(b);
+        return NULL;
+    }
+    char *p = b->p ? b->p : strdup("");
+    memset(b, 0, sizeof *b);
+    return p;
+}
+
+void strbuf_free(struct strbuf *b)
+{
+    free(b->p);
+    memset(b, 0, sizeof *b);
+}

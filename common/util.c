@@ -1,0 +1,127 @@
+/* util.c - see util.h. */
+#include "util.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+
+void sb_errf(char *errbuf, size_t errlen, const char *fmt, ...)
+{
+    if (errbuf == NULL || errlen == 0)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(errbuf, errlen, fmt, ap);
+    va_end(ap);
+}
+
+int64_t sb_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int64_t sb_mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int64_t sb_mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+bool sb_random_bytes(void *buf, size_t len)
+{
+    size_t off = 0;
+    while (off < len) {
+        ssize_t n = getrandom((char *)buf + off, len - off, 0);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return false;
+        }
+        off += (size_t)n;
+    }
+    return true;
+}
+
+bool sb_random_id(char out[33])
+{
+    static const char hex[] = "0123456789abcdef";
+    unsigned char raw[16];
+    if (!sb_random_bytes(raw, sizeof raw))
+        return false;
+    for (size_t i = 0; i < sizeof raw; i++) {
+        out[2 * i] = hex[raw[i] >> 4];
+        out[2 * i + 1] = hex[raw[i] & 15];
+    }
+    out[32] = '\0';
+    return true;
+}
+
+void sb_sleep_ms_unless(int64_t ms, const volatile int *stop)
+{
+    int64_t end = sb_mono_ms() + ms;
+    while (!(stop && *stop)) {
+        int64_t left = end - sb_mono_ms();
+        if (left <= 0)
+            break;
+        if (left > 50)
+            left = 50; /* re-check the stop flag often */
+        struct timespec ts = {.tv_sec = 0, .tv_nsec = (long)left * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+}
+
+char *sb_read_file(const char *path, size_t *len_out, char *errbuf, size_t errlen)
+{
+    char *buf = NULL;
+    FILE *f = fopen(path, "rb");
+    if (f == NULL) {
+        sb_errf(errbuf, errlen, "open %s: %s", path, strerror(errno));
+        return NULL;
+    }
+    if (fseek(f, 0, SEEK_END) != 0)
+        goto fail;
+    long n = ftell(f);
+    if (n < 0 || fseek(f, 0, SEEK_SET) != 0)
+        goto fail;
+    buf = malloc((size_t)n + 1);
+    if (buf == NULL)
+        goto fail;
+    if (fread(buf, 1, (size_t)n, f) != (size_t)n)
+        goto fail;
+    buf[n] = '\0';
+    fclose(f);
+    if (len_out)
+        *len_out = (size_t)n;
+    return buf;
+fail:
+    sb_errf(errbuf, errlen, "read %s: %s", path, strerror(errno));
+    free(buf);
+    fclose(f);
+    return NULL;
+}
+
+bool sb_parse_i64(const char *s, int64_t min, int64_t max, int64_t *out)
+{
+    if (s == NULL || *s == '\0')
+        return false;
+    char *end = NULL;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno != 0 || *end != '\0' || v < min || v > max)
+        return false;
+    *out = v;
+    return true;
+}

@@ -1,0 +1,41 @@
+/* util.h - small helpers every subsystem uses: error buffers, clocks, ids. */
+#ifndef SB_UTIL_H
+#define SB_UTIL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define SB_NODISCARD __attribute__((warn_unused_result))
+#define SB_PRINTF(a, b) __attribute__((format(printf, a, b)))
+#define SB_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+
+/* Every fallible function takes (char *errbuf, size_t errlen) and writes a
+ * one-line reason there. ERRBUF_LEN is big enough for any of them. */
+#define ERRBUF_LEN 256
+
+void sb_errf(char *errbuf, size_t errlen, const char *fmt, ...) SB_PRINTF(3, 4);
+
+/* Wall clock in milliseconds since the epoch (job timestamps). */
+int64_t sb_now_ms(void);
+/* Monotonic clock in milliseconds (timeouts, latencies). */
+int64_t sb_mono_ms(void);
+/* Monotonic clock in microseconds (latency histograms). */
+int64_t sb_mono_us(void);
+
+/* Fills buf with len random bytes from getrandom(2). */
+bool sb_random_bytes(void *buf, size_t len) SB_NODISCARD;
+/* Writes a 128-bit random id as 32 lowercase hex chars + NUL (out >= 33). */
+bool sb_random_id(char out[33]) SB_NODISCARD;
+
+/* Sleeps up to ms milliseconds, waking early once *stop becomes true. */
+void sb_sleep_ms_unless(int64_t ms, const volatile int *stop);
+
+/* Reads a whole file into a NUL-terminated heap buffer. */
+char *sb_read_file(const char *path, size_t *len_out, char *errbuf, size_t errlen);
+
+/* Parses a base-10 integer that must span the whole string and lie in
+ * [min, max]. */
+bool sb_parse_i64(const char *s, int64_t min, int64_t max, int64_t *out) SB_NODISCARD;
+
+#endif

@@ -1,0 +1,146 @@
+/* switchboard-dispatcher - the HTTP front of switchboard.
+ *
+ * Start-up: config, Kafka producer, MySQL pool, one listening socket, N
+ * event-loop threads, readiness probes. The main thread then only waits for
+ * SIGTERM/SIGINT and runs the drain: stop accepting, let in-flight requests
+ * get their Kafka verdict (bounded by shutdown_timeout_ms), flush the
+ * producer, stop the loops. */
+#include <event2/thread.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "readiness.h"
+#include "server.h"
+
+extern struct route dispatcher_routes[];
+extern const size_t dispatcher_nroutes;
+
+static void *loop_main(void *arg)
+{
+    struct loop *l = arg;
+    event_base_loop(l->base, EVLOOP_NO_EXIT_ON_EMPTY);
+    return NULL;
+}
+
+static void stop_accepting_cb(void *arg)
+{
+    loop_stop_accepting(arg);
+}
+
+static void register_route_metrics(void)
+{
+    for (size_t i = 0; i < dispatcher_nroutes; i++) {
+        struct route *r = &dispatcher_routes[i];
+        char labels[128];
+        snprintf(labels, sizeof labels, "route=\"%s\"", r->name);
+        r->latency = metrics_histogram("switchboard_http_request_seconds", labels,
+                                       "time from request read to reply queued");
+        const char *const cls[] = {"2xx", "4xx", "5xx"};
+        struct metric **slots[] = {&r->c2xx, &r->c4xx, &r->c5xx};
+        for (size_t k = 0; k < 3; k++) {
+            snprintf(labels, sizeof labels, "route=\"%s\",class=\"%s\"", r->name, cls[k]);
+            *slots[k] = metrics_counter("switchboard_http_responses_total", labels,
+                                        "HTTP responses by route and status class");
+        }
+    }
+}
+
+int main(int argc, char **argv)
+{
+    struct sb_config cfg;
+    char err[ERRBUF_LEN];
+    switch (config_load(&cfg, SCOPE_DISPATCHER, "switchboard-dispatcher", "[options]", argc, argv,
+                        stdout, err, sizeof err)) {
+    case CONFIG_EXIT: config_free(&cfg); return 0;
+    case CONFIG_ERROR: fprintf(stderr, "switchboard-dispatcher: %s\n", err); return 2;
+    case CONFIG_OK: break;
+    }
+    if (!log_setup(cfg.log_level, cfg.log_format, "dispatcher"))
+        die("bad log_level or log_format", "level=%s format=%s", cfg.log_level, cfg.log_format);
+
+    /* Signals go to the main thread only (sigwait below); the loops and
+     * library threads inherit the blocked mask. */
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    if (evthread_use_pthreads() != 0)
+        die("libevent has no pthreads support", "%s", "");
+    if (mysql_library_init(0, NULL, NULL) != 0)
+        die("cannot initialise the MySQL client library", "%s", "");
+
+    struct dispatcher d = {.cfg = &cfg};
+    if (!redis_parse_url(cfg.redis_url, &d.redis_url, err, sizeof err) ||
+        !db_parse_url(cfg.mysql_url, &d.db_url, err, sizeof err))
+        die("bad configuration", "err=\"%s\"", err);
+    d.producer = kafka_producer_new(cfg.kafka_brokers, cfg.request_timeout_ms, err, sizeof err);
+    if (d.producer == NULL)
+        die("cannot create Kafka producer", "err=\"%s\"", err);
+    d.dbpool = db_pool_new(&d.db_url, (size_t)cfg.mysql_pool_size, err, sizeof err);
+    if (d.dbpool == NULL)
+        die("cannot start MySQL pool", "err=\"%s\"", err);
+    register_route_metrics();
+
+    int listen_fd;
+    if (!server_listen(cfg.listen, &listen_fd, err, sizeof err))
+        die("cannot listen", "err=\"%s\"", err);
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    int nloops = cfg.threads > 0 ? (int)cfg.threads : (cores > 0 ? (int)cores : 1);
+    struct loop *loops = calloc((size_t)nloops, sizeof *loops);
+    pthread_t *threads = calloc((size_t)nloops, sizeof *threads);
+    if (loops == NULL || threads == NULL)
+        die("out of memory", "%s", "");
+    for (int i = 0; i < nloops; i++) {
+        if (!loop_init(&loops[i], &d, i, listen_fd, err, sizeof err))
+            die("cannot start event loop", "err=\"%s\"", err);
+        if (pthread_create(&threads[i], NULL, loop_main, &loops[i]) != 0)
+            die("cannot start loop thread", "%s", "");
+    }
+    d.readiness = readiness_new(&d);
+    if (d.readiness == NULL)
+        die("cannot start readiness probes", "%s", "");
+    log_info("dispatcher listening", "listen=%s loops=%d pid=%d", cfg.listen, nloops, (int)getpid());
+
+    int sig = 0;
+    sigwait(&sigs, &sig);
+    log_info("draining", "signal=%d inflight=%d", sig, atomic_load(&d.inflight));
+    atomic_store(&d.draining, true);
+    for (int i = 0; i < nloops; i++)
+        if (!loopq_post(loops[i].q, stop_accepting_cb, &loops[i]))
+            log_error("cannot stop a loop's listener", "loop=%d", i);
+    close(listen_fd);
+
+    int64_t deadline = sb_mono_ms() + cfg.shutdown_timeout_ms;
+    while (atomic_load(&d.inflight) > 0 && sb_mono_ms() < deadline)
+        sb_sleep_ms_unless(10, NULL);
+    int left = atomic_load(&d.inflight);
+    if (left > 0)
+        log_warn("shutdown timeout with requests in flight", "inflight=%d", left);
+
+    readiness_free(d.readiness);
+    threadpool_free(d.dbpool);
+    for (int i = 0; i < nloops; i++)
+        event_base_loopexit(loops[i].base, NULL);
+    for (int i = 0; i < nloops; i++)
+        pthread_join(threads[i], NULL);
+    /* After the loops stopped but before their queues are freed: late
+     * delivery reports still find a queue to land in. */
+    kafka_producer_free(d.producer, 2000);
+    for (int i = 0; i < nloops; i++)
+        loop_destroy(&loops[i]);
+    free(loops);
+    free(threads);
+    mysql_library_end();
+    log_info("dispatcher stopped", "%s", "");
+    config_free(&cfg);
+    libevent_global_shutdown();
+    return 0;
+}

@@ -1,0 +1,148 @@
+/* routes_ops.c - operations routes and the route table.
+ *
+ *   GET  /healthz   the process is up and its loop answers
+ *   GET  /readyz    every dependency answered its last probe (else 503)
+ *   GET  /metrics   Prometheus text
+ *   POST /ops/ping  sends a system.ping job through Kafka to the persister;
+ *                   202 once Kafka acknowledged it (a pipeline probe) */
+#include <stdlib.h>
+#include <string.h>
+
+#include "envelope.h"
+#include "log.h"
+#include "readiness.h"
+#include "server.h"
+
+static void route_healthz(struct http_ctx *ctx)
+{
+    cJSON *body = cJSON_CreateObject();
+    cJSON_AddStringToObject(body, "status", "ok");
+    http_reply_json(ctx, 200, body);
+    cJSON_Delete(body);
+}
+
+static void add_dep(cJSON *deps, const char *name, bool ok, const char *err)
+{
+    cJSON *o = cJSON_AddObjectToObject(deps, name);
+    cJSON_AddBoolToObject(o, "ok", ok);
+    if (!ok)
+        cJSON_AddStringToObject(o, "error", err);
+}
+
+static void route_readyz(struct http_ctx *ctx)
+{
+    struct dispatcher *d = ctx->loop->d;
+    struct dep_state kafka, mysql;
+    readiness_kafka(d->readiness, &kafka);
+    readiness_mysql(d->readiness, &mysql);
+    bool redis_ok = redis_client_ready(ctx->loop->redis);
+    bool draining = atomic_load(&d->draining);
+    bool ready = kafka.ok && mysql.ok && redis_ok && !draining;
+
+    cJSON *body = cJSON_CreateObject();
+    cJSON_AddStringToObject(body, "status", ready ? "ready" : draining ? "draining" : "not_ready");
+    cJSON *deps = cJSON_AddObjectToObject(body, "dependencies");
+    add_dep(deps, "redis", redis_ok, "not connected or not answering PING");
+    add_dep(deps, "kafka", kafka.ok, kafka.error);
+    add_dep(deps, "mysql", mysql.ok, mysql.error);
+    http_reply_json(ctx, ready ? 200 : 503, body);
+    cJSON_Delete(body);
+}
+
+static void route_metrics(struct http_ctx *ctx)
+{
+    size_t len;
+    char *text = metrics_render(&len);
+    http_reply_raw(ctx, 200, "text/plain; version=0.0.4", text, len);
+    free(text);
+}
+
+/* ---- POST /ops/ping ---------------------------------------------------- */
+
+static const struct json_field ping_req_fields[] = {
+    {"note", JSON_K_STRING, false, 0, 200},
+};
+
+struct produce_done {
+    struct http_pending *pending;
+    rd_kafka_resp_err_t err;
+};
+
+/* On the loop: the answer follows Kafka's verdict, never precedes it. */
+static void ping_answer(void *arg)
+{
+    struct produce_done *pd = arg;
+    struct http_pending *p = pd->pending;
+    if (pd->err) {
+        log_warn("enqueue failed", "request_id=%s err=%s", p->request_id, rd_kafka_err2name(pd->err));
+        http_pending_error(p, 503, "queue_unavailable", "the job queue did not accept the job; retry later");
+    } else {
+        cJSON *body = cJSON_CreateObject();
+        cJSON_AddStringToObject(body, "request_id", p->request_id);
+        cJSON_AddStringToObject(body, "status", "queued");
+        http_pending_reply(p, 202, body);
+        cJSON_Delete(body);
+    }
+    free(pd);
+}
+
+/* On the Kafka delivery thread. */
+static void ping_delivered(void *opaque, rd_kafka_resp_err_t err)
+{
+    struct produce_done *pd = opaque;
+    pd->err = err;
+    if (!loopq_post(pd->pending->loop->q, ping_answer, pd))
+        log_error("cannot hand delivery report to loop (out of memory)", "request_id=%s",
+                  pd->pending->request_id);
+}
+
+static void route_ping(struct http_ctx *ctx)
+{
+    char err[ERRBUF_LEN];
+    cJSON *req = http_body_json(ctx, true);
+    if (req == NULL)
+        return;
+    if (!json_check_object(req, ping_req_fields, SB_ARRAY_LEN(ping_req_fields), err, sizeof err)) {
+        http_reply_error(ctx, 400, "invalid_field", "%s", err);
+        cJSON_Delete(req);
+        return;
+    }
+    cJSON *payload = cJSON_CreateObject();
+    const char *note = json_str(req, "note", NULL);
+    if (note)
+        cJSON_AddStringToObject(payload, "note", note);
+    cJSON_Delete(req);
+    const struct job_type *jt = envelope_job_type("system.ping");
+    char *job = envelope_encode("system.ping", ctx->request_id, ctx->request_id, sb_now_ms(),
+                                payload, err, sizeof err);
+    if (job == NULL) {
+        http_reply_error(ctx, 500, "internal", "%s", err);
+        return;
+    }
+    struct produce_done *pd = calloc(1, sizeof *pd);
+    struct http_pending *p = pd ? http_pending_new(ctx) : NULL;
+    if (p == NULL) {
+        free(pd);
+        free(job);
+        if (!pd)
+            http_reply_error(ctx, 503, "overloaded", "out of memory");
+        return;
+    }
+    pd->pending = p;
+    if (!kafka_produce(ctx->loop->d->producer, jt->topic, ctx->request_id,
+                       strlen(ctx->request_id), job, strlen(job), NULL, ping_delivered, pd, err,
+                       sizeof err)) {
+        log_warn("enqueue refused", "request_id=%s err=\"%s\"", ctx->request_id, err);
+        http_pending_error(p, 503, "queue_unavailable", "the job queue is full or unavailable; retry later");
+        free(pd);
+    }
+    free(job);
+}
+
+struct route dispatcher_routes[] = {
+    {"GET", "/healthz", route_healthz, "healthz", NULL, NULL, NULL, NULL},
+    {"GET", "/readyz", route_readyz, "readyz", NULL, NULL, NULL, NULL},
+    {"GET", "/metrics", route_metrics, "metrics", NULL, NULL, NULL, NULL},
+    {"POST", "/ops/ping", route_ping, "ops_ping", NULL, NULL, NULL, NULL},
+};
+const size_t dispatcher_nroutes = SB_ARRAY_LEN(dispatcher_routes);

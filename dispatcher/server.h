@@ -1,0 +1,101 @@
+/* server.h - the dispatcher's HTTP front: N event loops, one route table.
+ *
+ * Every loop thread has its own event_base, evhttp, Redis client and loopq,
+ * and accepts from one shared listening socket (SO_REUSEPORT, so other
+ * processes may bind the same port too). A handler runs on the loop that
+ * read the request and must answer there: asynchronous handlers keep the
+ * request in a struct http_pending and finish it from a loopq callback. */
+#ifndef SB_SERVER_H
+#define SB_SERVER_H
+
+#include <cjson/cJSON.h>
+#include <event2/http.h>
+#include <stdatomic.h>
+
+#include "config.h"
+#include "kafka.h"
+#include "loopq.h"
+#include "metrics.h"
+#include "db.h"
+#include "redis.h"
+
+struct readiness;
+
+/* Process-wide state shared by every loop (read-only after start-up, or
+ * thread-safe by itself). */
+struct dispatcher {
+    const struct sb_config *cfg;
+    struct kafka_producer *producer;
+    struct threadpool *dbpool;
+    struct redis_url redis_url;
+    struct db_url db_url;
+    struct readiness *readiness;
+    atomic_int inflight;  /* requests waiting for an async completion */
+    atomic_bool draining; /* SIGTERM received */
+};
+
+struct loop {
+    struct dispatcher *d;
+    int index;
+    struct event_base *base;
+    struct evhttp *http;
+    struct evhttp_bound_socket *bound;
+    struct redis_client *redis;
+    struct loopq *q;
+};
+
+/* Everything a handler gets. */
+struct http_ctx {
+    struct loop *loop;
+    struct evhttp_request *req;
+    const char *path;      /* decoded path, no query */
+    const char *query;     /* raw query string or NULL */
+    char request_id[65];
+    int64_t start_us;
+    const struct route *route;
+};
+
+typedef void (*route_fn)(struct http_ctx *ctx);
+
+struct route {
+    const char *method; /* "GET", "POST", ... */
+    const char *path;   /* exact path */
+    route_fn fn;
+    const char *name;   /* metrics label */
+    struct metric *latency, *c2xx, *c4xx, *c5xx;
+};
+
+/* An answer that arrives later. The pending object owns copies of what the
+ * reply needs; the request pointer is cleared if the client goes away. */
+struct http_pending {
+    struct loop *loop;
+    struct evhttp_request *req; /* NULL once the connection closed */
+    const struct route *route;
+    char request_id[65];
+    int64_t start_us;
+};
+
+bool server_listen(const char *addr, int *fd_out, char *errbuf, size_t errlen) SB_NODISCARD;
+bool loop_init(struct loop *l, struct dispatcher *d, int index, int listen_fd, char *errbuf,
+               size_t errlen) SB_NODISCARD;
+void loop_stop_accepting(struct loop *l);
+void loop_destroy(struct loop *l);
+
+/* Replies (on the loop thread). The body is sent as application/json. */
+void http_reply_json(struct http_ctx *ctx, int code, const cJSON *body);
+void http_reply_raw(struct http_ctx *ctx, int code, const char *content_type, const char *body,
+                    size_t len);
+void http_reply_error(struct http_ctx *ctx, int code, const char *errcode, const char *fmt, ...)
+    SB_PRINTF(4, 5);
+
+/* Reads and strictly parses the request body; on failure answers 400/413
+ * itself and returns NULL. empty_ok: an absent body yields {}. */
+cJSON *http_body_json(struct http_ctx *ctx, bool empty_ok);
+
+/* Turns ctx into a pending answer (counts it in flight). */
+struct http_pending *http_pending_new(struct http_ctx *ctx);
+/* Finishes a pending answer with a body (or an error), then frees it. */
+void http_pending_reply(struct http_pending *p, int code, const cJSON *body);
+void http_pending_error(struct http_pending *p, int code, const char *errcode, const char *msg);
+
+#endif

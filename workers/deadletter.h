@@ -1,0 +1,17 @@
+/* deadletter.h - sending a job that cannot be processed to <topic>.dlq.
+ *
+ * The original key and bytes are kept untouched; headers say why and where
+ * it came from (x-dlq-reason, x-original-topic, x-original-partition,
+ * x-original-offset, x-failed-at, x-consumer-group), so an operator can
+ * inspect it with kcat and produce it back once the cause is fixed. The
+ * send waits for Kafka's acknowledgement: the source offset is stored only
+ * after the dead letter is safe. */
+#ifndef SB_DEADLETTER_H
+#define SB_DEADLETTER_H
+
+#include "kafka.h"
+
+bool deadletter_send(struct kafka_producer *p, const rd_kafka_message_t *m, const char *group,
+                     const char *reason, char *errbuf, size_t errlen) SB_NODISCARD;
+
+#endif

@@ -1,0 +1,85 @@
+/* switchboard-worker --role ROLE - one consumer process of one role.
+ *
+ * SIGTERM/SIGINT: the current batch finishes (or is left unacknowledged if
+ * it cannot), stored offsets are committed as the consumer closes, the
+ * producer is flushed. Nothing acknowledged is lost; nothing unfinished is
+ * acknowledged. */
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "worker.h"
+
+static volatile int g_stop;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    g_stop = 1;
+}
+
+int main(int argc, char **argv)
+{
+    struct sb_config cfg;
+    char err[ERRBUF_LEN];
+    switch (config_load(&cfg, SCOPE_WORKER, "switchboard-worker", "--role ROLE [options]", argc,
+                        argv, stdout, err, sizeof err)) {
+    case CONFIG_EXIT: config_free(&cfg); return 0;
+    case CONFIG_ERROR: fprintf(stderr, "switchboard-worker: %s\n", err); return 2;
+    case CONFIG_OK: break;
+    }
+    const struct role *role = role_find(cfg.role);
+    if (role == NULL) {
+        fprintf(stderr, "switchboard-worker: --role must be one of %s (got '%s')\n", role_names(),
+                cfg.role);
+        config_free(&cfg);
+        return 2;
+    }
+    char prog[64];
+    snprintf(prog, sizeof prog, "worker/%s", role->name);
+    if (!log_setup(cfg.log_level, cfg.log_format, prog))
+        die("bad log_level or log_format", "level=%s format=%s", cfg.log_level, cfg.log_format);
+    struct sigaction sa = {.sa_handler = on_signal};
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    if (mysql_library_init(0, NULL, NULL) != 0)
+        die("cannot initialise the MySQL client library", "%s", "");
+
+    struct db_url url;
+    if (!db_parse_url(cfg.mysql_url, &url, err, sizeof err))
+        die("bad configuration", "err=\"%s\"", err);
+    char group[96];
+    snprintf(group, sizeof group, "switchboard-%s", role->name);
+    struct worker w = {.cfg = &cfg, .role = role, .stop = &g_stop};
+    char labels[96];
+    snprintf(labels, sizeof labels, "role=\"%s\"", role->name);
+    w.m_processed = metrics_counter("switchboard_worker_jobs_total", labels, "jobs consumed");
+    w.m_dead = metrics_counter("switchboard_worker_dead_letters_total", labels, "jobs dead-lettered");
+    w.m_retries = metrics_counter("switchboard_worker_batch_retries_total", labels, "batches rewound");
+    w.m_batches = metrics_counter("switchboard_worker_batches_total", labels, "batches committed");
+    w.db = db_new(&url);
+    /* A generous delivery timeout: a dead letter must get through, and the
+     * loop retries the whole batch if it does not. */
+    w.producer = kafka_producer_new(cfg.kafka_brokers, 30000, err, sizeof err);
+    if (w.db == NULL || w.producer == NULL)
+        die("cannot start", "err=\"%s\"", err);
+    w.consumer = kafka_consumer_new(cfg.kafka_brokers, group, role->topics, role->ntopics,
+                                    cfg.kafka_session_timeout_ms, err, sizeof err);
+    if (w.consumer == NULL)
+        die("cannot create Kafka consumer", "err=\"%s\"", err);
+    log_info("worker started", "role=%s group=%s pid=%d", role->name, group, (int)getpid());
+
+    int rc = worker_run(&w);
+
+    log_info("worker stopping", "role=%s", role->name);
+    kafka_consumer_free(w.consumer);
+    kafka_producer_free(w.producer, (int)cfg.shutdown_timeout_ms);
+    db_free(w.db);
+    mysql_library_end();
+    log_info("worker stopped", "role=%s", role->name);
+    config_free(&cfg);
+    return rc;
+}

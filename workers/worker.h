@@ -1,0 +1,57 @@
+/* worker.h - the consume -> process -> commit loop shared by every role.
+ *
+ * One batch at a time: poll up to batch_size jobs (or batch_wait_ms),
+ * decode and validate each, give the valid ones to the role's handler in
+ * one call (one MySQL transaction), send the rest to the dead-letter topic,
+ * and only then store the offsets. A passing failure (MySQL or Kafka away)
+ * rewinds the batch and backs off; the next poll fetches it again. */
+#ifndef SB_WORKER_H
+#define SB_WORKER_H
+
+#include "config.h"
+#include "envelope.h"
+#include "kafka.h"
+#include "metrics.h"
+#include "db.h"
+
+struct job {
+    rd_kafka_message_t *msg;
+    struct envelope env;
+    bool valid;
+    bool dead; /* set by validation or the handler; reason says why */
+    char reason[ERRBUF_LEN];
+};
+
+struct worker;
+
+struct role {
+    const char *name;
+    const char *const *topics;
+    size_t ntopics;
+    const char *const *types; /* job types this role acts on; others pass */
+    size_t ntypes;
+    /* Applies jobs[0..n) atomically. DB_FATAL means one of them can never
+     * succeed: the loop retries them one by one to find it; a handler
+     * called with n == 1 may instead mark jobs[0]->dead and return DB_OK. */
+    enum db_status (*handle)(struct worker *w, struct job **jobs, size_t n, char *errbuf,
+                             size_t errlen);
+};
+
+struct worker {
+    const struct sb_config *cfg;
+    const struct role *role;
+    struct kafka_consumer *consumer;
+    struct kafka_producer *producer; /* dead letters (and later, retries) */
+    struct db *db;
+    volatile int *stop;
+    struct metric *m_processed, *m_dead, *m_retries, *m_batches;
+};
+
+const struct role *role_find(const char *name);
+/* "persister | indexer | ..." for messages. */
+const char *role_names(void);
+
+/* Runs until *stop; returns the exit status. */
+int worker_run(struct worker *w);
+
+#endif
