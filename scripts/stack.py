@@ -1,0 +1,403 @@
+#!/usr/bin/env python3
+"""Start and stop a switchboard stack on loopback: Redis, MariaDB, the dev
+broker, the dispatcher and workers.
+
+One implementation serves two callers:
+  * scripts/up and scripts/down (a long-lived stack under .run/), and
+  * the integration tests (a private stack per test class, on free ports,
+    in a temporary directory, always torn down).
+
+Every process is started by us, recorded by PID (and checked by its
+command line before it is signalled), and stopped by that PID only.
+REDIS_URL, KAFKA_BROKERS and MYSQL_URL, when set, name external services
+that are used instead of starting local ones.
+
+Standard library only: it runs on a fresh Debian 12 with python3.
+"""
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROLES = ("persister", "indexer", "notifier", "phonebook")
+DB_NAME = "switchboard"
+DB_USER = "switchboard"
+DB_PASS = "switchboard"
+
+
+def free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def port_open(port, host="127.0.0.1"):
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def wait_for(what, check, timeout, proc=None, log=None):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        if proc is not None and proc.poll() is not None:
+            tail = ""
+            if log and os.path.exists(log):
+                with open(log, errors="replace") as f:
+                    tail = "".join(f.readlines()[-20:])
+            raise RuntimeError(f"{what} exited with {proc.returncode}\n{tail}")
+        time.sleep(0.1)
+    raise RuntimeError(f"timed out after {timeout}s waiting for {what}")
+
+
+def http_get(url, timeout=2.0):
+    """Returns (status, body bytes); status 0 when unreachable."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+    except (urllib.error.URLError, OSError):
+        return 0, b""
+
+
+def find_tool(*names):
+    for n in names:
+        for d in ("/usr/sbin", "/usr/bin", "/usr/local/sbin", "/usr/local/bin"):
+            p = os.path.join(d, n)
+            if os.access(p, os.X_OK):
+                return p
+        p = shutil.which(n)
+        if p:
+            return p
+    raise RuntimeError(f"none of {names} is installed (run scripts/setup)")
+
+
+class Stack:
+    """A stack rooted at run_dir (pids/, logs/, data/)."""
+
+    def __init__(self, run_dir, bin_dir=None, schema_dir=None, partitions=8,
+                 api_port=None, log_level="info", use_env=True):
+        self.run_dir = os.path.abspath(run_dir)
+        self.bin_dir = bin_dir or os.path.join(ROOT, "build", "bin")
+        self.schema_dir = schema_dir or os.path.join(ROOT, "schema")
+        self.partitions = partitions
+        self.log_level = log_level
+        self.api_port = api_port or free_port()
+        self.procs = {}  # name -> Popen (only for processes started by this object)
+        for d in ("pids", "logs", "data"):
+            os.makedirs(os.path.join(self.run_dir, d), exist_ok=True)
+        env = os.environ if use_env else {}
+        self.redis_url = env.get("REDIS_URL")
+        self.kafka_brokers = env.get("KAFKA_BROKERS")
+        self.mysql_url = env.get("MYSQL_URL")
+        self.external = {
+            "redis": bool(self.redis_url),
+            "kafka": bool(self.kafka_brokers),
+            "mysql": bool(self.mysql_url),
+        }
+        self.redis_port = None
+        self.mysql_port = None
+
+    # -- paths ------------------------------------------------------------
+    def path(self, *parts):
+        return os.path.join(self.run_dir, *parts)
+
+    def log(self, name):
+        return self.path("logs", name + ".log")
+
+    def binary(self, name):
+        p = os.path.join(self.bin_dir, name)
+        if not os.access(p, os.X_OK):
+            raise RuntimeError(f"{p} is missing: build first (cmake --build build)")
+        return p
+
+    @property
+    def api_url(self):
+        return f"http://127.0.0.1:{self.api_port}"
+
+    def env(self):
+        e = dict(os.environ)
+        for k, v in (("REDIS_URL", self.redis_url), ("KAFKA_BROKERS", self.kafka_brokers),
+                     ("MYSQL_URL", self.mysql_url), ("SB_SCHEMA_DIR", self.schema_dir),
+                     ("SB_LOG_LEVEL", self.log_level)):
+            if v:
+                e[k] = v
+        return e
+
+    # -- process bookkeeping ---------------------------------------------
+    def spawn(self, name, argv, env=None):
+        logf = open(self.log(name), "ab")
+        proc = subprocess.Popen(argv, stdout=logf, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, env=env or self.env(),
+                                cwd=self.run_dir, start_new_session=True)
+        logf.close()
+        self.procs[name] = proc
+        with open(self.path("pids", name + ".pid"), "w") as f:
+            json.dump({"pid": proc.pid, "exe": argv[0]}, f)
+        return proc
+
+    def pid_of(self, name):
+        try:
+            with open(self.path("pids", name + ".pid")) as f:
+                rec = json.load(f)
+        except (OSError, ValueError):
+            return None, None
+        return rec.get("pid"), rec.get("exe")
+
+    @staticmethod
+    def alive(pid, exe):
+        """True if pid runs and is still the program we started (not a
+        recycled PID, not a zombie)."""
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                if f.read().rsplit(")", 1)[1].split()[0] == "Z":
+                    return False
+            running = os.path.realpath(os.readlink(f"/proc/{pid}/exe"))
+        except (OSError, IndexError):
+            return False
+        # redis-server rewrites its argv, so compare the executable itself.
+        return running == os.path.realpath(exe) or \
+            os.path.basename(running) == os.path.basename(exe)
+
+    def stop(self, name, sig=signal.SIGTERM, timeout=20):
+        pid, exe = self.pid_of(name)
+        if pid is None:
+            return
+        if self.alive(pid, exe):
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+            deadline = time.monotonic() + timeout
+            while self.alive(pid, exe) and time.monotonic() < deadline:
+                self.reap(name)
+                time.sleep(0.05)
+            if self.alive(pid, exe):
+                os.kill(pid, signal.SIGKILL)
+                while self.alive(pid, exe):
+                    self.reap(name)
+                    time.sleep(0.05)
+        self.reap(name)
+        try:
+            os.unlink(self.path("pids", name + ".pid"))
+        except OSError:
+            pass
+        self.procs.pop(name, None)
+
+    def reap(self, name):
+        p = self.procs.get(name)
+        if p is not None:
+            p.poll()
+
+    def kill9(self, name):
+        """Hard kill (fault tests): no drain, no cleanup by the process."""
+        pid, exe = self.pid_of(name)
+        if pid and self.alive(pid, exe):
+            os.kill(pid, signal.SIGKILL)
+            while self.alive(pid, exe):
+                self.reap(name)
+                time.sleep(0.02)
+        self.stop(name)
+
+    def names(self):
+        d = self.path("pids")
+        return sorted(f[:-4] for f in os.listdir(d) if f.endswith(".pid"))
+
+    # -- services -----------------------------------------------------------
+    def start_redis(self):
+        if self.external["redis"]:
+            return
+        self.redis_port = self.redis_port or free_port()
+        data = self.path("data", "redis")
+        os.makedirs(data, exist_ok=True)
+        argv = [find_tool("redis-server"), "--port", str(self.redis_port),
+                "--bind", "127.0.0.1", "--dir", data, "--appendonly", "yes",
+                "--appendfsync", "everysec", "--save", "", "--daemonize", "no"]
+        proc = self.spawn("redis", argv)
+        wait_for("redis", lambda: port_open(self.redis_port), 20, proc, self.log("redis"))
+        self.redis_url = f"redis://127.0.0.1:{self.redis_port}/0"
+
+    def mysql_socket(self):
+        return self.path("data", "mysql.sock")
+
+    def start_mariadb(self):
+        if self.external["mysql"]:
+            return
+        self.mysql_port = self.mysql_port or free_port()
+        datadir = self.path("data", "mysql")
+        user = ["--user=root"] if os.geteuid() == 0 else []
+        if not os.path.isdir(os.path.join(datadir, "mysql")):
+            os.makedirs(datadir, exist_ok=True)
+            r = subprocess.run(
+                [find_tool("mariadb-install-db", "mysql_install_db"), "--no-defaults",
+                 f"--datadir={datadir}", "--auth-root-authentication-method=normal",
+                 "--skip-test-db"] + user,
+                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+            if r.returncode != 0:
+                raise RuntimeError("mariadb-install-db failed:\n" + r.stdout.decode(errors="replace"))
+        argv = [find_tool("mariadbd", "mysqld"), "--no-defaults", f"--datadir={datadir}",
+                f"--socket={self.mysql_socket()}", f"--port={self.mysql_port}",
+                "--bind-address=127.0.0.1", f"--pid-file={self.path('data', 'mysql.pid')}",
+                "--skip-log-bin", "--innodb-buffer-pool-size=256M",
+                "--max-connections=500", "--skip-name-resolve"] + user
+        proc = self.spawn("mariadb", argv)
+        wait_for("mariadb", lambda: os.path.exists(self.mysql_socket()) and port_open(self.mysql_port),
+                 60, proc, self.log("mariadb"))
+        self.mysql_root(
+            f"CREATE USER IF NOT EXISTS '{DB_USER}'@'127.0.0.1' IDENTIFIED BY '{DB_PASS}';"
+            f"CREATE USER IF NOT EXISTS '{DB_USER}'@'localhost' IDENTIFIED BY '{DB_PASS}';"
+            f"GRANT ALL ON `{DB_NAME}`.* TO '{DB_USER}'@'127.0.0.1';"
+            f"GRANT ALL ON `{DB_NAME}`.* TO '{DB_USER}'@'localhost';")
+        self.mysql_url = f"mysql://{DB_USER}:{DB_PASS}@127.0.0.1:{self.mysql_port}/{DB_NAME}"
+
+    def mysql_root(self, sql):
+        r = subprocess.run([find_tool("mariadb", "mysql"), "--no-defaults", "-S", self.mysql_socket(),
+                            "-uroot", "-e", sql], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        if r.returncode != 0:
+            raise RuntimeError("mariadb client failed: " + r.stdout.decode(errors="replace"))
+
+    def sql(self, query):
+        """Runs a query as the application user; returns rows as lists."""
+        u = self.mysql_url[len("mysql://"):]
+        cred, rest = u.rsplit("@", 1)
+        user, pw = cred.split(":", 1)
+        hostport, db = rest.split("/", 1)
+        host, port = hostport.rsplit(":", 1)
+        r = subprocess.run([find_tool("mariadb", "mysql"), "--no-defaults", "-h", host, "-P", port,
+                            "-u", user, f"-p{pw}", "-D", db, "-N", "-B", "-e", query],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        if r.returncode != 0:
+            raise RuntimeError("query failed: " + r.stderr.decode(errors="replace"))
+        out = r.stdout.decode()
+        return [line.split("\t") for line in out.splitlines()]
+
+    def start_devbroker(self):
+        if self.external["kafka"]:
+            return
+        bootstrap = self.path("data", "kafka.bootstrap")
+        if os.path.exists(bootstrap):
+            os.unlink(bootstrap)
+        argv = [self.binary("switchboard-devbroker"), "--partitions", str(self.partitions),
+                "--bootstrap-file", bootstrap, "--control-socket", self.path("data", "devbroker.sock"),
+                "--schema-dir", self.schema_dir]
+        proc = self.spawn("devbroker", argv)
+        wait_for("devbroker", lambda: os.path.exists(bootstrap), 20, proc, self.log("devbroker"))
+        with open(bootstrap) as f:
+            self.kafka_brokers = f.read().strip()
+
+    def devbroker_ctl(self, cmd):
+        r = subprocess.run([self.binary("switchboard-devbroker"), "--control-socket",
+                            self.path("data", "devbroker.sock"), "ctl", cmd],
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        if r.returncode != 0:
+            raise RuntimeError("devbroker ctl failed: " + r.stdout.decode(errors="replace"))
+        return r.stdout.decode().strip()
+
+    def migrate(self):
+        r = subprocess.run([self.binary("switchboard-migrate")], env=self.env(),
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=self.run_dir)
+        with open(self.log("migrate"), "ab") as f:
+            f.write(r.stdout)
+        if r.returncode != 0:
+            raise RuntimeError("switchboard-migrate failed:\n" + r.stdout.decode(errors="replace"))
+
+    def start_dispatcher(self, name="dispatcher", extra=(), wait_ready=True):
+        argv = [self.binary("switchboard-dispatcher"), "--listen", f"127.0.0.1:{self.api_port}"]
+        proc = self.spawn(name, argv + list(extra))
+        wait_for("dispatcher /healthz", lambda: http_get(self.api_url + "/healthz")[0] == 200,
+                 20, proc, self.log(name))
+        if wait_ready:
+            wait_for("dispatcher /readyz", lambda: http_get(self.api_url + "/readyz")[0] == 200,
+                     30, proc, self.log(name))
+        return proc
+
+    def start_worker(self, role, name=None, extra=()):
+        name = name or f"worker-{role}"
+        argv = [self.binary("switchboard-worker"), "--role", role]
+        return self.spawn(name, argv + list(extra))
+
+    def write_env_file(self):
+        with open(self.path("env"), "w") as f:
+            f.write(f"export REDIS_URL='{self.redis_url}'\n")
+            f.write(f"export KAFKA_BROKERS='{self.kafka_brokers}'\n")
+            f.write(f"export MYSQL_URL='{self.mysql_url}'\n")
+            f.write(f"export SB_API_URL='{self.api_url}'\n")
+
+    def up(self, roles=ROLES):
+        """Everything, in dependency order; raises with the failing log."""
+        self.start_redis()
+        self.start_mariadb()
+        self.start_devbroker()
+        self.migrate()
+        self.write_env_file()
+        self.start_dispatcher()
+        for role in roles:
+            self.start_worker(role)
+
+    def down(self):
+        """Stops what this stack started: the front first (it drains into
+        Kafka), then the workers, then the services they use."""
+        order = ["dispatcher"]
+        names = self.names()
+        order += [n for n in names if n.startswith("dispatcher") and n != "dispatcher"]
+        order += [n for n in names if n.startswith("worker")]
+        order += ["devbroker", "mariadb", "redis"]
+        order += [n for n in names if n not in order]
+        for n in order:
+            self.stop(n)
+
+
+def cmd_up(args):
+    st = Stack(args.run_dir, api_port=args.port, partitions=args.partitions)
+    running = [n for n in st.names() if st.alive(*st.pid_of(n))]
+    if running and http_get(st.api_url + "/readyz")[0] == 200:
+        print(f"switchboard is already running: {st.api_url}")
+        return 0
+    if running:
+        print("a previous stack is partly running; restarting it", file=sys.stderr)
+        st.down()
+    try:
+        st.up()
+    except Exception as e:  # show the cause, leave nothing half-started
+        print(f"scripts/up failed: {e}", file=sys.stderr)
+        st.down()
+        return 1
+    print(f"switchboard is up: {st.api_url}")
+    print(f"  state and logs: {st.run_dir}  (source {st.path('env')} for the service URLs)")
+    return 0
+
+
+def cmd_down(args):
+    st = Stack(args.run_dir, use_env=False)
+    names = st.names()
+    st.down()
+    print("stopped: " + (", ".join(names) if names else "nothing was running"))
+    return 0
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("command", choices=("up", "down"))
+    ap.add_argument("--run-dir", default=os.path.join(ROOT, ".run"))
+    ap.add_argument("--port", type=int, default=int(os.environ.get("SB_API_PORT", "8080")))
+    ap.add_argument("--partitions", type=int, default=int(os.environ.get("SB_KAFKA_PARTITIONS", "8")))
+    args = ap.parse_args()
+    return cmd_up(args) if args.command == "up" else cmd_down(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

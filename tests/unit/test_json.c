@@ -1,0 +1,111 @@
+/* Strict JSON input: UTF-8, nesting, NULs, field checks. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <string.h>
+
+#include "json.h"
+
+static cJSON *parse(const char *s, char *err)
+{
+    return json_parse_strict(s, strlen(s), err, ERRBUF_LEN);
+}
+
+static void test_utf8(void **state)
+{
+    (void)state;
+    assert_true(json_utf8_valid("plain", 5));
+    assert_true(json_utf8_valid("caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80", 14));
+    assert_false(json_utf8_valid("\xc3", 1));             /* truncated */
+    assert_false(json_utf8_valid("\xc0\xaf", 2));         /* overlong '/' */
+    assert_false(json_utf8_valid("\xed\xa0\x80", 3));     /* surrogate */
+    assert_false(json_utf8_valid("\xf4\x90\x80\x80", 4)); /* > U+10FFFF */
+    assert_false(json_utf8_valid("\xff", 1));
+    assert_int_equal(json_utf8_len("caf\xc3\xa9"), 4);
+}
+
+static void test_parse_rejects(void **state)
+{
+    (void)state;
+    char err[ERRBUF_LEN];
+    assert_null(parse("", err));
+    assert_null(parse("{\"a\":", err));
+    assert_non_null(strstr(err, "malformed"));
+    assert_null(parse("{} x", err));
+    assert_non_null(strstr(err, "trailing"));
+    assert_null(parse("{\"a\":\"\xff\"}", err));
+    assert_non_null(strstr(err, "UTF-8"));
+    assert_null(parse("{\"a\":\"x\\u0000y\"}", err));
+    assert_null(json_parse_strict("{\"a\":\"x\0\"}", 10, err, sizeof err));
+    assert_non_null(strstr(err, "NUL"));
+    char deep[200] = "";
+    for (int i = 0; i < 40; i++)
+        strcat(deep, "[");
+    for (int i = 0; i < 40; i++)
+        strcat(deep, "]");
+    assert_null(parse(deep, err));
+    assert_non_null(strstr(err, "nested"));
+    /* an escaped backslash before u0000 is text, not a NUL escape */
+    cJSON *ok = parse("{\"a\":\"\\\\u0000\"}", err);
+    assert_non_null(ok);
+    cJSON_Delete(ok);
+    /* brackets inside strings do not count as nesting */
+    ok = parse("{\"a\":\"[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[\"}", err);
+    assert_non_null(ok);
+    cJSON_Delete(ok);
+}
+
+static const struct json_field fields[] = {
+    {"name", JSON_K_STRING, true, 1, 5},
+    {"count", JSON_K_INT, false, 1, 100},
+    {"flag", JSON_K_BOOL, false, 0, 0},
+    {"tags", JSON_K_ARRAY, false, 0, 2},
+};
+
+static bool check(const char *s, char *err)
+{
+    cJSON *o = parse(s, err);
+    assert_non_null(o);
+    bool ok = json_check_object(o, fields, 4, err, ERRBUF_LEN);
+    cJSON_Delete(o);
+    return ok;
+}
+
+static void test_check_object(void **state)
+{
+    (void)state;
+    char err[ERRBUF_LEN];
+    assert_true(check("{\"name\":\"ab\",\"count\":3,\"flag\":true,\"tags\":[1]}", err));
+    assert_true(check("{\"name\":\"\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\"}", err)); /* 5 chars, 10 bytes */
+    assert_false(check("{}", err));
+    assert_string_equal(err, "missing field 'name'");
+    assert_false(check("{\"name\":\"ab\",\"x\":1}", err));
+    assert_string_equal(err, "unknown field 'x'");
+    assert_false(check("{\"name\":\"ab\",\"name\":\"cd\"}", err));
+    assert_string_equal(err, "duplicate field 'name'");
+    assert_false(check("{\"name\":1}", err));
+    assert_string_equal(err, "field 'name' must be a string");
+    assert_false(check("{\"name\":\"\"}", err));
+    assert_false(check("{\"name\":\"toolong\"}", err));
+    assert_false(check("{\"name\":\"a\",\"count\":1.5}", err));
+    assert_false(check("{\"name\":\"a\",\"count\":101}", err));
+    assert_false(check("{\"name\":\"a\",\"count\":1e300}", err));
+    assert_false(check("{\"name\":\"a\",\"count\":\"3\"}", err));
+    assert_false(check("{\"name\":\"a\",\"flag\":1}", err));
+    assert_false(check("{\"name\":\"a\",\"tags\":[1,2,3]}", err));
+    cJSON *arr = parse("[1]", err);
+    assert_false(json_check_object(arr, fields, 4, err, sizeof err));
+    cJSON_Delete(arr);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_utf8),
+        cmocka_unit_test(test_parse_rejects),
+        cmocka_unit_test(test_check_object),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
