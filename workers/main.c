@@ -53,7 +53,7 @@ int main(int argc, char **argv)
         die("bad configuration", "err=\"%s\"", err);
     char group[96];
     snprintf(group, sizeof group, "switchboard-%s", role->name);
-    struct worker w = {.cfg = &cfg, .role = role, .stop = &g_stop};
+    struct worker w = {.cfg = &cfg, .role = role, .group = group, .stop = &g_stop};
     char labels[96];
     snprintf(labels, sizeof labels, "role=\"%s\"", role->name);
     w.m_processed = metrics_counter("switchboard_worker_jobs_total", labels, "jobs consumed");

@@ -96,10 +96,10 @@ static const char *const phonebook_topics[] = {"phonebook.commands"};
 static const char *const persister_types[] = {"system.ping"};
 
 static const struct role roles[] = {
-    {"persister", chat_topics, 1, persister_types, 1, persister_handle},
-    {"indexer", chat_topics, 1, NULL, 0, nothing_handle},
-    {"notifier", notify_topics, 2, NULL, 0, nothing_handle},
-    {"phonebook", phonebook_topics, 1, NULL, 0, nothing_handle},
+    {"persister", chat_topics, 1, persister_types, 1, true, persister_handle},
+    {"indexer", chat_topics, 1, NULL, 0, false, nothing_handle},
+    {"notifier", notify_topics, 2, NULL, 0, true, nothing_handle},
+    {"phonebook", phonebook_topics, 1, NULL, 0, true, nothing_handle},
 };
 
 const struct role *role_find(const char *name)

@@ -34,7 +34,7 @@ static enum db_status process_batch(struct worker *w, struct job *jobs, size_t n
         struct job *j = &jobs[i];
         j->valid = envelope_decode(&j->env, j->msg->payload, j->msg->len, j->reason,
                                    sizeof j->reason);
-        j->dead = !j->valid;
+        j->dead = !j->valid && w->role->owns_topics;
         if (j->valid && role_acts_on(w->role, j->env.type))
             act[k++] = j;
     }
@@ -63,7 +63,7 @@ static enum db_status process_batch(struct worker *w, struct job *jobs, size_t n
             continue;
         char where[200];
         job_describe(&jobs[i], where, sizeof where);
-        if (!deadletter_send(w->producer, jobs[i].msg, w->role->name, jobs[i].reason, err,
+        if (!deadletter_send(w->producer, jobs[i].msg, w->group, jobs[i].reason, err,
                              sizeof err)) {
             log_warn("dead letter not delivered, will retry", "%s err=\"%s\"", where, err);
             return DB_TRANSIENT;

@@ -30,6 +30,9 @@ struct role {
     size_t ntopics;
     const char *const *types; /* job types this role acts on; others pass */
     size_t ntypes;
+    /* The owner of its topics dead-letters invalid jobs; other roles on the
+     * same topics skip them, so each bad job is dead-lettered once. */
+    bool owns_topics;
     /* Applies jobs[0..n) atomically. DB_FATAL means one of them can never
      * succeed: the loop retries them one by one to find it; a handler
      * called with n == 1 may instead mark jobs[0]->dead and return DB_OK. */
@@ -40,6 +43,7 @@ struct role {
 struct worker {
     const struct sb_config *cfg;
     const struct role *role;
+    const char *group;
     struct kafka_consumer *consumer;
     struct kafka_producer *producer; /* dead letters (and later, retries) */
     struct db *db;

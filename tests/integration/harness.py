@@ -1,0 +1,198 @@
+"""Integration test harness: a private switchboard stack per test class.
+
+Real Redis, MariaDB and the dev broker (librdkafka's mock cluster in its own
+process) on free loopback ports, data in a temporary directory, switchboard
+binaries from SB_BIN_DIR. The stack is always torn down: in tearDownClass,
+and at interpreter exit or SIGTERM if a test run is cut short. Variables
+like REDIS_URL in the caller's environment are deliberately ignored.
+"""
+
+import atexit
+import http.client
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import unittest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, os.path.join(ROOT, "scripts"))
+
+import stack as stackmod  # noqa: E402
+
+_live_stacks = []
+
+
+def _teardown_all(*_):
+    while _live_stacks:
+        st = _live_stacks.pop()
+        try:
+            st.down()
+        except Exception as e:  # keep tearing down the rest
+            print(f"teardown error: {e}", file=sys.stderr)
+
+
+atexit.register(_teardown_all)
+signal.signal(signal.SIGTERM, lambda *a: (_teardown_all(), sys.exit(143)))
+
+
+def new_stack(partitions=4, log_level="info"):
+    run_dir = tempfile.mkdtemp(prefix="sbtest-")
+    st = stackmod.Stack(run_dir, bin_dir=os.environ.get("SB_BIN_DIR"),
+                        schema_dir=os.environ.get("SB_SCHEMA_DIR"),
+                        partitions=partitions, log_level=log_level, use_env=False)
+    _live_stacks.append(st)
+    return st
+
+
+def drop_stack(st, keep=False):
+    if st in _live_stacks:
+        _live_stacks.remove(st)
+    st.down()
+    if not keep:
+        shutil.rmtree(st.run_dir, ignore_errors=True)
+
+
+class HTTPResult:
+    def __init__(self, status, headers, body):
+        self.status = status
+        self.headers = headers
+        self.body = body
+
+    def json(self):
+        return json.loads(self.body)
+
+    def __repr__(self):
+        return f"<{self.status} {self.body[:300]!r}>"
+
+
+def request(port, method, path, body=None, headers=None, timeout=30):
+    """One HTTP request on a fresh connection. body: dict/list (sent as
+    JSON), bytes/str (sent as is) or None."""
+    h = {"Content-Type": "application/json"}
+    h.update(headers or {})
+    if isinstance(body, (dict, list)):
+        body = json.dumps(body).encode()
+    elif isinstance(body, str):
+        body = body.encode()
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request(method, path, body=body, headers=h)
+        r = conn.getresponse()
+        return HTTPResult(r.status, dict(r.getheaders()), r.read())
+    finally:
+        conn.close()
+
+
+def wait_until(what, fn, timeout=30, interval=0.1):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = fn()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+
+
+def kcat(st, *args, data=None, timeout=30):
+    r = subprocess.run([stackmod.find_tool("kcat", "kafkacat"), "-b", st.kafka_brokers, *args],
+                       input=data, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=timeout)
+    if r.returncode != 0:
+        raise RuntimeError(f"kcat {args} failed: {r.stderr.decode(errors='replace')}")
+    return r.stdout
+
+
+def kcat_produce(st, topic, key, value):
+    """Produces one message as another program would (value: bytes, one line)."""
+    kcat(st, "-P", "-t", topic, "-k", key, data=value + b"\n")
+
+
+def kcat_consume_all(st, topic):
+    """Every message on topic so far, as dicts with key, payload, headers."""
+    out = kcat(st, "-C", "-t", topic, "-o", "beginning", "-e", "-J", "-q")
+    msgs = []
+    for line in out.decode().splitlines():
+        if line.strip():
+            m = json.loads(line)
+            hdrs = m.get("headers") or []
+            m["headers"] = dict(zip(hdrs[0::2], hdrs[1::2]))
+            msgs.append(m)
+    return msgs
+
+
+def log_tail(st, name, lines=30):
+    try:
+        with open(st.log(name), errors="replace") as f:
+            return "".join(f.readlines()[-lines:])
+    except OSError:
+        return ""
+
+
+class StackTestCase(unittest.TestCase):
+    """Starts a full stack once for the class; subclasses may override
+    ROLES and PARTITIONS."""
+
+    ROLES = stackmod.ROLES
+    PARTITIONS = 4
+
+    @classmethod
+    def setUpClass(cls):
+        cls.stack = new_stack(partitions=cls.PARTITIONS)
+        try:
+            cls.stack.up(roles=cls.ROLES)
+        except Exception:
+            drop_stack(cls.stack, keep=True)
+            raise
+        cls.port = cls.stack.api_port
+
+    @classmethod
+    def tearDownClass(cls):
+        drop_stack(cls.stack)
+
+    def run(self, result=None):
+        # On failure, show the logs of every process of the stack.
+        before = len(result.failures) + len(result.errors) if result else 0
+        out = super().run(result)
+        if result and len(result.failures) + len(result.errors) > before:
+            for name in sorted(os.listdir(self.stack.path("logs"))):
+                print(f"\n--- {name} (tail) ---\n{log_tail(self.stack, name[:-4])}", file=sys.stderr)
+        return out
+
+    def http(self, method, path, body=None, headers=None, timeout=30):
+        return request(self.port, method, path, body, headers, timeout)
+
+    def ping_count(self, where="1=1"):
+        return int(self.stack.sql(f"SELECT COUNT(*) FROM pipeline_pings WHERE {where}")[0][0])
+
+    def send_pings(self, n, threads=8, note="load"):
+        """Sends n pings from several threads; returns (acked ids, other statuses)."""
+        acked, others, lock = [], [], threading.Lock()
+
+        def run(k):
+            for _ in range(k):
+                try:
+                    r = self.http("POST", "/ops/ping", {"note": note}, timeout=30)
+                except OSError as e:
+                    with lock:
+                        others.append(repr(e))
+                    continue
+                with lock:
+                    if r.status == 202:
+                        acked.append(r.json()["request_id"])
+                    else:
+                        others.append(r.status)
+
+        per = [n // threads + (1 if i < n % threads else 0) for i in range(threads)]
+        ts = [threading.Thread(target=run, args=(k,)) for k in per]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+        return acked, others
