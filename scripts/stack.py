@@ -174,9 +174,11 @@ class Stack:
             os.path.basename(running) == os.path.basename(exe)
 
     def stop(self, name, sig=signal.SIGTERM, timeout=20):
+        """Signals the process and waits for it; returns its exit status
+        when this object started it (else None)."""
         pid, exe = self.pid_of(name)
         if pid is None:
-            return
+            return None
         if self.alive(pid, exe):
             try:
                 os.kill(pid, sig)
@@ -196,7 +198,8 @@ class Stack:
             os.unlink(self.path("pids", name + ".pid"))
         except OSError:
             pass
-        self.procs.pop(name, None)
+        proc = self.procs.pop(name, None)
+        return proc.wait() if proc is not None else None
 
     def reap(self, name):
         p = self.procs.get(name)
