@@ -10,7 +10,7 @@ import subprocess
 import time
 import unittest
 
-from harness import (StackTestCase, kcat_consume_all, kcat_produce, log_tail, request,
+from harness import (ROOT, StackTestCase, kcat_consume_all, kcat_produce, log_tail, request,
                      wait_until)
 
 
@@ -197,6 +197,25 @@ class TestFoundation(StackTestCase):
                    lambda: re.findall(r'partitions assigned" count=(\d+)', log_tail(st, first, 400))[-1]
                    == str(self.PARTITIONS), 60, 0.5)
 
+    def test_10_openapi_routes_exist(self):
+        """Every path + method in schema/openapi.yaml is routed."""
+        spec = open(os.path.join(ROOT, "schema", "openapi.yaml")).read()
+        routes, path = [], None
+        for line in spec.splitlines():
+            m = re.match(r"^  (/\S*):\s*$", line)
+            if m:
+                path = m.group(1)
+                continue
+            m = re.match(r"^    (get|post|put|delete):\s*$", line)
+            if m and path:
+                routes.append((m.group(1).upper(), path))
+            if re.match(r"^\S", line):
+                path = None
+        self.assertGreaterEqual(len(routes), 4)
+        for method, p in routes:
+            r = self.http(method, p, b"{}" if method != "GET" else None)
+            self.assertNotIn(r.status, (404, 405), (method, p, r))
+
 
 class TestCommandLine(unittest.TestCase):
     """--help, --print-config and bad flags of every binary."""
@@ -224,6 +243,16 @@ class TestCommandLine(unittest.TestCase):
         self.assertIn("threads = 3", out)
         self.assertIn("mysql_url = mysql://a:***@h:1/d", out)
         self.assertNotIn("hunter2", out)
+        # The README's configuration table names every setting of every binary.
+        readme = open(os.path.join(ROOT, "README.md")).read()
+        for name in ("switchboard-dispatcher", "switchboard-worker", "switchboard-migrate",
+                     "switchboard-devbroker"):
+            help_text = self.run_bin(name, "--help").stdout.decode()
+            settings = re.findall(r"^  (--[a-z-]+)\s+([A-Z_]+)\s", help_text, re.M)
+            self.assertGreater(len(settings), 3, name)
+            for flag, env in settings:
+                self.assertIn(f"`{flag}`", readme, name)
+                self.assertIn(f"`{env}`", readme, name)
         r = self.run_bin("switchboard-worker", "--role", "juggler")
         self.assertEqual(r.returncode, 2)
         self.assertIn("persister", r.stderr.decode())
