@@ -92,8 +92,8 @@ class Stack:
     def __init__(self, run_dir, bin_dir=None, schema_dir=None, partitions=8,
                  api_port=None, log_level="info", use_env=True):
         self.run_dir = os.path.abspath(run_dir)
-        self.bin_dir = bin_dir or os.path.join(ROOT, "build", "bin")
-        self.schema_dir = schema_dir or os.path.join(ROOT, "schema")
+        self.bin_dir = bin_dir or os.environ.get("SB_BIN_DIR") or os.path.join(ROOT, "build", "bin")
+        self.schema_dir = schema_dir or os.environ.get("SB_SCHEMA_DIR") or os.path.join(ROOT, "schema")
         self.partitions = partitions
         self.log_level = log_level
         self.api_port = api_port or free_port()

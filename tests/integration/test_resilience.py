@@ -117,6 +117,29 @@ class TestResilience(StackTestCase):
         self.assert_all_persisted_once(load.acked, timeout=90)
         st.start_dispatcher()
 
+    def test_05_redis_restart_reconnects(self):
+        st = self.stack
+        st.stop("redis")
+        wait_until("/readyz names redis", lambda: not self.http("GET", "/readyz").json()
+                   ["dependencies"]["redis"]["ok"], 15)
+        self.assertEqual(self.http("GET", "/healthz").status, 200)
+        st.start_redis()  # same port
+        wait_until("/readyz 200 after redis is back", lambda: self.http("GET", "/readyz").status == 200, 20)
+
+    def test_06_two_dispatchers_share_the_port(self):
+        st = self.stack
+        # The second logs every request (debug), so its share is countable.
+        st.start_dispatcher(name="dispatcher-2", extra=("--log-level", "debug"))
+        for _ in range(40):
+            r = self.http("POST", "/ops/ping", {"note": "two dispatchers"})
+            self.assertEqual(r.status, 202)
+        self.assertEqual(st.stop("dispatcher-2"), 0)
+        served_by_second = open(st.log("dispatcher-2")).read().count("path=/ops/ping")
+        # SO_REUSEPORT spreads the 40 connections over both processes.
+        self.assertGreater(served_by_second, 0)
+        self.assertLess(served_by_second, 40)
+        self.assertEqual(self.http("GET", "/readyz").status, 200)
+        wait_until("40 pings persisted", lambda: self.ping_count("note='two dispatchers'") == 40, 30)
 
 if __name__ == "__main__":
     unittest.main()
