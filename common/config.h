@@ -40,12 +40,18 @@ struct sb_config {
     int64_t request_timeout_ms;
     int64_t shutdown_timeout_ms;
     int64_t readiness_interval_ms;
+    int64_t number_block;
+    char *es_url;
+    char *es_index;
     /* worker */
     char *role;
     int64_t batch_size;
     int64_t batch_wait_ms;
     int64_t retry_base_ms;
     int64_t retry_cap_ms;
+    /* counts */
+    int64_t every_s;
+    int64_t rollup_chunk;
     /* dev broker */
     char *bootstrap_file;
     char *control_socket;

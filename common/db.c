@@ -94,6 +94,8 @@ MYSQL *db_conn(struct db *db, char *errbuf, size_t errlen)
     mysql_options(m, MYSQL_OPT_READ_TIMEOUT, &rw_timeout);
     mysql_options(m, MYSQL_OPT_WRITE_TIMEOUT, &rw_timeout);
     mysql_options(m, MYSQL_SET_CHARSET_NAME, "utf8mb4");
+    /* Timestamps are written from Unix milliseconds: keep the session in UTC. */
+    mysql_options(m, MYSQL_INIT_COMMAND, "SET time_zone = '+00:00'");
     if (!mysql_real_connect(m, db->url.host, db->url.user, db->url.pass,
                             *db->url.name ? db->url.name : NULL, db->url.port, NULL,
                             CLIENT_MULTI_STATEMENTS)) {
@@ -148,6 +150,18 @@ enum db_status db_exec(struct db *db, const char *sql, char *errbuf, size_t errl
     return DB_OK;
 }
 
+enum db_status db_query(struct db *db, const char *sql, MYSQL_RES **res, char *errbuf,
+                        size_t errlen)
+{
+    *res = NULL;
+    MYSQL *m = db_conn(db, errbuf, errlen);
+    if (m == NULL)
+        return DB_TRANSIENT;
+    if (mysql_query(m, sql) != 0 || (*res = mysql_store_result(m)) == NULL)
+        return db_error(db, errbuf, errlen);
+    return DB_OK;
+}
+
 enum db_status db_ping(struct db *db, char *errbuf, size_t errlen)
 {
     MYSQL *m = db_conn(db, errbuf, errlen);
@@ -156,6 +170,37 @@ enum db_status db_ping(struct db *db, char *errbuf, size_t errlen)
     if (mysql_ping(m) != 0)
         return db_error(db, errbuf, errlen);
     return DB_OK;
+}
+
+void db_quote(struct strbuf *b, MYSQL *conn, const char *s)
+{
+    size_t n = strlen(s);
+    char *tmp = malloc(2 * n + 1);
+    if (tmp == NULL) {
+        b->failed = true;
+        return;
+    }
+    unsigned long m = mysql_real_escape_string(conn, tmp, s, (unsigned long)n);
+    strbuf_append(b, "'", 1);
+    strbuf_append(b, tmp, m);
+    strbuf_append(b, "'", 1);
+    free(tmp);
+}
+
+enum db_status db_exec_txn(struct db *db, const char *sql, char *errbuf, size_t errlen)
+{
+    enum db_status st = db_exec(db, "BEGIN", errbuf, errlen);
+    if (st != DB_OK)
+        return st;
+    st = db_exec(db, sql, errbuf, errlen);
+    if (st == DB_OK)
+        st = db_exec(db, "COMMIT", errbuf, errlen);
+    if (st == DB_FATAL) {
+        char ignore[ERRBUF_LEN];
+        if (db_exec(db, "ROLLBACK", ignore, sizeof ignore) != DB_OK)
+            return DB_TRANSIENT; /* the connection is gone, and the txn with it */
+    }
+    return st;
 }
 
 static void *pool_ctx_new(void *user)

@@ -10,6 +10,7 @@
 
 #include <mysql.h>
 
+#include "strbuf.h"
 #include "threadpool.h"
 #include "util.h"
 
@@ -34,7 +35,16 @@ MYSQL *db_conn(struct db *db, char *errbuf, size_t errlen);
 enum db_status db_exec(struct db *db, const char *sql, char *errbuf, size_t errlen) SB_NODISCARD;
 /* Classifies the last error of conn; drops the connection if transient. */
 enum db_status db_error(struct db *db, char *errbuf, size_t errlen);
+/* Runs a query that returns rows; *res is the caller's to free. */
+enum db_status db_query(struct db *db, const char *sql, MYSQL_RES **res, char *errbuf,
+                        size_t errlen) SB_NODISCARD;
 enum db_status db_ping(struct db *db, char *errbuf, size_t errlen) SB_NODISCARD;
+
+/* Appends s to b as a quoted SQL string literal (escaped for conn). */
+void db_quote(struct strbuf *b, MYSQL *conn, const char *s);
+/* Runs sql (one or more statements) inside BEGIN ... COMMIT; on a failure
+ * the transaction is rolled back (or dropped with the connection). */
+enum db_status db_exec_txn(struct db *db, const char *sql, char *errbuf, size_t errlen) SB_NODISCARD;
 
 /* A thread pool whose threads each own a struct db. The threads read url
  * as they start, so it must outlive the pool. */

@@ -12,8 +12,26 @@ static const struct json_field ping_fields[] = {
     {"note", JSON_K_STRING, false, 0, 200},
 };
 
+/* Chat jobs: key = application token (all of an application's jobs share
+ * a partition, so a message lands after its chat and an update after its
+ * create). Numbers were allocated by the dispatcher. */
+static const struct json_field chat_create_fields[] = {
+    {"application_token", JSON_K_TOKEN, true, TOKEN_LEN, TOKEN_LEN},
+    {"number", JSON_K_INT, true, 1, NUMBER_MAX},
+};
+
+static const struct json_field message_fields[] = {
+    {"application_token", JSON_K_TOKEN, true, TOKEN_LEN, TOKEN_LEN},
+    {"chat_number", JSON_K_INT, true, 1, NUMBER_MAX},
+    {"number", JSON_K_INT, true, 1, NUMBER_MAX},
+    {"body", JSON_K_STRING, true, 1, MESSAGE_BODY_MAX},
+};
+
 static const struct job_type job_types[] = {
     {"system.ping", "chat.commands", 1, ping_fields, SB_ARRAY_LEN(ping_fields)},
+    {"chat.create", "chat.commands", 1, chat_create_fields, SB_ARRAY_LEN(chat_create_fields)},
+    {"message.create", "chat.commands", 1, message_fields, SB_ARRAY_LEN(message_fields)},
+    {"message.update", "chat.commands", 1, message_fields, SB_ARRAY_LEN(message_fields)},
 };
 
 static const struct json_field envelope_fields[] = {

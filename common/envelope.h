@@ -17,6 +17,11 @@
 #include "json.h"
 
 #define ENVELOPE_MAX_KEY 200
+
+/* Chat limits shared by the API and the jobs. */
+#define TOKEN_LEN 22                 /* 128 random bits, base64url, no padding */
+#define NUMBER_MAX INT64_C(2147483647) /* chat and message numbers */
+#define MESSAGE_BODY_MAX 10000       /* characters (code points) */
 #define ENVELOPE_MAX_TYPE 64
 #define ENVELOPE_MAX_REQUEST_ID 64
 

@@ -122,6 +122,7 @@ static const char *kind_name(enum json_kind k)
 {
     switch (k) {
     case JSON_K_STRING: return "a string";
+    case JSON_K_TOKEN: return "a token of letters, digits, '-' and '_'";
     case JSON_K_INT: return "an integer";
     case JSON_K_BOOL: return "a boolean";
     case JSON_K_OBJECT: return "an object";
@@ -134,6 +135,12 @@ static bool check_field(const cJSON *item, const struct json_field *f, char *err
                         size_t errlen)
 {
     switch (f->kind) {
+    case JSON_K_TOKEN:
+        if (!cJSON_IsString(item) ||
+            strspn(item->valuestring, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                                      "0123456789-_") != strlen(item->valuestring))
+            break;
+        /* fall through: the length rules of strings apply */
     case JSON_K_STRING: {
         if (!cJSON_IsString(item))
             break;

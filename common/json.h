@@ -14,7 +14,8 @@
 
 #define JSON_MAX_DEPTH 32
 
-enum json_kind { JSON_K_STRING, JSON_K_INT, JSON_K_BOOL, JSON_K_OBJECT, JSON_K_ARRAY };
+/* JSON_K_TOKEN: a string of base64url characters [A-Za-z0-9_-] only. */
+enum json_kind { JSON_K_STRING, JSON_K_TOKEN, JSON_K_INT, JSON_K_BOOL, JSON_K_OBJECT, JSON_K_ARRAY };
 
 struct json_field {
     const char *name;

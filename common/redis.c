@@ -18,6 +18,7 @@ struct redis_client {
     redisAsyncContext *ac; /* NULL while disconnected */
     bool connected;
     bool closing;
+    char run_id[48]; /* this server's INFO run_id; "" until known */
     int64_t last_pong_ms;
     struct backoff backoff;
     struct event *reconnect_ev;
@@ -127,6 +128,8 @@ static void on_pong(redisAsyncContext *ac, void *r, void *priv)
         rc->last_pong_ms = sb_mono_ms();
 }
 
+static void on_info(redisAsyncContext *ac, void *r, void *priv);
+
 static void redis_dial(struct redis_client *rc)
 {
     redisAsyncContext *ac = redisAsyncConnect(rc->url.host, rc->url.port);
@@ -148,6 +151,28 @@ static void redis_dial(struct redis_client *rc)
         redisAsyncCommand(ac, on_reply_ignored, NULL, "AUTH %s", rc->url.password);
     if (rc->url.db)
         redisAsyncCommand(ac, on_reply_ignored, NULL, "SELECT %d", rc->url.db);
+    rc->run_id[0] = '\0';
+    redisAsyncCommand(ac, on_info, NULL, "INFO server");
+}
+
+/* A restarted Redis has a new run_id: number allocation uses it to tell
+ * that counters may have been rolled back (AOF loses the last second). */
+static void on_info(redisAsyncContext *ac, void *r, void *priv)
+{
+    (void)priv;
+    struct redis_client *rc = ac->data;
+    redisReply *reply = r;
+    if (reply == NULL || reply->type != REDIS_REPLY_STRING)
+        return;
+    const char *p = strstr(reply->str, "run_id:");
+    if (p == NULL)
+        return;
+    p += 7;
+    size_t n = strcspn(p, "\r\n");
+    if (n == 0 || n >= sizeof rc->run_id)
+        return;
+    memcpy(rc->run_id, p, n);
+    rc->run_id[n] = '\0';
 }
 
 static void on_reconnect_timer(evutil_socket_t fd, short what, void *arg)
@@ -202,13 +227,18 @@ void redis_client_free(struct redis_client *rc)
 
 bool redis_client_ready(const struct redis_client *rc)
 {
-    return rc->connected && sb_mono_ms() - rc->last_pong_ms < REDIS_STALE_MS;
+    return rc->connected && rc->run_id[0] && sb_mono_ms() - rc->last_pong_ms < REDIS_STALE_MS;
+}
+
+const char *redis_client_run_id(const struct redis_client *rc)
+{
+    return rc->connected ? rc->run_id : "";
 }
 
 bool redis_client_command(struct redis_client *rc, redisCallbackFn *cb, void *priv,
                           const char *fmt, ...)
 {
-    if (rc->ac == NULL || !rc->connected)
+    if (rc->ac == NULL || !rc->connected || !rc->run_id[0])
         return false;
     va_list ap;
     va_start(ap, fmt);
@@ -220,7 +250,7 @@ bool redis_client_command(struct redis_client *rc, redisCallbackFn *cb, void *pr
 bool redis_client_command_argv(struct redis_client *rc, redisCallbackFn *cb, void *priv,
                                int argc, const char **argv, const size_t *argvlen)
 {
-    if (rc->ac == NULL || !rc->connected)
+    if (rc->ac == NULL || !rc->connected || !rc->run_id[0])
         return false;
     return redisAsyncCommandArgv(rc->ac, cb, priv, argc, argv, argvlen) == REDIS_OK;
 }

@@ -27,6 +27,9 @@ struct redis_client *redis_client_new(struct event_base *base, const struct redi
 void redis_client_free(struct redis_client *rc);
 /* Connected and answered a PING recently. */
 bool redis_client_ready(const struct redis_client *rc);
+/* The server's run_id (changes when Redis restarts); "" while unknown.
+ * Commands are refused until it is known. */
+const char *redis_client_run_id(const struct redis_client *rc);
 /* Sends a command; false if not connected (cb is then never called). */
 bool redis_client_command(struct redis_client *rc, redisCallbackFn *cb, void *priv,
                           const char *fmt, ...) SB_NODISCARD;

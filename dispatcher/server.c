@@ -6,6 +6,7 @@
 #include <event2/buffer.h>
 #include <event2/keyvalq_struct.h>
 #include <netinet/in.h>
+#include <sys/queue.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -221,6 +222,51 @@ static void pick_request_id(struct evhttp_request *req, char out[65])
     memcpy(out, id, sizeof id);
 }
 
+/* Matches path against pattern segment by segment, capturing {params}. */
+static bool route_match(const char *pattern, const char *path, struct http_ctx *ctx)
+{
+    int np = 0;
+    const char *p = pattern, *q = path;
+    while (*p && *q) {
+        if (*p != '/' || *q != '/')
+            return false;
+        p++;
+        q++;
+        size_t pl = strcspn(p, "/"), ql = strcspn(q, "/");
+        if (pl > 2 && p[0] == '{' && p[pl - 1] == '}') {
+            if (ql == 0 || ql >= sizeof ctx->params[0] || np == 4)
+                return false;
+            memcpy(ctx->params[np], q, ql);
+            ctx->params[np][ql] = '\0';
+            np++;
+        } else if (pl != ql || memcmp(p, q, pl) != 0) {
+            return false;
+        }
+        p += pl;
+        q += ql;
+    }
+    if (*p || *q)
+        return false;
+    ctx->nparams = np;
+    return true;
+}
+
+bool http_query_param(struct http_ctx *ctx, const char *name, char *out, size_t cap)
+{
+    if (ctx->query == NULL)
+        return false;
+    struct evkeyvalq q;
+    TAILQ_INIT(&q);
+    if (evhttp_parse_query_str(ctx->query, &q) != 0)
+        return false;
+    const char *v = evhttp_find_header(&q, name);
+    bool found = v != NULL && strlen(v) < cap;
+    if (found)
+        memcpy(out, v, strlen(v) + 1);
+    evhttp_clear_headers(&q);
+    return found;
+}
+
 static const char *method_name(enum evhttp_cmd_type t)
 {
     switch (t) {
@@ -253,7 +299,7 @@ static void on_request(struct evhttp_request *req, void *arg)
     char allow[64] = "";
     for (size_t i = 0; i < dispatcher_nroutes; i++) {
         struct route *r = &dispatcher_routes[i];
-        if (strcmp(r->path, path) != 0)
+        if (!route_match(r->path, path, &ctx))
             continue;
         path_known = true;
         if (strcmp(r->method, method) == 0) {

@@ -53,13 +53,15 @@ struct http_ctx {
     char request_id[65];
     int64_t start_us;
     const struct route *route;
+    int nparams;              /* values of the route's {name} segments */
+    char params[4][128];
 };
 
 typedef void (*route_fn)(struct http_ctx *ctx);
 
 struct route {
     const char *method; /* "GET", "POST", ... */
-    const char *path;   /* exact path */
+    const char *path;   /* "/a/{x}/b": {x} matches one non-empty segment */
     route_fn fn;
     const char *name;   /* metrics label */
     struct metric *latency, *c2xx, *c4xx, *c5xx;
@@ -91,6 +93,9 @@ void http_reply_error(struct http_ctx *ctx, int code, const char *errcode, const
 /* Reads and strictly parses the request body; on failure answers 400/413
  * itself and returns NULL. empty_ok: an absent body yields {}. */
 cJSON *http_body_json(struct http_ctx *ctx, bool empty_ok);
+
+/* The query parameter's value (decoded) into out; false if absent. */
+bool http_query_param(struct http_ctx *ctx, const char *name, char *out, size_t cap);
 
 /* Turns ctx into a pending answer (counts it in flight). */
 struct http_pending *http_pending_new(struct http_ctx *ctx);

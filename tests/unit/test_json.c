@@ -95,6 +95,17 @@ static void test_check_object(void **state)
     assert_false(check("{\"name\":\"a\",\"count\":\"3\"}", err));
     assert_false(check("{\"name\":\"a\",\"flag\":1}", err));
     assert_false(check("{\"name\":\"a\",\"tags\":[1,2,3]}", err));
+    static const struct json_field tok[] = {{"t", JSON_K_TOKEN, true, 2, 4}};
+    cJSON *o = parse("{\"t\":\"aZ0-_\"}", err);
+    assert_false(json_check_object(o, tok, 1, err, sizeof err)); /* 5 > 4 chars */
+    cJSON_Delete(o);
+    o = parse("{\"t\":\"aZ_\"}", err);
+    assert_true(json_check_object(o, tok, 1, err, sizeof err));
+    cJSON_Delete(o);
+    o = parse("{\"t\":\"a'b\"}", err);
+    assert_false(json_check_object(o, tok, 1, err, sizeof err));
+    assert_non_null(strstr(err, "token"));
+    cJSON_Delete(o);
     cJSON *arr = parse("[1]", err);
     assert_false(json_check_object(arr, fields, 4, err, sizeof err));
     cJSON_Delete(arr);

@@ -1,4 +1,4 @@
-/* routes_ops.c - operations routes and the route table.
+/* ops_api.c - operations routes.
  *
  *   GET  /healthz   the process is up and its loop answers
  *   GET  /readyz    every dependency answered its last probe (else 503)
@@ -8,12 +8,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ops_api.h"
+
 #include "envelope.h"
 #include "log.h"
 #include "readiness.h"
 #include "server.h"
 
-static void route_healthz(struct http_ctx *ctx)
+void ops_healthz(struct http_ctx *ctx)
 {
     cJSON *body = cJSON_CreateObject();
     cJSON_AddStringToObject(body, "status", "ok");
@@ -29,7 +31,7 @@ static void add_dep(cJSON *deps, const char *name, bool ok, const char *err)
         cJSON_AddStringToObject(o, "error", err);
 }
 
-static void route_readyz(struct http_ctx *ctx)
+void ops_readyz(struct http_ctx *ctx)
 {
     struct dispatcher *d = ctx->loop->d;
     struct dep_state kafka, mysql;
@@ -49,7 +51,7 @@ static void route_readyz(struct http_ctx *ctx)
     cJSON_Delete(body);
 }
 
-static void route_metrics(struct http_ctx *ctx)
+void ops_metrics(struct http_ctx *ctx)
 {
     size_t len;
     char *text = metrics_render(&len);
@@ -96,7 +98,7 @@ static void ping_delivered(void *opaque, rd_kafka_resp_err_t err)
                   pd->pending->request_id);
 }
 
-static void route_ping(struct http_ctx *ctx)
+void ops_ping(struct http_ctx *ctx)
 {
     char err[ERRBUF_LEN];
     cJSON *req = http_body_json(ctx, true);
@@ -138,11 +140,3 @@ static void route_ping(struct http_ctx *ctx)
     }
     free(job);
 }
-
-struct route dispatcher_routes[] = {
-    {"GET", "/healthz", route_healthz, "healthz", NULL, NULL, NULL, NULL},
-    {"GET", "/readyz", route_readyz, "readyz", NULL, NULL, NULL, NULL},
-    {"GET", "/metrics", route_metrics, "metrics", NULL, NULL, NULL, NULL},
-    {"POST", "/ops/ping", route_ping, "ops_ping", NULL, NULL, NULL, NULL},
-};
-const size_t dispatcher_nroutes = SB_ARRAY_LEN(dispatcher_routes);

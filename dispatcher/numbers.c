@@ -1,0 +1,300 @@
+/* numbers.c - see numbers.h. */
+#include "numbers.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "envelope.h"
+#include "log.h"
+
+/* KEYS: parent, seq, ceil, epoch, bits. ARGV: run_id, parent bit or "".
+ * Returns the number, -1 (needs a block) or -2 (parent unknown). */
+static const char alloc_lua[] =
+    "if ARGV[2] == '' then\n"
+    "  if redis.call('EXISTS', KEYS[1]) == 0 then return -2 end\n"
+    "elseif redis.call('GETBIT', KEYS[1], ARGV[2]) == 0 then return -2 end\n"
+    "if redis.call('GET', KEYS[4]) ~= ARGV[1] then return -1 end\n"
+    "local seq = tonumber(redis.call('GET', KEYS[2]) or '0')\n"
+    "local ceil = tonumber(redis.call('GET', KEYS[3]) or '0')\n"
+    "if seq >= ceil then return -1 end\n"
+    "seq = redis.call('INCR', KEYS[2])\n"
+    "redis.call('SETBIT', KEYS[5], seq, 1)\n"
+    "return seq\n";
+
+/* KEYS: seq, ceil, epoch. ARGV: lo, hi, run_id. Installs block (lo, hi]:
+ * fresh after a loss or restart; appended when contiguous; after a lost
+ * block, jumped to once the current one is used up; else stale. */
+static const char install_lua[] =
+    "local lo, hi = tonumber(ARGV[1]), tonumber(ARGV[2])\n"
+    "local seq = tonumber(redis.call('GET', KEYS[1]) or '0')\n"
+    "local ceil = tonumber(redis.call('GET', KEYS[2]) or '0')\n"
+    "if redis.call('GET', KEYS[3]) ~= ARGV[3] or ceil == 0 then\n"
+    "  redis.call('SET', KEYS[1], lo) redis.call('SET', KEYS[2], hi)\n"
+    "  redis.call('SET', KEYS[3], ARGV[3]) return 1\n"
+    "end\n"
+    "if lo == ceil then redis.call('SET', KEYS[2], hi) return 1 end\n"
+    "if lo > ceil and seq >= ceil then\n"
+    "  redis.call('SET', KEYS[1], lo) redis.call('SET', KEYS[2], hi) return 1\n"
+    "end\n"
+    "return 0\n";
+
+/* KEYS: lock. ARGV: owner. Deletes the lock only if still ours. */
+static const char unlock_lua[] =
+    "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end\n"
+    "return 0\n";
+
+#define LOCK_MS 5000
+#define RETRY_MS 2
+
+struct alloc_op {
+    struct loop *loop;
+    char token[TOKEN_LEN + 1];
+    int64_t chat;
+    numbers_cb cb;
+    void *arg;
+    int64_t deadline_ms;
+    char owner[33];
+    char keys[6][96]; /* parent, seq, ceil, epoch, bits, lock */
+    char parent_bit[24];
+    char scope[64];
+    int64_t lo, hi;
+    bool failed;
+    char err[ERRBUF_LEN];
+};
+
+static void set_keys(struct alloc_op *op)
+{
+    static const char *const names[] = {"seq", "ceil", "epoch", "bits", "lock"};
+    char base[80];
+    if (op->chat == 0) {
+        snprintf(base, sizeof base, "sb:{%s}:c", op->token);
+        snprintf(op->keys[0], sizeof op->keys[0], "sb:{%s}:app", op->token);
+        op->parent_bit[0] = '\0';
+        snprintf(op->scope, sizeof op->scope, "c:%s", op->token);
+    } else {
+        snprintf(base, sizeof base, "sb:{%s}:m:%lld", op->token, (long long)op->chat);
+        snprintf(op->keys[0], sizeof op->keys[0], "sb:{%s}:c:bits", op->token);
+        snprintf(op->parent_bit, sizeof op->parent_bit, "%lld", (long long)op->chat);
+        snprintf(op->scope, sizeof op->scope, "m:%s:%lld", op->token, (long long)op->chat);
+    }
+    for (int i = 0; i < 5; i++)
+        snprintf(op->keys[i + 1], sizeof op->keys[i + 1], "%s:%s", base, names[i]);
+}
+
+static void finish(struct alloc_op *op, enum numbers_result r, int64_t number)
+{
+    op->cb(op->arg, r, number);
+    free(op);
+}
+
+static void step_alloc(struct alloc_op *op);
+
+static void on_retry_timer(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    step_alloc(arg);
+}
+
+static void retry_later(struct alloc_op *op)
+{
+    if (sb_mono_ms() > op->deadline_ms) {
+        log_warn("number allocation timed out waiting for a block", "scope=%s", op->scope);
+        finish(op, NUMBERS_UNAVAILABLE, 0);
+        return;
+    }
+    struct timeval tv = {.tv_sec = 0, .tv_usec = RETRY_MS * 1000};
+    if (event_base_once(op->loop->base, -1, EV_TIMEOUT, on_retry_timer, op, &tv) != 0)
+        finish(op, NUMBERS_UNAVAILABLE, 0);
+}
+
+static void unlock(struct alloc_op *op)
+{
+    const char *argv[] = {"EVAL", unlock_lua, "1", op->keys[5], op->owner};
+    if (!redis_client_command_argv(op->loop->redis, NULL, NULL, 5, argv, NULL))
+        log_debug("refill unlock not sent (it expires by itself)", "scope=%s", op->scope);
+}
+
+static void on_install(redisAsyncContext *ac, void *r, void *priv)
+{
+    (void)ac;
+    struct alloc_op *op = priv;
+    redisReply *reply = r;
+    unlock(op);
+    if (reply == NULL || reply->type != REDIS_REPLY_INTEGER) {
+        finish(op, NUMBERS_UNAVAILABLE, 0);
+        return;
+    }
+    if (reply->integer == 0)
+        log_info("stale number block discarded", "scope=%s lo=%lld hi=%lld", op->scope,
+                 (long long)op->lo, (long long)op->hi);
+    step_alloc(op);
+}
+
+/* Pool thread: raise the durable ceiling by one block. */
+static void reserve_work(void *ctx, void *arg)
+{
+    struct alloc_op *op = arg;
+    struct db *db = ctx;
+    char sql[256];
+    int64_t block = op->loop->d->cfg->number_block;
+    snprintf(sql, sizeof sql,
+             "INSERT INTO number_blocks (scope, ceiling) VALUES ('%s', LAST_INSERT_ID(%lld))"
+             " ON DUPLICATE KEY UPDATE ceiling = LAST_INSERT_ID(ceiling + %lld)",
+             op->scope, (long long)block, (long long)block);
+    op->failed = db_exec(db, sql, op->err, sizeof op->err) != DB_OK;
+    if (!op->failed) {
+        op->hi = (int64_t)mysql_insert_id(db_conn(db, op->err, sizeof op->err));
+        op->lo = op->hi - block;
+    }
+}
+
+static void reserve_done(void *arg)
+{
+    struct alloc_op *op = arg;
+    if (op->failed || op->hi <= 0) {
+        log_warn("cannot reserve a number block", "scope=%s err=\"%s\"", op->scope, op->err);
+        unlock(op);
+        finish(op, NUMBERS_UNAVAILABLE, 0);
+        return;
+    }
+    char lo[24], hi[24];
+    snprintf(lo, sizeof lo, "%lld", (long long)op->lo);
+    snprintf(hi, sizeof hi, "%lld", (long long)op->hi);
+    const char *argv[] = {"EVAL", install_lua, "3", op->keys[1], op->keys[2], op->keys[3],
+                          lo, hi, redis_client_run_id(op->loop->redis)};
+    if (!redis_client_command_argv(op->loop->redis, on_install, op, 9, argv, NULL))
+        finish(op, NUMBERS_UNAVAILABLE, 0);
+}
+
+static void on_lock(redisAsyncContext *ac, void *r, void *priv)
+{
+    (void)ac;
+    struct alloc_op *op = priv;
+    redisReply *reply = r;
+    if (reply == NULL || reply->type == REDIS_REPLY_ERROR) {
+        finish(op, NUMBERS_UNAVAILABLE, 0);
+        return;
+    }
+    if (reply->type == REDIS_REPLY_NIL) { /* someone else refills: wait for it */
+        retry_later(op);
+        return;
+    }
+    if (!threadpool_submit(op->loop->d->dbpool, reserve_work, reserve_done, op->loop->q, op)) {
+        unlock(op);
+        finish(op, NUMBERS_UNAVAILABLE, 0);
+    }
+}
+
+static void on_alloc(redisAsyncContext *ac, void *r, void *priv)
+{
+    (void)ac;
+    struct alloc_op *op = priv;
+    redisReply *reply = r;
+    if (reply == NULL || reply->type != REDIS_REPLY_INTEGER) {
+        if (reply && reply->type == REDIS_REPLY_ERROR)
+            log_error("number script failed", "scope=%s err=\"%s\"", op->scope, reply->str);
+        finish(op, NUMBERS_UNAVAILABLE, 0);
+        return;
+    }
+    if (reply->integer > 0) {
+        finish(op, NUMBERS_OK, reply->integer);
+    } else if (reply->integer == -2) {
+        finish(op, NUMBERS_UNKNOWN_PARENT, 0);
+    } else {
+        const char *argv[] = {"SET", op->keys[5], op->owner, "NX", "PX", "5000"};
+        if (!redis_client_command_argv(op->loop->redis, on_lock, op, 6, argv, NULL))
+            finish(op, NUMBERS_UNAVAILABLE, 0);
+    }
+}
+
+static void step_alloc(struct alloc_op *op)
+{
+    const char *argv[] = {"EVAL", alloc_lua, "5", op->keys[0], op->keys[1], op->keys[2],
+                          op->keys[3], op->keys[4], redis_client_run_id(op->loop->redis),
+                          op->parent_bit};
+    if (!redis_client_command_argv(op->loop->redis, on_alloc, op, 10, argv, NULL))
+        finish(op, NUMBERS_UNAVAILABLE, 0);
+}
+
+void numbers_next(struct loop *l, const char *token, int64_t chat, numbers_cb cb, void *arg)
+{
+    struct alloc_op *op = calloc(1, sizeof *op);
+    if (op == NULL || !sb_random_id(op->owner)) {
+        free(op);
+        cb(arg, NUMBERS_UNAVAILABLE, 0);
+        return;
+    }
+    op->loop = l;
+    snprintf(op->token, sizeof op->token, "%s", token);
+    op->chat = chat;
+    op->cb = cb;
+    op->arg = arg;
+    op->deadline_ms = sb_mono_ms() + l->d->cfg->request_timeout_ms;
+    set_keys(op);
+    step_alloc(op);
+}
+
+struct known_op {
+    numbers_cb cb;
+    void *arg;
+};
+
+static void on_known(redisAsyncContext *ac, void *r, void *priv)
+{
+    (void)ac;
+    struct known_op *k = priv;
+    redisReply *reply = r;
+    if (reply == NULL || reply->type != REDIS_REPLY_INTEGER)
+        k->cb(k->arg, NUMBERS_UNAVAILABLE, 0);
+    else
+        k->cb(k->arg, NUMBERS_OK, reply->integer ? 1 : 0);
+    free(k);
+}
+
+/* The key and bit that say "this exists": app key, chat bit, message bit. */
+static void known_key(const char *token, int64_t chat, int64_t msg, char *key, size_t cap,
+                      char *bit, size_t bcap)
+{
+    if (chat == 0) {
+        snprintf(key, cap, "sb:{%s}:app", token);
+        bit[0] = '\0';
+    } else if (msg == 0) {
+        snprintf(key, cap, "sb:{%s}:c:bits", token);
+        snprintf(bit, bcap, "%lld", (long long)chat);
+    } else {
+        snprintf(key, cap, "sb:{%s}:m:%lld:bits", token, (long long)chat);
+        snprintf(bit, bcap, "%lld", (long long)msg);
+    }
+}
+
+void numbers_known(struct loop *l, const char *token, int64_t chat, int64_t msg, numbers_cb cb,
+                   void *arg)
+{
+    char key[96], bit[24];
+    known_key(token, chat, msg, key, sizeof key, bit, sizeof bit);
+    struct known_op *k = malloc(sizeof *k);
+    if (k == NULL) {
+        cb(arg, NUMBERS_UNAVAILABLE, 0);
+        return;
+    }
+    k->cb = cb;
+    k->arg = arg;
+    bool sent = *bit ? redis_client_command(l->redis, on_known, k, "GETBIT %s %s", key, bit)
+                     : redis_client_command(l->redis, on_known, k, "EXISTS %s", key);
+    if (!sent) {
+        free(k);
+        cb(arg, NUMBERS_UNAVAILABLE, 0);
+    }
+}
+
+void numbers_mark(struct loop *l, const char *token, int64_t chat, int64_t msg)
+{
+    char key[96], bit[24];
+    known_key(token, chat, msg, key, sizeof key, bit, sizeof bit);
+    bool sent = *bit ? redis_client_command(l->redis, NULL, NULL, "SETBIT %s %s 1", key, bit)
+                     : redis_client_command(l->redis, NULL, NULL, "SET %s 1", key);
+    if (!sent)
+        log_debug("cache mark not sent (Redis away)", "key=%s", key);
+}

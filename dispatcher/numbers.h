@@ -1,0 +1,36 @@
+/* numbers.h - chat and message numbers: 1, 2, 3 ... never issued twice.
+ *
+ * Redis hands out numbers from a block (seq < ceil) with one Lua script
+ * that also checks the parent exists and marks the number in a bitmap (the
+ * cache of what exists). Blocks come from MySQL (number_blocks: the
+ * durable ceiling, raised by number_block per refill), so every number
+ * issued is at most the MySQL ceiling. When Redis loses data - FLUSHALL, or
+ * a restart that rolled counters back (detected by its run_id changing) -
+ * the scope's next refill starts above that ceiling: numbers may jump
+ * (a gap), never repeat. One refill per scope at a time (a short Redis lock)
+ * keeps blocks contiguous, so there are no gaps otherwise.
+ *
+ * Redis keys share the hash tag {token}: sb:{T}:app, sb:{T}:c:{seq,ceil,
+ * epoch,bits,lock} for chats and sb:{T}:m:<chat>:{...} for messages. */
+#ifndef SB_NUMBERS_H
+#define SB_NUMBERS_H
+
+#include "server.h"
+
+enum numbers_result { NUMBERS_OK, NUMBERS_UNKNOWN_PARENT, NUMBERS_UNAVAILABLE };
+
+/* number: the new number (OK), else 0. For known(): 1 if known, 0 if not. */
+typedef void (*numbers_cb)(void *arg, enum numbers_result r, int64_t number);
+
+/* Next chat number (chat == 0) or next message number of chat. The parent
+ * (application, or chat) must be known to the cache: else UNKNOWN_PARENT,
+ * and the caller checks MySQL, calls numbers_mark and tries again. */
+void numbers_next(struct loop *l, const char *token, int64_t chat, numbers_cb cb, void *arg);
+/* Is the application (chat == 0, msg == 0), chat (msg == 0) or message
+ * marked in the cache? Answers OK with number 1 or 0. */
+void numbers_known(struct loop *l, const char *token, int64_t chat, int64_t msg, numbers_cb cb,
+                   void *arg);
+/* Marks it as existing (after MySQL said so). Fire and forget. */
+void numbers_mark(struct loop *l, const char *token, int64_t chat, int64_t msg);
+
+#endif
