@@ -140,7 +140,8 @@ static bool check_field(const cJSON *item, const struct json_field *f, char *err
             strspn(item->valuestring, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
                                       "0123456789-_") != strlen(item->valuestring))
             break;
-        /* fall through: the length rules of strings apply */
+        /* the length rules of strings apply too */
+        __attribute__((fallthrough));
     case JSON_K_STRING: {
         if (!cJSON_IsString(item))
             break;
