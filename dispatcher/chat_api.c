@@ -38,6 +38,8 @@ struct chat_req {
     enum db_status st;
     char err[ERRBUF_LEN];
     bool app_exists, chat_exists, found;
+    bool uncertain;  /* the cache lost data recently (numbers.h) */
+    int64_t ceiling; /* MySQL number ceiling of the scope that issued it */
     int status;
     cJSON *result;
     const char *errcode;
@@ -119,6 +121,16 @@ static void req_error(struct chat_req *r, int status, const char *code, const ch
     va_end(ap);
     http_pending_error(r->p, status, code, msg);
     req_free(r);
+}
+
+/* Allocated just before Redis lost data, maybe still on its way to MySQL:
+ * ask the client to come back instead of denying it exists. */
+static void req_retry(struct chat_req *r, const char *what, int64_t n)
+{
+    if (r->p->req)
+        evhttp_add_header(evhttp_request_get_output_headers(r->p->req), "Retry-After", "1");
+    req_error(r, 503, "not_confirmed", "%s %lld is not confirmed yet (the cache was lost a moment "
+              "ago); retry shortly", what, (long long)n);
 }
 
 static void req_reply(struct chat_req *r, int status, cJSON *body)
@@ -463,14 +475,21 @@ static cJSON *number_body(int64_t n)
     return o;
 }
 
-/* Pool: is the parent (application, or chat) in MySQL? */
+/* Pool: is the parent (application, or chat) in MySQL? Also reads the
+ * ceiling of the scope that issues its number (of the message if r->msg,
+ * else of the chat). */
 static void parent_work(void *ctx, void *arg)
 {
     struct chat_req *r = arg;
-    char sql[300];
+    char sql[500], scope[64];
+    if (r->msg)
+        snprintf(scope, sizeof scope, "m:%s:%lld", r->token, (long long)r->chat);
+    else
+        snprintf(scope, sizeof scope, "c:%s", r->token);
     snprintf(sql, sizeof sql, "SELECT (SELECT COUNT(*) FROM applications WHERE token = '%s'),"
-             " (SELECT COUNT(*) FROM chats WHERE application_token = '%s' AND number = %lld)",
-             r->token, r->token, (long long)r->chat);
+             " (SELECT COUNT(*) FROM chats WHERE application_token = '%s' AND number = %lld),"
+             " (SELECT ceiling FROM number_blocks WHERE scope = '%s')",
+             r->token, r->token, (long long)r->chat, scope);
     MYSQL_RES *res;
     r->st = db_query(ctx, sql, &res, r->err, sizeof r->err);
     if (r->st != DB_OK)
@@ -478,6 +497,7 @@ static void parent_work(void *ctx, void *arg)
     MYSQL_ROW row = mysql_fetch_row(res);
     r->app_exists = row && atoi(row[0]) > 0;
     r->chat_exists = row && atoi(row[1]) > 0;
+    r->ceiling = row && row[2] ? strtoll(row[2], NULL, 10) : 0;
     mysql_free_result(res);
 }
 
@@ -489,6 +509,10 @@ static void parent_done(void *arg)
         return;
     }
     bool exists = r->chat ? r->chat_exists : r->app_exists;
+    if (!exists && r->uncertain && r->chat && r->app_exists && r->chat <= r->ceiling) {
+        req_retry(r, "chat", r->chat);
+        return;
+    }
     if (!exists) {
         req_not_found(r, r->chat && r->app_exists ? "chat" : "application");
         req_finish(r);
@@ -507,7 +531,8 @@ static void on_number(void *arg, enum numbers_result res, int64_t number)
         req_error(r, 503, "numbers_unavailable", "cannot allocate a number now; retry later");
         return;
     }
-    if (res == NUMBERS_UNKNOWN_PARENT) {
+    if (res == NUMBERS_UNKNOWN_PARENT || res == NUMBERS_UNCERTAIN) {
+        r->uncertain = res == NUMBERS_UNCERTAIN;
         if (r->retried) { /* marked a moment ago and gone again: Redis is flapping */
             req_error(r, 503, "numbers_unavailable", "cannot allocate a number now; retry later");
             return;
@@ -634,6 +659,8 @@ static void message_exists_done(void *arg)
     struct chat_req *r = arg;
     if (r->st != DB_OK) {
         req_finish(r);
+    } else if (!r->found && r->uncertain && r->chat_exists && r->msg <= r->ceiling) {
+        req_retry(r, "message", r->msg);
     } else if (!r->found) {
         req_not_found(r, !r->app_exists ? "application" : !r->chat_exists ? "chat" : "message");
         req_finish(r);
@@ -646,10 +673,13 @@ static void message_exists_done(void *arg)
 static void on_message_known(void *arg, enum numbers_result res, int64_t known)
 {
     struct chat_req *r = arg;
-    if (res == NUMBERS_OK && known)
+    if (res == NUMBERS_OK && known) {
         enqueue_update(r);
-    else /* not in the cache (or Redis away): MySQL decides */
-        submit(r, message_exists_work, message_exists_done);
+        return;
+    }
+    /* not in the cache (or Redis away): MySQL decides */
+    r->uncertain = res == NUMBERS_UNCERTAIN;
+    submit(r, message_exists_work, message_exists_done);
 }
 
 void chat_update_message(struct http_ctx *ctx)
@@ -692,6 +722,9 @@ static void on_chat_known(void *arg, enum numbers_result res, int64_t known)
             r->result = cJSON_CreateArray(); /* a list or search of an empty chat */
         }
         r->status = r->result ? 200 : 404;
+    } else if (res == NUMBERS_UNCERTAIN && !r->msg && r->chat <= r->ceiling) {
+        req_retry(r, "chat", r->chat);
+        return;
     } else {
         cJSON_Delete(r->result);
         r->result = NULL;

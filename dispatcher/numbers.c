@@ -8,12 +8,39 @@
 #include "envelope.h"
 #include "log.h"
 
-/* KEYS: parent, seq, ceil, epoch, bits. ARGV: run_id, parent bit or "".
- * Returns the number, -1 (needs a block) or -2 (parent unknown). */
-static const char alloc_lua[] =
-    "if ARGV[2] == '' then\n"
-    "  if redis.call('EXISTS', KEYS[1]) == 0 then return -2 end\n"
-    "elseif redis.call('GETBIT', KEYS[1], ARGV[2]) == 0 then return -2 end\n"
+/* Every script starts with this: sb:intact holds the run_id of the Redis
+ * that has been keeping the cache. When it differs (a restart) or is gone
+ * (FLUSHALL, or a fresh Redis), the cache has lost entries: the moment is
+ * recorded in sb:loss_at, and for GRACE_S seconds after it "not in the
+ * cache" is uncertain - a chat or message allocated before the loss may
+ * still be on its way to MySQL. Returns true inside that window.
+ * (These two keys sit outside the {token} hash slots: single Redis only.) */
+#define LOSS_CHECK_LUA \
+    "local function uncertain()\n" \
+    "  local now = tonumber(redis.call('TIME')[1])\n" \
+    "  if redis.call('GET', 'sb:intact') ~= ARGV[1] then\n" \
+    "    redis.call('SET', 'sb:intact', ARGV[1]) redis.call('SET', 'sb:loss_at', now)\n" \
+    "  end\n" \
+    "  return now - tonumber(redis.call('GET', 'sb:loss_at') or '0') < " GRACE_S_STR "\n" \
+    "end\n"
+#define GRACE_S_STR "60"
+
+/* KEYS: parent, seq, ceil, epoch, bits, parent scope's epoch and floor.
+ * ARGV: run_id, parent bit or "" (parent is the application key).
+ * Returns the number, -1 (needs a block), -2 (parent unknown) or -3 (parent
+ * not in the cache, but it may have been allocated just before a loss: the
+ * loss was recent, and the parent's scope was not rebuilt since or the
+ * parent's number is at or below the scope's floor). */
+static const char alloc_lua[] = LOSS_CHECK_LUA
+    "local fresh = uncertain()\n"
+    "local known\n"
+    "if ARGV[2] == '' then known = redis.call('EXISTS', KEYS[1])\n"
+    "else known = redis.call('GETBIT', KEYS[1], ARGV[2]) end\n"
+    "if known == 0 then\n"
+    "  if ARGV[2] ~= '' and fresh and (redis.call('GET', KEYS[6]) ~= ARGV[1] or\n"
+    "      tonumber(ARGV[2]) <= tonumber(redis.call('GET', KEYS[7]) or '0')) then return -3 end\n"
+    "  return -2\n"
+    "end\n"
     "if redis.call('GET', KEYS[4]) ~= ARGV[1] then return -1 end\n"
     "local seq = tonumber(redis.call('GET', KEYS[2]) or '0')\n"
     "local ceil = tonumber(redis.call('GET', KEYS[3]) or '0')\n"
@@ -22,16 +49,30 @@ static const char alloc_lua[] =
     "redis.call('SETBIT', KEYS[5], seq, 1)\n"
     "return seq\n";
 
-/* KEYS: seq, ceil, epoch. ARGV: lo, hi, run_id. Installs block (lo, hi]:
- * fresh after a loss or restart; appended when contiguous; after a lost
- * block, jumped to once the current one is used up; else stale. */
+/* KEYS: key, its scope's epoch and floor. ARGV: run_id, bit or "".
+ * 1 known, 0 not, -3 uncertain (as for the parent in alloc_lua). */
+static const char known_lua[] = LOSS_CHECK_LUA
+    "local fresh = uncertain()\n"
+    "local known\n"
+    "if ARGV[2] == '' then known = redis.call('EXISTS', KEYS[1])\n"
+    "else known = redis.call('GETBIT', KEYS[1], ARGV[2]) end\n"
+    "if known == 1 then return 1 end\n"
+    "if ARGV[2] ~= '' and fresh and (redis.call('GET', KEYS[2]) ~= ARGV[1] or\n"
+    "    tonumber(ARGV[2]) <= tonumber(redis.call('GET', KEYS[3]) or '0')) then return -3 end\n"
+    "return 0\n";
+
+/* KEYS: seq, ceil, epoch, floor. ARGV: lo, hi, run_id. Installs block
+ * (lo, hi]: fresh after a loss or restart (the floor remembers that numbers
+ * up to lo were issued before the cache was rebuilt); appended when
+ * contiguous; after a lost block, jumped to once the current one is used
+ * up; else stale. */
 static const char install_lua[] =
     "local lo, hi = tonumber(ARGV[1]), tonumber(ARGV[2])\n"
     "local seq = tonumber(redis.call('GET', KEYS[1]) or '0')\n"
     "local ceil = tonumber(redis.call('GET', KEYS[2]) or '0')\n"
     "if redis.call('GET', KEYS[3]) ~= ARGV[3] or ceil == 0 then\n"
     "  redis.call('SET', KEYS[1], lo) redis.call('SET', KEYS[2], hi)\n"
-    "  redis.call('SET', KEYS[3], ARGV[3]) return 1\n"
+    "  redis.call('SET', KEYS[3], ARGV[3]) redis.call('SET', KEYS[4], lo) return 1\n"
     "end\n"
     "if lo == ceil then redis.call('SET', KEYS[2], hi) return 1 end\n"
     "if lo > ceil and seq >= ceil then\n"
@@ -55,7 +96,8 @@ struct alloc_op {
     void *arg;
     int64_t deadline_ms;
     char owner[33];
-    char keys[6][96]; /* parent, seq, ceil, epoch, bits, lock */
+    char keys[9][96]; /* parent, seq, ceil, epoch, bits, lock, floor,
+                         parent scope's epoch and floor */
     char parent_bit[24];
     char scope[64];
     int64_t lo, hi;
@@ -65,20 +107,24 @@ struct alloc_op {
 
 static void set_keys(struct alloc_op *op)
 {
-    static const char *const names[] = {"seq", "ceil", "epoch", "bits", "lock"};
+    static const char *const names[] = {"seq", "ceil", "epoch", "bits", "lock", "floor"};
     char base[80];
     if (op->chat == 0) {
         snprintf(base, sizeof base, "sb:{%s}:c", op->token);
         snprintf(op->keys[0], sizeof op->keys[0], "sb:{%s}:app", op->token);
         op->parent_bit[0] = '\0';
         snprintf(op->scope, sizeof op->scope, "c:%s", op->token);
+        snprintf(op->keys[7], sizeof op->keys[7], "%s", op->keys[0]); /* unused */
+        snprintf(op->keys[8], sizeof op->keys[8], "%s", op->keys[0]);
     } else {
         snprintf(base, sizeof base, "sb:{%s}:m:%lld", op->token, (long long)op->chat);
         snprintf(op->keys[0], sizeof op->keys[0], "sb:{%s}:c:bits", op->token);
         snprintf(op->parent_bit, sizeof op->parent_bit, "%lld", (long long)op->chat);
         snprintf(op->scope, sizeof op->scope, "m:%s:%lld", op->token, (long long)op->chat);
+        snprintf(op->keys[7], sizeof op->keys[7], "sb:{%s}:c:epoch", op->token);
+        snprintf(op->keys[8], sizeof op->keys[8], "sb:{%s}:c:floor", op->token);
     }
-    for (int i = 0; i < 5; i++)
+    for (int i = 0; i < 6; i++)
         snprintf(op->keys[i + 1], sizeof op->keys[i + 1], "%s:%s", base, names[i]);
 }
 
@@ -162,9 +208,9 @@ static void reserve_done(void *arg)
     char lo[24], hi[24];
     snprintf(lo, sizeof lo, "%lld", (long long)op->lo);
     snprintf(hi, sizeof hi, "%lld", (long long)op->hi);
-    const char *argv[] = {"EVAL", install_lua, "3", op->keys[1], op->keys[2], op->keys[3],
-                          lo, hi, redis_client_run_id(op->loop->redis)};
-    if (!redis_client_command_argv(op->loop->redis, on_install, op, 9, argv, NULL))
+    const char *argv[] = {"EVAL", install_lua, "4", op->keys[1], op->keys[2], op->keys[3],
+                          op->keys[6], lo, hi, redis_client_run_id(op->loop->redis)};
+    if (!redis_client_command_argv(op->loop->redis, on_install, op, 10, argv, NULL))
         finish(op, NUMBERS_UNAVAILABLE, 0);
 }
 
@@ -202,6 +248,8 @@ static void on_alloc(redisAsyncContext *ac, void *r, void *priv)
         finish(op, NUMBERS_OK, reply->integer);
     } else if (reply->integer == -2) {
         finish(op, NUMBERS_UNKNOWN_PARENT, 0);
+    } else if (reply->integer == -3) {
+        finish(op, NUMBERS_UNCERTAIN, 0);
     } else {
         const char *argv[] = {"SET", op->keys[5], op->owner, "NX", "PX", "5000"};
         if (!redis_client_command_argv(op->loop->redis, on_lock, op, 6, argv, NULL))
@@ -211,10 +259,10 @@ static void on_alloc(redisAsyncContext *ac, void *r, void *priv)
 
 static void step_alloc(struct alloc_op *op)
 {
-    const char *argv[] = {"EVAL", alloc_lua, "5", op->keys[0], op->keys[1], op->keys[2],
-                          op->keys[3], op->keys[4], redis_client_run_id(op->loop->redis),
-                          op->parent_bit};
-    if (!redis_client_command_argv(op->loop->redis, on_alloc, op, 10, argv, NULL))
+    const char *argv[] = {"EVAL", alloc_lua, "7", op->keys[0], op->keys[1], op->keys[2],
+                          op->keys[3], op->keys[4], op->keys[7], op->keys[8],
+                          redis_client_run_id(op->loop->redis), op->parent_bit};
+    if (!redis_client_command_argv(op->loop->redis, on_alloc, op, 12, argv, NULL))
         finish(op, NUMBERS_UNAVAILABLE, 0);
 }
 
@@ -248,23 +296,29 @@ static void on_known(redisAsyncContext *ac, void *r, void *priv)
     redisReply *reply = r;
     if (reply == NULL || reply->type != REDIS_REPLY_INTEGER)
         k->cb(k->arg, NUMBERS_UNAVAILABLE, 0);
+    else if (reply->integer == -3)
+        k->cb(k->arg, NUMBERS_UNCERTAIN, 0);
     else
         k->cb(k->arg, NUMBERS_OK, reply->integer ? 1 : 0);
     free(k);
 }
 
-/* The key and bit that say "this exists": app key, chat bit, message bit. */
+/* The key and bit that say "this exists" (app key, chat bit, message bit)
+ * and the scope that issued it. */
 static void known_key(const char *token, int64_t chat, int64_t msg, char *key, size_t cap,
-                      char *bit, size_t bcap)
+                      char *bit, size_t bcap, char *scope, size_t scap)
 {
     if (chat == 0) {
         snprintf(key, cap, "sb:{%s}:app", token);
+        snprintf(scope, scap, "sb:{%s}:c", token);
         bit[0] = '\0';
     } else if (msg == 0) {
         snprintf(key, cap, "sb:{%s}:c:bits", token);
+        snprintf(scope, scap, "sb:{%s}:c", token);
         snprintf(bit, bcap, "%lld", (long long)chat);
     } else {
         snprintf(key, cap, "sb:{%s}:m:%lld:bits", token, (long long)chat);
+        snprintf(scope, scap, "sb:{%s}:m:%lld", token, (long long)chat);
         snprintf(bit, bcap, "%lld", (long long)msg);
     }
 }
@@ -272,8 +326,10 @@ static void known_key(const char *token, int64_t chat, int64_t msg, char *key, s
 void numbers_known(struct loop *l, const char *token, int64_t chat, int64_t msg, numbers_cb cb,
                    void *arg)
 {
-    char key[96], bit[24];
-    known_key(token, chat, msg, key, sizeof key, bit, sizeof bit);
+    char key[96], bit[24], scope[80], epoch[96], floor[96];
+    known_key(token, chat, msg, key, sizeof key, bit, sizeof bit, scope, sizeof scope);
+    snprintf(epoch, sizeof epoch, "%s:epoch", scope);
+    snprintf(floor, sizeof floor, "%s:floor", scope);
     struct known_op *k = malloc(sizeof *k);
     if (k == NULL) {
         cb(arg, NUMBERS_UNAVAILABLE, 0);
@@ -281,9 +337,9 @@ void numbers_known(struct loop *l, const char *token, int64_t chat, int64_t msg,
     }
     k->cb = cb;
     k->arg = arg;
-    bool sent = *bit ? redis_client_command(l->redis, on_known, k, "GETBIT %s %s", key, bit)
-                     : redis_client_command(l->redis, on_known, k, "EXISTS %s", key);
-    if (!sent) {
+    const char *argv[] = {"EVAL", known_lua, "3", key, epoch, floor,
+                          redis_client_run_id(l->redis), bit};
+    if (!redis_client_command_argv(l->redis, on_known, k, 8, argv, NULL)) {
         free(k);
         cb(arg, NUMBERS_UNAVAILABLE, 0);
     }
@@ -291,8 +347,8 @@ void numbers_known(struct loop *l, const char *token, int64_t chat, int64_t msg,
 
 void numbers_mark(struct loop *l, const char *token, int64_t chat, int64_t msg)
 {
-    char key[96], bit[24];
-    known_key(token, chat, msg, key, sizeof key, bit, sizeof bit);
+    char key[96], bit[24], scope[80];
+    known_key(token, chat, msg, key, sizeof key, bit, sizeof bit, scope, sizeof scope);
     bool sent = *bit ? redis_client_command(l->redis, NULL, NULL, "SETBIT %s %s 1", key, bit)
                      : redis_client_command(l->redis, NULL, NULL, "SET %s 1", key);
     if (!sent)

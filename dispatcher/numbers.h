@@ -11,13 +11,22 @@
  * keeps blocks contiguous, so there are no gaps otherwise.
  *
  * Redis keys share the hash tag {token}: sb:{T}:app, sb:{T}:c:{seq,ceil,
- * epoch,bits,lock} for chats and sb:{T}:m:<chat>:{...} for messages. */
+ * epoch,bits,lock,floor} for chats and sb:{T}:m:<chat>:{...} for messages. */
 #ifndef SB_NUMBERS_H
 #define SB_NUMBERS_H
 
 #include "server.h"
 
-enum numbers_result { NUMBERS_OK, NUMBERS_UNKNOWN_PARENT, NUMBERS_UNAVAILABLE };
+/* UNCERTAIN: not in the cache, but Redis lost data less than a minute ago,
+ * so it may have been allocated just before and still be on its way to
+ * MySQL. Callers check MySQL; if it is not there but its number lies within
+ * a block already reserved, they answer 503 (retry) rather than 404. */
+enum numbers_result {
+    NUMBERS_OK,
+    NUMBERS_UNKNOWN_PARENT,
+    NUMBERS_UNCERTAIN,
+    NUMBERS_UNAVAILABLE
+};
 
 /* number: the new number (OK), else 0. For known(): 1 if known, 0 if not. */
 typedef void (*numbers_cb)(void *arg, enum numbers_result r, int64_t number);
@@ -27,7 +36,7 @@ typedef void (*numbers_cb)(void *arg, enum numbers_result r, int64_t number);
  * and the caller checks MySQL, calls numbers_mark and tries again. */
 void numbers_next(struct loop *l, const char *token, int64_t chat, numbers_cb cb, void *arg);
 /* Is the application (chat == 0, msg == 0), chat (msg == 0) or message
- * marked in the cache? Answers OK with number 1 or 0. */
+ * marked in the cache? Answers OK with number 1 or 0, or UNCERTAIN. */
 void numbers_known(struct loop *l, const char *token, int64_t chat, int64_t msg, numbers_cb cb,
                    void *arg);
 /* Marks it as existing (after MySQL said so). Fire and forget. */

@@ -168,6 +168,45 @@ class StackTestCase(unittest.TestCase):
     def http(self, method, path, body=None, headers=None, timeout=30):
         return request(self.port, method, path, body, headers, timeout)
 
+    def redis_cli(self, *args):
+        r = subprocess.run([stackmod.find_tool("redis-cli"), "-p", str(self.stack.redis_port), *args],
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=30)
+        return r.stdout.decode().strip()
+
+    def run_counts(self, *args):
+        """Runs switchboard-counts once; returns (exit status, output)."""
+        r = subprocess.run([self.stack.binary("switchboard-counts"), *args], env=self.stack.env(),
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=120)
+        return r.returncode, r.stdout.decode()
+
+    def create_app(self, name="app"):
+        r = self.http("POST", "/api/v1/applications", {"name": name})
+        self.assertEqual(r.status, 201, r)
+        return r.json()["token"]
+
+    def parallel(self, calls, threads=8):
+        """Runs each (method, path, body) concurrently; returns results in order."""
+        results = [None] * len(calls)
+        lock = threading.Lock()
+        todo = list(enumerate(calls))
+
+        def run():
+            while True:
+                with lock:
+                    if not todo:
+                        return
+                    i, (method, path, body) = todo.pop()
+                try:
+                    results[i] = self.http(method, path, body)
+                except OSError as e:
+                    results[i] = e
+        ts = [threading.Thread(target=run) for _ in range(threads)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+        return results
+
     def ping_count(self, where="1=1"):
         return int(self.stack.sql(f"SELECT COUNT(*) FROM pipeline_pings WHERE {where}")[0][0])
 
