@@ -83,7 +83,7 @@ static const struct config_def defs[] = {
     {"batch_size", "SB_BATCH_SIZE", "--batch-size", CFG_INT, "500", 1, 100000, W, S(batch_size),
      "most jobs handled in one batch"},
     {"batch_wait_ms", "SB_BATCH_WAIT_MS", "--batch-wait-ms", CFG_INT, "100", 1, 60000, W,
-     S(batch_wait_ms), "longest wait to fill a batch"},
+     S(batch_wait_ms), "longest wait for the first job of a batch"},
     {"retry_base_ms", "SB_RETRY_BASE_MS", "--retry-base-ms", CFG_INT, "200", 1, 600000, W,
      S(retry_base_ms), "first backoff when a dependency is away"},
     {"retry_cap_ms", "SB_RETRY_CAP_MS", "--retry-cap-ms", CFG_INT, "10000", 1, 600000, W,

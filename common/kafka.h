@@ -46,10 +46,10 @@ struct kafka_consumer *kafka_consumer_new(const char *brokers, const char *group
                                           const char *const *topics, size_t ntopics,
                                           int64_t session_timeout_ms, char *errbuf,
                                           size_t errlen);
-/* Collects up to max messages, waiting at most wait_ms for the first one
- * and then until the batch is full or wait_ms has passed. Error events are
- * logged and dropped here; returns the number of messages (caller destroys
- * each with rd_kafka_message_destroy). */
+/* Collects up to max messages: waits at most wait_ms for the first one,
+ * then adds whatever is already fetched. Error events are logged and
+ * dropped here; returns the number of messages (caller destroys each with
+ * rd_kafka_message_destroy). */
 size_t kafka_consumer_poll_batch(struct kafka_consumer *c, rd_kafka_message_t **msgs,
                                  size_t max, int wait_ms);
 /* Marks msgs[0..n) processed: stores offset+1 for each partition. */

@@ -2,11 +2,13 @@
 chats, messages, updates, search, the count roll-up and bad input."""
 
 import json
+import os
 import re
+import subprocess
 import time
 import unittest
 
-from harness import StackTestCase, wait_until
+from harness import ROOT, StackTestCase, wait_until
 
 API = "/api/v1/applications"
 
@@ -229,6 +231,29 @@ class TestChat(StackTestCase):
         self.assertEqual(int(self.rows(f"SELECT COUNT(*) FROM chats WHERE application_token='{token}'")[0][0]), 1)
         self.assertEqual(int(self.rows("SELECT COUNT(*) FROM applications WHERE name LIKE 'x%'"
                                        " OR name = '' OR name = 'a'")[0][0]), 0)
+
+    def test_09_readme_example_runs_as_shown(self):
+        """The README's chat example, run verbatim against this stack."""
+        readme = open(os.path.join(ROOT, "README.md")).read()
+        section = readme[readme.index("## Chat API"):]
+        block = section[section.index("```sh\n") + 6:]
+        block = block[:block.index("```")]
+        block = block.replace("http://127.0.0.1:8080", f"http://127.0.0.1:{self.port}")
+        block = block.replace("build/bin/", self.stack.bin_dir + "/")
+        env = dict(self.stack.env())
+        r = subprocess.run(["bash", "-euo", "pipefail", "-c", block], env=env,
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=60)
+        out = r.stdout.decode()
+        self.assertEqual(r.returncode, 0, out)
+        lines = [l for l in out.splitlines() if l.startswith(("{", "["))]
+        # Compare with what the README shows in its comments.
+        shown = [c.split("# ", 1)[1].strip() for c in block.splitlines()
+                 if "curl" in c and "# " in c and c.split("# ", 1)[1].strip().startswith(("{", "["))]
+        exact = [x for x in shown if "…" not in x]
+        for expected in exact:
+            self.assertIn(expected, "\n".join(lines), out)
+        self.assertIn('{"number":1,"messages_count":2}', out)
+        self.assertRegex(out, r'\{"name":"customer support","token":"[A-Za-z0-9_-]{22}","chats_count":1\}')
 
 
 if __name__ == "__main__":

@@ -246,13 +246,13 @@ class TestCommandLine(unittest.TestCase):
         # The README's configuration table names every setting of every binary.
         readme = open(os.path.join(ROOT, "README.md")).read()
         for name in ("switchboard-dispatcher", "switchboard-worker", "switchboard-migrate",
-                     "switchboard-devbroker"):
+                     "switchboard-devbroker", "switchboard-counts"):
             help_text = self.run_bin(name, "--help").stdout.decode()
             settings = re.findall(r"^  (--[a-z-]+)\s+([A-Z_]+)\s", help_text, re.M)
             self.assertGreater(len(settings), 3, name)
             for flag, env in settings:
-                self.assertIn(f"`{flag}`", readme, name)
-                self.assertIn(f"`{env}`", readme, name)
+                self.assertTrue(f"`{flag}`" in readme, f"{name}: README lacks {flag}")
+                self.assertTrue(f"`{env}`" in readme, f"{name}: README lacks {env}")
         r = self.run_bin("switchboard-worker", "--role", "juggler")
         self.assertEqual(r.returncode, 2)
         self.assertIn("persister", r.stderr.decode())
