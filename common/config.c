@@ -56,7 +56,7 @@ static const struct config_def defs[] = {
     {"mysql_pool_size", "SB_MYSQL_POOL_SIZE", "--mysql-pool-size", CFG_INT, "4", 1, 256, D,
      S(mysql_pool_size), "MySQL connections (one per pool thread) in the dispatcher"},
     {"schema_dir", "SB_SCHEMA_DIR", "--schema-dir", CFG_STR, SB_SCHEMA_DIR_DEFAULT, 0, 0,
-     M | B, S(schema_dir), "directory holding mysql/ migrations and topics/ schemas"},
+     M | B | W, S(schema_dir), "directory holding mysql/ migrations and topics/ schemas"},
     {"listen", "SB_LISTEN", "--listen", CFG_STR, "127.0.0.1:8080", 0, 0, D, S(listen),
      "HTTP address:port (SO_REUSEPORT: several processes may share it)"},
     {"threads", "SB_THREADS", "--threads", CFG_INT, "0", 0, 256, D, S(threads),

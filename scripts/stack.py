@@ -104,6 +104,8 @@ class Stack:
         self.redis_url = env.get("REDIS_URL")
         self.kafka_brokers = env.get("KAFKA_BROKERS")
         self.mysql_url = env.get("MYSQL_URL")
+        self.es_url = env.get("ES_URL")  # search in Elasticsearch when set
+        self.es_index = env.get("SB_ES_INDEX")
         self.external = {
             "redis": bool(self.redis_url),
             "kafka": bool(self.kafka_brokers),
@@ -132,7 +134,9 @@ class Stack:
     def env(self):
         e = dict(os.environ)
         for k, v in (("REDIS_URL", self.redis_url), ("KAFKA_BROKERS", self.kafka_brokers),
-                     ("MYSQL_URL", self.mysql_url), ("SB_SCHEMA_DIR", self.schema_dir),
+                     ("MYSQL_URL", self.mysql_url), ("ES_URL", self.es_url),
+                     ("SB_ES_INDEX", self.es_index),
+                     ("SB_SCHEMA_DIR", self.schema_dir),
                      ("SB_LOG_LEVEL", self.log_level)):
             if v:
                 e[k] = v

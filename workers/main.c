@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "indexer.h"
 #include "worker.h"
 
 static volatile int g_stop;
@@ -72,7 +73,9 @@ int main(int argc, char **argv)
         die("cannot create Kafka consumer", "err=\"%s\"", err);
     log_info("worker started", "role=%s group=%s pid=%d", role->name, group, (int)getpid());
 
-    int rc = worker_run(&w);
+    int rc = 1;
+    if (role->handle != indexer_handle || indexer_prepare(&w))
+        rc = worker_run(&w);
 
     log_info("worker stopping", "role=%s", role->name);
     kafka_consumer_free(w.consumer);

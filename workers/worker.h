@@ -34,8 +34,9 @@ struct role {
      * same topics skip them, so each bad job is dead-lettered once. */
     bool owns_topics;
     /* Applies jobs[0..n) atomically. DB_FATAL means one of them can never
-     * succeed: the loop retries them one by one to find it; a handler
-     * called with n == 1 may instead mark jobs[0]->dead and return DB_OK. */
+     * succeed: the loop retries them one by one to find it. A handler that
+     * can tell which job is bad itself marks it dead (with a reason) and
+     * returns DB_OK; the loop dead-letters it. */
     enum db_status (*handle)(struct worker *w, struct job **jobs, size_t n, char *errbuf,
                              size_t errlen);
 };

@@ -127,6 +127,27 @@ def kcat_consume_all(st, topic):
     return msgs
 
 
+class FakeServer:
+    """A fake from tests/fakes/ as a child process on a free loopback port."""
+
+    def __init__(self, script, run_dir):
+        self.port = stackmod.free_port()
+        self.log = open(os.path.join(run_dir, os.path.basename(script) + ".log"), "w")
+        self.proc = subprocess.Popen([sys.executable, os.path.join(ROOT, "tests", "fakes", script),
+                                      str(self.port)], stdout=subprocess.PIPE, stderr=self.log)
+        line = self.proc.stdout.readline()
+        if line.strip() != b"ready":
+            self.stop()
+            raise RuntimeError(f"{script} did not start")
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
+        self.log.close()
+
+
 def log_tail(st, name, lines=30):
     try:
         with open(st.log(name), errors="replace") as f:
@@ -143,9 +164,14 @@ class StackTestCase(unittest.TestCase):
     PARTITIONS = 4
 
     @classmethod
+    def configure(cls, stack):
+        """Hook: adjust the stack (say, es_url) before it starts."""
+
+    @classmethod
     def setUpClass(cls):
         cls.stack = new_stack(partitions=cls.PARTITIONS)
         try:
+            cls.configure(cls.stack)
             cls.stack.up(roles=cls.ROLES)
         except Exception:
             drop_stack(cls.stack, keep=True)
