@@ -49,6 +49,13 @@ struct sb_config {
     int64_t batch_wait_ms;
     int64_t retry_base_ms;
     int64_t retry_cap_ms;
+    /* phonebook */
+    int64_t reservation_ttl_s;
+    int64_t find_cache_size;
+    int64_t find_negative_ttl_ms;
+    int64_t seed_users;
+    int64_t seed_numbers;
+    char *seed_area_codes;
     /* counts */
     int64_t every_s;
     int64_t rollup_chunk;

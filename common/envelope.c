@@ -27,11 +27,21 @@ static const struct json_field message_fields[] = {
     {"body", JSON_K_STRING, true, 1, MESSAGE_BODY_MAX},
 };
 
+/* Phonebook: key = phone number, so every job about one number is applied
+ * in order by one consumer. */
+static const struct json_field phonebook_assign_fields[] = {
+    {"user_id", JSON_K_INT, true, 1, INT64_C(1) << 53},
+    {"phone_number", JSON_K_STRING, true, 9, 16},
+    {"ref_id", JSON_K_TOKEN, true, 1, 64},
+};
+
 static const struct job_type job_types[] = {
     {"system.ping", "chat.commands", 1, ping_fields, SB_ARRAY_LEN(ping_fields)},
     {"chat.create", "chat.commands", 1, chat_create_fields, SB_ARRAY_LEN(chat_create_fields)},
     {"message.create", "chat.commands", 1, message_fields, SB_ARRAY_LEN(message_fields)},
     {"message.update", "chat.commands", 1, message_fields, SB_ARRAY_LEN(message_fields)},
+    {"phonebook.assign", "phonebook.commands", 1, phonebook_assign_fields,
+     SB_ARRAY_LEN(phonebook_assign_fields)},
 };
 
 static const struct json_field envelope_fields[] = {

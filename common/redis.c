@@ -72,6 +72,43 @@ bad:
     return false;
 }
 
+redisContext *redis_sync_connect(const struct redis_url *url, char *errbuf, size_t errlen)
+{
+    struct timeval tv = {.tv_sec = 2};
+    redisContext *c = redisConnectWithTimeout(url->host, url->port, tv);
+    if (c == NULL || c->err) {
+        sb_errf(errbuf, errlen, "redis %s:%d: %s", url->host, url->port, c ? c->errstr : "out of memory");
+        if (c)
+            redisFree(c);
+        return NULL;
+    }
+    redisSetTimeout(c, tv);
+    const char *cmds[2] = {NULL, NULL};
+    char auth[160], sel[32];
+    if (*url->password) {
+        snprintf(auth, sizeof auth, "AUTH %s", url->password);
+        cmds[0] = auth;
+    }
+    if (url->db) {
+        snprintf(sel, sizeof sel, "SELECT %d", url->db);
+        cmds[1] = sel;
+    }
+    for (int i = 0; i < 2; i++) {
+        if (cmds[i] == NULL)
+            continue;
+        redisReply *r = redisCommand(c, cmds[i]);
+        bool ok = r && r->type != REDIS_REPLY_ERROR;
+        if (r)
+            freeReplyObject(r);
+        if (!ok) {
+            sb_errf(errbuf, errlen, "redis setup command failed");
+            redisFree(c);
+            return NULL;
+        }
+    }
+    return c;
+}
+
 static void redis_schedule_reconnect(struct redis_client *rc)
 {
     if (rc->closing)

@@ -22,6 +22,10 @@ struct redis_url {
 
 bool redis_parse_url(const char *url, struct redis_url *out, char *errbuf, size_t errlen) SB_NODISCARD;
 
+/* A blocking connection (workers, tools, pool threads) with AUTH/SELECT
+ * done and a 2 s timeout; NULL and errbuf on failure. */
+redisContext *redis_sync_connect(const struct redis_url *url, char *errbuf, size_t errlen);
+
 struct redis_client;
 struct redis_client *redis_client_new(struct event_base *base, const struct redis_url *url);
 void redis_client_free(struct redis_client *rc);

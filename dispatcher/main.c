@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "pbpool.h"
 #include "readiness.h"
 #include "server.h"
 
@@ -30,6 +31,13 @@ static void *loop_main(void *arg)
 static void stop_accepting_cb(void *arg)
 {
     loop_stop_accepting(arg);
+}
+
+static void pools_ready(void *arg, bool ok)
+{
+    (void)arg;
+    if (!ok)
+        log_warn("phone number pools not loaded at start; the first reserve retries", "%s", "");
 }
 
 static void register_route_metrics(void)
@@ -104,6 +112,9 @@ int main(int argc, char **argv)
         if (pthread_create(&threads[i], NULL, loop_main, &loops[i]) != 0)
             die("cannot start loop thread", "%s", "");
     }
+    /* Load the phone number pools now if Redis has none, so the first
+     * reserve does not wait for it. */
+    pbpool_rebuild(&loops[0], pools_ready, NULL);
     d.readiness = readiness_new(&d);
     if (d.readiness == NULL)
         die("cannot start readiness probes", "%s", "");

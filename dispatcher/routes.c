@@ -3,6 +3,7 @@
  * {parameter} in the same position. The name labels the route's metrics. */
 #include "chat_api.h"
 #include "ops_api.h"
+#include "phonebook_api.h"
 
 #define APP "/api/v1/applications/{token}"
 #define CHAT APP "/chats/{chat}"
@@ -27,5 +28,8 @@ struct route dispatcher_routes[] = {
     R("GET", CHAT "/messages", chat_list_messages, "message_list"),
     R("GET", CHAT "/messages/{message}", chat_get_message, "message_get"),
     R("PUT", CHAT "/messages/{message}", chat_update_message, "message_update"),
+    R("GET", "/phonebook/find/{phone}", pb_find, "phonebook_find"),
+    R("POST", "/phonebook/reserve", pb_reserve, "phonebook_reserve"),
+    R("POST", "/phonebook/assign", pb_assign, "phonebook_assign"),
 };
 const size_t dispatcher_nroutes = sizeof dispatcher_routes / sizeof dispatcher_routes[0];

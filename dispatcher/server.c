@@ -14,6 +14,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "findcache.h"
 #include "json.h"
 #include "log.h"
 
@@ -334,7 +335,8 @@ bool loop_init(struct loop *l, struct dispatcher *d, int index, int listen_fd, c
     l->http = evhttp_new(l->base);
     l->q = loopq_new(l->base);
     l->redis = redis_client_new(l->base, &d->redis_url);
-    if (l->http == NULL || l->q == NULL || l->redis == NULL)
+    l->find = findcache_new((size_t)d->cfg->find_cache_size, d->cfg->find_negative_ttl_ms);
+    if (l->http == NULL || l->q == NULL || l->redis == NULL || l->find == NULL)
         goto fail;
     evhttp_set_max_body_size(l->http, d->cfg->max_body_bytes);
     evhttp_set_max_headers_size(l->http, 16384);
@@ -374,6 +376,7 @@ void loop_destroy(struct loop *l)
         evhttp_free(l->http);
     if (l->redis)
         redis_client_free(l->redis);
+    findcache_free(l->find);
     if (l->base)
         event_base_free(l->base);
     memset(l, 0, sizeof *l);

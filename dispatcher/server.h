@@ -42,6 +42,7 @@ struct loop {
     struct evhttp_bound_socket *bound;
     struct redis_client *redis;
     struct loopq *q;
+    struct findcache *find; /* /phonebook/find answers of this loop */
 };
 
 /* Everything a handler gets. */

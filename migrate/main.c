@@ -15,6 +15,7 @@
 #include "config.h"
 #include "log.h"
 #include "db.h"
+#include "seed.h"
 
 #define WAIT_FOR_SERVER_MS 60000
 
@@ -186,7 +187,7 @@ int main(int argc, char **argv)
 {
     struct sb_config cfg;
     char err[ERRBUF_LEN];
-    switch (config_load(&cfg, SCOPE_MIGRATE, "switchboard-migrate", "[options] [up|status]", argc,
+    switch (config_load(&cfg, SCOPE_MIGRATE, "switchboard-migrate", "[options] [up|status|seed]", argc,
                         argv, stdout, err, sizeof err)) {
     case CONFIG_EXIT: config_free(&cfg); return 0;
     case CONFIG_ERROR: fprintf(stderr, "switchboard-migrate: %s\n", err); return 2;
@@ -198,8 +199,9 @@ int main(int argc, char **argv)
         goto done;
     }
     const char *cmd = cfg.nargs > 0 ? cfg.args[0] : "up";
-    if (cfg.nargs > 1 || (strcmp(cmd, "up") != 0 && strcmp(cmd, "status") != 0)) {
-        fprintf(stderr, "usage: switchboard-migrate [options] [up|status]\n");
+    if (cfg.nargs > 1 || (strcmp(cmd, "up") != 0 && strcmp(cmd, "status") != 0 &&
+                          strcmp(cmd, "seed") != 0)) {
+        fprintf(stderr, "usage: switchboard-migrate [options] [up|status|seed]\n");
         goto done;
     }
     if (mysql_library_init(0, NULL, NULL) != 0) {
@@ -207,8 +209,19 @@ int main(int argc, char **argv)
         goto done;
     }
     rc = migrate_up(&cfg, strcmp(cmd, "status") == 0, err, sizeof err) ? 0 : 1;
-    if (rc != 0)
+    if (rc != 0) {
         log_error("migration failed", "err=\"%s\"", err);
+    } else if (strcmp(cmd, "seed") == 0) {
+        struct db_url url;
+        struct db *db = NULL;
+        if (!db_parse_url(cfg.mysql_url, &url, err, sizeof err) ||
+            (db = connect_with_wait(&url, err, sizeof err)) == NULL ||
+            !seed_run(&cfg, db, err, sizeof err)) {
+            log_error("seed failed", "err=\"%s\"", err);
+            rc = 1;
+        }
+        db_free(db);
+    }
     mysql_library_end();
 done:
     config_free(&cfg);

@@ -106,6 +106,7 @@ class Stack:
         self.mysql_url = env.get("MYSQL_URL")
         self.es_url = env.get("ES_URL")  # search in Elasticsearch when set
         self.es_index = env.get("SB_ES_INDEX")
+        self.extra_env = {}  # more settings for every switchboard process
         self.external = {
             "redis": bool(self.redis_url),
             "kafka": bool(self.kafka_brokers),
@@ -140,6 +141,7 @@ class Stack:
                      ("SB_LOG_LEVEL", self.log_level)):
             if v:
                 e[k] = v
+        e.update(self.extra_env)
         return e
 
     # -- process bookkeeping ---------------------------------------------
@@ -314,8 +316,8 @@ class Stack:
             raise RuntimeError("devbroker ctl failed: " + r.stdout.decode(errors="replace"))
         return r.stdout.decode().strip()
 
-    def migrate(self):
-        r = subprocess.run([self.binary("switchboard-migrate")], env=self.env(),
+    def migrate(self, *args):
+        r = subprocess.run([self.binary("switchboard-migrate"), *args], env=self.env(),
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=self.run_dir)
         with open(self.log("migrate"), "ab") as f:
             f.write(r.stdout)
@@ -344,12 +346,20 @@ class Stack:
             f.write(f"export MYSQL_URL='{self.mysql_url}'\n")
             f.write(f"export SB_API_URL='{self.api_url}'\n")
 
-    def up(self, roles=ROLES):
+    def seed(self, users=1000, numbers=300, area_codes="212,415,613"):
+        """Phonebook demo data (idempotent): users 1..users, numbers spread
+        over the area codes (300 over three = 100 each)."""
+        self.migrate("seed", "--users", str(users), "--numbers", str(numbers),
+                     "--area-codes", area_codes)
+
+    def up(self, roles=ROLES, seed=False):
         """Everything, in dependency order; raises with the failing log."""
         self.start_redis()
         self.start_mariadb()
         self.start_devbroker()
         self.migrate()
+        if seed:
+            self.seed()
         self.write_env_file()
         self.start_dispatcher()
         for role in roles:
@@ -378,7 +388,7 @@ def cmd_up(args):
         print("a previous stack is partly running; restarting it", file=sys.stderr)
         st.down()
     try:
-        st.up()
+        st.up(seed=not args.no_seed)
     except Exception as e:  # show the cause, leave nothing half-started
         print(f"scripts/up failed: {e}", file=sys.stderr)
         st.down()
@@ -401,6 +411,10 @@ def main():
     ap.add_argument("command", choices=("up", "down"))
     ap.add_argument("--run-dir", default=os.path.join(ROOT, ".run"))
     ap.add_argument("--port", type=int, default=int(os.environ.get("SB_API_PORT", "8080")))
+    ap.add_argument("--no-seed", action="store_true",
+                    default=os.environ.get("SB_NO_SEED") == "1",
+                    help="do not load the phonebook demo data (users 1..1000, 100 numbers "
+                         "in each of the area codes 212, 415, 613)")
     ap.add_argument("--partitions", type=int, default=int(os.environ.get("SB_KAFKA_PARTITIONS", "8")))
     args = ap.parse_args()
     return cmd_up(args) if args.command == "up" else cmd_down(args)

@@ -81,6 +81,8 @@ int main(int argc, char **argv)
     kafka_consumer_free(w.consumer);
     kafka_producer_free(w.producer, (int)cfg.shutdown_timeout_ms);
     db_free(w.db);
+    if (w.redis)
+        redisFree(w.redis);
     mysql_library_end();
     log_info("worker stopped", "role=%s", role->name);
     config_free(&cfg);

@@ -10,6 +10,7 @@
 
 #include "indexer.h"
 #include "persister.h"
+#include "phonebook.h"
 #include "worker.h"
 
 /* Roles whose jobs arrive with later issues: nothing to act on yet, so
@@ -28,15 +29,16 @@ static enum db_status nothing_handle(struct worker *w, struct job **jobs, size_t
 static const char *const chat_topics[] = {"chat.commands"};
 static const char *const notify_topics[] = {"notify.requests", "notify.retry"};
 static const char *const phonebook_topics[] = {"phonebook.commands"};
+static const char *const phonebook_types[] = {"phonebook.assign"};
 static const char *const indexer_types[] = {"message.create", "message.update"};
 static const char *const persister_types[] = {"system.ping", "chat.create", "message.create",
                                               "message.update"};
 
 static const struct role roles[] = {
-    {"persister", chat_topics, 1, persister_types, 4, true, persister_handle},
-    {"indexer", chat_topics, 1, indexer_types, 2, false, indexer_handle},
-    {"notifier", notify_topics, 2, NULL, 0, true, nothing_handle},
-    {"phonebook", phonebook_topics, 1, NULL, 0, true, nothing_handle},
+    {"persister", chat_topics, 1, persister_types, 4, true, persister_handle, NULL},
+    {"indexer", chat_topics, 1, indexer_types, 2, false, indexer_handle, NULL},
+    {"notifier", notify_topics, 2, NULL, 0, true, nothing_handle, NULL},
+    {"phonebook", phonebook_topics, 1, phonebook_types, 1, true, phonebook_handle, phonebook_tick},
 };
 
 const struct role *role_find(const char *name)

@@ -88,7 +88,12 @@ int worker_run(struct worker *w)
     struct backoff b;
     backoff_init(&b, w->cfg->retry_base_ms, w->cfg->retry_cap_ms);
     char err[ERRBUF_LEN];
+    int64_t next_tick = 0;
     while (!*w->stop) {
+        if (w->role->tick && sb_mono_ms() >= next_tick) {
+            w->role->tick(w);
+            next_tick = sb_mono_ms() + 1000;
+        }
         size_t n = kafka_consumer_poll_batch(w->consumer, msgs, max, (int)w->cfg->batch_wait_ms);
         if (n == 0)
             continue;

@@ -13,6 +13,7 @@
 #include "kafka.h"
 #include "metrics.h"
 #include "db.h"
+#include "redis.h"
 
 struct job {
     rd_kafka_message_t *msg;
@@ -39,6 +40,8 @@ struct role {
      * returns DB_OK; the loop dead-letters it. */
     enum db_status (*handle)(struct worker *w, struct job **jobs, size_t n, char *errbuf,
                              size_t errlen);
+    /* Optional housekeeping, called about once a second between batches. */
+    void (*tick)(struct worker *w);
 };
 
 struct worker {
@@ -48,6 +51,7 @@ struct worker {
     struct kafka_consumer *consumer;
     struct kafka_producer *producer; /* dead letters (and later, retries) */
     struct db *db;
+    redisContext *redis; /* blocking, made on first use by roles that need it */
     volatile int *stop;
     struct metric *m_processed, *m_dead, *m_retries, *m_batches;
 };

@@ -1,0 +1,22 @@
+/* phone.h - phone number rules shared by the API, the jobs and the seed.
+ *
+ * Numbers are E.164: '+', a first digit 1-9, 8 to 15 digits in all. Area
+ * codes are North American style: three digits, the first 2-9. Redis keys
+ * of the phonebook live here too, since the dispatcher, the phonebook
+ * worker and the seed all touch them. */
+#ifndef SB_PHONE_H
+#define SB_PHONE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#define PHONE_MAX 16 /* '+' and 15 digits */
+#define PB_POOL_LOADED_KEY "pb:loaded"
+#define PB_ASSIGNED_KEY "pb:assigned"
+#define PB_EXPIRY_KEY "pb:expiry"
+
+bool phone_valid(const char *s);
+bool area_code_valid_n(const char *s, size_t n);
+bool area_code_valid(const char *s);
+
+#endif

@@ -1,0 +1,238 @@
+/* pbpool.c - see pbpool.h. */
+#include "pbpool.h"
+
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "phone.h"
+
+#define LOCK_KEY "pb:rebuild"
+#define WAIT_MS 15000
+#define SADD_BATCH 500
+
+struct names {
+    char **v;
+    size_t n, cap;
+};
+
+static bool names_add(struct names *s, const char *x, size_t len)
+{
+    if (s->n == s->cap) {
+        size_t cap = s->cap ? s->cap * 2 : 256;
+        char **v = realloc(s->v, cap * sizeof *v);
+        if (v == NULL)
+            return false;
+        s->v = v;
+        s->cap = cap;
+    }
+    if ((s->v[s->n] = strndup(x, len)) == NULL)
+        return false;
+    s->n++;
+    return true;
+}
+
+static void names_free(struct names *s)
+{
+    for (size_t i = 0; i < s->n; i++)
+        free(s->v[i]);
+    free(s->v);
+}
+
+static int cmp_name(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static bool names_has(const struct names *s, const char *x)
+{
+    return s->n && bsearch(&x, s->v, s->n, sizeof *s->v, cmp_name) != NULL;
+}
+
+static redisReply *cmd(redisContext *c, char *errbuf, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    redisReply *r = redisvCommand(c, fmt, ap);
+    va_end(ap);
+    if (r == NULL || r->type == REDIS_REPLY_ERROR) {
+        sb_errf(errbuf, errlen, "redis: %s", r ? r->str : c->errstr);
+        if (r)
+            freeReplyObject(r);
+        return NULL;
+    }
+    return r;
+}
+
+/* Numbers Redis must not hand out: in live reservations, or assigned. */
+static bool taken_numbers(redisContext *c, struct names *taken, char *errbuf, size_t errlen)
+{
+    redisReply *refs = cmd(c, errbuf, errlen, "ZRANGE %s 0 -1", PB_EXPIRY_KEY);
+    if (refs == NULL)
+        return false;
+    bool ok = true;
+    for (size_t i = 0; ok && i < refs->elements; i++) {
+        redisReply *nums = cmd(c, errbuf, errlen, "HGET pb:res:%s numbers", refs->element[i]->str);
+        if (nums == NULL) {
+            ok = false;
+            break;
+        }
+        for (const char *p = nums->str; ok && p && *p;) {
+            size_t n = strcspn(p, ",");
+            ok = names_add(taken, p, n);
+            p += n + (p[n] == ',');
+        }
+        freeReplyObject(nums);
+    }
+    freeReplyObject(refs);
+    redisReply *assigned = ok ? cmd(c, errbuf, errlen, "SMEMBERS %s", PB_ASSIGNED_KEY) : NULL;
+    if (assigned == NULL)
+        return false;
+    for (size_t i = 0; ok && i < assigned->elements; i++)
+        ok = names_add(taken, assigned->element[i]->str, assigned->element[i]->len);
+    freeReplyObject(assigned);
+    qsort(taken->v, taken->n, sizeof *taken->v, cmp_name);
+    return ok;
+}
+
+static bool drain(redisContext *c, size_t *pending, char *errbuf, size_t errlen)
+{
+    for (; *pending > 0; (*pending)--) {
+        redisReply *r;
+        if (redisGetReply(c, (void **)&r) != REDIS_OK) {
+            sb_errf(errbuf, errlen, "redis: %s", c->errstr);
+            return false;
+        }
+        freeReplyObject(r);
+    }
+    return true;
+}
+
+static bool load_pools(redisContext *c, struct db *db, char *errbuf, size_t errlen)
+{
+    bool ok = false;
+    struct names taken = {0};
+    MYSQL_RES *codes = NULL, *rows = NULL;
+    if (!taken_numbers(c, &taken, errbuf, errlen))
+        goto done;
+    if (db_query(db, "SELECT DISTINCT area_code FROM numbers", &codes, errbuf, errlen) != DB_OK)
+        goto done;
+    MYSQL_ROW row;
+    while ((row = mysql_fetch_row(codes)) != NULL) {
+        redisReply *r = cmd(c, errbuf, errlen, "DEL pb:pool:%s", row[0]);
+        if (r == NULL)
+            goto done;
+        freeReplyObject(r);
+    }
+    if (db_query(db, "SELECT area_code, phone_number FROM numbers WHERE status <> 'ASSIGNED'", &rows,
+                 errbuf, errlen) != DB_OK)
+        goto done;
+    size_t pending = 0, loaded = 0;
+    while ((row = mysql_fetch_row(rows)) != NULL) {
+        if (names_has(&taken, row[1]))
+            continue;
+        redisAppendCommand(c, "SADD pb:pool:%s %s", row[0], row[1]);
+        loaded++;
+        /* Pipelined: one round trip per SADD_BATCH numbers. */
+        if (++pending == SADD_BATCH && !drain(c, &pending, errbuf, errlen))
+            goto done;
+    }
+    if (!drain(c, &pending, errbuf, errlen))
+        goto done;
+    redisReply *r = cmd(c, errbuf, errlen, "SET %s 1", PB_POOL_LOADED_KEY);
+    if (r == NULL)
+        goto done;
+    freeReplyObject(r);
+    log_info("phone number pools rebuilt from MySQL", "numbers=%zu held=%zu", loaded, taken.n);
+    ok = true;
+done:
+    if (codes)
+        mysql_free_result(codes);
+    if (rows)
+        mysql_free_result(rows);
+    names_free(&taken);
+    return ok;
+}
+
+bool pbpool_rebuild_sync(struct db *db, const struct redis_url *url, char *errbuf, size_t errlen)
+{
+    redisContext *c = redis_sync_connect(url, errbuf, errlen);
+    if (c == NULL)
+        return false;
+    bool ok = false;
+    char owner[33];
+    if (!sb_random_id(owner))
+        goto done;
+    int64_t deadline = sb_mono_ms() + WAIT_MS;
+    while (sb_mono_ms() < deadline) {
+        redisReply *r = cmd(c, errbuf, errlen, "EXISTS %s", PB_POOL_LOADED_KEY);
+        if (r == NULL)
+            goto done;
+        bool loaded = r->integer == 1;
+        freeReplyObject(r);
+        if (loaded) {
+            ok = true;
+            goto done;
+        }
+        r = cmd(c, errbuf, errlen, "SET %s %s NX PX 60000", LOCK_KEY, owner);
+        if (r == NULL)
+            goto done;
+        bool mine = r->type == REDIS_REPLY_STATUS;
+        freeReplyObject(r);
+        if (mine) {
+            ok = load_pools(c, db, errbuf, errlen);
+            r = cmd(c, errbuf, errlen,
+                    "EVAL %s 1 %s %s",
+                    "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0",
+                    LOCK_KEY, owner);
+            if (r)
+                freeReplyObject(r);
+            goto done;
+        }
+        sb_sleep_ms_unless(50, NULL); /* another dispatcher is loading */
+    }
+    sb_errf(errbuf, errlen, "timed out waiting for another rebuild of the pools");
+done:
+    redisFree(c);
+    return ok;
+}
+
+struct rebuild_op {
+    struct loop *loop;
+    pbpool_cb cb;
+    void *arg;
+    bool ok;
+};
+
+static void rebuild_work(void *ctx, void *arg)
+{
+    struct rebuild_op *op = arg;
+    char err[ERRBUF_LEN] = "";
+    op->ok = pbpool_rebuild_sync(ctx, &op->loop->d->redis_url, err, sizeof err);
+    if (!op->ok)
+        log_warn("cannot rebuild the phone number pools", "err=\"%s\"", err);
+}
+
+static void rebuild_done(void *arg)
+{
+    struct rebuild_op *op = arg;
+    op->cb(op->arg, op->ok);
+    free(op);
+}
+
+void pbpool_rebuild(struct loop *l, pbpool_cb cb, void *arg)
+{
+    struct rebuild_op *op = calloc(1, sizeof *op);
+    if (op == NULL) {
+        cb(arg, false);
+        return;
+    }
+    op->loop = l;
+    op->cb = cb;
+    op->arg = arg;
+    if (!threadpool_submit(l->d->dbpool, rebuild_work, rebuild_done, l->q, op)) {
+        free(op);
+        cb(arg, false);
+    }
+}
