@@ -15,6 +15,7 @@
 
 #include "log.h"
 #include "pbpool.h"
+#include "phonebook_api.h"
 #include "readiness.h"
 #include "server.h"
 
@@ -96,6 +97,7 @@ int main(int argc, char **argv)
     if (d.dbpool == NULL)
         die("cannot start MySQL pool", "err=\"%s\"", err);
     register_route_metrics();
+    pb_init();
 
     int listen_fd;
     if (!server_listen(cfg.listen, &listen_fd, err, sizeof err))

@@ -27,6 +27,14 @@
 
 #define RESERVE_COUNT 5
 
+static struct metric *m_find_db; /* MySQL lookups made by /phonebook/find */
+
+void pb_init(void)
+{
+    m_find_db = metrics_counter("switchboard_find_db_lookups_total", "",
+                                "MySQL lookups made by /phonebook/find (cache and Redis missed)");
+}
+
 /* KEYS: pool, expiry, loaded marker, idempotency key (or "").
  * ARGV: ref, now_ms, ttl_ms, area code.
  * -> {-1} no pool loaded, {0} none free, {1|2, ref, numbers...}: 1 new,
@@ -500,6 +508,7 @@ static void find_resolve(struct pb_req *r, bool ok, bool exists)
 static void find_db_work(void *ctx, void *arg)
 {
     struct pb_req *r = arg;
+    metric_add(m_find_db, 1);
     char sql[120];
     snprintf(sql, sizeof sql, "SELECT 1 FROM users WHERE phone_number = '%s'", r->phone);
     MYSQL_RES *res;

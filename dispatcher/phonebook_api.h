@@ -4,6 +4,8 @@
 
 #include "server.h"
 
+/* Registers the phonebook metrics (once, at start-up). */
+void pb_init(void);
 void pb_find(struct http_ctx *ctx);
 void pb_reserve(struct http_ctx *ctx);
 void pb_assign(struct http_ctx *ctx);

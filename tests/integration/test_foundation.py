@@ -227,8 +227,13 @@ class TestFoundation(StackTestCase):
             "GET", f"/api/v1/applications/{token}/chats/1/messages/1").status == 200, 30)
         bodies = {"/applications": {"name": "n"}, "/messages": {"body": "b"}, "/search": {"body": "b"},
                   "/ping": {}, "/chats": None}
+        self.stack.seed(users=5, numbers=10, area_codes="212")
+        res = self.http("POST", "/phonebook/reserve", {"areaCode": "212"}).json()
+        bodies["/reserve"] = {"areaCode": "212"}
+        bodies["/assign"] = {"userId": 1, "refId": res["refId"], "phoneNumber": res["phoneNumbers"][0]}
         for method, p in sorted(documented):
             path = p.replace("{token}", token).replace("{chat}", "1").replace("{message}", "1")
+            path = path.replace("{phone}", res["phoneNumbers"][1])
             if path.endswith("/search") and method == "GET":
                 path += "?q=hi"
             body = None
