@@ -96,6 +96,7 @@ struct kafka_producer *kafka_producer_new(const char *brokers, int64_t message_t
         !conf_set(conf, "linger.ms", "1", errbuf, errlen) ||
         !conf_set(conf, "message.timeout.ms", timeout, errbuf, errlen) ||
         !conf_set(conf, "socket.keepalive.enable", "true", errbuf, errlen) ||
+        !conf_set(conf, "socket.nagle.disable", "true", errbuf, errlen) ||
         !conf_set(conf, "reconnect.backoff.max.ms", "1000", errbuf, errlen) ||
         !conf_set(conf, "client.id", "switchboard", errbuf, errlen))
         goto fail;

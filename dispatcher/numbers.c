@@ -136,6 +136,12 @@ static void finish(struct alloc_op *op, enum numbers_result r, int64_t number)
 
 static void step_alloc(struct alloc_op *op);
 
+static void unavailable(struct alloc_op *op, const char *where)
+{
+    log_warn("number allocation failed", "scope=%s at=%s err=\"%s\"", op->scope, where, op->err);
+    finish(op, NUMBERS_UNAVAILABLE, 0);
+}
+
 static void on_retry_timer(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
@@ -152,7 +158,7 @@ static void retry_later(struct alloc_op *op)
     }
     struct timeval tv = {.tv_sec = 0, .tv_usec = RETRY_MS * 1000};
     if (event_base_once(op->loop->base, -1, EV_TIMEOUT, on_retry_timer, op, &tv) != 0)
-        finish(op, NUMBERS_UNAVAILABLE, 0);
+        unavailable(op, "retry_later");
 }
 
 static void unlock(struct alloc_op *op)
@@ -169,7 +175,7 @@ static void on_install(redisAsyncContext *ac, void *r, void *priv)
     redisReply *reply = r;
     unlock(op);
     if (reply == NULL || reply->type != REDIS_REPLY_INTEGER) {
-        finish(op, NUMBERS_UNAVAILABLE, 0);
+        unavailable(op, "on_install");
         return;
     }
     if (reply->integer == 0)
@@ -202,7 +208,7 @@ static void reserve_done(void *arg)
     if (op->failed || op->hi <= 0) {
         log_warn("cannot reserve a number block", "scope=%s err=\"%s\"", op->scope, op->err);
         unlock(op);
-        finish(op, NUMBERS_UNAVAILABLE, 0);
+        unavailable(op, "reserve_done");
         return;
     }
     char lo[24], hi[24];
@@ -211,7 +217,7 @@ static void reserve_done(void *arg)
     const char *argv[] = {"EVAL", install_lua, "4", op->keys[1], op->keys[2], op->keys[3],
                           op->keys[6], lo, hi, redis_client_run_id(op->loop->redis)};
     if (!redis_client_command_argv(op->loop->redis, on_install, op, 10, argv, NULL))
-        finish(op, NUMBERS_UNAVAILABLE, 0);
+        unavailable(op, "reserve_done");
 }
 
 static void on_lock(redisAsyncContext *ac, void *r, void *priv)
@@ -220,7 +226,7 @@ static void on_lock(redisAsyncContext *ac, void *r, void *priv)
     struct alloc_op *op = priv;
     redisReply *reply = r;
     if (reply == NULL || reply->type == REDIS_REPLY_ERROR) {
-        finish(op, NUMBERS_UNAVAILABLE, 0);
+        unavailable(op, "on_lock");
         return;
     }
     if (reply->type == REDIS_REPLY_NIL) { /* someone else refills: wait for it */
@@ -229,7 +235,7 @@ static void on_lock(redisAsyncContext *ac, void *r, void *priv)
     }
     if (!threadpool_submit(op->loop->d->dbpool, reserve_work, reserve_done, op->loop->q, op)) {
         unlock(op);
-        finish(op, NUMBERS_UNAVAILABLE, 0);
+        unavailable(op, "on_lock");
     }
 }
 
@@ -241,7 +247,7 @@ static void on_alloc(redisAsyncContext *ac, void *r, void *priv)
     if (reply == NULL || reply->type != REDIS_REPLY_INTEGER) {
         if (reply && reply->type == REDIS_REPLY_ERROR)
             log_error("number script failed", "scope=%s err=\"%s\"", op->scope, reply->str);
-        finish(op, NUMBERS_UNAVAILABLE, 0);
+        unavailable(op, "on_alloc");
         return;
     }
     if (reply->integer > 0) {
@@ -253,7 +259,7 @@ static void on_alloc(redisAsyncContext *ac, void *r, void *priv)
     } else {
         const char *argv[] = {"SET", op->keys[5], op->owner, "NX", "PX", "5000"};
         if (!redis_client_command_argv(op->loop->redis, on_lock, op, 6, argv, NULL))
-            finish(op, NUMBERS_UNAVAILABLE, 0);
+            unavailable(op, "on_alloc");
     }
 }
 
@@ -263,7 +269,7 @@ static void step_alloc(struct alloc_op *op)
                           op->keys[3], op->keys[4], op->keys[7], op->keys[8],
                           redis_client_run_id(op->loop->redis), op->parent_bit};
     if (!redis_client_command_argv(op->loop->redis, on_alloc, op, 12, argv, NULL))
-        finish(op, NUMBERS_UNAVAILABLE, 0);
+        unavailable(op, "step_alloc");
 }
 
 void numbers_next(struct loop *l, const char *token, int64_t chat, numbers_cb cb, void *arg)

@@ -172,9 +172,13 @@ class Stack:
             with open(f"/proc/{pid}/stat") as f:
                 if f.read().rsplit(")", 1)[1].split()[0] == "Z":
                     return False
-            running = os.path.realpath(os.readlink(f"/proc/{pid}/exe"))
+            running = os.readlink(f"/proc/{pid}/exe")
         except (OSError, IndexError):
             return False
+        # A binary rebuilt while the process runs reads "<path> (deleted)".
+        if running.endswith(" (deleted)"):
+            running = running[:-len(" (deleted)")]
+        running = os.path.realpath(running)
         # redis-server rewrites its argv, so compare the executable itself.
         return running == os.path.realpath(exe) or \
             os.path.basename(running) == os.path.basename(exe)
@@ -324,7 +328,11 @@ class Stack:
         if r.returncode != 0:
             raise RuntimeError("switchboard-migrate failed:\n" + r.stdout.decode(errors="replace"))
 
-    def start_dispatcher(self, name="dispatcher", extra=(), wait_ready=True):
+    def start_dispatcher(self, name="dispatcher", extra=(), wait_ready=True, share_port=False):
+        # SO_REUSEPORT would let a stray dispatcher share the port silently.
+        if not share_port and port_open(self.api_port):
+            raise RuntimeError(f"port {self.api_port} is already in use (another dispatcher? "
+                               f"scripts/down, or set SB_API_PORT)")
         argv = [self.binary("switchboard-dispatcher"), "--listen", f"127.0.0.1:{self.api_port}"]
         proc = self.spawn(name, argv + list(extra))
         wait_for("dispatcher /healthz", lambda: http_get(self.api_url + "/healthz")[0] == 200,

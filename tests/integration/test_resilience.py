@@ -129,7 +129,7 @@ class TestResilience(StackTestCase):
     def test_06_two_dispatchers_share_the_port(self):
         st = self.stack
         # The second logs every request (debug), so its share is countable.
-        st.start_dispatcher(name="dispatcher-2", extra=("--log-level", "debug"))
+        st.start_dispatcher(name="dispatcher-2", extra=("--log-level", "debug"), share_port=True)
         for _ in range(40):
             r = self.http("POST", "/ops/ping", {"note": "two dispatchers"})
             self.assertEqual(r.status, 202)
