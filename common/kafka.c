@@ -342,6 +342,16 @@ size_t kafka_consumer_poll_batch(struct kafka_consumer *c, rd_kafka_message_t **
                 break;
             continue;
         }
+        if (m->err == RD_KAFKA_RESP_ERR__AUTO_OFFSET_RESET) {
+            /* The position fell out of the broker's retention: the jobs in
+             * between are gone. Never silent. */
+            log_error("consumer offset reset: jobs were lost to broker retention",
+                      "topic=%s partition=%d detail=\"%s\"",
+                      m->rkt ? rd_kafka_topic_name(m->rkt) : "?", (int)m->partition,
+                      rd_kafka_message_errstr(m));
+            rd_kafka_message_destroy(m);
+            continue;
+        }
         if (m->err) {
             if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
                 log_warn("consumer error", "err=%s detail=\"%s\"", rd_kafka_err2name(m->err),

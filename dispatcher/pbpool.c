@@ -92,7 +92,8 @@ static bool taken_numbers(redisContext *c, struct names *taken, char *errbuf, si
     for (size_t i = 0; ok && i < assigned->elements; i++)
         ok = names_add(taken, assigned->element[i]->str, assigned->element[i]->len);
     freeReplyObject(assigned);
-    qsort(taken->v, taken->n, sizeof *taken->v, cmp_name);
+    if (taken->n > 1)
+        qsort(taken->v, taken->n, sizeof *taken->v, cmp_name);
     return ok;
 }
 
