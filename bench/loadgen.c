@@ -100,8 +100,9 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     struct gen *g = arg;
     int64_t now = sb_mono_us();
     int64_t elapsed = now - g->start_us;
+    /* Request i is due at i / rate: by now, those with i <= rate * elapsed. */
     int64_t should = elapsed >= g->duration_ms * 1000 ? g->rate * g->duration_ms / 1000
-                                                      : g->rate * elapsed / 1000000;
+                                                      : g->rate * elapsed / 1000000 + 1;
     for (; g->due < should && g->due < g->cap; g->due++) {
         int64_t due_us = g->start_us + g->due * 1000000 / g->rate;
         struct conn *idle = NULL;
@@ -150,7 +151,12 @@ int main(int argc, char **argv)
     g.lat_us = calloc((size_t)g.cap, sizeof *g.lat_us);
     g.queue = calloc((size_t)g.cap, sizeof *g.queue);
     g.uri = evhttp_uri_parse(argv[1]);
-    g.base = event_base_new();
+    /* libevent's default clock is CLOCK_MONOTONIC_COARSE (a few ms per
+     * tick): precise timers, or the schedule itself adds milliseconds. */
+    struct event_config *ec = event_config_new();
+    event_config_set_flag(ec, EVENT_BASE_FLAG_PRECISE_TIMER);
+    g.base = event_base_new_with_config(ec);
+    event_config_free(ec);
     if (!g.lat_us || !g.queue || !g.uri || !g.base || !evhttp_uri_get_host(g.uri)) {
         fprintf(stderr, "cannot start (bad URL or out of memory)\n");
         return 2;
