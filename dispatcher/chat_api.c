@@ -110,18 +110,11 @@ static void req_free(struct chat_req *r)
     free(r);
 }
 
-static void req_error(struct chat_req *r, int status, const char *code, const char *fmt, ...)
-    SB_PRINTF(4, 5);
-static void req_error(struct chat_req *r, int status, const char *code, const char *fmt, ...)
-{
-    char msg[300];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    http_pending_error(r->p, status, code, msg);
-    req_free(r);
-}
+#define req_error(r, status, code, ...)                            \
+    do {                                                           \
+        http_pending_errorf((r)->p, status, code, __VA_ARGS__);    \
+        req_free(r);                                               \
+    } while (0)
 
 /* Allocated just before Redis lost data, maybe still on its way to MySQL:
  * ask the client to come back instead of denying it exists. */
@@ -601,24 +594,34 @@ static char *message_body(struct http_ctx *ctx)
     return text;
 }
 
-void chat_create_message(struct http_ctx *ctx)
+/* Path ids and {"body"} of a message request, in a new chat_req (NULL
+ * after answering the error). with_msg: the path names a message too. */
+static struct chat_req *message_req(struct http_ctx *ctx, bool with_msg)
 {
     char token[TOKEN_LEN + 1];
-    int64_t chat;
-    if (!path_ids(ctx, token, &chat, NULL))
-        return;
+    int64_t chat, msg = 0;
+    if (!path_ids(ctx, token, &chat, with_msg ? &msg : NULL))
+        return NULL;
     char *text = message_body(ctx);
     if (text == NULL)
-        return;
+        return NULL;
     struct chat_req *r = req_new(ctx);
     if (r == NULL) {
         free(text);
-        return;
+        return NULL;
     }
     memcpy(r->token, token, sizeof token);
     r->chat = chat;
+    r->msg = msg;
     r->text = text;
-    start_create(r);
+    return r;
+}
+
+void chat_create_message(struct http_ctx *ctx)
+{
+    struct chat_req *r = message_req(ctx, false);
+    if (r)
+        start_create(r);
 }
 
 /* ---- updating a message ------------------------------------------------ */
@@ -684,23 +687,9 @@ static void on_message_known(void *arg, enum numbers_result res, int64_t known)
 
 void chat_update_message(struct http_ctx *ctx)
 {
-    char token[TOKEN_LEN + 1];
-    int64_t chat, msg;
-    if (!path_ids(ctx, token, &chat, &msg))
-        return;
-    char *text = message_body(ctx);
-    if (text == NULL)
-        return;
-    struct chat_req *r = req_new(ctx);
-    if (r == NULL) {
-        free(text);
-        return;
-    }
-    memcpy(r->token, token, sizeof token);
-    r->chat = chat;
-    r->msg = msg;
-    r->text = text;
-    numbers_known(r->loop, token, chat, msg, on_message_known, r);
+    struct chat_req *r = message_req(ctx, true);
+    if (r)
+        numbers_known(r->loop, r->token, r->chat, r->msg, on_message_known, r);
 }
 
 /* ---- reading chats and messages --------------------------------------- */

@@ -128,18 +128,11 @@ static struct pb_req *pb_new(struct http_ctx *ctx)
     return r;
 }
 
-static void pb_error(struct pb_req *r, int status, const char *code, const char *fmt, ...)
-    SB_PRINTF(4, 5);
-static void pb_error(struct pb_req *r, int status, const char *code, const char *fmt, ...)
-{
-    char msg[300];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    http_pending_error(r->p, status, code, msg);
-    free(r);
-}
+#define pb_error(r, status, code, ...)                             \
+    do {                                                           \
+        http_pending_errorf((r)->p, status, code, __VA_ARGS__);    \
+        free(r);                                                   \
+    } while (0)
 
 static void pb_reply(struct pb_req *r, int status, cJSON *body)
 {

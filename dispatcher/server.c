@@ -202,6 +202,16 @@ void http_pending_error(struct http_pending *p, int code, const char *errcode, c
     cJSON_Delete(body);
 }
 
+void http_pending_errorf(struct http_pending *p, int code, const char *errcode, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    http_pending_error(p, code, errcode, msg);
+}
+
 /* A client's X-Request-Id is kept if it is short and plain; else we mint one. */
 static void pick_request_id(struct evhttp_request *req, char out[65])
 {

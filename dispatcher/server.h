@@ -103,5 +103,7 @@ struct http_pending *http_pending_new(struct http_ctx *ctx);
 /* Finishes a pending answer with a body (or an error), then frees it. */
 void http_pending_reply(struct http_pending *p, int code, const cJSON *body);
 void http_pending_error(struct http_pending *p, int code, const char *errcode, const char *msg);
+void http_pending_errorf(struct http_pending *p, int code, const char *errcode, const char *fmt, ...)
+    SB_PRINTF(4, 5);
 
 #endif
