@@ -252,17 +252,22 @@ class Stack:
             return
         self.mysql_port = self.mysql_port or free_port()
         datadir = self.path("data", "mysql")
+        # A private tmpdir: a starting mariadbd deletes the '#sql*' files it
+        # finds in its tmpdir, which breaks other instances sharing /tmp.
+        tmpdir = self.path("data", "mysql-tmp")
+        os.makedirs(tmpdir, exist_ok=True)
         user = ["--user=root"] if os.geteuid() == 0 else []
         if not os.path.isdir(os.path.join(datadir, "mysql")):
             os.makedirs(datadir, exist_ok=True)
             r = subprocess.run(
                 [find_tool("mariadb-install-db", "mysql_install_db"), "--no-defaults",
-                 f"--datadir={datadir}", "--auth-root-authentication-method=normal",
-                 "--skip-test-db"] + user,
+                 f"--datadir={datadir}", f"--tmpdir={tmpdir}",
+                 "--auth-root-authentication-method=normal", "--skip-test-db"] + user,
                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
             if r.returncode != 0:
                 raise RuntimeError("mariadb-install-db failed:\n" + r.stdout.decode(errors="replace"))
         argv = [find_tool("mariadbd", "mysqld"), "--no-defaults", f"--datadir={datadir}",
+                f"--tmpdir={tmpdir}",
                 f"--socket={self.mysql_socket()}", f"--port={self.mysql_port}",
                 "--bind-address=127.0.0.1", f"--pid-file={self.path('data', 'mysql.pid')}",
                 "--skip-log-bin", "--innodb-buffer-pool-size=256M",
