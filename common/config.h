@@ -47,6 +47,7 @@ struct sb_config {
     char *role;
     int64_t batch_size;
     int64_t batch_wait_ms;
+    int64_t batch_max_bytes;
     int64_t retry_base_ms;
     int64_t retry_cap_ms;
     /* phonebook */

@@ -325,14 +325,14 @@ fail:
 }
 
 size_t kafka_consumer_poll_batch(struct kafka_consumer *c, rd_kafka_message_t **msgs,
-                                 size_t max, int wait_ms)
+                                 size_t max, size_t max_bytes, int wait_ms)
 {
     /* Wait up to wait_ms for the first message, then take only what is
      * already fetched: a batch is as large as the backlog (up to max) and
      * a lone job is not held back to fill one. */
-    size_t n = 0;
+    size_t n = 0, bytes = 0;
     int64_t deadline = sb_mono_ms() + wait_ms;
-    while (n < max) {
+    while (n < max && bytes < max_bytes) {
         int64_t left = n ? 0 : deadline - sb_mono_ms();
         if (left < 0)
             left = 0;
@@ -359,6 +359,7 @@ size_t kafka_consumer_poll_batch(struct kafka_consumer *c, rd_kafka_message_t **
             rd_kafka_message_destroy(m);
             continue;
         }
+        bytes += m->len;
         msgs[n++] = m;
     }
     return n;

@@ -47,11 +47,12 @@ struct kafka_consumer *kafka_consumer_new(const char *brokers, const char *group
                                           int64_t session_timeout_ms, char *errbuf,
                                           size_t errlen);
 /* Collects up to max messages: waits at most wait_ms for the first one,
- * then adds whatever is already fetched. Error events are logged and
+ * then adds whatever is already fetched, until max messages or max_bytes
+ * of payload (the message that crosses it is the last one). Error events are logged and
  * dropped here; returns the number of messages (caller destroys each with
  * rd_kafka_message_destroy). */
 size_t kafka_consumer_poll_batch(struct kafka_consumer *c, rd_kafka_message_t **msgs,
-                                 size_t max, int wait_ms);
+                                 size_t max, size_t max_bytes, int wait_ms);
 /* Marks msgs[0..n) processed: stores offset+1 for each partition. */
 bool kafka_consumer_store(struct kafka_consumer *c, rd_kafka_message_t **msgs, size_t n,
                           char *errbuf, size_t errlen) SB_NODISCARD;

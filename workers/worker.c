@@ -94,7 +94,8 @@ int worker_run(struct worker *w)
             w->role->tick(w);
             next_tick = sb_mono_ms() + 1000;
         }
-        size_t n = kafka_consumer_poll_batch(w->consumer, msgs, max, (int)w->cfg->batch_wait_ms);
+        size_t n = kafka_consumer_poll_batch(w->consumer, msgs, max, (size_t)w->cfg->batch_max_bytes,
+                                             (int)w->cfg->batch_wait_ms);
         if (n == 0)
             continue;
         for (size_t i = 0; i < n; i++) {

@@ -16,6 +16,11 @@ API = "/api/v1/applications"
 class TestChat(StackTestCase):
     ROLES = ("persister",)
 
+    @classmethod
+    def configure(cls, stack):
+        # Small batches by bytes: every test here also exercises the cap.
+        stack.extra_env["SB_BATCH_MAX_BYTES"] = "65536"
+
     def rows(self, sql):
         return self.stack.sql(sql)
 
@@ -231,6 +236,20 @@ class TestChat(StackTestCase):
         self.assertEqual(int(self.rows(f"SELECT COUNT(*) FROM chats WHERE application_token='{token}'")[0][0]), 1)
         self.assertEqual(int(self.rows("SELECT COUNT(*) FROM applications WHERE name LIKE 'x%'"
                                        " OR name = '' OR name = 'a'")[0][0]), 0)
+
+    def test_10_large_bodies_split_into_batches(self):
+        token = self.create_app("large")
+        self.http("POST", f"{API}/{token}/chats")
+        st = self.stack
+        st.stop("worker-persister")  # let a backlog of ~1 MB build up
+        calls = [("POST", f"{API}/{token}/chats/1/messages", {"body": f"{i:04d}" + "x" * 9996})
+                 for i in range(100)]
+        res = self.parallel(calls, threads=8)
+        self.assertTrue(all(r.status == 201 for r in res))
+        st.start_worker("persister")
+        wait_until("all large messages persisted", lambda: self.message_rows(token, 1) == 100, 60)
+        self.assertEqual(self.rows(f"SELECT MIN(CHAR_LENGTH(body)), MAX(CHAR_LENGTH(body)) FROM messages"
+                                   f" WHERE application_token='{token}'"), [["10000", "10000"]])
 
     def test_09_readme_example_runs_as_shown(self):
         """The README's chat example, run verbatim against this stack."""
