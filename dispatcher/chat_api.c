@@ -286,15 +286,9 @@ static void create_app_done(void *arg)
 
 void chat_create_app(struct http_ctx *ctx)
 {
-    char err[ERRBUF_LEN];
-    cJSON *body = http_body_json(ctx, false);
+    cJSON *body = http_body_json(ctx, app_fields, SB_ARRAY_LEN(app_fields), false);
     if (body == NULL)
         return;
-    if (!json_check_object(body, app_fields, SB_ARRAY_LEN(app_fields), err, sizeof err)) {
-        http_reply_error(ctx, 400, "invalid_field", "%s", err);
-        cJSON_Delete(body);
-        return;
-    }
     char token[TOKEN_LEN + 1];
     if (!make_token(token)) {
         cJSON_Delete(body);
@@ -394,17 +388,12 @@ static void rename_app_work(void *ctx, void *arg)
 
 void chat_rename_app(struct http_ctx *ctx)
 {
-    char token[TOKEN_LEN + 1], err[ERRBUF_LEN];
+    char token[TOKEN_LEN + 1];
     if (!path_ids(ctx, token, NULL, NULL))
         return;
-    cJSON *body = http_body_json(ctx, false);
+    cJSON *body = http_body_json(ctx, app_fields, SB_ARRAY_LEN(app_fields), false);
     if (body == NULL)
         return;
-    if (!json_check_object(body, app_fields, SB_ARRAY_LEN(app_fields), err, sizeof err)) {
-        http_reply_error(ctx, 400, "invalid_field", "%s", err);
-        cJSON_Delete(body);
-        return;
-    }
     struct chat_req *r = req_new(ctx);
     if (r) {
         memcpy(r->token, token, sizeof token);
@@ -554,18 +543,13 @@ static void start_create(struct chat_req *r)
 
 void chat_create_chat(struct http_ctx *ctx)
 {
-    char token[TOKEN_LEN + 1], err[ERRBUF_LEN];
+    char token[TOKEN_LEN + 1];
     if (!path_ids(ctx, token, NULL, NULL))
         return;
-    cJSON *body = http_body_json(ctx, true);
+    cJSON *body = http_body_json(ctx, NULL, 0, true); /* no fields: {} or nothing */
     if (body == NULL)
         return;
-    bool ok = json_check_object(body, NULL, 0, err, sizeof err);
     cJSON_Delete(body);
-    if (!ok) {
-        http_reply_error(ctx, 400, "invalid_field", "%s", err);
-        return;
-    }
     struct chat_req *r = req_new(ctx);
     if (r == NULL)
         return;
@@ -580,15 +564,11 @@ static const struct json_field message_body_fields[] = {
 /* Parses {"body"} for message create/update; NULL after answering 400. */
 static char *message_body(struct http_ctx *ctx)
 {
-    char err[ERRBUF_LEN];
-    cJSON *body = http_body_json(ctx, false);
+    cJSON *body = http_body_json(ctx, message_body_fields, SB_ARRAY_LEN(message_body_fields), false);
     if (body == NULL)
         return NULL;
-    char *text = NULL;
-    if (!json_check_object(body, message_body_fields, SB_ARRAY_LEN(message_body_fields), err,
-                           sizeof err))
-        http_reply_error(ctx, 400, "invalid_field", "%s", err);
-    else if ((text = strdup(json_str(body, "body", ""))) == NULL)
+    char *text = strdup(json_str(body, "body", ""));
+    if (text == NULL)
         http_reply_error(ctx, 503, "overloaded", "out of memory");
     cJSON_Delete(body);
     return text;
@@ -883,7 +863,7 @@ static void search_work(void *ctx, void *arg)
 
 void chat_search_messages(struct http_ctx *ctx)
 {
-    char token[TOKEN_LEN + 1], err[ERRBUF_LEN], v[32];
+    char token[TOKEN_LEN + 1], v[32];
     int64_t chat, limit, page = 1;
     if (!path_ids(ctx, token, &chat, NULL) || !page_params(ctx, &limit, NULL, NULL))
         return;
@@ -902,16 +882,15 @@ void chat_search_messages(struct http_ctx *ctx)
         }
         text = strdup(q);
     } else {
-        cJSON *body = http_body_json(ctx, false);
+        cJSON *body = http_body_json(ctx, search_fields, SB_ARRAY_LEN(search_fields), false);
         if (body == NULL)
             return;
-        if (!json_check_object(body, search_fields, SB_ARRAY_LEN(search_fields), err, sizeof err))
-            http_reply_error(ctx, 400, "invalid_field", "%s", err);
-        else
-            text = strdup(json_str(body, "body", ""));
+        text = strdup(json_str(body, "body", ""));
         cJSON_Delete(body);
-        if (text == NULL)
+        if (text == NULL) {
+            http_reply_error(ctx, 503, "overloaded", "out of memory");
             return;
+        }
     }
     struct chat_req *r = req_new(ctx);
     if (r == NULL) {

@@ -101,14 +101,9 @@ static void ping_delivered(void *opaque, rd_kafka_resp_err_t err)
 void ops_ping(struct http_ctx *ctx)
 {
     char err[ERRBUF_LEN];
-    cJSON *req = http_body_json(ctx, true);
+    cJSON *req = http_body_json(ctx, ping_req_fields, SB_ARRAY_LEN(ping_req_fields), true);
     if (req == NULL)
         return;
-    if (!json_check_object(req, ping_req_fields, SB_ARRAY_LEN(ping_req_fields), err, sizeof err)) {
-        http_reply_error(ctx, 400, "invalid_field", "%s", err);
-        cJSON_Delete(req);
-        return;
-    }
     cJSON *payload = cJSON_CreateObject();
     const char *note = json_str(req, "note", NULL);
     if (note)

@@ -274,15 +274,9 @@ static void start_reserve(struct pb_req *r)
 
 void pb_reserve(struct http_ctx *ctx)
 {
-    char err[ERRBUF_LEN];
-    cJSON *body = http_body_json(ctx, false);
+    cJSON *body = http_body_json(ctx, reserve_fields, SB_ARRAY_LEN(reserve_fields), false);
     if (body == NULL)
         return;
-    if (!json_check_object(body, reserve_fields, SB_ARRAY_LEN(reserve_fields), err, sizeof err)) {
-        http_reply_error(ctx, 400, "invalid_field", "%s", err);
-        cJSON_Delete(body);
-        return;
-    }
     const char *area = json_str(body, "areaCode", "");
     if (!area_code_valid(area)) {
         http_reply_error(ctx, 400, "invalid_field",
@@ -444,15 +438,9 @@ static void user_done(void *arg)
 
 void pb_assign(struct http_ctx *ctx)
 {
-    char err[ERRBUF_LEN];
-    cJSON *body = http_body_json(ctx, false);
+    cJSON *body = http_body_json(ctx, assign_fields, SB_ARRAY_LEN(assign_fields), false);
     if (body == NULL)
         return;
-    if (!json_check_object(body, assign_fields, SB_ARRAY_LEN(assign_fields), err, sizeof err)) {
-        http_reply_error(ctx, 400, "invalid_field", "%s", err);
-        cJSON_Delete(body);
-        return;
-    }
     const char *phone = json_str(body, "phoneNumber", "");
     if (!phone_valid(phone)) {
         http_reply_error(ctx, 400, "invalid_field", "phoneNumber must be E.164, like +14155550123");

@@ -129,7 +129,8 @@ void http_reply_error(struct http_ctx *ctx, int code, const char *errcode, const
     cJSON_Delete(body);
 }
 
-cJSON *http_body_json(struct http_ctx *ctx, bool empty_ok)
+cJSON *http_body_json(struct http_ctx *ctx, const struct json_field *fields, size_t nfields,
+                      bool empty_ok)
 {
     struct evbuffer *in = evhttp_request_get_input_buffer(ctx->req);
     size_t len = evbuffer_get_length(in);
@@ -148,8 +149,13 @@ cJSON *http_body_json(struct http_ctx *ctx, bool empty_ok)
     const char *data = (const char *)evbuffer_pullup(in, -1);
     char err[ERRBUF_LEN];
     cJSON *root = json_parse_strict(data, len, err, sizeof err);
-    if (root == NULL)
+    if (root == NULL) {
         http_reply_error(ctx, 400, "bad_json", "%s", err);
+    } else if (!json_check_object(root, fields, nfields, err, sizeof err)) {
+        http_reply_error(ctx, 400, "invalid_field", "%s", err);
+        cJSON_Delete(root);
+        root = NULL;
+    }
     return root;
 }
 

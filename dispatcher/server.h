@@ -13,6 +13,7 @@
 #include <stdatomic.h>
 
 #include "config.h"
+#include "json.h"
 #include "kafka.h"
 #include "loopq.h"
 #include "metrics.h"
@@ -91,9 +92,11 @@ void http_reply_raw(struct http_ctx *ctx, int code, const char *content_type, co
 void http_reply_error(struct http_ctx *ctx, int code, const char *errcode, const char *fmt, ...)
     SB_PRINTF(4, 5);
 
-/* Reads and strictly parses the request body; on failure answers 400/413
+/* Reads and strictly parses the request body and checks it holds exactly
+ * the declared fields (json_check_object); on failure answers 400/413/415
  * itself and returns NULL. empty_ok: an absent body yields {}. */
-cJSON *http_body_json(struct http_ctx *ctx, bool empty_ok);
+cJSON *http_body_json(struct http_ctx *ctx, const struct json_field *fields, size_t nfields,
+                      bool empty_ok);
 
 /* The query parameter's value (decoded) into out; false if absent. */
 bool http_query_param(struct http_ctx *ctx, const char *name, char *out, size_t cap);
