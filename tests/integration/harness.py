@@ -27,9 +27,12 @@ sys.path.insert(0, os.path.join(ROOT, "scripts"))
 import stack as stackmod  # noqa: E402
 
 _live_stacks = []
+_live_fakes = []
 
 
 def _teardown_all(*_):
+    while _live_fakes:
+        _live_fakes[-1].stop()
     while _live_stacks:
         st = _live_stacks.pop()
         try:
@@ -135,6 +138,9 @@ class FakeServer:
         self.log = open(os.path.join(run_dir, os.path.basename(script) + ".log"), "w")
         self.proc = subprocess.Popen([sys.executable, os.path.join(ROOT, "tests", "fakes", script),
                                       str(self.port)], stdout=subprocess.PIPE, stderr=self.log)
+        # Torn down at exit too, even when the test class never gets to its
+        # tearDownClass (a failing setUpClass).
+        _live_fakes.append(self)
         line = self.proc.stdout.readline()
         if line.strip() != b"ready":
             self.stop()
@@ -142,6 +148,8 @@ class FakeServer:
         self.url = f"http://127.0.0.1:{self.port}"
 
     def stop(self):
+        if self in _live_fakes:
+            _live_fakes.remove(self)
         if self.proc.poll() is None:
             self.proc.terminate()
             self.proc.wait(10)
