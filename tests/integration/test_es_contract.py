@@ -6,6 +6,7 @@ names a real server; the fault-injection cases run only on the fake."""
 
 import json
 import os
+import shutil
 import subprocess
 import tempfile
 import time
@@ -29,8 +30,9 @@ class TestEsContract(unittest.TestCase):
     def test_contract(self):
         fake = None
         url = REAL_ES
+        logs = tempfile.mkdtemp(prefix="sbfake-")
         if not url:
-            fake = FakeServer("fake_es.py", tempfile.mkdtemp(prefix="sbfake-"))
+            fake = FakeServer("fake_es.py", logs)
             url = fake.url
         try:
             env = dict(os.environ, ES_URL=url, SB_FAKE_ES="0" if REAL_ES else "1")
@@ -42,6 +44,7 @@ class TestEsContract(unittest.TestCase):
         finally:
             if fake:
                 fake.stop()
+            shutil.rmtree(logs, ignore_errors=True)
 
 
 class TestSearchThroughElasticsearch(StackTestCase):
