@@ -162,6 +162,18 @@ enum db_status db_query(struct db *db, const char *sql, MYSQL_RES **res, char *e
     return DB_OK;
 }
 
+enum db_status db_exists(struct db *db, const char *sql, bool *found, char *errbuf,
+                         size_t errlen)
+{
+    MYSQL_RES *res;
+    enum db_status st = db_query(db, sql, &res, errbuf, errlen);
+    if (st != DB_OK)
+        return st;
+    *found = mysql_num_rows(res) > 0;
+    mysql_free_result(res);
+    return DB_OK;
+}
+
 enum db_status db_ping(struct db *db, char *errbuf, size_t errlen)
 {
     MYSQL *m = db_conn(db, errbuf, errlen);

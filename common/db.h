@@ -38,6 +38,9 @@ enum db_status db_error(struct db *db, char *errbuf, size_t errlen);
 /* Runs a query that returns rows; *res is the caller's to free. */
 enum db_status db_query(struct db *db, const char *sql, MYSQL_RES **res, char *errbuf,
                         size_t errlen) SB_NODISCARD;
+/* Runs a query and tells whether it returned any row. */
+enum db_status db_exists(struct db *db, const char *sql, bool *found, char *errbuf,
+                         size_t errlen) SB_NODISCARD;
 enum db_status db_ping(struct db *db, char *errbuf, size_t errlen) SB_NODISCARD;
 
 /* Appends s to b as a quoted SQL string literal (escaped for conn). */

@@ -251,22 +251,29 @@ static const struct json_field app_fields[] = {
     {"name", JSON_K_STRING, true, 1, 255},
 };
 
-static void create_app_work(void *ctx, void *arg)
+/* Runs head + the quoted application name (r->text) + tail on db. */
+static void exec_with_name(struct chat_req *r, struct db *db, const char *head, const char *tail)
 {
-    struct chat_req *r = arg;
-    struct db *db = ctx;
     MYSQL *conn = db_conn(db, r->err, sizeof r->err);
     if (conn == NULL) {
         r->st = DB_TRANSIENT;
         return;
     }
     struct strbuf sql = {0};
-    strbuf_appendf(&sql, "INSERT INTO applications (token, name) VALUES ('%s', ", r->token);
+    strbuf_append(&sql, head, strlen(head));
     db_quote(&sql, conn, r->text);
-    strbuf_append(&sql, ")", 1);
+    strbuf_append(&sql, tail, strlen(tail));
     char *text = strbuf_take(&sql);
     r->st = text ? db_exec(db, text, r->err, sizeof r->err) : DB_TRANSIENT;
     free(text);
+}
+
+static void create_app_work(void *ctx, void *arg)
+{
+    struct chat_req *r = arg;
+    char head[100];
+    snprintf(head, sizeof head, "INSERT INTO applications (token, name) VALUES ('%s', ", r->token);
+    exec_with_name(r, ctx, head, ")");
     if (r->st != DB_OK)
         return;
     r->status = 201;
@@ -369,19 +376,9 @@ void chat_get_app(struct http_ctx *ctx)
 static void rename_app_work(void *ctx, void *arg)
 {
     struct chat_req *r = arg;
-    struct db *db = ctx;
-    MYSQL *conn = db_conn(db, r->err, sizeof r->err);
-    if (conn == NULL) {
-        r->st = DB_TRANSIENT;
-        return;
-    }
-    struct strbuf sql = {0};
-    strbuf_appendf(&sql, "UPDATE applications SET name = ");
-    db_quote(&sql, conn, r->text);
-    strbuf_appendf(&sql, " WHERE token = '%s'", r->token);
-    char *text = strbuf_take(&sql);
-    r->st = text ? db_exec(db, text, r->err, sizeof r->err) : DB_TRANSIENT;
-    free(text);
+    char tail[64];
+    snprintf(tail, sizeof tail, " WHERE token = '%s'", r->token);
+    exec_with_name(r, ctx, "UPDATE applications SET name = ", tail);
     if (r->st == DB_OK)
         get_app_work(ctx, arg);
 }
@@ -629,12 +626,7 @@ static void message_exists_work(void *ctx, void *arg)
     snprintf(sql, sizeof sql, "SELECT 1 FROM messages WHERE application_token = '%s'"
              " AND chat_number = %lld AND number = %lld", r->token, (long long)r->chat,
              (long long)r->msg);
-    MYSQL_RES *res;
-    r->st = db_query(ctx, sql, &res, r->err, sizeof r->err);
-    if (r->st != DB_OK)
-        return;
-    r->found = mysql_num_rows(res) > 0;
-    mysql_free_result(res);
+    r->st = db_exists(ctx, sql, &r->found, r->err, sizeof r->err);
 }
 
 static void message_exists_done(void *arg)

@@ -492,12 +492,7 @@ static void find_db_work(void *ctx, void *arg)
     metric_add(m_find_db, 1);
     char sql[120];
     snprintf(sql, sizeof sql, "SELECT 1 FROM users WHERE phone_number = '%s'", r->phone);
-    MYSQL_RES *res;
-    r->st = db_query(ctx, sql, &res, r->err, sizeof r->err);
-    if (r->st != DB_OK)
-        return;
-    r->exists = mysql_num_rows(res) > 0;
-    mysql_free_result(res);
+    r->st = db_exists(ctx, sql, &r->exists, r->err, sizeof r->err);
 }
 
 static void find_db_done(void *arg)

@@ -57,23 +57,13 @@ static char **list_migrations(const char *dir, size_t *count, char *errbuf, size
     return names;
 }
 
-static bool is_applied(MYSQL *m, const char *version, bool *applied, char *errbuf, size_t errlen)
+static bool is_applied(struct db *db, MYSQL *m, const char *version, bool *applied,
+                       char *errbuf, size_t errlen)
 {
     char esc[512], sql[700];
     mysql_real_escape_string(m, esc, version, strlen(version));
     snprintf(sql, sizeof sql, "SELECT 1 FROM schema_migrations WHERE version='%s'", esc);
-    if (mysql_query(m, sql) != 0) {
-        sb_errf(errbuf, errlen, "%s", mysql_error(m));
-        return false;
-    }
-    MYSQL_RES *res = mysql_store_result(m);
-    if (res == NULL) {
-        sb_errf(errbuf, errlen, "%s", mysql_error(m));
-        return false;
-    }
-    *applied = mysql_num_rows(res) > 0;
-    mysql_free_result(res);
-    return true;
+    return db_exists(db, sql, applied, errbuf, errlen) == DB_OK;
 }
 
 static struct db *connect_with_wait(const struct db_url *url, char *errbuf, size_t errlen)
@@ -139,7 +129,7 @@ static bool migrate_up(const struct sb_config *cfg, bool dry, char *errbuf, size
     int applied_now = 0;
     for (size_t i = 0; i < n; i++) {
         bool applied;
-        if (!is_applied(m, names[i], &applied, errbuf, errlen))
+        if (!is_applied(db, m, names[i], &applied, errbuf, errlen))
             goto done;
         if (applied)
             continue;
