@@ -93,6 +93,19 @@ def request(port, method, path, body=None, headers=None, timeout=30):
         conn.close()
 
 
+def readme_text():
+    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
+        return f.read()
+
+
+def readme_block(heading):
+    """The first ```sh block under a README heading: tests run it verbatim."""
+    section = readme_text()
+    section = section[section.index(heading):]
+    block = section[section.index("```sh\n") + 6:]
+    return block[:block.index("```")]
+
+
 def wait_until(what, fn, timeout=30, interval=0.1):
     deadline = time.monotonic() + timeout
     last = None

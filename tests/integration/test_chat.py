@@ -2,13 +2,12 @@
 chats, messages, updates, search, the count roll-up and bad input."""
 
 import json
-import os
 import re
 import subprocess
 import time
 import unittest
 
-from harness import ROOT, StackTestCase, wait_until
+from harness import StackTestCase, readme_block, wait_until
 
 API = "/api/v1/applications"
 
@@ -253,10 +252,7 @@ class TestChat(StackTestCase):
 
     def test_09_readme_example_runs_as_shown(self):
         """The README's chat example, run verbatim against this stack."""
-        readme = open(os.path.join(ROOT, "README.md")).read()
-        section = readme[readme.index("## Chat API"):]
-        block = section[section.index("```sh\n") + 6:]
-        block = block[:block.index("```")]
+        block = readme_block("## Chat API")
         block = block.replace("http://127.0.0.1:8080", f"http://127.0.0.1:{self.port}")
         block = block.replace("build/bin/", self.stack.bin_dir + "/")
         env = dict(self.stack.env())

@@ -10,7 +10,7 @@ import subprocess
 import time
 import unittest
 
-from harness import (ROOT, StackTestCase, kcat_consume_all, kcat_produce, log_tail, request,
+from harness import (ROOT, StackTestCase, kcat_consume_all, kcat_produce, log_tail, readme_text, request,
                      wait_until)
 
 
@@ -271,7 +271,7 @@ class TestCommandLine(unittest.TestCase):
         self.assertIn("mysql_url = mysql://a:***@h:1/d", out)
         self.assertNotIn("hunter2", out)
         # The README's configuration table names every setting of every binary.
-        readme = open(os.path.join(ROOT, "README.md")).read()
+        readme = readme_text()
         for name in ("switchboard-dispatcher", "switchboard-worker", "switchboard-migrate",
                      "switchboard-devbroker", "switchboard-counts"):
             help_text = self.run_bin(name, "--help").stdout.decode()
