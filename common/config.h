@@ -57,6 +57,23 @@ struct sb_config {
     int64_t seed_users;
     int64_t seed_numbers;
     char *seed_area_codes;
+    /* notifications and SMS */
+    char *mongo_uri;
+    int64_t store_pool_size;
+    int64_t idempotency_ttl_s;
+    int64_t sms_many_max;
+    char *notify_topics;
+    char *smtp_url;
+    char *sms_url;
+    char *push_url;
+    int64_t notify_timeout_ms;
+    int64_t notify_max_attempts;
+    int64_t notify_backoff_ms;
+    int64_t notify_backoff_cap_ms;
+    int64_t rate_email;
+    int64_t rate_sms;
+    int64_t rate_push;
+    int64_t rate_kafka;
     /* counts */
     int64_t every_s;
     int64_t rollup_chunk;

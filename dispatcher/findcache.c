@@ -13,7 +13,7 @@ struct entry {
     char phone[PHONE_MAX + 1];
     enum find_state state;
     int64_t expires_ms;           /* FIND_NO only */
-    struct http_pending **waiters; /* FIND_PENDING only */
+    struct find_waiter *waiters;   /* FIND_PENDING only */
     size_t nwaiters, capwaiters;
     struct entry *hnext;           /* hash chain */
     struct entry *prev, *next;     /* LRU, most recent first (not pending) */
@@ -108,17 +108,17 @@ static void remove_entry(struct findcache *fc, struct entry *e)
     fc->size--;
 }
 
-static bool add_waiter(struct entry *e, struct http_pending *p)
+static bool add_waiter(struct entry *e, find_done_fn fn, void *arg)
 {
     if (e->nwaiters + 1 >= e->capwaiters) {
         size_t cap = e->capwaiters ? e->capwaiters * 2 : 4;
-        struct http_pending **w = realloc(e->waiters, cap * sizeof *w);
+        struct find_waiter *w = realloc(e->waiters, cap * sizeof *w);
         if (w == NULL)
             return false;
         e->waiters = w;
         e->capwaiters = cap;
     }
-    e->waiters[e->nwaiters++] = p;
+    e->waiters[e->nwaiters++] = (struct find_waiter){fn, arg};
     return true;
 }
 
@@ -133,7 +133,7 @@ enum find_state findcache_peek(struct findcache *fc, const char *phone)
     return e->state;
 }
 
-enum find_state findcache_lookup(struct findcache *fc, const char *phone, struct http_pending *p)
+enum find_state findcache_lookup(struct findcache *fc, const char *phone, find_done_fn fn, void *arg)
 {
     struct entry **pp = slot_of(fc, phone);
     struct entry *e = *pp;
@@ -142,7 +142,7 @@ enum find_state findcache_lookup(struct findcache *fc, const char *phone, struct
         e = NULL;
         pp = slot_of(fc, phone);
     }
-    if (e && e->state == FIND_PENDING && add_waiter(e, p))
+    if (e && e->state == FIND_PENDING && add_waiter(e, fn, arg))
         return FIND_PENDING;
     if (e && e->state == FIND_PENDING)
         return FIND_MISS; /* out of memory: resolve it separately */
@@ -161,15 +161,15 @@ enum find_state findcache_lookup(struct findcache *fc, const char *phone, struct
     return FIND_MISS;
 }
 
-struct http_pending **findcache_resolve(struct findcache *fc, const char *phone, bool exists,
-                                        bool cacheable)
+struct find_waiter *findcache_resolve(struct findcache *fc, const char *phone, bool exists,
+                                      bool cacheable)
 {
     struct entry *e = *slot_of(fc, phone);
     if (e == NULL || e->state != FIND_PENDING)
-        return calloc(1, sizeof(struct http_pending *));
-    struct http_pending **w = e->waiters ? e->waiters : calloc(1, sizeof *w);
+        return calloc(1, sizeof(struct find_waiter));
+    struct find_waiter *w = e->waiters ? e->waiters : calloc(1, sizeof *w);
     if (w)
-        w[e->nwaiters] = NULL;
+        w[e->nwaiters] = (struct find_waiter){NULL, NULL};
     e->waiters = NULL;
     e->nwaiters = e->capwaiters = 0;
     if (!cacheable) {

@@ -14,9 +14,15 @@
 #include <stdint.h>
 
 struct findcache;
-struct http_pending;
 
 enum find_state { FIND_MISS, FIND_YES, FIND_NO, FIND_PENDING };
+
+/* A lookup's outcome: ok = false when it could not be made (503). */
+typedef void (*find_done_fn)(void *arg, bool ok, bool exists);
+struct find_waiter {
+    find_done_fn fn;
+    void *arg;
+};
 
 struct findcache *findcache_new(size_t capacity, int64_t negative_ttl_ms);
 void findcache_free(struct findcache *fc);
@@ -24,15 +30,15 @@ void findcache_free(struct findcache *fc);
  * FIND_MISS (absent, expired or pending). Changes nothing else. */
 enum find_state findcache_peek(struct findcache *fc, const char *phone);
 /* FIND_MISS: the caller resolves it (and answers its own request); a
- * pending entry now exists for later lookups to wait on. FIND_PENDING: p
- * was queued and will be among the waiters findcache_resolve returns.
- * FIND_YES / FIND_NO: answered from the cache (p untouched). */
-enum find_state findcache_lookup(struct findcache *fc, const char *phone, struct http_pending *p);
-/* Resolves a pending entry; returns its waiters (a NULL-terminated array
- * the caller frees, NULL only when out of memory) to answer. cacheable =
+ * pending entry now exists for later lookups to wait on. FIND_PENDING:
+ * (fn, arg) was queued and will be among the waiters findcache_resolve
+ * returns. FIND_YES / FIND_NO: answered from the cache (fn not called). */
+enum find_state findcache_lookup(struct findcache *fc, const char *phone, find_done_fn fn, void *arg);
+/* Resolves a pending entry; returns its waiters (an array ended by fn ==
+ * NULL that the caller frees, NULL only when out of memory) to call. cacheable =
  * false (the lookup failed) forgets the entry instead of storing it. */
-struct http_pending **findcache_resolve(struct findcache *fc, const char *phone, bool exists,
-                                        bool cacheable);
+struct find_waiter *findcache_resolve(struct findcache *fc, const char *phone, bool exists,
+                                      bool cacheable);
 /* Entries held (for tests and metrics). */
 size_t findcache_size(const struct findcache *fc);
 

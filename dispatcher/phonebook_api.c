@@ -457,7 +457,92 @@ void pb_assign(struct http_ctx *ctx)
     cJSON_Delete(body);
 }
 
-/* ---- find ------------------------------------------------------------- */
+/* ---- find ----------------------------------------------------------- */
+
+/* One lookup in flight for a number on this loop: Redis's assigned set,
+ * then MySQL. Everyone who asks meanwhile waits on it (findcache). */
+struct lookup {
+    struct loop *loop;
+    char phone[PHONE_MAX + 1];
+    find_done_fn fn;
+    void *arg;
+    enum db_status st;
+    bool exists;
+    char err[ERRBUF_LEN];
+};
+
+static void lookup_finish(struct lookup *lk, bool ok, bool exists)
+{
+    if (!ok)
+        log_warn("database unavailable", "phone=%s err=\"%s\"", lk->phone, lk->err);
+    struct find_waiter *w = findcache_resolve(lk->loop->find, lk->phone, exists, ok);
+    for (size_t i = 0; w && w[i].fn; i++)
+        w[i].fn(w[i].arg, ok, exists);
+    free(w);
+    lk->fn(lk->arg, ok, exists);
+    free(lk);
+}
+
+static void lookup_db_work(void *ctx, void *arg)
+{
+    struct lookup *lk = arg;
+    metric_add(m_find_db, 1);
+    char sql[120];
+    snprintf(sql, sizeof sql, "SELECT 1 FROM users WHERE phone_number = '%s'", lk->phone);
+    lk->st = db_exists(ctx, sql, &lk->exists, lk->err, sizeof lk->err);
+}
+
+static void lookup_db_done(void *arg)
+{
+    struct lookup *lk = arg;
+    if (lk->st == DB_OK && lk->exists &&
+        !redis_client_command(lk->loop->redis, NULL, NULL, "SADD %s %s", PB_ASSIGNED_KEY, lk->phone))
+        log_debug("find: cache fill not sent", "phone=%s", lk->phone);
+    lookup_finish(lk, lk->st == DB_OK, lk->exists);
+}
+
+static void on_lookup_cache(redisAsyncContext *ac, void *rep, void *priv)
+{
+    (void)ac;
+    struct lookup *lk = priv;
+    redisReply *reply = rep;
+    if (reply && reply->type == REDIS_REPLY_INTEGER && reply->integer == 1) {
+        lookup_finish(lk, true, true);
+        return;
+    }
+    /* Not known to be assigned (or Redis away): MySQL decides. */
+    if (!threadpool_submit(lk->loop->d->dbpool, lookup_db_work, lookup_db_done, lk->loop->q, lk)) {
+        snprintf(lk->err, sizeof lk->err, "cannot queue the database request");
+        lookup_finish(lk, false, false);
+    }
+}
+
+void pb_lookup(struct loop *l, const char *phone, find_done_fn fn, void *arg)
+{
+    enum find_state st = findcache_lookup(l->find, phone, fn, arg);
+    if (st == FIND_PENDING) /* fn is called when the lookup in flight ends */
+        return;
+    if (st == FIND_YES || st == FIND_NO) {
+        fn(arg, true, st == FIND_YES);
+        return;
+    }
+    struct lookup *lk = calloc(1, sizeof *lk);
+    if (lk == NULL) {
+        struct find_waiter *w = findcache_resolve(l->find, phone, false, false);
+        for (size_t i = 0; w && w[i].fn; i++)
+            w[i].fn(w[i].arg, false, false);
+        free(w);
+        fn(arg, false, false);
+        return;
+    }
+    lk->loop = l;
+    snprintf(lk->phone, sizeof lk->phone, "%.16s", phone); /* callers checked phone_valid */
+    lk->fn = fn;
+    lk->arg = arg;
+    if (!redis_client_command(l->redis, on_lookup_cache, lk, "SISMEMBER %s %s", PB_ASSIGNED_KEY,
+                              phone))
+        on_lookup_cache(NULL, NULL, lk);
+}
 
 static void find_answer(struct http_pending *p, bool exists)
 {
@@ -467,57 +552,12 @@ static void find_answer(struct http_pending *p, bool exists)
     cJSON_Delete(o);
 }
 
-/* Answers the request and everyone who waited on the same number. */
-static void find_resolve(struct pb_req *r, bool ok, bool exists)
+static void find_done(void *arg, bool ok, bool exists)
 {
-    struct http_pending **w = findcache_resolve(r->loop->find, r->phone, exists, ok);
-    for (size_t i = 0; w && w[i]; i++) {
-        if (ok)
-            find_answer(w[i], exists);
-        else
-            http_pending_error(w[i], 503, "database_unavailable", "cannot look the number up now; retry later");
-    }
-    free(w);
-    if (ok) {
-        find_answer(r->p, exists);
-        free(r);
-    } else {
-        db_failed(r);
-    }
-}
-
-static void find_db_work(void *ctx, void *arg)
-{
-    struct pb_req *r = arg;
-    metric_add(m_find_db, 1);
-    char sql[120];
-    snprintf(sql, sizeof sql, "SELECT 1 FROM users WHERE phone_number = '%s'", r->phone);
-    r->st = db_exists(ctx, sql, &r->exists, r->err, sizeof r->err);
-}
-
-static void find_db_done(void *arg)
-{
-    struct pb_req *r = arg;
-    if (r->st == DB_OK && r->exists &&
-        !redis_client_command(r->loop->redis, NULL, NULL, "SADD %s %s", PB_ASSIGNED_KEY, r->phone))
-        log_debug("find: cache fill not sent", "phone=%s", r->phone);
-    find_resolve(r, r->st == DB_OK, r->exists);
-}
-
-static void on_find_cache(redisAsyncContext *ac, void *rep, void *priv)
-{
-    (void)ac;
-    struct pb_req *r = priv;
-    redisReply *reply = rep;
-    if (reply && reply->type == REDIS_REPLY_INTEGER && reply->integer == 1) {
-        find_resolve(r, true, true);
-        return;
-    }
-    /* Not known to be assigned (or Redis away): MySQL decides. */
-    if (!threadpool_submit(r->loop->d->dbpool, find_db_work, find_db_done, r->loop->q, r)) {
-        r->st = DB_TRANSIENT;
-        find_resolve(r, false, false);
-    }
+    if (ok)
+        find_answer(arg, exists);
+    else
+        http_pending_error(arg, 503, "database_unavailable", "cannot look the number up now; retry later");
 }
 
 void pb_find(struct http_ctx *ctx)
@@ -536,21 +576,7 @@ void pb_find(struct http_ctx *ctx)
         cJSON_Delete(o);
         return;
     }
-    struct pb_req *r = pb_new(ctx);
-    if (r == NULL)
-        return;
-    snprintf(r->phone, sizeof r->phone, "%.16s", phone); /* phone_valid: at most 16 */
-    enum find_state st = findcache_lookup(ctx->loop->find, phone, r->p);
-    if (st == FIND_YES || st == FIND_NO) { /* cannot happen after the peek; be safe */
-        find_answer(r->p, st == FIND_YES);
-        free(r);
-        return;
-    }
-    if (st == FIND_PENDING) { /* answered when the lookup in flight finishes */
-        free(r);
-        return;
-    }
-    if (!redis_client_command(ctx->loop->redis, on_find_cache, r, "SISMEMBER %s %s", PB_ASSIGNED_KEY,
-                              phone))
-        on_find_cache(NULL, NULL, r);
+    struct http_pending *p = http_pending_new(ctx);
+    if (p)
+        pb_lookup(ctx->loop, phone, find_done, p);
 }
