@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "notify.h"
+
 /* system.ping: an operator's probe that travels the whole pipeline; the
  * persister records it, so "dispatcher -> Kafka -> worker -> MySQL" can be
  * checked (and timed) without touching user data. */
@@ -35,6 +37,23 @@ static const struct json_field phonebook_assign_fields[] = {
     {"ref_id", JSON_K_TOKEN, true, 1, 64},
 };
 
+/* Notifications (and SMS): key = the notification id. The same job, with
+ * attempt and not_before set, waits on notify.retry after a failed try.
+ * Channel and recipient rules beyond length are notify.c's. */
+static const struct json_field notify_send_fields[] = {
+    {"id", JSON_K_TOKEN, true, 8, NOTE_ID_MAX},
+    {"channel", JSON_K_STRING, true, 1, 8},
+    {"to", JSON_K_STRING, true, 1, NOTE_TO_MAX},
+    {"from", JSON_K_STRING, false, 0, NOTE_TO_MAX},
+    {"title", JSON_K_STRING, false, 0, NOTE_TITLE_MAX},
+    {"body", JSON_K_STRING, true, 0, NOTE_BODY_MAX},
+    {"idempotency_key", JSON_K_STRING, false, 1, NOTE_IDEM_MAX},
+    {"tracking_id", JSON_K_TOKEN, false, 8, NOTE_ID_MAX},
+    {"item", JSON_K_INT, false, 0, 1000000},
+    {"attempt", JSON_K_INT, false, 1, 1000},
+    {"not_before", JSON_K_INT, false, 0, INT64_C(1) << 52},
+};
+
 static const struct job_type job_types[] = {
     {"system.ping", "chat.commands", 1, ping_fields, SB_ARRAY_LEN(ping_fields)},
     {"chat.create", "chat.commands", 1, chat_create_fields, SB_ARRAY_LEN(chat_create_fields)},
@@ -42,6 +61,7 @@ static const struct job_type job_types[] = {
     {"message.update", "chat.commands", 1, message_fields, SB_ARRAY_LEN(message_fields)},
     {"phonebook.assign", "phonebook.commands", 1, phonebook_assign_fields,
      SB_ARRAY_LEN(phonebook_assign_fields)},
+    {"notify.send", "notify.requests", 1, notify_send_fields, SB_ARRAY_LEN(notify_send_fields)},
 };
 
 static const struct json_field envelope_fields[] = {

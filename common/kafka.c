@@ -419,6 +419,22 @@ bool kafka_consumer_rewind(struct kafka_consumer *c, rd_kafka_message_t **msgs, 
     return ok;
 }
 
+bool kafka_consumer_pause(struct kafka_consumer *c, const char *topic, int32_t partition,
+                          bool pause, char *errbuf, size_t errlen)
+{
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(l, topic, partition);
+    rd_kafka_resp_err_t err = pause ? rd_kafka_pause_partitions(c->rk, l)
+                                    : rd_kafka_resume_partitions(c->rk, l);
+    if (!err && l->elems[0].err)
+        err = l->elems[0].err;
+    rd_kafka_topic_partition_list_destroy(l);
+    if (err)
+        sb_errf(errbuf, errlen, "%s %s[%d]: %s", pause ? "pause" : "resume", topic, (int)partition,
+                rd_kafka_err2str(err));
+    return err == 0;
+}
+
 void kafka_consumer_free(struct kafka_consumer *c)
 {
     if (c == NULL)

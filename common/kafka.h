@@ -59,6 +59,10 @@ bool kafka_consumer_store(struct kafka_consumer *c, rd_kafka_message_t **msgs, s
 /* Seeks every partition in msgs back to its first offset in the batch. */
 bool kafka_consumer_rewind(struct kafka_consumer *c, rd_kafka_message_t **msgs, size_t n,
                            char *errbuf, size_t errlen) SB_NODISCARD;
+/* Stops (pause) or restarts fetching one partition. A rebalance that
+ * moves the partition forgets the pause. */
+bool kafka_consumer_pause(struct kafka_consumer *c, const char *topic, int32_t partition,
+                          bool pause, char *errbuf, size_t errlen) SB_NODISCARD;
 /* Commits stored offsets, leaves the group, destroys. */
 void kafka_consumer_free(struct kafka_consumer *c);
 

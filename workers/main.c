@@ -10,7 +10,6 @@
 #include <unistd.h>
 
 #include "log.h"
-#include "indexer.h"
 #include "worker.h"
 
 static volatile int g_stop;
@@ -74,8 +73,10 @@ int main(int argc, char **argv)
     log_info("worker started", "role=%s group=%s pid=%d", role->name, group, (int)getpid());
 
     int rc = 1;
-    if (role->handle != indexer_handle || indexer_prepare(&w))
+    if (role->prepare == NULL || role->prepare(&w))
         rc = worker_run(&w);
+    if (role->finish)
+        role->finish(&w);
 
     log_info("worker stopping", "role=%s", role->name);
     kafka_consumer_free(w.consumer);

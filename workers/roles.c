@@ -9,36 +9,28 @@
 #include <string.h>
 
 #include "indexer.h"
+#include "notifier.h"
 #include "persister.h"
 #include "phonebook.h"
 #include "worker.h"
-
-/* Roles whose jobs arrive with later issues: nothing to act on yet, so
- * every valid job passes and every invalid one is dead-lettered. */
-static enum db_status nothing_handle(struct worker *w, struct job **jobs, size_t n, char *errbuf,
-                                     size_t errlen)
-{
-    (void)w;
-    (void)jobs;
-    (void)n;
-    (void)errbuf;
-    (void)errlen;
-    return DB_OK;
-}
 
 static const char *const chat_topics[] = {"chat.commands"};
 static const char *const notify_topics[] = {"notify.requests", "notify.retry"};
 static const char *const phonebook_topics[] = {"phonebook.commands"};
 static const char *const phonebook_types[] = {"phonebook.assign"};
+static const char *const notifier_types[] = {"notify.send"};
 static const char *const indexer_types[] = {"message.create", "message.update"};
 static const char *const persister_types[] = {"system.ping", "chat.create", "message.create",
                                               "message.update"};
 
 static const struct role roles[] = {
-    {"persister", chat_topics, 1, persister_types, 4, true, persister_handle, NULL},
-    {"indexer", chat_topics, 1, indexer_types, 2, false, indexer_handle, NULL},
-    {"notifier", notify_topics, 2, NULL, 0, true, nothing_handle, NULL},
-    {"phonebook", phonebook_topics, 1, phonebook_types, 1, true, phonebook_handle, phonebook_tick},
+    {"persister", chat_topics, 1, persister_types, 4, true, persister_handle, NULL, NULL, NULL},
+    {"indexer", chat_topics, 1, indexer_types, 2, false, indexer_handle, NULL, indexer_prepare,
+     NULL},
+    {"notifier", notify_topics, 2, notifier_types, 1, true, notifier_handle, NULL, notifier_prepare,
+     notifier_finish},
+    {"phonebook", phonebook_topics, 1, phonebook_types, 1, true, phonebook_handle, phonebook_tick,
+     NULL, NULL},
 };
 
 const struct role *role_find(const char *name)

@@ -1,6 +1,8 @@
 /* worker.c - see worker.h. */
 #include "worker.h"
 
+#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -74,6 +76,66 @@ static enum db_status process_batch(struct worker *w, struct job *jobs, size_t n
     return DB_OK;
 }
 
+/* Leaves deferred jobs unacknowledged: rewinds each of their partitions to
+ * the first deferred job and pauses it until that job's time. Returns how
+ * many of msgs[0..n) (moved to the front) are done and can be stored, or
+ * SIZE_MAX if the deferral could not be set up (rewind the whole batch). */
+static size_t defer_jobs(struct worker *w, struct job *jobs, rd_kafka_message_t **msgs, size_t n)
+{
+    char err[ERRBUF_LEN];
+    size_t done = 0, ndeferred = 0;
+    rd_kafka_message_t **deferred = calloc(n, sizeof *deferred);
+    for (size_t i = 0; i < n; i++)
+        if (jobs[i].defer_until_ms == 0)
+            msgs[done++] = jobs[i].msg;
+        else if (deferred)
+            deferred[ndeferred++] = jobs[i].msg;
+    if (deferred == NULL) /* out of memory: rewind everything left instead */
+        return done;
+    if (ndeferred && !kafka_consumer_rewind(w->consumer, deferred, ndeferred, err, sizeof err))
+        log_warn("rewind of deferred jobs failed", "err=\"%s\"", err);
+    for (size_t i = 0; i < n; i++) {
+        if (jobs[i].defer_until_ms == 0)
+            continue;
+        const char *topic = rd_kafka_topic_name(jobs[i].msg->rkt);
+        int32_t part = jobs[i].msg->partition;
+        size_t k = 0;
+        while (k < w->npaused && !(w->paused[k].partition == part && strcmp(w->paused[k].topic, topic) == 0))
+            k++;
+        if (k == w->npaused) {
+            if (w->npaused == WORKER_MAX_PAUSED)
+                continue; /* not paused: it is fetched and deferred again */
+            if (!kafka_consumer_pause(w->consumer, topic, part, true, err, sizeof err)) {
+                log_warn("pause failed", "err=\"%s\"", err);
+                continue;
+            }
+            snprintf(w->paused[k].topic, sizeof w->paused[k].topic, "%s", topic);
+            w->paused[k].partition = part;
+            w->paused[k].until_ms = jobs[i].defer_until_ms;
+            w->npaused++;
+        } else if (jobs[i].defer_until_ms < w->paused[k].until_ms) {
+            w->paused[k].until_ms = jobs[i].defer_until_ms;
+        }
+    }
+    return done;
+}
+
+static void resume_due(struct worker *w)
+{
+    char err[ERRBUF_LEN];
+    int64_t now = sb_now_ms();
+    for (size_t k = 0; k < w->npaused;) {
+        if (w->paused[k].until_ms > now) {
+            k++;
+            continue;
+        }
+        if (!kafka_consumer_pause(w->consumer, w->paused[k].topic, w->paused[k].partition, false,
+                                  err, sizeof err))
+            log_warn("resume failed", "err=\"%s\"", err); /* a rebalance resumed it already */
+        w->paused[k] = w->paused[--w->npaused];
+    }
+}
+
 int worker_run(struct worker *w)
 {
     size_t max = (size_t)w->cfg->batch_size;
@@ -94,6 +156,8 @@ int worker_run(struct worker *w)
             w->role->tick(w);
             next_tick = sb_mono_ms() + 1000;
         }
+        if (w->npaused)
+            resume_due(w);
         size_t n = kafka_consumer_poll_batch(w->consumer, msgs, max, (size_t)w->cfg->batch_max_bytes,
                                              (int)w->cfg->batch_wait_ms);
         if (n == 0)
@@ -103,7 +167,12 @@ int worker_run(struct worker *w)
             jobs[i].msg = msgs[i];
         }
         enum db_status st = process_batch(w, jobs, n);
-        if (st == DB_OK && !kafka_consumer_store(w->consumer, msgs, n, err, sizeof err)) {
+        size_t ndone = n;
+        if (st == DB_OK && (ndone = defer_jobs(w, jobs, msgs, n)) == SIZE_MAX) {
+            ndone = n; /* msgs[0..ndone) are the done ones */
+            st = DB_TRANSIENT;
+        }
+        if (st == DB_OK && !kafka_consumer_store(w->consumer, msgs, ndone, err, sizeof err)) {
             log_warn("offset store failed", "err=\"%s\"", err);
             st = DB_TRANSIENT;
         }
@@ -115,7 +184,7 @@ int worker_run(struct worker *w)
         } else {
             /* Nothing of this batch is acknowledged: fetch it again after
              * a pause, rather than spin or crash while a dependency is away. */
-            if (!kafka_consumer_rewind(w->consumer, msgs, n, err, sizeof err))
+            if (!kafka_consumer_rewind(w->consumer, msgs, ndone, err, sizeof err))
                 log_warn("rewind failed", "err=\"%s\"", err);
             int64_t delay = backoff_next(&b);
             metric_add(w->m_retries, 1);
@@ -125,7 +194,7 @@ int worker_run(struct worker *w)
         }
         for (size_t i = 0; i < n; i++) {
             envelope_clear(&jobs[i].env);
-            rd_kafka_message_destroy(msgs[i]);
+            rd_kafka_message_destroy(jobs[i].msg);
         }
     }
     free(msgs);

@@ -20,6 +20,10 @@ struct job {
     struct envelope env;
     bool valid;
     bool dead; /* set by validation or the handler; reason says why */
+    /* Set by the handler: not yet (a retry waiting for its time). This job
+     * and every later one of its partition in the batch stay unacknowledged;
+     * the partition is rewound to it and paused until then. */
+    int64_t defer_until_ms;
     char reason[ERRBUF_LEN];
 };
 
@@ -42,6 +46,18 @@ struct role {
                              size_t errlen);
     /* Optional housekeeping, called about once a second between batches. */
     void (*tick)(struct worker *w);
+    /* Optional: set up before the first batch (false = cannot start), and
+     * release after the last. */
+    bool (*prepare)(struct worker *w);
+    void (*finish)(struct worker *w);
+};
+
+#define WORKER_MAX_PAUSED 256
+
+struct paused_partition {
+    char topic[128];
+    int32_t partition;
+    int64_t until_ms;
 };
 
 struct worker {
@@ -53,6 +69,9 @@ struct worker {
     struct db *db;
     redisContext *redis; /* blocking, made on first use by roles that need it */
     volatile int *stop;
+    void *state; /* the role's own (prepare makes it, finish frees it) */
+    struct paused_partition paused[WORKER_MAX_PAUSED];
+    size_t npaused;
     struct metric *m_processed, *m_dead, *m_retries, *m_batches;
 };
 

@@ -1,0 +1,103 @@
+/* notestore.c - see notestore.h: picks the backend and forwards to it. */
+#include "notestore.h"
+
+#include <stdlib.h>
+
+#include "log.h"
+
+struct notestore *notestore_new(const struct sb_config *cfg, char *errbuf, size_t errlen)
+{
+    if (cfg->mongo_uri && *cfg->mongo_uri)
+        return notestore_mongo_new(cfg->mongo_uri, errbuf, errlen);
+    return notestore_mysql_new(cfg->mysql_url, errbuf, errlen);
+}
+
+void notestore_free(struct notestore *s)
+{
+    if (s)
+        s->ops->free(s);
+}
+
+const char *notestore_kind(const struct notestore *s)
+{
+    return s->ops->kind;
+}
+
+enum db_status notestore_claim(struct notestore *s, const struct note *n, bool *created,
+                               struct note *existing, char *errbuf, size_t errlen)
+{
+    return s->ops->claim(s, n, created, existing, errbuf, errlen);
+}
+
+enum db_status notestore_update(struct notestore *s, const struct note *n, char *errbuf,
+                                size_t errlen)
+{
+    return s->ops->update(s, n, errbuf, errlen);
+}
+
+enum db_status notestore_get(struct notestore *s, const char *id, struct note *out, bool *found,
+                             char *errbuf, size_t errlen)
+{
+    return s->ops->get(s, id, out, found, errbuf, errlen);
+}
+
+enum db_status notestore_track_put(struct notestore *s, const char *tracking_id, int64_t total,
+                                   const cJSON *errors, int64_t created_ms, char *errbuf,
+                                   size_t errlen)
+{
+    return s->ops->track_put(s, tracking_id, total, errors, created_ms, errbuf, errlen);
+}
+
+enum db_status notestore_track_get(struct notestore *s, const char *tracking_id,
+                                   struct note_tracking *out, bool *found, char *errbuf,
+                                   size_t errlen)
+{
+    return s->ops->track_get(s, tracking_id, out, found, errbuf, errlen);
+}
+
+enum db_status notestore_ping(struct notestore *s, char *errbuf, size_t errlen)
+{
+    return s->ops->ping(s, errbuf, errlen);
+}
+
+cJSON *note_to_json(const struct note *n)
+{
+    char t[32];
+    cJSON *o = cJSON_CreateObject();
+    if (o == NULL)
+        return NULL;
+    cJSON_AddStringToObject(o, "id", n->id);
+    cJSON_AddStringToObject(o, "channel", note_channel_name(n->channel));
+    cJSON_AddStringToObject(o, "to", n->to);
+    cJSON_AddStringToObject(o, "status", note_status_name(n->status));
+    cJSON_AddNumberToObject(o, "attempts", (double)n->attempts);
+    if (*n->last_error)
+        cJSON_AddStringToObject(o, "lastError", n->last_error);
+    else
+        cJSON_AddNullToObject(o, "lastError");
+    note_iso_time(n->created_ms, t);
+    cJSON_AddStringToObject(o, "createdAt", t);
+    note_iso_time(n->updated_ms, t);
+    cJSON_AddStringToObject(o, "updatedAt", t);
+    return o;
+}
+
+static void *pool_ctx_new(void *user)
+{
+    char err[ERRBUF_LEN];
+    struct notestore *s = notestore_new(user, err, sizeof err);
+    if (s == NULL)
+        log_error("cannot make a notification store", "err=\"%s\"", err);
+    return s;
+}
+
+static void pool_ctx_free(void *ctx)
+{
+    notestore_free(ctx);
+}
+
+struct threadpool *notestore_pool_new(const struct sb_config *cfg, size_t size, char *errbuf,
+                                      size_t errlen)
+{
+    return threadpool_new(size, pool_ctx_new, pool_ctx_free, (void *)cfg, errbuf, errlen);
+}

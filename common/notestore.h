@@ -1,0 +1,101 @@
+/* notestore.h - the records of notifications and SMS, behind one interface.
+ *
+ * MongoDB when mongo_uri is set (notestore_mongo.c, mongo-c-driver), MySQL
+ * tables otherwise (notestore_mysql.c). Both keep the same two things:
+ *
+ *   notifications  one per notification: channel, recipient, idempotency
+ *                  key (unique: the durable half of "send once"), the
+ *                  fingerprint of its content, status, attempts, last error;
+ *   sms_requests   one per /sms/send/many call: item count and the items
+ *                  refused up front; its items are notifications carrying
+ *                  its tracking id.
+ *
+ * A store is one connection, used by one thread at a time; calls block.
+ * Failures are DB_TRANSIENT (the server is away: retry later) or DB_FATAL. */
+#ifndef SB_NOTESTORE_H
+#define SB_NOTESTORE_H
+
+#include <cjson/cJSON.h>
+
+#include "config.h"
+#include "db.h"
+#include "notify.h"
+
+struct note {
+    char id[NOTE_ID_MAX + 1];
+    enum note_channel channel;
+    char to[NOTE_TO_MAX + 1];
+    char idem[NOTE_IDEM_MAX + 1];       /* "" = none */
+    char fingerprint[NOTE_FP_LEN + 1];
+    char tracking_id[NOTE_ID_MAX + 1];  /* "" = not part of a send-many */
+    int64_t item;                       /* its index in that request */
+    enum note_status status;
+    int64_t attempts;
+    char last_error[NOTE_ERROR_MAX + 1];
+    int64_t created_ms, updated_ms;
+};
+
+struct note_tracking {
+    int64_t total;                 /* items in the request */
+    int64_t counts[NOTE_STATUS_COUNT];
+    cJSON *errors;                 /* [{"index","reason"}]: refused up front, then dead items */
+    int64_t created_ms;
+};
+
+struct notestore;
+
+struct notestore_ops {
+    const char *kind;
+    enum db_status (*claim)(struct notestore *s, const struct note *n, bool *created,
+                            struct note *existing, char *errbuf, size_t errlen);
+    enum db_status (*update)(struct notestore *s, const struct note *n, char *errbuf, size_t errlen);
+    enum db_status (*get)(struct notestore *s, const char *id, struct note *out, bool *found,
+                          char *errbuf, size_t errlen);
+    enum db_status (*track_put)(struct notestore *s, const char *tracking_id, int64_t total,
+                                const cJSON *errors, int64_t created_ms, char *errbuf, size_t errlen);
+    enum db_status (*track_get)(struct notestore *s, const char *tracking_id,
+                                struct note_tracking *out, bool *found, char *errbuf, size_t errlen);
+    enum db_status (*ping)(struct notestore *s, char *errbuf, size_t errlen);
+    void (*free)(struct notestore *s);
+};
+
+struct notestore {
+    const struct notestore_ops *ops;
+};
+
+/* MongoDB if cfg->mongo_uri is set, else MySQL at cfg->mysql_url. Does not
+ * dial: the first call does (and a lost connection is redialled). */
+struct notestore *notestore_new(const struct sb_config *cfg, char *errbuf, size_t errlen);
+struct notestore *notestore_mysql_new(const char *mysql_url, char *errbuf, size_t errlen);
+struct notestore *notestore_mongo_new(const char *mongo_uri, char *errbuf, size_t errlen);
+void notestore_free(struct notestore *s);
+const char *notestore_kind(const struct notestore *s);
+
+/* Records n unless its id or idempotency key is already recorded: then
+ * *created is false and *existing is the record that holds it. */
+enum db_status notestore_claim(struct notestore *s, const struct note *n, bool *created,
+                               struct note *existing, char *errbuf, size_t errlen) SB_NODISCARD;
+/* Writes n's status, attempts, last_error and updated_ms (by id). */
+enum db_status notestore_update(struct notestore *s, const struct note *n, char *errbuf,
+                                size_t errlen) SB_NODISCARD;
+enum db_status notestore_get(struct notestore *s, const char *id, struct note *out, bool *found,
+                             char *errbuf, size_t errlen) SB_NODISCARD;
+/* Records a send-many request (again = no change). errors: a JSON array. */
+enum db_status notestore_track_put(struct notestore *s, const char *tracking_id, int64_t total,
+                                   const cJSON *errors, int64_t created_ms, char *errbuf,
+                                   size_t errlen) SB_NODISCARD;
+/* The request and its items' counts by status; out->errors is the caller's. */
+enum db_status notestore_track_get(struct notestore *s, const char *tracking_id,
+                                   struct note_tracking *out, bool *found, char *errbuf,
+                                   size_t errlen) SB_NODISCARD;
+enum db_status notestore_ping(struct notestore *s, char *errbuf, size_t errlen) SB_NODISCARD;
+
+/* The public JSON of a record (GET /v1/messages/{id}). */
+cJSON *note_to_json(const struct note *n);
+
+/* Thread pool whose threads each own a store (made from cfg, which must
+ * outlive the pool): work functions get the struct notestore * as ctx. */
+struct threadpool *notestore_pool_new(const struct sb_config *cfg, size_t size, char *errbuf,
+                                      size_t errlen);
+
+#endif

@@ -1,0 +1,310 @@
+/* notestore_mysql.c - the notification store in MySQL tables
+ * (schema/mysql/005_notifications.sql). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "json.h"
+#include "notestore.h"
+
+struct mstore {
+    struct notestore base;
+    struct db_url url;
+    struct db *db;
+};
+
+#define NOTE_COLUMNS                                                                           \
+    "id, channel, recipient, IFNULL(idempotency_key, ''), fingerprint, IFNULL(tracking_id, ''), " \
+    "item, status, attempts, last_error, created_ms, updated_ms"
+
+static void copy_cell(char *out, size_t cap, const char *v)
+{
+    snprintf(out, cap, "%s", v ? v : "");
+}
+
+static int64_t num_cell(const char *v)
+{
+    return v ? strtoll(v, NULL, 10) : 0;
+}
+
+static void note_from_row(MYSQL_ROW row, struct note *n)
+{
+    memset(n, 0, sizeof *n);
+    copy_cell(n->id, sizeof n->id, row[0]);
+    if (!note_channel_parse(row[1] ? row[1] : "", &n->channel))
+        n->channel = CH_SMS;
+    copy_cell(n->to, sizeof n->to, row[2]);
+    copy_cell(n->idem, sizeof n->idem, row[3]);
+    copy_cell(n->fingerprint, sizeof n->fingerprint, row[4]);
+    copy_cell(n->tracking_id, sizeof n->tracking_id, row[5]);
+    n->item = num_cell(row[6]);
+    if (!note_status_parse(row[7] ? row[7] : "", &n->status))
+        n->status = NOTE_QUEUED;
+    n->attempts = num_cell(row[8]);
+    copy_cell(n->last_error, sizeof n->last_error, row[9]);
+    n->created_ms = num_cell(row[10]);
+    n->updated_ms = num_cell(row[11]);
+}
+
+/* Runs sql and reads its first row into *n (*found false when none). */
+static enum db_status select_note(struct mstore *m, const char *sql, struct note *n, bool *found,
+                                  char *errbuf, size_t errlen)
+{
+    MYSQL_RES *res = NULL;
+    enum db_status st = db_query(m->db, sql, &res, errbuf, errlen);
+    if (st != DB_OK)
+        return st;
+    MYSQL_ROW row = mysql_fetch_row(res);
+    *found = row != NULL;
+    if (row)
+        note_from_row(row, n);
+    mysql_free_result(res);
+    return DB_OK;
+}
+
+static void quote_or_null(struct strbuf *b, MYSQL *conn, const char *s)
+{
+    if (*s)
+        db_quote(b, conn, s);
+    else
+        strbuf_appendf(b, "NULL");
+}
+
+static enum db_status m_claim(struct notestore *s, const struct note *n, bool *created,
+                              struct note *existing, char *errbuf, size_t errlen)
+{
+    struct mstore *m = (struct mstore *)s;
+    enum db_status st = DB_TRANSIENT;
+    struct strbuf sql = {0};
+    MYSQL *conn = db_conn(m->db, errbuf, errlen);
+    if (conn == NULL)
+        return DB_TRANSIENT;
+    /* IGNORE: a duplicate id or idempotency key is the answer we look for,
+     * not an error (every value was checked before it came here). */
+    strbuf_appendf(&sql, "INSERT IGNORE INTO notifications (id, channel, recipient, idempotency_key,"
+                         " fingerprint, tracking_id, item, status, attempts, last_error, created_ms,"
+                         " updated_ms) VALUES (");
+    db_quote(&sql, conn, n->id);
+    strbuf_appendf(&sql, ", '%s', ", note_channel_name(n->channel));
+    db_quote(&sql, conn, n->to);
+    strbuf_appendf(&sql, ", ");
+    quote_or_null(&sql, conn, n->idem);
+    strbuf_appendf(&sql, ", '%s', ", n->fingerprint);
+    quote_or_null(&sql, conn, n->tracking_id);
+    strbuf_appendf(&sql, ", %lld, '%s', %lld, ", (long long)n->item, note_status_name(n->status),
+                   (long long)n->attempts);
+    db_quote(&sql, conn, n->last_error);
+    strbuf_appendf(&sql, ", %lld, %lld)", (long long)n->created_ms, (long long)n->updated_ms);
+    if (strbuf_failed(&sql)) {
+        sb_errf(errbuf, errlen, "out of memory");
+        goto done;
+    }
+    if ((st = db_exec(m->db, sql.p, errbuf, errlen)) != DB_OK)
+        goto done;
+    *created = mysql_affected_rows(conn) == 1;
+    if (*created)
+        goto done;
+    strbuf_free(&sql);
+    strbuf_appendf(&sql, "SELECT " NOTE_COLUMNS " FROM notifications WHERE id = ");
+    db_quote(&sql, conn, n->id);
+    if (*n->idem) {
+        strbuf_appendf(&sql, " OR idempotency_key = ");
+        db_quote(&sql, conn, n->idem);
+    }
+    strbuf_appendf(&sql, " ORDER BY id = ");
+    db_quote(&sql, conn, n->id);
+    strbuf_appendf(&sql, " DESC LIMIT 1");
+    bool found = false;
+    if (strbuf_failed(&sql)) {
+        sb_errf(errbuf, errlen, "out of memory");
+        st = DB_TRANSIENT;
+    } else if ((st = select_note(m, sql.p, existing, &found, errbuf, errlen)) == DB_OK && !found) {
+        /* Ignored for another reason than a duplicate: say so, loudly. */
+        sb_errf(errbuf, errlen, "notification %s was neither recorded nor found", n->id);
+        st = DB_FATAL;
+    }
+done:
+    strbuf_free(&sql);
+    return st;
+}
+
+static enum db_status m_update(struct notestore *s, const struct note *n, char *errbuf,
+                               size_t errlen)
+{
+    struct mstore *m = (struct mstore *)s;
+    MYSQL *conn = db_conn(m->db, errbuf, errlen);
+    if (conn == NULL)
+        return DB_TRANSIENT;
+    struct strbuf sql = {0};
+    strbuf_appendf(&sql, "UPDATE notifications SET status = '%s', attempts = %lld, last_error = ",
+                   note_status_name(n->status), (long long)n->attempts);
+    db_quote(&sql, conn, n->last_error);
+    strbuf_appendf(&sql, ", updated_ms = %lld WHERE id = ", (long long)n->updated_ms);
+    db_quote(&sql, conn, n->id);
+    enum db_status st = DB_TRANSIENT;
+    if (strbuf_failed(&sql))
+        sb_errf(errbuf, errlen, "out of memory");
+    else
+        st = db_exec(m->db, sql.p, errbuf, errlen);
+    strbuf_free(&sql);
+    return st;
+}
+
+static enum db_status m_get(struct notestore *s, const char *id, struct note *out, bool *found,
+                            char *errbuf, size_t errlen)
+{
+    struct mstore *m = (struct mstore *)s;
+    MYSQL *conn = db_conn(m->db, errbuf, errlen);
+    if (conn == NULL)
+        return DB_TRANSIENT;
+    struct strbuf sql = {0};
+    strbuf_appendf(&sql, "SELECT " NOTE_COLUMNS " FROM notifications WHERE id = ");
+    db_quote(&sql, conn, id);
+    enum db_status st = DB_TRANSIENT;
+    if (strbuf_failed(&sql))
+        sb_errf(errbuf, errlen, "out of memory");
+    else
+        st = select_note(m, sql.p, out, found, errbuf, errlen);
+    strbuf_free(&sql);
+    return st;
+}
+
+static enum db_status m_track_put(struct notestore *s, const char *tracking_id, int64_t total,
+                                  const cJSON *errors, int64_t created_ms, char *errbuf,
+                                  size_t errlen)
+{
+    struct mstore *m = (struct mstore *)s;
+    MYSQL *conn = db_conn(m->db, errbuf, errlen);
+    if (conn == NULL)
+        return DB_TRANSIENT;
+    char *text = cJSON_PrintUnformatted(errors);
+    struct strbuf sql = {0};
+    strbuf_appendf(&sql, "INSERT IGNORE INTO sms_requests (tracking_id, total, errors, created_ms)"
+                         " VALUES (");
+    db_quote(&sql, conn, tracking_id);
+    strbuf_appendf(&sql, ", %lld, ", (long long)total);
+    db_quote(&sql, conn, text ? text : "[]");
+    strbuf_appendf(&sql, ", %lld)", (long long)created_ms);
+    enum db_status st = DB_TRANSIENT;
+    if (text == NULL || strbuf_failed(&sql))
+        sb_errf(errbuf, errlen, "out of memory");
+    else
+        st = db_exec(m->db, sql.p, errbuf, errlen);
+    strbuf_free(&sql);
+    free(text);
+    return st;
+}
+
+static enum db_status m_track_get(struct notestore *s, const char *tracking_id,
+                                  struct note_tracking *out, bool *found, char *errbuf,
+                                  size_t errlen)
+{
+    struct mstore *m = (struct mstore *)s;
+    MYSQL_RES *res = NULL;
+    MYSQL_ROW row;
+    struct strbuf q = {0};
+    enum db_status st = DB_TRANSIENT;
+    MYSQL *conn = db_conn(m->db, errbuf, errlen);
+    memset(out, 0, sizeof *out);
+    *found = false;
+    if (conn == NULL)
+        return DB_TRANSIENT;
+    db_quote(&q, conn, tracking_id);
+    char *sql = NULL;
+    if (strbuf_failed(&q) || asprintf(&sql, "SELECT total, errors, created_ms FROM sms_requests"
+                                            " WHERE tracking_id = %s", q.p) < 0) {
+        sql = NULL;
+        sb_errf(errbuf, errlen, "out of memory");
+        goto done;
+    }
+    if ((st = db_query(m->db, sql, &res, errbuf, errlen)) != DB_OK)
+        goto done;
+    if ((row = mysql_fetch_row(res)) == NULL)
+        goto done;
+    *found = true;
+    out->total = num_cell(row[0]);
+    out->errors = json_parse_strict(row[1] ? row[1] : "[]", row[1] ? strlen(row[1]) : 2, errbuf,
+                                    errlen);
+    if (out->errors == NULL)
+        out->errors = cJSON_CreateArray();
+    out->created_ms = num_cell(row[2]);
+    mysql_free_result(res);
+    res = NULL;
+    free(sql);
+    if (asprintf(&sql, "SELECT status, COUNT(*) FROM notifications WHERE tracking_id = %s"
+                       " GROUP BY status", q.p) < 0) {
+        sql = NULL;
+        st = DB_TRANSIENT;
+        goto done;
+    }
+    if ((st = db_query(m->db, sql, &res, errbuf, errlen)) != DB_OK)
+        goto done;
+    while ((row = mysql_fetch_row(res)) != NULL) {
+        enum note_status ns;
+        if (row[0] && note_status_parse(row[0], &ns))
+            out->counts[ns] = num_cell(row[1]);
+    }
+    mysql_free_result(res);
+    res = NULL;
+    free(sql);
+    if (asprintf(&sql, "SELECT item, last_error FROM notifications WHERE tracking_id = %s"
+                       " AND status = 'dead' ORDER BY item LIMIT 1000", q.p) < 0) {
+        sql = NULL;
+        st = DB_TRANSIENT;
+        goto done;
+    }
+    if ((st = db_query(m->db, sql, &res, errbuf, errlen)) != DB_OK)
+        goto done;
+    while ((row = mysql_fetch_row(res)) != NULL) {
+        cJSON *e = cJSON_CreateObject();
+        cJSON_AddNumberToObject(e, "index", (double)num_cell(row[0]));
+        cJSON_AddStringToObject(e, "reason", row[1] ? row[1] : "");
+        cJSON_AddItemToArray(out->errors, e);
+    }
+done:
+    if (res)
+        mysql_free_result(res);
+    if (st != DB_OK) {
+        cJSON_Delete(out->errors);
+        out->errors = NULL;
+    }
+    free(sql);
+    strbuf_free(&q);
+    return st;
+}
+
+static enum db_status m_ping(struct notestore *s, char *errbuf, size_t errlen)
+{
+    return db_ping(((struct mstore *)s)->db, errbuf, errlen);
+}
+
+static void m_free(struct notestore *s)
+{
+    struct mstore *m = (struct mstore *)s;
+    db_free(m->db);
+    free(m);
+}
+
+static const struct notestore_ops mysql_ops = {
+    "mysql", m_claim, m_update, m_get, m_track_put, m_track_get, m_ping, m_free,
+};
+
+struct notestore *notestore_mysql_new(const char *mysql_url, char *errbuf, size_t errlen)
+{
+    struct mstore *m = calloc(1, sizeof *m);
+    if (m == NULL) {
+        sb_errf(errbuf, errlen, "out of memory");
+        return NULL;
+    }
+    if (!db_parse_url(mysql_url, &m->url, errbuf, errlen)) {
+        free(m);
+        return NULL;
+    }
+    if ((m->db = db_new(&m->url)) == NULL) {
+        sb_errf(errbuf, errlen, "out of memory");
+        free(m);
+        return NULL;
+    }
+    m->base.ops = &mysql_ops;
+    return &m->base;
+}

@@ -1,0 +1,59 @@
+/* notify.h - what a notification is, shared by the dispatcher (which
+ * accepts them), the notifier (which delivers them) and the store.
+ *
+ * A notification goes out on one channel: email (SMTP), sms (a provider's
+ * HTTP API), push (a webhook) or kafka (a message on an allowed topic). An
+ * SMS sent through /sms/send/one and /many is an sms-channel notification. The same
+ * rules check a request from the API and a job from another producer, so
+ * both are refused for the same reasons. */
+#ifndef SB_NOTIFY_H
+#define SB_NOTIFY_H
+
+#include <cjson/cJSON.h>
+#include <stdint.h>
+
+#include "util.h"
+
+#define NOTE_ID_MAX 64      /* ids we make are 32 hex characters */
+#define NOTE_IDEM_MAX 128   /* idempotency key */
+#define NOTE_TO_MAX 320     /* an email address, a phone number, a topic */
+#define NOTE_TITLE_MAX 998  /* an email subject line */
+#define NOTE_BODY_MAX 65536 /* characters */
+#define NOTE_ERROR_MAX 255
+#define NOTE_FP_LEN 16      /* fingerprint: 64 bits in hex */
+
+enum note_channel { CH_EMAIL, CH_SMS, CH_PUSH, CH_KAFKA, CH_COUNT };
+enum note_status { NOTE_QUEUED, NOTE_SENDING, NOTE_SENT, NOTE_FAILED, NOTE_DEAD, NOTE_STATUS_COUNT };
+
+const char *note_channel_name(enum note_channel c);
+bool note_channel_parse(const char *s, enum note_channel *out) SB_NODISCARD;
+const char *note_status_name(enum note_status s);
+bool note_status_parse(const char *s, enum note_status *out) SB_NODISCARD;
+
+/* The fields a delivery needs (borrowed strings). */
+struct note_msg {
+    enum note_channel channel;
+    const char *to;
+    const char *from;  /* "" = the provider's default */
+    const char *title; /* "" = none */
+    const char *body;
+};
+
+/* Checks what the channel needs of to/from (an E.164 number for sms, an
+ * address for email, an allowed topic for kafka: allowed_topics is the
+ * comma-separated allowlist). The message names the offending field. */
+bool note_msg_check(const struct note_msg *m, const char *allowed_topics, char *errbuf,
+                    size_t errlen) SB_NODISCARD;
+
+/* The fingerprint of what would be sent: the same idempotency key with a
+ * different fingerprint is a different request (422), not a repeat. */
+void note_fingerprint(const struct note_msg *m, char out[NOTE_FP_LEN + 1]);
+
+/* Builds the payload of a notify.send job (see schema/topics/). */
+cJSON *note_job_payload(const char *id, const struct note_msg *m, const char *idem,
+                        const char *tracking_id, int64_t item);
+
+/* "2026-11-22T13:25:33.378Z" from Unix milliseconds. */
+void note_iso_time(int64_t ms, char out[32]);
+
+#endif

@@ -1,0 +1,27 @@
+/* channels.h - delivering one notification on its channel.
+ *
+ * email: SMTP through libcurl (smtp_url); sms: a Twilio-style form POST
+ * (To, From, Body) with basic auth from the URL's user:pass; push: a JSON
+ * POST to a webhook; kafka: the body produced to the topic named by "to".
+ * HTTP posts carry an Idempotency-Key header (the notification id) so a
+ * provider that honours it drops our at-least-once repeats. */
+#ifndef SB_CHANNELS_H
+#define SB_CHANNELS_H
+
+#include "config.h"
+#include "kafka.h"
+#include "notify.h"
+
+enum send_result {
+    SEND_OK,
+    SEND_RETRY,     /* worth another attempt: timeout, refused, 429, 5xx, SMTP 4xx */
+    SEND_PERMANENT, /* will never work: 4xx, SMTP 5xx, channel not configured */
+};
+
+struct channels;
+struct channels *channels_new(const struct sb_config *cfg, struct kafka_producer *producer);
+void channels_free(struct channels *c);
+enum send_result channels_send(struct channels *c, const char *id, const struct note_msg *m,
+                               char *errbuf, size_t errlen);
+
+#endif
