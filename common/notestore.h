@@ -37,6 +37,7 @@ struct note {
 
 struct note_tracking {
     int64_t total;                 /* items in the request */
+    int64_t rejected;              /* of which refused up front */
     int64_t counts[NOTE_STATUS_COUNT];
     cJSON *errors;                 /* [{"index","reason"}]: refused up front, then dead items */
     int64_t created_ms;

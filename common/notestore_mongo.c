@@ -255,6 +255,7 @@ static enum db_status g_track_get(struct notestore *s, const char *tracking_id,
     out->created_ms = iter_i64(req, "created_ms");
     out->errors = cJSON_CreateArray();
     errors_from_doc(req, out->errors);
+    out->rejected = cJSON_GetArraySize(out->errors);
     bson_destroy(req);
     /* The items: counted here rather than by $group, so the same plain
      * find works on every server version. */

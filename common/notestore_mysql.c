@@ -227,6 +227,7 @@ static enum db_status m_track_get(struct notestore *s, const char *tracking_id,
                                     errlen);
     if (out->errors == NULL)
         out->errors = cJSON_CreateArray();
+    out->rejected = cJSON_GetArraySize(out->errors);
     out->created_ms = num_cell(row[2]);
     mysql_free_result(res);
     res = NULL;

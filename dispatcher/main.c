@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "notestore.h"
 #include "pbpool.h"
 #include "phonebook_api.h"
 #include "readiness.h"
@@ -96,6 +97,9 @@ int main(int argc, char **argv)
     d.dbpool = db_pool_new(&d.db_url, (size_t)cfg.mysql_pool_size, err, sizeof err);
     if (d.dbpool == NULL)
         die("cannot start MySQL pool", "err=\"%s\"", err);
+    d.notepool = notestore_pool_new(&cfg, (size_t)cfg.store_pool_size, err, sizeof err);
+    if (d.notepool == NULL)
+        die("cannot start the notification store pool", "err=\"%s\"", err);
     register_route_metrics();
     pb_init();
 
@@ -140,6 +144,7 @@ int main(int argc, char **argv)
 
     readiness_free(d.readiness);
     threadpool_free(d.dbpool);
+    threadpool_free(d.notepool);
     for (int i = 0; i < nloops; i++)
         event_base_loopexit(loops[i].base, NULL);
     for (int i = 0; i < nloops; i++)

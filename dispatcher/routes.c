@@ -2,8 +2,10 @@
  * and method match wins, so literal segments ("search") come before a
  * {parameter} in the same position. The name labels the route's metrics. */
 #include "chat_api.h"
+#include "notify_api.h"
 #include "ops_api.h"
 #include "phonebook_api.h"
+#include "sms_api.h"
 
 #define APP "/api/v1/applications/{token}"
 #define CHAT APP "/chats/{chat}"
@@ -31,5 +33,10 @@ struct route dispatcher_routes[] = {
     R("GET", "/phonebook/find/{phone}", pb_find, "phonebook_find"),
     R("POST", "/phonebook/reserve", pb_reserve, "phonebook_reserve"),
     R("POST", "/phonebook/assign", pb_assign, "phonebook_assign"),
+    R("POST", "/sms/send/one", sms_send_one, "sms_send_one"),
+    R("POST", "/sms/send/many", sms_send_many, "sms_send_many"),
+    R("GET", "/sms/requests/{tracking}", sms_request_get, "sms_request_get"),
+    R("POST", "/v1/messages", notify_create, "notify_create"),
+    R("GET", "/v1/messages/{id}", notify_get, "notify_get"),
 };
 const size_t dispatcher_nroutes = sizeof dispatcher_routes / sizeof dispatcher_routes[0];

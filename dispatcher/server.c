@@ -129,24 +129,35 @@ void http_reply_error(struct http_ctx *ctx, int code, const char *errcode, const
     cJSON_Delete(body);
 }
 
-cJSON *http_body_json(struct http_ctx *ctx, const struct json_field *fields, size_t nfields,
-                      bool empty_ok)
+const char *http_body_raw(struct http_ctx *ctx, size_t *len, bool ndjson_ok)
 {
     struct evbuffer *in = evhttp_request_get_input_buffer(ctx->req);
-    size_t len = evbuffer_get_length(in);
-    if (len == 0 && empty_ok)
-        return cJSON_CreateObject();
-    if ((int64_t)len > ctx->loop->d->cfg->max_body_bytes) {
+    *len = evbuffer_get_length(in);
+    if ((int64_t)*len > ctx->loop->d->cfg->max_body_bytes) {
         http_reply_error(ctx, 413, "body_too_large", "request body exceeds %lld bytes",
                          (long long)ctx->loop->d->cfg->max_body_bytes);
         return NULL;
     }
     const char *ct = evhttp_find_header(evhttp_request_get_input_headers(ctx->req), "Content-Type");
-    if (len > 0 && ct && strncasecmp(ct, "application/json", 16) != 0) {
-        http_reply_error(ctx, 415, "unsupported_media_type", "Content-Type must be application/json");
+    if (*len > 0 && ct && strncasecmp(ct, "application/json", 16) != 0 &&
+        !(ndjson_ok && strncasecmp(ct, "application/x-ndjson", 20) == 0)) {
+        http_reply_error(ctx, 415, "unsupported_media_type", "Content-Type must be application/json%s",
+                         ndjson_ok ? " or application/x-ndjson" : "");
         return NULL;
     }
     const char *data = (const char *)evbuffer_pullup(in, -1);
+    return data ? data : "";
+}
+
+cJSON *http_body_json(struct http_ctx *ctx, const struct json_field *fields, size_t nfields,
+                      bool empty_ok)
+{
+    size_t len;
+    if (evbuffer_get_length(evhttp_request_get_input_buffer(ctx->req)) == 0 && empty_ok)
+        return cJSON_CreateObject();
+    const char *data = http_body_raw(ctx, &len, false);
+    if (data == NULL)
+        return NULL;
     char err[ERRBUF_LEN];
     cJSON *root = json_parse_strict(data, len, err, sizeof err);
     if (root == NULL) {

@@ -28,6 +28,7 @@ struct dispatcher {
     const struct sb_config *cfg;
     struct kafka_producer *producer;
     struct threadpool *dbpool;
+    struct threadpool *notepool; /* notification store reads and writes */
     struct redis_url redis_url;
     struct db_url db_url;
     struct readiness *readiness;
@@ -97,6 +98,10 @@ void http_reply_error(struct http_ctx *ctx, int code, const char *errcode, const
  * itself and returns NULL. empty_ok: an absent body yields {}. */
 cJSON *http_body_json(struct http_ctx *ctx, const struct json_field *fields, size_t nfields,
                       bool empty_ok);
+
+/* The request body (size and Content-Type checked; ndjson_ok also takes
+ * application/x-ndjson), or NULL after answering 413/415 itself. */
+const char *http_body_raw(struct http_ctx *ctx, size_t *len, bool ndjson_ok);
 
 /* The query parameter's value (decoded) into out; false if absent. */
 bool http_query_param(struct http_ctx *ctx, const char *name, char *out, size_t cap);

@@ -352,12 +352,41 @@ class Stack:
         argv = [self.binary("switchboard-worker"), "--role", role]
         return self.spawn(name, argv + list(extra))
 
+    def start_dev_peers(self):
+        """Stand-ins for the notifier's providers, unless the environment
+        names real ones: an SMTP server (aiosmtpd) that keeps every email in
+        data/mail.jsonl, and a recording HTTP endpoint for SMS and push
+        (GET /_records lists what it received)."""
+        env = self.env()
+        dev = os.path.join(ROOT, "scripts", "dev")
+        python = "/usr/bin/python3"  # Debian's: python3-aiosmtpd is installed for it
+        if not env.get("SB_SMTP_URL"):
+            port = free_port()
+            proc = self.spawn("smtp-sink", [python, os.path.join(dev, "smtp_sink.py"), str(port),
+                                            self.path("data", "mail.jsonl")])
+            wait_for("SMTP sink", lambda: port_open(port), 20, proc, self.log("smtp-sink"))
+            self.extra_env["SB_SMTP_URL"] = f"smtp://127.0.0.1:{port}"
+        if not env.get("SB_SMS_URL") or not env.get("SB_PUSH_URL"):
+            port = free_port()
+            proc = self.spawn("provider", [python, os.path.join(dev, "provider.py"), str(port)])
+            wait_for("recording provider", lambda: port_open(port), 20, proc, self.log("provider"))
+            self.extra_env.setdefault("SB_SMS_URL", env.get("SB_SMS_URL") or f"http://dev:dev@127.0.0.1:{port}/sms")
+            self.extra_env.setdefault("SB_PUSH_URL", env.get("SB_PUSH_URL") or f"http://127.0.0.1:{port}/push")
+            self.provider_url = f"http://127.0.0.1:{port}"
+        if not env.get("SB_NOTIFY_TOPICS"):
+            self.extra_env["SB_NOTIFY_TOPICS"] = "notify.events"
+
     def write_env_file(self):
         with open(self.path("env"), "w") as f:
             f.write(f"export REDIS_URL='{self.redis_url}'\n")
             f.write(f"export KAFKA_BROKERS='{self.kafka_brokers}'\n")
             f.write(f"export MYSQL_URL='{self.mysql_url}'\n")
             f.write(f"export SB_API_URL='{self.api_url}'\n")
+            for k in ("SB_SMTP_URL", "SB_SMS_URL", "SB_PUSH_URL", "SB_NOTIFY_TOPICS"):
+                if k in self.extra_env:
+                    f.write(f"export {k}='{self.extra_env[k]}'\n")
+            if getattr(self, "provider_url", None):
+                f.write(f"export SB_DEV_PROVIDER_URL='{self.provider_url}'\n")
 
     def seed(self, users=1000, numbers=300, area_codes="212,415,613"):
         """Phonebook demo data (idempotent): users 1..users, numbers spread
@@ -373,6 +402,8 @@ class Stack:
         self.migrate()
         if seed:
             self.seed()
+        if "notifier" in roles:
+            self.start_dev_peers()
         self.write_env_file()
         self.start_dispatcher()
         for role in roles:

@@ -144,13 +144,14 @@ def kcat_consume_all(st, topic):
 
 
 class FakeServer:
-    """A fake from tests/fakes/ as a child process on a free loopback port."""
+    """A fake from tests/fakes/ (or a development stand-in from
+    scripts/dev/) as a child process on a free loopback port."""
 
-    def __init__(self, script, run_dir):
+    def __init__(self, script, run_dir, folder="tests/fakes", python=None, args=()):
         self.port = stackmod.free_port()
         self.log = open(os.path.join(run_dir, os.path.basename(script) + ".log"), "w")
-        self.proc = subprocess.Popen([sys.executable, os.path.join(ROOT, "tests", "fakes", script),
-                                      str(self.port)], stdout=subprocess.PIPE, stderr=self.log)
+        self.proc = subprocess.Popen([python or sys.executable, os.path.join(ROOT, folder, script),
+                                      str(self.port), *args], stdout=subprocess.PIPE, stderr=self.log)
         # Torn down at exit too, even when the test class never gets to its
         # tearDownClass (a failing setUpClass).
         _live_fakes.append(self)

@@ -1,0 +1,427 @@
+/* notify_api.c - see notify_api.h. */
+#include "notify_api.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "envelope.h"
+#include "log.h"
+#include "notestore.h"
+#include "phonebook_api.h"
+#include "threadpool.h"
+
+#define IDEM_PREFIX "sb:idem:"
+#define NOTE_PREFIX "sb:note:" /* accepted, maybe not in the store yet */
+
+/* Claims the key for this request unless someone holds it: "NEW", else
+ * the holder's "state|fingerprint|id" ("GONE" if it expired meanwhile). */
+static const char claim_lua[] =
+    "if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then return 'NEW' end\n"
+    "return redis.call('GET', KEYS[1]) or 'GONE'\n";
+/* Releases the key only if this request still holds it. */
+static const char release_lua[] =
+    "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end\n"
+    "return 0\n";
+
+static char *dup_str(const char *s)
+{
+    return strdup(s ? s : "");
+}
+
+struct accept *accept_new(struct loop *l, const char *request_id, const struct note_msg *m,
+                          const char *idem)
+{
+    struct accept *a = calloc(1, sizeof *a);
+    if (a == NULL)
+        return NULL;
+    a->loop = l;
+    a->channel = m->channel;
+    a->to = dup_str(m->to);
+    a->from = dup_str(m->from);
+    a->title = dup_str(m->title);
+    a->body = dup_str(m->body);
+    if (!a->to || !a->from || !a->title || !a->body || !sb_random_id(a->id)) {
+        accept_free(a);
+        return NULL;
+    }
+    snprintf(a->request_id, sizeof a->request_id, "%s", request_id);
+    snprintf(a->idem, sizeof a->idem, "%s", idem ? idem : "");
+    note_fingerprint(m, a->fingerprint);
+    a->from_field = "from";
+    a->to_field = "to";
+    return a;
+}
+
+void accept_free(struct accept *a)
+{
+    if (a == NULL)
+        return;
+    free(a->to);
+    free(a->from);
+    free(a->title);
+    free(a->body);
+    free(a);
+}
+
+static void finish(struct accept *a, enum accept_outcome o, int status, const char *code,
+                   const char *fmt, ...) SB_PRINTF(5, 6);
+static void finish(struct accept *a, enum accept_outcome o, int status, const char *code,
+                   const char *fmt, ...)
+{
+    a->outcome = o;
+    a->status = status;
+    snprintf(a->code, sizeof a->code, "%s", code ? code : "");
+    a->message[0] = '\0';
+    if (fmt) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(a->message, sizeof a->message, fmt, ap);
+        va_end(ap);
+    }
+    a->done(a);
+}
+
+static void idem_value(const struct accept *a, const char *state, char *out, size_t cap)
+{
+    snprintf(out, cap, "%s|%s|%s", state, a->fingerprint, a->id);
+}
+
+static void release_key(struct accept *a)
+{
+    if (!*a->idem)
+        return;
+    char key[sizeof IDEM_PREFIX + NOTE_IDEM_MAX], val[80];
+    snprintf(key, sizeof key, IDEM_PREFIX "%s", a->idem);
+    idem_value(a, "pending", val, sizeof val);
+    const char *argv[] = {"EVAL", release_lua, "1", key, val};
+    if (!redis_client_command_argv(a->loop->redis, NULL, NULL, 5, argv, NULL))
+        log_warn("idempotency key not released (expires by itself)", "key=\"%s\"", a->idem);
+}
+
+/* ---- 3. enqueue --------------------------------------------------------- */
+
+static void delivered_on_loop(void *arg)
+{
+    struct accept *a = arg;
+    if (a->status != 0) {
+        release_key(a);
+        finish(a, ACCEPT_REFUSED, 503, "queue_unavailable",
+               "the job queue did not accept the notification; retry later");
+        return;
+    }
+    /* Known as accepted until the notifier records it (GET answers
+     * "queued" meanwhile), and the key now answers repeats at once. */
+    char key[sizeof IDEM_PREFIX + NOTE_IDEM_MAX], val[80], ttl[24], note_key[64];
+    snprintf(ttl, sizeof ttl, "%lld", (long long)a->loop->d->cfg->idempotency_ttl_s);
+    snprintf(note_key, sizeof note_key, NOTE_PREFIX "%s", a->id);
+    char created[24];
+    snprintf(created, sizeof created, "%lld", (long long)sb_now_ms());
+    const char *nargv[] = {"SET", note_key, created, "EX", ttl};
+    bool ok = redis_client_command_argv(a->loop->redis, NULL, NULL, 5, nargv, NULL);
+    if (*a->idem) {
+        snprintf(key, sizeof key, IDEM_PREFIX "%s", a->idem);
+        idem_value(a, "done", val, sizeof val);
+        const char *argv[] = {"SET", key, val, "XX", "EX", ttl};
+        ok = redis_client_command_argv(a->loop->redis, NULL, NULL, 6, argv, NULL) && ok;
+    }
+    if (!ok) /* the store still has it; a repeat meanwhile gets 409 until the key expires */
+        log_warn("accepted notification not marked in Redis", "id=%s", a->id);
+    finish(a, ACCEPT_QUEUED, 0, NULL, NULL);
+}
+
+static void delivered(void *opaque, rd_kafka_resp_err_t err)
+{
+    struct accept *a = opaque;
+    a->status = err ? 503 : 0;
+    if (err)
+        log_warn("enqueue failed", "request_id=%s err=%s", a->request_id, rd_kafka_err2name(err));
+    if (!loopq_post(a->loop->q, delivered_on_loop, a))
+        log_error("cannot hand delivery report to loop (out of memory)", "request_id=%s",
+                  a->request_id);
+}
+
+static void enqueue(struct accept *a)
+{
+    char err[ERRBUF_LEN];
+    struct note_msg m = {a->channel, a->to, a->from, a->title, a->body};
+    cJSON *payload = note_job_payload(a->id, &m, a->idem, a->tracking_id, a->item);
+    char *job = payload ? envelope_encode("notify.send", a->id, a->request_id, sb_now_ms(), payload,
+                                          err, sizeof err)
+                        : NULL;
+    if (job == NULL) {
+        release_key(a);
+        finish(a, ACCEPT_REFUSED, 500, "internal", "cannot encode the job");
+        return;
+    }
+    if (!kafka_produce(a->loop->d->producer, "notify.requests", a->id, strlen(a->id), job,
+                       strlen(job), NULL, delivered, a, err, sizeof err)) {
+        log_warn("enqueue refused", "request_id=%s err=\"%s\"", a->request_id, err);
+        release_key(a);
+        finish(a, ACCEPT_REFUSED, 503, "queue_unavailable",
+               "the job queue is full or unavailable; retry later");
+    }
+    free(job);
+}
+
+/* ---- 2. idempotency key --------------------------------------------------- */
+
+static void on_claim(redisAsyncContext *ac, void *rep, void *priv)
+{
+    (void)ac;
+    struct accept *a = priv;
+    redisReply *r = rep;
+    if (r == NULL || (r->type != REDIS_REPLY_STRING && r->type != REDIS_REPLY_STATUS)) {
+        if (r && r->type == REDIS_REPLY_ERROR)
+            log_error("idempotency script failed", "err=\"%s\"", r->str);
+        finish(a, ACCEPT_REFUSED, 503, "cache_unavailable",
+               "the idempotency store is unavailable; retry later");
+        return;
+    }
+    if (strcmp(r->str, "NEW") == 0) {
+        enqueue(a);
+        return;
+    }
+    char state[16] = "", fp[NOTE_FP_LEN + 1] = "", holder[33] = "";
+    if (sscanf(r->str, "%15[a-z]|%16[0-9a-f]|%32[0-9a-f]", state, fp, holder) != 3) {
+        finish(a, ACCEPT_REFUSED, 409, "in_progress",
+               "a request with idempotencyKey %s is being processed; retry shortly", a->idem);
+        return;
+    }
+    if (strcmp(fp, a->fingerprint) != 0) {
+        finish(a, ACCEPT_REFUSED, 422, "idempotency_mismatch",
+               "idempotencyKey %s was used before with different content", a->idem);
+    } else if (strcmp(state, "done") == 0) {
+        snprintf(a->id, sizeof a->id, "%s", holder); /* the first request's notification */
+        finish(a, ACCEPT_REPEAT, 0, NULL, NULL);
+    } else {
+        finish(a, ACCEPT_REFUSED, 409, "in_progress",
+               "a request with idempotencyKey %s is being processed; retry shortly", a->idem);
+    }
+}
+
+static void claim_key(struct accept *a)
+{
+    if (!*a->idem) {
+        enqueue(a);
+        return;
+    }
+    char key[sizeof IDEM_PREFIX + NOTE_IDEM_MAX], val[80], ttl[24];
+    snprintf(key, sizeof key, IDEM_PREFIX "%s", a->idem);
+    idem_value(a, "pending", val, sizeof val);
+    snprintf(ttl, sizeof ttl, "%lld", (long long)a->loop->d->cfg->idempotency_ttl_s);
+    const char *argv[] = {"EVAL", claim_lua, "1", key, val, ttl};
+    if (!redis_client_command_argv(a->loop->redis, on_claim, a, 6, argv, NULL))
+        finish(a, ACCEPT_REFUSED, 503, "cache_unavailable",
+               "the idempotency store is unavailable; retry later");
+}
+
+/* ---- 1. phone numbers ---------------------------------------------------- */
+
+struct check {
+    struct accept *a;
+    const char *field;
+    const char *phone;
+};
+
+static void checked(void *arg, bool ok, bool exists)
+{
+    struct check *c = arg;
+    struct accept *a = c->a;
+    if (!ok && !a->check_failed) {
+        a->check_failed = true;
+        a->unknown[0] = '\0';
+    } else if (ok && !exists && !a->check_failed && !*a->unknown) {
+        snprintf(a->unknown, sizeof a->unknown, "%s %s", c->field, c->phone);
+    }
+    free(c);
+    if (--a->checks_left > 0)
+        return;
+    if (a->check_failed)
+        finish(a, ACCEPT_REFUSED, 503, "database_unavailable",
+               "cannot look the phone numbers up now; retry later");
+    else if (*a->unknown)
+        finish(a, ACCEPT_REFUSED, 404, "unknown_number", "%s is not an assigned phone number",
+               a->unknown);
+    else
+        claim_key(a);
+}
+
+void accept_start(struct accept *a)
+{
+    if (!a->check_numbers) {
+        claim_key(a);
+        return;
+    }
+    const char *fields[2] = {a->from_field, a->to_field};
+    const char *phones[2] = {a->from, a->to};
+    a->checks_left = 2;
+    for (int i = 0; i < 2; i++) {
+        struct check *c = malloc(sizeof *c);
+        if (c == NULL) {
+            a->check_failed = true;
+            if (--a->checks_left == 0)
+                finish(a, ACCEPT_REFUSED, 503, "overloaded", "out of memory");
+            continue;
+        }
+        *c = (struct check){a, fields[i], phones[i]};
+        pb_lookup(a->loop, phones[i], checked, c);
+    }
+}
+
+/* ---- POST /v1/messages ---------------------------------------------------- */
+
+static const struct json_field create_fields[] = {
+    {"channel", JSON_K_STRING, true, 1, 8},
+    {"to", JSON_K_STRING, true, 1, NOTE_TO_MAX},
+    {"from", JSON_K_STRING, false, 0, NOTE_TO_MAX},
+    {"title", JSON_K_STRING, false, 0, NOTE_TITLE_MAX},
+    {"payload", JSON_K_STRING, true, 0, NOTE_BODY_MAX},
+    {"idempotencyKey", JSON_K_STRING, false, 1, NOTE_IDEM_MAX},
+};
+
+static void created(struct accept *a)
+{
+    struct http_pending *p = a->owner;
+    if (a->outcome == ACCEPT_REFUSED) {
+        http_pending_error(p, a->status, a->code, a->message);
+    } else {
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "id", a->id);
+        cJSON_AddStringToObject(o, "status", "queued");
+        http_pending_reply(p, 202, o);
+        cJSON_Delete(o);
+    }
+    accept_free(a);
+}
+
+void notify_create(struct http_ctx *ctx)
+{
+    char err[ERRBUF_LEN];
+    cJSON *body = http_body_json(ctx, create_fields, SB_ARRAY_LEN(create_fields), false);
+    if (body == NULL)
+        return;
+    struct note_msg m = {
+        .to = json_str(body, "to", ""),
+        .from = json_str(body, "from", ""),
+        .title = json_str(body, "title", ""),
+        .body = json_str(body, "payload", ""),
+    };
+    if (!note_channel_parse(json_str(body, "channel", ""), &m.channel)) {
+        http_reply_error(ctx, 400, "invalid_field", "channel must be email, sms, push or kafka");
+    } else if (!note_msg_check(&m, ctx->loop->d->cfg->notify_topics, err, sizeof err)) {
+        http_reply_error(ctx, 400, "invalid_field", "%s", err);
+    } else {
+        struct accept *a = accept_new(ctx->loop, ctx->request_id, &m, json_str(body, "idempotencyKey", ""));
+        struct http_pending *p = a ? http_pending_new(ctx) : NULL;
+        if (a == NULL)
+            http_reply_error(ctx, 503, "overloaded", "out of memory");
+        if (p == NULL) {
+            accept_free(a);
+        } else {
+            a->owner = p;
+            a->done = created;
+            accept_start(a);
+        }
+    }
+    cJSON_Delete(body);
+}
+
+/* ---- GET /v1/messages/{id} ------------------------------------------------ */
+
+struct get_req {
+    struct http_pending *p;
+    struct loop *loop;
+    char id[NOTE_ID_MAX + 1];
+    struct note note;
+    bool found;
+    enum db_status st;
+    char err[ERRBUF_LEN];
+};
+
+static void get_work(void *ctx, void *arg)
+{
+    struct get_req *g = arg;
+    if (ctx == NULL) {
+        g->st = DB_TRANSIENT;
+        snprintf(g->err, sizeof g->err, "no store connection");
+        return;
+    }
+    g->st = notestore_get(ctx, g->id, &g->note, &g->found, g->err, sizeof g->err);
+}
+
+static void on_accepted_marker(redisAsyncContext *ac, void *rep, void *priv)
+{
+    (void)ac;
+    struct get_req *g = priv;
+    redisReply *r = rep;
+    if (r && r->type == REDIS_REPLY_STRING) {
+        /* Accepted, not yet picked up by the notifier. */
+        struct note n = {0};
+        snprintf(n.id, sizeof n.id, "%s", g->id);
+        n.status = NOTE_QUEUED;
+        n.created_ms = n.updated_ms = strtoll(r->str, NULL, 10);
+        cJSON *o = note_to_json(&n);
+        cJSON_DeleteItemFromObject(o, "channel");
+        cJSON_DeleteItemFromObject(o, "to");
+        http_pending_reply(g->p, 200, o);
+        cJSON_Delete(o);
+    } else if (r == NULL) {
+        http_pending_error(g->p, 503, "cache_unavailable", "cannot look the notification up now");
+    } else {
+        http_pending_errorf(g->p, 404, "not_found", "no notification %s", g->id);
+    }
+    free(g);
+}
+
+static void get_done(void *arg)
+{
+    struct get_req *g = arg;
+    if (g->st != DB_OK) {
+        log_warn("notification store unavailable", "err=\"%s\"", g->err);
+        http_pending_error(g->p, 503, "store_unavailable", "the notification store is unavailable; retry later");
+        free(g);
+    } else if (g->found) {
+        cJSON *o = note_to_json(&g->note);
+        http_pending_reply(g->p, 200, o);
+        cJSON_Delete(o);
+        free(g);
+    } else if (!redis_client_command(g->loop->redis, on_accepted_marker, g, "GET " NOTE_PREFIX "%s",
+                                     g->id)) {
+        on_accepted_marker(NULL, NULL, g);
+    }
+}
+
+bool notify_id_valid(const char *id)
+{
+    size_t n = strlen(id);
+    if (n < 8 || n > NOTE_ID_MAX)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!((id[i] >= 'a' && id[i] <= 'z') || (id[i] >= 'A' && id[i] <= 'Z') ||
+              (id[i] >= '0' && id[i] <= '9') || id[i] == '-' || id[i] == '_'))
+            return false;
+    return true;
+}
+
+void notify_get(struct http_ctx *ctx)
+{
+    if (!notify_id_valid(ctx->params[0])) {
+        http_reply_error(ctx, 400, "invalid_id", "a notification id is 8 to 64 characters [A-Za-z0-9_-]");
+        return;
+    }
+    struct get_req *g = calloc(1, sizeof *g);
+    if (g == NULL || (g->p = http_pending_new(ctx)) == NULL) {
+        if (g == NULL)
+            http_reply_error(ctx, 503, "overloaded", "out of memory");
+        free(g);
+        return;
+    }
+    g->loop = ctx->loop;
+    snprintf(g->id, sizeof g->id, "%.64s", ctx->params[0]);
+    if (!threadpool_submit(ctx->loop->d->notepool, get_work, get_done, ctx->loop->q, g)) {
+        http_pending_error(g->p, 503, "overloaded", "cannot queue the store request");
+        free(g);
+    }
+}

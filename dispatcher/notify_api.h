@@ -1,0 +1,60 @@
+/* notify_api.h - accepting notifications (POST /v1/messages, and the SMS
+ * routes built on it) and reporting on them.
+ *
+ * Accepting one notification: (sms routes) its numbers are checked on the
+ * find path; its idempotency key is claimed in Redis (SET NX, so repeats
+ * and concurrent duplicates are told apart from new requests); the
+ * notify.send job is produced; the answer waits for Kafka's ack. The
+ * store's unique index is the durable guard behind Redis's fast one. */
+#ifndef SB_NOTIFY_API_H
+#define SB_NOTIFY_API_H
+
+#include "notify.h"
+#include "server.h"
+
+enum accept_outcome {
+    ACCEPT_QUEUED,  /* new: in Kafka now */
+    ACCEPT_REPEAT,  /* this key was accepted before with the same content */
+    ACCEPT_REFUSED, /* status/code/message say why */
+};
+
+struct accept {
+    struct loop *loop;
+    char request_id[65];
+    char id[33];
+    enum note_channel channel;
+    char *to, *from, *title, *body; /* owned */
+    char idem[NOTE_IDEM_MAX + 1];
+    char fingerprint[NOTE_FP_LEN + 1];
+    char tracking_id[33];
+    int64_t item;
+    bool check_numbers; /* from and to must be assigned phone numbers */
+    const char *from_field, *to_field; /* names for messages */
+    int checks_left;
+    bool check_failed;
+    char unknown[NOTE_TO_MAX + 64];
+    /* outcome */
+    enum accept_outcome outcome;
+    int status;
+    char code[32];
+    char message[300];
+    void (*done)(struct accept *a);
+    void *owner;
+};
+
+/* Copies the message's strings; NULL when out of memory. */
+struct accept *accept_new(struct loop *l, const char *request_id, const struct note_msg *m,
+                          const char *idem);
+void accept_free(struct accept *a);
+/* Runs the steps; a->done is called once, on this loop, perhaps before
+ * accept_start returns. */
+void accept_start(struct accept *a);
+
+/* An id (notification or tracking) of plausible shape: 8 to 64 of
+ * [A-Za-z0-9_-], so nothing odd reaches a store. */
+bool notify_id_valid(const char *id);
+
+void notify_create(struct http_ctx *ctx);
+void notify_get(struct http_ctx *ctx);
+
+#endif

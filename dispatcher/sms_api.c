@@ -1,0 +1,364 @@
+/* sms_api.c - POST /sms/send/one, POST /sms/send/many, GET /sms/requests/{id}.
+ *
+ * An SMS is an sms-channel notification whose two numbers must be assigned
+ * (the phonebook's find path) and whose idempotencyKey is required. send/one
+ * answers {"sent":true} once the job is in Kafka, and the same for a repeat
+ * of the key with the same content. send/many accepts each item the same
+ * way, records the request (its item count and the items refused up
+ * front) under a tracking id, and answers with both; GET
+ * /sms/requests/{trackingId} then reports how its items are doing. */
+#include "sms_api.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "notestore.h"
+#include "notify_api.h"
+#include "phone.h"
+#include "threadpool.h"
+
+#define SMS_CONTENT_MAX 1600 /* ten concatenated segments */
+
+static const struct json_field wrapper_fields[] = {
+    {"sms", JSON_K_OBJECT, true, 0, 0},
+};
+
+static const struct json_field sms_fields[] = {
+    {"idempotencyKey", JSON_K_STRING, true, 1, NOTE_IDEM_MAX},
+    {"fromPhoneNumber", JSON_K_STRING, true, 1, PHONE_MAX},
+    {"toPhoneNumber", JSON_K_STRING, true, 1, PHONE_MAX},
+    {"content", JSON_K_STRING, true, 1, SMS_CONTENT_MAX},
+};
+
+/* Checks one {"sms":{...}} item and makes its accept; NULL and errbuf
+ * (a 400's message) if it is refused, or *oom on a memory failure. */
+static struct accept *sms_item(struct loop *l, const char *request_id, const cJSON *root,
+                               bool *oom, char *errbuf, size_t errlen)
+{
+    *oom = false;
+    if (!json_check_object(root, wrapper_fields, SB_ARRAY_LEN(wrapper_fields), errbuf, errlen))
+        return NULL;
+    const cJSON *sms = cJSON_GetObjectItemCaseSensitive(root, "sms");
+    if (!json_check_object(sms, sms_fields, SB_ARRAY_LEN(sms_fields), errbuf, errlen))
+        return NULL;
+    struct note_msg m = {
+        .channel = CH_SMS,
+        .to = json_str(sms, "toPhoneNumber", ""),
+        .from = json_str(sms, "fromPhoneNumber", ""),
+        .title = "",
+        .body = json_str(sms, "content", ""),
+    };
+    if (!phone_valid(m.from)) {
+        sb_errf(errbuf, errlen, "fromPhoneNumber must be E.164, like +14155550123");
+        return NULL;
+    }
+    if (!phone_valid(m.to)) {
+        sb_errf(errbuf, errlen, "toPhoneNumber must be E.164, like +14155550123");
+        return NULL;
+    }
+    struct accept *a = accept_new(l, request_id, &m, json_str(sms, "idempotencyKey", ""));
+    if (a == NULL) {
+        *oom = true;
+        sb_errf(errbuf, errlen, "out of memory");
+        return NULL;
+    }
+    a->check_numbers = true;
+    a->from_field = "fromPhoneNumber";
+    a->to_field = "toPhoneNumber";
+    return a;
+}
+
+/* ---- send/one ------------------------------------------------------------- */
+
+static void sent_one(struct accept *a)
+{
+    struct http_pending *p = a->owner;
+    if (a->outcome == ACCEPT_REFUSED) {
+        if (a->status == 409 && p->req)
+            evhttp_add_header(evhttp_request_get_output_headers(p->req), "Retry-After", "1");
+        http_pending_error(p, a->status, a->code, a->message);
+    } else {
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddBoolToObject(o, "sent", true);
+        http_pending_reply(p, 200, o);
+        cJSON_Delete(o);
+    }
+    accept_free(a);
+}
+
+void sms_send_one(struct http_ctx *ctx)
+{
+    char err[ERRBUF_LEN];
+    bool oom;
+    cJSON *body = http_body_json(ctx, wrapper_fields, SB_ARRAY_LEN(wrapper_fields), false);
+    if (body == NULL)
+        return;
+    struct accept *a = sms_item(ctx->loop, ctx->request_id, body, &oom, err, sizeof err);
+    cJSON_Delete(body);
+    if (a == NULL) {
+        http_reply_error(ctx, oom ? 503 : 400, oom ? "overloaded" : "invalid_field", "%s", err);
+        return;
+    }
+    if ((a->owner = http_pending_new(ctx)) == NULL) {
+        accept_free(a);
+        return;
+    }
+    a->done = sent_one;
+    accept_start(a);
+}
+
+/* ---- send/many ------------------------------------------------------------ */
+
+struct batch {
+    struct http_pending *p;
+    struct loop *loop;
+    char tracking_id[33];
+    int64_t total;
+    size_t pending; /* accepts not finished, +1 while they are being started */
+    cJSON *errors;  /* [{"index","reason"}] */
+    enum db_status st;
+    char err[ERRBUF_LEN];
+};
+
+static void batch_error(struct batch *b, int64_t index, const char *reason)
+{
+    cJSON *e = cJSON_CreateObject();
+    cJSON_AddNumberToObject(e, "index", (double)index);
+    cJSON_AddStringToObject(e, "reason", reason);
+    cJSON_AddItemToArray(b->errors, e);
+}
+
+static void track_work(void *ctx, void *arg)
+{
+    struct batch *b = arg;
+    if (ctx == NULL) {
+        b->st = DB_TRANSIENT;
+        snprintf(b->err, sizeof b->err, "no store connection");
+        return;
+    }
+    b->st = notestore_track_put(ctx, b->tracking_id, b->total, b->errors, sb_now_ms(), b->err,
+                                sizeof b->err);
+}
+
+static void track_done(void *arg)
+{
+    struct batch *b = arg;
+    if (b->st != DB_OK) {
+        log_warn("send-many not recorded", "tracking_id=%s err=\"%s\"", b->tracking_id, b->err);
+        http_pending_error(b->p, 503, "store_unavailable",
+                           "the items were accepted but the request could not be recorded; send it "
+                           "again (the idempotency keys keep items from going out twice)");
+    } else {
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "trackingId", b->tracking_id);
+        cJSON_AddItemReferenceToObject(o, "errors", b->errors);
+        http_pending_reply(b->p, 202, o);
+        cJSON_Delete(o);
+    }
+    cJSON_Delete(b->errors);
+    free(b);
+}
+
+static void batch_release(struct batch *b)
+{
+    if (--b->pending > 0)
+        return;
+    if (!threadpool_submit(b->loop->d->notepool, track_work, track_done, b->loop->q, b)) {
+        b->st = DB_TRANSIENT;
+        snprintf(b->err, sizeof b->err, "cannot queue the store request");
+        track_done(b);
+    }
+}
+
+static void item_done(struct accept *a)
+{
+    struct batch *b = a->owner;
+    char reason[400];
+    if (a->outcome == ACCEPT_REFUSED) {
+        batch_error(b, a->item, a->message);
+    } else if (a->outcome == ACCEPT_REPEAT) {
+        snprintf(reason, sizeof reason, "not sent again: idempotencyKey %s was accepted before as %s",
+                 a->idem, a->id);
+        batch_error(b, a->item, reason);
+    }
+    accept_free(a);
+    batch_release(b);
+}
+
+/* The items: a JSON array, or one JSON document per line (NDJSON). */
+static cJSON *parse_items(const char *data, size_t len, char *errbuf, size_t errlen)
+{
+    size_t i = 0;
+    while (i < len && (data[i] == ' ' || data[i] == '\t' || data[i] == '\r' || data[i] == '\n'))
+        i++;
+    if (i < len && data[i] == '[') {
+        cJSON *arr = json_parse_strict(data, len, errbuf, errlen);
+        if (arr && !cJSON_IsArray(arr)) {
+            cJSON_Delete(arr);
+            sb_errf(errbuf, errlen, "expected a JSON array or NDJSON");
+            return NULL;
+        }
+        return arr;
+    }
+    cJSON *arr = cJSON_CreateArray();
+    for (size_t line = 1; arr && i < len; line++) {
+        const char *nl = memchr(data + i, '\n', len - i);
+        size_t end = nl ? (size_t)(nl - data) : len;
+        size_t k = i;
+        while (k < end && (data[k] == ' ' || data[k] == '\t' || data[k] == '\r'))
+            k++;
+        if (k < end) {
+            char err[ERRBUF_LEN];
+            cJSON *item = json_parse_strict(data + i, end - i, err, sizeof err);
+            if (item == NULL) {
+                /* Kept as a string so the item's index reports it. */
+                char msg[ERRBUF_LEN + 32];
+                snprintf(msg, sizeof msg, "line %zu: %s", line, err);
+                item = cJSON_CreateString(msg);
+            }
+            cJSON_AddItemToArray(arr, item);
+        }
+        i = end + 1;
+    }
+    return arr;
+}
+
+void sms_send_many(struct http_ctx *ctx)
+{
+    char err[ERRBUF_LEN];
+    size_t len;
+    const char *data = http_body_raw(ctx, &len, true);
+    if (data == NULL)
+        return;
+    cJSON *items = parse_items(data, len, err, sizeof err);
+    if (items == NULL) {
+        http_reply_error(ctx, 400, "bad_json", "%s", err);
+        return;
+    }
+    int64_t n = cJSON_GetArraySize(items);
+    if (n == 0 || n > ctx->loop->d->cfg->sms_many_max) {
+        http_reply_error(ctx, 400, "invalid_field", "send between 1 and %lld SMS in one request (got %lld)",
+                         (long long)ctx->loop->d->cfg->sms_many_max, (long long)n);
+        cJSON_Delete(items);
+        return;
+    }
+    struct batch *b = calloc(1, sizeof *b);
+    struct accept **acc = calloc((size_t)n, sizeof *acc);
+    bool ready = b && acc && (b->errors = cJSON_CreateArray()) != NULL && sb_random_id(b->tracking_id);
+    if (!ready)
+        http_reply_error(ctx, 503, "overloaded", "out of memory");
+    if (!ready || (b->p = http_pending_new(ctx)) == NULL) { /* http_pending_new answered */
+        if (b)
+            cJSON_Delete(b->errors);
+        free(b);
+        free(acc);
+        cJSON_Delete(items);
+        return;
+    }
+    b->loop = ctx->loop;
+    b->total = n;
+    int64_t i = 0;
+    const cJSON *item;
+    cJSON_ArrayForEach(item, items)
+    {
+        bool oom = false;
+        if (cJSON_IsString(item)) /* an NDJSON line that did not parse */
+            snprintf(err, sizeof err, "%s", item->valuestring);
+        else
+            acc[i] = sms_item(ctx->loop, ctx->request_id, item, &oom, err, sizeof err);
+        if (acc[i] == NULL)
+            batch_error(b, i, err);
+        i++;
+    }
+    cJSON_Delete(items);
+    /* Counted before any starts: an item may finish inside accept_start. */
+    b->pending = 1;
+    for (i = 0; i < n; i++)
+        b->pending += acc[i] != NULL;
+    for (i = 0; i < n; i++) {
+        if (acc[i] == NULL)
+            continue;
+        snprintf(acc[i]->tracking_id, sizeof acc[i]->tracking_id, "%s", b->tracking_id);
+        acc[i]->item = i;
+        acc[i]->owner = b;
+        acc[i]->done = item_done;
+        accept_start(acc[i]);
+    }
+    free(acc);
+    batch_release(b);
+}
+
+/* ---- GET /sms/requests/{trackingId} -------------------------------------- */
+
+struct track_req {
+    struct http_pending *p;
+    char id[NOTE_ID_MAX + 1];
+    struct note_tracking t;
+    bool found;
+    enum db_status st;
+    char err[ERRBUF_LEN];
+};
+
+static void track_get_work(void *ctx, void *arg)
+{
+    struct track_req *r = arg;
+    if (ctx == NULL) {
+        r->st = DB_TRANSIENT;
+        snprintf(r->err, sizeof r->err, "no store connection");
+        return;
+    }
+    r->st = notestore_track_get(ctx, r->id, &r->t, &r->found, r->err, sizeof r->err);
+}
+
+static void track_get_done(void *arg)
+{
+    struct track_req *r = arg;
+    if (r->st != DB_OK) {
+        log_warn("notification store unavailable", "err=\"%s\"", r->err);
+        http_pending_error(r->p, 503, "store_unavailable", "the notification store is unavailable; retry later");
+    } else if (!r->found) {
+        http_pending_errorf(r->p, 404, "not_found", "no SMS request %s", r->id);
+    } else {
+        int64_t sent = r->t.counts[NOTE_SENT];
+        int64_t failed = r->t.rejected + r->t.counts[NOTE_DEAD];
+        int64_t pending = r->t.total - sent - failed;
+        char t[32];
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "trackingId", r->id);
+        cJSON_AddStringToObject(o, "status", pending > 0 ? "IN_PROGRESS" : "DONE");
+        cJSON_AddNumberToObject(o, "total", (double)r->t.total);
+        cJSON_AddNumberToObject(o, "sent", (double)sent);
+        cJSON_AddNumberToObject(o, "failed", (double)failed);
+        cJSON_AddNumberToObject(o, "pending", (double)(pending > 0 ? pending : 0));
+        cJSON_AddItemToObject(o, "errors", r->t.errors);
+        r->t.errors = NULL;
+        note_iso_time(r->t.created_ms, t);
+        cJSON_AddStringToObject(o, "createdAt", t);
+        http_pending_reply(r->p, 200, o);
+        cJSON_Delete(o);
+    }
+    cJSON_Delete(r->t.errors);
+    free(r);
+}
+
+void sms_request_get(struct http_ctx *ctx)
+{
+    if (!notify_id_valid(ctx->params[0])) {
+        http_reply_error(ctx, 400, "invalid_id", "a tracking id is 8 to 64 characters [A-Za-z0-9_-]");
+        return;
+    }
+    struct track_req *r = calloc(1, sizeof *r);
+    if (r == NULL || (r->p = http_pending_new(ctx)) == NULL) {
+        if (r == NULL)
+            http_reply_error(ctx, 503, "overloaded", "out of memory");
+        free(r);
+        return;
+    }
+    snprintf(r->id, sizeof r->id, "%.64s", ctx->params[0]);
+    if (!threadpool_submit(ctx->loop->d->notepool, track_get_work, track_get_done, ctx->loop->q, r)) {
+        http_pending_error(r->p, 503, "overloaded", "cannot queue the store request");
+        free(r);
+    }
+}

@@ -1,0 +1,85 @@
+"""A recording provider endpoint: stands in for an SMS provider's HTTP API
+and a push webhook on a development stack (scripts/up starts it unless
+SB_SMS_URL / SB_PUSH_URL name real ones) and in tests. It is a real HTTP
+server on loopback; what it does is told to it through /_control:
+
+  POST /_control {"fail": N, "status": 500, "hang": 0}
+      the next N deliveries answer `status` (or, with hang > 0, wait that
+      many seconds first, so the caller's timeout fires);
+  GET  /_records   every delivery so far: path, headers, body, answered status
+  POST /_reset     forget records and failures
+
+Any other POST is a delivery: recorded, then answered 201 unless a failure
+is pending. Usage: provider.py PORT; prints "ready" once listening."""
+
+import json
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+lock = threading.Lock()
+records = []
+mode = {"fail": 0, "status": 500, "hang": 0.0}
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, fmt, *args):
+        sys.stderr.write("provider: " + fmt % args + "\n")
+
+    def reply(self, status, body):
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        try:
+            self.wfile.write(data)
+        except BrokenPipeError:  # the caller timed out (a "hang" failure): expected
+            pass
+
+    def do_GET(self):
+        if self.path == "/_records":
+            with lock:
+                self.reply(200, records)
+        else:
+            self.reply(404, {"error": "not found"})
+
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        if self.path == "/_control":
+            with lock:
+                mode.update(json.loads(body))
+            self.reply(200, mode)
+            return
+        if self.path == "/_reset":
+            with lock:
+                records.clear()
+                mode.update({"fail": 0, "status": 500, "hang": 0.0})
+            self.reply(200, {})
+            return
+        with lock:
+            failing = mode["fail"] > 0
+            if failing:
+                mode["fail"] -= 1
+            status = mode["status"] if failing else 201
+            hang = mode["hang"] if failing else 0
+            records.append({"path": self.path, "headers": dict(self.headers.items()),
+                            "body": body.decode("utf-8", "replace"), "status": status,
+                            "hung": hang > 0, "at": time.time()})
+        if hang:
+            time.sleep(hang)
+        self.reply(status, {"sid": f"SM{len(records)}"} if status < 300 else {"error": "injected"})
+
+
+def main():
+    server = ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Handler)
+    server.daemon_threads = True
+    print("ready", flush=True)
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,366 @@
+"""SMS and notifications end to end, with real peers on loopback: an SMTP
+server (aiosmtpd) receives the emails, a recording HTTP endpoint stands in
+for the SMS provider and the push webhook and can be told to fail, answer
+429/500 or hang. Covers idempotent send, send-many tracking, every channel,
+retries with backoff, dead letters, rate limits and other producers."""
+
+import base64
+import json
+import os
+import threading
+import time
+import unittest
+import urllib.parse
+import urllib.request
+
+from harness import FakeServer, StackTestCase, kcat_consume_all, kcat_produce, readme_block, wait_until
+
+FROM, TO, OTHER = "+12125550001", "+12125550002", "+12125550003"
+UNASSIGNED = "+12125550999"
+EVENTS_TOPIC = "notify.events"
+
+
+def post_json(url, path, body=None):
+    req = urllib.request.Request(url + path, data=json.dumps(body or {}).encode(),
+                                 headers={"Content-Type": "application/json"}, method="POST")
+    return json.load(urllib.request.urlopen(req, timeout=10))
+
+
+class TestNotify(StackTestCase):
+    ROLES = ("notifier",)
+    MAX_ATTEMPTS = 3
+
+    @classmethod
+    def configure(cls, stack):
+        cls.provider = FakeServer("provider.py", stack.path("logs"), folder="scripts/dev")
+        cls.mail_file = stack.path("logs", "mail.jsonl")
+        # aiosmtpd is Debian's package: run it with Debian's interpreter.
+        cls.smtp = FakeServer("smtp_sink.py", stack.path("logs"), folder="scripts/dev",
+                              python="/usr/bin/python3", args=(cls.mail_file,))
+        stack.extra_env.update({
+            "SB_SMTP_URL": f"smtp://127.0.0.1:{cls.smtp.port}",
+            "SB_SMS_URL": f"http://ACtest:s3cret@127.0.0.1:{cls.provider.port}/sms",
+            "SB_PUSH_URL": f"http://127.0.0.1:{cls.provider.port}/push",
+            "SB_NOTIFY_TOPICS": EVENTS_TOPIC,
+            "SB_NOTIFY_MAX_ATTEMPTS": str(cls.MAX_ATTEMPTS),
+            "SB_NOTIFY_BACKOFF_MS": "400",
+            "SB_NOTIFY_BACKOFF_CAP_MS": "2000",
+            "SB_NOTIFY_TIMEOUT_MS": "1000",
+            "SB_RATE_EMAIL": "5",
+        })
+
+    @classmethod
+    def setUpClass(cls):
+        try:
+            super().setUpClass()
+        except Exception:
+            cls.provider.stop()
+            cls.smtp.stop()
+            raise
+        cls.stack.seed(users=10, numbers=0, area_codes="212")
+        for user, phone in ((1, FROM), (2, TO), (3, OTHER)):
+            cls.stack.sql(f"UPDATE users SET phone_number='{phone}' WHERE user_id={user}")
+
+    @classmethod
+    def tearDownClass(cls):
+        super().tearDownClass()
+        cls.provider.stop()
+        cls.smtp.stop()
+
+    def setUp(self):
+        post_json(self.provider.url, "/_reset")
+
+    # -- helpers -----------------------------------------------------------
+    def sms(self, key, frm=FROM, to=TO, content="hello"):
+        return {"sms": {"idempotencyKey": key, "fromPhoneNumber": frm, "toPhoneNumber": to,
+                        "content": content}}
+
+    def records(self, path=None):
+        with urllib.request.urlopen(self.provider.url + "/_records", timeout=10) as r:
+            recs = json.load(r)
+        return [x for x in recs if path is None or x["path"] == path]
+
+    def fail_next(self, n, status=500, hang=0):
+        post_json(self.provider.url, "/_control", {"fail": n, "status": status, "hang": hang})
+
+    def note(self, nid):
+        r = self.http("GET", f"/v1/messages/{nid}")
+        self.assertEqual(r.status, 200, r)
+        return r.json()
+
+    def wait_status(self, nid, status, timeout=30):
+        def reached():
+            r = self.http("GET", f"/v1/messages/{nid}")
+            if r.status == 404:  # produced by another program: unknown until the notifier records it
+                return None
+            self.assertEqual(r.status, 200, r)
+            return r.json() if r.json()["status"] == status else None
+        return wait_until(f"notification {nid} {status}", reached, timeout)
+
+    def mails(self):
+        try:
+            with open(self.mail_file) as f:
+                return [json.loads(line) for line in f if line.strip()]
+        except FileNotFoundError:
+            return []
+
+    # -- SMS -----------------------------------------------------------------
+    def test_01_send_one_is_idempotent(self):
+        r = self.http("POST", "/sms/send/one", self.sms("order-1", content="Your code is 1234"))
+        self.assertEqual((r.status, r.json()), (200, {"sent": True}))
+        recs = wait_until("the SMS delivered", lambda: self.records("/sms"), 30)
+        r = self.http("POST", "/sms/send/one", self.sms("order-1", content="Your code is 1234"))
+        self.assertEqual((r.status, r.json()), (200, {"sent": True}))
+        time.sleep(1.5)
+        recs = self.records("/sms")
+        self.assertEqual(len(recs), 1, recs)
+        form = dict(urllib.parse.parse_qsl(recs[0]["body"]))
+        self.assertEqual(form, {"To": TO, "From": FROM, "Body": "Your code is 1234"})
+        self.assertEqual(recs[0]["headers"]["Authorization"],
+                         "Basic " + base64.b64encode(b"ACtest:s3cret").decode())
+        self.assertEqual(recs[0]["headers"]["Content-Type"], "application/x-www-form-urlencoded")
+        self.assertTrue(recs[0]["headers"]["Idempotency-Key"])
+        # The same key with different content is a client error, and sends nothing.
+        r = self.http("POST", "/sms/send/one", self.sms("order-1", content="Your code is 9999"))
+        self.assertEqual(r.status, 422, r)
+        self.assertEqual(r.json()["error"]["code"], "idempotency_mismatch")
+        # The durable half: one record holds the key in the store.
+        self.assertEqual(self.stack.sql("SELECT COUNT(*), MIN(status) FROM notifications"
+                                        " WHERE idempotency_key='order-1'"), [["1", "sent"]])
+
+    def test_02_unknown_numbers_and_bad_input(self):
+        r = self.http("POST", "/sms/send/one", self.sms("k-unknown-from", frm=UNASSIGNED))
+        self.assertEqual(r.status, 404, r)
+        self.assertIn("fromPhoneNumber " + UNASSIGNED, r.json()["error"]["message"])
+        r = self.http("POST", "/sms/send/one", self.sms("k-unknown-to", to=UNASSIGNED))
+        self.assertEqual(r.status, 404, r)
+        self.assertIn("toPhoneNumber " + UNASSIGNED, r.json()["error"]["message"])
+        good = self.sms("k-bad")["sms"]
+        cases = [
+            b"{bad", {}, {"sms": "x"}, {"sms": {**good, "extra": 1}},
+            {"sms": {k: v for k, v in good.items() if k != "idempotencyKey"}},
+            {"sms": {**good, "fromPhoneNumber": "2125550001"}},
+            {"sms": {**good, "toPhoneNumber": "+1212abc0002"}},
+            {"sms": {**good, "content": ""}},
+            {"sms": {**good, "content": "x" * 1601}},
+            {"sms": {**good, "idempotencyKey": 5}},
+        ]
+        for body in cases:
+            r = self.http("POST", "/sms/send/one", body)
+            self.assertEqual(r.status, 400, (body, r))
+            self.assertTrue(r.json()["error"]["message"])
+        time.sleep(1)
+        self.assertEqual(self.records("/sms"), [])
+        self.assertEqual(self.stack.sql("SELECT COUNT(*) FROM notifications WHERE idempotency_key LIKE 'k-%'"),
+                         [["0"]])
+
+    def test_03_one_key_twenty_times_concurrently_sends_once(self):
+        results = []
+        lock = threading.Lock()
+
+        def client():
+            r = self.http("POST", "/sms/send/one", self.sms("burst-1", content="once"))
+            with lock:
+                results.append(r)
+        ts = [threading.Thread(target=client) for _ in range(20)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+        statuses = sorted(r.status for r in results)
+        self.assertIn(200, statuses)
+        for r in results:
+            self.assertIn(r.status, (200, 409), r)
+            if r.status == 409:
+                self.assertEqual(r.json()["error"]["code"], "in_progress")
+        wait_until("delivered", lambda: self.records("/sms"), 30)
+        time.sleep(1.5)
+        self.assertEqual(len([x for x in self.records("/sms") if "once" in x["body"]]), 1)
+
+    def test_04_send_many_with_tracking(self):
+        items = [self.sms(f"many-{i}", to=TO if i % 2 else OTHER, content=f"item {i}") for i in range(4)]
+        items.append(self.sms("many-bad", to="12345"))          # refused up front: bad number
+        items.append(self.sms("many-unknown", to=UNASSIGNED))   # refused: not assigned
+        r = self.http("POST", "/sms/send/many", items)
+        self.assertEqual(r.status, 202, r)
+        body = r.json()
+        self.assertEqual(sorted(e["index"] for e in body["errors"]), [4, 5])
+        tid = body["trackingId"]
+        done = wait_until("tracking done", lambda: (lambda t: t if t["status"] == "DONE" else None)(
+            self.http("GET", f"/sms/requests/{tid}").json()), 30)
+        self.assertEqual((done["total"], done["sent"], done["failed"], done["pending"]), (6, 4, 2, 0))
+        self.assertEqual(sorted(e["index"] for e in done["errors"]), [4, 5])
+        self.assertEqual(sorted(x["body"] for x in self.records("/sms")),
+                         sorted(f"To=%2B1212555000{3 if i % 2 == 0 else 2}&From=%2B12125550001&Body=item%20{i}"
+                                for i in range(4)))
+        # NDJSON, with a line that is not JSON.
+        nd = (json.dumps(self.sms("nd-1", content="nd one")) + "\n{oops\n\n" +
+              json.dumps(self.sms("nd-2", content="nd two")) + "\n").encode()
+        r = self.http("POST", "/sms/send/many", nd, headers={"Content-Type": "application/x-ndjson"})
+        self.assertEqual(r.status, 202, r)
+        self.assertEqual([e["index"] for e in r.json()["errors"]], [1])
+        tid = r.json()["trackingId"]
+        done = wait_until("ndjson tracking done", lambda: (lambda t: t if t["status"] == "DONE" else None)(
+            self.http("GET", f"/sms/requests/{tid}").json()), 30)
+        self.assertEqual((done["total"], done["sent"], done["failed"]), (3, 2, 1))
+        self.assertEqual(self.http("GET", "/sms/requests/0123456789abcdef").status, 404)
+        self.assertEqual(self.http("GET", "/sms/requests/x'--").status, 400)
+        self.assertEqual(self.http("POST", "/sms/send/many", []).status, 400)
+
+    # -- channels ------------------------------------------------------------
+    def test_05_email_through_smtp(self):
+        r = self.http("POST", "/v1/messages", {"channel": "email", "to": "ada@example.com",
+                                               "from": "ops@example.com", "title": "Grüße from switchboard",
+                                               "payload": "line one\nline two\n.hidden dot", "idempotencyKey": "mail-1"})
+        self.assertEqual(r.status, 202, r)
+        nid = r.json()["id"]
+        self.assertEqual(r.json()["status"], "queued")
+        n = self.wait_status(nid, "sent")
+        self.assertEqual((n["channel"], n["to"], n["attempts"], n["lastError"]), ("email", "ada@example.com", 1, None))
+        mails = [m for m in self.mails() if "ada@example.com" in m["rcpt_tos"]]
+        self.assertEqual(len(mails), 1)
+        self.assertEqual(mails[0]["mail_from"], "ops@example.com")
+        data = mails[0]["data"]
+        self.assertIn("Subject: =?UTF-8?B?" + base64.b64encode("Grüße from switchboard".encode()).decode() + "?=", data)
+        self.assertIn("To: <ada@example.com>", data)
+        self.assertIn(f"Message-ID: <{nid}@switchboard>", data)
+        self.assertTrue(data.rstrip().endswith("line one\nline two\n.hidden dot") or
+                        "line one\r\nline two\r\n.hidden dot" in data or "line one\nline two\n.hidden dot" in data, data)
+        # A repeat answers with the first notification's id.
+        r = self.http("POST", "/v1/messages", {"channel": "email", "to": "ada@example.com",
+                                               "from": "ops@example.com", "title": "Grüße from switchboard",
+                                               "payload": "line one\nline two\n.hidden dot", "idempotencyKey": "mail-1"})
+        self.assertEqual(r.json()["id"], nid)
+
+    def test_06_rate_limit_is_respected(self):
+        # SB_RATE_EMAIL=5: a burst of 5, then 5 per second. 15 emails take >= 2 s.
+        ids = []
+        for i in range(15):
+            r = self.http("POST", "/v1/messages", {"channel": "email", "to": f"rate{i}@example.com",
+                                                   "payload": "x"})
+            self.assertEqual(r.status, 202, r)
+            ids.append(r.json()["id"])
+        for nid in ids:
+            self.wait_status(nid, "sent")
+        times = sorted(self.stack_times(ids))
+        self.assertGreaterEqual(times[-1] - times[0], 1.8, times)
+
+    def stack_times(self, ids):
+        rows = self.stack.sql("SELECT updated_ms FROM notifications WHERE id IN (%s)" %
+                              ",".join(f"'{i}'" for i in ids))
+        return [int(r[0]) / 1000 for r in rows]
+
+    def test_07_push_retries_with_backoff_then_sent(self):
+        self.fail_next(2, status=500)
+        r = self.http("POST", "/v1/messages", {"channel": "push", "to": "device-42", "title": "Hi",
+                                               "payload": "{\"badge\":3}"})
+        nid = r.json()["id"]
+        n = self.wait_status(nid, "sent", 30)
+        self.assertEqual(n["attempts"], 3)
+        recs = self.records("/push")
+        self.assertEqual([x["status"] for x in recs], [500, 500, 201])
+        self.assertEqual(json.loads(recs[-1]["body"]), {"id": nid, "to": "device-42", "title": "Hi",
+                                                         "body": "{\"badge\":3}"})
+        gaps = [b["at"] - a["at"] for a, b in zip(recs, recs[1:])]
+        # Backoff with jitter: attempt n waits within [base/2, base*2^(n-1)].
+        self.assertGreaterEqual(gaps[0], 0.2 - 0.05, gaps)
+        self.assertGreaterEqual(gaps[1], 0.2 - 0.05, gaps)
+        self.assertEqual(len(kcat_consume_all(self.stack, "notify.retry")) >= 2, True)
+
+    def test_08_dead_after_max_attempts_with_dead_letter(self):
+        self.fail_next(100, status=429)
+        r = self.http("POST", "/v1/messages", {"channel": "push", "to": "device-dead", "payload": "x"})
+        nid = r.json()["id"]
+        n = self.wait_status(nid, "dead", 30)
+        self.assertEqual(n["attempts"], self.MAX_ATTEMPTS)
+        self.assertIn("429", n["lastError"])
+        self.assertEqual(len(self.records("/push")), self.MAX_ATTEMPTS)
+        dead = wait_until("dead letter", lambda: [
+            m for m in kcat_consume_all(self.stack, "notify.retry.dlq") + kcat_consume_all(self.stack, "notify.requests.dlq")
+            if m["key"] == nid], 30, 0.5)
+        self.assertIn("gave up after 3 attempts", dead[0]["headers"]["x-dlq-reason"])
+        self.fail_next(0)
+
+    def test_09_hanging_provider_times_out_and_retries(self):
+        self.fail_next(1, status=200, hang=3)
+        r = self.http("POST", "/v1/messages", {"channel": "sms", "to": TO, "payload": "after a hang"})
+        nid = r.json()["id"]
+        n = self.wait_status(nid, "sent", 30)
+        self.assertEqual(n["attempts"], 2)
+        recs = self.records("/sms")
+        self.assertEqual([x["hung"] for x in recs], [True, False])
+
+    def test_10_permanent_refusal_is_dead_at_once(self):
+        self.fail_next(1, status=400)
+        r = self.http("POST", "/v1/messages", {"channel": "push", "to": "device-x", "payload": "x"})
+        n = self.wait_status(r.json()["id"], "dead", 30)
+        self.assertEqual(n["attempts"], 1)
+        self.assertIn("HTTP 400", n["lastError"])
+
+    def test_11_kafka_channel(self):
+        r = self.http("POST", "/v1/messages", {"channel": "kafka", "to": EVENTS_TOPIC, "payload": "{\"event\":\"signup\"}"})
+        self.assertEqual(r.status, 202, r)
+        nid = r.json()["id"]
+        self.wait_status(nid, "sent")
+        msgs = [m for m in kcat_consume_all(self.stack, EVENTS_TOPIC) if m["key"] == nid]
+        self.assertEqual([m["payload"] for m in msgs], ["{\"event\":\"signup\"}"])
+        r = self.http("POST", "/v1/messages", {"channel": "kafka", "to": "chat.commands", "payload": "x"})
+        self.assertEqual(r.status, 400, r)
+        self.assertIn(EVENTS_TOPIC, r.json()["error"]["message"])
+
+    def test_12_other_producers_and_poison(self):
+        nid = "external0000000001"
+        job = {"type": "notify.send", "version": 1, "key": nid, "request_id": "ext-1",
+               "created_at": int(time.time() * 1000),
+               "payload": {"id": nid, "channel": "push", "to": "device-ext", "body": "from kcat"}}
+        kcat_produce(self.stack, "notify.requests", nid, json.dumps(job).encode())
+        self.wait_status(nid, "sent")
+        self.assertEqual([json.loads(x["body"])["body"] for x in self.records("/push")], ["from kcat"])
+        bad = dict(job, key="external0000000002", payload=dict(job["payload"], id="external0000000002",
+                                                                channel="fax"))
+        kcat_produce(self.stack, "notify.requests", bad["key"], json.dumps(bad).encode())
+        kcat_produce(self.stack, "notify.requests", "junk", b"{not json")
+        dead = wait_until("both dead-lettered", lambda: (lambda ms: ms if len(ms) >= 2 else None)(
+            [m for m in kcat_consume_all(self.stack, "notify.requests.dlq") if m["key"] in ("external0000000002", "junk")]), 30, 0.5)
+        reasons = {m["key"]: m["headers"]["x-dlq-reason"] for m in dead}
+        self.assertIn("channel", reasons["external0000000002"])
+        self.assertTrue(reasons["junk"])
+        self.assertEqual(self.note("external0000000002")["status"], "dead")
+        # The consumer went on: a later job is delivered.
+        r = self.http("POST", "/v1/messages", {"channel": "push", "to": "device-after", "payload": "after"})
+        self.wait_status(r.json()["id"], "sent")
+
+    def test_13_bad_requests_and_unknown_ids(self):
+        cases = [
+            {"channel": "fax", "to": "x", "payload": "x"},
+            {"channel": "email", "to": "not-an-address", "payload": "x"},
+            {"channel": "email", "to": "a@b.c", "payload": "x", "title": "two\r\nBcc: evil@x"},
+            {"channel": "sms", "to": "12345", "payload": "x"},
+            {"channel": "sms", "to": TO, "payload": ""},
+            {"channel": "push", "to": "has space", "payload": "x"},
+            {"channel": "push", "to": "d", "payload": {"object": True}},
+            {"channel": "push", "to": "d"},
+            {"channel": "push", "to": "d", "payload": "x", "extra": 1},
+        ]
+        for body in cases:
+            r = self.http("POST", "/v1/messages", body)
+            self.assertEqual(r.status, 400, (body, r))
+        self.assertEqual(self.http("GET", "/v1/messages/0123456789abcdef0123456789abcdef").status, 404)
+        self.assertEqual(self.http("GET", "/v1/messages/x").status, 400)
+
+    def test_14_readme_example_runs_as_shown(self):
+        self.stack.seed(users=1000, numbers=300)  # scripts/up's demo data
+        block = readme_block("## Notifications and SMS API").replace("http://127.0.0.1:8080", f"http://127.0.0.1:{self.port}")
+        import subprocess
+        r = subprocess.run(["bash", "-euo", "pipefail", "-c", block], env=self.stack.env(),
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=90)
+        out = r.stdout.decode()
+        self.assertEqual(r.returncode, 0, out)
+        self.assertIn('{"sent":true}', out)
+        self.assertRegex(out, r'"status":"(sent|queued|sending)"')
+        self.assertRegex(out, r'"status":"(DONE|IN_PROGRESS)","total":2,"sent":[01],"failed":1')
+        self.assertIn("toPhoneNumber +15550000000 is not an assigned phone number", out)
+
+
+if __name__ == "__main__":
+    unittest.main()
