@@ -103,7 +103,7 @@ static const struct config_def defs[] = {
      S(seed_numbers), "seed: free phone numbers to create, spread over the area codes"},
     {"seed_area_codes", "SB_SEED_AREA_CODES", "--area-codes", CFG_STR, "212,415,613", 0, 0, M,
      S(seed_area_codes), "seed: comma-separated 3-digit area codes"},
-    {"mongo_uri", "MONGO_URI", "--mongo-uri", CFG_STR, "", 0, 0, D | W | M, S(mongo_uri),
+    {"mongo_uri", "MONGO_URI", "--mongo-uri", CFG_STR, "", 0, 0, D | W, S(mongo_uri),
      "MongoDB for SMS/notification records, mongodb://host:port/db; empty = MySQL tables"},
     {"store_pool_size", "SB_STORE_POOL_SIZE", "--store-pool-size", CFG_INT, "2", 1, 64, D,
      S(store_pool_size), "threads (one store connection each) reading notification records"},

@@ -231,15 +231,26 @@ class TestFoundation(StackTestCase):
         res = self.http("POST", "/phonebook/reserve", {"areaCode": "212"}).json()
         bodies["/reserve"] = {"areaCode": "212"}
         bodies["/assign"] = {"userId": 1, "refId": res["refId"], "phoneNumber": res["phoneNumbers"][0]}
+        for user, phone in ((2, "+12125550100"), (3, "+12125550101")):
+            self.stack.sql(f"UPDATE users SET phone_number='{phone}' WHERE user_id={user}")
+        sms = {"sms": {"idempotencyKey": "openapi-1", "fromPhoneNumber": "+12125550100",
+                       "toPhoneNumber": "+12125550101", "content": "hi"}}
+        bodies["/one"], bodies["/many"] = sms, [sms]
+        note = {"channel": "push", "to": "device-1", "payload": "hi"}
+        nid = self.http("POST", "/v1/messages", note).json()["id"]
+        tid = self.http("POST", "/sms/send/many", [sms]).json()["trackingId"]
         for method, p in sorted(documented):
             path = p.replace("{token}", token).replace("{chat}", "1").replace("{message}", "1")
-            path = path.replace("{phone}", res["phoneNumbers"][1])
+            path = path.replace("{phone}", res["phoneNumbers"][1]).replace("{id}", nid)
+            path = path.replace("{tracking}", tid)
             if path.endswith("/search") and method == "GET":
                 path += "?q=hi"
             body = None
             if method in ("POST", "PUT"):
                 key = "/" + path.rsplit("/", 1)[1] if not path.rsplit("/", 1)[1].isdigit() else "/messages"
                 body = bodies.get(key, {"name": "n"} if method == "PUT" and "/chats" not in path else None)
+            if path == "/v1/messages":
+                body = note
             r = self.http(method, path, body)
             self.assertLess(r.status, 300, (method, path, r))
 
