@@ -130,11 +130,20 @@ enum db_status db_error(struct db *db, char *errbuf, size_t errlen)
 
 enum db_status db_exec(struct db *db, const char *sql, char *errbuf, size_t errlen)
 {
+    return db_exec_count(db, sql, NULL, errbuf, errlen);
+}
+
+enum db_status db_exec_count(struct db *db, const char *sql, uint64_t *affected, char *errbuf,
+                             size_t errlen)
+{
     MYSQL *m = db_conn(db, errbuf, errlen);
     if (m == NULL)
         return DB_TRANSIENT;
     if (mysql_query(m, sql) != 0)
         return db_error(db, errbuf, errlen);
+    /* Read before draining: moving past the last result resets it. */
+    if (affected)
+        *affected = (uint64_t)mysql_affected_rows(m);
     /* Drain every result set so the connection is ready for the next call. */
     int more;
     do {

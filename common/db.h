@@ -33,6 +33,9 @@ void db_free(struct db *db);
 MYSQL *db_conn(struct db *db, char *errbuf, size_t errlen);
 /* Runs one statement (results discarded). */
 enum db_status db_exec(struct db *db, const char *sql, char *errbuf, size_t errlen) SB_NODISCARD;
+/* The same, telling how many rows the (first) statement changed. */
+enum db_status db_exec_count(struct db *db, const char *sql, uint64_t *affected, char *errbuf,
+                             size_t errlen) SB_NODISCARD;
 /* Classifies the last error of conn; drops the connection if transient. */
 enum db_status db_error(struct db *db, char *errbuf, size_t errlen);
 /* Runs a query that returns rows; *res is the caller's to free. */

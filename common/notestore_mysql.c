@@ -99,9 +99,10 @@ static enum db_status m_claim(struct notestore *s, const struct note *n, bool *c
         sb_errf(errbuf, errlen, "out of memory");
         goto done;
     }
-    if ((st = db_exec(m->db, sql.p, errbuf, errlen)) != DB_OK)
+    uint64_t inserted = 0;
+    if ((st = db_exec_count(m->db, sql.p, &inserted, errbuf, errlen)) != DB_OK)
         goto done;
-    *created = mysql_affected_rows(conn) == 1;
+    *created = inserted == 1;
     if (*created)
         goto done;
     strbuf_free(&sql);

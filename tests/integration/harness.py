@@ -167,6 +167,7 @@ class FakeServer:
         if self.proc.poll() is None:
             self.proc.terminate()
             self.proc.wait(10)
+        self.proc.stdout.close()
         self.log.close()
 
 

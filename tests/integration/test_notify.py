@@ -362,5 +362,64 @@ class TestNotify(StackTestCase):
         self.assertIn("toPhoneNumber +15550000000 is not an assigned phone number", out)
 
 
+class TestNotifyOnMongo(StackTestCase):
+    """The same routes and notifier with the MongoDB store: the FAKE MongoDB
+    (tests/fakes/fake_mongo.py), or the real server MONGO_URI names."""
+    ROLES = ("notifier",)
+
+    @classmethod
+    def configure(cls, stack):
+        cls.mongo = None
+        if not os.environ.get("MONGO_URI"):
+            cls.mongo = FakeServer("fake_mongo.py", stack.path("logs"))
+            stack.extra_env["MONGO_URI"] = f"mongodb://127.0.0.1:{cls.mongo.port}/switchboard_e2e"
+        cls.provider = FakeServer("provider.py", stack.path("logs"), folder="scripts/dev")
+        stack.extra_env.update({"SB_SMS_URL": f"http://u:p@127.0.0.1:{cls.provider.port}/sms",
+                                "SB_PUSH_URL": f"http://127.0.0.1:{cls.provider.port}/push",
+                                "SB_SMTP_URL": "smtp://127.0.0.1:9",  # nobody listens: retried, then dead
+                                "SB_NOTIFY_MAX_ATTEMPTS": "2", "SB_NOTIFY_BACKOFF_MS": "200"})
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.stack.seed(users=10, numbers=0, area_codes="212")
+        for user, phone in ((1, FROM), (2, TO)):
+            cls.stack.sql(f"UPDATE users SET phone_number='{phone}' WHERE user_id={user}")
+
+    @classmethod
+    def tearDownClass(cls):
+        super().tearDownClass()
+        cls.provider.stop()
+        if cls.mongo:
+            cls.mongo.stop()
+
+    def test_01_sms_once_and_tracking(self):
+        sms = {"sms": {"idempotencyKey": f"mongo-{time.time()}", "fromPhoneNumber": FROM, "toPhoneNumber": TO,
+                       "content": "via mongo"}}
+        for _ in range(2):
+            r = self.http("POST", "/sms/send/one", sms)
+            self.assertEqual((r.status, r.json()), (200, {"sent": True}))
+        r = self.http("POST", "/sms/send/many", [sms, {"sms": dict(sms["sms"], idempotencyKey=f"m2-{time.time()}")}])
+        self.assertEqual(r.status, 202, r)
+        self.assertEqual([e["index"] for e in r.json()["errors"]], [0])  # the repeated key
+        tid = r.json()["trackingId"]
+        done = wait_until("tracking done", lambda: (lambda t: t if t["status"] == "DONE" else None)(
+            self.http("GET", f"/sms/requests/{tid}").json()), 30)
+        self.assertEqual((done["total"], done["sent"], done["failed"]), (2, 1, 1))
+        with urllib.request.urlopen(self.provider.url + "/_records", timeout=10) as f:
+            bodies = [x["body"] for x in json.load(f)]
+        self.assertEqual(len([b for b in bodies if "via%20mongo" in b]), 2)  # one per key
+
+    def test_02_status_of_a_dead_notification(self):
+        r = self.http("POST", "/v1/messages", {"channel": "email", "to": "a@example.com", "payload": "x"})
+        nid = r.json()["id"]
+        n = wait_until("dead", lambda: (lambda j: j if j.get("status") == "dead" else None)(
+            self.http("GET", f"/v1/messages/{nid}").json()), 60)
+        self.assertEqual((n["channel"], n["attempts"]), ("email", 2))
+        self.assertIn("smtp", n["lastError"])
+        with open(self.stack.log("worker-notifier")) as f:
+            self.assertIn("store=mongodb", f.read())
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -1,0 +1,220 @@
+/* Contract tests of the notification store (common/notestore*.c): one
+ * suite, both backends.
+ *
+ * MONGO_URI set: the MongoDB backend (the fake in tests/fakes/fake_mongo.py,
+ * or a real server when the caller's MONGO_URI names one); otherwise the
+ * MySQL backend at MYSQL_URL (a real MariaDB with the schema migrated).
+ * Run by tests/integration/test_notestore_contract.py. Ids carry a random
+ * part so the suite can run again against the same database. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "notestore.h"
+
+static struct sb_config cfg;
+static struct notestore *store;
+static char run[17]; /* random part of every id of this run */
+
+static void make_note(struct note *n, const char *id_suffix, const char *idem, const char *tracking,
+                      int64_t item)
+{
+    memset(n, 0, sizeof *n);
+    snprintf(n->id, sizeof n->id, "%s%s", run, id_suffix);
+    n->channel = CH_SMS;
+    snprintf(n->to, sizeof n->to, "+12125550002");
+    if (idem)
+        snprintf(n->idem, sizeof n->idem, "%s-%s", run, idem);
+    snprintf(n->fingerprint, sizeof n->fingerprint, "00112233445566ff");
+    if (tracking)
+        snprintf(n->tracking_id, sizeof n->tracking_id, "%s%s", run, tracking);
+    n->item = item;
+    n->status = NOTE_QUEUED;
+    n->created_ms = n->updated_ms = sb_now_ms();
+}
+
+static bool claim(const struct note *n, struct note *existing)
+{
+    char err[ERRBUF_LEN];
+    bool created = false;
+    enum db_status st = notestore_claim(store, n, &created, existing, err, sizeof err);
+    if (st != DB_OK)
+        fail_msg("claim: %s", err);
+    return created;
+}
+
+static void test_claim_get_update(void **state)
+{
+    (void)state;
+    char err[ERRBUF_LEN];
+    struct note n, got, existing;
+    bool found;
+    make_note(&n, "a1", "key-a", NULL, 0);
+    assert_true(claim(&n, &existing));
+    assert_int_equal(notestore_get(store, n.id, &got, &found, err, sizeof err), DB_OK);
+    assert_true(found);
+    assert_string_equal(got.id, n.id);
+    assert_int_equal(got.channel, CH_SMS);
+    assert_string_equal(got.to, "+12125550002");
+    assert_string_equal(got.idem, n.idem);
+    assert_string_equal(got.fingerprint, n.fingerprint);
+    assert_int_equal(got.status, NOTE_QUEUED);
+    assert_int_equal(got.attempts, 0);
+    assert_int_equal(got.created_ms, n.created_ms);
+
+    n.status = NOTE_SENT;
+    n.attempts = 2;
+    snprintf(n.last_error, sizeof n.last_error, "provider answered HTTP 500 – ünïcode");
+    n.updated_ms = n.created_ms + 1234;
+    assert_int_equal(notestore_update(store, &n, err, sizeof err), DB_OK);
+    assert_int_equal(notestore_get(store, n.id, &got, &found, err, sizeof err), DB_OK);
+    assert_int_equal(got.status, NOTE_SENT);
+    assert_int_equal(got.attempts, 2);
+    assert_string_equal(got.last_error, n.last_error);
+    assert_int_equal(got.updated_ms, n.created_ms + 1234);
+
+    char unknown[80];
+    snprintf(unknown, sizeof unknown, "%snope", run);
+    assert_int_equal(notestore_get(store, unknown, &got, &found, err, sizeof err), DB_OK);
+    assert_false(found);
+}
+
+/* A redelivered notification finds its own record. */
+static void test_claim_same_id(void **state)
+{
+    (void)state;
+    struct note n, existing;
+    make_note(&n, "b1", "key-b", NULL, 0);
+    assert_true(claim(&n, &existing));
+    assert_false(claim(&n, &existing));
+    assert_string_equal(existing.id, n.id);
+}
+
+/* The unique idempotency key: a second notification with the key finds
+ * the first one's record. */
+static void test_claim_same_key(void **state)
+{
+    (void)state;
+    struct note first, second, existing;
+    make_note(&first, "c1", "key-c", NULL, 0);
+    make_note(&second, "c2", "key-c", NULL, 0);
+    snprintf(second.fingerprint, sizeof second.fingerprint, "ffeeddccbbaa9988");
+    assert_true(claim(&first, &existing));
+    assert_false(claim(&second, &existing));
+    assert_string_equal(existing.id, first.id);
+    assert_string_equal(existing.fingerprint, first.fingerprint);
+}
+
+/* Notifications without a key never collide with each other. */
+static void test_no_key_no_collision(void **state)
+{
+    (void)state;
+    struct note a, b, existing;
+    make_note(&a, "d1", NULL, NULL, 0);
+    make_note(&b, "d2", NULL, NULL, 0);
+    assert_true(claim(&a, &existing));
+    assert_true(claim(&b, &existing));
+}
+
+static void test_tracking(void **state)
+{
+    (void)state;
+    char err[ERRBUF_LEN], tracking[80];
+    struct note n, existing;
+    struct note_tracking t;
+    bool found;
+    snprintf(tracking, sizeof tracking, "%strk1", run);
+    cJSON *errors = cJSON_Parse("[{\"index\":3,\"reason\":\"toPhoneNumber must be E.164\"}]");
+    assert_int_equal(notestore_track_put(store, tracking, 4, errors, sb_now_ms(), err, sizeof err), DB_OK);
+    /* Again: no change, no error. */
+    assert_int_equal(notestore_track_put(store, tracking, 99, errors, sb_now_ms(), err, sizeof err), DB_OK);
+    cJSON_Delete(errors);
+    const enum note_status statuses[] = {NOTE_SENT, NOTE_DEAD, NOTE_QUEUED};
+    for (int i = 0; i < 3; i++) {
+        char suffix[8];
+        snprintf(suffix, sizeof suffix, "t%d", i);
+        make_note(&n, suffix, NULL, "trk1", i);
+        assert_true(claim(&n, &existing));
+        n.status = statuses[i];
+        if (statuses[i] == NOTE_DEAD)
+            snprintf(n.last_error, sizeof n.last_error, "gave up after 3 attempts");
+        assert_int_equal(notestore_update(store, &n, err, sizeof err), DB_OK);
+    }
+    assert_int_equal(notestore_track_get(store, tracking, &t, &found, err, sizeof err), DB_OK);
+    assert_true(found);
+    assert_int_equal(t.total, 4);
+    assert_int_equal(t.rejected, 1);
+    assert_int_equal(t.counts[NOTE_SENT], 1);
+    assert_int_equal(t.counts[NOTE_DEAD], 1);
+    assert_int_equal(t.counts[NOTE_QUEUED], 1);
+    assert_int_equal(cJSON_GetArraySize(t.errors), 2);
+    char *text = cJSON_PrintUnformatted(t.errors);
+    assert_string_equal(text, "[{\"index\":3,\"reason\":\"toPhoneNumber must be E.164\"},"
+                              "{\"index\":1,\"reason\":\"gave up after 3 attempts\"}]");
+    free(text);
+    cJSON_Delete(t.errors);
+
+    snprintf(tracking, sizeof tracking, "%strk-none", run);
+    assert_int_equal(notestore_track_get(store, tracking, &t, &found, err, sizeof err), DB_OK);
+    assert_false(found);
+}
+
+/* A server that is not there is a passing failure (retry later), reported
+ * within a bounded time, never a crash or a hang. */
+static void test_unreachable_is_transient(void **state)
+{
+    (void)state;
+    char err[ERRBUF_LEN];
+    struct sb_config away = cfg;
+    const char *kind = notestore_kind(store);
+    away.mongo_uri = strcmp(kind, "mongodb") == 0 ? "mongodb://127.0.0.1:9/x?serverSelectionTimeoutMS=300" : "";
+    away.mysql_url = "mysql://u:p@127.0.0.1:9/x";
+    struct notestore *s = notestore_new(&away, err, sizeof err);
+    assert_non_null(s);
+    int64_t t0 = sb_mono_ms();
+    assert_int_equal(notestore_ping(s, err, sizeof err), DB_TRANSIENT);
+    struct note n, existing;
+    bool created;
+    make_note(&n, "z1", NULL, NULL, 0);
+    assert_int_equal(notestore_claim(s, &n, &created, &existing, err, sizeof err), DB_TRANSIENT);
+    assert_true(strlen(err) > 0);
+    assert_true(sb_mono_ms() - t0 < 10000);
+    notestore_free(s);
+}
+
+int main(void)
+{
+    char err[ERRBUF_LEN];
+    cfg.mongo_uri = getenv("MONGO_URI") ? getenv("MONGO_URI") : "";
+    cfg.mysql_url = getenv("MYSQL_URL") ? getenv("MYSQL_URL") : "";
+    unsigned char r[8];
+    if (!sb_random_bytes(r, sizeof r))
+        return 2;
+    for (int i = 0; i < 8; i++)
+        snprintf(run + 2 * i, 3, "%02x", r[i]);
+    if (mysql_library_init(0, NULL, NULL) != 0)
+        return 2;
+    store = notestore_new(&cfg, err, sizeof err);
+    if (store == NULL) {
+        fprintf(stderr, "cannot make the store: %s\n", err);
+        return 2;
+    }
+    fprintf(stderr, "notification store contract: backend %s\n", notestore_kind(store));
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_claim_get_update),
+        cmocka_unit_test(test_claim_same_id),
+        cmocka_unit_test(test_claim_same_key),
+        cmocka_unit_test(test_no_key_no_collision),
+        cmocka_unit_test(test_tracking),
+        cmocka_unit_test(test_unreachable_is_transient),
+    };
+    int rc = cmocka_run_group_tests(tests, NULL, NULL);
+    notestore_free(store);
+    mysql_library_end();
+    return rc;
+}
