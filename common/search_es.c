@@ -2,14 +2,39 @@
 #include "search_es.h"
 
 #include <curl/curl.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "json.h"
 #include "search.h"
 
-/* One easy handle per thread keeps connections to Elasticsearch alive. */
-static __thread CURL *tl_curl;
+/* One easy handle per thread keeps connections to Elasticsearch alive;
+ * the key's destructor cleans it up when a pool thread ends. */
+static pthread_key_t curl_key;
+static pthread_once_t curl_key_once = PTHREAD_ONCE_INIT;
+
+static void curl_key_free(void *handle)
+{
+    curl_easy_cleanup(handle);
+}
+
+static void curl_key_make(void)
+{
+    if (pthread_key_create(&curl_key, curl_key_free) != 0)
+        abort(); /* only at start-up, out of keys: nothing sensible to do */
+}
+
+static CURL *thread_curl(void)
+{
+    pthread_once(&curl_key_once, curl_key_make);
+    CURL *c = pthread_getspecific(curl_key);
+    if (c == NULL && (c = curl_easy_init()) != NULL && pthread_setspecific(curl_key, c) != 0) {
+        curl_easy_cleanup(c);
+        c = NULL;
+    }
+    return c;
+}
 
 static size_t on_body(char *data, size_t size, size_t nmemb, void *arg)
 {
@@ -22,11 +47,11 @@ static enum db_status es_call(const char *method, const char *url, const char *p
                               const char *content_type, const char *data, size_t len,
                               long *status, struct strbuf *body, char *errbuf, size_t errlen)
 {
-    if (tl_curl == NULL && (tl_curl = curl_easy_init()) == NULL) {
+    CURL *c = thread_curl();
+    if (c == NULL) {
         sb_errf(errbuf, errlen, "curl_easy_init failed");
         return DB_TRANSIENT;
     }
-    CURL *c = tl_curl;
     char full[1024];
     snprintf(full, sizeof full, "%s%s", url, path);
     struct curl_slist *hdrs = NULL;

@@ -84,16 +84,27 @@ static size_t defer_jobs(struct worker *w, struct job *jobs, rd_kafka_message_t 
 {
     char err[ERRBUF_LEN];
     size_t done = 0, ndeferred = 0;
-    rd_kafka_message_t **deferred = calloc(n, sizeof *deferred);
+    for (size_t i = 0; i < n; i++)
+        ndeferred += jobs[i].defer_until_ms != 0;
+    if (ndeferred == 0)
+        return n;
+    rd_kafka_message_t **deferred = calloc(ndeferred, sizeof *deferred);
+    if (deferred == NULL)
+        return SIZE_MAX;
+    ndeferred = 0;
     for (size_t i = 0; i < n; i++)
         if (jobs[i].defer_until_ms == 0)
             msgs[done++] = jobs[i].msg;
-        else if (deferred)
+        else
             deferred[ndeferred++] = jobs[i].msg;
-    if (deferred == NULL) /* out of memory: rewind everything left instead */
-        return done;
-    if (ndeferred && !kafka_consumer_rewind(w->consumer, deferred, ndeferred, err, sizeof err))
+    bool rewound = kafka_consumer_rewind(w->consumer, deferred, ndeferred, err, sizeof err);
+    free(deferred);
+    if (!rewound) {
         log_warn("rewind of deferred jobs failed", "err=\"%s\"", err);
+        for (size_t i = 0; i < n; i++) /* msgs as they were, for the caller's rewind */
+            msgs[i] = jobs[i].msg;
+        return SIZE_MAX;
+    }
     for (size_t i = 0; i < n; i++) {
         if (jobs[i].defer_until_ms == 0)
             continue;
@@ -104,7 +115,7 @@ static size_t defer_jobs(struct worker *w, struct job *jobs, rd_kafka_message_t 
             k++;
         if (k == w->npaused) {
             if (w->npaused == WORKER_MAX_PAUSED)
-                continue; /* not paused: it is fetched and deferred again */
+                continue; /* not paused: fetched again at once, and deferred again */
             if (!kafka_consumer_pause(w->consumer, topic, part, true, err, sizeof err)) {
                 log_warn("pause failed", "err=\"%s\"", err);
                 continue;

@@ -54,12 +54,37 @@ def new_stack(partitions=4, log_level="info"):
     return st
 
 
+SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")
+
+
+def sanitizer_reports(st):
+    """Sanitizer reports in the stack's logs (an ASan/UBSan build writes
+    them to stderr, which the logs capture): (log, first line) pairs."""
+    found = []
+    logs = st.path("logs")
+    for name in sorted(os.listdir(logs)) if os.path.isdir(logs) else ():
+        with open(os.path.join(logs, name), errors="replace") as f:
+            for line in f:
+                if any(m in line for m in SANITIZER_MARKS):
+                    found.append((name, line.strip()))
+                    break
+    return found
+
+
 def drop_stack(st, keep=False):
+    """Stops the stack and returns its sanitizer reports (the logs are
+    removed unless keep, or unless there were reports)."""
     if st in _live_stacks:
         _live_stacks.remove(st)
     st.down()
-    if not keep:
+    reports = sanitizer_reports(st)
+    if reports:
+        print(f"sanitizer reports, logs kept in {st.run_dir}:", file=sys.stderr)
+        for name, line in reports:
+            print(f"  {name}: {line}", file=sys.stderr)
+    elif not keep:
         shutil.rmtree(st.run_dir, ignore_errors=True)
+    return reports
 
 
 class HTTPResult:
@@ -221,7 +246,9 @@ class StackTestCase(unittest.TestCase):
 
     @classmethod
     def tearDownClass(cls):
-        drop_stack(cls.stack)
+        reports = drop_stack(cls.stack)
+        if reports:
+            raise AssertionError(f"sanitizer reports in {cls.stack.run_dir}: {reports}")
 
     def run(self, result=None):
         # On failure, show the logs of every process of the stack.
