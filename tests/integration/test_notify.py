@@ -348,6 +348,29 @@ class TestNotify(StackTestCase):
         self.assertEqual(self.http("GET", "/v1/messages/0123456789abcdef0123456789abcdef").status, 404)
         self.assertEqual(self.http("GET", "/v1/messages/x").status, 400)
 
+    def test_15_store_stops_a_repeat_redis_forgot(self):
+        """The durable half of idempotency: Redis lost the key (expired,
+        flushed), the repeat is enqueued again, the store's unique index
+        keeps it from going out twice; reused with other content, the job
+        is dead-lettered with its reason."""
+        r = self.http("POST", "/sms/send/one", self.sms("durable-1", content="durable"))
+        self.assertEqual(r.status, 200, r)
+        wait_until("delivered", lambda: self.records("/sms"), 30)
+        self.assertEqual(self.redis_cli("DEL", "sb:idem:durable-1"), "1")
+        r = self.http("POST", "/sms/send/one", self.sms("durable-1", content="durable"))
+        self.assertEqual((r.status, r.json()), (200, {"sent": True}))
+        self.assertEqual(self.redis_cli("DEL", "sb:idem:durable-1"), "1")
+        r = self.http("POST", "/sms/send/one", self.sms("durable-1", content="changed"))
+        self.assertEqual(r.status, 200, r)  # Redis forgot: only the notifier can tell now
+        dead = wait_until("the reuse dead-lettered", lambda: [
+            m for m in kcat_consume_all(self.stack, "notify.requests.dlq")
+            if "idempotency key reused" in m["headers"].get("x-dlq-reason", "")], 30, 0.5)
+        self.assertEqual(len(dead), 1)
+        time.sleep(1)
+        self.assertEqual(len([x for x in self.records("/sms") if "durable" in x["body"] or "changed" in x["body"]]), 1)
+        self.assertEqual(self.stack.sql("SELECT COUNT(*) FROM notifications WHERE idempotency_key='durable-1'"),
+                         [["1"]])
+
     def test_14_readme_example_runs_as_shown(self):
         self.stack.seed(users=1000, numbers=300)  # scripts/up's demo data
         block = readme_block("## Notifications and SMS API").replace("http://127.0.0.1:8080", f"http://127.0.0.1:{self.port}")
