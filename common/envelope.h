@@ -33,12 +33,15 @@ struct job_type {
     size_t nfields;
 };
 
+/* The limits count code points; a code point takes up to 4 bytes of
+ * UTF-8, so the copies below hold any valid value whole (a byte-sized
+ * buffer would cut a long multibyte key mid-character). */
 struct envelope {
     const struct job_type *job;
-    char type[ENVELOPE_MAX_TYPE + 1];
+    char type[4 * ENVELOPE_MAX_TYPE + 1];
     int version;
-    char key[ENVELOPE_MAX_KEY + 1];
-    char request_id[ENVELOPE_MAX_REQUEST_ID + 1];
+    char key[4 * ENVELOPE_MAX_KEY + 1];
+    char request_id[4 * ENVELOPE_MAX_REQUEST_ID + 1];
     int64_t created_at;
     cJSON *payload; /* borrowed from root */
     cJSON *root;    /* owned */
