@@ -41,6 +41,9 @@ struct sb_config {
     int64_t shutdown_timeout_ms;
     int64_t readiness_interval_ms;
     int64_t number_block;
+    char *api_key_hashes;
+    int64_t rate_limit_rps;
+    int64_t rate_limit_burst;
     char *es_url;
     char *es_index;
     /* worker */

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "access.h"
 #include "log.h"
 #include "notestore.h"
 #include "pbpool.h"
@@ -100,6 +101,11 @@ int main(int argc, char **argv)
     d.notepool = notestore_pool_new(&cfg, (size_t)cfg.store_pool_size, err, sizeof err);
     if (d.notepool == NULL)
         die("cannot start the notification store pool", "err=\"%s\"", err);
+    if (!access_init(&cfg, err, sizeof err))
+        die("bad configuration", "err=\"%s\"", err);
+    if (access_key_count() == 0)
+        log_warn("no admin API keys configured: admin routes answer 401", "setting=%s",
+                 "api_key_hashes");
     register_route_metrics();
     pb_init();
 

@@ -14,6 +14,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "access.h"
 #include "findcache.h"
 #include "json.h"
 #include "log.h"
@@ -338,8 +339,8 @@ static void on_request(struct evhttp_request *req, void *arg)
         snprintf(allow + n, sizeof allow - n, "%s%s", n ? ", " : "", r->method);
     }
     if (ctx.route) {
-        log_debug("request", "request_id=%s method=%s path=%s", ctx.request_id, method, path);
-        ctx.route->fn(&ctx);
+        access_dispatch(&ctx, path); /* takes path */
+        return;
     } else if (path_known) {
         evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", allow);
         http_reply_error(&ctx, 405, "method_not_allowed", "%s is not allowed on %s (allowed: %s)",

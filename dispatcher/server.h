@@ -62,11 +62,19 @@ struct http_ctx {
 
 typedef void (*route_fn)(struct http_ctx *ctx);
 
+/* Who may call a route (access.h). */
+enum access_class {
+    ACCESS_OPEN,  /* anyone */
+    ACCESS_ADMIN, /* an admin API key */
+    ACCESS_APP,   /* the application whose token is the route's first parameter */
+};
+
 struct route {
     const char *method; /* "GET", "POST", ... */
     const char *path;   /* "/a/{x}/b": {x} matches one non-empty segment */
     route_fn fn;
     const char *name;   /* metrics label */
+    enum access_class access;
     struct metric *latency, *c2xx, *c4xx, *c5xx;
 };
 

@@ -16,9 +16,11 @@ Standard library only: it runs on a fresh Debian 12 with python3.
 """
 
 import argparse
+import hashlib
 import json
 import os
 import shutil
+import secrets
 import signal
 import socket
 import subprocess
@@ -352,6 +354,22 @@ class Stack:
         argv = [self.binary("switchboard-worker"), "--role", role]
         return self.spawn(name, argv + list(extra))
 
+    def ensure_api_key(self):
+        """The admin API key of this stack: made once (run_dir/api_key,
+        mode 0600) and given to the dispatcher as its SHA-256 digest only."""
+        path = self.path("api_key")
+        if not os.path.exists(path):
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(secrets.token_urlsafe(32) + "\n")
+        with open(path) as f:
+            self.api_key = f.read().strip()
+        digest = hashlib.sha256(self.api_key.encode()).hexdigest()
+        given = self.env().get("SB_API_KEY_HASHES", "")
+        if digest not in given:
+            self.extra_env["SB_API_KEY_HASHES"] = f"{given},{digest}" if given else digest
+        return self.api_key
+
     def start_dev_peers(self):
         """Stand-ins for the notifier's providers, unless the environment
         names real ones: an SMTP server (aiosmtpd) that keeps every email in
@@ -402,6 +420,7 @@ class Stack:
         self.migrate()
         if seed:
             self.seed()
+        self.ensure_api_key()
         if "notifier" in roles:
             self.start_dev_peers()
         self.write_env_file()
@@ -438,6 +457,7 @@ def cmd_up(args):
         st.down()
         return 1
     print(f"switchboard is up: {st.api_url}")
+    print(f"  admin API key: {st.path('api_key')}  (Authorization: Bearer $(cat {st.path('api_key')}))")
     print(f"  state and logs: {st.run_dir}  (source {st.path('env')} for the service URLs)")
     return 0
 

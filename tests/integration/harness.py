@@ -233,7 +233,8 @@ class StackTestCase(unittest.TestCase):
         """Waits until a ping travels to MySQL: the persister has joined its
         consumer group and owns the partitions, so tests measure the stack,
         not its start-up."""
-        r = request(cls.port, "POST", "/ops/ping", {"note": "harness warm-up"})
+        r = request(cls.port, "POST", "/ops/ping", {"note": "harness warm-up"},
+                    {"Authorization": f"Bearer {cls.stack.api_key}"})
         if r.status != 202:
             raise RuntimeError(f"warm-up ping refused: {r}")
         rid = json.loads(r.body)["request_id"]
@@ -260,7 +261,14 @@ class StackTestCase(unittest.TestCase):
         return out
 
     def http(self, method, path, body=None, headers=None, timeout=30):
-        return request(self.port, method, path, body, headers, timeout)
+        return request(self.port, method, path, body, self.auth(headers), timeout)
+
+    def auth(self, headers=None):
+        """headers plus this stack's admin key, unless they carry their own
+        Authorization (None there: send none)."""
+        h = {"Authorization": f"Bearer {self.stack.api_key}"}
+        h.update(headers or {})
+        return {k: v for k, v in h.items() if v is not None}
 
     def redis_cli(self, *args):
         r = subprocess.run([stackmod.find_tool("redis-cli"), "-p", str(self.stack.redis_port), *args],

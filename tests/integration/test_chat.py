@@ -252,7 +252,7 @@ class TestChat(StackTestCase):
 
     def test_09_readme_example_runs_as_shown(self):
         """The README's chat example, run verbatim against this stack."""
-        block = readme_block("## Chat API")
+        block = readme_block("## Chat API").replace(".run/api_key", self.stack.path("api_key"))
         block = block.replace("http://127.0.0.1:8080", f"http://127.0.0.1:{self.port}")
         block = block.replace("build/bin/", self.stack.bin_dir + "/")
         env = dict(self.stack.env())

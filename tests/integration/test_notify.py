@@ -373,7 +373,7 @@ class TestNotify(StackTestCase):
 
     def test_14_readme_example_runs_as_shown(self):
         self.stack.seed(users=1000, numbers=300)  # scripts/up's demo data
-        block = readme_block("## Notifications and SMS API").replace("http://127.0.0.1:8080", f"http://127.0.0.1:{self.port}")
+        block = readme_block("## Notifications and SMS API").replace(".run/api_key", self.stack.path("api_key")).replace("http://127.0.0.1:8080", f"http://127.0.0.1:{self.port}")
         import subprocess
         r = subprocess.run(["bash", "-euo", "pipefail", "-c", block], env=self.stack.env(),
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=90)

@@ -241,7 +241,7 @@ class TestPhonebook(StackTestCase):
         self.assertIn("area codes", r.stdout.decode())
 
     def test_09_readme_example_runs_as_shown(self):
-        block = readme_block("## Phonebook API").replace("http://127.0.0.1:8080", f"http://127.0.0.1:{self.port}")
+        block = readme_block("## Phonebook API").replace(".run/api_key", self.stack.path("api_key")).replace("http://127.0.0.1:8080", f"http://127.0.0.1:{self.port}")
         r = subprocess.run(["bash", "-euo", "pipefail", "-c", block], env=self.stack.env(),
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=60)
         out = r.stdout.decode()

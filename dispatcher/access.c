@@ -1,0 +1,218 @@
+/* access.c - see access.h. */
+#include "access.h"
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "envelope.h"
+#include "log.h"
+
+#define MAX_KEYS 64
+#define DIGEST_LEN 32
+
+static unsigned char key_digests[MAX_KEYS][DIGEST_LEN];
+static size_t nkeys;
+static int64_t rate_rps, rate_burst;
+
+/* Refills a bucket by the time passed, takes a token if there is one:
+ * 0 = allowed, else milliseconds until a token is there. Redis's clock,
+ * so every dispatcher process sees the same time. */
+static const char bucket_lua[] =
+    "local rate, burst = tonumber(ARGV[1]), tonumber(ARGV[2])\n"
+    "local t = redis.call('TIME')\n"
+    "local now = t[1] * 1000 + math.floor(t[2] / 1000)\n"
+    "local b = redis.call('HMGET', KEYS[1], 'tokens', 'ts')\n"
+    "local tokens, ts = tonumber(b[1]) or burst, tonumber(b[2]) or now\n"
+    "tokens = math.min(burst, tokens + (now - ts) * rate / 1000)\n"
+    "if tokens < 1 then return math.ceil((1 - tokens) * 1000 / rate) end\n"
+    "redis.call('HSET', KEYS[1], 'tokens', tostring(tokens - 1), 'ts', now)\n"
+    "redis.call('PEXPIRE', KEYS[1], math.ceil(burst * 1000 / rate) + 1000)\n"
+    "return 0\n";
+
+static int hexval(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+bool access_init(const struct sb_config *cfg, char *errbuf, size_t errlen)
+{
+    nkeys = 0;
+    rate_rps = cfg->rate_limit_rps;
+    rate_burst = cfg->rate_limit_burst > 0 ? cfg->rate_limit_burst : 2 * cfg->rate_limit_rps;
+    for (const char *p = cfg->api_key_hashes; p && *p;) {
+        while (*p == ',' || *p == ' ')
+            p++;
+        if (*p == '\0')
+            break;
+        if (nkeys == MAX_KEYS) {
+            sb_errf(errbuf, errlen, "api_key_hashes: at most %d keys", MAX_KEYS);
+            return false;
+        }
+        for (int i = 0; i < DIGEST_LEN; i++) {
+            int hi = hexval(p[2 * i]), lo = hi < 0 ? -1 : hexval(p[2 * i + 1]);
+            if (hi < 0 || lo < 0) {
+                sb_errf(errbuf, errlen, "api_key_hashes: entry %zu is not a SHA-256 hex digest "
+                        "(64 hex characters)", nkeys + 1);
+                return false;
+            }
+            key_digests[nkeys][i] = (unsigned char)(hi << 4 | lo);
+        }
+        p += 2 * DIGEST_LEN;
+        if (*p != '\0' && *p != ',' && *p != ' ') {
+            sb_errf(errbuf, errlen, "api_key_hashes: entry %zu is longer than a SHA-256 digest",
+                    nkeys + 1);
+            return false;
+        }
+        nkeys++;
+    }
+    return true;
+}
+
+size_t access_key_count(void)
+{
+    return nkeys;
+}
+
+/* The presented key's digest matches a configured one. Every digest is
+ * compared in full, so the time taken does not tell which one was close. */
+static bool key_valid(const char *key, unsigned char digest[DIGEST_LEN])
+{
+    unsigned int len = 0;
+    if (!EVP_Digest(key, strlen(key), digest, &len, EVP_sha256(), NULL) || len != DIGEST_LEN)
+        return false;
+    int match = 0;
+    for (size_t i = 0; i < nkeys; i++)
+        match |= CRYPTO_memcmp(digest, key_digests[i], DIGEST_LEN) == 0;
+    return match != 0;
+}
+
+static void unauthorized(struct http_ctx *ctx, const char *fmt, const char *detail)
+{
+    evhttp_add_header(evhttp_request_get_output_headers(ctx->req), "WWW-Authenticate",
+                      "Bearer realm=\"switchboard\"");
+    http_reply_error(ctx, 401, "unauthorized", fmt, detail);
+}
+
+/* Who is asking, for the rate limit: "k:<digest prefix>" for an admin key,
+ * "t:<token>" for an application; false after answering 401. */
+static bool authenticate(struct http_ctx *ctx, char *principal, size_t cap)
+{
+    principal[0] = '\0';
+    if (ctx->route->access == ACCESS_OPEN)
+        return true;
+    if (ctx->route->access == ACCESS_APP) {
+        /* The token in the path is the credential; an unknown one is the
+         * handler's 404. Only well-formed tokens get a bucket. */
+        const char *t = ctx->params[0];
+        bool ok = strlen(t) == TOKEN_LEN;
+        for (size_t i = 0; ok && t[i]; i++)
+            ok = (t[i] >= 'a' && t[i] <= 'z') || (t[i] >= 'A' && t[i] <= 'Z') ||
+                 (t[i] >= '0' && t[i] <= '9') || t[i] == '-' || t[i] == '_';
+        if (ok)
+            snprintf(principal, cap, "t:%s", t);
+        return true;
+    }
+    const char *h = evhttp_find_header(evhttp_request_get_input_headers(ctx->req), "Authorization");
+    if (h == NULL || strncasecmp(h, "Bearer ", 7) != 0 || h[7] == '\0') {
+        unauthorized(ctx, "%s", "this route needs an admin API key: Authorization: Bearer <key>");
+        return false;
+    }
+    unsigned char digest[DIGEST_LEN];
+    if (nkeys == 0) {
+        unauthorized(ctx, "%s", "no admin API keys are configured (api_key_hashes)");
+        return false;
+    }
+    if (!key_valid(h + 7, digest)) {
+        unauthorized(ctx, "%s", "the API key is not valid");
+        return false;
+    }
+    snprintf(principal, cap, "k:%02x%02x%02x%02x%02x%02x%02x%02x", digest[0], digest[1], digest[2],
+             digest[3], digest[4], digest[5], digest[6], digest[7]);
+    return true;
+}
+
+/* A request waiting for its rate-limit verdict. */
+struct admit {
+    struct http_ctx ctx;
+    char *path;
+    bool gone; /* the client closed the connection meanwhile */
+};
+
+static void admit_gone(struct evhttp_connection *conn, void *arg)
+{
+    (void)conn;
+    ((struct admit *)arg)->gone = true;
+}
+
+static void run_handler(struct http_ctx *ctx)
+{
+    log_debug("request", "request_id=%s route=%s path=%s", ctx->request_id, ctx->route->name,
+              ctx->path);
+    ctx->route->fn(ctx);
+}
+
+static void on_bucket(redisAsyncContext *ac, void *rep, void *priv)
+{
+    (void)ac;
+    struct admit *a = priv;
+    redisReply *r = rep;
+    atomic_fetch_sub(&a->ctx.loop->d->inflight, 1);
+    if (!a->gone) {
+        evhttp_connection_set_closecb(evhttp_request_get_connection(a->ctx.req), NULL, NULL);
+        if (r && r->type == REDIS_REPLY_INTEGER && r->integer > 0) {
+            char after[24];
+            snprintf(after, sizeof after, "%lld", (long long)((r->integer + 999) / 1000));
+            evhttp_add_header(evhttp_request_get_output_headers(a->ctx.req), "Retry-After", after);
+            http_reply_error(&a->ctx, 429, "rate_limited",
+                             "too many requests for this %s; retry in %lld ms",
+                             a->ctx.route->access == ACCESS_APP ? "application" : "API key",
+                             (long long)r->integer);
+        } else {
+            if (r == NULL || r->type != REDIS_REPLY_INTEGER)
+                log_debug("rate limit not checked (Redis)", "request_id=%s", a->ctx.request_id);
+            run_handler(&a->ctx);
+        }
+    }
+    free(a->path);
+    free(a);
+}
+
+void access_dispatch(struct http_ctx *ctx, char *path)
+{
+    char principal[64];
+    if (!authenticate(ctx, principal, sizeof principal)) {
+        free(path);
+        return;
+    }
+    struct admit *a = NULL;
+    if (*principal && rate_rps > 0 && (a = malloc(sizeof *a)) != NULL) {
+        a->ctx = *ctx;
+        a->path = path;
+        a->ctx.path = path;
+        a->gone = false;
+        char key[80], rate[24], burst[24];
+        snprintf(key, sizeof key, "sb:rl:%s", principal);
+        snprintf(rate, sizeof rate, "%lld", (long long)rate_rps);
+        snprintf(burst, sizeof burst, "%lld", (long long)rate_burst);
+        const char *argv[] = {"EVAL", bucket_lua, "1", key, rate, burst};
+        atomic_fetch_add(&ctx->loop->d->inflight, 1);
+        evhttp_connection_set_closecb(evhttp_request_get_connection(ctx->req), admit_gone, a);
+        if (redis_client_command_argv(ctx->loop->redis, on_bucket, a, 6, argv, NULL))
+            return;
+        /* Redis away: let it through (see access.h). */
+        evhttp_connection_set_closecb(evhttp_request_get_connection(ctx->req), NULL, NULL);
+        atomic_fetch_sub(&ctx->loop->d->inflight, 1);
+        free(a);
+    }
+    run_handler(ctx);
+    free(path);
+}

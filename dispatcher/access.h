@@ -1,0 +1,30 @@
+/* access.h - who may call a route, and how often.
+ *
+ * Each route has an access class: open (health, readiness, metrics), admin
+ * (application management, phonebook, SMS and notifications, /ops/ping:
+ * "Authorization: Bearer <admin API key>"), or app (the chat routes of one
+ * application, authorized by the application token in their path). Admin
+ * keys are configured as SHA-256 digests only, so the dispatcher never
+ * holds a key; a presented key is hashed and compared with every digest in
+ * constant time, and is never logged.
+ *
+ * Every admin key and application token has a token bucket in Redis
+ * (rate_limit_rps, rate_limit_burst), shared by all dispatcher processes;
+ * an empty bucket answers 429 with Retry-After. If Redis cannot answer, the
+ * request goes through: the limit protects the service, it must not become
+ * one more way for it to fail. */
+#ifndef SB_ACCESS_H
+#define SB_ACCESS_H
+
+#include "server.h"
+
+/* Parses cfg's key digests; false (and errbuf) if one is malformed. */
+bool access_init(const struct sb_config *cfg, char *errbuf, size_t errlen) SB_NODISCARD;
+/* Number of admin keys configured (0: admin routes answer 401). */
+size_t access_key_count(void);
+/* Checks the credentials the route needs, then the rate limit, then runs
+ * the route's handler; answers 401 or 429 itself otherwise. Takes over
+ * ctx->path (heap memory), which it frees. */
+void access_dispatch(struct http_ctx *ctx, char *path);
+
+#endif
