@@ -1,0 +1,163 @@
+"""Hostile input: a corpus of bad requests, sent over raw sockets where the
+HTTP client would not let us. Every one gets a 4xx (or the connection is
+closed), changes nothing, and the dispatcher stays up; under the ASan
+build the harness also fails on any sanitizer report in the logs."""
+
+import json
+import socket
+import time
+import unittest
+
+from harness import StackTestCase
+
+API = "/api/v1/applications"
+
+
+class TestHostile(StackTestCase):
+    ROLES = ("persister",)
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        from harness import request
+        cls.token = request(cls.port, "POST", API, {"name": "hostile"},
+                            {"Authorization": f"Bearer {cls.stack.api_key}"}).json()["token"]
+        request(cls.port, "POST", f"{API}/{cls.token}/chats")
+
+    def raw(self, data, read_timeout=15):
+        """Sends bytes as they are; returns (status or None, response bytes)."""
+        s = socket.create_connection(("127.0.0.1", self.port), timeout=read_timeout)
+        try:
+            s.sendall(data)
+            out = b""
+            while True:
+                try:
+                    chunk = s.recv(65536)
+                except socket.timeout:
+                    break
+                if not chunk:
+                    break
+                out += chunk
+                if b"\r\n\r\n" in out:
+                    head, _, rest = out.partition(b"\r\n\r\n")
+                    cl = [int(h.split(b":")[1]) for h in head.split(b"\r\n") if h.lower().startswith(b"content-length:")]
+                    if cl and len(rest) >= cl[0]:
+                        break
+        finally:
+            s.close()
+        status = int(out.split(b" ", 2)[1]) if out.startswith(b"HTTP/1.") else None
+        return status, out
+
+    def post(self, path, body, ctype=b"application/json", extra=b""):
+        return self.raw(b"POST " + path.encode() + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                        b"Content-Type: " + ctype + b"\r\nContent-Length: " + str(len(body)).encode() +
+                        b"\r\n" + extra + b"\r\n" + body)
+
+    def message_count(self):
+        return int(self.stack.sql(f"SELECT COUNT(*) FROM messages WHERE application_token='{self.token}'")[0][0])
+
+    def assert_alive(self):
+        self.assertEqual(self.http("GET", "/healthz").status, 200)
+        self.assertTrue(self.stack.alive(*self.stack.pid_of("dispatcher")))
+
+    def test_01_bodies(self):
+        path = f"{API}/{self.token}/chats/1/messages"
+        corpus = {
+            "deep nesting": b'{"body":' + b"[" * 100000 + b"]" * 100000 + b"}",
+            "deep objects": b'{"body":' + b'{"a":' * 5000 + b"1" + b"}" * 5000 + b"}",
+            "huge number": b'{"body":1' + b"0" * 5000 + b"}",
+            "number overflow in a string field": b'{"body":1e999}',
+            "NUL byte": b'{"body":"a\x00b"}',
+            "escaped NUL": b'{"body":"a\\u0000b"}',
+            "invalid UTF-8": b'{"body":"\xff\xfe"}',
+            "overlong UTF-8": b'{"body":"\xc0\xaf"}',
+            "lone surrogate": b'{"body":"\\ud800"}',
+            "truncated": b'{"body":"abc',
+            "duplicate keys": b'{"body":"a","body":"b"}',
+            "not an object": b'["body"]',
+            "empty": b"",
+            "trailing garbage": b'{"body":"a"} x',
+            "wrong type": b'{"body":{"$gt":""}}',
+            "too long": json.dumps({"body": "x" * 10001}).encode(),
+        }
+        before = self.message_count()
+        for name, body in corpus.items():
+            status, out = self.post(path, body)
+            self.assertIsNotNone(status, name)
+            self.assertTrue(400 <= status < 500, (name, status, out[:200]))
+        status, _ = self.post(path, b'{"body":"x"}', ctype=b"text/plain")
+        self.assertEqual(status, 415)
+        time.sleep(1)
+        self.assertEqual(self.message_count(), before)
+        self.assert_alive()
+
+    def test_02_oversized_headers_and_bodies(self):
+        status, _ = self.raw(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 100000 + b"\r\n\r\n")
+        self.assertTrue(status is None or 400 <= status < 500, status)
+        status, _ = self.raw(b"POST " + f"{API}/{self.token}/chats/1/messages".encode() +
+                             b" HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                             b"Content-Length: 104857600\r\n\r\n{")
+        self.assertTrue(status is None or status == 413, status)
+        body = json.dumps({"body": "x" * 70000}).encode()
+        status, _ = self.post(f"{API}/{self.token}/chats/1/messages", body)
+        self.assertEqual(status, 413)
+        self.assert_alive()
+
+    def test_03_slow_body_times_out(self):
+        """A client that sends part of its body and stalls is cut off by the
+        server's timeout (10 s), not held for ever."""
+        s = socket.create_connection(("127.0.0.1", self.port), timeout=30)
+        try:
+            s.sendall(b"POST " + f"{API}/{self.token}/chats/1/messages".encode() +
+                      b" HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"bo")
+            t0 = time.monotonic()
+            data = s.recv(65536)  # the server closes (or answers) after its timeout
+            waited = time.monotonic() - t0
+        finally:
+            s.close()
+        self.assertLess(waited, 25)
+        self.assertTrue(data == b"" or b" 408 " in data or b" 400 " in data, data[:100])
+        self.assert_alive()
+
+    def test_04_paths_and_injection_strings(self):
+        cases = [
+            ("GET", f"{API}/{self.token}/chats/99999999999999999999", (400, 404)),
+            ("GET", f"{API}/{self.token}/chats/-1", (400, 404)),
+            ("GET", f"{API}/{self.token}/chats/1/messages/1e3", (400, 404)),
+            ("GET", f"{API}/{self.token}'%20OR%201=1--/chats", (400, 404)),
+            ("GET", f"{API}/..%2F..%2Fetc%2Fpasswd", (400, 404)),
+            ("GET", "/phonebook/find/%2B1%27%3B%20DROP%20TABLE%20users%3B--", (400,)),
+            ("GET", "/v1/messages/%00%00%00%00%00%00%00%00", (400, 404)),
+            ("GET", "/sms/requests/" + "A" * 5000, (400, 404, 414)),
+        ]
+        for method, path, allowed in cases:
+            r = self.http(method, path)
+            self.assertIn(r.status, allowed, (path, r))
+        # Injection strings as data are stored as data.
+        nasty = "'); DROP TABLE messages; -- \" <script>alert(1)</script> ${jndi:ldap://x} %s%n"
+        r = self.http("POST", f"{API}/{self.token}/chats/1/messages", {"body": nasty})
+        self.assertEqual(r.status, 201, r)
+        number = r.json()["number"]
+        from harness import wait_until
+        got = wait_until("stored", lambda: (lambda x: x if x.status == 200 else None)(
+            self.http("GET", f"{API}/{self.token}/chats/1/messages/{number}")), 30)
+        self.assertEqual(got.json()["body"], nasty)
+        # A request id with CR/LF is not echoed into the headers.
+        status, out = self.raw(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                               b"X-Request-Id: abc\r\n\tInjected: yes\r\n\r\n")
+        self.assertNotIn(b"\r\nInjected:", out)
+        self.assert_alive()
+
+    def test_05_garbage_requests(self):
+        for data in (b"\x00\x01\x02\x03\r\n\r\n", b"GET\r\n\r\n", b"GET / HTTP/9.9\r\n\r\n",
+                     b"BREW /coffee HTTP/1.1\r\nHost: x\r\n\r\n", b"GET " + b"/a" * 20000 + b" HTTP/1.1\r\n\r\n",
+                     b"POST /v1/messages HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n"):
+            status, _ = self.raw(data, read_timeout=12)
+            # 501 is HTTP's answer to a method nobody implements (BREW).
+            self.assertTrue(status is None or 400 <= status < 500 or (status == 501 and data.startswith(b"BREW")),
+                            (data[:40], status))
+        self.assert_alive()
+
+
+if __name__ == "__main__":
+    unittest.main()
