@@ -2,6 +2,8 @@
 #include "redis.h"
 
 #include <hiredis/adapters/libevent.h>
+#include <openssl/sha.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -284,10 +286,140 @@ bool redis_client_command(struct redis_client *rc, redisCallbackFn *cb, void *pr
     return rv == REDIS_OK;
 }
 
+/* ---- EVAL as EVALSHA ------------------------------------------------------
+ *
+ * Scripts are sent by digest: EVAL makes Redis hash the whole script on
+ * every call (and the socket carry it), EVALSHA only looks the digest up.
+ * The digest of each script (static text, so its address identifies it) is
+ * computed once. A server that does not know the script yet (first use,
+ * restart, SCRIPT FLUSH) answers NOSCRIPT; the command is then sent once
+ * more as the EVAL it was, which also loads the script. */
+
+#define SCRIPT_CACHE 32
+
+static struct {
+    const char *script;
+    char sha[41];
+} script_shas[SCRIPT_CACHE];
+static pthread_mutex_t script_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* The digest of script into out; false if the cache is full (send EVAL). */
+static bool script_sha(const char *script, char out[41])
+{
+    bool found = false;
+    pthread_mutex_lock(&script_lock);
+    for (int i = 0; i < SCRIPT_CACHE && !found; i++) {
+        if (script_shas[i].script == script) {
+            memcpy(out, script_shas[i].sha, 41);
+            found = true;
+        } else if (script_shas[i].script == NULL) {
+            unsigned char d[SHA_DIGEST_LENGTH];
+            SHA1((const unsigned char *)script, strlen(script), d);
+            for (int k = 0; k < SHA_DIGEST_LENGTH; k++)
+                snprintf(script_shas[i].sha + 2 * k, 3, "%02x", d[k]);
+            script_shas[i].script = script;
+            memcpy(out, script_shas[i].sha, 41);
+            found = true;
+        }
+    }
+    pthread_mutex_unlock(&script_lock);
+    return found;
+}
+
+/* What it takes to send the command again as EVAL. */
+struct evalsha {
+    struct redis_client *rc;
+    redisCallbackFn *cb;
+    void *priv;
+    int argc;
+    char **argv; /* argv[1] is the caller's static script, not a copy */
+    size_t *lens;
+};
+
+static void evalsha_free(struct evalsha *e)
+{
+    for (int i = 0; i < e->argc; i++)
+        if (i != 1)
+            free(e->argv[i]);
+    free(e->argv);
+    free(e->lens);
+    free(e);
+}
+
+static void on_evalsha(redisAsyncContext *ac, void *rep, void *priv)
+{
+    struct evalsha *e = priv;
+    redisReply *r = rep;
+    if (r && r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOSCRIPT", 8) == 0) {
+        e->argv[0] = "EVAL"; /* never freed: slot 0 is a literal from here on */
+        if (redisAsyncCommandArgv(ac, e->cb, e->priv, e->argc, (const char **)e->argv, e->lens) != REDIS_OK &&
+            e->cb)
+            e->cb(ac, NULL, e->priv);
+        e->argv[0] = NULL;
+        evalsha_free(e);
+        return;
+    }
+    if (e->cb)
+        e->cb(ac, rep, e->priv);
+    evalsha_free(e);
+}
+
+static bool send_evalsha(struct redis_client *rc, redisCallbackFn *cb, void *priv, int argc,
+                         const char **argv, const size_t *argvlen, const char *sha)
+{
+    struct evalsha *e = calloc(1, sizeof *e);
+    if (e == NULL || (e->argv = calloc((size_t)argc, sizeof *e->argv)) == NULL ||
+        (e->lens = calloc((size_t)argc, sizeof *e->lens)) == NULL) {
+        if (e)
+            free(e->argv);
+        free(e);
+        return false;
+    }
+    *e = (struct evalsha){rc, cb, priv, argc, e->argv, e->lens};
+    bool ok = true;
+    for (int i = 0; i < argc; i++) {
+        e->lens[i] = argvlen ? argvlen[i] : strlen(argv[i]);
+        if (i == 1) {
+            e->argv[i] = (char *)argv[i];
+        } else if (i > 1 && (e->argv[i] = malloc(e->lens[i] + 1)) != NULL) {
+            memcpy(e->argv[i], argv[i], e->lens[i]);
+            e->argv[i][e->lens[i]] = '\0';
+        } else if (i > 1) {
+            ok = false;
+        }
+    }
+    if (!ok) {
+        evalsha_free(e);
+        return false;
+    }
+    /* Sent with the digest in place of the script; kept for a resend. */
+    const char **send = calloc((size_t)argc, sizeof *send);
+    size_t *slens = calloc((size_t)argc, sizeof *slens);
+    if (send == NULL || slens == NULL) {
+        free(send);
+        free(slens);
+        evalsha_free(e);
+        return false;
+    }
+    for (int i = 0; i < argc; i++) {
+        send[i] = i == 0 ? "EVALSHA" : i == 1 ? sha : e->argv[i];
+        slens[i] = i == 0 ? 7 : i == 1 ? 40 : e->lens[i];
+    }
+    ok = redisAsyncCommandArgv(rc->ac, on_evalsha, e, argc, send, slens) == REDIS_OK;
+    free(send);
+    free(slens);
+    if (!ok)
+        evalsha_free(e);
+    return ok;
+}
+
 bool redis_client_command_argv(struct redis_client *rc, redisCallbackFn *cb, void *priv,
                                int argc, const char **argv, const size_t *argvlen)
 {
     if (rc->ac == NULL || !rc->connected || !rc->run_id[0])
         return false;
+    char sha[41];
+    if (argc >= 3 && strcmp(argv[0], "EVAL") == 0 && script_sha(argv[1], sha))
+        return send_evalsha(rc, cb, priv, argc, argv, argvlen, sha);
     return redisAsyncCommandArgv(rc->ac, cb, priv, argc, argv, argvlen) == REDIS_OK;
 }

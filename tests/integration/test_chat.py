@@ -250,6 +250,28 @@ class TestChat(StackTestCase):
         self.assertEqual(self.rows(f"SELECT MIN(CHAR_LENGTH(body)), MAX(CHAR_LENGTH(body)) FROM messages"
                                    f" WHERE application_token='{token}'"), [["10000", "10000"]])
 
+    def test_11_scripts_sent_by_digest_and_reloaded_after_a_flush(self):
+        """Redis scripts go as EVALSHA; after SCRIPT FLUSH (or a restart) the
+        NOSCRIPT answer makes the dispatcher send the script itself once."""
+        token = self.create_app("scripts")
+        self.assertEqual(self.http("POST", f"{API}/{token}/chats").status, 201)
+
+        def calls(cmd):
+            stats = self.redis_cli("INFO", "commandstats")
+            for line in stats.splitlines():
+                if line.startswith(f"cmdstat_{cmd}:"):
+                    return int(line.split("calls=")[1].split(",")[0])
+            return 0
+        before = calls("evalsha")
+        for i in range(5):
+            self.assertEqual(self.http("POST", f"{API}/{token}/chats/1/messages", {"body": f"s{i}"}).status, 201)
+        self.assertGreaterEqual(calls("evalsha") - before, 5)
+        self.assertEqual(self.redis_cli("SCRIPT", "FLUSH"), "OK")
+        evals = calls("eval")
+        r = self.http("POST", f"{API}/{token}/chats/1/messages", {"body": "after flush"})
+        self.assertEqual((r.status, r.json()), (201, {"number": 6}))
+        self.assertGreater(calls("eval"), evals)  # the fallback loaded the script again
+
     def test_09_readme_example_runs_as_shown(self):
         """The README's chat example, run verbatim against this stack."""
         block = readme_block("## Chat API").replace(".run/api_key", self.stack.path("api_key"))
