@@ -36,12 +36,22 @@ void strbuf_append(struct strbuf *b, const char *s, size_t n)
 
 void strbuf_appendf(struct strbuf *b, const char *fmt, ...)
 {
+    if (b->failed)
+        return;
+    /* Format straight into the free space; only a text that does not fit
+     * costs a second pass (formatting was a tenth of the persister's CPU
+     * when every call measured first). */
+    size_t room = b->cap > b->len ? b->cap - b->len : 0;
     va_list ap;
     va_start(ap, fmt);
-    int n = vsnprintf(NULL, 0, fmt, ap);
+    int n = vsnprintf(room ? b->p + b->len : NULL, room, fmt, ap);
     va_end(ap);
     if (n < 0) {
         b->failed = true;
+        return;
+    }
+    if ((size_t)n < room) {
+        b->len += (size_t)n;
         return;
     }
     if (!strbuf_reserve(b, (size_t)n))
@@ -50,6 +60,20 @@ void strbuf_appendf(struct strbuf *b, const char *fmt, ...)
     vsnprintf(b->p + b->len, (size_t)n + 1, fmt, ap);
     va_end(ap);
     b->len += (size_t)n;
+}
+
+void strbuf_append_i64(struct strbuf *b, int64_t v)
+{
+    char tmp[24];
+    size_t i = sizeof tmp;
+    uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
+    do {
+        tmp[--i] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (v < 0)
+        tmp[--i] = '-';
+    strbuf_append(b, tmp + i, sizeof tmp - i);
 }
 
 bool strbuf_failed(const struct strbuf *b)

@@ -5,6 +5,7 @@
 #define SB_STRBUF_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "util.h"
 
@@ -16,6 +17,8 @@ struct strbuf {
 
 void strbuf_appendf(struct strbuf *b, const char *fmt, ...) SB_PRINTF(2, 3);
 void strbuf_append(struct strbuf *b, const char *s, size_t n);
+/* Decimal, without printf (hot loops that write numbers into SQL). */
+void strbuf_append_i64(struct strbuf *b, int64_t v);
 bool strbuf_failed(const struct strbuf *b);
 /* Hands the text over (never NULL unless failed); resets b. */
 char *strbuf_take(struct strbuf *b);
