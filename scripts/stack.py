@@ -394,6 +394,23 @@ class Stack:
         if not env.get("SB_NOTIFY_TOPICS"):
             self.extra_env["SB_NOTIFY_TOPICS"] = "notify.events"
 
+    def wait_pipeline(self, timeout=60):
+        """Waits until a ping travels dispatcher -> Kafka -> persister ->
+        MySQL: the persister has joined its consumer group and owns the
+        partitions, so the first creates after `up` are written at once."""
+        req = urllib.request.Request(self.api_url + "/ops/ping", method="POST",
+                                     data=json.dumps({"note": "start-up"}).encode(),
+                                     headers={"Content-Type": "application/json",
+                                              "Authorization": f"Bearer {self.api_key}"})
+        with urllib.request.urlopen(req, timeout=30) as r:
+            rid = json.loads(r.read())["request_id"]
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.sql(f"SELECT COUNT(*) FROM pipeline_pings WHERE request_id='{rid}'")[0][0] == "1":
+                return
+            time.sleep(0.1)
+        raise RuntimeError(f"the persister did not consume within {timeout} s (see {self.log('worker-persister')})")
+
     def write_env_file(self):
         with open(self.path("env"), "w") as f:
             f.write(f"export REDIS_URL='{self.redis_url}'\n")
@@ -427,6 +444,8 @@ class Stack:
         self.start_dispatcher()
         for role in roles:
             self.start_worker(role)
+        if "persister" in roles:
+            self.wait_pipeline()
 
     def down(self):
         """Stops what this stack started: the front first (it drains into
