@@ -136,9 +136,7 @@ static bool check_field(const cJSON *item, const struct json_field *f, char *err
 {
     switch (f->kind) {
     case JSON_K_TOKEN:
-        if (!cJSON_IsString(item) ||
-            strspn(item->valuestring, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-                                      "0123456789-_") != strlen(item->valuestring))
+        if (!cJSON_IsString(item) || !sb_token_valid(item->valuestring, 0, SIZE_MAX))
             break;
         /* the length rules of strings apply too */
         __attribute__((fallthrough));

@@ -125,3 +125,9 @@ bool sb_parse_i64(const char *s, int64_t min, int64_t max, int64_t *out)
     *out = v;
     return true;
 }
+
+bool sb_token_valid(const char *s, size_t min, size_t max)
+{
+    size_t n = strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_");
+    return s[n] == '\0' && n >= min && n <= max;
+}

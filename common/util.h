@@ -38,4 +38,8 @@ char *sb_read_file(const char *path, size_t *len_out, char *errbuf, size_t errle
  * [min, max]. */
 bool sb_parse_i64(const char *s, int64_t min, int64_t max, int64_t *out) SB_NODISCARD;
 
+/* True if s is min..max characters of base64url ([A-Za-z0-9_-]): tokens,
+ * ids and request ids that may go into keys, SQL and headers as they are. */
+bool sb_token_valid(const char *s, size_t min, size_t max);
+
 #endif

@@ -113,12 +113,8 @@ static bool authenticate(struct http_ctx *ctx, char *principal, size_t cap)
         /* The token in the path is the credential; an unknown one is the
          * handler's 404. Only well-formed tokens get a bucket. */
         const char *t = ctx->params[0];
-        bool ok = strlen(t) == TOKEN_LEN;
-        for (size_t i = 0; ok && t[i]; i++)
-            ok = (t[i] >= 'a' && t[i] <= 'z') || (t[i] >= 'A' && t[i] <= 'Z') ||
-                 (t[i] >= '0' && t[i] <= '9') || t[i] == '-' || t[i] == '_';
-        if (ok)
-            snprintf(principal, cap, "t:%s", t);
+        if (sb_token_valid(t, TOKEN_LEN, TOKEN_LEN))
+            snprintf(principal, cap, "t:%.22s", t); /* TOKEN_LEN characters, just checked */
         return true;
     }
     const char *h = evhttp_find_header(evhttp_request_get_input_headers(ctx->req), "Authorization");

@@ -51,16 +51,7 @@ struct chat_req {
 
 static bool token_valid(const char *t)
 {
-    size_t n = strlen(t);
-    if (n != TOKEN_LEN)
-        return false;
-    for (size_t i = 0; i < n; i++) {
-        char c = t[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              c == '-' || c == '_'))
-            return false;
-    }
-    return true;
+    return sb_token_valid(t, TOKEN_LEN, TOKEN_LEN);
 }
 
 static bool make_token(char out[TOKEN_LEN + 1])

@@ -395,14 +395,7 @@ static void get_done(void *arg)
 
 bool notify_id_valid(const char *id)
 {
-    size_t n = strlen(id);
-    if (n < 8 || n > NOTE_ID_MAX)
-        return false;
-    for (size_t i = 0; i < n; i++)
-        if (!((id[i] >= 'a' && id[i] <= 'z') || (id[i] >= 'A' && id[i] <= 'Z') ||
-              (id[i] >= '0' && id[i] <= '9') || id[i] == '-' || id[i] == '_'))
-            return false;
-    return true;
+    return sb_token_valid(id, 8, NOTE_ID_MAX);
 }
 
 void notify_get(struct http_ctx *ctx)

@@ -234,16 +234,9 @@ void http_pending_errorf(struct http_pending *p, int code, const char *errcode, 
 static void pick_request_id(struct evhttp_request *req, char out[65])
 {
     const char *given = evhttp_find_header(evhttp_request_get_input_headers(req), "X-Request-Id");
-    if (given) {
-        size_t n = strlen(given);
-        bool ok = n > 0 && n <= 64;
-        for (size_t i = 0; ok && i < n; i++)
-            ok = (given[i] >= 'a' && given[i] <= 'z') || (given[i] >= 'A' && given[i] <= 'Z') ||
-                 (given[i] >= '0' && given[i] <= '9') || given[i] == '-' || given[i] == '_';
-        if (ok) {
-            memcpy(out, given, n + 1);
-            return;
-        }
+    if (given && sb_token_valid(given, 1, 64)) {
+        memcpy(out, given, strlen(given) + 1);
+        return;
     }
     char id[33];
     if (!sb_random_id(id))
