@@ -12,6 +12,15 @@ struct notestore *notestore_new(const struct sb_config *cfg, char *errbuf, size_
     return notestore_mysql_new(cfg->mysql_url, errbuf, errlen);
 }
 
+/* A pool thread whose store could not be made has none: a passing failure
+ * (the log at start-up says why), not a crash. */
+static bool missing(const struct notestore *s, char *errbuf, size_t errlen)
+{
+    if (s == NULL)
+        sb_errf(errbuf, errlen, "no notification store on this thread (see the start-up log)");
+    return s == NULL;
+}
+
 void notestore_free(struct notestore *s)
 {
     if (s)
@@ -26,18 +35,24 @@ const char *notestore_kind(const struct notestore *s)
 enum db_status notestore_claim(struct notestore *s, const struct note *n, bool *created,
                                struct note *existing, char *errbuf, size_t errlen)
 {
+    if (missing(s, errbuf, errlen))
+        return DB_TRANSIENT;
     return s->ops->claim(s, n, created, existing, errbuf, errlen);
 }
 
 enum db_status notestore_update(struct notestore *s, const struct note *n, char *errbuf,
                                 size_t errlen)
 {
+    if (missing(s, errbuf, errlen))
+        return DB_TRANSIENT;
     return s->ops->update(s, n, errbuf, errlen);
 }
 
 enum db_status notestore_get(struct notestore *s, const char *id, struct note *out, bool *found,
                              char *errbuf, size_t errlen)
 {
+    if (missing(s, errbuf, errlen))
+        return DB_TRANSIENT;
     return s->ops->get(s, id, out, found, errbuf, errlen);
 }
 
@@ -45,6 +60,8 @@ enum db_status notestore_track_put(struct notestore *s, const char *tracking_id,
                                    const cJSON *errors, int64_t created_ms, char *errbuf,
                                    size_t errlen)
 {
+    if (missing(s, errbuf, errlen))
+        return DB_TRANSIENT;
     return s->ops->track_put(s, tracking_id, total, errors, created_ms, errbuf, errlen);
 }
 
@@ -52,11 +69,15 @@ enum db_status notestore_track_get(struct notestore *s, const char *tracking_id,
                                    struct note_tracking *out, bool *found, char *errbuf,
                                    size_t errlen)
 {
+    if (missing(s, errbuf, errlen))
+        return DB_TRANSIENT;
     return s->ops->track_get(s, tracking_id, out, found, errbuf, errlen);
 }
 
 enum db_status notestore_ping(struct notestore *s, char *errbuf, size_t errlen)
 {
+    if (missing(s, errbuf, errlen))
+        return DB_TRANSIENT;
     return s->ops->ping(s, errbuf, errlen);
 }
 

@@ -11,7 +11,9 @@
  *                  its tracking id.
  *
  * A store is one connection, used by one thread at a time; calls block.
- * Failures are DB_TRANSIENT (the server is away: retry later) or DB_FATAL. */
+ * Failures are DB_TRANSIENT (the server is away: retry later) or DB_FATAL.
+ * The notestore_* calls take a NULL store too (a pool thread whose store
+ * could not be made) and answer DB_TRANSIENT. */
 #ifndef SB_NOTESTORE_H
 #define SB_NOTESTORE_H
 

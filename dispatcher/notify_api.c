@@ -343,11 +343,6 @@ struct get_req {
 static void get_work(void *ctx, void *arg)
 {
     struct get_req *g = arg;
-    if (ctx == NULL) {
-        g->st = DB_TRANSIENT;
-        snprintf(g->err, sizeof g->err, "no store connection");
-        return;
-    }
     g->st = notestore_get(ctx, g->id, &g->note, &g->found, g->err, sizeof g->err);
 }
 

@@ -133,11 +133,6 @@ static void batch_error(struct batch *b, int64_t index, const char *reason)
 static void track_work(void *ctx, void *arg)
 {
     struct batch *b = arg;
-    if (ctx == NULL) {
-        b->st = DB_TRANSIENT;
-        snprintf(b->err, sizeof b->err, "no store connection");
-        return;
-    }
     b->st = notestore_track_put(ctx, b->tracking_id, b->total, b->errors, sb_now_ms(), b->err,
                                 sizeof b->err);
 }
@@ -304,11 +299,6 @@ struct track_req {
 static void track_get_work(void *ctx, void *arg)
 {
     struct track_req *r = arg;
-    if (ctx == NULL) {
-        r->st = DB_TRANSIENT;
-        snprintf(r->err, sizeof r->err, "no store connection");
-        return;
-    }
     r->st = notestore_track_get(ctx, r->id, &r->t, &r->found, r->err, sizeof r->err);
 }
 
