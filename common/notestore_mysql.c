@@ -196,6 +196,22 @@ static enum db_status m_track_put(struct notestore *s, const char *tracking_id, 
     return st;
 }
 
+/* Runs one query about a send-many request: fmt has one %s, the quoted
+ * tracking id. *res is the caller's to free. */
+static enum db_status tracking_query(struct mstore *m, const char *fmt, const char *quoted_id,
+                                     MYSQL_RES **res, char *errbuf, size_t errlen)
+{
+    struct strbuf sql = {0};
+    strbuf_appendf(&sql, fmt, quoted_id);
+    enum db_status st = DB_TRANSIENT;
+    if (strbuf_failed(&sql))
+        sb_errf(errbuf, errlen, "out of memory");
+    else
+        st = db_query(m->db, sql.p, res, errbuf, errlen);
+    strbuf_free(&sql);
+    return st;
+}
+
 static enum db_status m_track_get(struct notestore *s, const char *tracking_id,
                                   struct note_tracking *out, bool *found, char *errbuf,
                                   size_t errlen)
@@ -211,16 +227,13 @@ static enum db_status m_track_get(struct notestore *s, const char *tracking_id,
     if (conn == NULL)
         return DB_TRANSIENT;
     db_quote(&q, conn, tracking_id);
-    char *sql = NULL;
-    if (strbuf_failed(&q) || asprintf(&sql, "SELECT total, errors, created_ms FROM sms_requests"
-                                            " WHERE tracking_id = %s", q.p) < 0) {
-        sql = NULL;
+    if (strbuf_failed(&q)) {
         sb_errf(errbuf, errlen, "out of memory");
         goto done;
     }
-    if ((st = db_query(m->db, sql, &res, errbuf, errlen)) != DB_OK)
-        goto done;
-    if ((row = mysql_fetch_row(res)) == NULL)
+    st = tracking_query(m, "SELECT total, errors, created_ms FROM sms_requests WHERE tracking_id = %s",
+                        q.p, &res, errbuf, errlen);
+    if (st != DB_OK || (row = mysql_fetch_row(res)) == NULL)
         goto done;
     *found = true;
     out->total = num_cell(row[0]);
@@ -232,14 +245,9 @@ static enum db_status m_track_get(struct notestore *s, const char *tracking_id,
     out->created_ms = num_cell(row[2]);
     mysql_free_result(res);
     res = NULL;
-    free(sql);
-    if (asprintf(&sql, "SELECT status, COUNT(*) FROM notifications WHERE tracking_id = %s"
-                       " GROUP BY status", q.p) < 0) {
-        sql = NULL;
-        st = DB_TRANSIENT;
-        goto done;
-    }
-    if ((st = db_query(m->db, sql, &res, errbuf, errlen)) != DB_OK)
+    st = tracking_query(m, "SELECT status, COUNT(*) FROM notifications WHERE tracking_id = %s"
+                           " GROUP BY status", q.p, &res, errbuf, errlen);
+    if (st != DB_OK)
         goto done;
     while ((row = mysql_fetch_row(res)) != NULL) {
         enum note_status ns;
@@ -248,14 +256,9 @@ static enum db_status m_track_get(struct notestore *s, const char *tracking_id,
     }
     mysql_free_result(res);
     res = NULL;
-    free(sql);
-    if (asprintf(&sql, "SELECT item, last_error FROM notifications WHERE tracking_id = %s"
-                       " AND status = 'dead' ORDER BY item LIMIT 1000", q.p) < 0) {
-        sql = NULL;
-        st = DB_TRANSIENT;
-        goto done;
-    }
-    if ((st = db_query(m->db, sql, &res, errbuf, errlen)) != DB_OK)
+    st = tracking_query(m, "SELECT item, last_error FROM notifications WHERE tracking_id = %s"
+                           " AND status = 'dead' ORDER BY item LIMIT 1000", q.p, &res, errbuf, errlen);
+    if (st != DB_OK)
         goto done;
     while ((row = mysql_fetch_row(res)) != NULL) {
         cJSON *e = cJSON_CreateObject();
@@ -270,7 +273,6 @@ done:
         cJSON_Delete(out->errors);
         out->errors = NULL;
     }
-    free(sql);
     strbuf_free(&q);
     return st;
 }
