@@ -83,6 +83,13 @@ static void finish(struct accept *a, enum accept_outcome o, int status, const ch
     a->done(a);
 }
 
+#define IDEM_KEY_CAP (sizeof IDEM_PREFIX + NOTE_IDEM_MAX)
+
+static void idem_key(const struct accept *a, char out[IDEM_KEY_CAP])
+{
+    snprintf(out, IDEM_KEY_CAP, IDEM_PREFIX "%s", a->idem);
+}
+
 static void idem_value(const struct accept *a, const char *state, char *out, size_t cap)
 {
     snprintf(out, cap, "%s|%s|%s", state, a->fingerprint, a->id);
@@ -92,8 +99,8 @@ static void release_key(struct accept *a)
 {
     if (!*a->idem)
         return;
-    char key[sizeof IDEM_PREFIX + NOTE_IDEM_MAX], val[80];
-    snprintf(key, sizeof key, IDEM_PREFIX "%s", a->idem);
+    char key[IDEM_KEY_CAP], val[80];
+    idem_key(a, key);
     idem_value(a, "pending", val, sizeof val);
     const char *argv[] = {"EVAL", release_lua, "1", key, val};
     if (!redis_client_command_argv(a->loop->redis, NULL, NULL, 5, argv, NULL))
@@ -113,7 +120,7 @@ static void delivered_on_loop(void *arg)
     }
     /* Known as accepted until the notifier records it (GET answers
      * "queued" meanwhile), and the key now answers repeats at once. */
-    char key[sizeof IDEM_PREFIX + NOTE_IDEM_MAX], val[80], ttl[24], note_key[64];
+    char key[IDEM_KEY_CAP], val[80], ttl[24], note_key[64];
     snprintf(ttl, sizeof ttl, "%lld", (long long)a->loop->d->cfg->idempotency_ttl_s);
     snprintf(note_key, sizeof note_key, NOTE_PREFIX "%s", a->id);
     char created[24];
@@ -121,7 +128,7 @@ static void delivered_on_loop(void *arg)
     const char *nargv[] = {"SET", note_key, created, "EX", ttl};
     bool ok = redis_client_command_argv(a->loop->redis, NULL, NULL, 5, nargv, NULL);
     if (*a->idem) {
-        snprintf(key, sizeof key, IDEM_PREFIX "%s", a->idem);
+        idem_key(a, key);
         idem_value(a, "done", val, sizeof val);
         const char *argv[] = {"SET", key, val, "XX", "EX", ttl};
         ok = redis_client_command_argv(a->loop->redis, NULL, NULL, 6, argv, NULL) && ok;
@@ -207,8 +214,8 @@ static void claim_key(struct accept *a)
         enqueue(a);
         return;
     }
-    char key[sizeof IDEM_PREFIX + NOTE_IDEM_MAX], val[80], ttl[24];
-    snprintf(key, sizeof key, IDEM_PREFIX "%s", a->idem);
+    char key[IDEM_KEY_CAP], val[80], ttl[24];
+    idem_key(a, key);
     idem_value(a, "pending", val, sizeof val);
     snprintf(ttl, sizeof ttl, "%lld", (long long)a->loop->d->cfg->idempotency_ttl_s);
     const char *argv[] = {"EVAL", claim_lua, "1", key, val, ttl};
