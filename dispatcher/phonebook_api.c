@@ -471,14 +471,20 @@ struct lookup {
     char err[ERRBUF_LEN];
 };
 
+/* Settles the number's pending entry and tells everyone who waited on it. */
+static void resolve_waiters(struct loop *l, const char *phone, bool ok, bool exists)
+{
+    struct find_waiter *w = findcache_resolve(l->find, phone, exists, ok);
+    for (size_t i = 0; w && w[i].fn; i++)
+        w[i].fn(w[i].arg, ok, exists);
+    free(w);
+}
+
 static void lookup_finish(struct lookup *lk, bool ok, bool exists)
 {
     if (!ok)
         log_warn("database unavailable", "phone=%s err=\"%s\"", lk->phone, lk->err);
-    struct find_waiter *w = findcache_resolve(lk->loop->find, lk->phone, exists, ok);
-    for (size_t i = 0; w && w[i].fn; i++)
-        w[i].fn(w[i].arg, ok, exists);
-    free(w);
+    resolve_waiters(lk->loop, lk->phone, ok, exists);
     lk->fn(lk->arg, ok, exists);
     free(lk);
 }
@@ -528,10 +534,7 @@ void pb_lookup(struct loop *l, const char *phone, find_done_fn fn, void *arg)
     }
     struct lookup *lk = calloc(1, sizeof *lk);
     if (lk == NULL) {
-        struct find_waiter *w = findcache_resolve(l->find, phone, false, false);
-        for (size_t i = 0; w && w[i].fn; i++)
-            w[i].fn(w[i].arg, false, false);
-        free(w);
+        resolve_waiters(l, phone, false, false);
         fn(arg, false, false);
         return;
     }
