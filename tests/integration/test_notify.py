@@ -7,7 +7,6 @@ retries with backoff, dead letters, rate limits and other producers."""
 import base64
 import json
 import os
-import threading
 import time
 import unittest
 import urllib.parse
@@ -155,18 +154,7 @@ class TestNotify(StackTestCase):
                          [["0"]])
 
     def test_03_one_key_twenty_times_concurrently_sends_once(self):
-        results = []
-        lock = threading.Lock()
-
-        def client():
-            r = self.http("POST", "/sms/send/one", self.sms("burst-1", content="once"))
-            with lock:
-                results.append(r)
-        ts = [threading.Thread(target=client) for _ in range(20)]
-        for t in ts:
-            t.start()
-        for t in ts:
-            t.join()
+        results = self.parallel([("POST", "/sms/send/one", self.sms("burst-1", content="once"))] * 20, threads=20)
         statuses = sorted(r.status for r in results)
         self.assertIn(200, statuses)
         for r in results:

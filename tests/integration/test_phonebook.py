@@ -5,7 +5,6 @@ import json
 import os
 import re
 import subprocess
-import threading
 import time
 import unittest
 
@@ -44,19 +43,8 @@ class TestPhonebook(StackTestCase):
         return self.stack.sql(f"SELECT status, IFNULL(user_id, '') FROM numbers WHERE phone_number='{phone}'")[0]
 
     def test_01_concurrent_reserves_drain_the_pool_exactly(self):
-        results = []
-        lock = threading.Lock()
-
-        def client():
-            for _ in range(3):
-                r = self.reserve("555")
-                with lock:
-                    results.append(r)
-        ts = [threading.Thread(target=client) for _ in range(20)]
-        for t in ts:
-            t.start()
-        for t in ts:
-            t.join()
+        # 20 clients, 3 reserves each.
+        results = self.parallel([("POST", RESERVE, {"areaCode": "555"})] * 60, threads=20)
         ok = [r.json() for r in results if r.status == 200]
         refused = [r for r in results if r.status != 200]
         numbers = [n for res in ok for n in res["phoneNumbers"]]
@@ -95,14 +83,7 @@ class TestPhonebook(StackTestCase):
         lookups = lambda: int(re.search(r"switchboard_find_db_lookups_total (\d+)",
                                         self.http("GET", "/metrics").body.decode()).group(1))
         before = lookups()
-        rs = [None] * 30
-        def find(i):
-            rs[i] = self.http("GET", FIND + "+12125550000")
-        ts = [threading.Thread(target=find, args=(i,)) for i in range(30)]
-        for t in ts:
-            t.start()
-        for t in ts:
-            t.join()
+        rs = self.parallel([("GET", FIND + "+12125550000", None)] * 30, threads=30)
         self.assertTrue(all(r.status == 200 and r.json() == {"exists": False} for r in rs))
         loops = os.cpu_count() or 1
         self.assertLessEqual(lookups() - before, loops)
