@@ -25,6 +25,23 @@ static void progress(bool tty, const char *what, int64_t done, int64_t total)
         fprintf(stderr, "\rseeding %s: %lld / %lld", what, (long long)done, (long long)total);
 }
 
+/* Runs one multi-row INSERT (taking over sql) and shows the progress. */
+static bool run_chunk(struct db *db, struct strbuf *sql, bool tty, const char *what, int64_t done,
+                      int64_t total, char *errbuf, size_t errlen)
+{
+    char *text = strbuf_take(sql);
+    if (text == NULL) {
+        sb_errf(errbuf, errlen, "out of memory");
+        return false;
+    }
+    enum db_status st = db_exec(db, text, errbuf, errlen);
+    free(text);
+    if (st != DB_OK)
+        return false;
+    progress(tty, what, done, total);
+    return true;
+}
+
 static bool seed_users(struct db *db, int64_t n, bool tty, char *errbuf, size_t errlen)
 {
     for (int64_t start = 1; start <= n; start += ROWS_PER_INSERT) {
@@ -33,16 +50,8 @@ static bool seed_users(struct db *db, int64_t n, bool tty, char *errbuf, size_t 
         strbuf_appendf(&sql, "INSERT IGNORE INTO users (user_id) VALUES ");
         for (int64_t id = start; id <= end; id++)
             strbuf_appendf(&sql, "%s(%lld)", id > start ? "," : "", (long long)id);
-        char *text = strbuf_take(&sql);
-        if (text == NULL) {
-            sb_errf(errbuf, errlen, "out of memory");
+        if (!run_chunk(db, &sql, tty, "users", end, n, errbuf, errlen))
             return false;
-        }
-        enum db_status st = db_exec(db, text, errbuf, errlen);
-        free(text);
-        if (st != DB_OK)
-            return false;
-        progress(tty, "users", end, n);
     }
     if (tty && n)
         fputc('\n', stderr);
@@ -86,16 +95,8 @@ static bool seed_numbers(struct db *db, int64_t m, const char *list, bool tty, c
             strbuf_appendf(&sql, "%s('+1%s%07lld','%s')", i > start ? "," : "", ac,
                            (long long)(2000000 + i / k), ac);
         }
-        char *text = strbuf_take(&sql);
-        if (text == NULL) {
-            sb_errf(errbuf, errlen, "out of memory");
+        if (!run_chunk(db, &sql, tty, "numbers", end, m, errbuf, errlen))
             return false;
-        }
-        enum db_status st = db_exec(db, text, errbuf, errlen);
-        free(text);
-        if (st != DB_OK)
-            return false;
-        progress(tty, "numbers", end, m);
     }
     if (tty && m)
         fputc('\n', stderr);
