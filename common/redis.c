@@ -326,21 +326,19 @@ static bool script_sha(const char *script, char out[41])
     return found;
 }
 
-/* What it takes to send the command again as EVAL. */
+/* The command as the caller gave it (EVAL), kept to send again. */
 struct evalsha {
-    struct redis_client *rc;
     redisCallbackFn *cb;
     void *priv;
     int argc;
-    char **argv; /* argv[1] is the caller's static script, not a copy */
+    const char **argv; /* [0] "EVAL", [1] the caller's static script, then copies */
     size_t *lens;
 };
 
 static void evalsha_free(struct evalsha *e)
 {
-    for (int i = 0; i < e->argc; i++)
-        if (i != 1)
-            free(e->argv[i]);
+    for (int i = 2; i < e->argc; i++)
+        free((char *)e->argv[i]);
     free(e->argv);
     free(e->lens);
     free(e);
@@ -351,16 +349,11 @@ static void on_evalsha(redisAsyncContext *ac, void *rep, void *priv)
     struct evalsha *e = priv;
     redisReply *r = rep;
     if (r && r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOSCRIPT", 8) == 0) {
-        e->argv[0] = "EVAL"; /* never freed: slot 0 is a literal from here on */
-        if (redisAsyncCommandArgv(ac, e->cb, e->priv, e->argc, (const char **)e->argv, e->lens) != REDIS_OK &&
-            e->cb)
+        if (redisAsyncCommandArgv(ac, e->cb, e->priv, e->argc, e->argv, e->lens) != REDIS_OK && e->cb)
             e->cb(ac, NULL, e->priv);
-        e->argv[0] = NULL;
-        evalsha_free(e);
-        return;
-    }
-    if (e->cb)
+    } else if (e->cb) {
         e->cb(ac, rep, e->priv);
+    }
     evalsha_free(e);
 }
 
@@ -368,46 +361,40 @@ static bool send_evalsha(struct redis_client *rc, redisCallbackFn *cb, void *pri
                          const char **argv, const size_t *argvlen, const char *sha)
 {
     struct evalsha *e = calloc(1, sizeof *e);
-    if (e == NULL || (e->argv = calloc((size_t)argc, sizeof *e->argv)) == NULL ||
-        (e->lens = calloc((size_t)argc, sizeof *e->lens)) == NULL) {
-        if (e)
-            free(e->argv);
-        free(e);
+    if (e == NULL)
         return false;
-    }
-    *e = (struct evalsha){rc, cb, priv, argc, e->argv, e->lens};
-    bool ok = true;
-    for (int i = 0; i < argc; i++) {
+    e->cb = cb;
+    e->priv = priv;
+    e->argv = calloc((size_t)argc, sizeof *e->argv);
+    e->lens = calloc((size_t)argc, sizeof *e->lens);
+    bool ok = e->argv && e->lens;
+    for (int i = 0; ok && i < argc; i++) {
         e->lens[i] = argvlen ? argvlen[i] : strlen(argv[i]);
-        if (i == 1) {
-            e->argv[i] = (char *)argv[i];
-        } else if (i > 1 && (e->argv[i] = malloc(e->lens[i] + 1)) != NULL) {
-            memcpy(e->argv[i], argv[i], e->lens[i]);
-            e->argv[i][e->lens[i]] = '\0';
-        } else if (i > 1) {
+        if (i < 2) {
+            e->argv[i] = argv[i]; /* "EVAL" and the static script */
+        } else if ((e->argv[i] = malloc(e->lens[i] + 1)) != NULL) {
+            memcpy((char *)e->argv[i], argv[i], e->lens[i]);
+            ((char *)e->argv[i])[e->lens[i]] = '\0';
+        } else {
             ok = false;
         }
+        e->argc = i + 1; /* what evalsha_free has to free */
     }
-    if (!ok) {
-        evalsha_free(e);
-        return false;
+    if (ok) {
+        /* Sent as EVALSHA <digest>: hiredis formats the command at once, so
+         * the first two slots are swapped for the send and restored. */
+        const char *verb = e->argv[0], *script = e->argv[1];
+        size_t script_len = e->lens[1];
+        e->argv[0] = "EVALSHA";
+        e->lens[0] = 7;
+        e->argv[1] = sha;
+        e->lens[1] = 40;
+        ok = redisAsyncCommandArgv(rc->ac, on_evalsha, e, argc, e->argv, e->lens) == REDIS_OK;
+        e->argv[0] = verb;
+        e->lens[0] = strlen(verb);
+        e->argv[1] = script;
+        e->lens[1] = script_len;
     }
-    /* Sent with the digest in place of the script; kept for a resend. */
-    const char **send = calloc((size_t)argc, sizeof *send);
-    size_t *slens = calloc((size_t)argc, sizeof *slens);
-    if (send == NULL || slens == NULL) {
-        free(send);
-        free(slens);
-        evalsha_free(e);
-        return false;
-    }
-    for (int i = 0; i < argc; i++) {
-        send[i] = i == 0 ? "EVALSHA" : i == 1 ? sha : e->argv[i];
-        slens[i] = i == 0 ? 7 : i == 1 ? 40 : e->lens[i];
-    }
-    ok = redisAsyncCommandArgv(rc->ac, on_evalsha, e, argc, send, slens) == REDIS_OK;
-    free(send);
-    free(slens);
     if (!ok)
         evalsha_free(e);
     return ok;
