@@ -32,15 +32,13 @@ static const struct json_field sms_fields[] = {
     {"content", JSON_K_STRING, true, 1, SMS_CONTENT_MAX},
 };
 
-/* Checks one {"sms":{...}} item and makes its accept; NULL and errbuf
- * (a 400's message) if it is refused, or *oom on a memory failure. */
-static struct accept *sms_item(struct loop *l, const char *request_id, const cJSON *root,
+/* Checks the object inside {"sms": ...} and makes its accept; NULL and
+ * errbuf (a 400's message) if it is refused, or *oom on a memory failure.
+ * The wrapper was checked by the caller. */
+static struct accept *sms_item(struct loop *l, const char *request_id, const cJSON *sms,
                                bool *oom, char *errbuf, size_t errlen)
 {
     *oom = false;
-    if (!json_check_object(root, wrapper_fields, SB_ARRAY_LEN(wrapper_fields), errbuf, errlen))
-        return NULL;
-    const cJSON *sms = cJSON_GetObjectItemCaseSensitive(root, "sms");
     if (!json_check_object(sms, sms_fields, SB_ARRAY_LEN(sms_fields), errbuf, errlen))
         return NULL;
     struct note_msg m = {
@@ -95,7 +93,8 @@ void sms_send_one(struct http_ctx *ctx)
     cJSON *body = http_body_json(ctx, wrapper_fields, SB_ARRAY_LEN(wrapper_fields), false);
     if (body == NULL)
         return;
-    struct accept *a = sms_item(ctx->loop, ctx->request_id, body, &oom, err, sizeof err);
+    struct accept *a = sms_item(ctx->loop, ctx->request_id, cJSON_GetObjectItemCaseSensitive(body, "sms"),
+                                &oom, err, sizeof err);
     cJSON_Delete(body);
     if (a == NULL) {
         http_reply_error(ctx, oom ? 503 : 400, oom ? "overloaded" : "invalid_field", "%s", err);
@@ -261,8 +260,9 @@ void sms_send_many(struct http_ctx *ctx)
         bool oom = false;
         if (cJSON_IsString(item)) /* an NDJSON line that did not parse */
             snprintf(err, sizeof err, "%s", item->valuestring);
-        else
-            acc[i] = sms_item(ctx->loop, ctx->request_id, item, &oom, err, sizeof err);
+        else if (json_check_object(item, wrapper_fields, SB_ARRAY_LEN(wrapper_fields), err, sizeof err))
+            acc[i] = sms_item(ctx->loop, ctx->request_id, cJSON_GetObjectItemCaseSensitive(item, "sms"),
+                              &oom, err, sizeof err);
         if (acc[i] == NULL)
             batch_error(b, i, err);
         i++;
