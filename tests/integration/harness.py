@@ -241,13 +241,16 @@ class StackTestCase(unittest.TestCase):
                 print(f"\n--- {name} (tail) ---\n{log_tail(self.stack, name[:-4])}", file=sys.stderr)
         return out
 
-    def http(self, method, path, body=None, headers=None, timeout=30):
-        return request(self.port, method, path, body, self.auth(headers), timeout)
+    @classmethod
+    def http(cls, method, path, body=None, headers=None, timeout=30):
+        """A request to this class's stack (setUpClass may use it too)."""
+        return request(cls.port, method, path, body, cls.auth(headers), timeout)
 
-    def auth(self, headers=None):
+    @classmethod
+    def auth(cls, headers=None):
         """headers plus this stack's admin key, unless they carry their own
         Authorization (None there: send none)."""
-        h = {"Authorization": f"Bearer {self.stack.api_key}"}
+        h = {"Authorization": f"Bearer {cls.stack.api_key}"}
         h.update(headers or {})
         return {k: v for k, v in h.items() if v is not None}
 

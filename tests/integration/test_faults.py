@@ -87,20 +87,11 @@ class TestFaults(StackTestCase):
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
-        cls.token = cls.create_app_cls("faults")
+        cls.token = cls.http("POST", API, {"name": "faults"}).json()["token"]
         for _ in range(CHATS):
-            r = cls.request_cls("POST", f"{API}/{cls.token}/chats")
+            r = cls.http("POST", f"{API}/{cls.token}/chats")
             if r.status != 201:
                 raise RuntimeError(f"chat create: {r}")
-
-    @classmethod
-    def request_cls(cls, method, path, body=None):
-        from harness import request
-        return request(cls.port, method, path, body, {"Authorization": f"Bearer {cls.stack.api_key}"})
-
-    @classmethod
-    def create_app_cls(cls, name):
-        return cls.request_cls("POST", API, {"name": name}).json()["token"]
 
     def start_load(self, tag, **kw):
         load = CreateLoad(self, self.token, tag, **kw)

@@ -19,10 +19,8 @@ class TestHostile(StackTestCase):
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
-        from harness import request
-        cls.token = request(cls.port, "POST", API, {"name": "hostile"},
-                            {"Authorization": f"Bearer {cls.stack.api_key}"}).json()["token"]
-        request(cls.port, "POST", f"{API}/{cls.token}/chats")
+        cls.token = cls.http("POST", API, {"name": "hostile"}).json()["token"]
+        cls.http("POST", f"{API}/{cls.token}/chats")
 
     def raw(self, data, read_timeout=15):
         """Sends bytes as they are; returns (status or None, response bytes)."""
