@@ -5,6 +5,7 @@
 #include <openssl/sha.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -21,7 +22,10 @@ struct redis_client {
     bool connected;
     bool closing;
     char run_id[48]; /* this server's INFO run_id; "" until known */
-    int64_t last_pong_ms;
+    /* Read by other threads (/readyz asks about every loop's client):
+     * usable = connected with a known run_id. */
+    atomic_bool usable;
+    _Atomic int64_t last_pong_ms;
     struct backoff backoff;
     struct event *reconnect_ev;
     struct event *ping_ev;
@@ -142,6 +146,7 @@ static void on_disconnect(const redisAsyncContext *ac, int status)
     struct redis_client *rc = ac->data;
     rc->ac = NULL;
     rc->connected = false;
+    atomic_store(&rc->usable, false);
     if (!rc->closing) {
         log_warn("redis disconnected", "host=%s port=%d err=\"%s\"", rc->url.host, rc->url.port,
                  status == REDIS_OK ? "closed" : ac->errstr);
@@ -191,6 +196,7 @@ static void redis_dial(struct redis_client *rc)
     if (rc->url.db)
         redisAsyncCommand(ac, on_reply_ignored, NULL, "SELECT %d", rc->url.db);
     rc->run_id[0] = '\0';
+    atomic_store(&rc->usable, false);
     redisAsyncCommand(ac, on_info, NULL, "INFO server");
 }
 
@@ -212,6 +218,7 @@ static void on_info(redisAsyncContext *ac, void *r, void *priv)
         return;
     memcpy(rc->run_id, p, n);
     rc->run_id[n] = '\0';
+    atomic_store(&rc->usable, rc->connected);
 }
 
 static void on_reconnect_timer(evutil_socket_t fd, short what, void *arg)
@@ -266,7 +273,7 @@ void redis_client_free(struct redis_client *rc)
 
 bool redis_client_ready(const struct redis_client *rc)
 {
-    return rc->connected && rc->run_id[0] && sb_mono_ms() - rc->last_pong_ms < REDIS_STALE_MS;
+    return atomic_load(&rc->usable) && sb_mono_ms() - atomic_load(&rc->last_pong_ms) < REDIS_STALE_MS;
 }
 
 const char *redis_client_run_id(const struct redis_client *rc)

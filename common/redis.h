@@ -29,7 +29,8 @@ redisContext *redis_sync_connect(const struct redis_url *url, char *errbuf, size
 struct redis_client;
 struct redis_client *redis_client_new(struct event_base *base, const struct redis_url *url);
 void redis_client_free(struct redis_client *rc);
-/* Connected and answered a PING recently. */
+/* Connected, its run_id known, and answered a PING recently. Safe to ask
+ * from any thread. */
 bool redis_client_ready(const struct redis_client *rc);
 /* The server's run_id (changes when Redis restarts); "" while unknown.
  * Commands are refused until it is known. */

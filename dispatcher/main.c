@@ -21,6 +21,9 @@
 #include "readiness.h"
 #include "server.h"
 
+/* Longest wait at start for every loop's Redis connection. */
+#define REDIS_WAIT_MS 5000
+
 extern struct route dispatcher_routes[];
 extern const size_t dispatcher_nroutes;
 
@@ -118,12 +121,32 @@ int main(int argc, char **argv)
     pthread_t *threads = calloc((size_t)nloops, sizeof *threads);
     if (loops == NULL || threads == NULL)
         die("out of memory", "%s", "");
+    d.loops = loops;
     for (int i = 0; i < nloops; i++) {
         if (!loop_init(&loops[i], &d, i, listen_fd, err, sizeof err))
             die("cannot start event loop", "err=\"%s\"", err);
         if (pthread_create(&threads[i], NULL, loop_main, &loops[i]) != 0)
             die("cannot start loop thread", "%s", "");
     }
+    atomic_store(&d.nloops, nloops); /* /readyz may look at every loop now */
+    /* Every loop needs its own Redis connection to serve: after a restart
+     * under load, requests accepted before that would all answer 503. Wait
+     * for them (bounded: a Redis that is down must not keep the dispatcher,
+     * its /healthz and /readyz, off the network), then open the port. */
+    int64_t redis_deadline = sb_mono_ms() + REDIS_WAIT_MS;
+    bool redis_up = false;
+    while (!redis_up && sb_mono_ms() < redis_deadline) {
+        redis_up = true;
+        for (int i = 0; i < nloops; i++)
+            redis_up = redis_up && redis_client_ready(loops[i].redis);
+        if (!redis_up)
+            sb_sleep_ms_unless(10, NULL);
+    }
+    if (!redis_up)
+        log_warn("opening without Redis on every loop: those requests answer 503 until it connects",
+                 "waited_ms=%d", REDIS_WAIT_MS);
+    if (!server_open(listen_fd, err, sizeof err))
+        die("cannot listen", "err=\"%s\"", err);
     /* Load the phone number pools now if Redis has none, so the first
      * reserve does not wait for it. */
     pbpool_rebuild(&loops[0], pools_ready, NULL);

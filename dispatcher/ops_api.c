@@ -37,7 +37,11 @@ void ops_readyz(struct http_ctx *ctx)
     struct dep_state kafka, mysql;
     readiness_kafka(d->readiness, &kafka);
     readiness_mysql(d->readiness, &mysql);
-    bool redis_ok = redis_client_ready(ctx->loop->redis);
+    /* Every loop's own Redis connection: a request may land on any loop. */
+    int nloops = atomic_load(&d->nloops);
+    bool redis_ok = nloops > 0;
+    for (int i = 0; i < nloops; i++)
+        redis_ok = redis_ok && redis_client_ready(d->loops[i].redis);
     bool draining = atomic_load(&d->draining);
     bool ready = kafka.ok && mysql.ok && redis_ok && !draining;
 

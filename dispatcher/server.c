@@ -49,12 +49,21 @@ bool server_listen(const char *addr, int *fd_out, char *errbuf, size_t errlen)
      * the kernel spreads connections among them. */
     if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 ||
         setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0 ||
-        bind(fd, (struct sockaddr *)&sa, sizeof sa) != 0 || listen(fd, 1024) != 0) {
+        bind(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
         sb_errf(errbuf, errlen, "bind %s: %s", addr, strerror(errno));
         close(fd);
         return false;
     }
     *fd_out = fd;
+    return true;
+}
+
+bool server_open(int fd, char *errbuf, size_t errlen)
+{
+    if (listen(fd, 1024) != 0) {
+        sb_errf(errbuf, errlen, "listen: %s", strerror(errno));
+        return false;
+    }
     return true;
 }
 

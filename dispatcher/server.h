@@ -33,6 +33,8 @@ struct dispatcher {
     struct db_url db_url;
     struct readiness *readiness;
     atomic_int inflight;  /* requests waiting for an async completion */
+    struct loop *loops;   /* all event loops, for /readyz; */
+    atomic_int nloops;    /* set once every loop is initialised */
     atomic_bool draining; /* SIGTERM received */
 };
 
@@ -88,7 +90,11 @@ struct http_pending {
     int64_t start_us;
 };
 
+/* Binds the listening socket (SO_REUSEPORT) without listening yet: the
+ * loops attach to it first, and server_open lets clients in once they can
+ * be served (a client that comes earlier is refused, not answered 503). */
 bool server_listen(const char *addr, int *fd_out, char *errbuf, size_t errlen) SB_NODISCARD;
+bool server_open(int fd, char *errbuf, size_t errlen) SB_NODISCARD;
 bool loop_init(struct loop *l, struct dispatcher *d, int index, int listen_fd, char *errbuf,
                size_t errlen) SB_NODISCARD;
 void loop_stop_accepting(struct loop *l);
