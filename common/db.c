@@ -136,17 +136,25 @@ enum db_status db_exec(struct db *db, const char *sql, char *errbuf, size_t errl
 enum db_status db_exec_count(struct db *db, const char *sql, uint64_t *affected, char *errbuf,
                              size_t errlen)
 {
+    return db_exec_counts(db, sql, affected, affected ? 1 : 0, errbuf, errlen);
+}
+
+enum db_status db_exec_counts(struct db *db, const char *sql, uint64_t *counts, size_t ncounts,
+                              char *errbuf, size_t errlen)
+{
     MYSQL *m = db_conn(db, errbuf, errlen);
     if (m == NULL)
         return DB_TRANSIENT;
     if (mysql_query(m, sql) != 0)
         return db_error(db, errbuf, errlen);
-    /* Read before draining: moving past the last result resets it. */
-    if (affected)
-        *affected = (uint64_t)mysql_affected_rows(m);
-    /* Drain every result set so the connection is ready for the next call. */
+    /* Drain every result set so the connection is ready for the next call;
+     * each statement's count is read before moving past its result, which
+     * resets it. */
+    size_t i = 0;
     int more;
     do {
+        if (i < ncounts)
+            counts[i++] = (uint64_t)mysql_affected_rows(m);
         MYSQL_RES *res = mysql_store_result(m);
         if (res)
             mysql_free_result(res);
@@ -156,6 +164,8 @@ enum db_status db_exec_count(struct db *db, const char *sql, uint64_t *affected,
         if (more > 0)
             return db_error(db, errbuf, errlen);
     } while (more == 0);
+    while (i < ncounts)
+        counts[i++] = 0;
     return DB_OK;
 }
 
@@ -216,11 +226,16 @@ enum db_status db_exec_txn(struct db *db, const char *sql, char *errbuf, size_t 
     st = db_exec(db, sql, errbuf, errlen);
     if (st == DB_OK)
         st = db_exec(db, "COMMIT", errbuf, errlen);
-    if (st == DB_FATAL) {
-        char ignore[ERRBUF_LEN];
-        if (db_exec(db, "ROLLBACK", ignore, sizeof ignore) != DB_OK)
-            return DB_TRANSIENT; /* the connection is gone, and the txn with it */
-    }
+    return db_txn_end(db, st);
+}
+
+enum db_status db_txn_end(struct db *db, enum db_status st)
+{
+    if (st != DB_FATAL)
+        return st; /* committed, or the connection (and the txn) is gone */
+    char ignore[ERRBUF_LEN];
+    if (db_exec(db, "ROLLBACK", ignore, sizeof ignore) != DB_OK)
+        return DB_TRANSIENT; /* the connection is gone, and the txn with it */
     return st;
 }
 

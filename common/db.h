@@ -36,6 +36,10 @@ enum db_status db_exec(struct db *db, const char *sql, char *errbuf, size_t errl
 /* The same, telling how many rows the (first) statement changed. */
 enum db_status db_exec_count(struct db *db, const char *sql, uint64_t *affected, char *errbuf,
                              size_t errlen) SB_NODISCARD;
+/* Runs one or more statements; counts[i] is the number of rows statement i
+ * changed (for the first ncounts statements; 0 for any not run). */
+enum db_status db_exec_counts(struct db *db, const char *sql, uint64_t *counts, size_t ncounts,
+                              char *errbuf, size_t errlen) SB_NODISCARD;
 /* Classifies the last error of conn; drops the connection if transient. */
 enum db_status db_error(struct db *db, char *errbuf, size_t errlen);
 /* Runs a query that returns rows; *res is the caller's to free. */
@@ -51,6 +55,10 @@ void db_quote(struct strbuf *b, MYSQL *conn, const char *s);
 /* Runs sql (one or more statements) inside BEGIN ... COMMIT; on a failure
  * the transaction is rolled back (or dropped with the connection). */
 enum db_status db_exec_txn(struct db *db, const char *sql, char *errbuf, size_t errlen) SB_NODISCARD;
+/* Ends a transaction the caller began with BEGIN after its statements
+ * returned st: DB_FATAL rolls it back (DB_TRANSIENT if even that fails);
+ * any other status is returned as it is. */
+enum db_status db_txn_end(struct db *db, enum db_status st) SB_NODISCARD;
 
 /* A thread pool whose threads each own a struct db. The threads read url
  * as they start, so it must outlive the pool. */
