@@ -1,20 +1,33 @@
 /* persister.c - the persister role: chat jobs and pings into MySQL.
  *
- * One transaction per batch, built as one multi-statement round trip:
- *   1. pings       one INSERT IGNORE
- *   2. chats       per application: INSERT IGNORE of its new chats, then
- *                  the number of rows really inserted (ROW_COUNT) added to
- *                  app_count_deltas
- *   3. messages    per chat: the same, into chat_count_deltas
- *   4. updates     in log order, each an upsert; if it arrives before its
- *                  create it inserts the row (counted) and the create is
- *                  then ignored, so the update wins in either order
- * Replaying a batch changes nothing: creates hit their primary keys, an
- * update rewrites the same body, and deltas count only new rows. Groups are
- * written in key order so concurrent transactions lock rows in one order. */
+ * One transaction per batch. Creates are INSERT IGNOREs (a replayed create
+ * hits its primary key and changes nothing), and every row really inserted
+ * adds one to its chat's (or application's) count delta, which is what makes
+ * the roll-up exact and incremental. Two ways to write a batch:
+ *
+ * Fast (almost every batch), two round trips:
+ *   1. BEGIN; pings; all new chats in one INSERT IGNORE; all new messages in
+ *      one INSERT IGNORE -- then the affected-row counts are compared with the
+ *      number of rows sent
+ *   2. if every row was inserted, each group's delta is its row count: one
+ *      multi-row upsert per delta table; then the updates; COMMIT
+ * Per group (a batch that replays a create, so some row already existed):
+ *   ROLLBACK, then per application (chats) and per chat (messages) an INSERT
+ *   IGNORE followed by its delta from ROW_COUNT(), which counts only the rows
+ *   really inserted.
+ * Updates, in log order, are upserts: one that arrives before its create
+ * inserts the row (counted) and the create is then ignored, so the update
+ * wins in either order. Replaying a batch changes nothing. Rows and groups
+ * are written in key order so concurrent transactions lock in one order.
+ *
+ * The per-group form alone costs about three statements per chat in a batch
+ * (a 2,000-job batch over 640 chats is ~1,900 statements); MySQL's
+ * per-statement work, not the rows, then bounds the persister. */
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
+#include "log.h"
 #include "persister.h"
 
 /* A create's fields, read from its payload once: the sort compares them
@@ -46,13 +59,33 @@ static int cmp_create(const void *a, const void *b)
     return x->number < y->number ? -1 : x->number > y->number;
 }
 
+/* A DATETIME(3) literal for Unix milliseconds, in UTC like the session.
+ * A literal costs MySQL ~15 % less per row than FROM_UNIXTIME(), which
+ * parses a decimal and converts; the formatted second is kept because a
+ * batch's jobs mostly share a few seconds. Past year 9999 a literal would
+ * be invalid, so such times still go through FROM_UNIXTIME(). */
 static void append_time(struct strbuf *sql, int64_t ms)
 {
-    char frac[5] = {'.', (char)('0' + ms % 1000 / 100), (char)('0' + ms % 100 / 10),
-                    (char)('0' + ms % 10), ')'};
-    strbuf_append(sql, "FROM_UNIXTIME(", 14);
-    strbuf_append_i64(sql, ms / 1000);
-    strbuf_append(sql, frac, sizeof frac);
+    static _Thread_local int64_t cached_sec = -1;
+    static _Thread_local char day_time[24]; /* 'YYYY-MM-DD HH:MM:SS */
+    int64_t sec = ms / 1000;
+    char frac[6] = {'.', (char)('0' + ms % 1000 / 100), (char)('0' + ms % 100 / 10),
+                    (char)('0' + ms % 10), '\'', ')'};
+    if (sec != cached_sec) {
+        time_t t = (time_t)sec;
+        struct tm tm;
+        if (sec > INT64_C(253402300799) || gmtime_r(&t, &tm) == NULL) {
+            strbuf_append(sql, "FROM_UNIXTIME(", 14);
+            strbuf_append_i64(sql, sec);
+            frac[4] = ')';
+            strbuf_append(sql, frac, 5);
+            return;
+        }
+        strftime(day_time, sizeof day_time, "'%Y-%m-%d %H:%M:%S", &tm);
+        cached_sec = sec;
+    }
+    strbuf_append(sql, day_time, 20);
+    strbuf_append(sql, frac, 5);
 }
 
 static void add_pings(struct strbuf *sql, MYSQL *conn, struct job **jobs, size_t n)
@@ -80,64 +113,118 @@ static void add_pings(struct strbuf *sql, MYSQL *conn, struct job **jobs, size_t
         strbuf_append(sql, ";", 1);
 }
 
-/* Creates of one type, sorted, one INSERT IGNORE + delta per group. */
-static void add_creates(struct strbuf *sql, MYSQL *conn, struct job **jobs, size_t n,
-                        bool messages)
+/* A batch's creates of one type, sorted by key so that groups (one
+ * application's chats, one chat's messages) are runs. */
+struct creates {
+    struct create *v;
+    size_t n;
+    bool messages;
+};
+
+static bool creates_select(struct creates *c, struct job **jobs, size_t n, bool messages)
 {
     const char *type = messages ? "message.create" : "chat.create";
-    struct create *sel = malloc(n * sizeof *sel);
-    if (sel == NULL) {
-        sql->failed = true;
-        return;
-    }
-    size_t k = 0;
+    c->messages = messages;
+    c->n = 0;
+    c->v = malloc((n ? n : 1) * sizeof *c->v);
+    if (c->v == NULL)
+        return false;
     for (size_t i = 0; i < n; i++)
         if (strcmp(jobs[i]->env.type, type) == 0)
-            create_of(jobs[i], &sel[k++]);
-    qsort(sel, k, sizeof *sel, cmp_create);
-    for (size_t i = 0; i < k;) {
-        size_t end = i + 1;
-        while (end < k && strcmp(sel[end].token, sel[i].token) == 0 &&
-               (!messages || sel[end].chat == sel[i].chat))
-            end++;
-        strbuf_appendf(sql, messages ? "INSERT IGNORE INTO messages (application_token,"
-                                       " chat_number, number, body, created_at, updated_at) VALUES "
-                                     : "INSERT IGNORE INTO chats (application_token, number,"
-                                       " created_at, updated_at) VALUES ");
-        for (size_t g = i; g < end; g++) {
-            strbuf_append(sql, g > i ? ",(" : "(", g > i ? 2 : 1);
-            db_quote(sql, conn, sel[g].token);
+            create_of(jobs[i], &c->v[c->n++]);
+    qsort(c->v, c->n, sizeof *c->v, cmp_create);
+    return true;
+}
+
+/* The end of the group that starts at i. */
+static size_t group_end(const struct creates *c, size_t i)
+{
+    size_t end = i + 1;
+    while (end < c->n && strcmp(c->v[end].token, c->v[i].token) == 0 &&
+           (!c->messages || c->v[end].chat == c->v[i].chat))
+        end++;
+    return end;
+}
+
+/* INSERT IGNORE of creates [from, to). */
+static void add_insert(struct strbuf *sql, MYSQL *conn, const struct creates *c, size_t from,
+                       size_t to)
+{
+    strbuf_appendf(sql, c->messages ? "INSERT IGNORE INTO messages (application_token,"
+                                      " chat_number, number, body, created_at, updated_at) VALUES "
+                                    : "INSERT IGNORE INTO chats (application_token, number,"
+                                      " created_at, updated_at) VALUES ");
+    for (size_t g = from; g < to; g++) {
+        const struct create *r = &c->v[g];
+        strbuf_append(sql, g > from ? ",(" : "(", g > from ? 2 : 1);
+        db_quote(sql, conn, r->token);
+        strbuf_append(sql, ",", 1);
+        if (c->messages) {
+            strbuf_append_i64(sql, r->chat);
             strbuf_append(sql, ",", 1);
-            if (messages) {
-                strbuf_append_i64(sql, sel[g].chat);
-                strbuf_append(sql, ",", 1);
-                strbuf_append_i64(sql, sel[g].number);
-                strbuf_append(sql, ",", 1);
-                db_quote(sql, conn, json_str(sel[g].job->env.payload, "body", ""));
-            } else {
-                strbuf_append_i64(sql, sel[g].number);
-            }
+            strbuf_append_i64(sql, r->number);
             strbuf_append(sql, ",", 1);
-            append_time(sql, sel[g].job->env.created_at);
-            strbuf_append(sql, ",", 1);
-            append_time(sql, sel[g].job->env.created_at);
-            strbuf_append(sql, ")", 1);
-        }
-        strbuf_appendf(sql, ";SET @n = ROW_COUNT();");
-        if (messages) {
-            strbuf_appendf(sql, "INSERT INTO chat_count_deltas (application_token, chat_number, delta)"
-                                " SELECT ");
-            db_quote(sql, conn, sel[i].token);
-            strbuf_appendf(sql, ", %lld, @n", (long long)sel[i].chat);
+            db_quote(sql, conn, json_str(r->job->env.payload, "body", ""));
         } else {
-            strbuf_appendf(sql, "INSERT INTO app_count_deltas (application_token, delta) SELECT ");
-            db_quote(sql, conn, sel[i].token);
-            strbuf_appendf(sql, ", @n");
+            strbuf_append_i64(sql, r->number);
         }
-        strbuf_appendf(sql, " FROM DUAL WHERE @n > 0 ON DUPLICATE KEY UPDATE delta = delta + @n;");
+        strbuf_append(sql, ",", 1);
+        append_time(sql, r->job->env.created_at);
+        strbuf_append(sql, ",", 1);
+        append_time(sql, r->job->env.created_at);
+        strbuf_append(sql, ")", 1);
+    }
+    strbuf_append(sql, ";", 1);
+}
+
+/* The delta table's key columns and the group's key values, "(tok, chat" or
+ * "(tok" -- the caller closes the row. */
+static const char *delta_table(const struct creates *c)
+{
+    return c->messages ? "INSERT INTO chat_count_deltas (application_token, chat_number, delta)"
+                       : "INSERT INTO app_count_deltas (application_token, delta)";
+}
+
+static void add_group_key(struct strbuf *sql, MYSQL *conn, const struct creates *c, size_t i)
+{
+    db_quote(sql, conn, c->v[i].token);
+    if (c->messages) {
+        strbuf_append(sql, ",", 1);
+        strbuf_append_i64(sql, c->v[i].chat);
+    }
+    strbuf_append(sql, ",", 1);
+}
+
+/* Per group: its INSERT IGNORE, then ROW_COUNT() (the rows really
+ * inserted) added to its delta. */
+static void add_creates_per_group(struct strbuf *sql, MYSQL *conn, const struct creates *c)
+{
+    for (size_t i = 0; i < c->n;) {
+        size_t end = group_end(c, i);
+        add_insert(sql, conn, c, i, end);
+        strbuf_appendf(sql, "SET @n = ROW_COUNT();%s SELECT ", delta_table(c));
+        add_group_key(sql, conn, c, i);
+        strbuf_appendf(sql, "@n FROM DUAL WHERE @n > 0 ON DUPLICATE KEY UPDATE delta = delta + @n;");
         i = end;
     }
-    free(sel);
+}
+
+/* Every row was inserted: each group's delta is its size, all groups in one
+ * multi-row upsert. */
+static void add_deltas(struct strbuf *sql, MYSQL *conn, const struct creates *c)
+{
+    if (c->n == 0)
+        return;
+    strbuf_appendf(sql, "%s VALUES ", delta_table(c));
+    for (size_t i = 0; i < c->n;) {
+        size_t end = group_end(c, i);
+        strbuf_append(sql, i ? ",(" : "(", i ? 2 : 1);
+        add_group_key(sql, conn, c, i);
+        strbuf_append_i64(sql, (int64_t)(end - i));
+        strbuf_append(sql, ")", 1);
+        i = end;
+    }
+    strbuf_appendf(sql, " ON DUPLICATE KEY UPDATE delta = delta + VALUES(delta);");
 }
 
 static void add_updates(struct strbuf *sql, MYSQL *conn, struct job **jobs, size_t n)
@@ -170,24 +257,87 @@ static void add_updates(struct strbuf *sql, MYSQL *conn, struct job **jobs, size
     }
 }
 
+/* Runs text (NULL: out of memory) and frees it. */
+static enum db_status run(struct db *db, char *text, uint64_t *counts, size_t ncounts,
+                          char *errbuf, size_t errlen)
+{
+    if (text == NULL) {
+        sb_errf(errbuf, errlen, "out of memory building a batch");
+        return DB_TRANSIENT;
+    }
+    enum db_status st = db_exec_counts(db, text, counts, ncounts, errbuf, errlen);
+    free(text);
+    return st;
+}
+
+/* The fast form; *replayed set (and the transaction rolled back) when some
+ * create's row already existed, so the batch must be counted per group. */
+static enum db_status write_fast(struct db *db, MYSQL *conn, struct job **jobs, size_t n,
+                                 const struct creates *chats, const struct creates *msgs,
+                                 bool *replayed, char *errbuf, size_t errlen)
+{
+    struct strbuf sql = {0};
+    size_t stmt = 1, at_chats = 0, at_msgs = 0;
+    strbuf_append(&sql, "BEGIN;", 6);
+    size_t before = sql.len;
+    add_pings(&sql, conn, jobs, n);
+    stmt += sql.len > before;
+    if (chats->n) {
+        at_chats = stmt++;
+        add_insert(&sql, conn, chats, 0, chats->n);
+    }
+    if (msgs->n) {
+        at_msgs = stmt++;
+        add_insert(&sql, conn, msgs, 0, msgs->n);
+    }
+    uint64_t counts[4] = {0};
+    enum db_status st = run(db, strbuf_take(&sql), counts, stmt, errbuf, errlen);
+    if (st != DB_OK)
+        return db_txn_end(db, st);
+    *replayed = (chats->n && counts[at_chats] != chats->n) || (msgs->n && counts[at_msgs] != msgs->n);
+    if (*replayed) {
+        st = db_exec(db, "ROLLBACK", errbuf, errlen);
+        return st == DB_OK ? DB_OK : DB_TRANSIENT;
+    }
+    add_deltas(&sql, conn, chats);
+    add_deltas(&sql, conn, msgs);
+    add_updates(&sql, conn, jobs, n);
+    strbuf_append(&sql, "COMMIT", 6);
+    return db_txn_end(db, run(db, strbuf_take(&sql), NULL, 0, errbuf, errlen));
+}
+
 enum db_status persister_handle(struct worker *w, struct job **jobs, size_t n, char *errbuf,
                                 size_t errlen)
 {
     MYSQL *conn = db_conn(w->db, errbuf, errlen);
     if (conn == NULL)
         return DB_TRANSIENT;
+    struct creates chats = {0}, msgs = {0};
+    enum db_status st = DB_TRANSIENT;
+    if (!creates_select(&chats, jobs, n, false) || !creates_select(&msgs, jobs, n, true)) {
+        sb_errf(errbuf, errlen, "out of memory sorting a batch of %zu jobs", n);
+        goto out;
+    }
+    bool replayed = false;
+    st = write_fast(w->db, conn, jobs, n, &chats, &msgs, &replayed, errbuf, errlen);
+    if (st != DB_OK || !replayed)
+        goto out;
+    log_info("batch replays creates, counting per group", "jobs=%zu", n);
     struct strbuf sql = {0};
     add_pings(&sql, conn, jobs, n);
-    add_creates(&sql, conn, jobs, n, false);
-    add_creates(&sql, conn, jobs, n, true);
+    add_creates_per_group(&sql, conn, &chats);
+    add_creates_per_group(&sql, conn, &msgs);
     add_updates(&sql, conn, jobs, n);
     size_t len = sql.len;
     char *text = strbuf_take(&sql);
     if (text == NULL) {
         sb_errf(errbuf, errlen, "out of memory building a batch of %zu jobs", n);
-        return DB_TRANSIENT;
+        goto out;
     }
-    enum db_status st = len ? db_exec_txn(w->db, text, errbuf, errlen) : DB_OK;
+    st = len ? db_exec_txn(w->db, text, errbuf, errlen) : DB_OK;
     free(text);
+out:
+    free(chats.v);
+    free(msgs.v);
     return st;
 }

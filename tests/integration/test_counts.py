@@ -2,6 +2,7 @@
 the true count, also with inserts running during the roll-up, and the
 roll-up's work follows what changed since the last run, not table size."""
 
+import json
 import os
 import random
 import re
@@ -11,7 +12,7 @@ import threading
 import time
 import unittest
 
-from harness import StackTestCase, wait_until
+from harness import StackTestCase, kcat, wait_until
 
 API = "/api/v1/applications"
 
@@ -114,6 +115,49 @@ class TestCounts(StackTestCase):
         self.assertEqual(chats[4], 1)
         # Replaying what was already persisted (a worker restart) adds nothing.
         self.assertEqual(self.stack.sql("SELECT COUNT(*) FROM chat_count_deltas"), [["0"]])
+
+    def test_04_batch_mixing_replayed_and_new_creates_counts_only_new_rows(self):
+        """The persister writes a batch's creates in one statement and counts
+        every row as new only when MySQL inserted all of them; a batch that
+        replays a create falls back to counting per chat. Both in one batch
+        here: jobs as another producer (or a replay after a crash) sends them."""
+        token = self.create_app("replay")
+        for _ in range(2):
+            self.http("POST", f"{API}/{token}/chats")
+        for _ in range(3):
+            self.http("POST", f"{API}/{token}/chats/1/messages", {"body": "first"})
+        wait_until("persisted", lambda: self.stack.sql(
+            f"SELECT COUNT(*) FROM messages WHERE application_token='{token}'") == [["3"]], 30)
+        self.assertEqual(self.run_counts()[0], 0)
+        self.stack.stop("worker-persister")
+        now = int(time.time() * 1000)
+
+        def job(i, type_, payload):
+            return json.dumps({"type": type_, "version": 1, "key": token, "request_id": f"replay-{i}",
+                               "created_at": now, "payload": dict(payload, application_token=token)})
+        jobs = [job(0, "chat.create", {"number": 2}),  # replay
+                job(1, "chat.create", {"number": 3})]  # new
+        jobs += [job(10 + n, "message.create", {"chat_number": 1, "number": n, "body": f"m{n}"})
+                 for n in range(1, 7)]  # 1-3 replayed (bodies differ: the first write stays), 4-6 new
+        jobs += [job(20 + n, "message.create", {"chat_number": 2, "number": n, "body": f"m{n}"})
+                 for n in (1, 2)]  # new
+        kcat(self.stack, "-P", "-t", "chat.commands", "-K", "\t",
+             data="".join(f"{token}\t{j}\n" for j in jobs).encode())
+        log = self.stack.log("worker-persister")
+        replays_before = open(log).read().count("batch replays creates")
+        self.stack.start_worker("persister")
+        wait_until("persisted", lambda: self.stack.sql(
+            f"SELECT COUNT(*) FROM messages WHERE application_token='{token}'") == [["8"]], 30)
+        wait_until("chat 3 persisted", lambda: self.stack.sql(
+            f"SELECT COUNT(*) FROM chats WHERE application_token='{token}'") == [["3"]], 30)
+        self.assertEqual(self.stack.sql(f"SELECT body FROM messages WHERE application_token='{token}'"
+                                        f" AND chat_number=1 AND number=1"), [["first"]])
+        self.assertGreater(open(log).read().count("batch replays creates"), replays_before)
+        rc, out = self.run_counts()
+        self.assertEqual(rc, 0, out)
+        app, chats = self.stored_counts(token)
+        self.assertEqual((app, chats), (3, {1: 6, 2: 2, 3: 0}))
+        self.assertEqual(self.true_counts(token), (3, chats))
 
     def test_03_every_mode_progress_and_failures(self):
         token = self.create_app("every")
