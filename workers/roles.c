@@ -24,13 +24,14 @@ static const char *const persister_types[] = {"system.ping", "chat.create", "mes
                                               "message.update"};
 
 static const struct role roles[] = {
-    {"persister", chat_topics, 1, persister_types, 4, true, persister_handle, NULL, NULL, NULL},
+    {"persister", chat_topics, 1, persister_types, 4, true, persister_handle, NULL, NULL, NULL,
+     true},
     {"indexer", chat_topics, 1, indexer_types, 2, false, indexer_handle, NULL, indexer_prepare,
-     NULL},
+     NULL, true},
     {"notifier", notify_topics, 2, notifier_types, 1, true, notifier_handle, NULL, notifier_prepare,
-     notifier_finish},
+     notifier_finish, false /* defers retries */},
     {"phonebook", phonebook_topics, 1, phonebook_types, 1, true, phonebook_handle, phonebook_tick,
-     NULL, NULL},
+     NULL, NULL, true},
 };
 
 const struct role *role_find(const char *name)

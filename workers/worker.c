@@ -1,6 +1,7 @@
 /* worker.c - see worker.h. */
 #include "worker.h"
 
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,6 +25,50 @@ static void job_describe(const struct job *j, char *out, size_t cap)
              (int)j->msg->partition, (long long)j->msg->offset);
 }
 
+/* A batch: the fetched messages and their decoded jobs. */
+struct batch {
+    rd_kafka_message_t **msgs;
+    struct job *jobs;
+    size_t n;
+};
+
+/* Polls a batch and decodes its jobs (decoding is a third of a worker's
+ * CPU, so it is the part worth doing ahead). */
+static void batch_fetch(struct worker *w, struct batch *b)
+{
+    b->n = kafka_consumer_poll_batch(w->consumer, b->msgs, (size_t)w->cfg->batch_size,
+                                     (size_t)w->cfg->batch_max_bytes, (int)w->cfg->batch_wait_ms);
+    for (size_t i = 0; i < b->n; i++) {
+        struct job *j = &b->jobs[i];
+        memset(j, 0, sizeof *j);
+        j->msg = b->msgs[i];
+        j->valid = envelope_decode(&j->env, j->msg->payload, j->msg->len, j->reason,
+                                   sizeof j->reason);
+        j->dead = !j->valid && w->role->owns_topics;
+    }
+}
+
+static void batch_release(struct batch *b)
+{
+    for (size_t i = 0; i < b->n; i++) {
+        envelope_clear(&b->jobs[i].env);
+        rd_kafka_message_destroy(b->jobs[i].msg);
+    }
+    b->n = 0;
+}
+
+struct prefetch {
+    struct worker *w;
+    struct batch *b;
+};
+
+static void *prefetch_main(void *arg)
+{
+    struct prefetch *p = arg;
+    batch_fetch(p->w, p->b);
+    return NULL;
+}
+
 /* Handles the batch; DB_TRANSIENT means "rewind and retry later". */
 static enum db_status process_batch(struct worker *w, struct job *jobs, size_t n)
 {
@@ -32,14 +77,9 @@ static enum db_status process_batch(struct worker *w, struct job *jobs, size_t n
     if (act == NULL)
         return DB_TRANSIENT;
     size_t k = 0;
-    for (size_t i = 0; i < n; i++) {
-        struct job *j = &jobs[i];
-        j->valid = envelope_decode(&j->env, j->msg->payload, j->msg->len, j->reason,
-                                   sizeof j->reason);
-        j->dead = !j->valid && w->role->owns_topics;
-        if (j->valid && role_acts_on(w->role, j->env.type))
-            act[k++] = j;
-    }
+    for (size_t i = 0; i < n; i++)
+        if (jobs[i].valid && role_acts_on(w->role, jobs[i].env.type))
+            act[k++] = &jobs[i];
     enum db_status st = k ? w->role->handle(w, act, k, err, sizeof err) : DB_OK;
     if (st == DB_FATAL) {
         /* One job poisons the transaction: apply them one by one so only
@@ -150,14 +190,14 @@ static void resume_due(struct worker *w)
 int worker_run(struct worker *w)
 {
     size_t max = (size_t)w->cfg->batch_size;
-    rd_kafka_message_t **msgs = calloc(max, sizeof *msgs);
-    struct job *jobs = calloc(max, sizeof *jobs);
-    if (msgs == NULL || jobs == NULL) {
-        free(msgs);
-        free(jobs);
+    struct batch cur = {calloc(max, sizeof *cur.msgs), calloc(max, sizeof *cur.jobs), 0};
+    struct batch next = {calloc(max, sizeof *next.msgs), calloc(max, sizeof *next.jobs), 0};
+    int rc = 1;
+    if (!cur.msgs || !cur.jobs || !next.msgs || !next.jobs) {
         log_error("out of memory", "batch_size=%zu", max);
-        return 1;
+        goto out;
     }
+    rc = 0;
     struct backoff b;
     backoff_init(&b, w->cfg->retry_base_ms, w->cfg->retry_cap_ms);
     char err[ERRBUF_LEN];
@@ -169,24 +209,34 @@ int worker_run(struct worker *w)
         }
         if (w->npaused)
             resume_due(w);
-        size_t n = kafka_consumer_poll_batch(w->consumer, msgs, max, (size_t)w->cfg->batch_max_bytes,
-                                             (int)w->cfg->batch_wait_ms);
-        if (n == 0)
-            continue;
-        for (size_t i = 0; i < n; i++) {
-            memset(&jobs[i], 0, sizeof jobs[i]);
-            jobs[i].msg = msgs[i];
+        if (next.n) { /* fetched while the last batch was handled */
+            struct batch t = cur;
+            cur = next;
+            next = t;
+        } else {
+            batch_fetch(w, &cur);
         }
-        enum db_status st = process_batch(w, jobs, n);
+        if (cur.n == 0)
+            continue;
+        /* While the handler waits on its database, the next batch is
+         * fetched and decoded on a helper thread (joined below, before
+         * anything else touches the consumer's positions). */
+        struct prefetch pf = {w, &next};
+        pthread_t helper;
+        bool ahead = w->role->prefetch && pthread_create(&helper, NULL, prefetch_main, &pf) == 0;
+        size_t n = cur.n;
+        enum db_status st = process_batch(w, cur.jobs, n);
         size_t ndone = n;
-        if (st == DB_OK && (ndone = defer_jobs(w, jobs, msgs, n)) == SIZE_MAX) {
+        if (st == DB_OK && (ndone = defer_jobs(w, cur.jobs, cur.msgs, n)) == SIZE_MAX) {
             ndone = n; /* msgs[0..ndone) are the done ones */
             st = DB_TRANSIENT;
         }
-        if (st == DB_OK && !kafka_consumer_store(w->consumer, msgs, ndone, err, sizeof err)) {
+        if (st == DB_OK && !kafka_consumer_store(w->consumer, cur.msgs, ndone, err, sizeof err)) {
             log_warn("offset store failed", "err=\"%s\"", err);
             st = DB_TRANSIENT;
         }
+        if (ahead)
+            pthread_join(helper, NULL);
         if (st == DB_OK) {
             backoff_reset(&b);
             metric_add(w->m_processed, (int64_t)n);
@@ -194,8 +244,13 @@ int worker_run(struct worker *w)
             log_debug("batch done", "role=%s jobs=%zu", w->role->name, n);
         } else {
             /* Nothing of this batch is acknowledged: fetch it again after
-             * a pause, rather than spin or crash while a dependency is away. */
-            if (!kafka_consumer_rewind(w->consumer, msgs, ndone, err, sizeof err))
+             * a pause, rather than spin or crash while a dependency is away.
+             * A prefetched batch goes back too; it is rewound first so that
+             * a partition in both ends at this batch's (earlier) offset. */
+            if (!kafka_consumer_rewind(w->consumer, next.msgs, next.n, err, sizeof err))
+                log_warn("rewind failed", "err=\"%s\"", err);
+            batch_release(&next);
+            if (!kafka_consumer_rewind(w->consumer, cur.msgs, ndone, err, sizeof err))
                 log_warn("rewind failed", "err=\"%s\"", err);
             int64_t delay = backoff_next(&b);
             metric_add(w->m_retries, 1);
@@ -203,12 +258,14 @@ int worker_run(struct worker *w)
                      w->role->name, n, (long long)delay, b.attempt);
             sb_sleep_ms_unless(delay, w->stop);
         }
-        for (size_t i = 0; i < n; i++) {
-            envelope_clear(&jobs[i].env);
-            rd_kafka_message_destroy(jobs[i].msg);
-        }
+        batch_release(&cur);
     }
-    free(msgs);
-    free(jobs);
-    return 0;
+    /* A prefetched batch left at shutdown is not acknowledged: redelivered. */
+    batch_release(&next);
+out:
+    free(cur.msgs);
+    free(cur.jobs);
+    free(next.msgs);
+    free(next.jobs);
+    return rc;
 }

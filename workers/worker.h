@@ -50,6 +50,10 @@ struct role {
      * release after the last. */
     bool (*prepare)(struct worker *w);
     void (*finish)(struct worker *w);
+    /* Fetch and decode the next batch on a helper thread while this one is
+     * handled. Only for roles that never defer a job: a deferral rewinds a
+     * partition, and the prefetched batch may hold its later jobs. */
+    bool prefetch;
 };
 
 #define WORKER_MAX_PAUSED 256
