@@ -27,10 +27,11 @@
 
 /* KEYS: parent, seq, ceil, epoch, bits, parent scope's epoch and floor.
  * ARGV: run_id, parent bit or "" (parent is the application key).
- * Returns the number, -1 (needs a block), -2 (parent unknown) or -3 (parent
- * not in the cache, but it may have been allocated just before a loss: the
- * loss was recent, and the parent's scope was not rebuilt since or the
- * parent's number is at or below the scope's floor). */
+ * Returns {number, numbers left in the block}, or -1 (needs a block), -2
+ * (parent unknown) or -3 (parent not in the cache, but it may have been
+ * allocated just before a loss: the loss was recent, and the parent's scope
+ * was not rebuilt since or the parent's number is at or below the scope's
+ * floor). */
 static const char alloc_lua[] = LOSS_CHECK_LUA
     "local fresh = uncertain()\n"
     "local known\n"
@@ -47,7 +48,7 @@ static const char alloc_lua[] = LOSS_CHECK_LUA
     "if seq >= ceil then return -1 end\n"
     "seq = redis.call('INCR', KEYS[2])\n"
     "redis.call('SETBIT', KEYS[5], seq, 1)\n"
-    "return seq\n";
+    "return {seq, ceil - seq}\n";
 
 /* KEYS: key, its scope's epoch and floor. ARGV: run_id, bit or "".
  * 1 known, 0 not, -3 uncertain (as for the parent in alloc_lua). */
@@ -101,6 +102,8 @@ struct alloc_op {
     char parent_bit[24];
     char scope[64];
     int64_t lo, hi;
+    /* A refill ahead of need: nobody waits for a number from it. */
+    bool ahead;
     bool failed;
     char err[ERRBUF_LEN];
 };
@@ -130,7 +133,8 @@ static void set_keys(struct alloc_op *op)
 
 static void finish(struct alloc_op *op, enum numbers_result r, int64_t number)
 {
-    op->cb(op->arg, r, number);
+    if (!op->ahead)
+        op->cb(op->arg, r, number);
     free(op);
 }
 
@@ -138,7 +142,11 @@ static void step_alloc(struct alloc_op *op);
 
 static void unavailable(struct alloc_op *op, const char *where)
 {
-    log_warn("number allocation failed", "scope=%s at=%s err=\"%s\"", op->scope, where, op->err);
+    if (op->ahead) /* nobody waits: the block is refilled when it runs out */
+        log_info("refill ahead failed", "scope=%s at=%s err=\"%s\"", op->scope, where, op->err);
+    else
+        log_warn("number allocation failed", "scope=%s at=%s err=\"%s\"", op->scope, where,
+                 op->err);
     finish(op, NUMBERS_UNAVAILABLE, 0);
 }
 
@@ -181,7 +189,10 @@ static void on_install(redisAsyncContext *ac, void *r, void *priv)
     if (reply->integer == 0)
         log_info("stale number block discarded", "scope=%s lo=%lld hi=%lld", op->scope,
                  (long long)op->lo, (long long)op->hi);
-    step_alloc(op);
+    if (op->ahead)
+        finish(op, NUMBERS_OK, 0);
+    else
+        step_alloc(op);
 }
 
 /* Pool thread: raise the durable ceiling by one block. */
@@ -230,7 +241,10 @@ static void on_lock(redisAsyncContext *ac, void *r, void *priv)
         return;
     }
     if (reply->type == REDIS_REPLY_NIL) { /* someone else refills: wait for it */
-        retry_later(op);
+        if (op->ahead)
+            finish(op, NUMBERS_OK, 0);
+        else
+            retry_later(op);
         return;
     }
     if (!threadpool_submit(op->loop->d->dbpool, reserve_work, reserve_done, op->loop->q, op)) {
@@ -239,27 +253,56 @@ static void on_lock(redisAsyncContext *ac, void *r, void *priv)
     }
 }
 
+/* Takes the scope's refill lock; on_lock reserves a block in MySQL. */
+static void refill(struct alloc_op *op)
+{
+    const char *argv[] = {"SET", op->keys[5], op->owner, "NX", "PX", "5000"};
+    if (!redis_client_command_argv(op->loop->redis, on_lock, op, 6, argv, NULL))
+        unavailable(op, "refill");
+}
+
+/* Half of the block is left: reserve the next one now, so that a busy
+ * scope does not stall every block for a MySQL round trip (a chat taking
+ * 10k messages a second uses up a 100-number block in 10 ms). The block
+ * is appended to the current one when it arrives (install_lua). */
+static void refill_ahead(const struct alloc_op *op)
+{
+    struct alloc_op *a = malloc(sizeof *a);
+    if (a == NULL)
+        return; /* the refill happens when the block runs out */
+    *a = *op;
+    a->ahead = true;
+    if (!sb_random_id(a->owner)) {
+        free(a);
+        return;
+    }
+    refill(a);
+}
+
 static void on_alloc(redisAsyncContext *ac, void *r, void *priv)
 {
     (void)ac;
     struct alloc_op *op = priv;
     redisReply *reply = r;
+    if (reply && reply->type == REDIS_REPLY_ARRAY && reply->elements == 2 &&
+        reply->element[0]->type == REDIS_REPLY_INTEGER &&
+        reply->element[1]->type == REDIS_REPLY_INTEGER) {
+        /* Exactly one allocation sees the half-way mark of each block. */
+        if (reply->element[1]->integer == op->loop->d->cfg->number_block / 2)
+            refill_ahead(op);
+        finish(op, NUMBERS_OK, reply->element[0]->integer);
+        return;
+    }
     if (reply == NULL || reply->type != REDIS_REPLY_INTEGER) {
         if (reply && reply->type == REDIS_REPLY_ERROR)
             log_error("number script failed", "scope=%s err=\"%s\"", op->scope, reply->str);
         unavailable(op, "on_alloc");
-        return;
-    }
-    if (reply->integer > 0) {
-        finish(op, NUMBERS_OK, reply->integer);
     } else if (reply->integer == -2) {
         finish(op, NUMBERS_UNKNOWN_PARENT, 0);
     } else if (reply->integer == -3) {
         finish(op, NUMBERS_UNCERTAIN, 0);
     } else {
-        const char *argv[] = {"SET", op->keys[5], op->owner, "NX", "PX", "5000"};
-        if (!redis_client_command_argv(op->loop->redis, on_lock, op, 6, argv, NULL))
-            unavailable(op, "on_alloc");
+        refill(op);
     }
 }
 

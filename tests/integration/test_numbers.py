@@ -99,6 +99,23 @@ class TestNumbers(StackTestCase):
         self.assertEqual(sorted(got["messages"]), list(range(1, len(got["messages"]) + 1)))
         self.assert_unique_and_persisted(token, got)
 
+    def test_01b_next_block_reserved_when_half_is_used(self):
+        """A busy scope must not stall at every block end for a MySQL round
+        trip: once half of a block (100) is issued, the next is reserved and
+        appended, and numbers stay contiguous across it."""
+        token = self.create_app("ahead")
+        self.assertEqual(self.http("POST", f"{API}/{token}/chats").status, 201)
+        ceiling = lambda: self.stack.sql(f"SELECT ceiling FROM number_blocks WHERE scope='m:{token}:1'")
+        nums = [self.http("POST", f"{API}/{token}/chats/1/messages", {"body": "x"}).json()["number"]
+                for _ in range(49)]
+        self.assertEqual(ceiling(), [["100"]])
+        nums.append(self.http("POST", f"{API}/{token}/chats/1/messages", {"body": "x"}).json()["number"])
+        wait_until("next block reserved with 50 numbers left", lambda: ceiling() == [["200"]], 10)
+        nums += [self.http("POST", f"{API}/{token}/chats/1/messages", {"body": "x"}).json()["number"]
+                 for _ in range(110)]
+        self.assertEqual(nums, list(range(1, 161)))
+        wait_until("third block reserved", lambda: ceiling() == [["300"]], 10)
+
     def test_02_flushall_in_flight(self):
         token, got = self.creates_with_fault(lambda: self.assertEqual(self.redis_cli("FLUSHALL"), "OK"))
         self.assert_unique_and_persisted(token, got)
