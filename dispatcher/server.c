@@ -6,6 +6,7 @@
 #include <event2/buffer.h>
 #include <event2/keyvalq_struct.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/queue.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -47,8 +48,12 @@ bool server_listen(const char *addr, int *fd_out, char *errbuf, size_t errlen)
     int one = 1;
     /* SO_REUSEPORT: more dispatcher processes can serve the same port and
      * the kernel spreads connections among them. */
+    /* TCP_NODELAY, inherited by every accepted connection: a reply must go
+     * out when written, not wait for the client's delayed ACK (up to 40 ms)
+     * of an earlier segment. */
     if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 ||
         setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0 ||
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) != 0 ||
         bind(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
         sb_errf(errbuf, errlen, "bind %s: %s", addr, strerror(errno));
         close(fd);
