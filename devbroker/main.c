@@ -16,6 +16,8 @@
 #include <errno.h>
 #include <librdkafka/rdkafka.h>
 #include <librdkafka/rdkafka_mock.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -181,6 +183,35 @@ static int run_ctl(const char *path, const char *cmd)
     return strncmp(reply, "ok", 2) == 0 ? 0 : 1;
 }
 
+/* Sets TCP_NODELAY on the mock brokers' listening sockets (Linux hands
+ * it down to every accepted connection), as a Kafka broker sets it on its
+ * own. The mock does not: its produce acknowledgements then sat behind
+ * Nagle's algorithm until the client's delayed ACK of an earlier response,
+ * up to 40 ms - the whole tail of message-create latency. The listeners are
+ * the mock's, so they are found among this process's descriptors. */
+static void nodelay_listeners(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    if (d == NULL) {
+        log_warn("cannot list descriptors; mock brokers keep Nagle on", "err=\"%s\"", strerror(errno));
+        return;
+    }
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        int fd = atoi(e->d_name), listening = 0, family = 0, one = 1;
+        socklen_t len = sizeof listening, flen = sizeof family;
+        if (fd <= 2 || fd == dirfd(d) ||
+            getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) != 0 || !listening ||
+            getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &family, &flen) != 0 ||
+            (family != AF_INET && family != AF_INET6))
+            continue;
+        if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) != 0)
+            log_warn("cannot set TCP_NODELAY on a mock listener", "fd=%d err=\"%s\"", fd,
+                     strerror(errno));
+    }
+    closedir(d);
+}
+
 int main(int argc, char **argv)
 {
     struct sb_config cfg;
@@ -223,6 +254,7 @@ int main(int argc, char **argv)
         log_error("cannot create mock cluster", "%s", "");
         goto done;
     }
+    nodelay_listeners();
     char topics_dir[1024];
     snprintf(topics_dir, sizeof topics_dir, "%s/topics", cfg.schema_dir);
     if (!create_topics(mc, topics_dir, (int)cfg.kafka_partitions, err, sizeof err)) {
@@ -250,8 +282,10 @@ int main(int argc, char **argv)
     bool up = true;
     while (!g_stop) {
         struct pollfd pfd = {.fd = lfd, .events = POLLIN};
-        if (poll(&pfd, 1, 200) > 0 && (pfd.revents & POLLIN))
+        if (poll(&pfd, 1, 200) > 0 && (pfd.revents & POLLIN)) {
             serve_control(lfd, mc, &up);
+            nodelay_listeners(); /* in case bringing a broker up listened anew */
+        }
     }
     log_info("dev broker stopping", "%s", "");
     rc = 0;
