@@ -40,7 +40,7 @@ int64_t sb_mono_us(void)
     return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
-bool sb_random_bytes(void *buf, size_t len)
+static bool getrandom_all(void *buf, size_t len)
 {
     size_t off = 0;
     while (off < len) {
@@ -52,6 +52,29 @@ bool sb_random_bytes(void *buf, size_t len)
         }
         off += (size_t)n;
     }
+    return true;
+}
+
+/* Small requests are served from a per-thread pool filled 512 bytes at a
+ * time: request ids and lock owners took two getrandom(2) calls per
+ * message create. The bytes are the kernel's CSPRNG output either way, and
+ * each is handed out once (wiped as it goes). The pool is per thread, so
+ * nothing is shared; these processes never fork, which would copy it. */
+bool sb_random_bytes(void *buf, size_t len)
+{
+    static _Thread_local unsigned char pool[512];
+    static _Thread_local size_t left;
+    if (len > sizeof pool / 8)
+        return getrandom_all(buf, len);
+    if (left < len) {
+        if (!getrandom_all(pool, sizeof pool))
+            return false;
+        left = sizeof pool;
+    }
+    unsigned char *from = pool + sizeof pool - left;
+    memcpy(buf, from, len);
+    memset(from, 0, len);
+    left -= len;
     return true;
 }
 

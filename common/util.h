@@ -23,7 +23,8 @@ int64_t sb_mono_ms(void);
 /* Monotonic clock in microseconds (latency histograms). */
 int64_t sb_mono_us(void);
 
-/* Fills buf with len random bytes from getrandom(2). */
+/* Fills buf with len random bytes from getrandom(2) (small requests from a
+ * per-thread pool of its output). */
 bool sb_random_bytes(void *buf, size_t len) SB_NODISCARD;
 /* Writes a 128-bit random id as 32 lowercase hex chars + NUL (out >= 33). */
 bool sb_random_id(char out[33]) SB_NODISCARD;
