@@ -6,7 +6,9 @@
  * finds it already done (a replay: nothing changes), or finds a conflict -
  * the number held by another user, or the user holding another number.
  * A conflict is dead-lettered with its reason and the cache corrected: a
- * number nobody holds leaves pb:assigned and returns to its pool.
+ * number nobody holds leaves pb:assigned and returns to its pool; an
+ * assigned number joins pb:assigned and leaves its pool (it is there when
+ * another producer assigned it without a reservation).
  *
  * The tick returns expired reservations: Redis first (one Lua script per
  * batch of expired reservations puts their numbers back in the pool), then
@@ -34,8 +36,12 @@ static redisContext *worker_redis(struct worker *w, char *errbuf, size_t errlen)
     return w->redis;
 }
 
-/* A number nobody holds must not look assigned, and must be reservable. */
-static void correct_cache(struct worker *w, const char *phone)
+/* Brings the cache in line with MySQL for one number: a number nobody
+ * holds must not look assigned and must be reservable; a held one must
+ * look assigned and must not be in its pool. (An assignment from another
+ * producer, without a reservation, leaves the number in its pool: it was
+ * then handed out again by a later reservation.) */
+static void set_cache(struct worker *w, const char *phone, bool held)
 {
     char err[ERRBUF_LEN];
     redisContext *c = worker_redis(w, err, sizeof err);
@@ -43,10 +49,17 @@ static void correct_cache(struct worker *w, const char *phone)
         log_warn("cannot correct the phonebook cache", "phone=%s err=\"%s\"", phone, err);
         return;
     }
-    redisReply *r = redisCommand(c, "SREM %s %s", PB_ASSIGNED_KEY, phone);
+    redisReply *r = redisCommand(c, held ? "SADD %s %s" : "SREM %s %s", PB_ASSIGNED_KEY, phone);
     if (r)
         freeReplyObject(r);
-    r = redisCommand(c, "SADD pb:pool:%.3s %s", phone + 2, phone);
+    /* The pool key by its area code, built here: hiredis's formatter takes
+     * %s only whole (a "%.3s" made the command fail, silently). */
+    char pool[16];
+    snprintf(pool, sizeof pool, "pb:pool:%.3s", phone + 2);
+    r = redisCommand(c, held ? "SREM %s %s" : "SADD %s %s", pool, phone);
+    if (r == NULL || r->type == REDIS_REPLY_ERROR)
+        log_warn("cannot correct the phonebook pool", "phone=%s err=\"%s\"", phone,
+                 r ? r->str : c->errstr);
     if (r)
         freeReplyObject(r);
 }
@@ -103,7 +116,10 @@ static enum db_status assign_one(struct worker *w, struct job *j, char *errbuf, 
         snprintf(why, sizeof why, "unknown user %lld", user);
         conflict = why;
     } else if (*holder && strcmp(holder, mine) == 0 && strcmp(user_phone, phone) == 0) {
-        return db_exec(w->db, "COMMIT", errbuf, errlen); /* already done: a replay */
+        st = db_exec(w->db, "COMMIT", errbuf, errlen); /* already done: a replay */
+        if (st == DB_OK)
+            set_cache(w, phone, true);
+        return st;
     } else if (*holder) {
         snprintf(why, sizeof why, "conflict: %s is already assigned to user %s", phone, holder);
         conflict = why;
@@ -116,7 +132,7 @@ static enum db_status assign_one(struct worker *w, struct job *j, char *errbuf, 
         j->dead = true;
         snprintf(j->reason, sizeof j->reason, "%s", conflict);
         if (!*holder && number_found)
-            correct_cache(w, phone);
+            set_cache(w, phone, false);
         return st == DB_OK ? DB_OK : DB_TRANSIENT;
     }
     char upd[800];
@@ -129,8 +145,10 @@ static enum db_status assign_one(struct worker *w, struct job *j, char *errbuf, 
              "COMMIT",
              user, ref, phone, phone, user, ref, phone);
     st = db_exec(w->db, upd, errbuf, errlen);
-    if (st == DB_OK)
+    if (st == DB_OK) {
+        set_cache(w, phone, true);
         return DB_OK;
+    }
 rollback:
     if (st == DB_FATAL) {
         char ignore[ERRBUF_LEN];

@@ -152,6 +152,10 @@ class TestPhonebook(StackTestCase):
         self.assertEqual(winner, "41")  # same partition, log order
         self.assertEqual(self.stack.sql(f"SELECT user_id FROM users WHERE phone_number='{phone}'"), [["41"]])
         self.assertEqual(self.stack.sql("SELECT phone_number FROM users WHERE user_id=42"), [["NULL"]])
+        # Assigned without a reservation, the number was still in its pool:
+        # it must leave it, or a later reservation hands it out again.
+        self.assertEqual(self.redis_cli("SISMEMBER", "pb:pool:212", phone), "0")
+        self.assertEqual(self.redis_cli("SISMEMBER", "pb:assigned", phone), "1")
 
     def test_06_idempotent_reserve(self):
         a = self.reserve("212", key="order-77").json()
