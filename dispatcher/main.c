@@ -34,6 +34,11 @@ static void *loop_main(void *arg)
     return NULL;
 }
 
+static void start_accepting_cb(void *arg)
+{
+    loop_start_accepting(arg);
+}
+
 static void stop_accepting_cb(void *arg)
 {
     loop_stop_accepting(arg);
@@ -147,6 +152,9 @@ int main(int argc, char **argv)
                  "waited_ms=%d", REDIS_WAIT_MS);
     if (!server_open(listen_fd, err, sizeof err))
         die("cannot listen", "err=\"%s\"", err);
+    for (int i = 0; i < nloops; i++)
+        if (!loopq_post(loops[i].q, start_accepting_cb, &loops[i]))
+            die("cannot start a loop's listener", "loop=%d", i);
     /* Load the phone number pools now if Redis has none, so the first
      * reserve does not wait for it. */
     pbpool_rebuild(&loops[0], pools_ready, NULL);

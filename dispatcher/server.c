@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <event2/buffer.h>
 #include <event2/keyvalq_struct.h>
+#include <event2/listener.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/queue.h>
@@ -381,10 +382,19 @@ bool loop_init(struct loop *l, struct dispatcher *d, int index, int listen_fd, c
                                             EVHTTP_REQ_DELETE | EVHTTP_REQ_HEAD);
     evhttp_set_gencb(l->http, on_request, l);
     /* Each loop gets its own descriptor for the one socket, so removing a
-     * loop's listener never closes the others'. */
+     * loop's listener never closes the others'. The listener starts
+     * disabled: the socket is only bound until server_open() (a bound,
+     * not listening socket polls readable and accept() fails with EINVAL,
+     * a busy loop of warnings); loop_start_accepting() enables it. */
     int fd = dup(listen_fd);
-    if (fd < 0 || (l->bound = evhttp_accept_socket_with_handle(l->http, fd)) == NULL) {
-        if (fd >= 0)
+    struct evconnlistener *lev =
+        fd < 0 ? NULL
+               : evconnlistener_new(l->base, NULL, NULL,
+                                    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_DISABLED, -1, fd);
+    if (lev == NULL || (l->bound = evhttp_bind_listener(l->http, lev)) == NULL) {
+        if (lev)
+            evconnlistener_free(lev); /* closes fd */
+        else if (fd >= 0)
             close(fd);
         goto fail;
     }
@@ -393,6 +403,12 @@ fail:
     sb_errf(errbuf, errlen, "cannot set up event loop %d", index);
     loop_destroy(l);
     return false;
+}
+
+void loop_start_accepting(struct loop *l)
+{
+    if (l->bound && evconnlistener_enable(evhttp_bound_socket_get_listener(l->bound)) != 0)
+        log_error("cannot enable a loop's listener", "loop=%d", l->index);
 }
 
 void loop_stop_accepting(struct loop *l)

@@ -97,6 +97,8 @@ bool server_listen(const char *addr, int *fd_out, char *errbuf, size_t errlen) S
 bool server_open(int fd, char *errbuf, size_t errlen) SB_NODISCARD;
 bool loop_init(struct loop *l, struct dispatcher *d, int index, int listen_fd, char *errbuf,
                size_t errlen) SB_NODISCARD;
+/* On the loop's thread, after server_open(): start / stop accepting. */
+void loop_start_accepting(struct loop *l);
 void loop_stop_accepting(struct loop *l);
 void loop_destroy(struct loop *l);
 

@@ -28,6 +28,10 @@ class TestFoundation(StackTestCase):
         for dep, state in body["dependencies"].items():
             self.assertTrue(state["ok"], dep)
         self.assertRegex(r.headers["X-Request-Id"], r"^[0-9a-f]{32}$")
+        # Bound before listening, the socket must not be polled: accept()
+        # on it fails at once, in a loop, until the port opens.
+        with open(self.stack.log("dispatcher")) as f:
+            self.assertNotIn("Error from accept()", f.read())
 
     def test_02_request_id_echoed(self):
         r = self.http("GET", "/healthz", headers={"X-Request-Id": "abc-123_X"})
