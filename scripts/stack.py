@@ -91,7 +91,9 @@ def find_tool(*names):
 class Stack:
     """A stack rooted at run_dir (pids/, logs/, data/)."""
 
-    def __init__(self, run_dir, bin_dir=None, schema_dir=None, partitions=8,
+    DEFAULT_PARTITIONS = 8
+
+    def __init__(self, run_dir, bin_dir=None, schema_dir=None, partitions=DEFAULT_PARTITIONS,
                  api_port=None, log_level="info", use_env=True):
         self.run_dir = os.path.abspath(run_dir)
         self.bin_dir = bin_dir or os.environ.get("SB_BIN_DIR") or os.path.join(ROOT, "build", "bin")
@@ -498,7 +500,7 @@ def main():
                     default=os.environ.get("SB_NO_SEED") == "1",
                     help="do not load the phonebook demo data (users 1..1000, 100 numbers "
                          "in each of the area codes 212, 415, 613)")
-    ap.add_argument("--partitions", type=int, default=int(os.environ.get("SB_KAFKA_PARTITIONS", "8")))
+    ap.add_argument("--partitions", type=int, default=int(os.environ.get("SB_KAFKA_PARTITIONS", Stack.DEFAULT_PARTITIONS)))
     args = ap.parse_args()
     return cmd_up(args) if args.command == "up" else cmd_down(args)
 
