@@ -31,14 +31,16 @@
  * (parent unknown) or -3 (parent not in the cache, but it may have been
  * allocated just before a loss: the loss was recent, and the parent's scope
  * was not rebuilt since or the parent's number is at or below the scope's
- * floor). */
+ * floor). The loss check runs only for an unknown parent, the one answer it
+ * changes: an allocation from a known parent skips its TIME and two GETs.
+ * The first check after a loss then records it; the window of doubt starts
+ * no earlier than the loss, so it is never shorter than GRACE_S. */
 static const char alloc_lua[] = LOSS_CHECK_LUA
-    "local fresh = uncertain()\n"
     "local known\n"
     "if ARGV[2] == '' then known = redis.call('EXISTS', KEYS[1])\n"
     "else known = redis.call('GETBIT', KEYS[1], ARGV[2]) end\n"
     "if known == 0 then\n"
-    "  if ARGV[2] ~= '' and fresh and (redis.call('GET', KEYS[6]) ~= ARGV[1] or\n"
+    "  if ARGV[2] ~= '' and uncertain() and (redis.call('GET', KEYS[6]) ~= ARGV[1] or\n"
     "      tonumber(ARGV[2]) <= tonumber(redis.call('GET', KEYS[7]) or '0')) then return -3 end\n"
     "  return -2\n"
     "end\n"
