@@ -3,6 +3,7 @@
 
 #include <math.h>
 #include <stdlib.h>
+#include <stdint.h>
 #include <string.h>
 
 bool json_utf8_valid(const char *buf, size_t len)
@@ -193,25 +194,33 @@ bool json_check_object(const cJSON *obj, const struct json_field *fields, size_t
         sb_errf(errbuf, errlen, "a JSON object is required");
         return false;
     }
+    /* One pass over the members: each is matched to its field once, and a
+     * field matched twice is a duplicate member (every job is checked this
+     * way; the pairwise duplicate scan and the lookups of required fields
+     * were most of a worker's string comparisons). */
+    uint64_t seen = 0;
+    if (nfields > 64) {
+        sb_errf(errbuf, errlen, "internal: more than 64 fields in one object schema");
+        return false;
+    }
     for (const cJSON *it = obj->child; it; it = it->next) {
-        const struct json_field *f = NULL;
-        for (size_t i = 0; i < nfields; i++)
-            if (strcmp(fields[i].name, it->string) == 0)
-                f = &fields[i];
-        if (f == NULL) {
+        size_t i = 0;
+        while (i < nfields && strcmp(fields[i].name, it->string) != 0)
+            i++;
+        if (i == nfields) {
             sb_errf(errbuf, errlen, "unknown field '%s'", it->string);
             return false;
         }
-        for (const cJSON *o = obj->child; o != it; o = o->next)
-            if (strcmp(o->string, it->string) == 0) {
-                sb_errf(errbuf, errlen, "duplicate field '%s'", it->string);
-                return false;
-            }
-        if (!check_field(it, f, errbuf, errlen))
+        if (seen & (UINT64_C(1) << i)) {
+            sb_errf(errbuf, errlen, "duplicate field '%s'", it->string);
+            return false;
+        }
+        seen |= UINT64_C(1) << i;
+        if (!check_field(it, &fields[i], errbuf, errlen))
             return false;
     }
     for (size_t i = 0; i < nfields; i++)
-        if (fields[i].required && !cJSON_GetObjectItemCaseSensitive(obj, fields[i].name)) {
+        if (fields[i].required && !(seen & (UINT64_C(1) << i))) {
             sb_errf(errbuf, errlen, "missing field '%s'", fields[i].name);
             return false;
         }
