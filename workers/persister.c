@@ -303,7 +303,16 @@ static enum db_status write_fast(struct db *db, MYSQL *conn, struct job **jobs, 
     add_deltas(&sql, conn, msgs);
     add_updates(&sql, conn, jobs, n);
     strbuf_append(&sql, "COMMIT", 6);
-    return db_txn_end(db, run(db, strbuf_take(&sql), NULL, 0, errbuf, errlen));
+    char *text = strbuf_take(&sql);
+    if (text == NULL) {
+        /* The transaction is open on a live connection: end it here, or
+         * the next BEGIN would commit its rows without their deltas. */
+        if (db_txn_end(db, DB_FATAL) != DB_FATAL)
+            log_warn("rollback after running out of memory failed", "%s", "");
+        sb_errf(errbuf, errlen, "out of memory building a batch");
+        return DB_TRANSIENT;
+    }
+    return db_txn_end(db, run(db, text, NULL, 0, errbuf, errlen));
 }
 
 enum db_status persister_handle(struct worker *w, struct job **jobs, size_t n, char *errbuf,
