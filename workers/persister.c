@@ -257,11 +257,15 @@ static void add_updates(struct strbuf *sql, MYSQL *conn, struct job **jobs, size
     }
 }
 
-/* Runs text (NULL: out of memory) and frees it. */
-static enum db_status run(struct db *db, char *text, uint64_t *counts, size_t ncounts,
-                          char *errbuf, size_t errlen)
+/* Runs text and frees it. NULL text means out of memory: a transaction
+ * the caller has open (open_txn) is rolled back first, or the next BEGIN
+ * would commit its rows without their deltas. */
+static enum db_status run(struct db *db, char *text, bool open_txn, uint64_t *counts,
+                          size_t ncounts, char *errbuf, size_t errlen)
 {
     if (text == NULL) {
+        if (open_txn && db_txn_end(db, DB_FATAL) != DB_FATAL)
+            log_warn("rollback after running out of memory failed", "%s", "");
         sb_errf(errbuf, errlen, "out of memory building a batch");
         return DB_TRANSIENT;
     }
@@ -291,7 +295,7 @@ static enum db_status write_fast(struct db *db, MYSQL *conn, struct job **jobs, 
         add_insert(&sql, conn, msgs, 0, msgs->n);
     }
     uint64_t counts[4] = {0};
-    enum db_status st = run(db, strbuf_take(&sql), counts, stmt, errbuf, errlen);
+    enum db_status st = run(db, strbuf_take(&sql), false, counts, stmt, errbuf, errlen);
     if (st != DB_OK)
         return db_txn_end(db, st);
     *replayed = (chats->n && counts[at_chats] != chats->n) || (msgs->n && counts[at_msgs] != msgs->n);
@@ -303,16 +307,7 @@ static enum db_status write_fast(struct db *db, MYSQL *conn, struct job **jobs, 
     add_deltas(&sql, conn, msgs);
     add_updates(&sql, conn, jobs, n);
     strbuf_append(&sql, "COMMIT", 6);
-    char *text = strbuf_take(&sql);
-    if (text == NULL) {
-        /* The transaction is open on a live connection: end it here, or
-         * the next BEGIN would commit its rows without their deltas. */
-        if (db_txn_end(db, DB_FATAL) != DB_FATAL)
-            log_warn("rollback after running out of memory failed", "%s", "");
-        sb_errf(errbuf, errlen, "out of memory building a batch");
-        return DB_TRANSIENT;
-    }
-    return db_txn_end(db, run(db, text, NULL, 0, errbuf, errlen));
+    return db_txn_end(db, run(db, strbuf_take(&sql), true, NULL, 0, errbuf, errlen));
 }
 
 enum db_status persister_handle(struct worker *w, struct job **jobs, size_t n, char *errbuf,
