@@ -97,8 +97,7 @@ static bool key_valid(const char *key, unsigned char digest[DIGEST_LEN])
 
 static void unauthorized(struct http_ctx *ctx, const char *fmt, const char *detail)
 {
-    evhttp_add_header(evhttp_request_get_output_headers(ctx->req), "WWW-Authenticate",
-                      "Bearer realm=\"switchboard\"");
+    http_req_add_header(ctx->req, "WWW-Authenticate", "Bearer realm=\"switchboard\"");
     http_reply_error(ctx, 401, "unauthorized", fmt, detail);
 }
 
@@ -117,7 +116,7 @@ static bool authenticate(struct http_ctx *ctx, char *principal, size_t cap)
             snprintf(principal, cap, "t:%.22s", t); /* TOKEN_LEN characters, just checked */
         return true;
     }
-    const char *h = evhttp_find_header(evhttp_request_get_input_headers(ctx->req), "Authorization");
+    const char *h = http_req_header(ctx->req, "Authorization");
     if (h == NULL || strncasecmp(h, "Bearer ", 7) != 0 || h[7] == '\0') {
         unauthorized(ctx, "%s", "this route needs an admin API key: Authorization: Bearer <key>");
         return false;
@@ -136,18 +135,11 @@ static bool authenticate(struct http_ctx *ctx, char *principal, size_t cap)
     return true;
 }
 
-/* A request waiting for its rate-limit verdict. */
+/* A request waiting for its rate-limit verdict (ctx.path stays valid: it
+ * lives in the connection's input until the reply). */
 struct admit {
     struct http_ctx ctx;
-    char *path;
-    bool gone; /* the client closed the connection meanwhile */
 };
-
-static void admit_gone(struct evhttp_connection *conn, void *arg)
-{
-    (void)conn;
-    ((struct admit *)arg)->gone = true;
-}
 
 static void run_handler(struct http_ctx *ctx)
 {
@@ -162,12 +154,13 @@ static void on_bucket(redisAsyncContext *ac, void *rep, void *priv)
     struct admit *a = priv;
     redisReply *r = rep;
     atomic_fetch_sub(&a->ctx.loop->d->inflight, 1);
-    if (!a->gone) {
-        evhttp_connection_set_closecb(evhttp_request_get_connection(a->ctx.req), NULL, NULL);
+    if (http_req_gone(a->ctx.req)) {
+        http_req_abandon(a->ctx.req); /* the client left meanwhile: skip the work */
+    } else {
         if (r && r->type == REDIS_REPLY_INTEGER && r->integer > 0) {
             char after[24];
             snprintf(after, sizeof after, "%lld", (long long)((r->integer + 999) / 1000));
-            evhttp_add_header(evhttp_request_get_output_headers(a->ctx.req), "Retry-After", after);
+            http_req_add_header(a->ctx.req, "Retry-After", after);
             http_reply_error(&a->ctx, 429, "rate_limited",
                              "too many requests for this %s; retry in %lld ms",
                              a->ctx.route->access == ACCESS_APP ? "application" : "API key",
@@ -178,37 +171,28 @@ static void on_bucket(redisAsyncContext *ac, void *rep, void *priv)
             run_handler(&a->ctx);
         }
     }
-    free(a->path);
     free(a);
 }
 
-void access_dispatch(struct http_ctx *ctx, char *path)
+void access_dispatch(struct http_ctx *ctx)
 {
     char principal[64];
-    if (!authenticate(ctx, principal, sizeof principal)) {
-        free(path);
+    if (!authenticate(ctx, principal, sizeof principal))
         return;
-    }
     struct admit *a = NULL;
     if (*principal && rate_rps > 0 && (a = malloc(sizeof *a)) != NULL) {
         a->ctx = *ctx;
-        a->path = path;
-        a->ctx.path = path;
-        a->gone = false;
         char key[80], rate[24], burst[24];
         snprintf(key, sizeof key, "sb:rl:%s", principal);
         snprintf(rate, sizeof rate, "%lld", (long long)rate_rps);
         snprintf(burst, sizeof burst, "%lld", (long long)rate_burst);
         const char *argv[] = {"EVAL", bucket_lua, "1", key, rate, burst};
         atomic_fetch_add(&ctx->loop->d->inflight, 1);
-        evhttp_connection_set_closecb(evhttp_request_get_connection(ctx->req), admit_gone, a);
         if (redis_client_command_argv(ctx->loop->redis, on_bucket, a, 6, argv, NULL))
             return;
         /* Redis away: let it through (see access.h). */
-        evhttp_connection_set_closecb(evhttp_request_get_connection(ctx->req), NULL, NULL);
         atomic_fetch_sub(&ctx->loop->d->inflight, 1);
         free(a);
     }
     run_handler(ctx);
-    free(path);
 }

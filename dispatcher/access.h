@@ -23,8 +23,7 @@ bool access_init(const struct sb_config *cfg, char *errbuf, size_t errlen) SB_NO
 /* Number of admin keys configured (0: admin routes answer 401). */
 size_t access_key_count(void);
 /* Checks the credentials the route needs, then the rate limit, then runs
- * the route's handler; answers 401 or 429 itself otherwise. Takes over
- * ctx->path (heap memory), which it frees. */
-void access_dispatch(struct http_ctx *ctx, char *path);
+ * the route's handler; answers 401 or 429 itself otherwise. */
+void access_dispatch(struct http_ctx *ctx);
 
 #endif

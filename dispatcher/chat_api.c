@@ -111,8 +111,7 @@ static void req_free(struct chat_req *r)
  * ask the client to come back instead of denying it exists. */
 static void req_retry(struct chat_req *r, const char *what, int64_t n)
 {
-    if (r->p->req)
-        evhttp_add_header(evhttp_request_get_output_headers(r->p->req), "Retry-After", "1");
+    http_req_add_header(r->p->req, "Retry-After", "1");
     req_error(r, 503, "not_confirmed", "%s %lld is not confirmed yet (the cache was lost a moment "
               "ago); retry shortly", what, (long long)n);
 }
@@ -855,7 +854,7 @@ void chat_search_messages(struct http_ctx *ctx)
         return;
     }
     char *text = NULL;
-    if (evhttp_request_get_command(ctx->req) == EVHTTP_REQ_GET) {
+    if (strcmp(ctx->route->method, "GET") == 0) {
         char q[4 * SEARCH_MAX_CHARS + 1];
         if (!http_query_param(ctx, "q", q, sizeof q) || !*q ||
             !json_utf8_valid(q, strlen(q)) || json_utf8_len(q) > SEARCH_MAX_CHARS) {

@@ -3,7 +3,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
-#include <event2/buffer.h>
+#include <event2/http.h> /* evhttp_parse_query_str only */
 #include <event2/keyvalq_struct.h>
 #include <event2/listener.h>
 #include <netinet/in.h>
@@ -13,11 +13,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include "access.h"
 #include "findcache.h"
+#include "httpparse.h"
 #include "json.h"
 #include "log.h"
 
@@ -73,13 +75,489 @@ bool server_open(int fd, char *errbuf, size_t errlen)
     return true;
 }
 
-static void set_common_headers(struct evhttp_request *req, const char *request_id,
-                               const char *content_type)
+/* ---- connections ----------------------------------------------------------- */
+
+#define HEAD_MAX 16384      /* request line and header fields */
+#define IO_TIMEOUT_S 10     /* from accept or the last reply to a whole request */
+#define IN_INITIAL 4096
+#define BUF_KEEP (64 << 10) /* an idle connection keeps at most this much buffer */
+#define EXTRA_HEADERS 256   /* headers a handler adds (Allow, Retry-After, ...) */
+
+struct http_req {
+    struct http_conn *conn;
+    struct httpparse_req p;
+    size_t extra_len;
+    char extra[EXTRA_HEADERS];
+};
+
+struct http_conn {
+    struct loop *loop;
+    int fd; /* -1 once closed */
+    struct event *rev, *wev, *timer;
+    char *in;
+    size_t in_len, in_cap;
+    char *out;
+    size_t out_off, out_len, out_cap;
+    struct http_req req;
+    bool busy;          /* a handler has the request and has not replied */
+    bool req_done;      /* the request was answered: drop its input next */
+    bool close_after;   /* close once the output is written */
+    bool peer_eof;      /* the client sent FIN: no more input */
+    bool read_paused;   /* input full while busy */
+    bool writing;       /* wev added */
+    bool timer_armed;
+    bool continue_sent; /* 100 Continue for this request */
+    bool in_process;    /* conn_process is on the stack */
+    LIST_ENTRY(http_conn) link;
+};
+
+static void conn_process(struct http_conn *c);
+
+static void conn_free(struct http_conn *c)
 {
-    struct evkeyvalq *h = evhttp_request_get_output_headers(req);
-    evhttp_add_header(h, "Content-Type", content_type);
-    evhttp_add_header(h, "X-Request-Id", request_id);
+    LIST_REMOVE(c, link);
+    if (c->rev)
+        event_free(c->rev);
+    if (c->wev)
+        event_free(c->wev);
+    if (c->timer)
+        event_free(c->timer);
+    if (c->fd >= 0)
+        close(c->fd);
+    free(c->in);
+    free(c->out);
+    free(c);
 }
+
+/* Closes the socket; the struct stays while a handler has the request. */
+static void conn_break(struct http_conn *c)
+{
+    if (c->fd < 0)
+        return;
+    event_del(c->rev);
+    event_del(c->wev);
+    event_del(c->timer);
+    c->writing = c->timer_armed = false;
+    close(c->fd);
+    c->fd = -1;
+}
+
+static bool out_reserve(struct http_conn *c, size_t n)
+{
+    if (c->out_cap - c->out_len >= n)
+        return true;
+    size_t cap = c->out_cap ? c->out_cap : 1024;
+    while (cap - c->out_len < n)
+        cap *= 2;
+    char *p = realloc(c->out, cap);
+    if (p == NULL)
+        return false;
+    c->out = p;
+    c->out_cap = cap;
+    return true;
+}
+
+static void out_put(struct http_conn *c, const char *s, size_t n)
+{
+    memcpy(c->out + c->out_len, s, n); /* reserved by the caller */
+    c->out_len += n;
+}
+
+static void out_str(struct http_conn *c, const char *s)
+{
+    out_put(c, s, strlen(s));
+}
+
+static void out_uint(struct http_conn *c, uint64_t v)
+{
+    char digits[24];
+    size_t n = 0;
+    do
+        digits[sizeof digits - ++n] = (char)('0' + v % 10);
+    while ((v /= 10) != 0);
+    out_put(c, digits + sizeof digits - n, n);
+}
+
+/* Writes what the output holds; false on a socket error. */
+static bool conn_flush(struct http_conn *c)
+{
+    while (c->out_off < c->out_len) {
+        ssize_t n = send(c->fd, c->out + c->out_off, c->out_len - c->out_off, MSG_NOSIGNAL);
+        if (n > 0) {
+            c->out_off += (size_t)n;
+        } else if (n < 0 && errno == EINTR) {
+            continue;
+        } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            if (!c->writing && event_add(c->wev, NULL) != 0)
+                return false;
+            c->writing = true;
+            return true;
+        } else {
+            return false;
+        }
+    }
+    c->out_off = c->out_len = 0;
+    if (c->out_cap > BUF_KEEP) {
+        free(c->out);
+        c->out = NULL;
+        c->out_cap = 0;
+    }
+    if (c->writing) {
+        event_del(c->wev);
+        c->writing = false;
+    }
+    return true;
+}
+
+static const char *reason_phrase(int code)
+{
+    switch (code) {
+    case 200: return "OK";
+    case 201: return "Created";
+    case 202: return "Accepted";
+    case 204: return "No Content";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 408: return "Request Timeout";
+    case 409: return "Conflict";
+    case 410: return "Gone";
+    case 413: return "Content Too Large";
+    case 414: return "URI Too Long";
+    case 415: return "Unsupported Media Type";
+    case 417: return "Expectation Failed";
+    case 422: return "Unprocessable Content";
+    case 429: return "Too Many Requests";
+    case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
+    case 501: return "Not Implemented";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+    default: return "Status";
+    }
+}
+
+static const char *loop_date(struct loop *l)
+{
+    time_t now = time(NULL);
+    if (now != l->date_at) {
+        struct tm tm;
+        gmtime_r(&now, &tm);
+        strftime(l->date, sizeof l->date, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+        l->date_at = now;
+    }
+    return l->date;
+}
+
+/* Queues a whole response and starts writing it. keep: the connection
+ * stays open for the next request. */
+static void conn_respond(struct http_conn *c, int code, const char *request_id, const char *content_type,
+                         const char *body, size_t len, bool keep, bool head_only, const char *extra,
+                         size_t extra_len)
+{
+    if (c->fd < 0)
+        return;
+    const char *date = loop_date(c->loop);
+    size_t need = 200 + strlen(date) + strlen(content_type) + strlen(request_id) + extra_len + len;
+    if (!out_reserve(c, need)) {
+        conn_break(c);
+        return;
+    }
+    char status[8] = {'H', 'T', 'T', 'P', '/', '1', '.', '1'};
+    out_put(c, status, sizeof status);
+    out_put(c, " ", 1);
+    out_uint(c, (uint64_t)(code >= 100 && code <= 999 ? code : 500));
+    out_put(c, " ", 1);
+    out_str(c, reason_phrase(code));
+    out_str(c, "\r\nDate: ");
+    out_str(c, date);
+    out_str(c, "\r\nContent-Type: ");
+    out_str(c, content_type);
+    out_str(c, "\r\nX-Request-Id: ");
+    out_str(c, request_id);
+    out_str(c, "\r\nContent-Length: ");
+    out_uint(c, len);
+    out_str(c, "\r\n");
+    out_put(c, extra, extra_len);
+    if (!keep)
+        out_str(c, "Connection: close\r\n");
+    else if (c->req.p.minor_version == 0)
+        out_str(c, "Connection: keep-alive\r\n");
+    out_str(c, "\r\n");
+    if (!head_only)
+        out_put(c, body, len);
+    if (!keep)
+        c->close_after = true;
+    if (!conn_flush(c))
+        conn_break(c);
+}
+
+/* Answers input that is not a request we can take, then closes. */
+static void conn_refuse(struct http_conn *c, int code, const char *errcode, const char *msg)
+{
+    char id[33], body[300];
+    if (!sb_random_id(id))
+        snprintf(id, sizeof id, "%016llx", (unsigned long long)sb_mono_us());
+    int n = snprintf(body, sizeof body, "{\"error\":{\"code\":\"%s\",\"message\":\"%s\"}}", errcode, msg);
+    log_debug("bad request", "request_id=%s status=%d reason=\"%s\"", id, code, msg);
+    conn_respond(c, code, id, "application/json", body, (size_t)n, false, false, "", 0);
+}
+
+static const char *refusal_code(int status)
+{
+    switch (status) {
+    case 413: return "body_too_large";
+    case 414: return "uri_too_long";
+    case 417: return "expectation_failed";
+    case 431: return "headers_too_large";
+    case 501: return "not_implemented";
+    default: return "bad_request";
+    }
+}
+
+static void on_request(struct http_conn *c);
+
+/* Room for the request being read; false if it cannot fit. */
+static bool conn_make_room(struct http_conn *c)
+{
+    const struct httpparse_req *p = &c->req.p;
+    size_t limit = HTTPPARSE_MAX_INPUT(HEAD_MAX, (size_t)c->loop->d->cfg->max_body_bytes);
+    size_t need = c->in_len + 1;
+    if (p->head_len > 0 && !p->chunked && p->head_len + (size_t)p->content_length > need)
+        need = p->head_len + (size_t)p->content_length; /* the whole body at once */
+    if (need <= c->in_cap)
+        return true;
+    if (need > limit)
+        return false;
+    size_t cap = c->in_cap * 2 > need ? c->in_cap * 2 : need;
+    if (cap > limit)
+        cap = limit;
+    char *in = realloc(c->in, cap);
+    if (in == NULL)
+        return false;
+    c->in = in;
+    c->in_cap = cap;
+    return true;
+}
+
+/* Drops the answered request's bytes from the input. */
+static void conn_consume(struct http_conn *c)
+{
+    size_t used = c->req.p.total_len;
+    if (used > c->in_len)
+        used = c->in_len;
+    memmove(c->in, c->in + used, c->in_len - used);
+    c->in_len -= used;
+    httpparse_reset(&c->req.p);
+    c->req.extra_len = 0;
+    c->req_done = c->continue_sent = false;
+    if (c->in_cap > BUF_KEEP && c->in_len < IN_INITIAL) {
+        char *in = realloc(c->in, IN_INITIAL);
+        if (in) {
+            c->in = in;
+            c->in_cap = IN_INITIAL;
+        }
+    }
+    if (c->read_paused && c->fd >= 0 && !c->peer_eof) {
+        event_add(c->rev, NULL);
+        c->read_paused = false;
+    }
+}
+
+/* Serves what the input holds, one request at a time; frees the
+ * connection when it is over. Runs after input, after a reply and after
+ * the output drained. */
+static void conn_process(struct http_conn *c)
+{
+    c->in_process = true;
+    while (c->fd >= 0 && !c->busy && c->out_off == c->out_len && !c->close_after) {
+        if (c->req_done)
+            conn_consume(c);
+        if (c->in_len == 0)
+            break;
+        size_t max_body = (size_t)c->loop->d->cfg->max_body_bytes;
+        enum httpparse_result r = httpparse_feed(&c->req.p, c->in, c->in_len, HEAD_MAX, max_body);
+        if (r == HTTPPARSE_BAD) {
+            conn_refuse(c, c->req.p.status, refusal_code(c->req.p.status), c->req.p.reason);
+            break;
+        }
+        if (r == HTTPPARSE_MORE) {
+            if (!conn_make_room(c)) {
+                conn_refuse(c, 413, "body_too_large", "request too large");
+                break;
+            }
+            if (c->req.p.head_len > 0 && c->req.p.expect_continue && !c->continue_sent) {
+                static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+                c->continue_sent = true;
+                if (!out_reserve(c, sizeof cont - 1)) {
+                    conn_break(c);
+                    break;
+                }
+                out_put(c, cont, sizeof cont - 1);
+                if (!conn_flush(c))
+                    conn_break(c);
+            }
+            break;
+        }
+        c->busy = true;
+        if (c->timer_armed) {
+            event_del(c->timer);
+            c->timer_armed = false;
+        }
+        on_request(c); /* may answer at once, then the loop goes on */
+    }
+    c->in_process = false;
+    if (c->busy)
+        return;
+    bool drained = c->out_off == c->out_len;
+    if (c->fd < 0 || (drained && (c->close_after || c->peer_eof))) {
+        conn_free(c);
+        return;
+    }
+    if (!c->timer_armed) {
+        event_add(c->timer, c->loop->io_timeout);
+        c->timer_armed = true;
+    }
+}
+
+static void on_readable(evutil_socket_t fd, short what, void *arg)
+{
+    (void)what;
+    struct http_conn *c = arg;
+    if (c->in_len == c->in_cap) {
+        /* Input waits while a request is with its handler (its pointers
+         * into the buffer must not move); reading resumes after it. */
+        event_del(c->rev);
+        c->read_paused = true;
+        return;
+    }
+    ssize_t n = recv(fd, c->in + c->in_len, c->in_cap - c->in_len, 0);
+    if (n > 0) {
+        c->in_len += (size_t)n;
+    } else if (n == 0) {
+        c->peer_eof = true;
+        event_del(c->rev);
+    } else if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) {
+        return;
+    } else {
+        conn_break(c);
+    }
+    if (!c->busy)
+        conn_process(c);
+}
+
+static void on_writable(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct http_conn *c = arg;
+    if (!conn_flush(c))
+        conn_break(c);
+    if (!c->busy && c->out_off == c->out_len)
+        conn_process(c);
+}
+
+static void on_timeout(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct http_conn *c = arg;
+    c->timer_armed = false;
+    /* A request begun and not finished in time gets 408; an idle
+     * keep-alive connection, or one whose client stopped reading, just
+     * closes. */
+    if (c->in_len > 0 && c->out_off == c->out_len && !c->req_done)
+        conn_refuse(c, 408, "request_timeout", "request not received in time");
+    conn_break(c);
+    conn_process(c);
+}
+
+static void on_accept(struct evconnlistener *lev, evutil_socket_t fd, struct sockaddr *sa, int salen,
+                      void *arg)
+{
+    (void)lev;
+    (void)sa;
+    (void)salen;
+    struct loop *l = arg;
+    struct http_conn *c = calloc(1, sizeof *c);
+    if (c == NULL || (c->in = malloc(IN_INITIAL)) == NULL) {
+        free(c);
+        close(fd);
+        log_warn("connection refused: out of memory", "loop=%d", l->index);
+        return;
+    }
+    c->loop = l;
+    c->fd = fd;
+    c->in_cap = IN_INITIAL;
+    c->req.conn = c;
+    httpparse_reset(&c->req.p);
+    LIST_INSERT_HEAD(&l->conns, c, link);
+    c->rev = event_new(l->base, fd, EV_READ | EV_PERSIST, on_readable, c);
+    c->wev = event_new(l->base, fd, EV_WRITE | EV_PERSIST, on_writable, c);
+    c->timer = evtimer_new(l->base, on_timeout, c);
+    if (c->rev == NULL || c->wev == NULL || c->timer == NULL || event_add(c->rev, NULL) != 0) {
+        log_warn("connection refused: cannot watch it", "loop=%d", l->index);
+        conn_free(c);
+        return;
+    }
+    conn_process(c); /* arms the timer */
+}
+
+/* The request has been answered (or abandoned): go on with the input. */
+static void conn_request_over(struct http_conn *c)
+{
+    c->busy = false;
+    c->req_done = true;
+    if (!c->in_process)
+        conn_process(c);
+}
+
+const char *http_req_header(const struct http_req *req, const char *name)
+{
+    return httpparse_header(&req->p, name);
+}
+
+void http_req_add_header(struct http_req *req, const char *name, const char *value)
+{
+    size_t n = strlen(name), v = strlen(value);
+    if (strpbrk(value, "\r\n") != NULL || req->extra_len + n + v + 4 > sizeof req->extra) {
+        log_warn("reply header dropped", "name=%s", name);
+        return;
+    }
+    char *w = req->extra + req->extra_len;
+    memcpy(w, name, n);
+    memcpy(w + n, ": ", 2);
+    memcpy(w + n + 2, value, v);
+    memcpy(w + n + 2 + v, "\r\n", 2);
+    req->extra_len += n + v + 4;
+}
+
+bool http_req_gone(const struct http_req *req)
+{
+    return req->conn->fd < 0;
+}
+
+void http_req_abandon(struct http_req *req)
+{
+    conn_request_over(req->conn);
+}
+
+static void send_reply(struct http_req *req, const char *request_id, int code, const char *content_type,
+                       const char *body, size_t len)
+{
+    struct http_conn *c = req->conn;
+    bool keep = req->p.keep_alive && !c->peer_eof && !atomic_load(&c->loop->d->draining);
+    conn_respond(c, code, request_id, content_type, body, len, keep, strcmp(req->p.method, "HEAD") == 0,
+                 req->extra, req->extra_len);
+    conn_request_over(c);
+}
+
+/* ---- replies ---------------------------------------------------------------- */
+
+static const char OOM_BODY[] = "{\"error\":{\"code\":\"internal\",\"message\":\"out of memory\"}}";
 
 static void count_reply(const struct route *r, int code, int64_t start_us)
 {
@@ -87,22 +565,6 @@ static void count_reply(const struct route *r, int code, int64_t start_us)
         return;
     metric_observe_us(r->latency, sb_mono_us() - start_us);
     metric_add(code >= 500 ? r->c5xx : code >= 400 ? r->c4xx : r->c2xx, 1);
-}
-
-static void send_reply(struct evhttp_request *req, const char *request_id, int code,
-                       const char *content_type, const char *body, size_t len)
-{
-    set_common_headers(req, request_id, content_type);
-    struct evbuffer *buf = evbuffer_new();
-    if (buf == NULL || evbuffer_add(buf, body, len) != 0) {
-        /* Nothing sensible left to send; close rather than hang. */
-        if (buf)
-            evbuffer_free(buf);
-        evhttp_send_error(req, 500, NULL);
-        return;
-    }
-    evhttp_send_reply(req, code, NULL, buf);
-    evbuffer_free(buf);
 }
 
 void http_reply_raw(struct http_ctx *ctx, int code, const char *content_type, const char *body,
@@ -116,8 +578,7 @@ void http_reply_json(struct http_ctx *ctx, int code, const cJSON *body)
 {
     char *text = cJSON_PrintUnformatted(body);
     if (text == NULL) {
-        static const char oom[] = "{\"error\":{\"code\":\"internal\",\"message\":\"out of memory\"}}";
-        http_reply_raw(ctx, 500, "application/json", oom, sizeof oom - 1);
+        http_reply_raw(ctx, 500, "application/json", OOM_BODY, sizeof OOM_BODY - 1);
         return;
     }
     http_reply_raw(ctx, code, "application/json", text, strlen(text));
@@ -147,29 +608,27 @@ void http_reply_error(struct http_ctx *ctx, int code, const char *errcode, const
 
 const char *http_body_raw(struct http_ctx *ctx, size_t *len, bool ndjson_ok)
 {
-    struct evbuffer *in = evhttp_request_get_input_buffer(ctx->req);
-    *len = evbuffer_get_length(in);
+    *len = ctx->req->p.body_len;
     if ((int64_t)*len > ctx->loop->d->cfg->max_body_bytes) {
         http_reply_error(ctx, 413, "body_too_large", "request body exceeds %lld bytes",
                          (long long)ctx->loop->d->cfg->max_body_bytes);
         return NULL;
     }
-    const char *ct = evhttp_find_header(evhttp_request_get_input_headers(ctx->req), "Content-Type");
+    const char *ct = http_req_header(ctx->req, "Content-Type");
     if (*len > 0 && ct && strncasecmp(ct, "application/json", 16) != 0 &&
         !(ndjson_ok && strncasecmp(ct, "application/x-ndjson", 20) == 0)) {
         http_reply_error(ctx, 415, "unsupported_media_type", "Content-Type must be application/json%s",
                          ndjson_ok ? " or application/x-ndjson" : "");
         return NULL;
     }
-    const char *data = (const char *)evbuffer_pullup(in, -1);
-    return data ? data : "";
+    return *len ? ctx->req->p.body : "";
 }
 
 cJSON *http_body_json(struct http_ctx *ctx, const struct json_field *fields, size_t nfields,
                       bool empty_ok)
 {
     size_t len;
-    if (evbuffer_get_length(evhttp_request_get_input_buffer(ctx->req)) == 0 && empty_ok)
+    if (ctx->req->p.body_len == 0 && empty_ok)
         return cJSON_CreateObject();
     const char *data = http_body_raw(ctx, &len, false);
     if (data == NULL)
@@ -186,13 +645,6 @@ cJSON *http_body_json(struct http_ctx *ctx, const struct json_field *fields, siz
     return root;
 }
 
-static void on_conn_close(struct evhttp_connection *conn, void *arg)
-{
-    (void)conn;
-    struct http_pending *p = arg;
-    p->req = NULL; /* libevent frees the request with the connection */
-}
-
 struct http_pending *http_pending_new(struct http_ctx *ctx)
 {
     struct http_pending *p = calloc(1, sizeof *p);
@@ -205,23 +657,21 @@ struct http_pending *http_pending_new(struct http_ctx *ctx)
     p->route = ctx->route;
     p->start_us = ctx->start_us;
     memcpy(p->request_id, ctx->request_id, sizeof p->request_id);
-    evhttp_connection_set_closecb(evhttp_request_get_connection(ctx->req), on_conn_close, p);
     atomic_fetch_add(&ctx->loop->d->inflight, 1);
     return p;
 }
 
 void http_pending_reply(struct http_pending *p, int code, const cJSON *body)
 {
-    if (p->req) {
-        evhttp_connection_set_closecb(evhttp_request_get_connection(p->req), NULL, NULL);
-        char *text = cJSON_PrintUnformatted(body);
-        if (text) {
-            send_reply(p->req, p->request_id, code, "application/json", text, strlen(text));
-            free(text);
-        } else {
-            evhttp_send_error(p->req, 500, NULL);
-            code = 500;
-        }
+    char *text = http_req_gone(p->req) ? NULL : cJSON_PrintUnformatted(body);
+    if (text) {
+        send_reply(p->req, p->request_id, code, "application/json", text, strlen(text));
+        free(text);
+    } else if (http_req_gone(p->req)) {
+        http_req_abandon(p->req);
+    } else {
+        send_reply(p->req, p->request_id, 500, "application/json", OOM_BODY, sizeof OOM_BODY - 1);
+        code = 500;
     }
     count_reply(p->route, code, p->start_us);
     atomic_fetch_sub(&p->loop->d->inflight, 1);
@@ -246,9 +696,9 @@ void http_pending_errorf(struct http_pending *p, int code, const char *errcode, 
 }
 
 /* A client's X-Request-Id is kept if it is short and plain; else we mint one. */
-static void pick_request_id(struct evhttp_request *req, char out[65])
+static void pick_request_id(struct http_req *req, char out[65])
 {
-    const char *given = evhttp_find_header(evhttp_request_get_input_headers(req), "X-Request-Id");
+    const char *given = http_req_header(req, "X-Request-Id");
     if (given && sb_token_valid(given, 1, 64)) {
         memcpy(out, given, strlen(given) + 1);
         return;
@@ -304,34 +754,59 @@ bool http_query_param(struct http_ctx *ctx, const char *name, char *out, size_t 
     return found;
 }
 
-static const char *method_name(enum evhttp_cmd_type t)
+static int hex_digit(char c)
 {
-    switch (t) {
-    case EVHTTP_REQ_GET: return "GET";
-    case EVHTTP_REQ_POST: return "POST";
-    case EVHTTP_REQ_PUT: return "PUT";
-    case EVHTTP_REQ_DELETE: return "DELETE";
-    case EVHTTP_REQ_HEAD: return "HEAD";
-    default: return "OTHER";
-    }
+    return c >= '0' && c <= '9' ? c - '0' : (c | 0x20) >= 'a' && (c | 0x20) <= 'f' ? (c | 0x20) - 'a' + 10 : -1;
 }
 
-static void on_request(struct evhttp_request *req, void *arg)
+/* Decodes %XX escapes in place ('+' stays: this is a path); false for an
+ * encoded NUL, which no route can hold. */
+static bool path_decode(char *s)
 {
-    struct loop *l = arg;
-    struct http_ctx ctx = {.loop = l, .req = req, .start_us = sb_mono_us()};
+    char *w = s;
+    for (const char *r = s; *r; r++) {
+        int hi, lo;
+        if (*r == '%' && (hi = hex_digit(r[1])) >= 0 && (lo = hex_digit(r[2])) >= 0) {
+            if (hi == 0 && lo == 0)
+                return false;
+            *w++ = (char)(hi << 4 | lo);
+            r += 2;
+        } else {
+            *w++ = *r;
+        }
+    }
+    *w = '\0';
+    return true;
+}
+
+static void on_request(struct http_conn *c)
+{
+    struct http_req *req = &c->req;
+    struct http_ctx ctx = {.loop = c->loop, .req = req, .start_us = sb_mono_us()};
     pick_request_id(req, ctx.request_id);
 
-    const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
-    const char *raw_path = uri ? evhttp_uri_get_path(uri) : NULL;
-    char *path = raw_path ? evhttp_uridecode(raw_path, 0, NULL) : NULL;
-    if (path == NULL) {
-        http_reply_error(&ctx, 400, "bad_request", "malformed request URI");
+    /* The target is origin-form ("/path?query"); absolute-form
+     * ("http://host/path"), which proxies send, is taken too. */
+    char *path = (char *)req->p.target;
+    if (strncasecmp(path, "http://", 7) == 0 || strncasecmp(path, "https://", 8) == 0) {
+        path = strchr(strstr(path, "//") + 2, '/');
+        if (path == NULL) {
+            static char root[2] = "/";
+            path = root;
+        }
+    }
+    path[strcspn(path, "#")] = '\0';
+    char *qm = strchr(path, '?');
+    if (qm) {
+        *qm = '\0';
+        ctx.query = qm + 1;
+    }
+    if (path[0] != '/' || !path_decode(path)) {
+        http_reply_error(&ctx, 400, "bad_request", "malformed request target");
         return;
     }
     ctx.path = path;
-    ctx.query = evhttp_uri_get_query(uri);
-    const char *method = method_name(evhttp_request_get_command(req));
+    const char *method = req->p.method;
     bool path_known = false;
     char allow[64] = "";
     for (size_t i = 0; i < dispatcher_nroutes; i++) {
@@ -347,16 +822,14 @@ static void on_request(struct evhttp_request *req, void *arg)
         snprintf(allow + n, sizeof allow - n, "%s%s", n ? ", " : "", r->method);
     }
     if (ctx.route) {
-        access_dispatch(&ctx, path); /* takes path */
-        return;
+        access_dispatch(&ctx);
     } else if (path_known) {
-        evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", allow);
+        http_req_add_header(req, "Allow", allow);
         http_reply_error(&ctx, 405, "method_not_allowed", "%s is not allowed on %s (allowed: %s)",
                          method, path, allow);
     } else {
         http_reply_error(&ctx, 404, "not_found", "no route for %s %s", method, path);
     }
-    free(path);
 }
 
 bool loop_init(struct loop *l, struct dispatcher *d, int index, int listen_fd, char *errbuf,
@@ -365,36 +838,30 @@ bool loop_init(struct loop *l, struct dispatcher *d, int index, int listen_fd, c
     memset(l, 0, sizeof *l);
     l->d = d;
     l->index = index;
+    LIST_INIT(&l->conns);
     l->base = event_base_new();
     if (l->base == NULL)
         goto fail;
-    l->http = evhttp_new(l->base);
+    /* One timeout for every connection: libevent keeps such "common"
+     * timeouts in a queue instead of its heap, so arming one is O(1). */
+    l->io_timeout = event_base_init_common_timeout(l->base, &(struct timeval){IO_TIMEOUT_S, 0});
     l->q = loopq_new(l->base);
     l->redis = redis_client_new(l->base, &d->redis_url);
     l->find = findcache_new((size_t)d->cfg->find_cache_size, d->cfg->find_negative_ttl_ms);
-    if (l->http == NULL || l->q == NULL || l->redis == NULL || l->find == NULL)
+    if (l->io_timeout == NULL || l->q == NULL || l->redis == NULL || l->find == NULL)
         goto fail;
-    evhttp_set_max_body_size(l->http, d->cfg->max_body_bytes);
-    evhttp_set_max_headers_size(l->http, 16384);
-    /* Slow or stalled clients are cut off instead of holding a slot. */
-    evhttp_set_timeout(l->http, 10);
-    evhttp_set_allowed_methods(l->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_PUT |
-                                            EVHTTP_REQ_DELETE | EVHTTP_REQ_HEAD);
-    evhttp_set_gencb(l->http, on_request, l);
     /* Each loop gets its own descriptor for the one socket, so removing a
      * loop's listener never closes the others'. The listener starts
      * disabled: the socket is only bound until server_open() (a bound,
      * not listening socket polls readable and accept() fails with EINVAL,
-     * a busy loop of warnings); loop_start_accepting() enables it. */
+     * a busy loop of warnings); loop_start_accepting() enables it.
+     * Accepted sockets are non-blocking and inherit TCP_NODELAY. */
     int fd = dup(listen_fd);
-    struct evconnlistener *lev =
-        fd < 0 ? NULL
-               : evconnlistener_new(l->base, NULL, NULL,
-                                    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_DISABLED, -1, fd);
-    if (lev == NULL || (l->bound = evhttp_bind_listener(l->http, lev)) == NULL) {
-        if (lev)
-            evconnlistener_free(lev); /* closes fd */
-        else if (fd >= 0)
+    l->listener = fd < 0 ? NULL
+                         : evconnlistener_new(l->base, on_accept, l,
+                                              LEV_OPT_CLOSE_ON_FREE | LEV_OPT_DISABLED, -1, fd);
+    if (l->listener == NULL) {
+        if (fd >= 0)
             close(fd);
         goto fail;
     }
@@ -407,15 +874,15 @@ fail:
 
 void loop_start_accepting(struct loop *l)
 {
-    if (l->bound && evconnlistener_enable(evhttp_bound_socket_get_listener(l->bound)) != 0)
+    if (l->listener && evconnlistener_enable(l->listener) != 0)
         log_error("cannot enable a loop's listener", "loop=%d", l->index);
 }
 
 void loop_stop_accepting(struct loop *l)
 {
-    if (l->bound) {
-        evhttp_del_accept_socket(l->http, l->bound); /* closes the dup'ed fd */
-        l->bound = NULL;
+    if (l->listener) {
+        evconnlistener_free(l->listener); /* closes the dup'ed fd */
+        l->listener = NULL;
     }
 }
 
@@ -423,8 +890,10 @@ void loop_destroy(struct loop *l)
 {
     if (l->q)
         loopq_free(l->q);
-    if (l->http)
-        evhttp_free(l->http);
+    loop_stop_accepting(l);
+    /* The loop has stopped: requests still with a handler are dropped. */
+    while (!LIST_EMPTY(&l->conns))
+        conn_free(LIST_FIRST(&l->conns));
     if (l->redis)
         redis_client_free(l->redis);
     findcache_free(l->find);

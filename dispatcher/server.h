@@ -1,15 +1,26 @@
 /* server.h - the dispatcher's HTTP front: N event loops, one route table.
  *
- * Every loop thread has its own event_base, evhttp, Redis client and loopq,
- * and accepts from one shared listening socket (SO_REUSEPORT, so other
- * processes may bind the same port too). A handler runs on the loop that
- * read the request and must answer there: asynchronous handlers keep the
- * request in a struct http_pending and finish it from a loopq callback. */
+ * Every loop thread has its own event_base, HTTP/1.1 connections, Redis
+ * client and loopq, and accepts from one shared listening socket
+ * (SO_REUSEPORT, so other processes may bind the same port too). A handler
+ * runs on the loop that read the request and must answer there:
+ * asynchronous handlers keep the request in a struct http_pending and
+ * finish it from a loopq callback.
+ *
+ * The HTTP server is our own (httpparse.h parses): a connection keeps its
+ * read interest for its whole life and writes a reply with one send(), so
+ * a keep-alive request costs a read and a write and no epoll_ctl. evhttp
+ * switched read and write interest around every request (about four
+ * epoll_ctl calls each, ~19 % of the dispatcher's CPU on a cache hit; see
+ * bench/README.md). A connection serves one request at a time, in order;
+ * pipelined requests wait in its input. */
 #ifndef SB_SERVER_H
 #define SB_SERVER_H
 
 #include <cjson/cJSON.h>
-#include <event2/http.h>
+#include <event2/event.h>
+#include <sys/queue.h>
+#include <time.h>
 #include <stdatomic.h>
 
 #include "config.h"
@@ -21,6 +32,9 @@
 #include "redis.h"
 
 struct readiness;
+struct http_conn;
+struct http_req;
+struct evconnlistener;
 
 /* Process-wide state shared by every loop (read-only after start-up, or
  * thread-safe by itself). */
@@ -42,8 +56,11 @@ struct loop {
     struct dispatcher *d;
     int index;
     struct event_base *base;
-    struct evhttp *http;
-    struct evhttp_bound_socket *bound;
+    struct evconnlistener *listener;
+    LIST_HEAD(, http_conn) conns; /* open, or closed with a request in flight */
+    const struct timeval *io_timeout; /* a libevent common timeout */
+    time_t date_at;                   /* the Date header, formatted once a second */
+    char date[40];
     struct redis_client *redis;
     struct loopq *q;
     struct findcache *find; /* /phonebook/find answers of this loop */
@@ -52,8 +69,8 @@ struct loop {
 /* Everything a handler gets. */
 struct http_ctx {
     struct loop *loop;
-    struct evhttp_request *req;
-    const char *path;      /* decoded path, no query */
+    struct http_req *req;
+    const char *path;      /* decoded path, no query (valid until the reply) */
     const char *query;     /* raw query string or NULL */
     char request_id[65];
     int64_t start_us;
@@ -81,10 +98,11 @@ struct route {
 };
 
 /* An answer that arrives later. The pending object owns copies of what the
- * reply needs; the request pointer is cleared if the client goes away. */
+ * reply needs; the request stays valid until the reply (if the client went
+ * away meanwhile, the reply is dropped). */
 struct http_pending {
     struct loop *loop;
-    struct evhttp_request *req; /* NULL once the connection closed */
+    struct http_req *req;
     const struct route *route;
     char request_id[65];
     int64_t start_us;
@@ -121,6 +139,15 @@ const char *http_body_raw(struct http_ctx *ctx, size_t *len, bool ndjson_ok);
 
 /* The query parameter's value (decoded) into out; false if absent. */
 bool http_query_param(struct http_ctx *ctx, const char *name, char *out, size_t cap);
+
+/* A request header's value (name matched without regard to case) or NULL. */
+const char *http_req_header(const struct http_req *req, const char *name);
+/* Adds a header to the reply (before replying; at most a few short ones). */
+void http_req_add_header(struct http_req *req, const char *name, const char *value);
+/* Has the client closed the connection while the request was in flight? */
+bool http_req_gone(const struct http_req *req);
+/* Ends a request whose client has gone without answering it. */
+void http_req_abandon(struct http_req *req);
 
 /* Turns ctx into a pending answer (counts it in flight). */
 struct http_pending *http_pending_new(struct http_ctx *ctx);

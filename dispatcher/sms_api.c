@@ -74,8 +74,8 @@ static void sent_one(struct accept *a)
 {
     struct http_pending *p = a->owner;
     if (a->outcome == ACCEPT_REFUSED) {
-        if (a->status == 409 && p->req)
-            evhttp_add_header(evhttp_request_get_output_headers(p->req), "Retry-After", "1");
+        if (a->status == 409)
+            http_req_add_header(p->req, "Retry-After", "1");
         http_pending_error(p, a->status, a->code, a->message);
     } else {
         cJSON *o = cJSON_CreateObject();
