@@ -361,10 +361,6 @@ static void conn_consume(struct http_conn *c)
             c->in_cap = IN_INITIAL;
         }
     }
-    if (c->read_paused && c->fd >= 0 && !c->peer_eof) {
-        event_add(c->rev, NULL);
-        c->read_paused = false;
-    }
 }
 
 /* Serves what the input holds, one request at a time; frees the
@@ -416,6 +412,10 @@ static void conn_process(struct http_conn *c)
     if (c->fd < 0 || (drained && (c->close_after || c->peer_eof))) {
         conn_free(c);
         return;
+    }
+    if (c->read_paused && c->in_len < c->in_cap && !c->peer_eof) {
+        event_add(c->rev, NULL);
+        c->read_paused = false;
     }
     if (!c->timer_armed) {
         event_add(c->timer, c->loop->io_timeout);
@@ -859,7 +859,9 @@ bool loop_init(struct loop *l, struct dispatcher *d, int index, int listen_fd, c
     int fd = dup(listen_fd);
     l->listener = fd < 0 ? NULL
                          : evconnlistener_new(l->base, on_accept, l,
-                                              LEV_OPT_CLOSE_ON_FREE | LEV_OPT_DISABLED, -1, fd);
+                                              LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC |
+                                                  LEV_OPT_DISABLED,
+                                              -1, fd);
     if (l->listener == NULL) {
         if (fd >= 0)
             close(fd);
