@@ -111,13 +111,6 @@ class Stack:
         self.es_url = env.get("ES_URL")  # search in Elasticsearch when set
         self.es_index = env.get("SB_ES_INDEX")
         self.extra_env = {}  # more settings for every switchboard process
-        # The whole stack on this machine (scripts/up, bench, soak): the
-        # dispatcher takes half the cores for its loops instead of all of
-        # them, leaving the rest to Redis, MariaDB, the broker and the
-        # workers (bench/README.md: on 2 cores, 1 loop serves message
-        # create ~15 % faster than 2). Tests keep the default, one loop per
-        # core, so that they exercise several loops.
-        self.colocated = False
         self.external = {
             "redis": bool(self.redis_url),
             "kafka": bool(self.kafka_brokers),
@@ -350,8 +343,6 @@ class Stack:
             raise RuntimeError(f"port {self.api_port} is already in use (another dispatcher? "
                                f"scripts/down, or set SB_API_PORT)")
         argv = [self.binary("switchboard-dispatcher"), "--listen", f"127.0.0.1:{self.api_port}"]
-        if self.colocated and "SB_THREADS" not in self.env():
-            argv += ["--threads", str(max(1, (os.cpu_count() or 2) // 2))]
         proc = self.spawn(name, argv + list(extra))
         wait_for("dispatcher /healthz", lambda: http_get(self.api_url + "/healthz")[0] == 200,
                  20, proc, self.log(name))
@@ -473,7 +464,6 @@ class Stack:
 
 def cmd_up(args):
     st = Stack(args.run_dir, api_port=args.port, partitions=args.partitions)
-    st.colocated = True
     running = [n for n in st.names() if st.alive(*st.pid_of(n))]
     if running and http_get(st.api_url + "/readyz")[0] == 200:
         print(f"switchboard is already running: {st.api_url}")
