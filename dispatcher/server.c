@@ -787,23 +787,23 @@ static void on_request(struct http_conn *c)
 
     /* The target is origin-form ("/path?query"); absolute-form
      * ("http://host/path"), which proxies send, is taken too. */
-    char *path = (char *)req->p.target;
-    if (strncasecmp(path, "http://", 7) == 0 || strncasecmp(path, "https://", 8) == 0) {
-        path = strchr(strstr(path, "//") + 2, '/');
-        if (path == NULL) {
-            static char root[2] = "/";
-            path = root;
+    char *target = (char *)req->p.target; /* in the connection's input: ours to edit */
+    const char *path = target;
+    if (strncasecmp(target, "http://", 7) == 0 || strncasecmp(target, "https://", 8) == 0) {
+        target = strchr(strstr(target, "//") + 2, '/');
+        path = target ? target : "/"; /* "http://host" is the root */
+    }
+    if (target) {
+        target[strcspn(target, "#")] = '\0';
+        char *qm = strchr(target, '?');
+        if (qm) {
+            *qm = '\0';
+            ctx.query = qm + 1;
         }
-    }
-    path[strcspn(path, "#")] = '\0';
-    char *qm = strchr(path, '?');
-    if (qm) {
-        *qm = '\0';
-        ctx.query = qm + 1;
-    }
-    if (path[0] != '/' || !path_decode(path)) {
-        http_reply_error(&ctx, 400, "bad_request", "malformed request target");
-        return;
+        if (target[0] != '/' || !path_decode(target)) {
+            http_reply_error(&ctx, 400, "bad_request", "malformed request target");
+            return;
+        }
     }
     ctx.path = path;
     const char *method = req->p.method;

@@ -267,6 +267,9 @@ class TestHostile(StackTestCase):
         # Absolute-form targets (proxies send them) route like paths.
         status, _ = self.raw(b"GET http://example/healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         self.assertEqual(status, 200)
+        status, out = self.raw(b"GET http://example HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        self.assertEqual(status, 404)
+        self.assertIn(b"no route for GET /", out)
         self.assert_alive()
 
 
