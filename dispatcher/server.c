@@ -142,6 +142,18 @@ static void conn_break(struct http_conn *c)
     c->fd = -1;
 }
 
+/* Moves a connection buffer to a new capacity; false (buffer kept) if
+ * memory is short. */
+static bool buf_resize(char **buf, size_t *cap, size_t new_cap)
+{
+    char *p = realloc(*buf, new_cap);
+    if (p == NULL)
+        return false;
+    *buf = p;
+    *cap = new_cap;
+    return true;
+}
+
 static bool out_reserve(struct http_conn *c, size_t n)
 {
     if (c->out_cap - c->out_len >= n)
@@ -149,12 +161,7 @@ static bool out_reserve(struct http_conn *c, size_t n)
     size_t cap = c->out_cap ? c->out_cap : 1024;
     while (cap - c->out_len < n)
         cap *= 2;
-    char *p = realloc(c->out, cap);
-    if (p == NULL)
-        return false;
-    c->out = p;
-    c->out_cap = cap;
-    return true;
+    return buf_resize(&c->out, &c->out_cap, cap);
 }
 
 static void out_put(struct http_conn *c, const char *s, size_t n)
@@ -333,14 +340,7 @@ static bool conn_make_room(struct http_conn *c)
     if (need > limit)
         return false;
     size_t cap = c->in_cap * 2 > need ? c->in_cap * 2 : need;
-    if (cap > limit)
-        cap = limit;
-    char *in = realloc(c->in, cap);
-    if (in == NULL)
-        return false;
-    c->in = in;
-    c->in_cap = cap;
-    return true;
+    return buf_resize(&c->in, &c->in_cap, cap < limit ? cap : limit);
 }
 
 /* Drops the answered request's bytes from the input. */
@@ -354,13 +354,8 @@ static void conn_consume(struct http_conn *c)
     httpparse_reset(&c->req.p);
     c->req.extra_len = 0;
     c->req_done = c->continue_sent = false;
-    if (c->in_cap > BUF_KEEP && c->in_len < IN_INITIAL) {
-        char *in = realloc(c->in, IN_INITIAL);
-        if (in) {
-            c->in = in;
-            c->in_cap = IN_INITIAL;
-        }
-    }
+    if (c->in_cap > BUF_KEEP && c->in_len < IN_INITIAL)
+        (void)buf_resize(&c->in, &c->in_cap, IN_INITIAL); /* if not, it stays large */
 }
 
 /* Serves what the input holds, one request at a time; frees the
