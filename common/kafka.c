@@ -1,18 +1,24 @@
 /* kafka.c - see kafka.h. */
 #include "kafka.h"
 
+#include <event2/event.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 
 #include "log.h"
 
 struct kafka_producer {
     rd_kafka_t *rk;
     pthread_t poller;
+    bool polling; /* the poller thread runs */
     atomic_bool stop;
+    int report_fd;          /* eventfd librdkafka signals, with serve_on */
+    struct event *report_ev;
 };
 
 struct kafka_consumer {
@@ -114,11 +120,13 @@ struct kafka_producer *kafka_producer_new(const char *brokers, int64_t message_t
         goto fail;
     }
     conf = NULL; /* owned by rk now */
+    p->report_fd = -1;
     if (pthread_create(&p->poller, NULL, producer_poll_main, p) != 0) {
         sb_errf(errbuf, errlen, "pthread_create failed");
         rd_kafka_destroy(p->rk);
         goto fail;
     }
+    p->polling = true;
     return p;
 fail:
     if (conf)
@@ -138,15 +146,71 @@ int kafka_producer_outstanding(struct kafka_producer *p)
     return rd_kafka_outq_len(p->rk);
 }
 
+static void stop_polling(struct kafka_producer *p)
+{
+    if (!p->polling)
+        return;
+    atomic_store(&p->stop, true);
+    pthread_join(p->poller, NULL);
+    p->polling = false;
+}
+
+static void on_reports(evutil_socket_t fd, short what, void *arg)
+{
+    (void)what;
+    uint64_t n;
+    /* Reset the eventfd first: a report queued while we poll signals it
+     * again (librdkafka writes when its queue turns non-empty). */
+    if (read(fd, &n, sizeof n) < 0) { /* EAGAIN: nothing to reset */
+    }
+    rd_kafka_poll(((struct kafka_producer *)arg)->rk, 0);
+}
+
+bool kafka_producer_serve_on(struct kafka_producer *p, struct event_base *base, char *errbuf,
+                             size_t errlen)
+{
+    /* Non-blocking: librdkafka writes to it holding a queue lock. */
+    p->report_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    p->report_ev = p->report_fd < 0 ? NULL
+                                    : event_new(base, p->report_fd, EV_READ | EV_PERSIST, on_reports, p);
+    if (p->report_ev == NULL || event_add(p->report_ev, NULL) != 0) {
+        sb_errf(errbuf, errlen, "cannot watch delivery reports on the event loop");
+        if (p->report_ev)
+            event_free(p->report_ev);
+        if (p->report_fd >= 0)
+            close(p->report_fd);
+        p->report_ev = NULL;
+        p->report_fd = -1;
+        return false;
+    }
+    stop_polling(p);
+    static const uint64_t one = 1; /* an eventfd takes 8-byte counts */
+    rd_kafka_queue_t *q = rd_kafka_queue_get_main(p->rk);
+    rd_kafka_queue_io_event_enable(q, p->report_fd, &one, sizeof one);
+    rd_kafka_queue_destroy(q);
+    /* Reports queued while the thread stopped: the loop serves them. */
+    uint64_t kick = 1;
+    if (write(p->report_fd, &kick, sizeof kick) < 0)
+        log_warn("cannot signal the delivery-report event", "%s", "");
+    return true;
+}
+
 void kafka_producer_free(struct kafka_producer *p, int timeout_ms)
 {
     if (p == NULL)
         return;
+    /* rd_kafka_flush serves the delivery reports itself. */
     int left = kafka_producer_flush(p, timeout_ms);
     if (left > 0)
         log_error("kafka producer closing with undelivered messages", "count=%d", left);
-    atomic_store(&p->stop, true);
-    pthread_join(p->poller, NULL);
+    stop_polling(p);
+    if (p->report_fd >= 0) {
+        rd_kafka_queue_t *q = rd_kafka_queue_get_main(p->rk);
+        rd_kafka_queue_io_event_enable(q, -1, NULL, 0);
+        rd_kafka_queue_destroy(q);
+        event_free(p->report_ev); /* its loop has stopped */
+        close(p->report_fd);
+    }
     /* Undelivered messages get their callbacks (with an error) here. */
     rd_kafka_purge(p->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
     rd_kafka_poll(p->rk, 0);

@@ -15,9 +15,12 @@
 
 #include <librdkafka/rdkafka.h>
 
+struct event_base;
+
 #include "util.h"
 
-/* Called once per message on the delivery thread; err 0 = acknowledged. */
+/* Called once per message on the delivery thread (or the loop given to
+ * kafka_producer_serve_on); err 0 = acknowledged. */
 typedef void (*kafka_delivery_fn)(void *opaque, rd_kafka_resp_err_t err);
 
 struct kafka_producer;
@@ -34,6 +37,12 @@ bool kafka_produce(struct kafka_producer *p, const char *topic, const void *key,
 bool kafka_produce_sync(struct kafka_producer *p, const char *topic, const void *key,
                         size_t keylen, const void *val, size_t len, rd_kafka_headers_t *headers,
                         char *errbuf, size_t errlen) SB_NODISCARD;
+/* Serves delivery reports on an event loop instead of the producer's own
+ * thread: a report's callback then runs on that loop, one thread hop fewer
+ * per message. Call before the loop runs; reports arriving after it
+ * stopped are served by kafka_producer_free. */
+bool kafka_producer_serve_on(struct kafka_producer *p, struct event_base *base, char *errbuf,
+                             size_t errlen) SB_NODISCARD;
 /* Waits for outstanding deliveries; returns how many are still pending. */
 int kafka_producer_flush(struct kafka_producer *p, int timeout_ms);
 /* Asks a broker for metadata: true if the cluster answered in time. */

@@ -130,6 +130,10 @@ int main(int argc, char **argv)
     for (int i = 0; i < nloops; i++) {
         if (!loop_init(&loops[i], &d, i, listen_fd, err, sizeof err))
             die("cannot start event loop", "err=\"%s\"", err);
+        /* Delivery reports are served on the first loop: its requests'
+         * callbacks run there directly, the others' are posted on. */
+        if (i == 0 && !kafka_producer_serve_on(d.producer, loops[0].base, err, sizeof err))
+            die("cannot serve Kafka delivery reports", "err=\"%s\"", err);
         if (pthread_create(&threads[i], NULL, loop_main, &loops[i]) != 0)
             die("cannot start loop thread", "%s", "");
     }
