@@ -46,6 +46,15 @@ static bool is_ows(char c)
     return c == ' ' || c == '\t';
 }
 
+/* A hex digit's value, or -1. */
+static int hex_value(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    c = (char)(c | 0x20);
+    return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
 /* The end of the line starting at pos: the index of its LF, or -1 if none
  * before limit. *content_end excludes a CR before the LF. */
 static long line_end(const char *buf, size_t pos, size_t limit, size_t *content_end)
@@ -252,8 +261,7 @@ static enum httpparse_result chunk_line(struct httpparse_req *r, const char *buf
     size_t i = pos;
     uint64_t n = 0;
     for (; i < ce; i++) {
-        char c = buf[i];
-        int d = c >= '0' && c <= '9' ? c - '0' : (c | 0x20) >= 'a' && (c | 0x20) <= 'f' ? (c | 0x20) - 'a' + 10 : -1;
+        int d = hex_value(buf[i]);
         if (d < 0)
             break;
         if (i - pos == 15)
@@ -383,4 +391,22 @@ const char *httpparse_header(const struct httpparse_req *r, const char *name)
         if (strcasecmp(r->headers[i].name, name) == 0)
             return r->headers[i].value;
     return NULL;
+}
+
+bool httpparse_path_decode(char *s)
+{
+    char *w = s;
+    for (const char *r = s; *r; r++) {
+        int hi, lo;
+        if (*r == '%' && (hi = hex_value(r[1])) >= 0 && (lo = hex_value(r[2])) >= 0) {
+            if (hi == 0 && lo == 0)
+                return false;
+            *w++ = (char)(hi << 4 | lo);
+            r += 2;
+        } else {
+            *w++ = *r;
+        }
+    }
+    *w = '\0';
+    return true;
 }

@@ -76,4 +76,9 @@ enum httpparse_result httpparse_feed(struct httpparse_req *r, char *buf, size_t 
  * regard to case), or NULL; only after DONE. */
 const char *httpparse_header(const struct httpparse_req *r, const char *name);
 
+/* Decodes %XX escapes of a path in place ('+' stays: this is a path, not
+ * a form); false for an encoded NUL, which no path can hold. An escape
+ * that is not two hex digits is kept as it is. */
+bool httpparse_path_decode(char *s);
+
 #endif

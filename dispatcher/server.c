@@ -20,6 +20,7 @@
 #include "access.h"
 #include "findcache.h"
 #include "httpparse.h"
+#include "strbuf.h"
 #include "json.h"
 #include "log.h"
 
@@ -96,8 +97,8 @@ struct http_conn {
     struct event *rev, *wev, *timer;
     char *in;
     size_t in_len, in_cap;
-    char *out;
-    size_t out_off, out_len, out_cap;
+    struct strbuf out; /* answers not yet written, from out_off */
+    size_t out_off;
     struct http_req req;
     bool busy;          /* a handler has the request and has not replied */
     bool req_done;      /* the request was answered: drop its input next */
@@ -125,7 +126,7 @@ static void conn_free(struct http_conn *c)
     if (c->fd >= 0)
         close(c->fd);
     free(c->in);
-    free(c->out);
+    strbuf_free(&c->out);
     free(c);
 }
 
@@ -154,42 +155,24 @@ static bool buf_resize(char **buf, size_t *cap, size_t new_cap)
     return true;
 }
 
-static bool out_reserve(struct http_conn *c, size_t n)
-{
-    if (c->out_cap - c->out_len >= n)
-        return true;
-    size_t cap = c->out_cap ? c->out_cap : 1024;
-    while (cap - c->out_len < n)
-        cap *= 2;
-    return buf_resize(&c->out, &c->out_cap, cap);
-}
-
-static void out_put(struct http_conn *c, const char *s, size_t n)
-{
-    memcpy(c->out + c->out_len, s, n); /* reserved by the caller */
-    c->out_len += n;
-}
-
 static void out_str(struct http_conn *c, const char *s)
 {
-    out_put(c, s, strlen(s));
+    strbuf_append(&c->out, s, strlen(s));
 }
 
-static void out_uint(struct http_conn *c, uint64_t v)
+static bool out_drained(const struct http_conn *c)
 {
-    char digits[24];
-    size_t n = 0;
-    do
-        digits[sizeof digits - ++n] = (char)('0' + v % 10);
-    while ((v /= 10) != 0);
-    out_put(c, digits + sizeof digits - n, n);
+    return c->out_off == c->out.len;
 }
 
-/* Writes what the output holds; false on a socket error. */
+/* Writes what the output holds; false on a socket error (or if building
+ * the output ran out of memory). */
 static bool conn_flush(struct http_conn *c)
 {
-    while (c->out_off < c->out_len) {
-        ssize_t n = send(c->fd, c->out + c->out_off, c->out_len - c->out_off, MSG_NOSIGNAL);
+    if (strbuf_failed(&c->out))
+        return false;
+    while (!out_drained(c)) {
+        ssize_t n = send(c->fd, c->out.p + c->out_off, c->out.len - c->out_off, MSG_NOSIGNAL);
         if (n > 0) {
             c->out_off += (size_t)n;
         } else if (n < 0 && errno == EINTR) {
@@ -203,12 +186,9 @@ static bool conn_flush(struct http_conn *c)
             return false;
         }
     }
-    c->out_off = c->out_len = 0;
-    if (c->out_cap > BUF_KEEP) {
-        free(c->out);
-        c->out = NULL;
-        c->out_cap = 0;
-    }
+    c->out_off = c->out.len = 0;
+    if (c->out.cap > BUF_KEEP)
+        strbuf_free(&c->out);
     if (c->writing) {
         event_del(c->wev);
         c->writing = false;
@@ -267,50 +247,65 @@ static void conn_respond(struct http_conn *c, int code, const char *request_id, 
 {
     if (c->fd < 0)
         return;
-    const char *date = loop_date(c->loop);
-    size_t need = 200 + strlen(date) + strlen(content_type) + strlen(request_id) + extra_len + len;
-    if (!out_reserve(c, need)) {
-        conn_break(c);
-        return;
-    }
-    char status[8] = {'H', 'T', 'T', 'P', '/', '1', '.', '1'};
-    out_put(c, status, sizeof status);
-    out_put(c, " ", 1);
-    out_uint(c, (uint64_t)(code >= 100 && code <= 999 ? code : 500));
-    out_put(c, " ", 1);
+    out_str(c, "HTTP/1.1 ");
+    strbuf_append_i64(&c->out, code >= 100 && code <= 999 ? code : 500);
+    out_str(c, " ");
     out_str(c, reason_phrase(code));
     out_str(c, "\r\nDate: ");
-    out_str(c, date);
+    out_str(c, loop_date(c->loop));
     out_str(c, "\r\nContent-Type: ");
     out_str(c, content_type);
     out_str(c, "\r\nX-Request-Id: ");
     out_str(c, request_id);
     out_str(c, "\r\nContent-Length: ");
-    out_uint(c, len);
+    strbuf_append_i64(&c->out, (int64_t)len);
     out_str(c, "\r\n");
-    out_put(c, extra, extra_len);
+    strbuf_append(&c->out, extra, extra_len);
     if (!keep)
         out_str(c, "Connection: close\r\n");
     else if (c->req.p.minor_version == 0)
         out_str(c, "Connection: keep-alive\r\n");
     out_str(c, "\r\n");
     if (!head_only)
-        out_put(c, body, len);
+        strbuf_append(&c->out, body, len);
     if (!keep)
         c->close_after = true;
     if (!conn_flush(c))
         conn_break(c);
 }
 
+static const char OOM_BODY[] = "{\"error\":{\"code\":\"internal\",\"message\":\"out of memory\"}}";
+
+static cJSON *error_body(const char *errcode, const char *msg)
+{
+    cJSON *root = cJSON_CreateObject();
+    cJSON *e = cJSON_AddObjectToObject(root, "error");
+    cJSON_AddStringToObject(e, "code", errcode);
+    cJSON_AddStringToObject(e, "message", msg);
+    return root;
+}
+
+/* A new request id (for a request that brought none we keep). */
+static void mint_request_id(char out[33])
+{
+    if (!sb_random_id(out))
+        snprintf(out, 33, "%016llx", (unsigned long long)sb_mono_us());
+}
+
 /* Answers input that is not a request we can take, then closes. */
 static void conn_refuse(struct http_conn *c, int code, const char *errcode, const char *msg)
 {
-    char id[33], body[300];
-    if (!sb_random_id(id))
-        snprintf(id, sizeof id, "%016llx", (unsigned long long)sb_mono_us());
-    int n = snprintf(body, sizeof body, "{\"error\":{\"code\":\"%s\",\"message\":\"%s\"}}", errcode, msg);
+    char id[33];
+    mint_request_id(id);
     log_debug("bad request", "request_id=%s status=%d reason=\"%s\"", id, code, msg);
-    conn_respond(c, code, id, "application/json", body, (size_t)n, false, false, "", 0);
+    cJSON *body = error_body(errcode, msg);
+    char *text = cJSON_PrintUnformatted(body);
+    cJSON_Delete(body);
+    if (text)
+        conn_respond(c, code, id, "application/json", text, strlen(text), false, false, "", 0);
+    else
+        conn_respond(c, 500, id, "application/json", OOM_BODY, sizeof OOM_BODY - 1, false, false, "", 0);
+    free(text);
 }
 
 static const char *refusal_code(int status)
@@ -364,7 +359,7 @@ static void conn_consume(struct http_conn *c)
 static void conn_process(struct http_conn *c)
 {
     c->in_process = true;
-    while (c->fd >= 0 && !c->busy && c->out_off == c->out_len && !c->close_after) {
+    while (c->fd >= 0 && !c->busy && out_drained(c) && !c->close_after) {
         if (c->req_done)
             conn_consume(c);
         if (c->in_len == 0)
@@ -381,13 +376,8 @@ static void conn_process(struct http_conn *c)
                 break;
             }
             if (c->req.p.head_len > 0 && c->req.p.expect_continue && !c->continue_sent) {
-                static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
                 c->continue_sent = true;
-                if (!out_reserve(c, sizeof cont - 1)) {
-                    conn_break(c);
-                    break;
-                }
-                out_put(c, cont, sizeof cont - 1);
+                out_str(c, "HTTP/1.1 100 Continue\r\n\r\n");
                 if (!conn_flush(c))
                     conn_break(c);
             }
@@ -403,7 +393,7 @@ static void conn_process(struct http_conn *c)
     c->in_process = false;
     if (c->busy)
         return;
-    bool drained = c->out_off == c->out_len;
+    bool drained = out_drained(c);
     if (c->fd < 0 || (drained && (c->close_after || c->peer_eof))) {
         conn_free(c);
         return;
@@ -451,7 +441,7 @@ static void on_writable(evutil_socket_t fd, short what, void *arg)
     struct http_conn *c = arg;
     if (!conn_flush(c))
         conn_break(c);
-    if (!c->busy && c->out_off == c->out_len)
+    if (!c->busy && out_drained(c))
         conn_process(c);
 }
 
@@ -464,7 +454,7 @@ static void on_timeout(evutil_socket_t fd, short what, void *arg)
     /* A request begun and not finished in time gets 408; an idle
      * keep-alive connection, or one whose client stopped reading, just
      * closes. */
-    if (c->in_len > 0 && c->out_off == c->out_len && !c->req_done)
+    if (c->in_len > 0 && out_drained(c) && !c->req_done)
         conn_refuse(c, 408, "request_timeout", "request not received in time");
     conn_break(c);
     conn_process(c);
@@ -552,8 +542,6 @@ static void send_reply(struct http_req *req, const char *request_id, int code, c
 
 /* ---- replies ---------------------------------------------------------------- */
 
-static const char OOM_BODY[] = "{\"error\":{\"code\":\"internal\",\"message\":\"out of memory\"}}";
-
 static void count_reply(const struct route *r, int code, int64_t start_us)
 {
     if (r == NULL)
@@ -578,15 +566,6 @@ void http_reply_json(struct http_ctx *ctx, int code, const cJSON *body)
     }
     http_reply_raw(ctx, code, "application/json", text, strlen(text));
     free(text);
-}
-
-static cJSON *error_body(const char *errcode, const char *msg)
-{
-    cJSON *root = cJSON_CreateObject();
-    cJSON *e = cJSON_AddObjectToObject(root, "error");
-    cJSON_AddStringToObject(e, "code", errcode);
-    cJSON_AddStringToObject(e, "message", msg);
-    return root;
 }
 
 void http_reply_error(struct http_ctx *ctx, int code, const char *errcode, const char *fmt, ...)
@@ -658,12 +637,12 @@ struct http_pending *http_pending_new(struct http_ctx *ctx)
 
 void http_pending_reply(struct http_pending *p, int code, const cJSON *body)
 {
-    char *text = http_req_gone(p->req) ? NULL : cJSON_PrintUnformatted(body);
-    if (text) {
+    char *text = NULL;
+    if (http_req_gone(p->req)) {
+        http_req_abandon(p->req); /* the client left: nobody to answer */
+    } else if ((text = cJSON_PrintUnformatted(body)) != NULL) {
         send_reply(p->req, p->request_id, code, "application/json", text, strlen(text));
         free(text);
-    } else if (http_req_gone(p->req)) {
-        http_req_abandon(p->req);
     } else {
         send_reply(p->req, p->request_id, 500, "application/json", OOM_BODY, sizeof OOM_BODY - 1);
         code = 500;
@@ -698,10 +677,7 @@ static void pick_request_id(struct http_req *req, char out[65])
         memcpy(out, given, strlen(given) + 1);
         return;
     }
-    char id[33];
-    if (!sb_random_id(id))
-        snprintf(id, sizeof id, "%016llx", (unsigned long long)sb_mono_us());
-    memcpy(out, id, sizeof id);
+    mint_request_id(out);
 }
 
 /* Matches path against pattern segment by segment, capturing {params}. */
@@ -749,31 +725,6 @@ bool http_query_param(struct http_ctx *ctx, const char *name, char *out, size_t 
     return found;
 }
 
-static int hex_digit(char c)
-{
-    return c >= '0' && c <= '9' ? c - '0' : (c | 0x20) >= 'a' && (c | 0x20) <= 'f' ? (c | 0x20) - 'a' + 10 : -1;
-}
-
-/* Decodes %XX escapes in place ('+' stays: this is a path); false for an
- * encoded NUL, which no route can hold. */
-static bool path_decode(char *s)
-{
-    char *w = s;
-    for (const char *r = s; *r; r++) {
-        int hi, lo;
-        if (*r == '%' && (hi = hex_digit(r[1])) >= 0 && (lo = hex_digit(r[2])) >= 0) {
-            if (hi == 0 && lo == 0)
-                return false;
-            *w++ = (char)(hi << 4 | lo);
-            r += 2;
-        } else {
-            *w++ = *r;
-        }
-    }
-    *w = '\0';
-    return true;
-}
-
 static void on_request(struct http_conn *c)
 {
     struct http_req *req = &c->req;
@@ -795,7 +746,7 @@ static void on_request(struct http_conn *c)
             *qm = '\0';
             ctx.query = qm + 1;
         }
-        if (target[0] != '/' || !path_decode(target)) {
+        if (target[0] != '/' || !httpparse_path_decode(target)) {
             http_reply_error(&ctx, 400, "bad_request", "malformed request target");
             return;
         }

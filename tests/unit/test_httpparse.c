@@ -276,6 +276,16 @@ static void test_limits(void **state)
     free(big);
 }
 
+static void test_path_decode(void **state)
+{
+    (void)state;
+    char a[] = "/a%2Fb/%41%7e+x/%zz/%4";
+    assert_true(httpparse_path_decode(a));
+    assert_string_equal(a, "/a/b/A~+x/%zz/%4"); /* '+' and bad escapes stay */
+    char nul[] = "/v1/%00x";
+    assert_false(httpparse_path_decode(nul));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -287,6 +297,7 @@ int main(void)
         cmocka_unit_test(test_expect_continue_after_head),
         cmocka_unit_test(test_bad_requests),
         cmocka_unit_test(test_limits),
+        cmocka_unit_test(test_path_decode),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
