@@ -135,12 +135,6 @@ static bool authenticate(struct http_ctx *ctx, char *principal, size_t cap)
     return true;
 }
 
-/* A request waiting for its rate-limit verdict (ctx.path stays valid: it
- * lives in the connection's input until the reply). */
-struct admit {
-    struct http_ctx ctx;
-};
-
 static void run_handler(struct http_ctx *ctx)
 {
     log_debug("request", "request_id=%s route=%s path=%s", ctx->request_id, ctx->route->name,
@@ -151,27 +145,27 @@ static void run_handler(struct http_ctx *ctx)
 static void on_bucket(redisAsyncContext *ac, void *rep, void *priv)
 {
     (void)ac;
-    struct admit *a = priv;
+    struct http_ctx *ctx = priv; /* a copy made while it waited */
     redisReply *r = rep;
-    atomic_fetch_sub(&a->ctx.loop->d->inflight, 1);
-    if (http_req_gone(a->ctx.req)) {
-        http_req_abandon(a->ctx.req); /* the client left meanwhile: skip the work */
+    atomic_fetch_sub(&ctx->loop->d->inflight, 1);
+    if (http_req_gone(ctx->req)) {
+        http_req_abandon(ctx->req); /* the client left meanwhile: skip the work */
     } else {
         if (r && r->type == REDIS_REPLY_INTEGER && r->integer > 0) {
             char after[24];
             snprintf(after, sizeof after, "%lld", (long long)((r->integer + 999) / 1000));
-            http_req_add_header(a->ctx.req, "Retry-After", after);
-            http_reply_error(&a->ctx, 429, "rate_limited",
+            http_req_add_header(ctx->req, "Retry-After", after);
+            http_reply_error(ctx, 429, "rate_limited",
                              "too many requests for this %s; retry in %lld ms",
-                             a->ctx.route->access == ACCESS_APP ? "application" : "API key",
+                             ctx->route->access == ACCESS_APP ? "application" : "API key",
                              (long long)r->integer);
         } else {
             if (r == NULL || r->type != REDIS_REPLY_INTEGER)
-                log_debug("rate limit not checked (Redis)", "request_id=%s", a->ctx.request_id);
-            run_handler(&a->ctx);
+                log_debug("rate limit not checked (Redis)", "request_id=%s", ctx->request_id);
+            run_handler(ctx);
         }
     }
-    free(a);
+    free(ctx);
 }
 
 void access_dispatch(struct http_ctx *ctx)
@@ -179,9 +173,12 @@ void access_dispatch(struct http_ctx *ctx)
     char principal[64];
     if (!authenticate(ctx, principal, sizeof principal))
         return;
-    struct admit *a = NULL;
+    /* A request waiting for its verdict keeps a copy of its context
+     * (ctx->path stays valid: it lives in the connection's input until the
+     * reply). */
+    struct http_ctx *a = NULL;
     if (*principal && rate_rps > 0 && (a = malloc(sizeof *a)) != NULL) {
-        a->ctx = *ctx;
+        *a = *ctx;
         char key[80], rate[24], burst[24];
         snprintf(key, sizeof key, "sb:rl:%s", principal);
         snprintf(rate, sizeof rate, "%lld", (long long)rate_rps);
