@@ -1,6 +1,7 @@
 /* phone.c - see phone.h. */
 #include "phone.h"
 
+#include <stdio.h>
 #include <string.h>
 
 bool phone_valid(const char *s)
@@ -23,4 +24,9 @@ bool area_code_valid_n(const char *s, size_t n)
 bool area_code_valid(const char *s)
 {
     return area_code_valid_n(s, strlen(s));
+}
+
+void phone_pool_key(const char *phone, char out[PB_POOL_KEY_LEN])
+{
+    snprintf(out, PB_POOL_KEY_LEN, "pb:pool:%.3s", phone + 2);
 }

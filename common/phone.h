@@ -15,7 +15,13 @@
 #define PB_ASSIGNED_KEY "pb:assigned"
 #define PB_EXPIRY_KEY "pb:expiry"
 
+/* Redis set of the free numbers of one area code: "pb:pool:<ac>". */
+#define PB_POOL_KEY_LEN 16
+
 bool phone_valid(const char *s);
+/* The pool key of a valid phone number: its area code is the three digits
+ * after "+" and the first digit. */
+void phone_pool_key(const char *phone, char out[PB_POOL_KEY_LEN]);
 bool area_code_valid_n(const char *s, size_t n);
 bool area_code_valid(const char *s);
 

@@ -334,8 +334,8 @@ static cJSON *assigned_body(void)
 static void assign_undo(struct pb_req *r)
 {
     /* The reservation is spent; put the number back so it is not lost. */
-    char pool[32];
-    snprintf(pool, sizeof pool, "pb:pool:%.3s", r->phone + 2);
+    char pool[PB_POOL_KEY_LEN];
+    phone_pool_key(r->phone, pool);
     if (!redis_client_command(r->loop->redis, NULL, NULL, "SREM %s %s", PB_ASSIGNED_KEY, r->phone) ||
         !redis_client_command(r->loop->redis, NULL, NULL, "SADD %s %s", pool, r->phone))
         log_warn("cannot return an unassigned number to the pool", "phone=%s", r->phone);

@@ -52,10 +52,10 @@ static void set_cache(struct worker *w, const char *phone, bool held)
     redisReply *r = redisCommand(c, held ? "SADD %s %s" : "SREM %s %s", PB_ASSIGNED_KEY, phone);
     if (r)
         freeReplyObject(r);
-    /* The pool key by its area code, built here: hiredis's formatter takes
-     * %s only whole (a "%.3s" made the command fail, silently). */
-    char pool[16];
-    snprintf(pool, sizeof pool, "pb:pool:%.3s", phone + 2);
+    /* The pool key is built first: hiredis's formatter takes %s only
+     * whole (a "%.3s" made the command fail, silently). */
+    char pool[PB_POOL_KEY_LEN];
+    phone_pool_key(phone, pool);
     r = redisCommand(c, held ? "SREM %s %s" : "SADD %s %s", pool, phone);
     if (r == NULL || r->type == REDIS_REPLY_ERROR)
         log_warn("cannot correct the phonebook pool", "phone=%s err=\"%s\"", phone,
