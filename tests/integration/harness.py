@@ -118,6 +118,29 @@ def request(port, method, path, body=None, headers=None, timeout=30):
         conn.close()
 
 
+def read_response(s, buf):
+    """One response from socket s (bytes already read are in buf[0]):
+    (status, headers dict with lower-case names, body)."""
+    while b"\r\n\r\n" not in buf[0]:
+        chunk = s.recv(65536)
+        if not chunk:
+            raise AssertionError(f"connection closed before a response: {buf[0][:200]!r}")
+        buf[0] += chunk
+    head, _, rest = buf[0].partition(b"\r\n\r\n")
+    lines = head.split(b"\r\n")
+    status = int(lines[0].split(b" ")[1])
+    headers = {k.strip().lower().decode(): v.strip().decode()
+               for k, _, v in (line.partition(b":") for line in lines[1:])}
+    n = int(headers.get("content-length", "0")) if status >= 200 else 0
+    while len(rest) < n:
+        chunk = s.recv(65536)
+        if not chunk:
+            raise AssertionError("connection closed inside a body")
+        rest += chunk
+    buf[0] = rest[n:]
+    return status, headers, rest[:n]
+
+
 def readme_text():
     with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
         return f.read()

@@ -8,7 +8,7 @@ import socket
 import time
 import unittest
 
-from harness import StackTestCase
+from harness import StackTestCase, read_response
 
 API = "/api/v1/applications"
 
@@ -172,29 +172,6 @@ class TestHostile(StackTestCase):
     # ---- HTTP framing: what well-behaved clients do besides one request per
     # connection (the dispatcher's own HTTP/1.1 server, dispatcher/server.c).
 
-    @staticmethod
-    def read_response(s, buf):
-        """One response from socket s (bytes already read are in buf[0]):
-        (status, headers dict with lower-case names, body)."""
-        while b"\r\n\r\n" not in buf[0]:
-            chunk = s.recv(65536)
-            if not chunk:
-                raise AssertionError(f"connection closed before a response: {buf[0][:200]!r}")
-            buf[0] += chunk
-        head, _, rest = buf[0].partition(b"\r\n\r\n")
-        lines = head.split(b"\r\n")
-        status = int(lines[0].split(b" ")[1])
-        headers = {k.strip().lower().decode(): v.strip().decode()
-                   for k, _, v in (line.partition(b":") for line in lines[1:])}
-        n = int(headers.get("content-length", "0")) if status >= 200 else 0
-        while len(rest) < n:
-            chunk = s.recv(65536)
-            if not chunk:
-                raise AssertionError("connection closed inside a body")
-            rest += chunk
-        buf[0] = rest[n:]
-        return status, headers, rest[:n]
-
     def test_06_pipelined_keepalive_requests_answer_in_order(self):
         path = f"{API}/{self.token}/chats/1/messages".encode()
         one = (b"POST " + path + b" HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
@@ -205,16 +182,16 @@ class TestHostile(StackTestCase):
             buf = [b""]
             numbers = []
             for _ in range(3):
-                status, headers, body = self.read_response(s, buf)
+                status, headers, body = read_response(s, buf)
                 self.assertEqual(status, 201, body)
                 self.assertEqual(headers["content-type"], "application/json")
                 self.assertNotIn("connection", headers)
                 numbers.append(json.loads(body)["number"])
             self.assertEqual(numbers, [numbers[0], numbers[0] + 1, numbers[0] + 2])
-            self.assertEqual(self.read_response(s, buf)[0], 200)
+            self.assertEqual(read_response(s, buf)[0], 200)
             for _ in range(50):
                 s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
-                self.assertEqual(self.read_response(s, buf)[0], 200)
+                self.assertEqual(read_response(s, buf)[0], 200)
             self.assertEqual(buf[0], b"")
 
     def test_07_chunked_body_and_expect_continue(self):
@@ -224,16 +201,16 @@ class TestHostile(StackTestCase):
                       b"Transfer-Encoding: chunked\r\n\r\n8\r\n{\"body\":\r\n9;ext=1\r\n\"chunked\"\r\n"
                       b"1\r\n}\r\n0\r\n\r\n")
             buf = [b""]
-            status, _, body = self.read_response(s, buf)
+            status, _, body = read_response(s, buf)
             self.assertEqual(status, 201, body)
             chunked = json.loads(body)["number"]
             # curl sends Expect: 100-continue for larger bodies and waits for it.
             s.sendall(b"POST " + path + b" HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
                       b"Expect: 100-continue\r\nContent-Length: 19\r\n\r\n")
-            status, _, _ = self.read_response(s, buf)
+            status, _, _ = read_response(s, buf)
             self.assertEqual(status, 100)
             s.sendall(b'{"body":"expected"}')
-            status, _, body = self.read_response(s, buf)
+            status, _, body = read_response(s, buf)
             self.assertEqual(status, 201, body)
         from harness import wait_until
         got = wait_until("stored", lambda: (lambda x: x if x.status == 200 else None)(
@@ -250,7 +227,7 @@ class TestHostile(StackTestCase):
             buf = [b""]
             for _ in range(2):
                 s.sendall(b"GET /healthz HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
-                status, headers, _ = self.read_response(s, buf)
+                status, headers, _ = read_response(s, buf)
                 self.assertEqual((status, headers.get("connection")), (200, "keep-alive"))
             # HEAD: the headers of the answer, no body; Connection: close is obeyed.
             s.sendall(b"HEAD /healthz HTTP/1.1\r\nConnection: close\r\n\r\n")

@@ -1,13 +1,15 @@
 """Workers and the dispatcher survive their dependencies going away and
 shut down cleanly: nothing acknowledged is lost, nothing crash-loops."""
 
+import json
 import signal
+import socket
 import sys
 import threading
 import time
 import unittest
 
-from harness import StackTestCase, log_tail, wait_until
+from harness import StackTestCase, log_tail, read_response, wait_until
 
 
 class LoadThread(threading.Thread):
@@ -140,6 +142,40 @@ class TestResilience(StackTestCase):
         self.assertLess(served_by_second, 40)
         self.assertEqual(self.http("GET", "/readyz").status, 200)
         wait_until("40 pings persisted", lambda: self.ping_count("note='two dispatchers'") == 40, 30)
+
+    def test_07_sigterm_answers_the_request_in_flight_then_closes(self):
+        """A request still waiting for Kafka's ack when SIGTERM arrives is
+        answered during the drain; on a keep-alive connection the answer
+        says Connection: close and the server then closes it. Its job lands."""
+        st = self.stack
+        body = json.dumps({"note": "in flight at sigterm"}).encode()
+        exit_status = []
+        stopper = threading.Thread(target=lambda: exit_status.append(
+            st.stop("dispatcher", sig=signal.SIGTERM, timeout=30)))
+        self.assertEqual(st.devbroker_ctl("down"), "ok down")
+        try:
+            s = socket.create_connection(("127.0.0.1", self.port), timeout=20)
+            s.sendall(b"POST /ops/ping HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                      b"Authorization: Bearer " + st.api_key.encode() + b"\r\n"
+                      b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+            time.sleep(0.5)  # the ping is now waiting for the broker
+            stopper.start()
+            wait_until("the dispatcher drains", lambda: 'msg="draining"' in log_tail(st, "dispatcher", 50), 10)
+            self.assertRegex(log_tail(st, "dispatcher", 50), r'msg="draining" .*inflight=1')
+        finally:
+            self.assertEqual(st.devbroker_ctl("up"), "ok up")
+        with s:
+            buf = [b""]
+            status, headers, resp = read_response(s, buf)
+            self.assertEqual(status, 202, resp)
+            self.assertEqual(headers.get("connection"), "close")
+            self.assertEqual(buf[0] + s.recv(1), b"", "the server closes the connection after it")
+        stopper.join(40)
+        self.assertEqual(exit_status, [0])
+        self.assertIn("dispatcher stopped", log_tail(st, "dispatcher", 50))
+        st.start_dispatcher()
+        self.assert_all_persisted_once([json.loads(resp)["request_id"]], timeout=60)
+
 
 if __name__ == "__main__":
     unittest.main()
