@@ -114,7 +114,7 @@ char *envelope_encode(const char *type, const char *key, const char *request_id,
     }
     cJSON_AddItemToObject(root, "payload", payload);
     payload = NULL;
-    out = cJSON_PrintUnformatted(root);
+    out = json_print(root);
     if (out == NULL)
         sb_errf(errbuf, errlen, "out of memory");
 done:

@@ -1,10 +1,14 @@
 /* json.c - see json.h. */
 #include "json.h"
 
+#include <float.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <stdint.h>
 #include <string.h>
+
+#include "strbuf.h"
 
 bool json_utf8_valid(const char *buf, size_t len)
 {
@@ -237,4 +241,104 @@ int64_t json_i64(const cJSON *obj, const char *name, int64_t def)
 {
     const cJSON *it = cJSON_GetObjectItemCaseSensitive(obj, name);
     return cJSON_IsNumber(it) ? (int64_t)it->valuedouble : def;
+}
+
+/* ---- output ------------------------------------------------------------ */
+
+static void print_string(struct strbuf *b, const char *s)
+{
+    static const char hex[] = "0123456789abcdef";
+    strbuf_append(b, "\"", 1);
+    const char *run = s ? s : "";
+    const char *p = run;
+    for (; *p; p++) {
+        unsigned char c = (unsigned char)*p;
+        if (c >= 0x20 && c != '"' && c != '\\')
+            continue;
+        char esc[6] = {'\\', (char)c, '0', '0', hex[c >> 4], hex[c & 15]};
+        size_t n = 2;
+        switch (c) {
+        case '"': case '\\': break;
+        case '\b': esc[1] = 'b'; break;
+        case '\f': esc[1] = 'f'; break;
+        case '\n': esc[1] = 'n'; break;
+        case '\r': esc[1] = 'r'; break;
+        case '\t': esc[1] = 't'; break;
+        default: esc[1] = 'u'; n = 6; break;
+        }
+        strbuf_append(b, run, (size_t)(p - run));
+        strbuf_append(b, esc, n);
+        run = p + 1;
+    }
+    strbuf_append(b, run, (size_t)(p - run));
+    strbuf_append(b, "\"", 1);
+}
+
+/* cJSON's rules: not finite is null; a whole number below 1e15 (where
+ * %1.15g would print every digit anyway; -0 excepted, which it prints
+ * "-0") is written as an integer without printf; anything else is %1.15g,
+ * or %1.17g when 15 digits do not read back as (nearly) the same double. */
+static void print_number(struct strbuf *b, double d)
+{
+    if (!isfinite(d)) {
+        strbuf_append(b, "null", 4);
+        return;
+    }
+    if (fabs(d) < 1e15 && d == (double)(int64_t)d && !(d == 0 && signbit(d))) {
+        strbuf_append_i64(b, (int64_t)d);
+        return;
+    }
+    char tmp[32];
+    int n = snprintf(tmp, sizeof tmp, "%1.15g", d);
+    double back = strtod(tmp, NULL);
+    double max = fabs(back) > fabs(d) ? fabs(back) : fabs(d);
+    if (!(fabs(back - d) <= max * DBL_EPSILON))
+        n = snprintf(tmp, sizeof tmp, "%1.17g", d);
+    strbuf_append(b, tmp, (size_t)n);
+}
+
+static bool print_value(struct strbuf *b, const cJSON *v)
+{
+    if (cJSON_IsNull(v)) {
+        strbuf_append(b, "null", 4);
+    } else if (cJSON_IsFalse(v)) {
+        strbuf_append(b, "false", 5);
+    } else if (cJSON_IsTrue(v)) {
+        strbuf_append(b, "true", 4);
+    } else if (cJSON_IsNumber(v)) {
+        print_number(b, v->valuedouble);
+    } else if (cJSON_IsString(v)) {
+        print_string(b, v->valuestring);
+    } else if (cJSON_IsRaw(v)) {
+        if (v->valuestring == NULL)
+            return false;
+        strbuf_append(b, v->valuestring, strlen(v->valuestring));
+    } else if (cJSON_IsArray(v) || cJSON_IsObject(v)) {
+        bool obj = cJSON_IsObject(v);
+        strbuf_append(b, obj ? "{" : "[", 1);
+        for (const cJSON *c = v->child; c != NULL; c = c->next) {
+            if (c != v->child)
+                strbuf_append(b, ",", 1);
+            if (obj) {
+                print_string(b, c->string);
+                strbuf_append(b, ":", 1);
+            }
+            if (!print_value(b, c))
+                return false;
+        }
+        strbuf_append(b, obj ? "}" : "]", 1);
+    } else {
+        return false;
+    }
+    return true;
+}
+
+char *json_print(const cJSON *item)
+{
+    struct strbuf b = {0};
+    if (item == NULL || !print_value(&b, item) || strbuf_failed(&b)) {
+        strbuf_free(&b);
+        return NULL;
+    }
+    return strbuf_take(&b);
 }

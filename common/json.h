@@ -39,6 +39,12 @@ cJSON *json_parse_strict(const char *buf, size_t len, char *errbuf, size_t errle
 bool json_check_object(const cJSON *obj, const struct json_field *fields, size_t nfields,
                        char *errbuf, size_t errlen) SB_NODISCARD;
 
+/* Compact JSON text of item (malloc'd; NULL when out of memory or item
+ * is invalid): the same text as cJSON_PrintUnformatted, written without
+ * its per-number sprintf and sscanf, which cost the dispatcher ~4 % of its
+ * CPU on message create (envelope and reply). */
+char *json_print(const cJSON *item);
+
 /* Typed getters for fields already checked; defaults when absent. */
 const char *json_str(const cJSON *obj, const char *name, const char *def);
 int64_t json_i64(const cJSON *obj, const char *name, int64_t def);

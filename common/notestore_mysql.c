@@ -178,7 +178,7 @@ static enum db_status m_track_put(struct notestore *s, const char *tracking_id, 
     MYSQL *conn = db_conn(m->db, errbuf, errlen);
     if (conn == NULL)
         return DB_TRANSIENT;
-    char *text = cJSON_PrintUnformatted(errors);
+    char *text = json_print(errors);
     struct strbuf sql = {0};
     strbuf_appendf(&sql, "INSERT IGNORE INTO sms_requests (tracking_id, total, errors, created_ms)"
                          " VALUES (");

@@ -139,7 +139,7 @@ enum db_status es_search(const char *url, const char *index, const char *token, 
     cJSON *byn = cJSON_CreateObject();
     cJSON_AddStringToObject(byn, "number", "asc");
     cJSON_AddItemToArray(sort, byn);
-    char *req = cJSON_PrintUnformatted(q);
+    char *req = json_print(q);
     cJSON_Delete(q);
     if (req == NULL) {
         sb_errf(errbuf, errlen, "out of memory");
@@ -196,7 +196,7 @@ enum db_status es_bulk_index(const char *url, const char *index, struct es_doc *
         cJSON_AddNumberToObject(doc, "chat_number", (double)docs[i].chat);
         cJSON_AddNumberToObject(doc, "number", (double)docs[i].number);
         cJSON_AddStringToObject(doc, "body", docs[i].body);
-        char *a = cJSON_PrintUnformatted(action), *d = cJSON_PrintUnformatted(doc);
+        char *a = json_print(action), *d = json_print(doc);
         if (a && d)
             strbuf_appendf(&req, "%s\n%s\n", a, d);
         else

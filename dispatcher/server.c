@@ -299,7 +299,7 @@ static void conn_refuse(struct http_conn *c, int code, const char *errcode, cons
     mint_request_id(id);
     log_debug("bad request", "request_id=%s status=%d reason=\"%s\"", id, code, msg);
     cJSON *body = error_body(errcode, msg);
-    char *text = cJSON_PrintUnformatted(body);
+    char *text = json_print(body);
     cJSON_Delete(body);
     if (text)
         conn_respond(c, code, id, "application/json", text, strlen(text), false, false, "", 0);
@@ -559,7 +559,7 @@ void http_reply_raw(struct http_ctx *ctx, int code, const char *content_type, co
 
 void http_reply_json(struct http_ctx *ctx, int code, const cJSON *body)
 {
-    char *text = cJSON_PrintUnformatted(body);
+    char *text = json_print(body);
     if (text == NULL) {
         http_reply_raw(ctx, 500, "application/json", OOM_BODY, sizeof OOM_BODY - 1);
         return;
@@ -640,7 +640,7 @@ void http_pending_reply(struct http_pending *p, int code, const cJSON *body)
     char *text = NULL;
     if (http_req_gone(p->req)) {
         http_req_abandon(p->req); /* the client left: nobody to answer */
-    } else if ((text = cJSON_PrintUnformatted(body)) != NULL) {
+    } else if ((text = json_print(body)) != NULL) {
         send_reply(p->req, p->request_id, code, "application/json", text, strlen(text));
         free(text);
     } else {

@@ -3,7 +3,9 @@
  * route's fields; here against the field lists of several routes (picked
  * by the first byte), so strings, integers, tokens, objects and arrays all
  * meet hostile input. Must never crash, leak or read out of bounds, and
- * an accepted document must be one cJSON prints back as valid UTF-8. */
+ * an accepted document must be one cJSON prints back as valid UTF-8.
+ * Every parsed document must also print the same through json_print as
+ * through cJSON_PrintUnformatted (json_print is what the services use). */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,6 +51,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     cJSON *root = json_parse_strict((const char *)data + 1, size - 1, err, sizeof err);
     if (root == NULL)
         return 0;
+    char *mine = json_print(root), *theirs = cJSON_PrintUnformatted(root);
+    if (mine == NULL || theirs == NULL || strcmp(mine, theirs) != 0)
+        abort();
+    free(mine);
+    free(theirs);
     if (json_check_object(root, sp->fields, sp->n, err, sizeof err)) {
         char *text = cJSON_PrintUnformatted(root);
         if (text == NULL || !json_utf8_valid(text, strlen(text)))

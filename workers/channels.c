@@ -8,6 +8,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "json.h"
 #include "strbuf.h"
 
 #define DEFAULT_EMAIL_FROM "switchboard@localhost"
@@ -150,7 +151,7 @@ static enum send_result send_push(struct channels *c, const char *id, const stru
     if (*m->title)
         cJSON_AddStringToObject(o, "title", m->title);
     cJSON_AddStringToObject(o, "body", m->body);
-    char *text = cJSON_PrintUnformatted(o);
+    char *text = json_print(o);
     cJSON_Delete(o);
     if (text == NULL) {
         sb_errf(errbuf, errlen, "out of memory");

@@ -1,9 +1,11 @@
-/* Strict JSON input: UTF-8, nesting, NULs, field checks. */
+/* Strict JSON input: UTF-8, nesting, NULs, field checks; json_print. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "json.h"
@@ -111,12 +113,62 @@ static void test_check_object(void **state)
     cJSON_Delete(arr);
 }
 
+/* json_print writes what cJSON_PrintUnformatted writes, byte for byte. */
+static void assert_prints_as_cjson(const cJSON *v, const char *want)
+{
+    char *mine = json_print(v), *theirs = cJSON_PrintUnformatted(v);
+    assert_non_null(mine);
+    assert_non_null(theirs);
+    assert_string_equal(mine, theirs);
+    if (want != NULL)
+        assert_string_equal(mine, want);
+    free(mine);
+    free(theirs);
+}
+
+static void test_print(void **state)
+{
+    (void)state;
+    char err[ERRBUF_LEN];
+    static const char *const docs[] = {
+        "{}", "[]", "[[],{},[{}]]", "null", "true", "\"\"",
+        "{\"a\":1,\"b\":[true,false,null],\"c\":{\"d\":\"e\"}}",
+        "[0,-0,1,-1,2147483647,2147483648,-2147483649,1763841234567,999999999999999,"
+        "1000000000000000,9007199254740992,9007199254740993,1e300,-1e-300,0.1,1.5,-2.25e-7,"
+        "3.141592653589793,0.30000000000000004,123456789.123456789]",
+        "[\"quote \\\" backslash \\\\ slash / \\b\\f\\n\\r\\t \\u0001 \\u001f \\u007f\"]",
+        "{\"caf\u00e9 \u20ac\":\"\xf0\x9f\x98\x80 \\ud83d\\ude00\"}",
+    };
+    for (size_t i = 0; i < sizeof docs / sizeof docs[0]; i++) {
+        cJSON *v = parse(docs[i], err);
+        assert_non_null(v);
+        assert_prints_as_cjson(v, NULL);
+        cJSON_Delete(v);
+    }
+    /* Exact texts where the fast paths apply, and what cJSON does with
+     * values no JSON text can hold. */
+    cJSON *a = cJSON_CreateArray();
+    cJSON_AddItemToArray(a, cJSON_CreateNumber(1763841234567.0));
+    cJSON_AddItemToArray(a, cJSON_CreateNumber(-42));
+    cJSON_AddItemToArray(a, cJSON_CreateNumber(0.5));
+    cJSON_AddItemToArray(a, cJSON_CreateNumber(NAN));
+    cJSON_AddItemToArray(a, cJSON_CreateNumber(INFINITY));
+    cJSON_AddItemToArray(a, cJSON_CreateString("a\nb\x02\"c"));
+    cJSON_AddItemToArray(a, cJSON_CreateRaw("{\"raw\":1}"));
+    assert_prints_as_cjson(a, "[1763841234567,-42,0.5,null,null,\"a\\nb\\u0002\\\"c\",{\"raw\":1}]");
+    cJSON_Delete(a);
+    cJSON bad = {0};
+    assert_null(json_print(&bad)); /* cJSON_Invalid */
+    assert_null(json_print(NULL));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_utf8),
         cmocka_unit_test(test_parse_rejects),
         cmocka_unit_test(test_check_object),
+        cmocka_unit_test(test_print),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
