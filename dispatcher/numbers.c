@@ -91,6 +91,10 @@ static const char unlock_lua[] =
 #define LOCK_MS 5000
 #define RETRY_MS 2
 
+/* Longest key: the message scope's "...:floor" or "...:epoch". */
+#define KEY_LEN (sizeof("sb:{" "}:m:-9223372036854775808:floor") + TOKEN_LEN)
+#define SCOPE_LEN (sizeof("m::-9223372036854775808") + TOKEN_LEN)
+
 struct alloc_op {
     struct loop *loop;
     char token[TOKEN_LEN + 1];
@@ -98,11 +102,11 @@ struct alloc_op {
     numbers_cb cb;
     void *arg;
     int64_t deadline_ms;
-    char owner[33];
-    char keys[9][96]; /* parent, seq, ceil, epoch, bits, lock, floor,
-                         parent scope's epoch and floor */
+    char owner[33]; /* of the refill lock: set when taking it */
+    char keys[9][KEY_LEN]; /* parent, seq, ceil, epoch, bits, lock, floor,
+                              parent scope's epoch and floor */
     char parent_bit[24];
-    char scope[64];
+    char scope[SCOPE_LEN];
     int64_t lo, hi;
     /* A refill ahead of need: nobody waits for a number from it. */
     bool ahead;
@@ -110,27 +114,33 @@ struct alloc_op {
     char err[ERRBUF_LEN];
 };
 
+/* Runs for every number: the scope's own keys are its base plus a suffix,
+ * copied rather than formatted. */
 static void set_keys(struct alloc_op *op)
 {
-    static const char *const names[] = {"seq", "ceil", "epoch", "bits", "lock", "floor"};
-    char base[80];
+    static const char *const names[] = {":seq", ":ceil", ":epoch", ":bits", ":lock", ":floor"};
+    char base[KEY_LEN];
+    int n;
     if (op->chat == 0) {
-        snprintf(base, sizeof base, "sb:{%s}:c", op->token);
+        n = snprintf(base, sizeof base, "sb:{%s}:c", op->token);
         snprintf(op->keys[0], sizeof op->keys[0], "sb:{%s}:app", op->token);
         op->parent_bit[0] = '\0';
         snprintf(op->scope, sizeof op->scope, "c:%s", op->token);
-        snprintf(op->keys[7], sizeof op->keys[7], "%s", op->keys[0]); /* unused */
-        snprintf(op->keys[8], sizeof op->keys[8], "%s", op->keys[0]);
+        memcpy(op->keys[7], op->keys[0], sizeof op->keys[0]); /* unused */
+        memcpy(op->keys[8], op->keys[0], sizeof op->keys[0]);
     } else {
-        snprintf(base, sizeof base, "sb:{%s}:m:%lld", op->token, (long long)op->chat);
+        n = snprintf(base, sizeof base, "sb:{%s}:m:%lld", op->token, (long long)op->chat);
         snprintf(op->keys[0], sizeof op->keys[0], "sb:{%s}:c:bits", op->token);
         snprintf(op->parent_bit, sizeof op->parent_bit, "%lld", (long long)op->chat);
         snprintf(op->scope, sizeof op->scope, "m:%s:%lld", op->token, (long long)op->chat);
         snprintf(op->keys[7], sizeof op->keys[7], "sb:{%s}:c:epoch", op->token);
         snprintf(op->keys[8], sizeof op->keys[8], "sb:{%s}:c:floor", op->token);
     }
-    for (int i = 0; i < 6; i++)
-        snprintf(op->keys[i + 1], sizeof op->keys[i + 1], "%s:%s", base, names[i]);
+    for (int i = 0; i < 6; i++) {
+        size_t len = strlen(names[i]);
+        memcpy(op->keys[i + 1], base, (size_t)n);
+        memcpy(op->keys[i + 1] + n, names[i], len + 1);
+    }
 }
 
 static void finish(struct alloc_op *op, enum numbers_result r, int64_t number)
@@ -255,9 +265,14 @@ static void on_lock(redisAsyncContext *ac, void *r, void *priv)
     }
 }
 
-/* Takes the scope's refill lock; on_lock reserves a block in MySQL. */
+/* Takes the scope's refill lock under a fresh owner id (only a refill
+ * needs one); on_lock reserves a block in MySQL. */
 static void refill(struct alloc_op *op)
 {
+    if (!sb_random_id(op->owner)) {
+        unavailable(op, "refill");
+        return;
+    }
     const char *argv[] = {"SET", op->keys[5], op->owner, "NX", "PX", "5000"};
     if (!redis_client_command_argv(op->loop->redis, on_lock, op, 6, argv, NULL))
         unavailable(op, "refill");
@@ -274,10 +289,6 @@ static void refill_ahead(const struct alloc_op *op)
         return; /* the refill happens when the block runs out */
     *a = *op;
     a->ahead = true;
-    if (!sb_random_id(a->owner)) {
-        free(a);
-        return;
-    }
     refill(a);
 }
 
@@ -320,8 +331,7 @@ static void step_alloc(struct alloc_op *op)
 void numbers_next(struct loop *l, const char *token, int64_t chat, numbers_cb cb, void *arg)
 {
     struct alloc_op *op = calloc(1, sizeof *op);
-    if (op == NULL || !sb_random_id(op->owner)) {
-        free(op);
+    if (op == NULL) {
         cb(arg, NUMBERS_UNAVAILABLE, 0);
         return;
     }
