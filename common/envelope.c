@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "notify.h"
+#include "strbuf.h"
 
 /* system.ping: an operator's probe that travels the whole pipeline; the
  * persister records it, so "dispatcher -> Kafka -> worker -> MySQL" can be
@@ -95,7 +96,7 @@ char *envelope_encode(const char *type, const char *key, const char *request_id,
                       int64_t created_at, cJSON *payload, char *errbuf, size_t errlen)
 {
     char *out = NULL;
-    cJSON *root = NULL;
+    struct strbuf b = {0};
     const struct job_type *jt = envelope_job_type(type);
     if (jt == NULL) {
         sb_errf(errbuf, errlen, "unknown job type '%s'", type);
@@ -103,23 +104,30 @@ char *envelope_encode(const char *type, const char *key, const char *request_id,
     }
     if (!json_check_object(payload, jt->fields, jt->nfields, errbuf, errlen))
         goto done;
-    root = cJSON_CreateObject();
-    if (root == NULL || !cJSON_AddStringToObject(root, "type", type) ||
-        !cJSON_AddNumberToObject(root, "version", jt->version) ||
-        !cJSON_AddStringToObject(root, "key", key) ||
-        !cJSON_AddStringToObject(root, "request_id", request_id) ||
-        !cJSON_AddNumberToObject(root, "created_at", (double)created_at)) {
-        sb_errf(errbuf, errlen, "out of memory");
+    /* Written directly (every create encodes one): the text cJSON would
+     * print for {type, version, key, request_id, created_at, payload}. */
+    strbuf_append_lit(&b, "{\"type\":");
+    json_append_string(&b, type);
+    strbuf_append_lit(&b, ",\"version\":");
+    strbuf_append_i64(&b, jt->version);
+    strbuf_append_lit(&b, ",\"key\":");
+    json_append_string(&b, key);
+    strbuf_append_lit(&b, ",\"request_id\":");
+    json_append_string(&b, request_id);
+    strbuf_append_lit(&b, ",\"created_at\":");
+    strbuf_append_i64(&b, created_at);
+    strbuf_append_lit(&b, ",\"payload\":");
+    if (!json_append(&b, payload)) {
+        sb_errf(errbuf, errlen, "payload cannot be written as JSON");
         goto done;
     }
-    cJSON_AddItemToObject(root, "payload", payload);
-    payload = NULL;
-    out = json_print(root);
+    strbuf_append_lit(&b, "}");
+    out = strbuf_take(&b);
     if (out == NULL)
         sb_errf(errbuf, errlen, "out of memory");
 done:
+    strbuf_free(&b);
     cJSON_Delete(payload);
-    cJSON_Delete(root);
     return out;
 }
 

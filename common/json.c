@@ -245,7 +245,7 @@ int64_t json_i64(const cJSON *obj, const char *name, int64_t def)
 
 /* ---- output ------------------------------------------------------------ */
 
-static void print_string(struct strbuf *b, const char *s)
+void json_append_string(struct strbuf *b, const char *s)
 {
     static const char hex[] = "0123456789abcdef";
     strbuf_append(b, "\"", 1);
@@ -308,7 +308,7 @@ static bool print_value(struct strbuf *b, const cJSON *v)
     } else if (cJSON_IsNumber(v)) {
         print_number(b, v->valuedouble);
     } else if (cJSON_IsString(v)) {
-        print_string(b, v->valuestring);
+        json_append_string(b, v->valuestring);
     } else if (cJSON_IsRaw(v)) {
         if (v->valuestring == NULL)
             return false;
@@ -320,7 +320,7 @@ static bool print_value(struct strbuf *b, const cJSON *v)
             if (c != v->child)
                 strbuf_append(b, ",", 1);
             if (obj) {
-                print_string(b, c->string);
+                json_append_string(b, c->string);
                 strbuf_append(b, ":", 1);
             }
             if (!print_value(b, c))
@@ -333,10 +333,15 @@ static bool print_value(struct strbuf *b, const cJSON *v)
     return true;
 }
 
+bool json_append(struct strbuf *b, const cJSON *item)
+{
+    return item != NULL && print_value(b, item);
+}
+
 char *json_print(const cJSON *item)
 {
     struct strbuf b = {0};
-    if (item == NULL || !print_value(&b, item) || strbuf_failed(&b)) {
+    if (!json_append(&b, item) || strbuf_failed(&b)) {
         strbuf_free(&b);
         return NULL;
     }

@@ -44,6 +44,11 @@ bool json_check_object(const cJSON *obj, const struct json_field *fields, size_t
  * its per-number sprintf and sscanf, which cost the dispatcher ~4 % of its
  * CPU on message create (envelope and reply). */
 char *json_print(const cJSON *item);
+struct strbuf;
+/* The same text appended to b (false: item is invalid). */
+bool json_append(struct strbuf *b, const cJSON *item);
+/* s (NULL: "") as a JSON string, escaped as cJSON escapes it. */
+void json_append_string(struct strbuf *b, const char *s);
 
 /* Typed getters for fields already checked; defaults when absent. */
 const char *json_str(const cJSON *obj, const char *name, const char *def);

@@ -17,6 +17,8 @@ struct strbuf {
 
 void strbuf_appendf(struct strbuf *b, const char *fmt, ...) SB_PRINTF(2, 3);
 void strbuf_append(struct strbuf *b, const char *s, size_t n);
+/* A string literal, its length counted by the compiler. */
+#define strbuf_append_lit(b, lit) strbuf_append((b), "" lit, sizeof(lit) - 1)
 /* Decimal, without printf (hot loops that write numbers into SQL). */
 void strbuf_append_i64(struct strbuf *b, int64_t v);
 bool strbuf_failed(const struct strbuf *b);

@@ -24,6 +24,8 @@ static void test_round_trip(void **state)
     cJSON_AddStringToObject(payload, "note", "hi");
     char *text = envelope_encode("system.ping", "k1", "r1", 1700000000123, payload, err, sizeof err);
     assert_non_null(text);
+    assert_string_equal(text, "{\"type\":\"system.ping\",\"version\":1,\"key\":\"k1\",\"request_id\":"
+                              "\"r1\",\"created_at\":1700000000123,\"payload\":{\"note\":\"hi\"}}");
     struct envelope env;
     assert_true(decode(text, &env, err));
     assert_string_equal(env.type, "system.ping");
