@@ -680,6 +680,16 @@ static void pick_request_id(struct http_req *req, char out[65])
     mint_request_id(out);
 }
 
+/* Length of the path segment at s (strcspn's general set costs ~1 % of
+ * the dispatcher's CPU here: every request tries the routes in turn). */
+static size_t seg_len(const char *s)
+{
+    size_t n = 0;
+    while (s[n] != '\0' && s[n] != '/')
+        n++;
+    return n;
+}
+
 /* Matches path against pattern segment by segment, capturing {params}. */
 static bool route_match(const char *pattern, const char *path, struct http_ctx *ctx)
 {
@@ -690,7 +700,7 @@ static bool route_match(const char *pattern, const char *path, struct http_ctx *
             return false;
         p++;
         q++;
-        size_t pl = strcspn(p, "/"), ql = strcspn(q, "/");
+        size_t pl = seg_len(p), ql = seg_len(q);
         if (pl > 2 && p[0] == '{' && p[pl - 1] == '}') {
             if (ql == 0 || ql >= sizeof ctx->params[0] || np == 4)
                 return false;
