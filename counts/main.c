@@ -65,14 +65,14 @@ int main(int argc, char **argv)
     bool tty = isatty(STDERR_FILENO);
     do {
         struct rollup_stats stats;
-        int64_t t0 = sb_mono_ms();
+        int64_t t0 = sb_mono_us();
         enum db_status st = rollup_run(db, cfg.rollup_chunk, &stats, tty ? show_progress : NULL,
                                        err, sizeof err);
         if (tty && (stats.chats || stats.apps))
             fputc('\n', stderr);
         if (st == DB_OK) {
-            log_info("roll-up done", "chats=%lld applications=%lld ms=%lld",
-                     (long long)stats.chats, (long long)stats.apps, (long long)(sb_mono_ms() - t0));
+            log_info("roll-up done", "chats=%lld applications=%lld ms=%.3f",
+                     (long long)stats.chats, (long long)stats.apps, (double)(sb_mono_us() - t0) / 1000);
             rc = 0;
         } else {
             log_error("roll-up failed", "err=\"%s\" chats=%lld applications=%lld", err,
