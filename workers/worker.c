@@ -59,10 +59,12 @@ static void batch_release(struct batch *b)
 
 /* The prefetch helper: one standing thread that, while the role writes the
  * current batch, releases the batch before it and fetches and decodes the
- * next one into the same place. The decoded jobs are then allocated and
- * freed on this one thread, from its own malloc cache: with a thread per
- * batch (and jobs freed by the main thread) malloc and free took ~40 % of
- * the persister's CPU, nearly all in glibc's slow paths. */
+ * next one into the same place, so the decoded jobs are allocated and freed
+ * on one thread. It replaced a thread created per batch, whose jobs the
+ * main thread freed: persisting 200k jobs went from 118k to 128k rows/s
+ * (bench/README.md). malloc and free are still a large share of the
+ * persister: a batch's cJSON trees are more than glibc's per-thread cache
+ * holds. */
 struct helper {
     struct worker *w;
     pthread_t thread;
