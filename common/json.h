@@ -14,6 +14,8 @@
 
 #define JSON_MAX_DEPTH 32
 
+struct strbuf;
+
 /* JSON_K_TOKEN: a string of base64url characters [A-Za-z0-9_-] only. */
 enum json_kind { JSON_K_STRING, JSON_K_TOKEN, JSON_K_INT, JSON_K_BOOL, JSON_K_OBJECT, JSON_K_ARRAY };
 
@@ -44,7 +46,6 @@ bool json_check_object(const cJSON *obj, const struct json_field *fields, size_t
  * its per-number sprintf and sscanf, which cost the dispatcher ~4 % of its
  * CPU on message create (envelope and reply). */
 char *json_print(const cJSON *item);
-struct strbuf;
 /* The same text appended to b (false: item is invalid). */
 bool json_append(struct strbuf *b, const cJSON *item);
 /* s (NULL: "") as a JSON string, escaped as cJSON escapes it. */
