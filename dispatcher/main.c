@@ -116,6 +116,12 @@ int main(int argc, char **argv)
                  "api_key_hashes");
     register_route_metrics();
     pb_init();
+    /* Before any loop runs: /readyz reads the probes' state. Made after
+     * the port opened, a /readyz arriving at once found none (UBSan:
+     * member access within a null pointer, in CI's up/down test). */
+    d.readiness = readiness_new(&d);
+    if (d.readiness == NULL)
+        die("cannot start readiness probes", "%s", "");
 
     int listen_fd;
     if (!server_listen(cfg.listen, &listen_fd, err, sizeof err))
@@ -162,9 +168,6 @@ int main(int argc, char **argv)
     /* Load the phone number pools now if Redis has none, so the first
      * reserve does not wait for it. */
     pbpool_rebuild(&loops[0], pools_ready, NULL);
-    d.readiness = readiness_new(&d);
-    if (d.readiness == NULL)
-        die("cannot start readiness probes", "%s", "");
     log_info("dispatcher listening", "listen=%s loops=%d pid=%d", cfg.listen, nloops, (int)getpid());
 
     int sig = 0;

@@ -177,5 +177,37 @@ class TestResilience(StackTestCase):
         self.assert_all_persisted_once([json.loads(resp)["request_id"]], timeout=60)
 
 
+    def test_08_readyz_polled_while_the_dispatcher_starts(self):
+        """/readyz sent the moment the port opens: answered 200 or 503, and
+        the dispatcher stays up. (Its readiness state once came into being
+        only after the port opened; a request in between read a null
+        pointer.)"""
+        st = self.stack
+        for _ in range(3):
+            self.assertEqual(st.stop("dispatcher"), 0)
+            seen, stop = [], threading.Event()
+
+            def poll():
+                while not stop.is_set():
+                    try:
+                        s = socket.create_connection(("127.0.0.1", self.port), timeout=10)
+                    except OSError:
+                        continue  # not listening yet
+                    with s:
+                        s.sendall(b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                        try:
+                            seen.append(read_response(s, [b""])[0])
+                        except (AssertionError, OSError) as e:
+                            seen.append(repr(e))
+            poller = threading.Thread(target=poll, daemon=True)
+            poller.start()
+            st.start_dispatcher()
+            stop.set()
+            poller.join(15)
+            self.assertTrue(st.alive(*st.pid_of("dispatcher")), log_tail(st, "dispatcher", 20))
+            self.assertTrue(seen)
+            self.assertTrue(all(x in (200, 503) for x in seen), seen[:5])
+
+
 if __name__ == "__main__":
     unittest.main()
