@@ -84,7 +84,7 @@ struct threadpool *threadpool_new(size_t nthreads, threadpool_ctx_new_fn ctx_new
     return tp;
 }
 
-void threadpool_free(struct threadpool *tp)
+void threadpool_stop(struct threadpool *tp)
 {
     if (tp == NULL)
         return;
@@ -94,6 +94,14 @@ void threadpool_free(struct threadpool *tp)
     pthread_mutex_unlock(&tp->lock);
     for (size_t i = 0; i < tp->nthreads; i++)
         pthread_join(tp->threads[i], NULL);
+    tp->nthreads = 0; /* joined: a second stop (or the free) joins nothing */
+}
+
+void threadpool_free(struct threadpool *tp)
+{
+    if (tp == NULL)
+        return;
+    threadpool_stop(tp);
     pthread_cond_destroy(&tp->cond);
     pthread_mutex_destroy(&tp->lock);
     free(tp->threads);

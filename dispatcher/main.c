@@ -186,18 +186,24 @@ int main(int argc, char **argv)
     if (left > 0)
         log_warn("shutdown timeout with requests in flight", "inflight=%d", left);
 
-    readiness_free(d.readiness);
-    threadpool_free(d.dbpool);
-    threadpool_free(d.notepool);
+    /* The loops stop first: a keep-alive client can still send requests
+     * while the dispatcher drains, and their handlers use the readiness
+     * state and the pools, which were freed under them before. */
     for (int i = 0; i < nloops; i++)
         event_base_loopexit(loops[i].base, NULL);
     for (int i = 0; i < nloops; i++)
         pthread_join(threads[i], NULL);
-    /* After the loops stopped but before their queues are freed: late
-     * delivery reports still find a queue to land in. */
+    readiness_free(d.readiness); /* waits for a probe in the MySQL pool */
+    /* The pools finish their jobs, whose completions land in the loops'
+     * queues, run by loop_destroy; a submit from one of those fails (503)
+     * rather than reach freed memory. Late delivery reports, likewise. */
+    threadpool_stop(d.dbpool);
+    threadpool_stop(d.notepool);
     kafka_producer_free(d.producer, 2000);
     for (int i = 0; i < nloops; i++)
         loop_destroy(&loops[i]);
+    threadpool_free(d.dbpool);
+    threadpool_free(d.notepool);
     free(loops);
     free(threads);
     mysql_library_end();
