@@ -193,12 +193,14 @@ int main(int argc, char **argv)
         event_base_loopexit(loops[i].base, NULL);
     for (int i = 0; i < nloops; i++)
         pthread_join(threads[i], NULL);
-    readiness_free(d.readiness); /* waits for a probe in the MySQL pool */
-    /* The pools finish their jobs, whose completions land in the loops'
-     * queues, run by loop_destroy; a submit from one of those fails (503)
-     * rather than reach freed memory. Late delivery reports, likewise. */
+    /* The pools finish their jobs (a readiness probe among them), whose
+     * completions land in the loops' queues, run by loop_destroy; a submit
+     * from one of those, or from the probe thread until it is joined,
+     * fails (503) rather than reach freed memory. Late delivery reports
+     * land in the queues likewise. */
     threadpool_stop(d.dbpool);
     threadpool_stop(d.notepool);
+    readiness_free(d.readiness);
     kafka_producer_free(d.producer, 2000);
     for (int i = 0; i < nloops; i++)
         loop_destroy(&loops[i]);

@@ -98,16 +98,9 @@ void readiness_free(struct readiness *r)
         return;
     r->stop = 1;
     pthread_join(r->thread, NULL);
-    /* A MySQL probe may still sit in the pool, which must still run: wait
-     * for it, so that nobody touches r afterwards. */
-    for (;;) {
-        pthread_mutex_lock(&r->lock);
-        bool running = r->mysql_probe_running;
-        pthread_mutex_unlock(&r->lock);
-        if (!running)
-            break;
-        sb_sleep_ms_unless(5, NULL);
-    }
+    /* A probe may have sat in the MySQL pool; the pool is stopped (its
+     * jobs finished) before this is called, so nobody touches r
+     * afterwards. */
     pthread_mutex_destroy(&r->lock);
     free(r);
 }

@@ -15,6 +15,7 @@ struct dep_state {
 };
 
 struct readiness *readiness_new(struct dispatcher *d);
+/* Call once the MySQL pool is stopped: a probe may have been queued there. */
 void readiness_free(struct readiness *r);
 void readiness_kafka(struct readiness *r, struct dep_state *out);
 void readiness_mysql(struct readiness *r, struct dep_state *out);
