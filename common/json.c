@@ -248,7 +248,7 @@ int64_t json_i64(const cJSON *obj, const char *name, int64_t def)
 void json_append_string(struct strbuf *b, const char *s)
 {
     static const char hex[] = "0123456789abcdef";
-    strbuf_append(b, "\"", 1);
+    strbuf_append_lit(b, "\"");
     const char *run = s ? s : "";
     const char *p = run;
     for (; *p; p++) {
@@ -271,7 +271,7 @@ void json_append_string(struct strbuf *b, const char *s)
         run = p + 1;
     }
     strbuf_append(b, run, (size_t)(p - run));
-    strbuf_append(b, "\"", 1);
+    strbuf_append_lit(b, "\"");
 }
 
 /* cJSON's rules: not finite is null; a whole number below 1e15 (where
@@ -281,7 +281,7 @@ void json_append_string(struct strbuf *b, const char *s)
 static void print_number(struct strbuf *b, double d)
 {
     if (!isfinite(d)) {
-        strbuf_append(b, "null", 4);
+        strbuf_append_lit(b, "null");
         return;
     }
     if (fabs(d) < 1e15 && d == (double)(int64_t)d && !(d == 0 && signbit(d))) {
@@ -300,11 +300,11 @@ static void print_number(struct strbuf *b, double d)
 static bool print_value(struct strbuf *b, const cJSON *v)
 {
     if (cJSON_IsNull(v)) {
-        strbuf_append(b, "null", 4);
+        strbuf_append_lit(b, "null");
     } else if (cJSON_IsFalse(v)) {
-        strbuf_append(b, "false", 5);
+        strbuf_append_lit(b, "false");
     } else if (cJSON_IsTrue(v)) {
-        strbuf_append(b, "true", 4);
+        strbuf_append_lit(b, "true");
     } else if (cJSON_IsNumber(v)) {
         print_number(b, v->valuedouble);
     } else if (cJSON_IsString(v)) {
@@ -318,10 +318,10 @@ static bool print_value(struct strbuf *b, const cJSON *v)
         strbuf_append(b, obj ? "{" : "[", 1);
         for (const cJSON *c = v->child; c != NULL; c = c->next) {
             if (c != v->child)
-                strbuf_append(b, ",", 1);
+                strbuf_append_lit(b, ",");
             if (obj) {
                 json_append_string(b, c->string);
-                strbuf_append(b, ":", 1);
+                strbuf_append_lit(b, ":");
             }
             if (!print_value(b, c))
                 return false;

@@ -177,7 +177,6 @@ class TestResilience(StackTestCase):
         st.start_dispatcher()
         self.assert_all_persisted_once([json.loads(resp)["request_id"]], timeout=60)
 
-
     def test_08_readyz_polled_while_the_dispatcher_starts(self):
         """/readyz sent the moment the port opens: answered 200 or 503, and
         the dispatcher stays up. (Its readiness state once came into being
@@ -208,7 +207,6 @@ class TestResilience(StackTestCase):
             self.assertTrue(st.alive(*st.pid_of("dispatcher")), log_tail(st, "dispatcher", 20))
             self.assertTrue(seen)
             self.assertTrue(all(x in (200, 503) for x in seen), seen[:5])
-
 
     def test_09_requests_on_kept_alive_connections_while_it_stops(self):
         """Requests keep arriving on kept-alive connections while SIGTERM
