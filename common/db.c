@@ -1,6 +1,8 @@
 /* db.c - see db.h. */
 #include "db.h"
 
+#include "log.h"
+
 #include <errmsg.h>
 #include <mysqld_error.h>
 #include <stdio.h>
@@ -10,6 +12,7 @@
 struct db {
     struct db_url url;
     MYSQL *conn;
+    unsigned last_errno; /* of the last failed statement, kept past mysql_close */
 };
 
 bool db_parse_url(const char *url, struct db_url *out, char *errbuf, size_t errlen)
@@ -112,6 +115,7 @@ enum db_status db_error(struct db *db, char *errbuf, size_t errlen)
     if (db->conn == NULL)
         return DB_TRANSIENT;
     unsigned e = mysql_errno(db->conn);
+    db->last_errno = e;
     sb_errf(errbuf, errlen, "mysql %u: %s", e, mysql_error(db->conn));
     /* Lost connections, server shutdown, lock waits and deadlocks are worth
      * retrying; anything else is a property of the statement. */
@@ -131,6 +135,19 @@ enum db_status db_error(struct db *db, char *errbuf, size_t errlen)
 enum db_status db_exec(struct db *db, const char *sql, char *errbuf, size_t errlen)
 {
     return db_exec_count(db, sql, NULL, errbuf, errlen);
+}
+
+enum db_status db_exec_autocommit(struct db *db, const char *sql, char *errbuf, size_t errlen)
+{
+    for (int attempt = 1;; attempt++) {
+        db->last_errno = 0;
+        enum db_status st = db_exec(db, sql, errbuf, errlen);
+        if (st != DB_TRANSIENT || db->last_errno != ER_LOCK_DEADLOCK ||
+            attempt == DB_DEADLOCK_TRIES)
+            return st;
+        log_warn("deadlock victim; running the statement again", "attempt=%d of=%d",
+                 attempt + 1, DB_DEADLOCK_TRIES);
+    }
 }
 
 enum db_status db_exec_count(struct db *db, const char *sql, uint64_t *affected, char *errbuf,

@@ -40,6 +40,15 @@ enum db_status db_exec_count(struct db *db, const char *sql, uint64_t *affected,
  * changed (for the first ncounts statements; 0 for any not run). */
 enum db_status db_exec_counts(struct db *db, const char *sql, uint64_t *counts, size_t ncounts,
                               char *errbuf, size_t errlen) SB_NODISCARD;
+/* Runs one statement in autocommit mode: never inside a transaction the
+ * caller began. InnoDB rolls a deadlock victim's transaction back whole,
+ * which here is just this statement, as if it never ran; so a victim is run
+ * again, up to DB_DEADLOCK_TRIES times in all. A deadlock is an ordinary
+ * outcome of concurrent writers (a worker's transaction on the same rows),
+ * not an outage to report to a client as one. */
+enum { DB_DEADLOCK_TRIES = 3 };
+enum db_status db_exec_autocommit(struct db *db, const char *sql, char *errbuf,
+                                  size_t errlen) SB_NODISCARD;
 /* Classifies the last error of conn; drops the connection if transient. */
 enum db_status db_error(struct db *db, char *errbuf, size_t errlen);
 /* Runs a query that returns rows; *res is the caller's to free. */

@@ -254,7 +254,7 @@ static void exec_with_name(struct chat_req *r, struct db *db, const char *head, 
     db_quote(&sql, conn, r->text);
     strbuf_append(&sql, tail, strlen(tail));
     char *text = strbuf_take(&sql);
-    r->st = text ? db_exec(db, text, r->err, sizeof r->err) : DB_TRANSIENT;
+    r->st = text ? db_exec_autocommit(db, text, r->err, sizeof r->err) : DB_TRANSIENT;
     free(text);
 }
 

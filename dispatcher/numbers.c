@@ -218,7 +218,7 @@ static void reserve_work(void *ctx, void *arg)
              "INSERT INTO number_blocks (scope, ceiling) VALUES ('%s', LAST_INSERT_ID(%lld))"
              " ON DUPLICATE KEY UPDATE ceiling = LAST_INSERT_ID(ceiling + %lld)",
              op->scope, (long long)block, (long long)block);
-    op->failed = db_exec(db, sql, op->err, sizeof op->err) != DB_OK;
+    op->failed = db_exec_autocommit(db, sql, op->err, sizeof op->err) != DB_OK;
     if (!op->failed) {
         op->hi = (int64_t)mysql_insert_id(db_conn(db, op->err, sizeof op->err));
         op->lo = op->hi - block;

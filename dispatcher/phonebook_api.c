@@ -196,7 +196,7 @@ static void mark_reserved_work(void *ctx, void *arg)
         strbuf_appendf(&sql, "%s'%s'", i ? "," : "", r->numbers[i]);
     strbuf_append(&sql, ")", 1);
     char *text = strbuf_take(&sql);
-    r->st = text ? db_exec(ctx, text, r->err, sizeof r->err) : DB_TRANSIENT;
+    r->st = text ? db_exec_autocommit(ctx, text, r->err, sizeof r->err) : DB_TRANSIENT;
     free(text);
 }
 

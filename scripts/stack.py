@@ -292,16 +292,20 @@ class Stack:
         if r.returncode != 0:
             raise RuntimeError("mariadb client failed: " + r.stdout.decode(errors="replace"))
 
-    def sql(self, query):
-        """Runs a query as the application user; returns rows as lists."""
+    def mysql_client(self):
+        """argv of the mariadb client as the application user, tab-separated
+        rows without headers."""
         u = self.mysql_url[len("mysql://"):]
         cred, rest = u.rsplit("@", 1)
         user, pw = cred.split(":", 1)
         hostport, db = rest.split("/", 1)
         host, port = hostport.rsplit(":", 1)
-        r = subprocess.run([find_tool("mariadb", "mysql"), "--no-defaults", "-h", host, "-P", port,
-                            "-u", user, f"-p{pw}", "-D", db, "-N", "-B", "-e", query],
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        return [find_tool("mariadb", "mysql"), "--no-defaults", "-h", host, "-P", port,
+                "-u", user, f"-p{pw}", "-D", db, "-N", "-B"]
+
+    def sql(self, query):
+        """Runs a query as the application user; returns rows as lists."""
+        r = subprocess.run(self.mysql_client() + ["-e", query], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         if r.returncode != 0:
             raise RuntimeError("query failed: " + r.stderr.decode(errors="replace"))
         out = r.stdout.decode()

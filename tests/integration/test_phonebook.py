@@ -5,10 +5,11 @@ import json
 import os
 import re
 import subprocess
+import threading
 import time
 import unittest
 
-from harness import StackTestCase, readme_block, kcat_consume_all, kcat_produce, wait_until
+from harness import StackTestCase, log_tail, readme_block, kcat_consume_all, kcat_produce, wait_until
 
 RESERVE, ASSIGN, FIND = "/phonebook/reserve", "/phonebook/assign", "/phonebook/find/"
 TTL_S = 10
@@ -234,6 +235,55 @@ class TestPhonebook(StackTestCase):
         self.assertRegex(out, r'\{"refId":"[0-9a-f]{32}","phoneNumbers":\["\+1212\d{7}"(,"\+1212\d{7}"){4}\]\}')
         for shown in ('{"assigned":true}', '{"exists":true}', '{"exists":false}'):
             self.assertIn(shown, out)
+
+    def test_10_deadlock_victim_is_run_again_not_refused(self):
+        # A writer holding row locks in the other order makes the reserve's
+        # UPDATE a deadlock victim (InnoDB rolls back the lighter side: this
+        # writer first inserts 500 rows). The victim must be run again, not
+        # answered 503. CI once saw a reserve refused this way (mysql 1213)
+        # right after an assignment, whose worker transaction takes the same
+        # table's rows.
+        self.stack.seed(users=200, numbers=5, area_codes="303")  # exactly the 5 one reserve takes
+        nums = [r[0] for r in self.stack.sql(
+            "SELECT phone_number FROM numbers WHERE area_code='303' ORDER BY phone_number")]
+        self.assertEqual(len(nums), 5)
+        # -n: unbuffered, so each marker arrives as its statement ends.
+        writer = subprocess.Popen(self.stack.mysql_client() + ["-n"], stdin=subprocess.PIPE,
+                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+        def say(sql, marker):
+            writer.stdin.write(f"{sql}; SELECT '{marker}';\n")
+            writer.stdin.flush()
+            line = writer.stdout.readline().strip()
+            self.assertEqual(line, marker, "the writer's statement failed (was it the deadlock victim?)")
+
+        try:
+            say("BEGIN; INSERT INTO users (user_id) WITH RECURSIVE s(n) AS (SELECT 1 UNION ALL"
+                " SELECT n + 1 FROM s WHERE n < 500) SELECT 900000000 + n FROM s; "
+                f"UPDATE numbers SET reserved_at = reserved_at WHERE phone_number = '{nums[-1]}'", "holds-last")
+            box = {}
+            t = threading.Thread(target=lambda: box.setdefault("r", self.reserve("303")))
+            t.start()
+            wait_until("the reserve's UPDATE waits for the writer", lambda: self.stack.sql(
+                "SELECT COUNT(*) FROM information_schema.PROCESSLIST"
+                " WHERE INFO LIKE 'UPDATE numbers SET status = ''RESERVED''%'") == [["1"]], 20)
+            # Closes the cycle: the reserve is the victim and this goes through.
+            say(f"UPDATE numbers SET reserved_at = reserved_at WHERE phone_number = '{nums[0]}'", "holds-first")
+            wait_until("the victim logged and running again", lambda: "deadlock victim" in log_tail(
+                self.stack, "dispatcher", 50), 20)
+            say("ROLLBACK", "rolled-back")
+            t.join(30)
+        finally:
+            writer.stdin.close()
+            writer.wait(10)
+            writer.stdout.close()
+        r = box["r"]
+        self.assertEqual(r.status, 200, r)
+        res = r.json()
+        self.assertEqual(sorted(res["phoneNumbers"]), nums)
+        self.assertEqual(self.stack.sql(f"SELECT COUNT(*) FROM numbers WHERE ref_id='{res['refId']}'"
+                                        " AND status='RESERVED'"), [["5"]])
+        self.assertEqual(self.stack.sql("SELECT COUNT(*) FROM users WHERE user_id > 900000000"), [["0"]])
 
 
 if __name__ == "__main__":
