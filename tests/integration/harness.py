@@ -141,9 +141,14 @@ def read_response(s, buf):
     return status, headers, rest[:n]
 
 
-def readme_text():
-    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
+def read_text(path):
+    """The whole file, closed again (a bare open().read() leaves that to the GC)."""
+    with open(path, encoding="utf-8", errors="replace") as f:
         return f.read()
+
+
+def readme_text():
+    return read_text(os.path.join(ROOT, "README.md"))
 
 
 def readme_block(heading):
@@ -217,6 +222,13 @@ class FakeServer:
             self.proc.wait(10)
         self.proc.stdout.close()
         self.log.close()
+
+
+def log_lines(st, name, needle):
+    """The lines of a process's log that contain needle, oldest first. A test
+    waiting for a new such line counts them first, so that an earlier test's
+    line cannot satisfy the wait."""
+    return [line for line in read_text(st.log(name)).splitlines() if needle in line]
 
 
 def log_tail(st, name, lines=30):

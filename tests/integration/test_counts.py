@@ -12,7 +12,7 @@ import threading
 import time
 import unittest
 
-from harness import StackTestCase, kcat, wait_until
+from harness import StackTestCase, kcat, read_text, wait_until
 
 API = "/api/v1/applications"
 
@@ -144,7 +144,7 @@ class TestCounts(StackTestCase):
         kcat(self.stack, "-P", "-t", "chat.commands", "-K", "\t",
              data="".join(f"{token}\t{j}\n" for j in jobs).encode())
         log = self.stack.log("worker-persister")
-        replays_before = open(log).read().count("batch replays creates")
+        replays_before = read_text(log).count("batch replays creates")
         self.stack.start_worker("persister")
         wait_until("persisted", lambda: self.stack.sql(
             f"SELECT COUNT(*) FROM messages WHERE application_token='{token}'") == [["8"]], 30)
@@ -152,7 +152,7 @@ class TestCounts(StackTestCase):
             f"SELECT COUNT(*) FROM chats WHERE application_token='{token}'") == [["3"]], 30)
         self.assertEqual(self.stack.sql(f"SELECT body FROM messages WHERE application_token='{token}'"
                                         f" AND chat_number=1 AND number=1"), [["first"]])
-        self.assertGreater(open(log).read().count("batch replays creates"), replays_before)
+        self.assertGreater(read_text(log).count("batch replays creates"), replays_before)
         rc, out = self.run_counts()
         self.assertEqual(rc, 0, out)
         app, chats = self.stored_counts(token)

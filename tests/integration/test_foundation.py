@@ -10,8 +10,8 @@ import subprocess
 import time
 import unittest
 
-from harness import (ROOT, StackTestCase, kcat_consume_all, kcat_produce, log_tail, readme_text, request,
-                     wait_until)
+from harness import (ROOT, StackTestCase, kcat_consume_all, kcat_produce, log_tail, read_text, readme_text,
+                     request, wait_until)
 
 
 class TestFoundation(StackTestCase):
@@ -204,7 +204,7 @@ class TestFoundation(StackTestCase):
     def test_10_openapi_matches_the_route_table(self):
         """schema/openapi.yaml documents exactly the routes of
         dispatcher/routes.c, and each documented route answers."""
-        spec = open(os.path.join(ROOT, "schema", "openapi.yaml")).read()
+        spec = read_text(os.path.join(ROOT, "schema", "openapi.yaml"))
         documented, path = set(), None
         for line in spec.splitlines():
             m = re.match(r"^  (/\S*):\s*$", line)
@@ -216,7 +216,7 @@ class TestFoundation(StackTestCase):
                 documented.add((m.group(1).upper(), path))
             if re.match(r"^\S", line):
                 path = None
-        table = open(os.path.join(ROOT, "dispatcher", "routes.c")).read()
+        table = read_text(os.path.join(ROOT, "dispatcher", "routes.c"))
         macros = dict(re.findall(r'^#define (\w+) (.+)$', table, re.M))
         def expand(expr):
             parts = re.findall(r'"[^"]*"|\w+', expr)
