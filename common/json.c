@@ -341,9 +341,9 @@ bool json_append(struct strbuf *b, const cJSON *item)
 char *json_print(const cJSON *item)
 {
     struct strbuf b = {0};
-    if (!json_append(&b, item) || strbuf_failed(&b)) {
+    if (!json_append(&b, item)) {
         strbuf_free(&b);
         return NULL;
     }
-    return strbuf_take(&b);
+    return strbuf_take(&b); /* NULL if appending ran out of memory */
 }

@@ -20,11 +20,11 @@ typedef void (*threadpool_work_fn)(void *ctx, void *arg);
 struct threadpool *threadpool_new(size_t nthreads, threadpool_ctx_new_fn ctx_new,
                                   threadpool_ctx_free_fn ctx_free, void *user, char *errbuf,
                                   size_t errlen);
-/* Runs queued jobs to completion, then joins the threads. */
 /* Finishes the queued jobs (their done() is posted as usual) and joins the
  * threads; submitting fails from then on. The pool stays valid until
- * threadpool_free, which stops it first if need be. */
+ * threadpool_free. */
 void threadpool_stop(struct threadpool *tp);
+/* Stops the pool if that has not been done, then frees it. */
 void threadpool_free(struct threadpool *tp);
 /* done and reply may be NULL (fire and forget). False when shutting down
  * or out of memory; done is then not called. */
