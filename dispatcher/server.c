@@ -849,11 +849,17 @@ void loop_destroy(struct loop *l)
     if (l->q)
         loopq_free(l->q);
     loop_stop_accepting(l);
-    /* The loop has stopped: requests still with a handler are dropped. */
-    while (!LIST_EMPTY(&l->conns))
-        conn_free(LIST_FIRST(&l->conns));
+    /* The loop has stopped: requests still with a handler are dropped.
+     * Their connections close first, and are freed only after the Redis
+     * client: freeing it runs the callbacks still pending (NULL replies),
+     * which must find their clients gone, not freed. */
+    struct http_conn *c;
+    LIST_FOREACH(c, &l->conns, link)
+        conn_break(c);
     if (l->redis)
         redis_client_free(l->redis);
+    while (!LIST_EMPTY(&l->conns))
+        conn_free(LIST_FIRST(&l->conns));
     findcache_free(l->find);
     if (l->base)
         event_base_free(l->base);

@@ -276,6 +276,39 @@ class TestResilience(StackTestCase):
         self.assertTrue(set(seen) <= {200, 503}, set(seen))
         st.start_dispatcher()
 
+    def test_10_requests_waiting_on_redis_when_the_drain_times_out(self):
+        """Requests still waiting for Redis (for their rate-limit verdict)
+        when the drain's timeout runs out are dropped, and the dispatcher
+        exits 0. (Freeing the Redis client runs their callbacks; it ran
+        them on connections already freed: a use-after-free that the ASan
+        build reports, found by CI in test_04.)"""
+        st = self.stack
+        auth = b"Authorization: Bearer " + st.api_key.encode() + b"\r\n"
+        self.assertEqual(st.stop("dispatcher"), 0)
+        st.start_dispatcher(extra=("--shutdown-timeout-ms", "300"))
+        self.addCleanup(st.start_dispatcher)
+        drains = len(log_lines(st, "dispatcher", 'msg="draining"'))
+        redis_pid = st.pid_of("redis")[0]
+        os.kill(redis_pid, signal.SIGSTOP)  # replies stop; the client notices only after 3 s
+        socks = []
+        try:
+            for _ in range(20):
+                s = socket.create_connection(("127.0.0.1", self.port), timeout=10)
+                s.sendall(b"GET /api/v1/applications HTTP/1.1\r\nHost: x\r\n" + auth + b"\r\n")
+                socks.append(s)
+            time.sleep(0.3)  # all 20 reach the rate limiter
+            rc = st.stop("dispatcher", sig=signal.SIGTERM, timeout=30)
+        finally:
+            os.kill(redis_pid, signal.SIGCONT)
+            for s in socks:
+                s.close()
+        draining = log_lines(st, "dispatcher", 'msg="draining"')
+        self.assertEqual(len(draining), drains + 1)
+        self.assertIn("inflight=20", draining[-1])
+        self.assertIn("inflight=20", log_lines(st, "dispatcher", "shutdown timeout")[-1])
+        self.assertEqual(rc, 0, log_tail(st, "dispatcher", 40))
+        self.assertIn("dispatcher stopped", log_lines(st, "dispatcher", "msg=")[-1])
+
 
 if __name__ == "__main__":
     unittest.main()
