@@ -70,6 +70,7 @@ struct sb_config {
     char *sms_url;
     char *push_url;
     int64_t notify_timeout_ms;
+    int64_t notify_concurrency;
     int64_t notify_max_attempts;
     int64_t notify_backoff_ms;
     int64_t notify_backoff_cap_ms;

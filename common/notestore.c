@@ -1,6 +1,7 @@
 /* notestore.c - see notestore.h: picks the backend and forwards to it. */
 #include "notestore.h"
 
+#include <mysql.h>
 #include <stdlib.h>
 
 #include "log.h"
@@ -105,6 +106,9 @@ cJSON *note_to_json(const struct note *n)
 
 static void *pool_ctx_new(void *user)
 {
+    /* Each thread must initialise the MySQL client library for itself (the
+     * MySQL store; harmless with the MongoDB one), as db_pool_new's do. */
+    mysql_thread_init();
     char err[ERRBUF_LEN];
     struct notestore *s = notestore_new(user, err, sizeof err);
     if (s == NULL)
@@ -115,6 +119,7 @@ static void *pool_ctx_new(void *user)
 static void pool_ctx_free(void *ctx)
 {
     notestore_free(ctx);
+    mysql_thread_end();
 }
 
 struct threadpool *notestore_pool_new(const struct sb_config *cfg, size_t size, char *errbuf,

@@ -1,6 +1,6 @@
 /* notifier.c - the notifier role: delivers notify.send jobs.
  *
- * For each job, in log order:
+ * For each job (a sender takes its share of a batch in log order, below):
  *   1. check it (channel, recipient) - a bad one is dead-lettered and, if
  *      its id is usable, recorded as dead;
  *   2. claim its record in the store. The record's id makes redelivery
@@ -12,6 +12,14 @@
  *      passing failure, failed + a copy on notify.retry carrying the attempt
  *      count and the time before which it must not run; or, after
  *      notify_max_attempts or a permanent refusal, dead + dead letter.
+ *
+ * A batch's jobs are delivered by notify_concurrency senders at once (a
+ * provider answers in tens to hundreds of milliseconds; one at a time, a
+ * process would deliver a few per second). Each sender has its own store
+ * connection and provider handles and goes through its share of the batch in
+ * log order. Jobs naming the same notification id or idempotency key go to
+ * the same sender, so a repeat is never delivered beside its original; the
+ * next batch starts when every sender is done.
  *
  * A job on notify.retry whose time has not come is deferred: the worker
  * rewinds and pauses that retry partition until then. notify.requests is
@@ -25,6 +33,7 @@
 #include "notifier.h"
 
 #include <curl/curl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,6 +42,7 @@
 #include "channels.h"
 #include "log.h"
 #include "notestore.h"
+#include "threadpool.h"
 
 struct bucket {
     double tokens;
@@ -40,29 +50,84 @@ struct bucket {
     int64_t last_ms;
 };
 
-struct notifier {
-    struct notestore *store;
+struct notifier;
+
+/* One sender: its share of a batch (in log order), its provider handles and
+ * its backoff; the store is the connection of the pool thread it runs on. */
+struct sender {
+    struct worker *w;
+    struct notifier *nf;
     struct channels *channels;
-    struct bucket buckets[CH_COUNT];
     struct backoff backoff;
+    struct job **jobs;
+    size_t n;
+    enum db_status st;
+    char err[ERRBUF_LEN];
+};
+
+struct notifier {
+    struct threadpool *pool; /* one store connection per sender */
+    struct sender *senders;
+    size_t nsenders;
+    pthread_mutex_t lock; /* the buckets, and running */
+    pthread_cond_t idle;  /* running fell to 0 */
+    size_t running;       /* senders at work on this batch */
+    struct bucket buckets[CH_COUNT];
     struct metric *m_sent, *m_failed, *m_dead, *m_dupes;
 };
 
+/* Frees what notifier_prepare made; curl says whether libcurl started. */
+static void notifier_free(struct notifier *nf, bool curl)
+{
+    if (nf) {
+        threadpool_free(nf->pool); /* joins the senders' threads */
+        for (size_t i = 0; nf->senders && i < nf->nsenders; i++)
+            channels_free(nf->senders[i].channels);
+        free(nf->senders);
+        pthread_cond_destroy(&nf->idle);
+        pthread_mutex_destroy(&nf->lock);
+        free(nf);
+    }
+    if (curl)
+        curl_global_cleanup();
+}
+
 bool notifier_prepare(struct worker *w)
 {
-    char err[ERRBUF_LEN];
+    char err[ERRBUF_LEN] = "out of memory";
+    size_t n = (size_t)w->cfg->notify_concurrency;
     struct notifier *nf = calloc(1, sizeof *nf);
-    if (nf == NULL || curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
-        free(nf);
-        log_error("cannot start the notifier", "err=\"out of memory\"");
-        return false;
+    bool curl = false;
+    if (nf == NULL)
+        goto fail;
+    nf->lock = (pthread_mutex_t)PTHREAD_MUTEX_INITIALIZER;
+    nf->idle = (pthread_cond_t)PTHREAD_COND_INITIALIZER;
+    if ((nf->senders = calloc(n, sizeof *nf->senders)) == NULL)
+        goto fail;
+    nf->nsenders = n;
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+        sb_errf(err, sizeof err, "libcurl did not start");
+        goto fail;
     }
-    if ((nf->store = notestore_new(w->cfg, err, sizeof err)) == NULL ||
-        (nf->channels = channels_new(w->cfg, w->producer)) == NULL) {
-        log_error("cannot start the notifier", "err=\"%s\"", err);
-        notestore_free(nf->store);
-        free(nf);
-        return false;
+    curl = true;
+    /* A store that cannot be made (a malformed MONGO_URI) stops the start
+     * here rather than failing every delivery later. It does not dial. */
+    struct notestore *probe = notestore_new(w->cfg, err, sizeof err);
+    if (probe == NULL)
+        goto fail;
+    const char *kind = notestore_kind(probe);
+    notestore_free(probe);
+    if ((nf->pool = notestore_pool_new(w->cfg, n, err, sizeof err)) == NULL)
+        goto fail;
+    for (size_t i = 0; i < n; i++) {
+        struct sender *s = &nf->senders[i];
+        s->w = w;
+        s->nf = nf;
+        backoff_init(&s->backoff, w->cfg->notify_backoff_ms, w->cfg->notify_backoff_cap_ms);
+        if ((s->channels = channels_new(w->cfg, w->producer)) == NULL) {
+            sb_errf(err, sizeof err, "out of memory");
+            goto fail;
+        }
     }
     const int64_t rates[CH_COUNT] = {w->cfg->rate_email, w->cfg->rate_sms, w->cfg->rate_push,
                                      w->cfg->rate_kafka};
@@ -71,45 +136,49 @@ bool notifier_prepare(struct worker *w)
         nf->buckets[i].tokens = (double)rates[i]; /* a second's burst */
         nf->buckets[i].last_ms = sb_mono_ms();
     }
-    backoff_init(&nf->backoff, w->cfg->notify_backoff_ms, w->cfg->notify_backoff_cap_ms);
     nf->m_sent = metrics_counter("switchboard_notifications_total", "outcome=\"sent\"",
                                  "notification attempts by outcome");
     nf->m_failed = metrics_counter("switchboard_notifications_total", "outcome=\"retry\"", NULL);
     nf->m_dead = metrics_counter("switchboard_notifications_total", "outcome=\"dead\"", NULL);
     nf->m_dupes = metrics_counter("switchboard_notifications_total", "outcome=\"duplicate\"", NULL);
-    log_info("notifier ready", "store=%s", notestore_kind(nf->store));
+    log_info("notifier ready", "store=%s senders=%zu", kind, n);
     w->state = nf;
     return true;
+fail:
+    log_error("cannot start the notifier", "err=\"%s\"", err);
+    notifier_free(nf, curl);
+    return false;
 }
 
 void notifier_finish(struct worker *w)
 {
-    struct notifier *nf = w->state;
-    if (nf == NULL)
-        return;
-    channels_free(nf->channels);
-    notestore_free(nf->store);
-    free(nf);
+    notifier_free(w->state, w->state != NULL);
     w->state = NULL;
-    curl_global_cleanup();
 }
 
-/* Waits for a token of the channel's bucket; false if stopping first. */
-static bool bucket_take(struct bucket *b, volatile int *stop)
+/* Waits for a token of the channel's bucket (shared by the senders); false
+ * if stopping first. */
+static bool bucket_take(struct notifier *nf, enum note_channel ch, volatile int *stop)
 {
+    struct bucket *b = &nf->buckets[ch];
     if (b->rate <= 0)
         return true;
     for (;;) {
+        pthread_mutex_lock(&nf->lock);
         int64_t now = sb_mono_ms();
         b->tokens += (double)(now - b->last_ms) * (double)b->rate / 1000.0;
         if (b->tokens > (double)b->rate)
             b->tokens = (double)b->rate;
         b->last_ms = now;
-        if (b->tokens >= 1.0) {
+        bool got = b->tokens >= 1.0;
+        int64_t wait = 0;
+        if (got)
             b->tokens -= 1.0;
+        else
+            wait = (int64_t)((1.0 - b->tokens) * 1000.0 / (double)b->rate) + 1;
+        pthread_mutex_unlock(&nf->lock);
+        if (got)
             return true;
-        }
-        int64_t wait = (int64_t)((1.0 - b->tokens) * 1000.0 / (double)b->rate) + 1;
         sb_sleep_ms_unless(wait, stop);
         if (*stop)
             return false;
@@ -145,16 +214,32 @@ static bool schedule_retry(struct worker *w, struct job *j, int64_t attempts, in
     return ok;
 }
 
-static enum db_status handle_one(struct worker *w, struct notifier *nf, struct job *j,
-                                 char *errbuf, size_t errlen)
+/* The notification a job asks for, into m (borrowed strings); false, with
+ * why, if it is not a valid one. */
+static bool job_message(const struct worker *w, const cJSON *p, struct note_msg *m, char *why,
+                        size_t cap)
 {
-    const cJSON *p = j->env.payload;
-    struct note_msg m = {
+    *m = (struct note_msg){
         .to = json_str(p, "to", ""),
         .from = json_str(p, "from", ""),
         .title = json_str(p, "title", ""),
         .body = json_str(p, "body", ""),
     };
+    if (!note_channel_parse(json_str(p, "channel", ""), &m->channel)) {
+        snprintf(why, cap, "channel must be email, sms, push or kafka");
+        return false;
+    }
+    return note_msg_check(m, w->cfg->notify_topics, why, cap);
+}
+
+/* Runs on a sender's thread, with that thread's store. */
+static enum db_status handle_one(struct sender *s, struct notestore *store, struct job *j,
+                                 char *errbuf, size_t errlen)
+{
+    struct worker *w = s->w;
+    struct notifier *nf = s->nf;
+    const cJSON *p = j->env.payload;
+    struct note_msg m;
     struct note n = {0}, existing;
     char why[ERRBUF_LEN];
     snprintf(n.id, sizeof n.id, "%s", json_str(p, "id", ""));
@@ -163,11 +248,7 @@ static enum db_status handle_one(struct worker *w, struct notifier *nf, struct j
     n.item = json_i64(p, "item", 0);
     n.created_ms = j->env.created_at;
     n.updated_ms = sb_now_ms();
-    bool checked = note_channel_parse(json_str(p, "channel", ""), &m.channel);
-    if (!checked)
-        snprintf(why, sizeof why, "channel must be email, sms, push or kafka");
-    else
-        checked = note_msg_check(&m, w->cfg->notify_topics, why, sizeof why);
+    bool checked = job_message(w, p, &m, why, sizeof why);
     n.channel = m.channel;
     snprintf(n.to, sizeof n.to, "%s", m.to);
     note_fingerprint(&m, n.fingerprint);
@@ -178,21 +259,16 @@ static enum db_status handle_one(struct worker *w, struct notifier *nf, struct j
         n.idem[0] = '\0';
         snprintf(n.last_error, sizeof n.last_error, "%s", why);
         bool created;
-        enum db_status st = notestore_claim(nf->store, &n, &created, &existing, errbuf, errlen);
+        enum db_status st = notestore_claim(store, &n, &created, &existing, errbuf, errlen);
         if (st == DB_TRANSIENT)
             return st;
         job_dead(j, "invalid notification: %.200s", why);
         return DB_OK;
     }
-    int64_t not_before = json_i64(p, "not_before", 0);
-    if (not_before > sb_now_ms()) {
-        j->defer_until_ms = not_before;
-        return DB_OK;
-    }
 
     bool created = false;
     n.status = NOTE_QUEUED;
-    enum db_status st = notestore_claim(nf->store, &n, &created, &existing, errbuf, errlen);
+    enum db_status st = notestore_claim(store, &n, &created, &existing, errbuf, errlen);
     if (st != DB_OK)
         return st;
     if (!created && strcmp(existing.id, n.id) != 0) {
@@ -206,7 +282,7 @@ static enum db_status handle_one(struct worker *w, struct notifier *nf, struct j
             n.status = NOTE_DEAD;
             snprintf(n.last_error, sizeof n.last_error,
                      "not sent: idempotency key already used by notification %s", existing.id);
-            if ((st = notestore_claim(nf->store, &n, &created, &existing, errbuf, errlen)) != DB_OK)
+            if ((st = notestore_claim(store, &n, &created, &existing, errbuf, errlen)) != DB_OK)
                 return st;
         }
         if (!same)
@@ -222,16 +298,16 @@ static enum db_status handle_one(struct worker *w, struct notifier *nf, struct j
     if (existing.attempts > attempts && !created)
         attempts = existing.attempts;
 
-    if (!bucket_take(&nf->buckets[m.channel], w->stop)) {
+    if (!bucket_take(nf, m.channel, w->stop)) {
         sb_errf(errbuf, errlen, "stopping");
         return DB_TRANSIENT; /* unacknowledged: the next owner sends it */
     }
     n.status = NOTE_SENDING;
     n.attempts = ++attempts;
     n.updated_ms = sb_now_ms();
-    if ((st = notestore_update(nf->store, &n, errbuf, errlen)) != DB_OK)
+    if ((st = notestore_update(store, &n, errbuf, errlen)) != DB_OK)
         return st;
-    enum send_result r = channels_send(nf->channels, n.id, &m, why, sizeof why);
+    enum send_result r = channels_send(s->channels, n.id, &m, why, sizeof why);
     n.updated_ms = sb_now_ms();
     if (r == SEND_OK) {
         n.status = NOTE_SENT;
@@ -242,8 +318,8 @@ static enum db_status handle_one(struct worker *w, struct notifier *nf, struct j
     } else {
         snprintf(n.last_error, sizeof n.last_error, "%s", why);
         if (r == SEND_RETRY && attempts < w->cfg->notify_max_attempts) {
-            nf->backoff.attempt = (unsigned)(attempts - 1);
-            int64_t due = sb_now_ms() + backoff_next(&nf->backoff);
+            s->backoff.attempt = (unsigned)(attempts - 1);
+            int64_t due = sb_now_ms() + backoff_next(&s->backoff);
             if (!schedule_retry(w, j, attempts, due, errbuf, errlen))
                 return DB_TRANSIENT;
             n.status = NOTE_FAILED;
@@ -259,32 +335,134 @@ static enum db_status handle_one(struct worker *w, struct notifier *nf, struct j
             j->dead = true;
         }
     }
-    return notestore_update(nf->store, &n, errbuf, errlen);
+    return notestore_update(store, &n, errbuf, errlen);
+}
+
+static void sender_work(void *ctx, void *arg)
+{
+    struct sender *s = arg;
+    for (size_t i = 0; i < s->n && s->st == DB_OK; i++) {
+        enum db_status st = handle_one(s, ctx, s->jobs[i], s->err, sizeof s->err);
+        if (st == DB_FATAL) {
+            job_dead(s->jobs[i], "store refused the record: %.200s", s->err);
+            st = DB_OK;
+        }
+        s->st = st;
+    }
+    pthread_mutex_lock(&s->nf->lock);
+    if (--s->nf->running == 0)
+        pthread_cond_signal(&s->nf->idle);
+    pthread_mutex_unlock(&s->nf->lock);
+}
+
+/* FNV-1a: jobs with equal ids or keys must meet; a collision only puts two
+ * jobs on one sender. */
+static uint64_t str_hash(const char *str)
+{
+    uint64_t h = 14695981039346656037u;
+    for (; *str; str++)
+        h = (h ^ (unsigned char)*str) * 1099511628211u;
+    return h;
+}
+
+/* When a valid job is due (its not_before), 0 for now or for an invalid job
+ * (which a sender records as dead at once). */
+static int64_t job_due(const struct worker *w, const struct job *j)
+{
+    struct note_msg m;
+    char why[ERRBUF_LEN];
+    if (!job_message(w, j->env.payload, &m, why, sizeof why))
+        return 0;
+    return json_i64(j->env.payload, "not_before", 0);
+}
+
+/* The batch's plan, in log order: a retry that is not due yet, and every
+ * later job of its partition, is deferred; every other job goes to a sender,
+ * the sender of an earlier job with the same id or idempotency key if there
+ * is one, else the next in turn. */
+struct plan {
+    uint64_t id, key; /* hashes; key 0 = none */
+    size_t sender;    /* SIZE_MAX: deferred */
+};
+
+static void plan_batch(struct worker *w, struct notifier *nf, struct job **jobs, size_t n,
+                       struct plan *plan)
+{
+    int64_t now = sb_now_ms();
+    size_t turn = 0;
+    for (size_t i = 0; i < n; i++) {
+        struct job *j = jobs[i];
+        plan[i].sender = SIZE_MAX;
+        for (size_t k = 0; k < i && !j->defer_until_ms; k++)
+            if (jobs[k]->defer_until_ms && jobs[k]->msg->partition == j->msg->partition &&
+                jobs[k]->msg->rkt == j->msg->rkt)
+                j->defer_until_ms = jobs[k]->defer_until_ms;
+        int64_t due = j->defer_until_ms ? 0 : job_due(w, j);
+        if (due > now)
+            j->defer_until_ms = due;
+        if (j->defer_until_ms)
+            continue;
+        const char *key = json_str(j->env.payload, "idempotency_key", "");
+        plan[i].id = str_hash(json_str(j->env.payload, "id", ""));
+        plan[i].key = *key ? str_hash(key) | 1 : 0;
+        for (size_t k = 0; k < i && plan[i].sender == SIZE_MAX; k++)
+            if (plan[k].sender != SIZE_MAX &&
+                (plan[k].id == plan[i].id || (plan[i].key && plan[k].key == plan[i].key)))
+                plan[i].sender = plan[k].sender;
+        if (plan[i].sender == SIZE_MAX)
+            plan[i].sender = turn++ % nf->nsenders;
+    }
 }
 
 enum db_status notifier_handle(struct worker *w, struct job **jobs, size_t n, char *errbuf,
                                size_t errlen)
 {
     struct notifier *nf = w->state;
-    for (size_t i = 0; i < n; i++) {
-        struct job *j = jobs[i];
-        /* After a deferred retry, the rest of its partition waits too. */
-        int64_t held = 0;
-        for (size_t k = 0; k < i; k++)
-            if (jobs[k]->defer_until_ms && jobs[k]->msg->partition == j->msg->partition &&
-                jobs[k]->msg->rkt == j->msg->rkt)
-                held = jobs[k]->defer_until_ms;
-        if (held) {
-            j->defer_until_ms = held;
-            continue;
-        }
-        enum db_status st = handle_one(w, nf, j, errbuf, errlen);
-        if (st == DB_FATAL) {
-            job_dead(j, "store refused the record: %s", errbuf);
-            st = DB_OK;
-        }
-        if (st != DB_OK)
-            return st;
+    struct plan *plan = calloc(n, sizeof *plan);
+    struct job **shares = calloc(n, sizeof *shares);
+    if (plan == NULL || shares == NULL) {
+        free(plan);
+        free(shares);
+        sb_errf(errbuf, errlen, "out of memory planning a batch of %zu jobs", n);
+        return DB_TRANSIENT;
     }
-    return DB_OK;
+    plan_batch(w, nf, jobs, n, plan);
+    size_t used = 0;
+    for (size_t k = 0; k < nf->nsenders; k++) {
+        struct sender *s = &nf->senders[k];
+        s->jobs = shares + used;
+        s->n = 0;
+        s->st = DB_OK;
+        s->err[0] = '\0';
+        for (size_t i = 0; i < n; i++)
+            if (plan[i].sender == k)
+                s->jobs[s->n++] = jobs[i];
+        used += s->n;
+    }
+    for (size_t k = 0; k < nf->nsenders; k++) {
+        struct sender *s = &nf->senders[k];
+        if (s->n == 0)
+            continue;
+        pthread_mutex_lock(&nf->lock);
+        nf->running++;
+        pthread_mutex_unlock(&nf->lock);
+        if (!threadpool_submit(nf->pool, sender_work, NULL, NULL, s)) {
+            pthread_mutex_lock(&nf->lock);
+            nf->running--;
+            pthread_mutex_unlock(&nf->lock);
+            s->st = DB_TRANSIENT;
+            snprintf(s->err, sizeof s->err, "cannot start a sender (out of memory)");
+        }
+    }
+    pthread_mutex_lock(&nf->lock);
+    while (nf->running > 0)
+        pthread_cond_wait(&nf->idle, &nf->lock);
+    pthread_mutex_unlock(&nf->lock);
+    enum db_status st = DB_OK;
+    for (size_t k = 0; k < nf->nsenders && st == DB_OK; k++)
+        if ((st = nf->senders[k].st) != DB_OK)
+            sb_errf(errbuf, errlen, "%s", nf->senders[k].err);
+    free(plan);
+    free(shares);
+    return st;
 }

@@ -3,11 +3,15 @@ and a push webhook on a development stack (scripts/up starts it unless
 SB_SMS_URL / SB_PUSH_URL name real ones) and in tests. It is a real HTTP
 server on loopback; what it does is told to it through /_control:
 
-  POST /_control {"fail": N, "status": 500, "hang": 0}
+  POST /_control {"fail": N, "status": 500, "hang": 0, "delay": 0}
       the next N deliveries answer `status` (or, with hang > 0, wait that
-      many seconds first, so the caller's timeout fires);
-  GET  /_records   every delivery so far: path, headers, body, answered status
-  POST /_reset     forget records and failures
+      many seconds first, so the caller's timeout fires); with delay > 0,
+      every delivery waits that many seconds before its answer (a slow
+      provider);
+  GET  /_records   every delivery so far: path, headers, body, answered
+                   status, and in_flight: the deliveries in progress when it
+                   arrived, itself included
+  POST /_reset     forget records, failures and the delay
 
 Any other POST is a delivery: recorded, then answered 201 unless a failure
 is pending. Usage: provider.py PORT; prints "ready" once listening."""
@@ -20,7 +24,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 lock = threading.Lock()
 records = []
-mode = {"fail": 0, "status": 500, "hang": 0.0}
+mode = {"fail": 0, "status": 500, "hang": 0.0, "delay": 0.0}
+in_flight = 0
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -57,21 +62,29 @@ class Handler(BaseHTTPRequestHandler):
         if self.path == "/_reset":
             with lock:
                 records.clear()
-                mode.update({"fail": 0, "status": 500, "hang": 0.0})
+                mode.update({"fail": 0, "status": 500, "hang": 0.0, "delay": 0.0})
             self.reply(200, {})
             return
+        global in_flight
         with lock:
             failing = mode["fail"] > 0
             if failing:
                 mode["fail"] -= 1
             status = mode["status"] if failing else 201
             hang = mode["hang"] if failing else 0
+            delay = mode["delay"]
+            in_flight += 1
             records.append({"path": self.path, "headers": dict(self.headers.items()),
                             "body": body.decode("utf-8", "replace"), "status": status,
-                            "hung": hang > 0, "at": time.time()})
-        if hang:
-            time.sleep(hang)
-        self.reply(status, {"sid": f"SM{len(records)}"} if status < 300 else {"error": "injected"})
+                            "hung": hang > 0, "at": time.time(), "in_flight": in_flight})
+            sid = f"SM{len(records)}"
+        try:
+            if hang or delay:
+                time.sleep(hang or delay)
+            self.reply(status, {"sid": sid} if status < 300 else {"error": "injected"})
+        finally:
+            with lock:
+                in_flight -= 1
 
 
 def main():

@@ -178,9 +178,11 @@ def kcat(st, *args, data=None, timeout=30):
     return r.stdout
 
 
-def kcat_produce(st, topic, key, value):
-    """Produces one message as another program would (value: bytes, one line)."""
-    kcat(st, "-P", "-t", topic, "-k", key, data=value + b"\n")
+def kcat_produce(st, topic, key, value, copies=1):
+    """Produces a message as another program would (value: bytes, one line);
+    copies > 1 sends it that many times in one produce request, so the
+    copies sit side by side in one message set on the broker."""
+    kcat(st, "-P", "-t", topic, "-k", key, data=(value + b"\n") * copies)
 
 
 def kcat_consume_all(st, topic):

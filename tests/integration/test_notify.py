@@ -359,6 +359,39 @@ class TestNotify(StackTestCase):
         self.assertEqual(self.stack.sql("SELECT COUNT(*) FROM notifications WHERE idempotency_key='durable-1'"),
                          [["1"]])
 
+    def test_16_a_slow_provider_gets_deliveries_at_once(self):
+        """A notifier delivers notify_concurrency notifications at once (8 by
+        default): a provider that takes 0.5 s per SMS has several in
+        progress at a time, and each SMS arrives exactly once. One at a
+        time, every delivery would find itself alone there."""
+        post_json(self.provider.url, "/_control", {"delay": 0.5})
+        r = self.http("POST", "/sms/send/many", [self.sms(f"slow-{i}", content=f"slow {i}") for i in range(8)])
+        self.assertEqual(r.status, 202, r)
+        tid = r.json()["trackingId"]
+        done = wait_until("tracking done", lambda: (lambda t: t if t["status"] == "DONE" else None)(
+            self.http("GET", f"/sms/requests/{tid}").json()), 60)
+        self.assertEqual((done["total"], done["sent"], done["failed"]), (8, 8, 0))
+        recs = self.records("/sms")
+        self.assertEqual(sorted(dict(urllib.parse.parse_qsl(x["body"]))["Body"] for x in recs),
+                         [f"slow {i}" for i in range(8)])
+        self.assertGreaterEqual(max(x["in_flight"] for x in recs), 2, [x["in_flight"] for x in recs])
+
+    def test_17_a_job_twice_in_one_batch_goes_out_once(self):
+        """A producer's repeat can sit beside its original in one batch. Jobs
+        with the same id go to the same sender, one after the other, so the
+        repeat finds the notification sent; on two senders at once both
+        would deliver it."""
+        post_json(self.provider.url, "/_control", {"delay": 0.3})
+        nid = "external0000000017"
+        job = {"type": "notify.send", "version": 1, "key": nid, "request_id": "ext-17",
+               "created_at": int(time.time() * 1000),
+               "payload": {"id": nid, "channel": "push", "to": "device-twice", "body": "twice"}}
+        kcat_produce(self.stack, "notify.requests", nid, json.dumps(job).encode(), copies=2)
+        self.wait_status(nid, "sent")
+        time.sleep(1)
+        self.assertEqual([json.loads(x["body"])["id"] for x in self.records("/push")], [nid])
+        self.assertEqual(self.note(nid)["attempts"], 1)
+
     def test_14_readme_example_runs_as_shown(self):
         self.stack.seed(users=1000, numbers=300)  # scripts/up's demo data
         block = readme_block("## Notifications and SMS API").replace(".run/api_key", self.stack.path("api_key")).replace("http://127.0.0.1:8080", f"http://127.0.0.1:{self.port}")
