@@ -4,7 +4,8 @@
  *   1. check it (channel, recipient) - a bad one is dead-lettered and, if
  *      its id is usable, recorded as dead;
  *   2. claim its record in the store. The record's id makes redelivery
- *      harmless (a sent or dead notification is not touched again); the
+ *      harmless (a sent notification is not sent again, a dead one is only
+ *      dead-lettered again); the
  *      unique idempotency key makes a second notification with the same key
  *      a no-op, or a dead letter if its content differs;
  *   3. wait for the channel's token bucket (a provider's rate limit);
@@ -290,8 +291,14 @@ static enum db_status handle_one(struct sender *s, struct notestore *store, stru
         return DB_OK;
     }
     if (!created) {
+        /* Redelivered after it was settled. A dead one is dead-lettered
+         * again: its batch may have been rewound (another sender's store
+         * error) before the first dead letter went out, and a repeated dead
+         * letter is better than a lost one. */
+        if (existing.status == NOTE_DEAD)
+            job_dead(j, "dead before this delivery of the job: %.200s", existing.last_error);
         if (existing.status == NOTE_SENT || existing.status == NOTE_DEAD)
-            return DB_OK; /* redelivered after it was settled */
+            return DB_OK;
         n = existing;
     }
     int64_t attempts = json_i64(p, "attempt", 0);

@@ -392,6 +392,31 @@ class TestNotify(StackTestCase):
         self.assertEqual([json.loads(x["body"])["id"] for x in self.records("/push")], [nid])
         self.assertEqual(self.note(nid)["attempts"], 1)
 
+    def test_18_a_dead_job_delivered_again_is_dead_lettered_again(self):
+        """A batch can be rewound after one of its jobs was recorded dead but
+        before its dead letter went out (another sender's store error). The
+        job comes again and finds its record dead: it is dead-lettered
+        again, with the reason from the record, and not sent."""
+        nid = "external0000000018"
+        job = {"type": "notify.send", "version": 1, "key": nid, "request_id": "ext-18",
+               "created_at": int(time.time() * 1000),
+               "payload": {"id": nid, "channel": "push", "to": "device-refused", "body": "refused"}}
+        self.fail_next(1, status=400)
+        kcat_produce(self.stack, "notify.requests", nid, json.dumps(job).encode())
+        self.wait_status(nid, "dead")
+
+        def letters(count):
+            ms = [m for m in kcat_consume_all(self.stack, "notify.requests.dlq") if m["key"] == nid]
+            return ms if len(ms) >= count else None
+        wait_until("the first dead letter", lambda: letters(1), 30, 0.5)
+        kcat_produce(self.stack, "notify.requests", nid, json.dumps(job).encode())
+        dead = wait_until("the second dead letter", lambda: letters(2), 30, 0.5)
+        self.assertIn("refused after 1 attempt", dead[0]["headers"]["x-dlq-reason"])
+        self.assertIn("dead before this delivery of the job: provider answered HTTP 400",
+                      dead[1]["headers"]["x-dlq-reason"])
+        self.assertEqual(len(self.records("/push")), 1)
+        self.assertEqual(self.note(nid)["attempts"], 1)
+
     def test_14_readme_example_runs_as_shown(self):
         self.stack.seed(users=1000, numbers=300)  # scripts/up's demo data
         block = readme_block("## Notifications and SMS API").replace(".run/api_key", self.stack.path("api_key")).replace("http://127.0.0.1:8080", f"http://127.0.0.1:{self.port}")
