@@ -349,6 +349,13 @@ static void sender_work(void *ctx, void *arg)
 {
     struct sender *s = arg;
     for (size_t i = 0; i < s->n && s->st == DB_OK; i++) {
+        if (*s->w->stop) {
+            /* Stop between notifications: the batch is not acknowledged,
+             * and the next owner skips the ones recorded sent here. */
+            snprintf(s->err, sizeof s->err, "stopping");
+            s->st = DB_TRANSIENT;
+            break;
+        }
         enum db_status st = handle_one(s, ctx, s->jobs[i], s->err, sizeof s->err);
         if (st == DB_FATAL) {
             job_dead(s->jobs[i], "store refused the record: %.200s", s->err);

@@ -417,6 +417,27 @@ class TestNotify(StackTestCase):
         self.assertEqual(len(self.records("/push")), 1)
         self.assertEqual(self.note(nid)["attempts"], 1)
 
+    def test_19_stop_between_notifications_then_the_rest(self):
+        """SIGTERM while a slow provider works through a batch: each sender
+        finishes the notification in hand and stops there, so the process
+        leaves with part of the batch unsent and unacknowledged. The next
+        notifier sends the rest, and nothing twice."""
+        post_json(self.provider.url, "/_control", {"delay": 0.5})  # inside the 1 s timeout
+        r = self.http("POST", "/sms/send/many", [self.sms(f"stop-{i}", content=f"stop {i}") for i in range(40)])
+        self.assertEqual(r.status, 202, r)
+        tid = r.json()["trackingId"]
+        wait_until("the first deliveries", lambda: self.records("/sms"), 30, 0.1)
+        self.assertEqual(self.stack.stop("worker-notifier"), 0)
+        at_stop = len(self.records("/sms"))
+        self.assertLess(at_stop, 40)
+        post_json(self.provider.url, "/_control", {"delay": 0})
+        self.stack.start_worker("notifier")
+        done = wait_until("tracking done", lambda: (lambda t: t if t["status"] == "DONE" else None)(
+            self.http("GET", f"/sms/requests/{tid}").json()), 90)
+        self.assertEqual((done["total"], done["sent"], done["failed"]), (40, 40, 0))
+        bodies = sorted(dict(urllib.parse.parse_qsl(x["body"]))["Body"] for x in self.records("/sms"))
+        self.assertEqual(bodies, sorted(f"stop {i}" for i in range(40)))
+
     def test_14_readme_example_runs_as_shown(self):
         self.stack.seed(users=1000, numbers=300)  # scripts/up's demo data
         block = readme_block("## Notifications and SMS API").replace(".run/api_key", self.stack.path("api_key")).replace("http://127.0.0.1:8080", f"http://127.0.0.1:{self.port}")
