@@ -43,9 +43,10 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *arg)
 }
 
 /* Sends one request; *status is the HTTP status, body the response text. */
-static enum db_status es_call(const char *method, const char *url, const char *path,
-                              const char *content_type, const char *data, size_t len,
-                              long *status, struct strbuf *body, char *errbuf, size_t errlen)
+static enum db_status es_call_within(const char *method, const char *url, const char *path,
+                                     const char *content_type, const char *data, size_t len,
+                                     long timeout_ms, long *status, struct strbuf *body,
+                                     char *errbuf, size_t errlen)
 {
     CURL *c = thread_curl();
     if (c == NULL) {
@@ -63,8 +64,8 @@ static enum db_status es_call(const char *method, const char *url, const char *p
     curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
     curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, 2000L);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 10000L);
+    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, timeout_ms < 2000 ? timeout_ms : 2000L);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, timeout_ms);
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(c, CURLOPT_WRITEDATA, body);
     if (data) {
@@ -87,6 +88,29 @@ static enum db_status es_call(const char *method, const char *url, const char *p
         return DB_TRANSIENT;
     }
     return DB_OK;
+}
+
+/* es_call_within with the timeout of reads and writes. */
+static enum db_status es_call(const char *method, const char *url, const char *path,
+                              const char *content_type, const char *data, size_t len,
+                              long *status, struct strbuf *body, char *errbuf, size_t errlen)
+{
+    return es_call_within(method, url, path, content_type, data, len, 10000L, status, body,
+                          errbuf, errlen);
+}
+
+enum db_status es_ping(const char *url, int timeout_ms, char *errbuf, size_t errlen)
+{
+    long status = 0;
+    struct strbuf body = {0};
+    enum db_status st = es_call_within("GET", url, "/", "application/json", NULL, 0,
+                                       (long)timeout_ms, &status, &body, errbuf, errlen);
+    strbuf_free(&body);
+    if (st == DB_OK && status != 200) {
+        sb_errf(errbuf, errlen, "elasticsearch GET /: HTTP %ld", status);
+        st = DB_TRANSIENT;
+    }
+    return st;
 }
 
 enum db_status es_ensure_index(const char *url, const char *index, const char *mapping_path,

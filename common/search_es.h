@@ -38,6 +38,9 @@ struct es_doc {
 enum db_status es_bulk_index(const char *url, const char *index, struct es_doc *docs, size_t n,
                              char *errbuf, size_t errlen);
 
+/* GET / (the cluster's banner) within timeout_ms: DB_OK if it answers 200. */
+enum db_status es_ping(const char *url, int timeout_ms, char *errbuf, size_t errlen);
+
 /* Makes recent writes visible to search (tests). */
 enum db_status es_refresh(const char *url, const char *index, char *errbuf, size_t errlen);
 

@@ -1,7 +1,8 @@
 /* ops_api.c - operations routes.
  *
  *   GET  /healthz   the process is up and its loop answers
- *   GET  /readyz    every dependency answered its last probe (else 503)
+ *   GET  /readyz    every required dependency answered its last probe
+ *                   (else 503); the optional ones are listed too
  *   GET  /metrics   Prometheus text
  *   POST /ops/ping  sends a system.ping job through Kafka to the persister;
  *                   202 once Kafka acknowledged it (a pipeline probe) */
@@ -23,34 +24,41 @@ void ops_healthz(struct http_ctx *ctx)
     cJSON_Delete(body);
 }
 
-static void add_dep(cJSON *deps, const char *name, bool ok, const char *err)
+static void add_dep(cJSON *deps, const char *name, bool ok, bool required, const char *err)
 {
     cJSON *o = cJSON_AddObjectToObject(deps, name);
     cJSON_AddBoolToObject(o, "ok", ok);
     if (!ok)
         cJSON_AddStringToObject(o, "error", err);
+    if (!required)
+        cJSON_AddBoolToObject(o, "required", false);
 }
 
 void ops_readyz(struct http_ctx *ctx)
 {
     struct dispatcher *d = ctx->loop->d;
-    struct dep_state kafka, mysql;
-    readiness_kafka(d->readiness, &kafka);
-    readiness_mysql(d->readiness, &mysql);
     /* Every loop's own Redis connection: a request may land on any loop. */
     int nloops = atomic_load(&d->nloops);
     bool redis_ok = nloops > 0;
     for (int i = 0; i < nloops; i++)
         redis_ok = redis_ok && redis_client_ready(d->loops[i].redis);
     bool draining = atomic_load(&d->draining);
-    bool ready = kafka.ok && mysql.ok && redis_ok && !draining;
+    bool ready = redis_ok && !draining;
+    struct dep_state state[DEP_COUNT];
+    bool probed[DEP_COUNT];
+    for (int i = 0; i < DEP_COUNT; i++) {
+        probed[i] = readiness_get(d->readiness, i, &state[i]); /* false: not configured */
+        if (probed[i] && !state[i].ok && readiness_required(i))
+            ready = false;
+    }
 
     cJSON *body = cJSON_CreateObject();
     cJSON_AddStringToObject(body, "status", ready ? "ready" : draining ? "draining" : "not_ready");
     cJSON *deps = cJSON_AddObjectToObject(body, "dependencies");
-    add_dep(deps, "redis", redis_ok, "not connected or not answering PING");
-    add_dep(deps, "kafka", kafka.ok, kafka.error);
-    add_dep(deps, "mysql", mysql.ok, mysql.error);
+    add_dep(deps, "redis", redis_ok, true, "not connected or not answering PING");
+    for (int i = 0; i < DEP_COUNT; i++)
+        if (probed[i])
+            add_dep(deps, readiness_name(i), state[i].ok, readiness_required(i), state[i].error);
     http_reply_json(ctx, ready ? 200 : 503, body);
     cJSON_Delete(body);
 }

@@ -6,66 +6,112 @@
 #include <string.h>
 
 #include "log.h"
+#include "notestore.h"
+#include "search_es.h"
+#include "threadpool.h"
+
+static const char *const dep_names[DEP_COUNT] = {"kafka", "mysql", "mongodb", "elasticsearch"};
+
+struct probe {
+    bool on;      /* configured, so probed */
+    bool running; /* a pool probe: one ping in its pool at a time */
+    struct dep_state state;
+    struct metric *up;
+};
 
 struct readiness {
     struct dispatcher *d;
     pthread_t thread;
     volatile int stop;
     pthread_mutex_t lock;
-    struct dep_state kafka, mysql;
-    bool mysql_probe_running; /* one ping in the pool at a time */
-    struct metric *kafka_up, *mysql_up;
+    struct probe probes[DEP_COUNT];
 };
 
-static void set_state(struct readiness *r, struct dep_state *s, struct metric *gauge,
-                      const char *name, bool ok, const char *err)
+const char *readiness_name(enum readiness_dep dep)
 {
+    return dep_names[dep];
+}
+
+bool readiness_required(enum readiness_dep dep)
+{
+    return dep == DEP_KAFKA || dep == DEP_MYSQL;
+}
+
+static void set_state(struct readiness *r, enum readiness_dep dep, bool ok, const char *err)
+{
+    struct probe *p = &r->probes[dep];
     pthread_mutex_lock(&r->lock);
-    bool changed = s->ok != ok;
+    bool changed = p->state.ok != ok;
     if (changed)
-        s->since_ms = sb_now_ms();
-    s->ok = ok;
-    snprintf(s->error, sizeof s->error, "%s", ok ? "" : err);
+        p->state.since_ms = sb_now_ms();
+    p->state.ok = ok;
+    snprintf(p->state.error, sizeof p->state.error, "%s", ok ? "" : err);
     pthread_mutex_unlock(&r->lock);
-    metric_set(gauge, ok);
+    metric_set(p->up, ok);
     if (changed) {
         if (ok)
-            log_info("dependency up", "dependency=%s", name);
+            log_info("dependency up", "dependency=%s", dep_names[dep]);
         else
-            log_warn("dependency down", "dependency=%s err=\"%s\"", name, err);
+            log_warn("dependency down", "dependency=%s err=\"%s\"", dep_names[dep], err);
     }
 }
 
-/* Runs on a pool thread with that thread's connection. */
+static void pool_probe_free_slot(struct readiness *r, enum readiness_dep dep)
+{
+    pthread_mutex_lock(&r->lock);
+    r->probes[dep].running = false;
+    pthread_mutex_unlock(&r->lock);
+}
+
+/* Run on a pool thread with that thread's connection. */
 static void mysql_probe_work(void *ctx, void *arg)
 {
-    struct readiness *r = arg;
     char err[ERRBUF_LEN] = "";
     bool ok = db_ping(ctx, err, sizeof err) == DB_OK;
-    set_state(r, &r->mysql, r->mysql_up, "mysql", ok, err);
+    set_state(arg, DEP_MYSQL, ok, err);
+    pool_probe_free_slot(arg, DEP_MYSQL);
+}
+
+static void mongo_probe_work(void *ctx, void *arg)
+{
+    char err[ERRBUF_LEN] = "";
+    bool ok = notestore_ping(ctx, err, sizeof err) == DB_OK;
+    set_state(arg, DEP_MONGODB, ok, err);
+    pool_probe_free_slot(arg, DEP_MONGODB);
+}
+
+/* Queues a ping in the dependency's pool unless the last one is still
+ * there: a pool busy with requests answers it when a thread frees up, and
+ * a dependency that hangs does not fill the pool with pings. */
+static void pool_probe(struct readiness *r, enum readiness_dep dep, struct threadpool *pool,
+                       threadpool_work_fn work)
+{
     pthread_mutex_lock(&r->lock);
-    r->mysql_probe_running = false;
+    bool start = !r->probes[dep].running;
+    r->probes[dep].running = true;
     pthread_mutex_unlock(&r->lock);
+    if (start && !threadpool_submit(pool, work, NULL, NULL, r))
+        pool_probe_free_slot(r, dep); /* stopping, or out of memory: next time */
 }
 
 static void *probe_main(void *arg)
 {
     struct readiness *r = arg;
+    const struct sb_config *cfg = r->d->cfg;
+    /* A probe that does not answer within this much counts as down. */
+    int timeout = (int)(cfg->readiness_interval_ms < 2000 ? cfg->readiness_interval_ms : 2000);
     while (!r->stop) {
-        pthread_mutex_lock(&r->lock);
-        bool start = !r->mysql_probe_running;
-        r->mysql_probe_running = true;
-        pthread_mutex_unlock(&r->lock);
-        if (start && !threadpool_submit(r->d->dbpool, mysql_probe_work, NULL, NULL, r)) {
-            pthread_mutex_lock(&r->lock);
-            r->mysql_probe_running = false;
-            pthread_mutex_unlock(&r->lock);
-        }
         char err[ERRBUF_LEN] = "";
-        int timeout = (int)(r->d->cfg->readiness_interval_ms < 2000 ? r->d->cfg->readiness_interval_ms : 2000);
+        pool_probe(r, DEP_MYSQL, r->d->dbpool, mysql_probe_work);
+        if (r->probes[DEP_MONGODB].on)
+            pool_probe(r, DEP_MONGODB, r->d->notepool, mongo_probe_work);
         bool ok = kafka_producer_check(r->d->producer, timeout, err, sizeof err);
-        set_state(r, &r->kafka, r->kafka_up, "kafka", ok, err);
-        sb_sleep_ms_unless(r->d->cfg->readiness_interval_ms, &r->stop);
+        set_state(r, DEP_KAFKA, ok, err);
+        if (r->probes[DEP_ELASTICSEARCH].on) {
+            ok = es_ping(cfg->es_url, timeout, err, sizeof err) == DB_OK;
+            set_state(r, DEP_ELASTICSEARCH, ok, err);
+        }
+        sb_sleep_ms_unless(cfg->readiness_interval_ms, &r->stop);
     }
     return NULL;
 }
@@ -77,13 +123,21 @@ struct readiness *readiness_new(struct dispatcher *d)
         return NULL;
     r->d = d;
     pthread_mutex_init(&r->lock, NULL);
-    /* Unknown until the first probe answers: report not ready. */
-    snprintf(r->kafka.error, sizeof r->kafka.error, "not probed yet");
-    snprintf(r->mysql.error, sizeof r->mysql.error, "not probed yet");
-    r->kafka_up = metrics_gauge("switchboard_dependency_up", "dependency=\"kafka\"",
-                                "1 if the dependency answered its last probe");
-    r->mysql_up = metrics_gauge("switchboard_dependency_up", "dependency=\"mysql\"",
-                                "1 if the dependency answered its last probe");
+    r->probes[DEP_KAFKA].on = true;
+    r->probes[DEP_MYSQL].on = true;
+    r->probes[DEP_MONGODB].on = d->cfg->mongo_uri && *d->cfg->mongo_uri;
+    r->probes[DEP_ELASTICSEARCH].on = d->cfg->es_url && *d->cfg->es_url;
+    for (int i = 0; i < DEP_COUNT; i++) {
+        struct probe *p = &r->probes[i];
+        if (!p->on)
+            continue;
+        /* Unknown until the first probe answers: report it down. */
+        snprintf(p->state.error, sizeof p->state.error, "not probed yet");
+        char label[64];
+        snprintf(label, sizeof label, "dependency=\"%s\"", dep_names[i]);
+        p->up = metrics_gauge("switchboard_dependency_up", label,
+                              "1 if the dependency answered its last probe");
+    }
     if (pthread_create(&r->thread, NULL, probe_main, r) != 0) {
         pthread_mutex_destroy(&r->lock);
         free(r);
@@ -98,26 +152,18 @@ void readiness_free(struct readiness *r)
         return;
     r->stop = 1;
     pthread_join(r->thread, NULL);
-    /* A probe may have sat in the MySQL pool; the pool is stopped (its
-     * jobs finished) before this is called, so nobody touches r
-     * afterwards. */
+    /* A probe may have sat in a pool; the pools are stopped (their jobs
+     * finished) before this is called, so nobody touches r afterwards. */
     pthread_mutex_destroy(&r->lock);
     free(r);
 }
 
-static void snapshot(struct readiness *r, const struct dep_state *s, struct dep_state *out)
+bool readiness_get(struct readiness *r, enum readiness_dep dep, struct dep_state *out)
 {
+    if (!r->probes[dep].on)
+        return false;
     pthread_mutex_lock(&r->lock);
-    *out = *s;
+    *out = r->probes[dep].state;
     pthread_mutex_unlock(&r->lock);
-}
-
-void readiness_kafka(struct readiness *r, struct dep_state *out)
-{
-    snapshot(r, &r->kafka, out);
-}
-
-void readiness_mysql(struct readiness *r, struct dep_state *out)
-{
-    snapshot(r, &r->mysql, out);
+    return true;
 }

@@ -202,8 +202,8 @@ class FakeServer:
     """A fake from tests/fakes/ (or a development stand-in from
     scripts/dev/) as a child process on a free loopback port."""
 
-    def __init__(self, script, run_dir, folder="tests/fakes", python=None, args=()):
-        self.port = stackmod.free_port()
+    def __init__(self, script, run_dir, folder="tests/fakes", python=None, args=(), port=None):
+        self.port = port or stackmod.free_port()  # port: start again where a stopped one was
         self.log = open(os.path.join(run_dir, os.path.basename(script) + ".log"), "w")
         self.proc = subprocess.Popen([python or sys.executable, os.path.join(ROOT, folder, script),
                                       str(self.port), *args], stdout=subprocess.PIPE, stderr=self.log)
@@ -306,6 +306,36 @@ class StackTestCase(unittest.TestCase):
         r = self.http("POST", "/api/v1/applications", {"name": name})
         self.assertEqual(r.status, 201, r)
         return r.json()["token"]
+
+    def check_optional_dependency(self, dep, fake, script):
+        """dep, served by fake (a FakeServer of script), is listed by /readyz
+        as not required. Stopped, it is reported down in /readyz and
+        /metrics while the dispatcher stays ready and takes message
+        creates. Returns the fake started again on the same port, once
+        /readyz reports dep up again."""
+        def dep_state():
+            r = self.http("GET", "/readyz")
+            return r, r.json()["dependencies"][dep]
+        r, state = wait_until(f"{dep} up", lambda: (lambda rs: rs if rs[1]["ok"] else None)(dep_state()), 15)
+        self.assertEqual((r.status, state), (200, {"ok": True, "required": False}))
+        port = fake.port
+        fake.stop()
+        try:
+            r, state = wait_until(f"/readyz reports {dep} down",
+                                  lambda: (lambda rs: rs if not rs[1]["ok"] else None)(dep_state()), 15)
+            self.assertEqual((r.status, r.json()["status"]), (200, "ready"))
+            self.assertFalse(state["required"])
+            self.assertTrue(state["error"])
+            text = self.http("GET", "/metrics").body.decode()
+            self.assertIn(f'switchboard_dependency_up{{dependency="{dep}"}} 0', text)
+            token = self.create_app(f"while {dep} is down")
+            self.assertEqual(self.http("POST", f"/api/v1/applications/{token}/chats").status, 201)
+            r = self.http("POST", f"/api/v1/applications/{token}/chats/1/messages", {"body": "still here"})
+            self.assertEqual(r.status, 201, r)
+        finally:
+            fake = FakeServer(script, os.path.dirname(fake.log.name), port=port)
+        wait_until(f"/readyz reports {dep} up again", lambda: dep_state()[1]["ok"], 15)
+        return fake
 
     def parallel(self, calls, threads=8):
         """Runs each (method, path, body) concurrently; returns results in order."""

@@ -112,6 +112,10 @@ class TestSearchThroughElasticsearch(StackTestCase):
         self.assertEqual(self.stack.sql(f"SELECT COUNT(*) FROM messages WHERE application_token='{token}'"),
                          [["3"]])
 
+    @unittest.skipIf(REAL_ES, "stopping the server needs the fake")
+    def test_03_elasticsearch_away_is_reported_but_not_fatal(self):
+        type(self).fake = self.check_optional_dependency("elasticsearch", self.fake, "fake_es.py")
+
 
 if __name__ == "__main__":
     unittest.main()

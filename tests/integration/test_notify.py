@@ -510,6 +510,10 @@ class TestNotifyOnMongo(StackTestCase):
         with open(self.stack.log("worker-notifier")) as f:
             self.assertIn("store=mongodb", f.read())
 
+    @unittest.skipIf(os.environ.get("MONGO_URI"), "stopping the server needs the fake")
+    def test_03_mongodb_away_is_reported_but_not_fatal(self):
+        type(self).mongo = self.check_optional_dependency("mongodb", self.mongo, "fake_mongo.py")
+
 
 if __name__ == "__main__":
     unittest.main()
