@@ -18,8 +18,8 @@
  * provider answers in tens to hundreds of milliseconds; one at a time, a
  * process would deliver a few per second). Each sender has its own store
  * connection and provider handles and goes through its share of the batch in
- * log order. Jobs naming the same notification id or idempotency key go to
- * the same sender, so a repeat is never delivered beside its original; the
+ * log order. Jobs naming the same notification id go to the same sender,
+ * so a repeat is never delivered beside its original (plan_batch); the
  * next batch starts when every sender is done.
  *
  * A job on notify.retry whose time has not come is deferred: the worker
@@ -391,13 +391,29 @@ static int64_t job_due(const struct worker *w, const struct job *j)
 }
 
 /* The batch's plan, in log order: a retry that is not due yet, and every
- * later job of its partition, is deferred; every other job goes to a sender,
- * the sender of an earlier job with the same id or idempotency key if there
- * is one, else the next in turn. */
+ * later job of its partition, is deferred; every other job goes to the
+ * sender of an earlier job with the same id if there is one, else of one
+ * with the same idempotency key, else to the next in turn. The id comes
+ * first: a repeat of a notification finds its record "mine" and would
+ * deliver it again beside the original, so every job with one id must meet
+ * on one sender. Two jobs sharing only a key usually meet too; if they do
+ * not (each also matched another job), the store's unique key lets one
+ * through, as between processes. */
 struct plan {
     uint64_t id, key; /* hashes; key 0 = none */
     size_t sender;    /* SIZE_MAX: deferred */
 };
+
+/* The sender of the first job before i with i's id (by_key: key), or
+ * SIZE_MAX. */
+static size_t plan_join(const struct plan *plan, size_t i, bool by_key)
+{
+    for (size_t k = 0; k < i; k++)
+        if (plan[k].sender != SIZE_MAX &&
+            (by_key ? plan[k].key == plan[i].key : plan[k].id == plan[i].id))
+            return plan[k].sender;
+    return SIZE_MAX;
+}
 
 static void plan_batch(struct worker *w, struct notifier *nf, struct job **jobs, size_t n,
                        struct plan *plan)
@@ -419,10 +435,9 @@ static void plan_batch(struct worker *w, struct notifier *nf, struct job **jobs,
         const char *key = json_str(j->env.payload, "idempotency_key", "");
         plan[i].id = str_hash(json_str(j->env.payload, "id", ""));
         plan[i].key = *key ? str_hash(key) | 1 : 0;
-        for (size_t k = 0; k < i && plan[i].sender == SIZE_MAX; k++)
-            if (plan[k].sender != SIZE_MAX &&
-                (plan[k].id == plan[i].id || (plan[i].key && plan[k].key == plan[i].key)))
-                plan[i].sender = plan[k].sender;
+        plan[i].sender = plan_join(plan, i, false);
+        if (plan[i].sender == SIZE_MAX && plan[i].key)
+            plan[i].sender = plan_join(plan, i, true);
         if (plan[i].sender == SIZE_MAX)
             plan[i].sender = turn++ % nf->nsenders;
     }

@@ -12,7 +12,7 @@ import unittest
 import urllib.parse
 import urllib.request
 
-from harness import FakeServer, StackTestCase, kcat_consume_all, kcat_produce, readme_block, wait_until
+from harness import FakeServer, StackTestCase, kcat, kcat_consume_all, kcat_produce, readme_block, wait_until
 
 FROM, TO, OTHER = "+12125550001", "+12125550002", "+12125550003"
 UNASSIGNED = "+12125550999"
@@ -391,6 +391,26 @@ class TestNotify(StackTestCase):
         time.sleep(1)
         self.assertEqual([json.loads(x["body"])["id"] for x in self.records("/push")], [nid])
         self.assertEqual(self.note(nid)["attempts"], 1)
+
+    def test_20_a_repeat_follows_its_id_before_a_shared_key(self):
+        """B, A, then a repeat of A that carries B's idempotency key, in one
+        batch: the repeat must go to A's sender (same id), not B's (same
+        key), or it would be delivered beside A. B is invalid (a channel
+        that does not exist), so its sender is free again at once."""
+        post_json(self.provider.url, "/_control", {"delay": 0.5})
+        now = int(time.time() * 1000)
+
+        def job(nid, key, channel):
+            return json.dumps({"type": "notify.send", "version": 1, "key": nid, "request_id": f"r-{nid}",
+                               "created_at": now, "payload": {"id": nid, "channel": channel, "to": "device-order",
+                                                              "body": "order", "idempotency_key": key}}).encode()
+        a, b = "external000000017a", "external000000017b"
+        lines = [job(b, "order-key-b", "fax"), job(a, "order-key-a", "push"), job(a, "order-key-b", "push")]
+        kcat(self.stack, "-P", "-t", "notify.requests", "-k", "order", data=b"\n".join(lines) + b"\n")
+        self.wait_status(a, "sent")
+        self.assertEqual(self.note(b)["status"], "dead")
+        time.sleep(1)
+        self.assertEqual([json.loads(x["body"])["id"] for x in self.records("/push")], [a])
 
     def test_18_a_dead_job_delivered_again_is_dead_lettered_again(self):
         """A batch can be rewound after one of its jobs was recorded dead but
