@@ -391,14 +391,21 @@ class Stack:
             wait_for("SMTP sink", lambda: port_open(port), 20, proc, self.log("smtp-sink"))
             self.extra_env["SB_SMTP_URL"] = f"smtp://127.0.0.1:{port}"
         if not env.get("SB_SMS_URL") or not env.get("SB_PUSH_URL"):
-            port = free_port()
-            proc = self.spawn("provider", [python, os.path.join(dev, "provider.py"), str(port)])
-            wait_for("recording provider", lambda: port_open(port), 20, proc, self.log("provider"))
+            port = self.start_provider()
             self.extra_env.setdefault("SB_SMS_URL", env.get("SB_SMS_URL") or f"http://dev:dev@127.0.0.1:{port}/sms")
             self.extra_env.setdefault("SB_PUSH_URL", env.get("SB_PUSH_URL") or f"http://127.0.0.1:{port}/push")
             self.provider_url = f"http://127.0.0.1:{port}"
         if not env.get("SB_NOTIFY_TOPICS"):
             self.extra_env["SB_NOTIFY_TOPICS"] = "notify.events"
+
+    def start_provider(self, name="provider"):
+        """The recording HTTP endpoint (scripts/dev/provider.py) on a free
+        port, under name; returns the port once it listens."""
+        port = free_port()
+        proc = self.spawn(name, ["/usr/bin/python3", os.path.join(ROOT, "scripts", "dev", "provider.py"),
+                                 str(port)])
+        wait_for("recording provider", lambda: port_open(port), 20, proc, self.log(name))
+        return port
 
     def wait_pipeline(self, timeout=60):
         """Waits until a ping travels dispatcher -> Kafka -> persister ->

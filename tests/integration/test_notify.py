@@ -25,6 +25,12 @@ def post_json(url, path, body=None):
     return json.load(urllib.request.urlopen(req, timeout=10))
 
 
+def tracking_done(case, tid, timeout=30):
+    """GET /sms/requests/{tid} once its status is DONE."""
+    return wait_until(f"tracking {tid} done", lambda: (lambda t: t if t["status"] == "DONE" else None)(
+        case.http("GET", f"/sms/requests/{tid}").json()), timeout)
+
+
 class TestNotify(StackTestCase):
     ROLES = ("notifier",)
     MAX_ATTEMPTS = 3
@@ -174,8 +180,7 @@ class TestNotify(StackTestCase):
         body = r.json()
         self.assertEqual(sorted(e["index"] for e in body["errors"]), [4, 5])
         tid = body["trackingId"]
-        done = wait_until("tracking done", lambda: (lambda t: t if t["status"] == "DONE" else None)(
-            self.http("GET", f"/sms/requests/{tid}").json()), 30)
+        done = tracking_done(self, tid)
         self.assertEqual((done["total"], done["sent"], done["failed"], done["pending"]), (6, 4, 2, 0))
         self.assertEqual(sorted(e["index"] for e in done["errors"]), [4, 5])
         self.assertEqual(sorted(x["body"] for x in self.records("/sms")),
@@ -188,8 +193,7 @@ class TestNotify(StackTestCase):
         self.assertEqual(r.status, 202, r)
         self.assertEqual([e["index"] for e in r.json()["errors"]], [1])
         tid = r.json()["trackingId"]
-        done = wait_until("ndjson tracking done", lambda: (lambda t: t if t["status"] == "DONE" else None)(
-            self.http("GET", f"/sms/requests/{tid}").json()), 30)
+        done = tracking_done(self, tid)
         self.assertEqual((done["total"], done["sent"], done["failed"]), (3, 2, 1))
         self.assertEqual(self.http("GET", "/sms/requests/0123456789abcdef").status, 404)
         self.assertEqual(self.http("GET", "/sms/requests/x'--").status, 400)
@@ -368,8 +372,7 @@ class TestNotify(StackTestCase):
         r = self.http("POST", "/sms/send/many", [self.sms(f"slow-{i}", content=f"slow {i}") for i in range(8)])
         self.assertEqual(r.status, 202, r)
         tid = r.json()["trackingId"]
-        done = wait_until("tracking done", lambda: (lambda t: t if t["status"] == "DONE" else None)(
-            self.http("GET", f"/sms/requests/{tid}").json()), 60)
+        done = tracking_done(self, tid, 60)
         self.assertEqual((done["total"], done["sent"], done["failed"]), (8, 8, 0))
         recs = self.records("/sms")
         self.assertEqual(sorted(dict(urllib.parse.parse_qsl(x["body"]))["Body"] for x in recs),
@@ -452,8 +455,7 @@ class TestNotify(StackTestCase):
         self.assertLess(at_stop, 40)
         post_json(self.provider.url, "/_control", {"delay": 0})
         self.stack.start_worker("notifier")
-        done = wait_until("tracking done", lambda: (lambda t: t if t["status"] == "DONE" else None)(
-            self.http("GET", f"/sms/requests/{tid}").json()), 90)
+        done = tracking_done(self, tid, 90)
         self.assertEqual((done["total"], done["sent"], done["failed"]), (40, 40, 0))
         bodies = sorted(dict(urllib.parse.parse_qsl(x["body"]))["Body"] for x in self.records("/sms"))
         self.assertEqual(bodies, sorted(f"stop {i}" for i in range(40)))
@@ -513,8 +515,7 @@ class TestNotifyOnMongo(StackTestCase):
         self.assertEqual(r.status, 202, r)
         self.assertEqual([e["index"] for e in r.json()["errors"]], [0])  # the repeated key
         tid = r.json()["trackingId"]
-        done = wait_until("tracking done", lambda: (lambda t: t if t["status"] == "DONE" else None)(
-            self.http("GET", f"/sms/requests/{tid}").json()), 30)
+        done = tracking_done(self, tid)
         self.assertEqual((done["total"], done["sent"], done["failed"]), (2, 1, 1))
         with urllib.request.urlopen(self.provider.url + "/_records", timeout=10) as f:
             bodies = [x["body"] for x in json.load(f)]
