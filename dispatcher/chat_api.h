@@ -1,13 +1,9 @@
-/* chat_api.h - the chat routes (applications, chats, messages, search). */
+/* chat_api.h - the chat routes: chats, messages, search (applications: app_api.h). */
 #ifndef SB_CHAT_API_H
 #define SB_CHAT_API_H
 
 #include "server.h"
 
-void chat_create_app(struct http_ctx *ctx);
-void chat_list_apps(struct http_ctx *ctx);
-void chat_get_app(struct http_ctx *ctx);
-void chat_rename_app(struct http_ctx *ctx);
 void chat_create_chat(struct http_ctx *ctx);
 void chat_list_chats(struct http_ctx *ctx);
 void chat_get_chat(struct http_ctx *ctx);

@@ -1,6 +1,7 @@
 /* routes.c - the dispatcher's route table. The first route whose pattern
  * and method match wins, so literal segments ("search") come before a
  * {parameter} in the same position. The name labels the route's metrics. */
+#include "app_api.h"
 #include "chat_api.h"
 #include "notify_api.h"
 #include "ops_api.h"
@@ -17,10 +18,10 @@ struct route dispatcher_routes[] = {
     R("GET", "/readyz", ops_readyz, "readyz", ACCESS_OPEN),
     R("GET", "/metrics", ops_metrics, "metrics", ACCESS_OPEN),
     R("POST", "/ops/ping", ops_ping, "ops_ping", ACCESS_ADMIN),
-    R("POST", "/api/v1/applications", chat_create_app, "app_create", ACCESS_ADMIN),
-    R("GET", "/api/v1/applications", chat_list_apps, "app_list", ACCESS_ADMIN),
-    R("GET", APP, chat_get_app, "app_get", ACCESS_APP),
-    R("PUT", APP, chat_rename_app, "app_update", ACCESS_ADMIN),
+    R("POST", "/api/v1/applications", app_create, "app_create", ACCESS_ADMIN),
+    R("GET", "/api/v1/applications", app_list, "app_list", ACCESS_ADMIN),
+    R("GET", APP, app_get, "app_get", ACCESS_APP),
+    R("PUT", APP, app_rename, "app_update", ACCESS_ADMIN),
     R("POST", APP "/chats", chat_create_chat, "chat_create", ACCESS_APP),
     R("GET", APP "/chats", chat_list_chats, "chat_list", ACCESS_APP),
     R("GET", CHAT, chat_get_chat, "chat_get", ACCESS_APP),
