@@ -7,13 +7,14 @@
  * asynchronous handlers keep the request in a struct http_pending and
  * finish it from a loopq callback.
  *
- * The HTTP server is our own (httpparse.h parses): a connection keeps its
- * read interest for its whole life and writes a reply with one send(), so
- * a keep-alive request costs a read and a write and no epoll_ctl. evhttp
- * switched read and write interest around every request (about four
- * epoll_ctl calls each, ~19 % of the dispatcher's CPU on a cache hit; see
- * bench/README.md). A connection serves one request at a time, in order;
- * pipelined requests wait in its input. */
+ * The HTTP server is our own (httpconn.c runs connections, httpparse.h
+ * parses): a connection keeps its read interest for its whole life and
+ * writes a reply with one send(), so a keep-alive request costs a read
+ * and a write and no epoll_ctl. evhttp switched read and write interest
+ * around every request (about four epoll_ctl calls each, ~19 % of the
+ * dispatcher's CPU on a cache hit; see bench/README.md). A connection
+ * serves one request at a time, in order; pipelined requests wait in its
+ * input. */
 #ifndef SB_SERVER_H
 #define SB_SERVER_H
 

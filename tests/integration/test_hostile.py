@@ -170,7 +170,7 @@ class TestHostile(StackTestCase):
         self.assert_alive()
 
     # ---- HTTP framing: what well-behaved clients do besides one request per
-    # connection (the dispatcher's own HTTP/1.1 server, dispatcher/server.c).
+    # connection (the dispatcher's own HTTP/1.1 server, dispatcher/httpconn.c).
 
     def test_06_pipelined_keepalive_requests_answer_in_order(self):
         path = f"{API}/{self.token}/chats/1/messages".encode()

@@ -1,0 +1,57 @@
+/* httpconn.h - the dispatcher's HTTP/1.1 connections (inside server.c's
+ * loops; handlers see only server.h).
+ *
+ * A connection keeps its read interest for its whole life, parses its
+ * input in place (httpparse.h) and serves one request at a time, in order:
+ * pipelined requests wait in its input. A whole request goes to
+ * server_dispatch(); its answer is written with one send(), and write
+ * interest is added only when a send comes back short. A request must
+ * arrive whole within HTTPCONN_IO_TIMEOUT_S of the connection's opening or
+ * its previous answer (else 408). Input the server cannot take as HTTP is
+ * answered with a JSON error and the connection closed. */
+#ifndef SB_HTTPCONN_H
+#define SB_HTTPCONN_H
+
+#include <cjson/cJSON.h>
+#include <event2/util.h>
+#include <stddef.h>
+
+#include "httpparse.h"
+#include "server.h"
+
+#define HTTPCONN_IO_TIMEOUT_S 10 /* from accept or the last reply to a whole request */
+#define HTTPCONN_EXTRA_HEADERS 256 /* headers a handler adds (Allow, Retry-After, ...) */
+
+/* The request a connection is serving; its strings point into the
+ * connection's input, which does not move until the answer. */
+struct http_req {
+    struct http_conn *conn;
+    struct httpparse_req p;
+    size_t extra_len;
+    char extra[HTTPCONN_EXTRA_HEADERS];
+};
+
+/* Answer to send when even an error body cannot be built. */
+#define HTTP_OOM_BODY "{\"error\":{\"code\":\"internal\",\"message\":\"out of memory\"}}"
+
+/* evconnlistener callback (arg: the struct loop): serves a new connection. */
+void httpconn_accept(struct evconnlistener *lev, evutil_socket_t fd, struct sockaddr *sa, int salen,
+                     void *arg);
+/* Sends the answer to req (keep-alive unless the client or a drain ends
+ * it) and goes on with the connection's input. */
+void httpconn_send(struct http_req *req, const char *request_id, int code, const char *content_type,
+                   const char *body, size_t len);
+/* Loop teardown: close every socket (requests with a handler stay), then,
+ * once nothing can call back into them, free the connections. */
+void httpconn_break_all(struct loop *l);
+void httpconn_free_all(struct loop *l);
+
+/* {"error":{"code","message"}} */
+cJSON *http_error_body(const char *errcode, const char *msg);
+/* A new request id (for a request that brought none we keep). */
+void http_mint_request_id(char out[33]);
+
+/* Defined by server.c: routes a whole request (answers it, now or later). */
+void server_dispatch(struct loop *l, struct http_req *req);
+
+#endif
