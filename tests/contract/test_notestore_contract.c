@@ -5,16 +5,22 @@
  * or a real server when the caller's MONGO_URI names one); otherwise the
  * MySQL backend at MYSQL_URL (a real MariaDB with the schema migrated).
  * Run by tests/integration/test_notestore_contract.py. Ids carry a random
- * part so the suite can run again against the same database. */
+ * part so the suite can run again against the same database.
+ *
+ * MongoDB's indexes are declared in schema/mongo/indexes.json (what an
+ * operator reads) and made by notestore_mongo.c from its own copy of the
+ * specs; test_indexes_as_declared keeps the two the same. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <mongoc/mongoc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "json.h"
 #include "notestore.h"
 
 static struct sb_config cfg;
@@ -187,6 +193,98 @@ static void test_unreachable_is_transient(void **state)
     notestore_free(s);
 }
 
+/* The indexes of a collection as the server lists them, by name ("_id_"
+ * left out); NULL on an error other than a collection never made. */
+static cJSON *list_indexes(mongoc_client_t *client, const char *db, const char *name)
+{
+    mongoc_collection_t *coll = mongoc_client_get_collection(client, db, name);
+    mongoc_cursor_t *c = mongoc_collection_find_indexes_with_opts(coll, NULL);
+    cJSON *have = cJSON_CreateObject();
+    const bson_t *doc;
+    while (mongoc_cursor_next(c, &doc)) {
+        char *text = bson_as_relaxed_extended_json(doc, NULL);
+        char err[ERRBUF_LEN];
+        cJSON *spec = text ? json_parse_strict(text, strlen(text), err, sizeof err) : NULL;
+        bson_free(text);
+        const char *iname = spec ? json_str(spec, "name", "") : "";
+        if (spec && strcmp(iname, "_id_") != 0)
+            cJSON_AddItemToObject(have, iname, spec);
+        else
+            cJSON_Delete(spec);
+    }
+    bson_error_t e;
+    if (mongoc_cursor_error(c, &e) && e.code != 26 /* NamespaceNotFound */) {
+        print_error("listIndexes %s: %s\n", name, e.message);
+        cJSON_Delete(have);
+        have = NULL;
+    }
+    mongoc_cursor_destroy(c);
+    mongoc_collection_destroy(coll);
+    return have;
+}
+
+/* Same JSON text (key order matters in an index key), or both absent. */
+static void assert_same_json(const cJSON *want, const cJSON *got, const char *what)
+{
+    if (want == NULL && got == NULL)
+        return;
+    char *w = want ? json_print(want) : NULL, *g = got ? json_print(got) : NULL;
+    if (!w || !g || strcmp(w, g) != 0)
+        fail_msg("%s: declared %s, server has %s", what, w ? w : "(none)", g ? g : "(none)");
+    free(w);
+    free(g);
+}
+
+static void test_indexes_as_declared(void **state)
+{
+    (void)state;
+    if (strcmp(notestore_kind(store), "mongodb") != 0)
+        skip();
+    struct note n, existing;
+    make_note(&n, "i1", "key-i", "trk-i", 0);
+    claim(&n, &existing); /* the store makes its indexes on first use */
+
+    char path[1024], err[ERRBUF_LEN];
+    snprintf(path, sizeof path, "%s/schema/mongo/indexes.json", SB_SOURCE_DIR);
+    size_t len;
+    char *text = sb_read_file(path, &len, err, sizeof err);
+    cJSON *decl = text ? json_parse_strict(text, len, err, sizeof err) : NULL;
+    free(text);
+    if (decl == NULL)
+        fail_msg("%s: %s", path, err);
+
+    mongoc_client_t *client = mongoc_client_new(cfg.mongo_uri);
+    assert_non_null(client);
+    const char *db = mongoc_uri_get_database(mongoc_client_get_uri(client));
+    int collections = 0;
+    const cJSON *coll;
+    cJSON_ArrayForEach(coll, decl) {
+        if (!cJSON_IsArray(coll))
+            continue; /* "description" */
+        collections++;
+        cJSON *have = list_indexes(client, db ? db : "switchboard", coll->string);
+        assert_non_null(have);
+        assert_int_equal(cJSON_GetArraySize(have), cJSON_GetArraySize(coll));
+        const cJSON *spec;
+        cJSON_ArrayForEach(spec, coll) {
+            const char *iname = json_str(spec, "name", "");
+            const cJSON *got = cJSON_GetObjectItemCaseSensitive(have, iname);
+            if (got == NULL)
+                fail_msg("index %s.%s is declared but the server does not have it", coll->string, iname);
+            assert_same_json(cJSON_GetObjectItemCaseSensitive(spec, "key"),
+                             cJSON_GetObjectItemCaseSensitive(got, "key"), iname);
+            assert_int_equal(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(spec, "unique")),
+                             cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(got, "unique")));
+            assert_same_json(cJSON_GetObjectItemCaseSensitive(spec, "partialFilterExpression"),
+                             cJSON_GetObjectItemCaseSensitive(got, "partialFilterExpression"), iname);
+        }
+        cJSON_Delete(have);
+    }
+    assert_int_equal(collections, 2);
+    mongoc_client_destroy(client);
+    cJSON_Delete(decl);
+}
+
 int main(void)
 {
     char err[ERRBUF_LEN];
@@ -212,6 +310,7 @@ int main(void)
         cmocka_unit_test(test_no_key_no_collision),
         cmocka_unit_test(test_tracking),
         cmocka_unit_test(test_unreachable_is_transient),
+        cmocka_unit_test(test_indexes_as_declared),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     notestore_free(store);

@@ -16,6 +16,8 @@ Implemented (documented behaviour):
   ping, endSessions, buildInfo
   createIndexes       key specs kept; "unique" enforced, with a
                       partialFilterExpression of {field: {$exists: true}}
+  listIndexes         _id_ and the kept specs (with v: 2); code 26
+                      NamespaceNotFound for a collection never used
   insert    per-document writeErrors; a duplicate _id or unique key is
             code 11000 "E11000 duplicate key error ..."; n = inserted
   update    one statement per entry of "updates": q (filter), u ($set
@@ -216,6 +218,15 @@ def cmd_create_indexes(db, cmd):
                 "numIndexesAfter": len(have) + 1, "ok": 1.0}
 
 
+def cmd_list_indexes(db, cmd):
+    ns = f"{db}.{cmd['listIndexes']}"
+    with lock:
+        if ns not in indexes and ns not in collections:
+            return reply_error(26, "NamespaceNotFound", f"ns does not exist: {ns}")
+        docs = [{"v": 2, "key": {"_id": 1}, "name": "_id_"}] + [dict(s, v=2) for s in indexes.get(ns, [])]
+    return _batch(ns, docs, int(cmd.get("cursor", {}).get("batchSize", 0)), True)
+
+
 def cmd_insert(db, cmd):
     ns = f"{db}.{cmd['insert']}"
     errors, n = [], 0
@@ -312,6 +323,7 @@ COMMANDS = {
     "buildInfo": lambda db, cmd: {"version": "0.0.0-fake", "versionArray": [0, 0, 0, 0], "ok": 1.0},
     "buildinfo": lambda db, cmd: {"version": "0.0.0-fake", "versionArray": [0, 0, 0, 0], "ok": 1.0},
     "createIndexes": cmd_create_indexes,
+    "listIndexes": cmd_list_indexes,
     "insert": cmd_insert,
     "update": cmd_update,
     "find": cmd_find,
