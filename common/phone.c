@@ -26,7 +26,12 @@ bool area_code_valid(const char *s)
     return area_code_valid_n(s, strlen(s));
 }
 
+void area_pool_key(const char *area_code, char out[PB_POOL_KEY_LEN])
+{
+    snprintf(out, PB_POOL_KEY_LEN, "pb:pool:%.3s", area_code);
+}
+
 void phone_pool_key(const char *phone, char out[PB_POOL_KEY_LEN])
 {
-    snprintf(out, PB_POOL_KEY_LEN, "pb:pool:%.3s", phone + 2);
+    area_pool_key(phone + 2, out);
 }

@@ -19,6 +19,9 @@
 #define PB_POOL_KEY_LEN 16
 
 bool phone_valid(const char *s);
+/* The pool key of an area code (three digits; the Lua scripts of
+ * phonebook_api.c and workers/phonebook.c spell it "pb:pool:" .. ac). */
+void area_pool_key(const char *area_code, char out[PB_POOL_KEY_LEN]);
 /* The pool key of a valid phone number: its area code is the three digits
  * after "+" and the first digit. */
 void phone_pool_key(const char *phone, char out[PB_POOL_KEY_LEN]);

@@ -120,8 +120,10 @@ static bool load_pools(redisContext *c, struct db *db, char *errbuf, size_t errl
     if (db_query(db, "SELECT DISTINCT area_code FROM numbers", &codes, errbuf, errlen) != DB_OK)
         goto done;
     MYSQL_ROW row;
+    char pool[PB_POOL_KEY_LEN];
     while ((row = mysql_fetch_row(codes)) != NULL) {
-        redisReply *r = cmd(c, errbuf, errlen, "DEL pb:pool:%s", row[0]);
+        area_pool_key(row[0], pool);
+        redisReply *r = cmd(c, errbuf, errlen, "DEL %s", pool);
         if (r == NULL)
             goto done;
         freeReplyObject(r);
@@ -133,7 +135,8 @@ static bool load_pools(redisContext *c, struct db *db, char *errbuf, size_t errl
     while ((row = mysql_fetch_row(rows)) != NULL) {
         if (names_has(&taken, row[1]))
             continue;
-        redisAppendCommand(c, "SADD pb:pool:%s %s", row[0], row[1]);
+        area_pool_key(row[0], pool);
+        redisAppendCommand(c, "SADD %s %s", pool, row[1]);
         loaded++;
         /* Pipelined: one round trip per SADD_BATCH numbers. */
         if (++pending == SADD_BATCH && !drain(c, &pending, errbuf, errlen))

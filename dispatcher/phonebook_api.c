@@ -260,8 +260,8 @@ static void on_reserve(redisAsyncContext *ac, void *rep, void *priv)
 
 static void start_reserve(struct pb_req *r)
 {
-    char pool[32], idem[100] = "", now[24], ttl[24];
-    snprintf(pool, sizeof pool, "pb:pool:%s", r->area);
+    char pool[PB_POOL_KEY_LEN], idem[100] = "", now[24], ttl[24];
+    area_pool_key(r->area, pool);
     if (*r->idem)
         snprintf(idem, sizeof idem, "pb:idem:%s", r->idem);
     snprintf(now, sizeof now, "%lld", (long long)sb_now_ms());
