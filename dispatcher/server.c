@@ -1,13 +1,10 @@
 /* server.c - see server.h. */
 #include "server.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
 #include <event2/http.h> /* evhttp_parse_query_str only */
 #include <event2/keyvalq_struct.h>
 #include <event2/listener.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,6 +19,7 @@
 #include "httpparse.h"
 #include "json.h"
 #include "log.h"
+#include "net.h"
 
 /* Defined in routes_*.c: the route table of this binary. */
 extern struct route dispatcher_routes[];
@@ -29,41 +27,12 @@ extern const size_t dispatcher_nroutes;
 
 bool server_listen(const char *addr, int *fd_out, char *errbuf, size_t errlen)
 {
-    char host[128];
-    const char *colon = strrchr(addr, ':');
-    int64_t port;
-    if (colon == NULL || (size_t)(colon - addr) >= sizeof host ||
-        !sb_parse_i64(colon + 1, 0, 65535, &port)) {
-        sb_errf(errbuf, errlen, "listen address must be host:port (got '%s')", addr);
-        return false;
-    }
-    snprintf(host, sizeof host, "%.*s", (int)(colon - addr), addr);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    if (inet_pton(AF_INET, host, &sa.sin_addr) != 1) {
-        sb_errf(errbuf, errlen, "listen host must be an IPv4 address (got '%s')", host);
-        return false;
-    }
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0) {
-        sb_errf(errbuf, errlen, "socket: %s", strerror(errno));
-        return false;
-    }
-    int one = 1;
     /* SO_REUSEPORT: more dispatcher processes can serve the same port and
-     * the kernel spreads connections among them. */
-    /* TCP_NODELAY, inherited by every accepted connection: a reply must go
-     * out when written, not wait for the client's delayed ACK (up to 40 ms)
-     * of an earlier segment. */
-    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 ||
-        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0 ||
-        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) != 0 ||
-        bind(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
-        sb_errf(errbuf, errlen, "bind %s: %s", addr, strerror(errno));
-        close(fd);
-        return false;
-    }
-    *fd_out = fd;
-    return true;
+     * the kernel spreads connections among them. TCP_NODELAY, inherited by
+     * every accepted connection: a reply must go out when written, not
+     * wait for the client's delayed ACK (up to 40 ms) of an earlier
+     * segment. */
+    return net_bind(addr, NET_REUSEPORT | NET_NODELAY, fd_out, errbuf, errlen);
 }
 
 bool server_open(int fd, char *errbuf, size_t errlen)
