@@ -53,6 +53,7 @@ struct sb_config {
     int64_t batch_max_bytes;
     int64_t retry_base_ms;
     int64_t retry_cap_ms;
+    char *status_listen;
     /* phonebook */
     int64_t reservation_ttl_s;
     int64_t find_cache_size;

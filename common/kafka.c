@@ -504,6 +504,38 @@ bool kafka_consumer_pause(struct kafka_consumer *c, const char *topic, int32_t p
     return err == 0;
 }
 
+size_t kafka_consumer_lag(struct kafka_consumer *c, struct kafka_lag *out, size_t max, int timeout_ms)
+{
+    rd_kafka_topic_partition_list_t *parts = NULL;
+    if (rd_kafka_assignment(c->rk, &parts) != RD_KAFKA_RESP_ERR_NO_ERROR || parts == NULL)
+        return 0;
+    size_t n = 0;
+    int64_t deadline = sb_mono_ms() + timeout_ms;
+    if (rd_kafka_committed(c->rk, parts, timeout_ms) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        for (int i = 0; i < parts->cnt && n < max; i++) {
+            const rd_kafka_topic_partition_t *tp = &parts->elems[i];
+            int64_t lo = RD_KAFKA_OFFSET_INVALID, hi = RD_KAFKA_OFFSET_INVALID;
+            int64_t from = tp->err ? RD_KAFKA_OFFSET_INVALID : tp->offset;
+            (void)rd_kafka_get_watermark_offsets(c->rk, tp->topic, tp->partition, &lo, &hi);
+            int64_t left = deadline - sb_mono_ms();
+            /* Nothing committed yet: the group starts at the log's
+             * beginning (auto.offset.reset=earliest), which only the
+             * broker knows (librdkafka caches the low mark only with
+             * statistics on). */
+            if (from == RD_KAFKA_OFFSET_INVALID && !tp->err && left > 0 &&
+                rd_kafka_query_watermark_offsets(c->rk, tp->topic, tp->partition, &lo, &hi,
+                                                 (int)left) == RD_KAFKA_RESP_ERR_NO_ERROR)
+                from = lo;
+            struct kafka_lag *l = &out[n++];
+            snprintf(l->topic, sizeof l->topic, "%s", tp->topic);
+            l->partition = tp->partition;
+            l->lag = hi >= 0 && from >= 0 ? (hi > from ? hi - from : 0) : -1;
+        }
+    }
+    rd_kafka_topic_partition_list_destroy(parts);
+    return n;
+}
+
 void kafka_consumer_free(struct kafka_consumer *c)
 {
     if (c == NULL)

@@ -72,6 +72,21 @@ bool kafka_consumer_rewind(struct kafka_consumer *c, rd_kafka_message_t **msgs, 
  * moves the partition forgets the pause. */
 bool kafka_consumer_pause(struct kafka_consumer *c, const char *topic, int32_t partition,
                           bool pause, char *errbuf, size_t errlen) SB_NODISCARD;
+/* One assigned partition and the jobs its log holds past the group's
+ * committed offset, or past its beginning while nothing is committed (the
+ * consumer group lag: jobs not yet processed, or processed within the last
+ * auto-commit interval; -1 while unknown: no fetch has told the high
+ * watermark yet, or the broker did not answer in time). */
+struct kafka_lag {
+    char topic[128];
+    int32_t partition;
+    int64_t lag;
+};
+/* The consumer's assigned partitions (at most max) into out, all within
+ * timeout_ms: one OffsetFetch round trip to the group coordinator, one
+ * ListOffsets per partition with nothing committed, the high watermarks
+ * from librdkafka's cache. Safe from any thread. */
+size_t kafka_consumer_lag(struct kafka_consumer *c, struct kafka_lag *out, size_t max, int timeout_ms);
 /* Commits stored offsets, leaves the group, destroys. */
 void kafka_consumer_free(struct kafka_consumer *c);
 

@@ -102,6 +102,7 @@ class Stack:
         self.log_level = log_level
         self.api_port = api_port or free_port()
         self.procs = {}  # name -> Popen (only for processes started by this object)
+        self.status_ports = {}  # worker name -> port of its /healthz and /metrics
         for d in ("pids", "logs", "data"):
             os.makedirs(os.path.join(self.run_dir, d), exist_ok=True)
         env = os.environ if use_env else {}
@@ -356,9 +357,17 @@ class Stack:
         return proc
 
     def start_worker(self, role, name=None, extra=()):
+        """A worker of role, with its /healthz and /metrics on a free port
+        (status_url(name))."""
         name = name or f"worker-{role}"
-        argv = [self.binary("switchboard-worker"), "--role", role]
+        port = free_port()
+        argv = [self.binary("switchboard-worker"), "--role", role,
+                "--status-listen", f"127.0.0.1:{port}"]
+        self.status_ports[name] = port
         return self.spawn(name, argv + list(extra))
+
+    def status_url(self, name):
+        return f"http://127.0.0.1:{self.status_ports[name]}"
 
     def ensure_api_key(self):
         """The admin API key of this stack: made once (run_dir/api_key,
@@ -435,6 +444,10 @@ class Stack:
                     f.write(f"export {k}='{self.extra_env[k]}'\n")
             if getattr(self, "provider_url", None):
                 f.write(f"export SB_DEV_PROVIDER_URL='{self.provider_url}'\n")
+            for name, port in sorted(self.status_ports.items()):
+                if name.startswith("worker-"):  # worker-persister: SB_PERSISTER_STATUS_URL
+                    var = name[len("worker-"):].upper().replace("-", "_")
+                    f.write(f"export SB_{var}_STATUS_URL='http://127.0.0.1:{port}'\n")
 
     def seed(self, users=1000, numbers=300, area_codes="212,415,613"):
         """Phonebook demo data (idempotent): users 1..users, numbers spread
@@ -457,6 +470,7 @@ class Stack:
         self.start_dispatcher()
         for role in roles:
             self.start_worker(role)
+        self.write_env_file()  # again, with the workers' status URLs
         if "persister" in roles:
             self.wait_pipeline()
 

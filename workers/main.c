@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "status.h"
 #include "worker.h"
 
 static volatile int g_stop;
@@ -60,6 +61,8 @@ int main(int argc, char **argv)
     w.m_dead = metrics_counter("switchboard_worker_dead_letters_total", labels, "jobs dead-lettered");
     w.m_retries = metrics_counter("switchboard_worker_batch_retries_total", labels, "batches rewound");
     w.m_batches = metrics_counter("switchboard_worker_batches_total", labels, "batches committed");
+    w.m_last_batch = metrics_gauge("switchboard_worker_last_batch_timestamp_seconds", labels,
+                                   "when the last batch was committed (unix seconds)");
     w.db = db_new(&url);
     /* A generous delivery timeout: a dead letter must get through, and the
      * loop retries the whole batch if it does not. */
@@ -70,6 +73,9 @@ int main(int argc, char **argv)
                                     cfg.kafka_session_timeout_ms, err, sizeof err);
     if (w.consumer == NULL)
         die("cannot create Kafka consumer", "err=\"%s\"", err);
+    struct status *status = NULL;
+    if (*cfg.status_listen && (status = status_new(&w, err, sizeof err)) == NULL)
+        die("cannot serve status_listen", "err=\"%s\"", err);
     log_info("worker started", "role=%s group=%s pid=%d", role->name, group, (int)getpid());
 
     int rc = 1;
@@ -79,6 +85,7 @@ int main(int argc, char **argv)
         role->finish(&w);
 
     log_info("worker stopping", "role=%s", role->name);
+    status_free(status);
     kafka_consumer_free(w.consumer);
     kafka_producer_free(w.producer, (int)cfg.shutdown_timeout_ms);
     db_free(w.db);

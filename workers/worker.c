@@ -321,6 +321,7 @@ int worker_run(struct worker *w)
             backoff_reset(&b);
             metric_add(w->m_processed, (int64_t)n);
             metric_add(w->m_batches, 1);
+            metric_set(w->m_last_batch, sb_now_ms() / 1000);
             log_debug("batch done", "role=%s jobs=%zu", w->role->name, n);
         } else {
             /* Nothing of this batch is acknowledged: fetch it again after

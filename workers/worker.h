@@ -77,6 +77,7 @@ struct worker {
     struct paused_partition paused[WORKER_MAX_PAUSED];
     size_t npaused;
     struct metric *m_processed, *m_dead, *m_retries, *m_batches;
+    struct metric *m_last_batch; /* unix seconds of the last committed batch */
 };
 
 const struct role *role_find(const char *name);

@@ -41,6 +41,10 @@ class TestCompose(unittest.TestCase):
         for role in ("persister", "indexer", "notifier", "phonebook"):
             self.assertNotIn("ports:", blocks[role], role)
             self.assertIn(f"- {role}", blocks[role])
+            # Its status endpoint is on, and the healthcheck asks that port.
+            self.assertIn("SB_STATUS_LISTEN: 0.0.0.0:9100", blocks[role], role)
+            self.assertIn("healthcheck:", blocks[role], role)
+            self.assertIn("/dev/tcp/127.0.0.1/9100", blocks[role], role)
         for svc in ("kafka", "redis", "mysql", "mongo", "elasticsearch", "dispatcher"):
             self.assertIn("healthcheck:", blocks[svc], svc)
         self.assertIn("condition: service_healthy", blocks["dispatcher"])

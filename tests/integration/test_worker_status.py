@@ -1,0 +1,126 @@
+"""A worker's status endpoint (status_listen): /healthz and /metrics with its
+counters and the consumer group's lag per partition, which grows while the
+worker cannot commit and falls back to 0 once it catches up."""
+
+import json
+import os
+import re
+import subprocess
+import time
+import unittest
+import urllib.error
+import urllib.request
+
+from harness import StackTestCase, wait_until
+
+WORKER = "worker-persister"
+
+
+def get(url, method="GET", timeout=10):
+    req = urllib.request.Request(url, method=method)
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return r.status, dict(r.headers), r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, dict(e.headers), e.read().decode()
+
+
+def samples(text, name):
+    """{labels: value} of one metric family in Prometheus text."""
+    out = {}
+    for m in re.finditer(rf"^{name}(\{{[^}}]*\}})? (-?[0-9.e+]+)$", text, re.M):
+        out[m.group(1) or ""] = float(m.group(2))
+    return out
+
+
+class TestWorkerStatus(StackTestCase):
+    ROLES = ("persister",)
+
+    def status(self, path, method="GET"):
+        return get(self.stack.status_url(WORKER) + path, method)
+
+    def metrics(self):
+        status, headers, text = self.status("/metrics")
+        self.assertEqual(status, 200)
+        self.assertTrue(headers.get("Content-Type", "").startswith("text/plain"))
+        return text
+
+    def lag(self):
+        """Total lag over chat.commands' partitions, and how many reported."""
+        s = {k: v for k, v in samples(self.metrics(), "switchboard_worker_lag").items()
+             if 'topic="chat.commands"' in k}
+        return sum(s.values()), len(s)
+
+    def test_02_health_and_metrics(self):
+        status, _, body = self.status("/healthz")
+        self.assertEqual(status, 200)
+        health = json.loads(body)
+        self.assertEqual(health["status"], "ok")
+        self.assertEqual(health["role"], "persister")
+
+        acked, others = self.send_pings(120, note="status")
+        self.assertEqual(others, [])
+        in_list = ",".join(f"'{i}'" for i in acked)
+        wait_until("pings persisted", lambda: self.ping_count(f"request_id IN ({in_list})") == 120, 60)
+
+        text = self.metrics()
+        jobs = samples(text, "switchboard_worker_jobs_total")
+        self.assertGreaterEqual(jobs['{role="persister"}'], 120)  # and the ping of scripts/up
+        self.assertGreaterEqual(samples(text, "switchboard_worker_batches_total")['{role="persister"}'], 1)
+        last = samples(text, "switchboard_worker_last_batch_timestamp_seconds")['{role="persister"}']
+        self.assertLess(abs(time.time() - last), 60)
+        self.assertIn("# TYPE switchboard_worker_lag gauge", text)
+        # Offsets are committed every second: the lag of every partition
+        # that has had jobs settles at 0.
+        wait_until("lag 0", lambda: self.lag() == (0, self.lag()[1]) and self.lag()[1] >= 1, 20)
+        health = json.loads(self.status("/healthz")[2])
+        self.assertGreaterEqual(health["seconds_since_batch"], 0)
+        self.assertLess(health["seconds_since_batch"], 60)
+
+    def test_03_errors(self):
+        status, _, body = self.status("/nowhere")
+        self.assertEqual(status, 404)
+        self.assertEqual(json.loads(body)["error"]["code"], "not_found")
+        status, headers, body = self.status("/metrics", method="POST")
+        self.assertEqual(status, 405)
+        self.assertEqual(headers.get("Allow"), "GET, HEAD")
+        self.assertEqual(json.loads(body)["error"]["code"], "method_not_allowed")
+        self.assertEqual(self.status("/healthz", method="HEAD")[0], 200)
+
+    def test_01_lag_grows_while_mysql_away(self):
+        # First, on a fresh stack: only the start-up ping's partition has a
+        # committed offset, so the others count from their beginning.
+        st = self.stack
+        wait_until("lag 0 before", lambda: self.lag()[0] == 0, 20)
+        st.stop("mariadb")
+        try:
+            acked, others = self.send_pings(150, threads=5, note="lag")
+            self.assertEqual(others, [])
+            # Nothing commits while MySQL is away: the jobs stay as lag,
+            # and the worker keeps answering.
+            wait_until("lag >= 150", lambda: self.lag()[0] >= 150, 30)
+            self.assertEqual(self.status("/healthz")[0], 200)
+        finally:
+            st.start_mariadb()  # same port and data directory
+        in_list = ",".join(f"'{i}'" for i in acked)
+        wait_until("pings persisted", lambda: self.ping_count(f"request_id IN ({in_list})") == 150, 90)
+        wait_until("lag back to 0", lambda: self.lag()[0] == 0, 30)
+
+    def test_04_bad_address_stops_the_worker(self):
+        st = self.stack
+        r = subprocess.run([st.binary("switchboard-worker"), "--role", "persister",
+                            "--status-listen", "localhost"],
+                           env=st.env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=30)
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("listen address must be host:port", r.stdout.decode())
+        # A port someone else holds: the worker says so and exits.
+        port = st.status_ports[WORKER]
+        r = subprocess.run([st.binary("switchboard-worker"), "--role", "persister",
+                            "--status-listen", f"127.0.0.1:{port}"],
+                           env=st.env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=30)
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("Address already in use", r.stdout.decode())
+
+
+if __name__ == "__main__":
+    unittest.main()
