@@ -347,3 +347,12 @@ char *json_print(const cJSON *item)
     }
     return strbuf_take(&b); /* NULL if appending ran out of memory */
 }
+
+cJSON *json_error_body(const char *code, const char *message)
+{
+    cJSON *root = cJSON_CreateObject();
+    cJSON *e = cJSON_AddObjectToObject(root, "error");
+    cJSON_AddStringToObject(e, "code", code);
+    cJSON_AddStringToObject(e, "message", message);
+    return root;
+}

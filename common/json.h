@@ -51,6 +51,10 @@ bool json_append(struct strbuf *b, const cJSON *item);
 /* s (NULL: "") as a JSON string, escaped as cJSON escapes it. */
 void json_append_string(struct strbuf *b, const char *s);
 
+/* The API's error body, {"error":{"code","message"}} (every HTTP answer
+ * that is an error, from the dispatcher and the workers' status port). */
+cJSON *json_error_body(const char *code, const char *message);
+
 /* Typed getters for fields already checked; defaults when absent. */
 const char *json_str(const cJSON *obj, const char *name, const char *def);
 int64_t json_i64(const cJSON *obj, const char *name, int64_t def);

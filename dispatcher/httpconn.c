@@ -201,15 +201,6 @@ static void conn_respond(struct http_conn *c, int code, const char *request_id, 
         conn_break(c);
 }
 
-cJSON *http_error_body(const char *errcode, const char *msg)
-{
-    cJSON *root = cJSON_CreateObject();
-    cJSON *e = cJSON_AddObjectToObject(root, "error");
-    cJSON_AddStringToObject(e, "code", errcode);
-    cJSON_AddStringToObject(e, "message", msg);
-    return root;
-}
-
 void http_mint_request_id(char out[33])
 {
     if (!sb_random_id(out))
@@ -222,7 +213,7 @@ static void conn_refuse(struct http_conn *c, int code, const char *errcode, cons
     char id[33];
     http_mint_request_id(id);
     log_debug("bad request", "request_id=%s status=%d reason=\"%s\"", id, code, msg);
-    cJSON *body = http_error_body(errcode, msg);
+    cJSON *body = json_error_body(errcode, msg);
     char *text = json_print(body);
     cJSON_Delete(body);
     if (text)

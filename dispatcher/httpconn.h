@@ -46,8 +46,6 @@ void httpconn_send(struct http_req *req, const char *request_id, int code, const
 void httpconn_break_all(struct loop *l);
 void httpconn_free_all(struct loop *l);
 
-/* {"error":{"code","message"}} */
-cJSON *http_error_body(const char *errcode, const char *msg);
 /* A new request id (for a request that brought none we keep). */
 void http_mint_request_id(char out[33]);
 

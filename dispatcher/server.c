@@ -79,7 +79,7 @@ void http_reply_error(struct http_ctx *ctx, int code, const char *errcode, const
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    cJSON *body = http_error_body(errcode, msg);
+    cJSON *body = json_error_body(errcode, msg);
     http_reply_json(ctx, code, body);
     cJSON_Delete(body);
 }
@@ -158,7 +158,7 @@ void http_pending_reply(struct http_pending *p, int code, const cJSON *body)
 
 void http_pending_error(struct http_pending *p, int code, const char *errcode, const char *msg)
 {
-    cJSON *body = http_error_body(errcode, msg);
+    cJSON *body = json_error_body(errcode, msg);
     http_pending_reply(p, code, body);
     cJSON_Delete(body);
 }

@@ -58,11 +58,7 @@ static void reply_json(struct evhttp_request *req, int code, cJSON *body)
 
 static void reply_error(struct evhttp_request *req, int code, const char *errcode, const char *msg)
 {
-    cJSON *body = cJSON_CreateObject();
-    cJSON *e = cJSON_AddObjectToObject(body, "error");
-    cJSON_AddStringToObject(e, "code", errcode);
-    cJSON_AddStringToObject(e, "message", msg);
-    reply_json(req, code, body);
+    reply_json(req, code, json_error_body(errcode, msg));
 }
 
 static void serve_health(struct status *s, struct evhttp_request *req)
