@@ -158,11 +158,14 @@ struct status *status_new(struct worker *w, char *errbuf, size_t errlen)
     int port = net_port(fd);
     s->base = event_base_new();
     s->http = s->base ? evhttp_new(s->base) : NULL;
-    if (s->http == NULL || evhttp_accept_socket_with_handle(s->http, fd) == NULL) {
-        sb_errf(errbuf, errlen, "cannot serve %s", w->cfg->status_listen);
-        goto fail;
-    }
-    fd = -1; /* the evhttp closes it */
+    if (s->http == NULL)
+        goto no_server;
+    /* The socket is the evhttp's from here (it closes it, also when this
+     * fails part way). */
+    bool served = evhttp_accept_socket_with_handle(s->http, fd) != NULL;
+    fd = -1;
+    if (!served)
+        goto no_server;
     evhttp_set_timeout(s->http, STATUS_IO_TIMEOUT_S);
     evhttp_set_max_body_size(s->http, 4096);
     evhttp_set_gencb(s->http, on_request, s);
@@ -180,6 +183,8 @@ struct status *status_new(struct worker *w, char *errbuf, size_t errlen)
     log_info("status endpoint listening", "role=%s addr=%s port=%d", w->role->name,
              w->cfg->status_listen, port);
     return s;
+no_server:
+    sb_errf(errbuf, errlen, "cannot serve %s", w->cfg->status_listen);
 fail:
     if (fd >= 0)
         close(fd);
