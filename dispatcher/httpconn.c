@@ -44,6 +44,7 @@ static void conn_process(struct http_conn *c);
 static void conn_free(struct http_conn *c)
 {
     LIST_REMOVE(c, link);
+    atomic_fetch_sub(&c->loop->d->connections, 1);
     if (c->rev)
         event_free(c->rev);
     if (c->wev)
@@ -393,6 +394,7 @@ void httpconn_accept(struct evconnlistener *lev, evutil_socket_t fd, struct sock
     c->req.conn = c;
     httpparse_reset(&c->req.p);
     LIST_INSERT_HEAD(&l->conns, c, link);
+    atomic_fetch_add(&l->d->connections, 1); /* conn_free takes it off */
     c->rev = event_new(l->base, fd, EV_READ | EV_PERSIST, on_readable, c);
     c->wev = event_new(l->base, fd, EV_WRITE | EV_PERSIST, on_writable, c);
     c->timer = evtimer_new(l->base, on_timeout, c);

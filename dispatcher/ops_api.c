@@ -65,6 +65,17 @@ void ops_readyz(struct http_ctx *ctx)
 
 void ops_metrics(struct http_ctx *ctx)
 {
+    /* Saturation, read at the scrape (registering is a lookup after the
+     * first time). */
+    struct dispatcher *d = ctx->loop->d;
+    metric_set(metrics_gauge("switchboard_http_connections", "", "open client connections"),
+               atomic_load(&d->connections));
+    metric_set(metrics_gauge("switchboard_requests_in_flight", "",
+                             "requests waiting for Redis, Kafka or a database"),
+               atomic_load(&d->inflight));
+    metric_set(metrics_gauge("switchboard_kafka_outstanding", "",
+                             "jobs produced and not yet acknowledged by Kafka"),
+               kafka_producer_outstanding(d->producer));
     size_t len;
     char *text = metrics_render(&len);
     http_reply_raw(ctx, 200, "text/plain; version=0.0.4", text, len);

@@ -48,6 +48,7 @@ struct dispatcher {
     struct db_url db_url;
     struct readiness *readiness;
     atomic_int inflight;  /* requests waiting for an async completion */
+    atomic_int connections; /* open client connections, every loop */
     struct loop *loops;   /* all event loops, for /readyz; */
     atomic_int nloops;    /* set once every loop is initialised */
     atomic_bool draining; /* SIGTERM received */

@@ -7,6 +7,7 @@ import json
 import os
 import re
 import subprocess
+import threading
 import time
 import unittest
 
@@ -133,6 +134,11 @@ class TestFoundation(StackTestCase):
             # owner (the persister) dead-letters, so each job appears once.
             self.assertEqual(m["headers"]["x-consumer-group"], "switchboard-persister")
 
+    def gauge(self, name):
+        m = re.search(rf"^{name} (-?\d+)$", self.http("GET", "/metrics").body.decode(), re.M)
+        self.assertIsNotNone(m, name)
+        return int(m.group(1))
+
     def test_07_metrics(self):
         self.http("GET", "/healthz")
         r = self.http("GET", "/metrics")
@@ -144,6 +150,12 @@ class TestFoundation(StackTestCase):
         self.assertGreaterEqual(int(m.group(1)), 1)
         self.assertIn('switchboard_dependency_up{dependency="kafka"} 1', text)
         self.assertIn("# TYPE switchboard_http_request_seconds histogram", text)
+        # Connections are counted while open: 30 closed ones leave only the
+        # scrape's own (and perhaps one still closing).
+        for _ in range(30):
+            self.http("GET", "/healthz")
+        wait_until("closed connections uncounted", lambda: self.gauge("switchboard_http_connections") <= 2, 10)
+        self.assertGreaterEqual(self.gauge("switchboard_http_connections"), 1)
 
     def test_08_broker_down_then_up(self):
         st = self.stack
@@ -160,13 +172,24 @@ class TestFoundation(StackTestCase):
             self.assertTrue(deps["mysql"]["ok"])
             self.assertEqual(self.http("GET", "/healthz").status, 200)
             # A job that cannot be enqueued is answered 503 within the
-            # request timeout (5 s default), never 2xx.
+            # request timeout (5 s default), never 2xx. Meanwhile /metrics
+            # shows it waiting: in flight, and not acknowledged by Kafka.
             t0 = time.monotonic()
-            r = self.http("POST", "/ops/ping", {"note": "while down"})
+            answer = []
+            sender = threading.Thread(target=lambda: answer.append(
+                self.http("POST", "/ops/ping", {"note": "while down"})))
+            sender.start()
+            wait_until("the ping waiting for Kafka", lambda: self.gauge("switchboard_requests_in_flight") >= 1
+                       and self.gauge("switchboard_kafka_outstanding") >= 1, 4)
+            self.assertGreaterEqual(self.gauge("switchboard_http_connections"), 2)  # the ping's and ours
+            sender.join(30)
             took = time.monotonic() - t0
+            r = answer[0]
             self.assertEqual(r.status, 503, r)
             self.assertEqual(r.json()["error"]["code"], "queue_unavailable")
             self.assertLess(took, 8)
+            wait_until("nothing left waiting", lambda: self.gauge("switchboard_requests_in_flight") == 0
+                       and self.gauge("switchboard_kafka_outstanding") == 0, 10)
         finally:
             self.assertEqual(st.devbroker_ctl("up"), "ok up")
         wait_until("/readyz 200 again", lambda: self.http("GET", "/readyz").status == 200, 30)
