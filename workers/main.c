@@ -6,12 +6,16 @@
  * acknowledged. */
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "log.h"
-#include "status.h"
+#include "statusport.h"
 #include "worker.h"
+
+#define STATUS_MAX_PARTITIONS 1024
+#define STATUS_LAG_TIMEOUT_MS 2000 /* the committed offsets' round trip */
 
 static volatile int g_stop;
 
@@ -19,6 +23,36 @@ static void on_signal(int sig)
 {
     (void)sig;
     g_stop = 1;
+}
+
+/* Status port (statusport.h), on its thread: the role, and the seconds
+ * since the last committed batch. */
+static void status_health(void *arg, cJSON *body)
+{
+    const struct worker *w = arg;
+    int64_t last = metric_value(w->m_last_batch);
+    cJSON_AddStringToObject(body, "role", w->role->name);
+    if (last > 0)
+        cJSON_AddNumberToObject(body, "seconds_since_batch", (double)(sb_now_ms() / 1000 - last));
+    else
+        cJSON_AddNullToObject(body, "seconds_since_batch");
+}
+
+/* The consumer group's lag per assigned partition. */
+static void status_metrics(void *arg, struct strbuf *b)
+{
+    const struct worker *w = arg;
+    struct kafka_lag *lag = calloc(STATUS_MAX_PARTITIONS, sizeof *lag);
+    size_t n = lag ? kafka_consumer_lag(w->consumer, lag, STATUS_MAX_PARTITIONS, STATUS_LAG_TIMEOUT_MS)
+                   : 0;
+    strbuf_appendf(b, "# HELP switchboard_worker_lag jobs in an assigned partition past the "
+                      "group's committed offset\n"
+                      "# TYPE switchboard_worker_lag gauge\n");
+    for (size_t i = 0; i < n; i++)
+        if (lag[i].lag >= 0) /* unknown: nothing committed or fetched there yet */
+            strbuf_appendf(b, "switchboard_worker_lag{role=\"%s\",topic=\"%s\",partition=\"%d\"} %lld\n",
+                           w->role->name, lag[i].topic, (int)lag[i].partition, (long long)lag[i].lag);
+    free(lag);
 }
 
 int main(int argc, char **argv)
@@ -73,8 +107,9 @@ int main(int argc, char **argv)
                                     cfg.kafka_session_timeout_ms, err, sizeof err);
     if (w.consumer == NULL)
         die("cannot create Kafka consumer", "err=\"%s\"", err);
-    struct status *status = NULL;
-    if (*cfg.status_listen && (status = status_new(&w, err, sizeof err)) == NULL)
+    struct statusport *status = NULL;
+    const struct statusport_source src = {prog, status_health, status_metrics, &w};
+    if (*cfg.status_listen && (status = statusport_new(cfg.status_listen, &src, err, sizeof err)) == NULL)
         die("cannot serve status_listen", "err=\"%s\"", err);
     log_info("worker started", "role=%s group=%s pid=%d", role->name, group, (int)getpid());
 
@@ -85,7 +120,7 @@ int main(int argc, char **argv)
         role->finish(&w);
 
     log_info("worker stopping", "role=%s", role->name);
-    status_free(status);
+    statusport_free(status);
     kafka_consumer_free(w.consumer);
     kafka_producer_free(w.producer, (int)cfg.shutdown_timeout_ms);
     db_free(w.db);

@@ -1,5 +1,5 @@
-/* status.c - see status.h. */
-#include "status.h"
+/* statusport.c - see statusport.h. */
+#include "statusport.h"
 
 #include <errno.h>
 #include <event2/buffer.h>
@@ -17,16 +17,13 @@
 #include "json.h"
 #include "log.h"
 #include "net.h"
-#include "strbuf.h"
-#include "worker.h"
+#include "metrics.h"
 
-#define STATUS_MAX_PARTITIONS 1024
 #define STATUS_IO_TIMEOUT_S 5
 #define STATUS_STOP_CHECK_MS 100
-#define STATUS_LAG_TIMEOUT_MS 2000 /* the committed offsets' round trip */
 
-struct status {
-    struct worker *w;
+struct statusport {
+    struct statusport_source src;
     struct event_base *base;
     struct evhttp *http;
     struct event *tick;
@@ -61,38 +58,24 @@ static void reply_error(struct evhttp_request *req, int code, const char *errcod
     reply_json(req, code, json_error_body(errcode, msg));
 }
 
-static void serve_health(struct status *s, struct evhttp_request *req)
+static void serve_health(struct statusport *s, struct evhttp_request *req)
 {
-    int64_t last = metric_value(s->w->m_last_batch);
     cJSON *body = cJSON_CreateObject();
     cJSON_AddStringToObject(body, "status", "ok");
-    cJSON_AddStringToObject(body, "role", s->w->role->name);
-    if (last > 0)
-        cJSON_AddNumberToObject(body, "seconds_since_batch", (double)(sb_now_ms() / 1000 - last));
-    else
-        cJSON_AddNullToObject(body, "seconds_since_batch");
+    if (s->src.health)
+        s->src.health(s->src.arg, body);
     reply_json(req, 200, body);
 }
 
-static void serve_metrics(struct status *s, struct evhttp_request *req)
+static void serve_metrics(struct statusport *s, struct evhttp_request *req)
 {
     size_t len;
     char *text = metrics_render(&len);
     struct strbuf b = {0};
     strbuf_append(&b, text ? text : "", text ? len : 0);
     free(text);
-    struct kafka_lag *lag = calloc(STATUS_MAX_PARTITIONS, sizeof *lag);
-    size_t n = lag ? kafka_consumer_lag(s->w->consumer, lag, STATUS_MAX_PARTITIONS, STATUS_LAG_TIMEOUT_MS)
-                   : 0;
-    strbuf_appendf(&b, "# HELP switchboard_worker_lag jobs in an assigned partition past the "
-                       "group's committed offset\n"
-                       "# TYPE switchboard_worker_lag gauge\n");
-    for (size_t i = 0; i < n; i++)
-        if (lag[i].lag >= 0) /* unknown: nothing committed or fetched there yet */
-            strbuf_appendf(&b, "switchboard_worker_lag{role=\"%s\",topic=\"%s\",partition=\"%d\"} %lld\n",
-                           s->w->role->name, lag[i].topic, (int)lag[i].partition,
-                           (long long)lag[i].lag);
-    free(lag);
+    if (s->src.metrics)
+        s->src.metrics(s->src.arg, &b);
     if (strbuf_failed(&b)) {
         strbuf_free(&b);
         evhttp_send_error(req, 500, NULL);
@@ -104,14 +87,14 @@ static void serve_metrics(struct status *s, struct evhttp_request *req)
 
 static void on_request(struct evhttp_request *req, void *arg)
 {
-    struct status *s = arg;
+    struct statusport *s = arg;
     enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
     const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
     const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
     bool health = path && strcmp(path, "/healthz") == 0;
     bool metrics = path && strcmp(path, "/metrics") == 0;
     if (!health && !metrics) {
-        reply_error(req, 404, "not_found", "a worker serves GET /healthz and GET /metrics only");
+        reply_error(req, 404, "not_found", "this port serves GET /healthz and GET /metrics only");
     } else if (cmd != EVHTTP_REQ_GET && cmd != EVHTTP_REQ_HEAD) {
         evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", "GET, HEAD");
         reply_error(req, 405, "method_not_allowed", "only GET (or HEAD) is allowed here");
@@ -127,32 +110,33 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
     (void)what;
-    struct status *s = arg;
+    struct statusport *s = arg;
     if (atomic_load(&s->stop))
         event_base_loopbreak(s->base);
 }
 
 static void *run(void *arg)
 {
-    struct status *s = arg;
+    struct statusport *s = arg;
     event_base_dispatch(s->base);
     return NULL;
 }
 
-struct status *status_new(struct worker *w, char *errbuf, size_t errlen)
+struct statusport *statusport_new(const char *addr, const struct statusport_source *src, char *errbuf,
+                                  size_t errlen)
 {
     int fd = -1;
-    struct status *s = calloc(1, sizeof *s);
+    struct statusport *s = calloc(1, sizeof *s);
     if (s == NULL) {
         sb_errf(errbuf, errlen, "out of memory");
         return NULL;
     }
-    s->w = w;
+    s->src = *src;
     atomic_init(&s->stop, false);
-    if (!net_bind(w->cfg->status_listen, 0, &fd, errbuf, errlen))
+    if (!net_bind(addr, 0, &fd, errbuf, errlen))
         goto fail;
     if (listen(fd, 64) != 0) {
-        sb_errf(errbuf, errlen, "listen %s: %s", w->cfg->status_listen, strerror(errno));
+        sb_errf(errbuf, errlen, "listen %s: %s", addr, strerror(errno));
         goto fail;
     }
     int port = net_port(fd);
@@ -180,19 +164,18 @@ struct status *status_new(struct worker *w, char *errbuf, size_t errlen)
         goto fail;
     }
     s->running = true;
-    log_info("status endpoint listening", "role=%s addr=%s port=%d", w->role->name,
-             w->cfg->status_listen, port);
+    log_info("status endpoint listening", "process=%s addr=%s port=%d", src->name, addr, port);
     return s;
 no_server:
-    sb_errf(errbuf, errlen, "cannot serve %s", w->cfg->status_listen);
+    sb_errf(errbuf, errlen, "cannot serve %s", addr);
 fail:
     if (fd >= 0)
         close(fd);
-    status_free(s);
+    statusport_free(s);
     return NULL;
 }
 
-void status_free(struct status *s)
+void statusport_free(struct statusport *s)
 {
     if (s == NULL)
         return;
