@@ -98,8 +98,9 @@ static const struct config_def defs[] = {
      S(retry_base_ms), "first backoff when a dependency is away"},
     {"retry_cap_ms", "SB_RETRY_CAP_MS", "--retry-cap-ms", CFG_INT, "10000", 1, 600000, W,
      S(retry_cap_ms), "longest backoff when a dependency is away"},
-    {"status_listen", "SB_STATUS_LISTEN", "--status-listen", CFG_STR, "", 0, 0, W, S(status_listen),
-     "host:port of the worker's /healthz and /metrics (port 0 = any free port); empty = none"},
+    {"status_listen", "SB_STATUS_LISTEN", "--status-listen", CFG_STR, "", 0, 0, W | C, S(status_listen),
+     "host:port of this process's /healthz and /metrics (port 0 = any free port; counts: with --every); "
+     "empty = none"},
     {"reservation_ttl_s", "SB_RESERVATION_TTL_S", "--reservation-ttl-s", CFG_INT, "600", 1, 86400,
      D | W, S(reservation_ttl_s), "how long a phone number reservation holds before it expires"},
     {"find_cache_size", "SB_FIND_CACHE_SIZE", "--find-cache-size", CFG_INT, "100000", 16,

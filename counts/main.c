@@ -2,7 +2,8 @@
  *
  * One shot (for cron): folds every pending count change, prints a summary
  * and exits 0, or 1 if the database failed. With --every N it repeats every
- * N seconds until SIGTERM/SIGINT, riding out database outages. On a
+ * N seconds until SIGTERM/SIGINT, riding out database outages, and serves
+ * /healthz and /metrics on status_listen if set (statusport.h). On a
  * terminal it shows progress as it goes. See rollup.h for why the counts
  * are exact and the cost follows what changed. */
 #include <signal.h>
@@ -12,9 +13,26 @@
 
 #include "config.h"
 #include "log.h"
+#include "metrics.h"
 #include "rollup.h"
+#include "statusport.h"
 
 static volatile int g_stop;
+
+struct counts_metrics {
+    struct metric *ok, *failed, *last_success, *last_ms;
+};
+
+/* Status port, on its thread: how long ago a roll-up last committed. */
+static void status_health(void *arg, cJSON *body)
+{
+    const struct counts_metrics *m = arg;
+    int64_t last = metric_value(m->last_success);
+    if (last > 0)
+        cJSON_AddNumberToObject(body, "seconds_since_success", (double)(sb_now_ms() / 1000 - last));
+    else
+        cJSON_AddNullToObject(body, "seconds_since_success");
+}
 
 static void on_signal(int sig)
 {
@@ -40,6 +58,15 @@ int main(int argc, char **argv)
     }
     int rc = 1;
     struct db *db = NULL;
+    struct statusport *status = NULL;
+    struct counts_metrics m = {
+        .ok = metrics_counter("switchboard_counts_runs_total", "outcome=\"ok\"", "roll-up runs"),
+        .failed = metrics_counter("switchboard_counts_runs_total", "outcome=\"failed\"", NULL),
+        .last_success = metrics_gauge("switchboard_counts_last_success_timestamp_seconds", "",
+                                      "when a roll-up last committed (unix seconds)"),
+        .last_ms = metrics_gauge("switchboard_counts_last_run_milliseconds", "",
+                                 "how long the last roll-up took"),
+    };
     if (!log_setup(cfg.log_level, cfg.log_format, "counts")) {
         fprintf(stderr, "switchboard-counts: bad log_level or log_format\n");
         goto done;
@@ -62,6 +89,17 @@ int main(int argc, char **argv)
         fprintf(stderr, "switchboard-counts: cannot initialise the MySQL client\n");
         goto done;
     }
+    if (*cfg.status_listen && cfg.every_s > 0) {
+        const struct statusport_source src = {"counts", status_health, NULL, &m};
+        if ((status = statusport_new(cfg.status_listen, &src, err, sizeof err)) == NULL) {
+            fprintf(stderr, "switchboard-counts: status_listen: %s\n", err);
+            rc = 2;
+            goto done;
+        }
+    } else if (*cfg.status_listen) {
+        log_warn("status_listen is served with --every only; this run is one shot", "addr=%s",
+                 cfg.status_listen);
+    }
     bool tty = isatty(STDERR_FILENO);
     do {
         struct rollup_stats stats;
@@ -70,7 +108,10 @@ int main(int argc, char **argv)
                                        err, sizeof err);
         if (tty && (stats.chats || stats.apps))
             fputc('\n', stderr);
+        metric_set(m.last_ms, (sb_mono_us() - t0) / 1000);
+        metric_add(st == DB_OK ? m.ok : m.failed, 1);
         if (st == DB_OK) {
+            metric_set(m.last_success, sb_now_ms() / 1000);
             log_info("roll-up done", "chats=%lld applications=%lld ms=%.3f",
                      (long long)stats.chats, (long long)stats.apps, (double)(sb_mono_us() - t0) / 1000);
             rc = 0;
@@ -85,6 +126,7 @@ int main(int argc, char **argv)
     if (cfg.every_s > 0)
         rc = 0; /* periodic mode ends on a signal, by design */
 done:
+    statusport_free(status);
     db_free(db);
     config_free(&cfg);
     return rc;

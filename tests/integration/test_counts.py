@@ -13,6 +13,7 @@ import time
 import unittest
 
 from harness import StackTestCase, kcat, read_text, wait_until
+from stack import free_port, http_get
 
 API = "/api/v1/applications"
 
@@ -162,7 +163,9 @@ class TestCounts(StackTestCase):
     def test_03_every_mode_progress_and_failures(self):
         token = self.create_app("every")
         self.http("POST", f"{API}/{token}/chats")
-        proc = subprocess.Popen([self.stack.binary("switchboard-counts"), "--every", "1"],
+        status = f"http://127.0.0.1:{free_port()}"
+        proc = subprocess.Popen([self.stack.binary("switchboard-counts"), "--every", "1",
+                                 "--status-listen", status[len("http://"):]],
                                 env=self.stack.env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         try:
             for _ in range(3):
@@ -172,6 +175,20 @@ class TestCounts(StackTestCase):
             for _ in range(2):
                 self.http("POST", f"{API}/{token}/chats/1/messages", {"body": "y"})
             wait_until("counted by a later pass", lambda: self.stored_counts(token) == (1, {1: 5}), 30, 0.2)
+            # The daemon's status port: alive, when it last committed, how many runs.
+            code, body = http_get(status + "/healthz")
+            self.assertEqual(code, 200)
+            health = json.loads(body)
+            self.assertEqual(health["status"], "ok")
+            self.assertLess(health["seconds_since_success"], 10)
+            code, text = http_get(status + "/metrics")
+            self.assertEqual(code, 200)
+            text = text.decode()
+            runs = re.search(r'^switchboard_counts_runs_total\{outcome="ok"\} (\d+)$', text, re.M)
+            self.assertGreaterEqual(int(runs.group(1)), 2)
+            self.assertRegex(text, r'(?m)^switchboard_counts_runs_total\{outcome="failed"\} 0$')
+            last = re.search(r"^switchboard_counts_last_success_timestamp_seconds (\d+)$", text, re.M)
+            self.assertLess(abs(time.time() - int(last.group(1))), 60)
         finally:
             proc.send_signal(signal.SIGTERM)
             out = proc.communicate(timeout=20)[0].decode()
