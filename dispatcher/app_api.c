@@ -66,6 +66,23 @@ static void exec_with_name(struct chat_req *r, struct db *db, const char *head, 
     free(text);
 }
 
+/* Runs work for the application token with the body's name (create,
+ * rename); answers itself if it cannot. */
+static void submit_named(struct http_ctx *ctx, const char *token, const cJSON *body,
+                         threadpool_work_fn work, loopq_fn done)
+{
+    struct chat_req *r = chat_req_new(ctx);
+    if (r == NULL)
+        return;
+    memcpy(r->token, token, TOKEN_LEN + 1);
+    r->text = strdup(json_str(body, "name", ""));
+    if (r->text == NULL) {
+        chat_req_error(r, 503, "overloaded", "out of memory");
+        return;
+    }
+    chat_req_submit(r, work, done);
+}
+
 static void create_app_work(void *ctx, void *arg)
 {
     struct chat_req *r = arg;
@@ -100,12 +117,7 @@ void app_create(struct http_ctx *ctx)
         http_reply_error(ctx, 503, "internal", "no randomness available");
         return;
     }
-    struct chat_req *r = chat_req_new(ctx);
-    if (r) {
-        memcpy(r->token, token, sizeof token);
-        r->text = strdup(json_str(body, "name", ""));
-        chat_req_submit(r, create_app_work, create_app_done);
-    }
+    submit_named(ctx, token, body, create_app_work, create_app_done);
     cJSON_Delete(body);
 }
 
@@ -141,7 +153,10 @@ void app_list(struct http_ctx *ctx)
     if (r == NULL)
         return;
     r->limit = limit;
-    r->text = *after ? strdup(after) : NULL;
+    if (*after && (r->text = strdup(after)) == NULL) {
+        chat_req_error(r, 503, "overloaded", "out of memory");
+        return;
+    }
     chat_req_submit(r, list_apps_work, chat_req_finish);
 }
 
@@ -189,12 +204,7 @@ void app_rename(struct http_ctx *ctx)
     cJSON *body = http_body_json(ctx, app_fields, SB_ARRAY_LEN(app_fields), false);
     if (body == NULL)
         return;
-    struct chat_req *r = chat_req_new(ctx);
-    if (r) {
-        memcpy(r->token, token, sizeof token);
-        r->text = strdup(json_str(body, "name", ""));
-        chat_req_submit(r, rename_app_work, chat_req_finish);
-    }
+    submit_named(ctx, token, body, rename_app_work, chat_req_finish);
     cJSON_Delete(body);
 }
 

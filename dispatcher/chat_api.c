@@ -503,10 +503,10 @@ void chat_search_messages(struct http_ctx *ctx)
             return;
         text = strdup(json_str(body, "body", ""));
         cJSON_Delete(body);
-        if (text == NULL) {
-            http_reply_error(ctx, 503, "overloaded", "out of memory");
-            return;
-        }
+    }
+    if (text == NULL) {
+        http_reply_error(ctx, 503, "overloaded", "out of memory");
+        return;
     }
     struct chat_req *r = chat_req_new(ctx);
     if (r == NULL) {
