@@ -3,15 +3,16 @@ and a push webhook on a development stack (scripts/up starts it unless
 SB_SMS_URL / SB_PUSH_URL name real ones) and in tests. It is a real HTTP
 server on loopback; what it does is told to it through /_control:
 
-  POST /_control {"fail": N, "status": 500, "hang": 0, "delay": 0}
+  POST /_control {"fail": N, "status": 500, "hang": 0, "delay": 0, "slow": {}}
       the next N deliveries answer `status` (or, with hang > 0, wait that
       many seconds first, so the caller's timeout fires); with delay > 0,
       every delivery waits that many seconds before its answer (a slow
-      provider);
+      provider); "slow": {"text": S} makes a delivery whose body holds
+      text wait S seconds instead (one slow recipient);
   GET  /_records   every delivery so far: path, headers, body, answered
                    status, and in_flight: the deliveries in progress when it
                    arrived, itself included
-  POST /_reset     forget records, failures and the delay
+  POST /_reset     forget records, failures and the delays
 
 Any other POST is a delivery: recorded, then answered 201 unless a failure
 is pending. Usage: provider.py PORT; prints "ready" once listening."""
@@ -24,7 +25,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 lock = threading.Lock()
 records = []
-mode = {"fail": 0, "status": 500, "hang": 0.0, "delay": 0.0}
+mode = {"fail": 0, "status": 500, "hang": 0.0, "delay": 0.0, "slow": {}}
 in_flight = 0
 
 
@@ -62,7 +63,7 @@ class Handler(BaseHTTPRequestHandler):
         if self.path == "/_reset":
             with lock:
                 records.clear()
-                mode.update({"fail": 0, "status": 500, "hang": 0.0, "delay": 0.0})
+                mode.update({"fail": 0, "status": 500, "hang": 0.0, "delay": 0.0, "slow": {}})
             self.reply(200, {})
             return
         global in_flight
@@ -73,6 +74,10 @@ class Handler(BaseHTTPRequestHandler):
             status = mode["status"] if failing else 201
             hang = mode["hang"] if failing else 0
             delay = mode["delay"]
+            text = body.decode("utf-8", "replace")
+            for needle, secs in mode["slow"].items():
+                if needle in text:
+                    delay = secs
             in_flight += 1
             records.append({"path": self.path, "headers": dict(self.headers.items()),
                             "body": body.decode("utf-8", "replace"), "status": status,
@@ -87,8 +92,15 @@ class Handler(BaseHTTPRequestHandler):
                 in_flight -= 1
 
 
+class Server(ThreadingHTTPServer):
+    # socketserver listens with a backlog of 5: a notifier's senders
+    # connecting at once overflowed it, and a dropped SYN is sent again
+    # only after a second, past a short delivery timeout.
+    request_queue_size = 128
+
+
 def main():
-    server = ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Handler)
+    server = Server(("127.0.0.1", int(sys.argv[1])), Handler)
     server.daemon_threads = True
     print("ready", flush=True)
     server.serve_forever()
