@@ -1,6 +1,6 @@
 /* notifier.c - the notifier role: delivers notify.send jobs.
  *
- * For each job (a sender takes its share of a batch in log order, below):
+ * For each job (senders take a batch's jobs group by group, below):
  *   1. check it (channel, recipient) - a bad one is dead-lettered and, if
  *      its id is usable, recorded as dead;
  *   2. claim its record in the store. The record's id makes redelivery
@@ -17,10 +17,12 @@
  * A batch's jobs are delivered by notify_concurrency senders at once (a
  * provider answers in tens to hundreds of milliseconds; one at a time, a
  * process would deliver a few per second). Each sender has its own store
- * connection and provider handles and goes through its share of the batch in
- * log order. Jobs naming the same notification id go to the same sender,
- * so a repeat is never delivered beside its original (plan_batch); the
- * next batch starts when every sender is done.
+ * connection and provider handles. The batch is cut into groups in log
+ * order: jobs naming the same notification id are one group, so a repeat
+ * is never delivered beside its original (plan_batch). A sender that is
+ * free takes the next group and delivers its jobs one after the other, so
+ * a slow delivery holds up only its own group, not a share of the batch
+ * dealt out in advance; the next batch starts when every sender is done.
  *
  * A job on notify.retry whose time has not come is deferred: the worker
  * rewinds and pauses that retry partition until then. notify.requests is
@@ -53,15 +55,13 @@ struct bucket {
 
 struct notifier;
 
-/* One sender: its share of a batch (in log order), its provider handles and
- * its backoff; the store is the connection of the pool thread it runs on. */
+/* One sender: its provider handles, its backoff and how its part of the
+ * batch went; the store is the connection of the pool thread it runs on. */
 struct sender {
     struct worker *w;
     struct notifier *nf;
     struct channels *channels;
     struct backoff backoff;
-    struct job **jobs;
-    size_t n;
     enum db_status st;
     char err[ERRBUF_LEN];
 };
@@ -70,9 +70,15 @@ struct notifier {
     struct threadpool *pool; /* one store connection per sender */
     struct sender *senders;
     size_t nsenders;
-    pthread_mutex_t lock; /* the buckets, and running */
+    pthread_mutex_t lock; /* the buckets, running, next_group, failed */
     pthread_cond_t idle;  /* running fell to 0 */
     size_t running;       /* senders at work on this batch */
+    /* This batch: group g is grouped[start[g] .. start[g + 1]), in log order. */
+    struct job **grouped;
+    size_t *start;
+    size_t ngroups;
+    size_t next_group; /* the next one a free sender takes */
+    bool failed;       /* a sender failed or stopped: take no more groups */
     struct bucket buckets[CH_COUNT];
     struct metric *m_sent, *m_failed, *m_dead, *m_dupes;
 };
@@ -345,32 +351,48 @@ static enum db_status handle_one(struct sender *s, struct notestore *store, stru
     return notestore_update(store, &n, errbuf, errlen);
 }
 
+/* The next group for a free sender, or SIZE_MAX when none is left (or the
+ * batch failed, so that the work is not done twice). */
+static size_t take_group(struct notifier *nf)
+{
+    pthread_mutex_lock(&nf->lock);
+    size_t g = nf->failed || nf->next_group >= nf->ngroups ? SIZE_MAX : nf->next_group++;
+    pthread_mutex_unlock(&nf->lock);
+    return g;
+}
+
 static void sender_work(void *ctx, void *arg)
 {
     struct sender *s = arg;
-    for (size_t i = 0; i < s->n && s->st == DB_OK; i++) {
-        if (*s->w->stop) {
-            /* Stop between notifications: the batch is not acknowledged,
-             * and the next owner skips the ones recorded sent here. */
-            snprintf(s->err, sizeof s->err, "stopping");
-            s->st = DB_TRANSIENT;
-            break;
+    struct notifier *nf = s->nf;
+    size_t g;
+    while (s->st == DB_OK && (g = take_group(nf)) != SIZE_MAX) {
+        for (size_t i = nf->start[g]; i < nf->start[g + 1] && s->st == DB_OK; i++) {
+            if (*s->w->stop) {
+                /* Stop between notifications: the batch is not acknowledged,
+                 * and the next owner skips the ones recorded sent here. */
+                snprintf(s->err, sizeof s->err, "stopping");
+                s->st = DB_TRANSIENT;
+                break;
+            }
+            enum db_status st = handle_one(s, ctx, nf->grouped[i], s->err, sizeof s->err);
+            if (st == DB_FATAL) {
+                job_dead(nf->grouped[i], "store refused the record: %.200s", s->err);
+                st = DB_OK;
+            }
+            s->st = st;
         }
-        enum db_status st = handle_one(s, ctx, s->jobs[i], s->err, sizeof s->err);
-        if (st == DB_FATAL) {
-            job_dead(s->jobs[i], "store refused the record: %.200s", s->err);
-            st = DB_OK;
-        }
-        s->st = st;
     }
-    pthread_mutex_lock(&s->nf->lock);
-    if (--s->nf->running == 0)
-        pthread_cond_signal(&s->nf->idle);
-    pthread_mutex_unlock(&s->nf->lock);
+    pthread_mutex_lock(&nf->lock);
+    if (s->st != DB_OK)
+        nf->failed = true;
+    if (--nf->running == 0)
+        pthread_cond_signal(&nf->idle);
+    pthread_mutex_unlock(&nf->lock);
 }
 
 /* FNV-1a: jobs with equal ids or keys must meet; a collision only puts two
- * jobs on one sender. */
+ * jobs in one group. */
 static uint64_t str_hash(const char *str)
 {
     uint64_t h = 14695981039346656037u;
@@ -391,38 +413,38 @@ static int64_t job_due(const struct worker *w, const struct job *j)
 }
 
 /* The batch's plan, in log order: a retry that is not due yet, and every
- * later job of its partition, is deferred; every other job goes to the
- * sender of an earlier job with the same id if there is one, else of one
- * with the same idempotency key, else to the next in turn. The id comes
- * first: a repeat of a notification finds its record "mine" and would
- * deliver it again beside the original, so every job with one id must meet
- * on one sender. Two jobs sharing only a key usually meet too; if they do
- * not (each also matched another job), the store's unique key lets one
- * through, as between processes. */
+ * later job of its partition, is deferred; every other job joins the group
+ * of an earlier job with the same id if there is one, else of one with the
+ * same idempotency key, else starts a group. The id comes first: a repeat
+ * of a notification finds its record "mine" and would deliver it again
+ * beside the original, so every job with one id must be in one group. Two
+ * jobs sharing only a key usually meet too; if they do not (each also
+ * matched another job), the store's unique key lets one through, as
+ * between processes. */
 struct plan {
     uint64_t id, key; /* hashes; key 0 = none */
-    size_t sender;    /* SIZE_MAX: deferred */
+    size_t group;     /* SIZE_MAX: deferred */
 };
 
-/* The sender of the first job before i with i's id (by_key: key), or
+/* The group of the first job before i with i's id (by_key: key), or
  * SIZE_MAX. */
 static size_t plan_join(const struct plan *plan, size_t i, bool by_key)
 {
     for (size_t k = 0; k < i; k++)
-        if (plan[k].sender != SIZE_MAX &&
+        if (plan[k].group != SIZE_MAX &&
             (by_key ? plan[k].key == plan[i].key : plan[k].id == plan[i].id))
-            return plan[k].sender;
+            return plan[k].group;
     return SIZE_MAX;
 }
 
-static void plan_batch(struct worker *w, struct notifier *nf, struct job **jobs, size_t n,
-                       struct plan *plan)
+/* Fills plan[0..n); returns the number of groups. */
+static size_t plan_batch(struct worker *w, struct job **jobs, size_t n, struct plan *plan)
 {
     int64_t now = sb_now_ms();
-    size_t turn = 0;
+    size_t ngroups = 0;
     for (size_t i = 0; i < n; i++) {
         struct job *j = jobs[i];
-        plan[i].sender = SIZE_MAX;
+        plan[i].group = SIZE_MAX;
         for (size_t k = 0; k < i && !j->defer_until_ms; k++)
             if (jobs[k]->defer_until_ms && jobs[k]->msg->partition == j->msg->partition &&
                 jobs[k]->msg->rkt == j->msg->rkt)
@@ -435,43 +457,51 @@ static void plan_batch(struct worker *w, struct notifier *nf, struct job **jobs,
         const char *key = json_str(j->env.payload, "idempotency_key", "");
         plan[i].id = str_hash(json_str(j->env.payload, "id", ""));
         plan[i].key = *key ? str_hash(key) | 1 : 0;
-        plan[i].sender = plan_join(plan, i, false);
-        if (plan[i].sender == SIZE_MAX && plan[i].key)
-            plan[i].sender = plan_join(plan, i, true);
-        if (plan[i].sender == SIZE_MAX)
-            plan[i].sender = turn++ % nf->nsenders;
+        plan[i].group = plan_join(plan, i, false);
+        if (plan[i].group == SIZE_MAX && plan[i].key)
+            plan[i].group = plan_join(plan, i, true);
+        if (plan[i].group == SIZE_MAX)
+            plan[i].group = ngroups++;
     }
+    return ngroups;
 }
 
 enum db_status notifier_handle(struct worker *w, struct job **jobs, size_t n, char *errbuf,
                                size_t errlen)
 {
     struct notifier *nf = w->state;
+    enum db_status st = DB_OK;
     struct plan *plan = calloc(n, sizeof *plan);
-    struct job **shares = calloc(n, sizeof *shares);
-    if (plan == NULL || shares == NULL) {
-        free(plan);
-        free(shares);
+    struct job **grouped = calloc(n, sizeof *grouped);
+    size_t *start = calloc(n + 1, sizeof *start), *fill = calloc(n + 1, sizeof *fill);
+    if (plan == NULL || grouped == NULL || start == NULL || fill == NULL) {
         sb_errf(errbuf, errlen, "out of memory planning a batch of %zu jobs", n);
-        return DB_TRANSIENT;
+        st = DB_TRANSIENT;
+        goto done;
     }
-    plan_batch(w, nf, jobs, n, plan);
-    size_t used = 0;
+    size_t ngroups = plan_batch(w, jobs, n, plan);
+    /* Jobs by group, each group in log order (a counting sort). */
+    for (size_t i = 0; i < n; i++)
+        if (plan[i].group != SIZE_MAX)
+            start[plan[i].group + 1]++;
+    for (size_t g = 0; g < ngroups; g++)
+        fill[g] = start[g + 1] += start[g];
+    for (size_t i = n; i-- > 0;)
+        if (plan[i].group != SIZE_MAX)
+            grouped[--fill[plan[i].group]] = jobs[i];
+    pthread_mutex_lock(&nf->lock);
+    nf->grouped = grouped;
+    nf->start = start;
+    nf->ngroups = ngroups;
+    nf->next_group = 0;
+    nf->failed = false;
+    pthread_mutex_unlock(&nf->lock);
     for (size_t k = 0; k < nf->nsenders; k++) {
         struct sender *s = &nf->senders[k];
-        s->jobs = shares + used;
-        s->n = 0;
         s->st = DB_OK;
         s->err[0] = '\0';
-        for (size_t i = 0; i < n; i++)
-            if (plan[i].sender == k)
-                s->jobs[s->n++] = jobs[i];
-        used += s->n;
-    }
-    for (size_t k = 0; k < nf->nsenders; k++) {
-        struct sender *s = &nf->senders[k];
-        if (s->n == 0)
-            continue;
+        if (k >= ngroups)
+            continue; /* more senders than groups */
         pthread_mutex_lock(&nf->lock);
         nf->running++;
         pthread_mutex_unlock(&nf->lock);
@@ -486,12 +516,18 @@ enum db_status notifier_handle(struct worker *w, struct job **jobs, size_t n, ch
     pthread_mutex_lock(&nf->lock);
     while (nf->running > 0)
         pthread_cond_wait(&nf->idle, &nf->lock);
+    nf->grouped = NULL;
+    nf->start = NULL;
     pthread_mutex_unlock(&nf->lock);
-    enum db_status st = DB_OK;
+    /* A group nobody took (every sender failed, or none could start) is
+     * not done: the first error says why, and the batch is rewound. */
     for (size_t k = 0; k < nf->nsenders && st == DB_OK; k++)
         if ((st = nf->senders[k].st) != DB_OK)
             sb_errf(errbuf, errlen, "%s", nf->senders[k].err);
+done:
     free(plan);
-    free(shares);
+    free(grouped);
+    free(start);
+    free(fill);
     return st;
 }

@@ -415,6 +415,31 @@ class TestNotify(StackTestCase):
         time.sleep(1)
         self.assertEqual([json.loads(x["body"])["id"] for x in self.records("/push")], [a])
 
+    def test_21_a_slow_delivery_holds_up_only_its_own_group(self):
+        """Senders take a batch group by group as they come free. One
+        notification that takes 0.9 s at the provider (the class's timeout is
+        1 s), then 8 quick ones, in one batch: the quick ones all reach the
+        provider while the slow one is still there. Dealt out to the 8
+        senders in turn beforehand, the 9th would have waited behind it."""
+        post_json(self.provider.url, "/_control", {"slow": {"slow-recipient": 0.9}})
+        now = int(time.time() * 1000)
+
+        def job(nid, to):
+            return json.dumps({"type": "notify.send", "version": 1, "key": nid, "request_id": f"r-{nid}",
+                               "created_at": now, "payload": {"id": nid, "channel": "push", "to": to,
+                                                              "body": "hi"}}).encode()
+        ids = [f"external00000021{i:02d}" for i in range(9)]
+        lines = [job(ids[0], "slow-recipient")] + [job(nid, "quick-recipient") for nid in ids[1:]]
+        kcat(self.stack, "-P", "-t", "notify.requests", "-k", "group21", data=b"\n".join(lines) + b"\n")
+        for nid in ids:
+            self.wait_status(nid, "sent")
+        recs = self.records("/push")
+        slow = [r for r in recs if "slow-recipient" in r["body"]]
+        quick = [r for r in recs if "quick-recipient" in r["body"]]
+        self.assertEqual((len(slow), len(quick)), (1, 8))
+        late = [round(r["at"] - slow[0]["at"], 2) for r in quick if r["at"] > slow[0]["at"] + 0.6]
+        self.assertEqual(late, [], "quick notifications that waited for the slow one (s after it)")
+
     def test_18_a_dead_job_delivered_again_is_dead_lettered_again(self):
         """A batch can be rewound after one of its jobs was recorded dead but
         before its dead letter went out (another sender's store error). The
