@@ -3,9 +3,10 @@
  * Collections and indexes are in schema/mongo/indexes.json; they are made
  * (createIndexes, idempotent) on the first claim of each connection, so a
  * fresh database works. ensure_indexes() spells the same specs in BSON;
- * the contract test (test_indexes_as_declared) fails if the two differ. The unique index on idempotency_key is partial
- * ($exists), because most notifications have no key. A duplicate key is
- * the server's error 11000, which claim turns into "already recorded". */
+ * the contract test (test_indexes_as_declared) fails if the two differ.
+ * The unique index on idempotency_key is partial ($exists), because most
+ * notifications have no key. A duplicate key is the server's error 11000,
+ * which claim turns into "already recorded". */
 #include <mongoc/mongoc.h>
 #include <pthread.h>
 #include <stdio.h>

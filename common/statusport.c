@@ -5,7 +5,6 @@
 #include <event2/buffer.h>
 #include <event2/event.h>
 #include <event2/http.h>
-#include <event2/keyvalq_struct.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -17,7 +16,6 @@
 #include "json.h"
 #include "log.h"
 #include "net.h"
-#include "metrics.h"
 
 #define STATUS_IO_TIMEOUT_S 5
 #define STATUS_STOP_CHECK_MS 100
@@ -56,6 +54,15 @@ static void reply_json(struct evhttp_request *req, int code, cJSON *body)
 static void reply_error(struct evhttp_request *req, int code, const char *errcode, const char *msg)
 {
     reply_json(req, code, json_error_body(errcode, msg));
+}
+
+void statusport_add_age(cJSON *body, const char *field, const struct metric *gauge)
+{
+    int64_t at = metric_value(gauge);
+    if (at > 0)
+        cJSON_AddNumberToObject(body, field, (double)(sb_now_ms() / 1000 - at));
+    else
+        cJSON_AddNullToObject(body, field);
 }
 
 static void serve_health(struct statusport *s, struct evhttp_request *req)

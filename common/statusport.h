@@ -17,6 +17,7 @@
 #include <cjson/cJSON.h>
 #include <stddef.h>
 
+#include "metrics.h"
 #include "strbuf.h"
 #include "util.h"
 
@@ -28,6 +29,10 @@ struct statusport_source {
     void (*metrics)(void *arg, struct strbuf *out);
     void *arg;
 };
+
+/* For a source's health(): adds field, the seconds since the unix-seconds
+ * timestamp in gauge, or null while it is 0 (nothing done yet). */
+void statusport_add_age(cJSON *body, const char *field, const struct metric *gauge);
 
 /* Listens on addr ("ipv4:port", port 0 = any free port) and starts
  * serving src (copied); NULL on error. */

@@ -27,11 +27,7 @@ struct counts_metrics {
 static void status_health(void *arg, cJSON *body)
 {
     const struct counts_metrics *m = arg;
-    int64_t last = metric_value(m->last_success);
-    if (last > 0)
-        cJSON_AddNumberToObject(body, "seconds_since_success", (double)(sb_now_ms() / 1000 - last));
-    else
-        cJSON_AddNullToObject(body, "seconds_since_success");
+    statusport_add_age(body, "seconds_since_success", m->last_success);
 }
 
 static void on_signal(int sig)
@@ -108,12 +104,13 @@ int main(int argc, char **argv)
                                        err, sizeof err);
         if (tty && (stats.chats || stats.apps))
             fputc('\n', stderr);
-        metric_set(m.last_ms, (sb_mono_us() - t0) / 1000);
+        int64_t took_us = sb_mono_us() - t0;
+        metric_set(m.last_ms, took_us / 1000);
         metric_add(st == DB_OK ? m.ok : m.failed, 1);
         if (st == DB_OK) {
             metric_set(m.last_success, sb_now_ms() / 1000);
             log_info("roll-up done", "chats=%lld applications=%lld ms=%.3f",
-                     (long long)stats.chats, (long long)stats.apps, (double)(sb_mono_us() - t0) / 1000);
+                     (long long)stats.chats, (long long)stats.apps, (double)took_us / 1000);
             rc = 0;
         } else {
             log_error("roll-up failed", "err=\"%s\" chats=%lld applications=%lld", err,

@@ -17,7 +17,6 @@
 #define IN_INITIAL 4096
 #define BUF_KEEP (64 << 10) /* an idle connection keeps at most this much buffer */
 
-
 struct http_conn {
     struct loop *loop;
     int fd; /* -1 once closed */

@@ -358,16 +358,13 @@ class Stack:
 
     def start_worker(self, role, name=None, extra=()):
         """A worker of role, with its /healthz and /metrics on a free port
-        (status_url(name))."""
+        (status_ports[name])."""
         name = name or f"worker-{role}"
         port = free_port()
         argv = [self.binary("switchboard-worker"), "--role", role,
                 "--status-listen", f"127.0.0.1:{port}"]
         self.status_ports[name] = port
         return self.spawn(name, argv + list(extra))
-
-    def status_url(self, name):
-        return f"http://127.0.0.1:{self.status_ports[name]}"
 
     def ensure_api_key(self):
         """The admin API key of this stack: made once (run_dir/api_key,

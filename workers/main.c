@@ -30,12 +30,8 @@ static void on_signal(int sig)
 static void status_health(void *arg, cJSON *body)
 {
     const struct worker *w = arg;
-    int64_t last = metric_value(w->m_last_batch);
     cJSON_AddStringToObject(body, "role", w->role->name);
-    if (last > 0)
-        cJSON_AddNumberToObject(body, "seconds_since_batch", (double)(sb_now_ms() / 1000 - last));
-    else
-        cJSON_AddNullToObject(body, "seconds_since_batch");
+    statusport_add_age(body, "seconds_since_batch", w->m_last_batch);
 }
 
 /* The consumer group's lag per assigned partition. */

@@ -11,6 +11,7 @@ import atexit
 import http.client
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -116,6 +117,15 @@ def request(port, method, path, body=None, headers=None, timeout=30):
         return HTTPResult(r.status, dict(r.getheaders()), r.read())
     finally:
         conn.close()
+
+
+def metric_samples(text, name):
+    """{labels: value} of one metric family in Prometheus text ("" for a
+    sample without labels), e.g. {'{role="persister"}': 12.0}."""
+    out = {}
+    for m in re.finditer(rf"^{name}(\{{[^}}]*\}})? (-?[0-9.e+]+)$", text, re.M):
+        out[m.group(1) or ""] = float(m.group(2))
+    return out
 
 
 def read_response(s, buf):

@@ -3,41 +3,21 @@ counters and the consumer group's lag per partition, which grows while the
 worker cannot commit and falls back to 0 once it catches up."""
 
 import json
-import os
-import re
 import subprocess
 import time
 import unittest
-import urllib.error
-import urllib.request
 
-from harness import StackTestCase, wait_until
+from harness import StackTestCase, metric_samples as samples, request, wait_until
 
 WORKER = "worker-persister"
-
-
-def get(url, method="GET", timeout=10):
-    req = urllib.request.Request(url, method=method)
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as r:
-            return r.status, dict(r.headers), r.read().decode()
-    except urllib.error.HTTPError as e:
-        return e.code, dict(e.headers), e.read().decode()
-
-
-def samples(text, name):
-    """{labels: value} of one metric family in Prometheus text."""
-    out = {}
-    for m in re.finditer(rf"^{name}(\{{[^}}]*\}})? (-?[0-9.e+]+)$", text, re.M):
-        out[m.group(1) or ""] = float(m.group(2))
-    return out
 
 
 class TestWorkerStatus(StackTestCase):
     ROLES = ("persister",)
 
     def status(self, path, method="GET"):
-        return get(self.stack.status_url(WORKER) + path, method)
+        r = request(self.stack.status_ports[WORKER], method, path, timeout=10)
+        return r.status, r.headers, r.body.decode()
 
     def metrics(self):
         status, headers, text = self.status("/metrics")
