@@ -463,11 +463,10 @@ class Stack:
         self.ensure_api_key()
         if "notifier" in roles:
             self.start_dev_peers()
-        self.write_env_file()
         self.start_dispatcher()
         for role in roles:
             self.start_worker(role)
-        self.write_env_file()  # again, with the workers' status URLs
+        self.write_env_file()  # the services, and the workers' status URLs
         if "persister" in roles:
             self.wait_pipeline()
 

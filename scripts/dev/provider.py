@@ -80,7 +80,7 @@ class Handler(BaseHTTPRequestHandler):
                     delay = secs
             in_flight += 1
             records.append({"path": self.path, "headers": dict(self.headers.items()),
-                            "body": body.decode("utf-8", "replace"), "status": status,
+                            "body": text, "status": status,
                             "hung": hang > 0, "at": time.time(), "in_flight": in_flight})
             sid = f"SM{len(records)}"
         try:
