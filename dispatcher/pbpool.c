@@ -159,33 +159,48 @@ done:
     return ok;
 }
 
+/* Whether the pools are loaded (*loaded); false on a Redis error. */
+static bool pools_loaded(redisContext *c, bool *loaded, char *errbuf, size_t errlen)
+{
+    redisReply *r = cmd(c, errbuf, errlen, "EXISTS %s", PB_POOL_LOADED_KEY);
+    if (r == NULL)
+        return false;
+    *loaded = r->integer == 1;
+    freeReplyObject(r);
+    return true;
+}
+
 bool pbpool_rebuild_sync(struct db *db, const struct redis_url *url, char *errbuf, size_t errlen)
 {
     redisContext *c = redis_sync_connect(url, errbuf, errlen);
     if (c == NULL)
         return false;
-    bool ok = false;
+    bool ok = false, loaded;
     char owner[33];
     if (!sb_random_id(owner))
         goto done;
     int64_t deadline = sb_mono_ms() + WAIT_MS;
     while (sb_mono_ms() < deadline) {
-        redisReply *r = cmd(c, errbuf, errlen, "EXISTS %s", PB_POOL_LOADED_KEY);
-        if (r == NULL)
+        if (!pools_loaded(c, &loaded, errbuf, errlen))
             goto done;
-        bool loaded = r->integer == 1;
-        freeReplyObject(r);
         if (loaded) {
             ok = true;
             goto done;
         }
-        r = cmd(c, errbuf, errlen, "SET %s %s NX PX 60000", LOCK_KEY, owner);
+        redisReply *r = cmd(c, errbuf, errlen, "SET %s %s NX PX 60000", LOCK_KEY, owner);
         if (r == NULL)
             goto done;
         bool mine = r->type == REDIS_REPLY_STATUS;
         freeReplyObject(r);
         if (mine) {
-            ok = load_pools(c, db, errbuf, errlen);
+            /* Look again now that the lock is ours: another rebuild may
+             * have finished and let go of it between the look above and
+             * the SET. Rebuilding then would run beside reserves (the
+             * pools are open again) and put numbers they just took back
+             * into a pool: one number in two reservations. Only the lock's
+             * holder sets the flag, so this answer holds until we let go. */
+            ok = pools_loaded(c, &loaded, errbuf, errlen) &&
+                 (loaded || load_pools(c, db, errbuf, errlen));
             r = cmd(c, errbuf, errlen,
                     "EVAL %s 1 %s %s",
                     "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0",
