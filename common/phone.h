@@ -12,6 +12,11 @@
 
 #define PHONE_MAX 16 /* '+' and 15 digits */
 #define PB_POOL_LOADED_KEY "pb:loaded"
+/* Counts the additions of numbers to MySQL (seeds). An adder bumps it and
+ * drops pb:loaded in one step; a rebuild sets pb:loaded only if it is
+ * unchanged since the rebuild began reading MySQL, so a seed that lands
+ * mid-rebuild is never marked as loaded without its numbers. */
+#define PB_POOL_GEN_KEY "pb:gen"
 #define PB_ASSIGNED_KEY "pb:assigned"
 #define PB_EXPIRY_KEY "pb:expiry"
 

@@ -11,6 +11,12 @@
 #define LOCK_KEY "pb:rebuild"
 #define WAIT_MS 15000
 #define SADD_BATCH 500
+#define LOAD_TRIES 3
+
+/* Marks the pools loaded unless numbers were added since gen was read. */
+static const char mark_loaded_lua[] =
+    "if (redis.call('GET', KEYS[1]) or '') ~= ARGV[1] then return 0 end "
+    "redis.call('SET', KEYS[2], '1') return 1";
 
 struct names {
     char **v;
@@ -144,10 +150,6 @@ static bool load_pools(redisContext *c, struct db *db, char *errbuf, size_t errl
     }
     if (!drain(c, &pending, errbuf, errlen))
         goto done;
-    redisReply *r = cmd(c, errbuf, errlen, "SET %s 1", PB_POOL_LOADED_KEY);
-    if (r == NULL)
-        goto done;
-    freeReplyObject(r);
     log_info("phone number pools rebuilt from MySQL", "numbers=%zu held=%zu", loaded, taken.n);
     ok = true;
 done:
@@ -157,6 +159,34 @@ done:
         mysql_free_result(rows);
     names_free(&taken);
     return ok;
+}
+
+/* Loads the pools and marks them loaded, again if numbers were seeded
+ * while it read them (up to LOAD_TRIES times). Holds the rebuild lock. */
+static bool load_and_mark(redisContext *c, struct db *db, char *errbuf, size_t errlen)
+{
+    for (int i = 0; i < LOAD_TRIES; i++) {
+        /* Read before MySQL is: a seed committed after this read bumps it. */
+        redisReply *r = cmd(c, errbuf, errlen, "GET %s", PB_POOL_GEN_KEY);
+        if (r == NULL)
+            return false;
+        char gen[32];
+        snprintf(gen, sizeof gen, "%s", r->type == REDIS_REPLY_STRING ? r->str : "");
+        freeReplyObject(r);
+        if (!load_pools(c, db, errbuf, errlen))
+            return false;
+        r = cmd(c, errbuf, errlen, "EVAL %s 2 %s %s %s", mark_loaded_lua, PB_POOL_GEN_KEY,
+                PB_POOL_LOADED_KEY, gen);
+        if (r == NULL)
+            return false;
+        bool marked = r->integer == 1;
+        freeReplyObject(r);
+        if (marked)
+            return true;
+        log_info("numbers were seeded while the pools were rebuilt; rebuilding them again", "try=%d", i + 1);
+    }
+    sb_errf(errbuf, errlen, "numbers kept being seeded during %d rebuilds of the pools", LOAD_TRIES);
+    return false;
 }
 
 /* Whether the pools are loaded (*loaded); false on a Redis error. */
@@ -200,7 +230,7 @@ bool pbpool_rebuild_sync(struct db *db, const struct redis_url *url, char *errbu
              * into a pool: one number in two reservations. Only the lock's
              * holder sets the flag, so this answer holds until we let go. */
             ok = pools_loaded(c, &loaded, errbuf, errlen) &&
-                 (loaded || load_pools(c, db, errbuf, errlen));
+                 (loaded || load_and_mark(c, db, errbuf, errlen));
             r = cmd(c, errbuf, errlen,
                     "EVAL %s 1 %s %s",
                     "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0",

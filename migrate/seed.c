@@ -114,7 +114,12 @@ static void invalidate_pools(const char *redis_url)
         return;
     }
     redisContext *c = redis_sync_connect(&u, err, sizeof err);
-    redisReply *r = c ? redisCommand(c, "DEL %s", PB_POOL_LOADED_KEY) : NULL;
+    /* One step, so that a rebuild running now either sees both or neither
+     * (see PB_POOL_GEN_KEY). */
+    redisReply *r = c ? redisCommand(c, "EVAL %s 2 %s %s",
+                                     "redis.call('INCR', KEYS[1]) return redis.call('DEL', KEYS[2])",
+                                     PB_POOL_GEN_KEY, PB_POOL_LOADED_KEY)
+                      : NULL;
     if (r == NULL || r->type == REDIS_REPLY_ERROR)
         log_warn("cannot reset the Redis pools; dispatchers reload them when Redis has none",
                  "err=\"%s\"", c ? c->errstr : err);

@@ -286,6 +286,36 @@ class TestPhonebook(StackTestCase):
                                         " AND status='RESERVED'"), [["5"]])
         self.assertEqual(self.stack.sql("SELECT COUNT(*) FROM users WHERE user_id > 900000000"), [["0"]])
 
+    def test_11_numbers_seeded_during_a_rebuild_are_not_lost(self):
+        # A seed that commits after a rebuild has read MySQL, and signals a
+        # reload (DEL pb:loaded) before that rebuild marks the pools loaded,
+        # must still get its numbers into a pool. The rebuild used to set the
+        # marker over the seed's signal: the new area code then had an empty
+        # pool, "loaded", and answered 409 until something else reloaded.
+        # 300k free numbers in 901 make the rebuild's SADD phase last long
+        # enough to seed inside it (it is checked below, not assumed).
+        self.stack.sql("INSERT INTO numbers (phone_number, area_code) SELECT"
+                       " CONCAT('+1901', 2000000 + seq), '901' FROM seq_0_to_299999")
+        self.redis_cli("DEL", "pb:loaded")
+        box = {}
+        t = threading.Thread(target=lambda: box.setdefault("r", self.reserve("901")))
+        t.start()
+        try:
+            # The pools are emptied before the numbers are read, so members
+            # in 901's pool mean the rebuild's read is done.
+            wait_until("the rebuild is filling the pools", lambda: self.redis_cli("EXISTS", "pb:rebuild") == "1"
+                       and int(self.redis_cli("SCARD", "pb:pool:901")) > 0, 30, interval=0.005)
+            self.stack.seed(users=1, numbers=5, area_codes="902")
+            self.assertEqual(self.redis_cli("EXISTS", "pb:loaded"), "0",
+                             "the rebuild ended before the seed did: this machine needs a larger pool here")
+        finally:
+            t.join(60)
+        self.assertEqual(box["r"].status, 200, box["r"])
+        r = self.reserve("902")
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(len(r.json()["phoneNumbers"]), 5)
+        self.assertEqual(len(log_lines(self.stack, "dispatcher", "seeded while the pools were rebuilt")), 1)
+
 
 if __name__ == "__main__":
     unittest.main()
