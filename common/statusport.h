@@ -10,7 +10,9 @@
  * It runs on a thread of its own with its own event loop (libevent's
  * evhttp: a few requests a minute, where the dispatcher's server would be
  * out of place), so work that takes minutes never delays an answer. The
- * callbacks run on that thread. */
+ * source's health() runs on that thread; metrics() on a second one, so
+ * that /healthz never waits behind a scrape that waits on a broker.
+ * Scrapes that arrive together share one rendering. */
 #ifndef SB_STATUSPORT_H
 #define SB_STATUSPORT_H
 

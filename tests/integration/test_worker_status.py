@@ -4,10 +4,11 @@ worker cannot commit and falls back to 0 once it catches up."""
 
 import json
 import subprocess
+import threading
 import time
 import unittest
 
-from harness import StackTestCase, metric_samples as samples, request, wait_until
+from harness import StackTestCase, log_lines, metric_samples as samples, request, wait_until
 
 WORKER = "worker-persister"
 
@@ -89,6 +90,39 @@ class TestWorkerStatus(StackTestCase):
         wait_until("pings persisted", lambda: self.ping_count(f"request_id IN ({in_list})") == 150, 90)
         wait_until("lag back to 0", lambda: self.lag()[0] == 0, 30)
 
+    def test_05_health_does_not_wait_behind_a_scrape(self):
+        # With the broker away, a scrape's lag waits on the group
+        # coordinator (up to 2 s). /healthz must answer meanwhile: a
+        # liveness probe with a short timeout would otherwise fail and have
+        # the worker restarted for the broker's outage.
+        st = self.stack
+        self.assertEqual(st.devbroker_ctl("down"), "ok down")
+        try:
+            scrapes, t0 = [], time.monotonic()
+
+            def scrape():
+                scrapes.append((self.status("/metrics"), time.monotonic() - t0))
+            scrapers = [threading.Thread(target=scrape) for _ in range(2)]
+            for t in scrapers:
+                t.start()
+            time.sleep(0.3)  # the scrapes are in
+            status, _, body = self.status("/healthz")
+            answered = time.monotonic() - t0
+            for t in scrapers:
+                t.join(30)
+        finally:
+            self.assertEqual(st.devbroker_ctl("up"), "ok up")
+        self.assertEqual(status, 200)
+        self.assertEqual(json.loads(body)["role"], "persister")
+        self.assertEqual(len(scrapes), 2)
+        for (code, _, text), took in scrapes:
+            self.assertEqual(code, 200)
+            self.assertIn("switchboard_worker_jobs_total", text)
+            self.assertGreater(took, 1.0, "the scrape did not wait on the broker: this test checks nothing")
+            self.assertLess(answered, took, "/healthz waited for a scrape")
+        # The broker back, scrapes see the lag again.
+        wait_until("lag lines again", lambda: self.lag()[1] >= 1, 30)
+
     def test_04_bad_address_stops_the_worker(self):
         st = self.stack
         r = subprocess.run([st.binary("switchboard-worker"), "--role", "persister",
@@ -103,6 +137,32 @@ class TestWorkerStatus(StackTestCase):
                            env=st.env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=30)
         self.assertNotEqual(r.returncode, 0)
         self.assertIn("Address already in use", r.stdout.decode())
+
+    def test_06_stopping_during_a_scrape(self):
+        # SIGTERM while a scrape waits on the broker: the scrape gets an
+        # answer (the rendering's, or 503), and the worker exits 0 with no
+        # sanitizer report (the harness looks at the logs at the end).
+        st = self.stack
+        name = "worker-persister-2"
+        st.start_worker("persister", name=name)
+        wait_until("second worker's status port", lambda: log_lines(st, name, "worker started"), 20)
+        self.assertEqual(st.devbroker_ctl("down"), "ok down")
+        try:
+            got = []
+
+            def scrape():
+                try:
+                    got.append(request(st.status_ports[name], "GET", "/metrics", timeout=30).status)
+                except OSError as e:  # the worker closed the connection
+                    got.append(repr(e))
+            t = threading.Thread(target=scrape)
+            t.start()
+            time.sleep(0.3)
+            self.assertEqual(st.stop(name, timeout=60), 0)
+            t.join(30)
+        finally:
+            self.assertEqual(st.devbroker_ctl("up"), "ok up")
+        self.assertIn(got[0], (200, 503), got)
 
 
 if __name__ == "__main__":
