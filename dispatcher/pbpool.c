@@ -12,11 +12,22 @@
 #define WAIT_MS 15000
 #define SADD_BATCH 500
 #define LOAD_TRIES 3
+#define LOCK_TTL_MS 60000
+#define LOCK_CHECK_EVERY 10000 /* numbers loaded between looks at the lock */
 
-/* Marks the pools loaded unless numbers were added since gen was read. */
+/* Marks the pools loaded: 1; 0 if numbers were added since gen was read;
+ * -1 if the lock is no longer ours. */
 static const char mark_loaded_lua[] =
+    "if redis.call('GET', KEYS[3]) ~= ARGV[2] then return -1 end "
     "if (redis.call('GET', KEYS[1]) or '') ~= ARGV[1] then return 0 end "
     "redis.call('SET', KEYS[2], '1') return 1";
+
+static const char lost_lock[] = "lost the rebuild lock (it expired, or Redis lost its data); stopped";
+
+/* Keeps the lock ours for another LOCK_TTL_MS: 1, or 0 if it is not ours. */
+static const char hold_lock_lua[] =
+    "if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end "
+    "redis.call('PEXPIRE', KEYS[1], ARGV[2]) return 1";
 
 struct names {
     char **v;
@@ -116,7 +127,24 @@ static bool drain(redisContext *c, size_t *pending, char *errbuf, size_t errlen)
     return true;
 }
 
-static bool load_pools(redisContext *c, struct db *db, char *errbuf, size_t errlen)
+/* Extends the rebuild lock; false (and why) if it is not ours any more:
+ * it expired, or Redis lost its data, and another rebuild may have begun.
+ * Going on beside it could put numbers its reserves took back into a pool. */
+static bool hold_lock(redisContext *c, const char *owner, char *errbuf, size_t errlen)
+{
+    char ttl[16];
+    snprintf(ttl, sizeof ttl, "%d", LOCK_TTL_MS);
+    redisReply *r = cmd(c, errbuf, errlen, "EVAL %s 1 %s %s %s", hold_lock_lua, LOCK_KEY, owner, ttl);
+    if (r == NULL)
+        return false;
+    bool held = r->integer == 1;
+    freeReplyObject(r);
+    if (!held)
+        sb_errf(errbuf, errlen, "%s", lost_lock);
+    return held;
+}
+
+static bool load_pools(redisContext *c, struct db *db, const char *owner, char *errbuf, size_t errlen)
 {
     bool ok = false;
     struct names taken = {0};
@@ -147,6 +175,8 @@ static bool load_pools(redisContext *c, struct db *db, char *errbuf, size_t errl
         /* Pipelined: one round trip per SADD_BATCH numbers. */
         if (++pending == SADD_BATCH && !drain(c, &pending, errbuf, errlen))
             goto done;
+        if (loaded % LOCK_CHECK_EVERY == 0 && !hold_lock(c, owner, errbuf, errlen))
+            goto done;
     }
     if (!drain(c, &pending, errbuf, errlen))
         goto done;
@@ -163,7 +193,8 @@ done:
 
 /* Loads the pools and marks them loaded, again if numbers were seeded
  * while it read them (up to LOAD_TRIES times). Holds the rebuild lock. */
-static bool load_and_mark(redisContext *c, struct db *db, char *errbuf, size_t errlen)
+static bool load_and_mark(redisContext *c, struct db *db, const char *owner, char *errbuf,
+                          size_t errlen)
 {
     for (int i = 0; i < LOAD_TRIES; i++) {
         /* Read before MySQL is: a seed committed after this read bumps it. */
@@ -173,16 +204,20 @@ static bool load_and_mark(redisContext *c, struct db *db, char *errbuf, size_t e
         char gen[32];
         snprintf(gen, sizeof gen, "%s", r->type == REDIS_REPLY_STRING ? r->str : "");
         freeReplyObject(r);
-        if (!load_pools(c, db, errbuf, errlen))
+        if (!load_pools(c, db, owner, errbuf, errlen))
             return false;
-        r = cmd(c, errbuf, errlen, "EVAL %s 2 %s %s %s", mark_loaded_lua, PB_POOL_GEN_KEY,
-                PB_POOL_LOADED_KEY, gen);
+        r = cmd(c, errbuf, errlen, "EVAL %s 3 %s %s %s %s %s", mark_loaded_lua, PB_POOL_GEN_KEY,
+                PB_POOL_LOADED_KEY, LOCK_KEY, gen, owner);
         if (r == NULL)
             return false;
-        bool marked = r->integer == 1;
+        long long marked = r->integer;
         freeReplyObject(r);
-        if (marked)
+        if (marked == 1)
             return true;
+        if (marked < 0) {
+            sb_errf(errbuf, errlen, "%s", lost_lock);
+            return false;
+        }
         log_info("numbers were seeded while the pools were rebuilt; rebuilding them again", "try=%d", i + 1);
     }
     sb_errf(errbuf, errlen, "numbers kept being seeded during %d rebuilds of the pools", LOAD_TRIES);
@@ -217,7 +252,7 @@ bool pbpool_rebuild_sync(struct db *db, const struct redis_url *url, char *errbu
             ok = true;
             goto done;
         }
-        redisReply *r = cmd(c, errbuf, errlen, "SET %s %s NX PX 60000", LOCK_KEY, owner);
+        redisReply *r = cmd(c, errbuf, errlen, "SET %s %s NX PX %d", LOCK_KEY, owner, LOCK_TTL_MS);
         if (r == NULL)
             goto done;
         bool mine = r->type == REDIS_REPLY_STATUS;
@@ -230,7 +265,7 @@ bool pbpool_rebuild_sync(struct db *db, const struct redis_url *url, char *errbu
              * into a pool: one number in two reservations. Only the lock's
              * holder sets the flag, so this answer holds until we let go. */
             ok = pools_loaded(c, &loaded, errbuf, errlen) &&
-                 (loaded || load_and_mark(c, db, errbuf, errlen));
+                 (loaded || load_and_mark(c, db, owner, errbuf, errlen));
             r = cmd(c, errbuf, errlen,
                     "EVAL %s 1 %s %s",
                     "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0",

@@ -1,7 +1,9 @@
 /* pbpool.h - rebuilding Redis' pools of free numbers from MySQL.
  *
  * Runs on a pool thread. One dispatcher at a time does the work (a Redis
- * lock); the others wait for the "loaded" marker. Free = AVAILABLE, or
+ * lock, which the rebuild extends as it goes and stops if it is no longer
+ * its own: Redis lost its data and another rebuild may have begun); the
+ * others wait for the "loaded" marker. Free = AVAILABLE, or
  * RESERVED under a reservation Redis no longer has (reservations live only
  * in Redis); minus the numbers in live reservations and the ones assigned
  * but not persisted yet (pb:assigned). The marker is set last, so reserve

@@ -286,25 +286,35 @@ class TestPhonebook(StackTestCase):
                                         " AND status='RESERVED'"), [["5"]])
         self.assertEqual(self.stack.sql("SELECT COUNT(*) FROM users WHERE user_id > 900000000"), [["0"]])
 
+    def start_slow_rebuild(self):
+        """Has a reserve in 901 start a rebuild of the pools and returns
+        (thread, box) once the rebuild is adding numbers to them. 300k free
+        numbers in 901 make that phase last long enough to act inside it
+        (the tests check that they did)."""
+        self.stack.sql("INSERT IGNORE INTO numbers (phone_number, area_code) SELECT"
+                       " CONCAT('+1901', 2000000 + seq), '901' FROM seq_0_to_299999")
+        self.redis_cli("DEL", "pb:loaded")
+        box = {}
+        t = threading.Thread(target=lambda: box.setdefault("r", self.reserve("901")))
+        t.start()
+        # The pools are emptied before the numbers are read, so members in
+        # 901's pool mean the rebuild's read is done.
+        try:
+            wait_until("the rebuild is filling the pools", lambda: self.redis_cli("EXISTS", "pb:rebuild") == "1"
+                       and int(self.redis_cli("SCARD", "pb:pool:901")) > 0, 30, interval=0.005)
+        except AssertionError:
+            t.join(60)
+            raise
+        return t, box
+
     def test_11_numbers_seeded_during_a_rebuild_are_not_lost(self):
         # A seed that commits after a rebuild has read MySQL, and signals a
         # reload (DEL pb:loaded) before that rebuild marks the pools loaded,
         # must still get its numbers into a pool. The rebuild used to set the
         # marker over the seed's signal: the new area code then had an empty
         # pool, "loaded", and answered 409 until something else reloaded.
-        # 300k free numbers in 901 make the rebuild's SADD phase last long
-        # enough to seed inside it (it is checked below, not assumed).
-        self.stack.sql("INSERT INTO numbers (phone_number, area_code) SELECT"
-                       " CONCAT('+1901', 2000000 + seq), '901' FROM seq_0_to_299999")
-        self.redis_cli("DEL", "pb:loaded")
-        box = {}
-        t = threading.Thread(target=lambda: box.setdefault("r", self.reserve("901")))
-        t.start()
+        t, box = self.start_slow_rebuild()
         try:
-            # The pools are emptied before the numbers are read, so members
-            # in 901's pool mean the rebuild's read is done.
-            wait_until("the rebuild is filling the pools", lambda: self.redis_cli("EXISTS", "pb:rebuild") == "1"
-                       and int(self.redis_cli("SCARD", "pb:pool:901")) > 0, 30, interval=0.005)
             self.stack.seed(users=1, numbers=5, area_codes="902")
             self.assertEqual(self.redis_cli("EXISTS", "pb:loaded"), "0",
                              "the rebuild ended before the seed did: this machine needs a larger pool here")
@@ -316,6 +326,27 @@ class TestPhonebook(StackTestCase):
         self.assertEqual(len(r.json()["phoneNumbers"]), 5)
         self.assertEqual(len(log_lines(self.stack, "dispatcher", "seeded while the pools were rebuilt")), 1)
 
+    def test_12_redis_flushed_during_a_rebuild(self):
+        # Redis loses its data (here FLUSHALL) while a rebuild fills the
+        # pools: the rebuild's lock goes with it, so another may begin. The
+        # first must stop, not mark half-filled pools loaded: before, the
+        # pools filled ahead of the flush (212's) stayed empty and reserves
+        # there answered 409 though MySQL had free numbers.
+        lost = len(log_lines(self.stack, "dispatcher", "lost the rebuild lock"))
+        t, box = self.start_slow_rebuild()
+        try:
+            self.assertEqual(self.redis_cli("FLUSHALL"), "OK")
+        finally:
+            t.join(60)
+        self.assertEqual(len(log_lines(self.stack, "dispatcher", "lost the rebuild lock")), lost + 1,
+                         "the rebuild ended before the flush: this machine needs a larger pool here")
+        r = box["r"]
+        self.assertEqual(r.status, 503, r)
+        self.assertEqual(r.json()["error"]["code"], "pool_unavailable")
+        r = self.reserve("212")
+        self.assertEqual(r.status, 200, r)
+        r = self.reserve("901")
+        self.assertEqual(r.status, 200, r)
 
 if __name__ == "__main__":
     unittest.main()
