@@ -151,7 +151,9 @@ static bool load_pools(redisContext *c, struct db *db, const char *owner, char *
     MYSQL_RES *codes = NULL, *rows = NULL;
     if (!taken_numbers(c, &taken, errbuf, errlen))
         goto done;
-    if (db_query(db, "SELECT DISTINCT area_code FROM numbers", &codes, errbuf, errlen) != DB_OK)
+    /* Checked before the first change to the pools, and as they fill. */
+    if (db_query(db, "SELECT DISTINCT area_code FROM numbers", &codes, errbuf, errlen) != DB_OK ||
+        !hold_lock(c, owner, errbuf, errlen))
         goto done;
     MYSQL_ROW row;
     char pool[PB_POOL_KEY_LEN];
