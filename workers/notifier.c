@@ -305,6 +305,15 @@ static enum db_status handle_one(struct sender *s, struct notestore *store, stru
             job_dead(j, "dead before this delivery of the job: %.200s", existing.last_error);
         if (existing.status == NOTE_SENT || existing.status == NOTE_DEAD)
             return DB_OK;
+        /* An older copy than the retry its last failure put on
+         * notify.retry (a rewound batch, or a producer sending the job
+         * again): that retry owns the notification. Delivering it now
+         * would skip the backoff and spend an attempt. */
+        if (existing.status == NOTE_FAILED && json_i64(p, "attempt", 0) < existing.attempts) {
+            log_info("older copy of a notification waiting for its retry; skipped", "id=%s attempts=%lld",
+                     n.id, (long long)existing.attempts);
+            return DB_OK;
+        }
         n = existing;
     }
     int64_t attempts = json_i64(p, "attempt", 0);

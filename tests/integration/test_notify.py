@@ -12,7 +12,7 @@ import unittest
 import urllib.parse
 import urllib.request
 
-from harness import FakeServer, StackTestCase, kcat, kcat_consume_all, kcat_produce, readme_block, wait_until
+from harness import FakeServer, StackTestCase, kcat, kcat_consume_all, kcat_produce, log_lines, readme_block, wait_until
 
 FROM, TO, OTHER = "+12125550001", "+12125550002", "+12125550003"
 UNASSIGNED = "+12125550999"
@@ -464,6 +464,38 @@ class TestNotify(StackTestCase):
                       dead[1]["headers"]["x-dlq-reason"])
         self.assertEqual(len(self.records("/push")), 1)
         self.assertEqual(self.note(nid)["attempts"], 1)
+
+    def test_22_an_older_copy_waits_for_the_retry(self):
+        """The job again (a producer repeats it, or a rewound batch) while
+        its notification waits for a retry: the retry owns it. The copy used
+        to be delivered at once, skipping the backoff and spending an
+        attempt."""
+        nid = "external0000000022"
+        job = {"type": "notify.send", "version": 1, "key": nid, "request_id": "ext-22",
+               "created_at": int(time.time() * 1000),
+               "payload": {"id": nid, "channel": "push", "to": "device-22", "body": "once"}}
+        # A retry first, so that the notifier's producer knows notify.retry:
+        # the first retry of a process waits ~1 s for the topic's metadata,
+        # longer than the backoff this test measures.
+        self.fail_next(1, status=500)
+        r = self.http("POST", "/v1/messages", {"channel": "push", "to": "device-warm", "payload": "x"})
+        self.wait_status(r.json()["id"], "sent", 30)
+        post_json(self.provider.url, "/_reset")
+        self.fail_next(1, status=200, hang=3)  # attempt 1 times out after 1 s
+        kcat_produce(self.stack, "notify.requests", nid, json.dumps(job).encode())
+        wait_until("attempt 1 at the provider", lambda: self.records("/push"), 30)
+        # The copy is in the log before attempt 1 fails.
+        kcat_produce(self.stack, "notify.requests", nid, json.dumps(job).encode())
+        n = self.wait_status(nid, "sent", 30)
+        self.assertEqual(n["attempts"], 2)
+        recs = self.records("/push")
+        self.assertEqual([x["hung"] for x in recs], [True, False])
+        # Attempt 2 came from the retry: after the 1 s timeout and at least
+        # half the 400 ms backoff base.
+        self.assertGreaterEqual(recs[1]["at"] - recs[0]["at"], 1.0 + 0.2 - 0.05, recs)
+        # The copy came before the retry (one partition, in log order).
+        self.assertEqual(len(log_lines(self.stack, "worker-notifier",
+                                       f"waiting for its retry; skipped\" id={nid}")), 1)
 
     def test_19_stop_between_notifications_then_the_rest(self):
         """SIGTERM while a slow provider works through a batch: each sender
