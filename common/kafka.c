@@ -19,6 +19,8 @@ struct kafka_producer {
     atomic_bool stop;
     int report_fd;          /* eventfd librdkafka signals, with serve_on */
     struct event *report_ev;
+    rd_kafka_topic_t **known; /* kafka_producer_know's topics, held */
+    size_t nknown;
 };
 
 struct kafka_consumer {
@@ -215,6 +217,9 @@ void kafka_producer_free(struct kafka_producer *p, int timeout_ms)
     /* Undelivered messages get their callbacks (with an error) here. */
     rd_kafka_purge(p->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
     rd_kafka_poll(p->rk, 0);
+    for (size_t i = 0; i < p->nknown; i++)
+        rd_kafka_topic_destroy(p->known[i]);
+    free(p->known);
     rd_kafka_destroy(p->rk);
     free(p);
 }
@@ -294,6 +299,38 @@ bool kafka_produce_sync(struct kafka_producer *p, const char *topic, const void 
         return false;
     }
     return true;
+}
+
+bool kafka_producer_know(struct kafka_producer *p, const char *const *topics, size_t n, int timeout_ms,
+                         char *errbuf, size_t errlen)
+{
+    if (n == 0)
+        return true;
+    rd_kafka_topic_t **known = realloc(p->known, (p->nknown + n) * sizeof *known);
+    if (known == NULL) {
+        sb_errf(errbuf, errlen, "out of memory");
+        return false;
+    }
+    p->known = known;
+    bool ok = true;
+    for (size_t i = 0; i < n; i++) {
+        rd_kafka_topic_t *rkt = rd_kafka_topic_new(p->rk, topics[i], NULL);
+        if (rkt == NULL) {
+            sb_errf(errbuf, errlen, "topic %s: %s", topics[i], rd_kafka_err2str(rd_kafka_last_error()));
+            return false;
+        }
+        p->known[p->nknown++] = rkt;
+        const struct rd_kafka_metadata *md = NULL;
+        rd_kafka_resp_err_t err = ok ? rd_kafka_metadata(p->rk, 0, rkt, &md, timeout_ms)
+                                     : RD_KAFKA_RESP_ERR_NO_ERROR;
+        if (md)
+            rd_kafka_metadata_destroy(md);
+        if (err) { /* the rest are held all the same, and looked up when used */
+            sb_errf(errbuf, errlen, "metadata of %s: %s", topics[i], rd_kafka_err2str(err));
+            ok = false;
+        }
+    }
+    return ok;
 }
 
 bool kafka_producer_check(struct kafka_producer *p, int timeout_ms, char *errbuf, size_t errlen)

@@ -103,6 +103,17 @@ int main(int argc, char **argv)
                                     cfg.kafka_session_timeout_ms, err, sizeof err);
     if (w.consumer == NULL)
         die("cannot create Kafka consumer", "err=\"%s\"", err);
+    /* Dead letters go to <topic>.dlq; the notifier also produces to its
+     * own notify.retry. */
+    char dlq[ROLE_MAX_TOPICS][160];
+    const char *produced[2 * ROLE_MAX_TOPICS];
+    size_t nproduced = 0;
+    for (size_t i = 0; i < role->ntopics && i < ROLE_MAX_TOPICS; i++) {
+        snprintf(dlq[i], sizeof dlq[i], "%s.dlq", role->topics[i]);
+        produced[nproduced++] = role->topics[i];
+        produced[nproduced++] = dlq[i];
+    }
+    worker_know_topics(&w, produced, nproduced);
     struct statusport *status = NULL;
     const struct statusport_source src = {prog, status_health, status_metrics, &w};
     if (*cfg.status_listen && (status = statusport_new(cfg.status_listen, &src, err, sizeof err)) == NULL)

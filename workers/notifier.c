@@ -99,6 +99,19 @@ static void notifier_free(struct notifier *nf, bool curl)
         curl_global_cleanup();
 }
 
+/* The kafka channel's topics (notify_topics), looked up ahead. */
+static void know_event_topics(struct worker *w)
+{
+    char list[1024];
+    const char *topics[64];
+    size_t n = 0;
+    snprintf(list, sizeof list, "%s", w->cfg->notify_topics);
+    char *save = NULL;
+    for (char *t = strtok_r(list, ",", &save); t && n < SB_ARRAY_LEN(topics); t = strtok_r(NULL, ",", &save))
+        topics[n++] = t;
+    worker_know_topics(w, topics, n);
+}
+
 bool notifier_prepare(struct worker *w)
 {
     char err[ERRBUF_LEN] = "out of memory";
@@ -136,6 +149,7 @@ bool notifier_prepare(struct worker *w)
             goto fail;
         }
     }
+    know_event_topics(w);
     const int64_t rates[CH_COUNT] = {w->cfg->rate_email, w->cfg->rate_sms, w->cfg->rate_push,
                                      w->cfg->rate_kafka};
     for (int i = 0; i < CH_COUNT; i++) {

@@ -11,6 +11,8 @@
 #include "deadletter.h"
 #include "log.h"
 
+#define KNOW_TIMEOUT_MS 2000
+
 static bool role_acts_on(const struct role *r, const char *type)
 {
     for (size_t i = 0; i < r->ntypes; i++)
@@ -256,6 +258,13 @@ static void resume_due(struct worker *w)
             log_warn("resume failed", "err=\"%s\"", err); /* a rebalance resumed it already */
         w->paused[k] = w->paused[--w->npaused];
     }
+}
+
+void worker_know_topics(struct worker *w, const char *const *topics, size_t n)
+{
+    char err[ERRBUF_LEN];
+    if (!kafka_producer_know(w->producer, topics, n, KNOW_TIMEOUT_MS, err, sizeof err))
+        log_warn("topics not looked up ahead; the first message to each may wait ~1 s", "err=\"%s\"", err);
 }
 
 int worker_run(struct worker *w)

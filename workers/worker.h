@@ -29,9 +29,11 @@ struct job {
 
 struct worker;
 
+#define ROLE_MAX_TOPICS 4
+
 struct role {
     const char *name;
-    const char *const *topics;
+    const char *const *topics; /* at most ROLE_MAX_TOPICS */
     size_t ntopics;
     const char *const *types; /* job types this role acts on; others pass */
     size_t ntypes;
@@ -83,6 +85,12 @@ struct worker {
 const struct role *role_find(const char *name);
 /* "persister | indexer | ..." for messages. */
 const char *role_names(void);
+
+/* Has the worker's producer look up the topics it will produce to now
+ * (kafka_producer_know): the first dead letter or retry after an idle spell
+ * then goes out at once, not after librdkafka's ~1 s lookup. A broker that
+ * does not answer is logged, not fatal. */
+void worker_know_topics(struct worker *w, const char *const *topics, size_t n);
 
 /* Runs until *stop; returns the exit status. */
 int worker_run(struct worker *w);

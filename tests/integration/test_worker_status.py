@@ -2,13 +2,15 @@
 counters and the consumer group's lag per partition, which grows while the
 worker cannot commit and falls back to 0 once it catches up."""
 
+import datetime
 import json
 import subprocess
 import threading
 import time
 import unittest
 
-from harness import StackTestCase, log_lines, metric_samples as samples, request, wait_until
+from harness import (StackTestCase, kcat_consume_all, kcat_produce, log_lines, metric_samples as samples, request,
+                     wait_until)
 
 WORKER = "worker-persister"
 
@@ -31,6 +33,18 @@ class TestWorkerStatus(StackTestCase):
         s = {k: v for k, v in samples(self.metrics(), "switchboard_worker_lag").items()
              if 'topic="chat.commands"' in k}
         return sum(s.values()), len(s)
+
+    def test_00_first_dead_letter_goes_out_at_once(self):
+        # The worker has sat idle since it started. Its first dead letter
+        # used to wait ~1 s in librdkafka for chat.commands.dlq's metadata
+        # (the batch with it, too); the topics are now looked up at start.
+        kcat_produce(self.stack, "chat.commands", "poison-00", b"{not json")
+        line = wait_until("dead-lettered", lambda: log_lines(self.stack, WORKER, "job dead-lettered"), 30)[0]
+        letter = [m for m in kcat_consume_all(self.stack, "chat.commands.dlq") if m["key"] == "poison-00"][0]
+        logged = datetime.datetime.strptime(line.split()[0], "ts=%Y-%m-%dT%H:%M:%S.%fZ").replace(
+            tzinfo=datetime.timezone.utc).timestamp()
+        took = logged - int(letter["headers"]["x-failed-at"]) / 1000
+        self.assertLess(took, 0.5, f"the dead letter took {took:.3f} s to be acknowledged")
 
     def test_02_health_and_metrics(self):
         status, _, body = self.status("/healthz")
