@@ -139,6 +139,11 @@ class Stack:
 
     def env(self):
         e = dict(os.environ)
+        # libmongoc (which starts itself where it is linked) keeps per-process
+        # counters in /dev/shm/mongoc-<pid>; a killed process leaves its file
+        # behind, and a later process given the same pid then prints a
+        # warning on stderr. Nothing here reads those counters.
+        e.setdefault("MONGOC_DISABLE_SHM", "1")
         for k, v in (("REDIS_URL", self.redis_url), ("KAFKA_BROKERS", self.kafka_brokers),
                      ("MYSQL_URL", self.mysql_url), ("ES_URL", self.es_url),
                      ("SB_ES_INDEX", self.es_index),
@@ -327,11 +332,12 @@ class Stack:
             self.kafka_brokers = f.read().strip()
 
     def devbroker_ctl(self, cmd):
+        # The answer is on stdout; stderr may carry a library's warnings.
         r = subprocess.run([self.binary("switchboard-devbroker"), "--control-socket",
                             self.path("data", "devbroker.sock"), "ctl", cmd],
-                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=self.env())
         if r.returncode != 0:
-            raise RuntimeError("devbroker ctl failed: " + r.stdout.decode(errors="replace"))
+            raise RuntimeError("devbroker ctl failed: " + (r.stdout + r.stderr).decode(errors="replace"))
         return r.stdout.decode().strip()
 
     def migrate(self, *args):
