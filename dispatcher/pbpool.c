@@ -13,7 +13,7 @@
 #define SADD_BATCH 500
 #define LOAD_TRIES 3
 #define LOCK_TTL_MS 60000
-#define LOCK_CHECK_EVERY 10000 /* numbers loaded between looks at the lock */
+#define LOCK_CHECK_DRAINS 20 /* SADD round trips (10,000 numbers) between looks at the lock */
 
 /* Marks the pools loaded: 1; 0 if numbers were added since gen was read;
  * -1 if the lock is no longer ours. */
@@ -167,17 +167,19 @@ static bool load_pools(redisContext *c, struct db *db, const char *owner, char *
     if (db_query(db, "SELECT area_code, phone_number FROM numbers WHERE status <> 'ASSIGNED'", &rows,
                  errbuf, errlen) != DB_OK)
         goto done;
-    size_t pending = 0, loaded = 0;
+    size_t pending = 0, loaded = 0, drains = 0;
     while ((row = mysql_fetch_row(rows)) != NULL) {
         if (names_has(&taken, row[1]))
             continue;
         area_pool_key(row[0], pool);
         redisAppendCommand(c, "SADD %s %s", pool, row[1]);
         loaded++;
-        /* Pipelined: one round trip per SADD_BATCH numbers. */
-        if (++pending == SADD_BATCH && !drain(c, &pending, errbuf, errlen))
-            goto done;
-        if (loaded % LOCK_CHECK_EVERY == 0 && !hold_lock(c, owner, errbuf, errlen))
+        /* Pipelined: one round trip per SADD_BATCH numbers; the lock is
+         * looked at between round trips, with no reply outstanding. */
+        if (++pending < SADD_BATCH)
+            continue;
+        if (!drain(c, &pending, errbuf, errlen) ||
+            (++drains % LOCK_CHECK_DRAINS == 0 && !hold_lock(c, owner, errbuf, errlen)))
             goto done;
     }
     if (!drain(c, &pending, errbuf, errlen))
