@@ -61,16 +61,18 @@ class TestResilience(StackTestCase):
         st = self.stack
         worker_pid = st.pid_of("worker-persister")[0]
         st.stop("mariadb")
-        wait_until("/readyz names mysql", lambda: not self.http("GET", "/readyz").json()
-                   ["dependencies"]["mysql"]["ok"], 15)
-        # Kafka is up, so jobs are still accepted while MySQL is away.
-        acked, others = self.send_pings(50, threads=5, note="mysql away")
-        self.assertEqual(others, [])
-        wait_until("worker backing off", lambda: "retrying batch" in log_tail(st, "worker-persister", 50), 20)
-        time.sleep(4)
-        self.assertEqual(st.pid_of("worker-persister")[0], worker_pid)
-        self.assertTrue(st.alive(*st.pid_of("worker-persister")), "worker must not exit")
-        st.start_mariadb()  # same port and data directory
+        try:  # MySQL comes back even if a check fails, for the tests after this one
+            wait_until("/readyz names mysql", lambda: not self.http("GET", "/readyz").json()
+                       ["dependencies"]["mysql"]["ok"], 15)
+            # Kafka is up, so jobs are still accepted while MySQL is away.
+            acked, others = self.send_pings(50, threads=5, note="mysql away")
+            self.assertEqual(others, [])
+            wait_until("worker backing off", lambda: "retrying batch" in log_tail(st, "worker-persister", 50), 20)
+            time.sleep(4)
+            self.assertEqual(st.pid_of("worker-persister")[0], worker_pid)
+            self.assertTrue(st.alive(*st.pid_of("worker-persister")), "worker must not exit")
+        finally:
+            st.start_mariadb()  # same port and data directory
         self.assert_all_persisted_once(acked)
         wait_until("/readyz 200", lambda: self.http("GET", "/readyz").status == 200, 20)
 
@@ -123,10 +125,12 @@ class TestResilience(StackTestCase):
     def test_05_redis_restart_reconnects(self):
         st = self.stack
         st.stop("redis")
-        wait_until("/readyz names redis", lambda: not self.http("GET", "/readyz").json()
-                   ["dependencies"]["redis"]["ok"], 15)
-        self.assertEqual(self.http("GET", "/healthz").status, 200)
-        st.start_redis()  # same port
+        try:  # Redis comes back even if a check fails
+            wait_until("/readyz names redis", lambda: not self.http("GET", "/readyz").json()
+                       ["dependencies"]["redis"]["ok"], 15)
+            self.assertEqual(self.http("GET", "/healthz").status, 200)
+        finally:
+            st.start_redis()  # same port
         wait_until("/readyz 200 after redis is back", lambda: self.http("GET", "/readyz").status == 200, 20)
 
     def test_06_two_dispatchers_share_the_port(self):
