@@ -46,12 +46,11 @@ bool kafka_producer_serve_on(struct kafka_producer *p, struct event_base *base, 
 /* Waits for outstanding deliveries; returns how many are still pending. */
 int kafka_producer_flush(struct kafka_producer *p, int timeout_ms);
 /* Looks the topics up now and keeps them known for the producer's life.
- * An idle producer's first message to a topic it has not used waits ~1 s
- * otherwise (librdkafka looks unknown topics up once a second), a
- * second a worker's first dead letter or retry used to take. False, with
- * why, if the brokers did not answer within timeout_ms (per topic; after
- * one failure the others are held without waiting): producing still works,
- * with that first wait. */
+ * Otherwise an idle producer's first message to a topic it has not used
+ * waits ~1 s (librdkafka looks unknown topics up once a second): a worker's
+ * first dead letter or retry used to. False, with why, if the brokers did
+ * not answer within timeout_ms (per topic; after one failure the others
+ * are held without waiting): producing still works, with that first wait. */
 bool kafka_producer_know(struct kafka_producer *p, const char *const *topics, size_t n, int timeout_ms,
                          char *errbuf, size_t errlen) SB_NODISCARD;
 /* Asks a broker for metadata: true if the cluster answered in time. */
