@@ -4,12 +4,17 @@
 #include <stdio.h>
 #include <string.h>
 
+void deadletter_topic(const char *topic, char out[DEADLETTER_TOPIC_MAX])
+{
+    snprintf(out, DEADLETTER_TOPIC_MAX, "%s.dlq", topic);
+}
+
 bool deadletter_send(struct kafka_producer *p, const rd_kafka_message_t *m, const char *group,
                      const char *reason, char *errbuf, size_t errlen)
 {
     const char *topic = rd_kafka_topic_name(m->rkt);
-    char dlq[300], part[16], off[24], at[24];
-    snprintf(dlq, sizeof dlq, "%s.dlq", topic);
+    char dlq[DEADLETTER_TOPIC_MAX], part[16], off[24], at[24];
+    deadletter_topic(topic, dlq);
     snprintf(part, sizeof part, "%d", (int)m->partition);
     snprintf(off, sizeof off, "%lld", (long long)m->offset);
     snprintf(at, sizeof at, "%lld", (long long)sb_now_ms());

@@ -11,6 +11,11 @@
 
 #include "kafka.h"
 
+#define DEADLETTER_TOPIC_MAX 300
+
+/* The dead-letter topic of topic: "<topic>.dlq". */
+void deadletter_topic(const char *topic, char out[DEADLETTER_TOPIC_MAX]);
+
 bool deadletter_send(struct kafka_producer *p, const rd_kafka_message_t *m, const char *group,
                      const char *reason, char *errbuf, size_t errlen) SB_NODISCARD;
 

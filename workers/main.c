@@ -10,6 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "deadletter.h"
 #include "log.h"
 #include "statusport.h"
 #include "worker.h"
@@ -105,11 +106,11 @@ int main(int argc, char **argv)
         die("cannot create Kafka consumer", "err=\"%s\"", err);
     /* Dead letters go to <topic>.dlq; the notifier also produces to its
      * own notify.retry. */
-    char dlq[ROLE_MAX_TOPICS][160];
+    char dlq[ROLE_MAX_TOPICS][DEADLETTER_TOPIC_MAX];
     const char *produced[2 * ROLE_MAX_TOPICS];
     size_t nproduced = 0;
     for (size_t i = 0; i < role->ntopics && i < ROLE_MAX_TOPICS; i++) {
-        snprintf(dlq[i], sizeof dlq[i], "%s.dlq", role->topics[i]);
+        deadletter_topic(role->topics[i], dlq[i]);
         produced[nproduced++] = role->topics[i];
         produced[nproduced++] = dlq[i];
     }
