@@ -142,6 +142,38 @@ static void helper_stop(struct helper *h)
     pthread_mutex_destroy(&h->mu);
 }
 
+/* A deferred job holds back every later job of its partition in the batch,
+ * whether the role looked at them or not (another type, or a malformed
+ * job): the partition is rewound to the deferred job, and an offset stored
+ * for a later one would be committed past it, so that a restart or the
+ * partition's next owner skipped it. The later jobs take its time. Returns
+ * false only when out of memory. */
+static bool defer_followers(struct job *jobs, size_t n)
+{
+    size_t ndeferred = 0;
+    for (size_t i = 0; i < n; i++)
+        ndeferred += jobs[i].defer_until_ms != 0;
+    if (ndeferred == 0)
+        return true;
+    const struct job **first = calloc(ndeferred, sizeof *first); /* per partition */
+    if (first == NULL)
+        return false;
+    size_t nfirst = 0;
+    for (size_t i = 0; i < n; i++) {
+        struct job *j = &jobs[i];
+        size_t k = 0;
+        while (k < nfirst &&
+               !(first[k]->msg->rkt == j->msg->rkt && first[k]->msg->partition == j->msg->partition))
+            k++;
+        if (k < nfirst)
+            j->defer_until_ms = first[k]->defer_until_ms;
+        else if (j->defer_until_ms)
+            first[nfirst++] = j;
+    }
+    free(first);
+    return true;
+}
+
 /* Handles the batch; DB_TRANSIENT means "rewind and retry later". */
 static enum db_status process_batch(struct worker *w, struct job *jobs, size_t n)
 {
@@ -169,13 +201,17 @@ static enum db_status process_batch(struct worker *w, struct job *jobs, size_t n
         }
     }
     free(act);
+    if (st != DB_TRANSIENT && !defer_followers(jobs, n)) {
+        sb_errf(err, sizeof err, "out of memory deferring jobs");
+        st = DB_TRANSIENT;
+    }
     if (st == DB_TRANSIENT) {
         log_warn("batch deferred", "role=%s jobs=%zu err=\"%s\"", w->role->name, n, err);
         return DB_TRANSIENT;
     }
     for (size_t i = 0; i < n; i++) {
-        if (!jobs[i].dead)
-            continue;
+        if (!jobs[i].dead || jobs[i].defer_until_ms)
+            continue; /* a deferred one is dead-lettered when it comes again */
         char where[200];
         job_describe(&jobs[i], where, sizeof where);
         if (!deadletter_send(w->producer, jobs[i].msg, w->group, jobs[i].reason, err,

@@ -12,7 +12,8 @@ import unittest
 import urllib.parse
 import urllib.request
 
-from harness import FakeServer, StackTestCase, kcat, kcat_consume_all, kcat_produce, log_lines, readme_block, wait_until
+from harness import (FakeServer, StackTestCase, kcat, kcat_consume_all, kcat_produce, log_lines, metric_samples,
+                     readme_block, request, wait_until)
 
 FROM, TO, OTHER = "+12125550001", "+12125550002", "+12125550003"
 UNASSIGNED = "+12125550999"
@@ -493,6 +494,39 @@ class TestNotify(StackTestCase):
         # The copy was taken while the retry waited, and skipped.
         self.assertEqual(len(log_lines(self.stack, "worker-notifier",
                                        f"waiting for its retry; skipped\" id={nid}")), 1)
+
+    def jobs_consumed(self):
+        r = request(self.stack.status_ports["worker-notifier"], "GET", "/metrics", timeout=10)
+        return metric_samples(r.body.decode(), "switchboard_worker_jobs_total").get('{role="notifier"}', 0)
+
+    def test_23_a_job_behind_a_waiting_retry_waits_with_it(self):
+        """A retry that is not due yet, then a malformed job on the same
+        partition, in one batch. The retry's partition is rewound to it; the
+        malformed job used to count as done, so its offset was stored past
+        the retry, and a restart (or a new owner after a rebalance) went on
+        after it: the retry was lost. Now the job behind the retry waits
+        with it, and is dead-lettered once, when its turn comes."""
+        nid, key = "external0000000023", "key-23"
+        due = int(time.time() * 1000) + 5000
+        job = {"type": "notify.send", "version": 1, "key": key, "request_id": "ext-23",
+               "created_at": int(time.time() * 1000),
+               "payload": {"id": nid, "channel": "push", "to": "device-23", "body": "later",
+                           "attempt": 1, "not_before": due}}
+        before = self.jobs_consumed()
+        kcat(self.stack, "-P", "-t", "notify.retry", "-k", key,
+             data=json.dumps(job).encode() + b"\n{not json 23\n")
+        wait_until("both jobs consumed", lambda: self.jobs_consumed() >= before + 2, 30, 0.1)
+        self.assertEqual(self.stack.stop("worker-notifier"), 0)  # commits the stored offsets
+        self.stack.start_worker("notifier")
+        n = self.wait_status(nid, "sent", 30)
+        self.assertEqual(n["attempts"], 2)
+        recs = [r for r in self.records("/push") if json.loads(r["body"])["id"] == nid]
+        self.assertEqual(len(recs), 1)
+        self.assertGreaterEqual(recs[0]["at"], due / 1000 - 0.002)
+        letters = lambda: [m for m in kcat_consume_all(self.stack, "notify.retry.dlq") if m["key"] == key]
+        wait_until("the dead letter", letters, 30, 0.5)
+        time.sleep(1)
+        self.assertEqual([m["payload"] for m in letters()], ["{not json 23"])
 
     def test_19_stop_between_notifications_then_the_rest(self):
         """SIGTERM while a slow provider works through a batch: each sender
