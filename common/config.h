@@ -72,6 +72,7 @@ struct sb_config {
     char *push_url;
     int64_t notify_timeout_ms;
     int64_t notify_concurrency;
+    int64_t notify_straggler_ms;
     int64_t notify_max_attempts;
     int64_t notify_backoff_ms;
     int64_t notify_backoff_cap_ms;

@@ -25,6 +25,8 @@ struct kafka_producer {
 
 struct kafka_consumer {
     rd_kafka_t *rk;
+    void (*on_revoke)(void *arg);
+    void *revoke_arg;
 };
 
 struct delivery {
@@ -351,7 +353,7 @@ bool kafka_producer_check(struct kafka_producer *p, int timeout_ms, char *errbuf
 static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                          rd_kafka_topic_partition_list_t *parts, void *opaque)
 {
-    (void)opaque;
+    struct kafka_consumer *c = opaque;
     char list[512] = "";
     size_t n = 0;
     for (int i = 0; i < parts->cnt && n < sizeof list - 40; i++)
@@ -364,6 +366,8 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
         /* Commit what was processed before another member takes over, so
          * it does not redo (idempotently, but needlessly) our work. */
         log_info("partitions revoked", "count=%d partitions=%s", parts->cnt, list);
+        if (c->on_revoke)
+            c->on_revoke(c->revoke_arg);
         rd_kafka_resp_err_t cerr = rd_kafka_commit(rk, NULL, 0);
         if (cerr && cerr != RD_KAFKA_RESP_ERR__NO_OFFSET)
             log_warn("commit on revoke failed", "err=%s", rd_kafka_err2name(cerr));
@@ -402,6 +406,7 @@ struct kafka_consumer *kafka_consumer_new(const char *brokers, const char *group
         !conf_set(conf, "client.id", group, errbuf, errlen))
         goto fail;
     rd_kafka_conf_set_rebalance_cb(conf, on_rebalance);
+    rd_kafka_conf_set_opaque(conf, c);
     rd_kafka_conf_set_log_cb(conf, on_log);
     rd_kafka_conf_set_error_cb(conf, on_error);
     char e[512];
@@ -490,6 +495,12 @@ static rd_kafka_topic_partition_list_t *batch_offsets(rd_kafka_message_t **msgs,
         }
     }
     return l;
+}
+
+void kafka_consumer_on_revoke(struct kafka_consumer *c, void (*fn)(void *arg), void *arg)
+{
+    c->on_revoke = fn;
+    c->revoke_arg = arg;
 }
 
 bool kafka_consumer_store(struct kafka_consumer *c, rd_kafka_message_t **msgs, size_t n,

@@ -63,6 +63,10 @@ struct kafka_consumer *kafka_consumer_new(const char *brokers, const char *group
                                           const char *const *topics, size_t ntopics,
                                           int64_t session_timeout_ms, char *errbuf,
                                           size_t errlen);
+/* fn(arg) runs on the polling thread when the consumer is about to give
+ * its partitions up (a rebalance, or kafka_consumer_free), before it
+ * commits their stored offsets. Set it before the first poll. */
+void kafka_consumer_on_revoke(struct kafka_consumer *c, void (*fn)(void *arg), void *arg);
 /* Collects up to max messages: waits at most wait_ms for the first one,
  * then adds whatever is already fetched, until max messages or max_bytes
  * of payload (the message that crosses it is the last one). Error events are logged and

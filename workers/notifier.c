@@ -22,7 +22,15 @@
  * is never delivered beside its original (plan_batch). A sender that is
  * free takes the next group and delivers its jobs one after the other, so
  * a slow delivery holds up only its own group, not a share of the batch
- * dealt out in advance; the next batch starts when every sender is done.
+ * dealt out in advance. Once every group has been taken, a delivery still
+ * running after notify_straggler_ms is detached (detach): the next batch
+ * starts without waiting for it, on the senders that are free, and only
+ * its partition waits for it (held: rewound to it and paused until it is
+ * over). A job of a later batch with the id or key of a detached delivery
+ * is held too, so that one notification is never delivered twice at once;
+ * and partitions are given up in a rebalance only once no detached
+ * delivery runs (notifier_revoked), or their next owner could find a
+ * record "sending" and deliver it again.
  *
  * A job on notify.retry whose time has not come is deferred: the worker
  * rewinds and pauses that retry partition until then. notify.requests is
@@ -40,12 +48,19 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "backoff.h"
 #include "channels.h"
 #include "log.h"
 #include "notestore.h"
 #include "threadpool.h"
+
+/* A held partition resumes at the latest this long after the most its
+ * delivery may take (notify_timeout_ms); normally notifier_tick releases
+ * it within a second of the delivery's end. Resumed early, its job is held
+ * again. */
+#define HOLD_SLACK_MS 2000
 
 struct bucket {
     double tokens;
@@ -55,14 +70,21 @@ struct bucket {
 
 struct notifier;
 
-/* One sender: its provider handles, its backoff and how its part of the
- * batch went; the store is the connection of the pool thread it runs on. */
+/* One sender: its provider handles and its backoff; the store is the
+ * connection of the pool thread it runs on. The rest is guarded by
+ * nf->lock. */
 struct sender {
     struct worker *w;
     struct notifier *nf;
     struct channels *channels;
     struct backoff backoff;
-    enum db_status st;
+    bool busy;        /* sender_work queued or running */
+    bool detached;    /* its job in hand outlasted its batch (detach) */
+    struct job *orig; /* the batch's job in hand; NULL between jobs */
+    size_t at, end;   /* the job in hand's place in grouped, its group's end */
+    uint64_t id, key; /* the job in hand's hashes (job_hashes) */
+    int64_t began_ms; /* when it took the job in hand (monotonic) */
+    uint64_t tag;     /* detached: its hold tag */
     char err[ERRBUF_LEN];
 };
 
@@ -70,15 +92,18 @@ struct notifier {
     struct threadpool *pool; /* one store connection per sender */
     struct sender *senders;
     size_t nsenders;
-    pthread_mutex_t lock; /* the buckets, running, next_group, failed */
-    pthread_cond_t idle;  /* running fell to 0 */
-    size_t running;       /* senders at work on this batch */
+    pthread_mutex_t lock;    /* the buckets and everything below */
+    pthread_cond_t changed;  /* a sender finished a job, or its work */
+    size_t running;          /* senders at work on this batch */
     /* This batch: group g is grouped[start[g] .. start[g + 1]), in log order. */
     struct job **grouped;
     size_t *start;
     size_t ngroups;
     size_t next_group; /* the next one a free sender takes */
     bool failed;       /* a sender failed or stopped: take no more groups */
+    char err[ERRBUF_LEN]; /* the first failure's */
+    uint64_t tags;     /* detachments so far: the last tag given */
+    size_t ndetached;  /* detached senders still delivering */
     struct bucket buckets[CH_COUNT];
     struct metric *m_sent, *m_failed, *m_dead, *m_dupes;
 };
@@ -91,7 +116,7 @@ static void notifier_free(struct notifier *nf, bool curl)
         for (size_t i = 0; nf->senders && i < nf->nsenders; i++)
             channels_free(nf->senders[i].channels);
         free(nf->senders);
-        pthread_cond_destroy(&nf->idle);
+        pthread_cond_destroy(&nf->changed);
         pthread_mutex_destroy(&nf->lock);
         free(nf);
     }
@@ -121,7 +146,20 @@ bool notifier_prepare(struct worker *w)
     if (nf == NULL)
         goto fail;
     nf->lock = (pthread_mutex_t)PTHREAD_MUTEX_INITIALIZER;
-    nf->idle = (pthread_cond_t)PTHREAD_COND_INITIALIZER;
+    /* Waited on with a deadline (the next straggler check): monotonic. */
+    pthread_condattr_t ca;
+    bool cond = pthread_condattr_init(&ca) == 0;
+    if (cond) {
+        cond = pthread_condattr_setclock(&ca, CLOCK_MONOTONIC) == 0 &&
+               pthread_cond_init(&nf->changed, &ca) == 0;
+        pthread_condattr_destroy(&ca);
+    }
+    if (!cond) {
+        sb_errf(err, sizeof err, "cannot make a condition variable");
+        free(nf);
+        nf = NULL;
+        goto fail;
+    }
     if ((nf->senders = calloc(n, sizeof *nf->senders)) == NULL)
         goto fail;
     nf->nsenders = n;
@@ -374,54 +412,116 @@ static enum db_status handle_one(struct sender *s, struct notestore *store, stru
     return notestore_update(store, &n, errbuf, errlen);
 }
 
-/* The next group for a free sender, or SIZE_MAX when none is left (or the
- * batch failed, so that the work is not done twice). */
-static size_t take_group(struct notifier *nf)
-{
-    pthread_mutex_lock(&nf->lock);
-    size_t g = nf->failed || nf->next_group >= nf->ngroups ? SIZE_MAX : nf->next_group++;
-    pthread_mutex_unlock(&nf->lock);
-    return g;
-}
-
-static void sender_work(void *ctx, void *arg)
-{
-    struct sender *s = arg;
-    struct notifier *nf = s->nf;
-    size_t g;
-    while (s->st == DB_OK && (g = take_group(nf)) != SIZE_MAX) {
-        for (size_t i = nf->start[g]; i < nf->start[g + 1] && s->st == DB_OK; i++) {
-            if (*s->w->stop) {
-                /* Stop between notifications: the batch is not acknowledged,
-                 * and the next owner skips the ones recorded sent here. */
-                snprintf(s->err, sizeof s->err, "stopping");
-                s->st = DB_TRANSIENT;
-                break;
-            }
-            enum db_status st = handle_one(s, ctx, nf->grouped[i], s->err, sizeof s->err);
-            if (st == DB_FATAL) {
-                job_dead(nf->grouped[i], "store refused the record: %.200s", s->err);
-                st = DB_OK;
-            }
-            s->st = st;
-        }
-    }
-    pthread_mutex_lock(&nf->lock);
-    if (s->st != DB_OK)
-        nf->failed = true;
-    if (--nf->running == 0)
-        pthread_cond_signal(&nf->idle);
-    pthread_mutex_unlock(&nf->lock);
-}
-
 /* FNV-1a: jobs with equal ids or keys must meet; a collision only puts two
- * jobs in one group. */
+ * jobs in one group (or holds one back for nothing). */
 static uint64_t str_hash(const char *str)
 {
     uint64_t h = 14695981039346656037u;
     for (; *str; str++)
         h = (h ^ (unsigned char)*str) * 1099511628211u;
     return h;
+}
+
+/* A job's id and idempotency key as hashes (key 0 = none). */
+static void job_hashes(const struct job *j, uint64_t *id, uint64_t *key)
+{
+    const char *k = json_str(j->env.payload, "idempotency_key", "");
+    *id = str_hash(json_str(j->env.payload, "id", ""));
+    *key = *k ? str_hash(k) | 1 : 0;
+}
+
+/* Takes groups of the batch until none is left, or the batch failed, or
+ * the job in hand outlasted the batch (detach). A job is handled as a
+ * shallow copy, so that a detached one keeps its envelope after its batch
+ * is freed. */
+static void sender_work(void *ctx, void *arg)
+{
+    struct sender *s = arg;
+    struct notifier *nf = s->nf;
+    enum db_status st = DB_OK;
+    bool detached = false;
+    int64_t took_ms = 0;
+    char id[NOTE_ID_MAX + 1] = "";
+    pthread_mutex_lock(&nf->lock);
+    while (st == DB_OK && !detached && !nf->failed && nf->next_group < nf->ngroups) {
+        size_t g = nf->next_group++;
+        s->end = nf->start[g + 1];
+        for (size_t i = nf->start[g]; i < s->end && st == DB_OK; i++) {
+            if (*s->w->stop) {
+                /* Stop between notifications: the batch is not acknowledged,
+                 * and the next owner skips the ones recorded sent here. */
+                snprintf(s->err, sizeof s->err, "stopping");
+                st = DB_TRANSIENT;
+                break;
+            }
+            struct job job = *nf->grouped[i];
+            s->orig = nf->grouped[i];
+            s->at = i;
+            job_hashes(&job, &s->id, &s->key);
+            s->began_ms = sb_mono_ms();
+            if (nf->next_group >= nf->ngroups) /* the batch may be waiting to detach it */
+                pthread_cond_broadcast(&nf->changed);
+            pthread_mutex_unlock(&nf->lock);
+            st = handle_one(s, ctx, &job, s->err, sizeof s->err);
+            if (st == DB_FATAL) {
+                job_dead(&job, "store refused the record: %.200s", s->err);
+                st = DB_OK;
+            }
+            pthread_mutex_lock(&nf->lock);
+            s->orig = NULL;
+            if ((detached = s->detached)) {
+                /* Its batch went on without it: the job comes again, held
+                 * until now, and finds what this delivery recorded. */
+                took_ms = sb_mono_ms() - s->began_ms;
+                snprintf(id, sizeof id, "%s", json_str(job.env.payload, "id", ""));
+                envelope_clear(&job.env);
+                break;
+            }
+            nf->grouped[i]->dead = job.dead;
+            memcpy(nf->grouped[i]->reason, job.reason, sizeof job.reason);
+        }
+    }
+    if (detached) {
+        s->detached = false;
+        nf->ndetached--;
+    } else {
+        if (st != DB_OK && !nf->failed) {
+            nf->failed = true;
+            snprintf(nf->err, sizeof nf->err, "%s", s->err);
+        }
+        nf->running--;
+    }
+    s->busy = false;
+    pthread_cond_broadcast(&nf->changed);
+    pthread_mutex_unlock(&nf->lock);
+    if (detached)
+        log_info("a delivery that outlasted its batch is over; its partition goes on",
+                 "id=%s took_ms=%lld", id, (long long)took_ms);
+}
+
+/* The job in s's hands has run for notify_straggler_ms and its batch has
+ * nothing else left to start: the batch goes on without it. The sender
+ * keeps the job's envelope. The job, the rest of its group and (the worker
+ * sees to it) every later job of their partitions are held: their
+ * partitions are rewound to them and paused until the delivery is over
+ * (notifier_tick releases them) or, at the latest, until `until`. Fetched
+ * again, the job finds its outcome recorded, and the others go as usual.
+ * Called with nf->lock held. */
+static void detach(struct notifier *nf, struct sender *s, int64_t until)
+{
+    s->detached = true;
+    s->tag = ++nf->tags;
+    nf->running--;
+    nf->ndetached++;
+    log_info("a delivery outlasted its batch; only its partition waits for it", "id=%s ms=%lld tag=%llu",
+             json_str(s->orig->env.payload, "id", ""), (long long)(sb_mono_ms() - s->began_ms),
+             (unsigned long long)s->tag);
+    s->orig->env.root = NULL; /* the sender's now */
+    s->orig->env.payload = NULL;
+    for (size_t i = s->at; i < s->end; i++) {
+        nf->grouped[i]->defer_until_ms = until;
+        nf->grouped[i]->hold = s->tag;
+    }
 }
 
 /* When a valid job is due (its not_before), 0 for now or for an invalid job
@@ -436,14 +536,15 @@ static int64_t job_due(const struct worker *w, const struct job *j)
 }
 
 /* The batch's plan, in log order: a retry that is not due yet, and every
- * later job of its partition, is deferred; every other job joins the group
- * of an earlier job with the same id if there is one, else of one with the
- * same idempotency key, else starts a group. The id comes first: a repeat
- * of a notification finds its record "mine" and would deliver it again
- * beside the original, so every job with one id must be in one group. Two
- * jobs sharing only a key usually meet too; if they do not (each also
- * matched another job), the store's unique key lets one through, as
- * between processes. */
+ * later job of its partition, is deferred; so is a job with the id or key
+ * of a delivery still running from an earlier batch (detach), held until
+ * that is over. Every other job joins the group of an earlier job with the
+ * same id if there is one, else of one with the same idempotency key, else
+ * starts a group. The id comes first: a repeat of a notification finds its
+ * record "mine" and would deliver it again beside the original, so every
+ * job with one id must be in one group. Two jobs sharing only a key usually
+ * meet too; if they do not (each also matched another job), the store's
+ * unique key lets one through, as between processes. */
 struct plan {
     uint64_t id, key; /* hashes; key 0 = none */
     size_t group;     /* SIZE_MAX: deferred */
@@ -460,33 +561,111 @@ static size_t plan_join(const struct plan *plan, size_t i, bool by_key)
     return SIZE_MAX;
 }
 
+/* The highest tag of the detached deliveries with j's id or key, 0 if
+ * none. Called with nf->lock held. */
+static uint64_t held_by(const struct notifier *nf, const struct plan *p)
+{
+    uint64_t tag = 0;
+    for (size_t k = 0; k < nf->nsenders; k++) {
+        const struct sender *s = &nf->senders[k];
+        if (s->detached && (s->id == p->id || (p->key && s->key == p->key)) && s->tag > tag)
+            tag = s->tag;
+    }
+    return tag;
+}
+
 /* Fills plan[0..n); returns the number of groups. */
 static size_t plan_batch(struct worker *w, struct job **jobs, size_t n, struct plan *plan)
 {
+    struct notifier *nf = w->state;
     int64_t now = sb_now_ms();
     size_t ngroups = 0;
+    pthread_mutex_lock(&nf->lock);
     for (size_t i = 0; i < n; i++) {
         struct job *j = jobs[i];
         plan[i].group = SIZE_MAX;
         for (size_t k = 0; k < i && !j->defer_until_ms; k++)
             if (jobs[k]->defer_until_ms && jobs[k]->msg->partition == j->msg->partition &&
-                jobs[k]->msg->rkt == j->msg->rkt)
+                jobs[k]->msg->rkt == j->msg->rkt) {
                 j->defer_until_ms = jobs[k]->defer_until_ms;
+                j->hold = jobs[k]->hold;
+            }
         int64_t due = j->defer_until_ms ? 0 : job_due(w, j);
         if (due > now)
             j->defer_until_ms = due;
         if (j->defer_until_ms)
             continue;
-        const char *key = json_str(j->env.payload, "idempotency_key", "");
-        plan[i].id = str_hash(json_str(j->env.payload, "id", ""));
-        plan[i].key = *key ? str_hash(key) | 1 : 0;
+        job_hashes(j, &plan[i].id, &plan[i].key);
+        if (nf->ndetached && (j->hold = held_by(nf, &plan[i])) != 0) {
+            j->defer_until_ms = now + w->cfg->notify_timeout_ms + HOLD_SLACK_MS;
+            continue;
+        }
         plan[i].group = plan_join(plan, i, false);
         if (plan[i].group == SIZE_MAX && plan[i].key)
             plan[i].group = plan_join(plan, i, true);
         if (plan[i].group == SIZE_MAX)
             plan[i].group = ngroups++;
     }
+    pthread_mutex_unlock(&nf->lock);
     return ngroups;
+}
+
+/* Has free senders take the groups left: as many as there are groups that
+ * no sender is about to take. Called with nf->lock held. */
+static void start_senders(struct notifier *nf)
+{
+    size_t waiting = nf->running; /* started, no job in hand yet */
+    for (size_t k = 0; k < nf->nsenders; k++)
+        if (nf->senders[k].busy && !nf->senders[k].detached && nf->senders[k].orig)
+            waiting--;
+    for (size_t k = 0; k < nf->nsenders; k++) {
+        struct sender *s = &nf->senders[k];
+        if (nf->failed || nf->next_group + waiting >= nf->ngroups)
+            break;
+        if (s->busy)
+            continue;
+        s->busy = true;
+        s->err[0] = '\0';
+        nf->running++;
+        waiting++;
+        if (!threadpool_submit(nf->pool, sender_work, NULL, NULL, s)) {
+            s->busy = false;
+            nf->running--;
+            nf->failed = true;
+            snprintf(nf->err, sizeof nf->err, "cannot start a sender (out of memory)");
+        }
+    }
+}
+
+/* Detaches the senders whose job in hand has run for notify_straggler_ms;
+ * returns when the next one will have (monotonic ms), INT64_MAX if none.
+ * Called with nf->lock held, once every group has been taken. */
+static int64_t detach_stragglers(struct worker *w, struct notifier *nf)
+{
+    int64_t now = sb_mono_ms(), next = INT64_MAX;
+    int64_t until = sb_now_ms() + w->cfg->notify_timeout_ms + HOLD_SLACK_MS;
+    for (size_t k = 0; k < nf->nsenders; k++) {
+        struct sender *s = &nf->senders[k];
+        if (!s->busy || s->detached || s->orig == NULL)
+            continue;
+        int64_t at = s->began_ms + w->cfg->notify_straggler_ms;
+        if (at <= now)
+            detach(nf, s, until);
+        else if (at < next)
+            next = at;
+    }
+    return next;
+}
+
+static void wait_change(struct notifier *nf, int64_t until_mono_ms)
+{
+    if (until_mono_ms == INT64_MAX) {
+        pthread_cond_wait(&nf->changed, &nf->lock);
+        return;
+    }
+    struct timespec ts = {.tv_sec = until_mono_ms / 1000,
+                          .tv_nsec = (until_mono_ms % 1000) * 1000000};
+    pthread_cond_timedwait(&nf->changed, &nf->lock, &ts);
 }
 
 enum db_status notifier_handle(struct worker *w, struct job **jobs, size_t n, char *errbuf,
@@ -518,39 +697,59 @@ enum db_status notifier_handle(struct worker *w, struct job **jobs, size_t n, ch
     nf->ngroups = ngroups;
     nf->next_group = 0;
     nf->failed = false;
-    pthread_mutex_unlock(&nf->lock);
-    for (size_t k = 0; k < nf->nsenders; k++) {
-        struct sender *s = &nf->senders[k];
-        s->st = DB_OK;
-        s->err[0] = '\0';
-        if (k >= ngroups)
-            continue; /* more senders than groups */
-        pthread_mutex_lock(&nf->lock);
-        nf->running++;
-        pthread_mutex_unlock(&nf->lock);
-        if (!threadpool_submit(nf->pool, sender_work, NULL, NULL, s)) {
-            pthread_mutex_lock(&nf->lock);
-            nf->running--;
-            pthread_mutex_unlock(&nf->lock);
-            s->st = DB_TRANSIENT;
-            snprintf(s->err, sizeof s->err, "cannot start a sender (out of memory)");
-        }
+    nf->err[0] = '\0';
+    /* Senders come free as they finish, detached ones too; once every
+     * group is taken, a delivery that runs on past notify_straggler_ms is
+     * detached rather than waited for. Stopping, or with the batch failed
+     * (rewound whole), every delivery is waited for. */
+    for (;;) {
+        start_senders(nf);
+        int64_t next = INT64_MAX;
+        if (!nf->failed && nf->next_group >= nf->ngroups && !*w->stop)
+            next = detach_stragglers(w, nf);
+        if (nf->running == 0 && (nf->failed || nf->next_group >= nf->ngroups))
+            break;
+        wait_change(nf, next);
     }
-    pthread_mutex_lock(&nf->lock);
-    while (nf->running > 0)
-        pthread_cond_wait(&nf->idle, &nf->lock);
     nf->grouped = NULL;
     nf->start = NULL;
+    if (nf->failed) {
+        st = DB_TRANSIENT;
+        sb_errf(errbuf, errlen, "%s", nf->err);
+    }
     pthread_mutex_unlock(&nf->lock);
-    /* A group nobody took (every sender failed, or none could start) is
-     * not done: the first error says why, and the batch is rewound. */
-    for (size_t k = 0; k < nf->nsenders && st == DB_OK; k++)
-        if ((st = nf->senders[k].st) != DB_OK)
-            sb_errf(errbuf, errlen, "%s", nf->senders[k].err);
 done:
     free(plan);
     free(grouped);
     free(start);
     free(fill);
     return st;
+}
+
+/* Below the lowest tag of the detached deliveries still running, every
+ * hold is over. */
+void notifier_tick(struct worker *w)
+{
+    struct notifier *nf = w->state;
+    uint64_t below = UINT64_MAX;
+    pthread_mutex_lock(&nf->lock);
+    for (size_t k = 0; k < nf->nsenders; k++)
+        if (nf->senders[k].detached && nf->senders[k].tag < below)
+            below = nf->senders[k].tag;
+    pthread_mutex_unlock(&nf->lock);
+    worker_release(w, below);
+}
+
+void notifier_revoked(struct worker *w)
+{
+    struct notifier *nf = w->state;
+    if (nf == NULL)
+        return; /* closing after notifier_finish: nothing runs */
+    pthread_mutex_lock(&nf->lock);
+    if (nf->ndetached)
+        log_info("waiting for deliveries in flight before giving the partitions up", "count=%zu",
+                 nf->ndetached);
+    while (nf->ndetached)
+        pthread_cond_wait(&nf->changed, &nf->lock);
+    pthread_mutex_unlock(&nf->lock);
 }

@@ -165,10 +165,12 @@ static bool defer_followers(struct job *jobs, size_t n)
         while (k < nfirst &&
                !(first[k]->msg->rkt == j->msg->rkt && first[k]->msg->partition == j->msg->partition))
             k++;
-        if (k < nfirst)
+        if (k < nfirst) {
             j->defer_until_ms = first[k]->defer_until_ms;
-        else if (j->defer_until_ms)
+            j->hold = first[k]->hold;
+        } else if (j->defer_until_ms) {
             first[nfirst++] = j;
+        }
     }
     free(first);
     return true;
@@ -272,9 +274,13 @@ static size_t defer_jobs(struct worker *w, struct job *jobs, rd_kafka_message_t 
             snprintf(w->paused[k].topic, sizeof w->paused[k].topic, "%s", topic);
             w->paused[k].partition = part;
             w->paused[k].until_ms = jobs[i].defer_until_ms;
+            w->paused[k].hold = jobs[i].hold;
             w->npaused++;
-        } else if (jobs[i].defer_until_ms < w->paused[k].until_ms) {
-            w->paused[k].until_ms = jobs[i].defer_until_ms;
+        } else {
+            if (jobs[i].defer_until_ms < w->paused[k].until_ms)
+                w->paused[k].until_ms = jobs[i].defer_until_ms;
+            if (jobs[i].hold > w->paused[k].hold)
+                w->paused[k].hold = jobs[i].hold;
         }
     }
     return done;
@@ -294,6 +300,19 @@ static void resume_due(struct worker *w)
             log_warn("resume failed", "err=\"%s\"", err); /* a rebalance resumed it already */
         w->paused[k] = w->paused[--w->npaused];
     }
+}
+
+void worker_release(struct worker *w, uint64_t below)
+{
+    for (size_t k = 0; k < w->npaused; k++)
+        if (w->paused[k].hold != 0 && w->paused[k].hold < below)
+            w->paused[k].until_ms = 0;
+}
+
+static void on_revoke(void *arg)
+{
+    struct worker *w = arg;
+    w->role->revoked(w);
 }
 
 void worker_know_topics(struct worker *w, const char *const *topics, size_t n)
@@ -323,6 +342,8 @@ int worker_run(struct worker *w)
     if (w->role->prefetch && !helping)
         log_warn("no prefetch thread: batches are fetched in turn", "role=%s", w->role->name);
     bool have_next = false; /* next holds a batch fetched ahead */
+    if (w->role->revoked)
+        kafka_consumer_on_revoke(w->consumer, on_revoke, w);
     while (!*w->stop) {
         if (w->role->tick && sb_mono_ms() >= next_tick) {
             w->role->tick(w);

@@ -24,6 +24,10 @@ struct job {
      * and every later one of its partition in the batch stay unacknowledged;
      * the partition is rewound to it and paused until then. */
     int64_t defer_until_ms;
+    /* With defer_until_ms, optionally: the role's tag for "until released".
+     * The partition then resumes at the earlier of that time and
+     * worker_release with a bound above the tag. 0 = the time alone. */
+    uint64_t hold;
     char reason[ERRBUF_LEN];
 };
 
@@ -56,6 +60,11 @@ struct role {
      * handled. Only for roles that never defer a job: a deferral rewinds a
      * partition, and the prefetched batch may hold its later jobs. */
     bool prefetch;
+    /* Optional: the consumer is about to give its partitions up (a
+     * rebalance, or closing) and commit their offsets; returns once the role
+     * no longer works on any job of theirs, so that the next owner does not
+     * deliver one a second time beside it. */
+    void (*revoked)(struct worker *w);
 };
 
 #define WORKER_MAX_PAUSED 256
@@ -64,6 +73,7 @@ struct paused_partition {
     char topic[128];
     int32_t partition;
     int64_t until_ms;
+    uint64_t hold; /* the highest tag of its jobs; 0 = none */
 };
 
 struct worker {
@@ -91,6 +101,11 @@ const char *role_names(void);
  * then goes out at once, not after librdkafka's ~1 s lookup. A broker that
  * does not answer is logged, not fatal. */
 void worker_know_topics(struct worker *w, const char *const *topics, size_t n);
+
+/* Held partitions (paused for jobs with a hold tag) whose tag is below
+ * `below` resume at the loop's next turn. Main thread only (the role's
+ * handle and tick run there). */
+void worker_release(struct worker *w, uint64_t below);
 
 /* Runs until *stop; returns the exit status. */
 int worker_run(struct worker *w);

@@ -5,6 +5,7 @@ for the SMS provider and the push webhook and can be told to fail, answer
 retries with backoff, dead letters, rate limits and other producers."""
 
 import base64
+import contextlib
 import json
 import os
 import time
@@ -52,6 +53,9 @@ class TestNotify(StackTestCase):
             "SB_NOTIFY_BACKOFF_MS": "400",
             "SB_NOTIFY_BACKOFF_CAP_MS": "2000",
             "SB_NOTIFY_TIMEOUT_MS": "1000",
+            # Above the timeout: the tests before test_24 see every delivery
+            # of a batch end before the next batch starts.
+            "SB_NOTIFY_STRAGGLER_MS": "5000",
             "SB_RATE_EMAIL": "5",
         })
 
@@ -495,6 +499,26 @@ class TestNotify(StackTestCase):
         self.assertEqual(len(log_lines(self.stack, "worker-notifier",
                                        f"waiting for its retry; skipped\" id={nid}")), 1)
 
+    def log_count(self, needle, name="worker-notifier"):
+        return len(log_lines(self.stack, name, needle))
+
+    def restart_notifier(self, *args):
+        assigned = self.log_count("partitions assigned")
+        self.assertEqual(self.stack.stop("worker-notifier"), 0)
+        self.stack.start_worker("notifier", extra=args)
+        wait_until("partitions assigned", lambda: self.log_count("partitions assigned") > assigned, 60)
+
+    @contextlib.contextmanager
+    def notifier_with(self, *args):
+        """The notifier restarted with args for the block, and as the class
+        has it after (a second one a test started is stopped)."""
+        self.restart_notifier(*args)
+        try:
+            yield
+        finally:
+            self.stack.stop("worker-notifier-2")
+            self.restart_notifier()
+
     def jobs_consumed(self):
         r = request(self.stack.status_ports["worker-notifier"], "GET", "/metrics", timeout=10)
         return metric_samples(r.body.decode(), "switchboard_worker_jobs_total").get('{role="notifier"}', 0)
@@ -527,6 +551,86 @@ class TestNotify(StackTestCase):
         wait_until("the dead letter", letters, 30, 0.5)
         time.sleep(1)
         self.assertEqual([m["payload"] for m in letters()], ["{not json 23"])
+
+    def test_24_a_slow_delivery_holds_up_only_its_partition(self):
+        """One notification takes 0.9 s at the provider; more come while it
+        is there. Once the rest of its batch is done it runs on by itself
+        (past notify_straggler_ms, 300 ms here), and the next batch goes on:
+        the new ones on other partitions reach the provider while the slow
+        one is still there. Those on its partition wait for it, and nothing
+        is sent twice. The next batch used to wait for the slow delivery."""
+        with self.notifier_with("--notify-straggler-ms", "300"):
+            detached = self.log_count("outlasted its batch; only its partition")
+            post_json(self.provider.url, "/_control", {"slow": {"slow-24": 0.9}})
+            now = int(time.time() * 1000)
+
+            def job(nid, to):
+                return json.dumps({"type": "notify.send", "version": 1, "key": nid, "request_id": f"r-{nid}",
+                                   "created_at": now, "payload": {"id": nid, "channel": "push", "to": to,
+                                                                  "body": "hi"}}).encode() + b"\n"
+            slow = "external0000002499"
+            kcat(self.stack, "-P", "-t", "notify.requests", "-p", "0", "-k", slow, data=job(slow, "slow-24"))
+            wait_until("the slow one at the provider", lambda: self.records("/push"), 30, 0.02)
+            quick = {p: [f"external00000024{p}{i}" for i in range(3)] for p in range(4)}
+            for p, ids in quick.items():
+                kcat(self.stack, "-P", "-t", "notify.requests", "-p", str(p), "-k", f"k24-{p}",
+                     data=b"".join(job(nid, "quick-24") for nid in ids))
+            for ids in quick.values():
+                for nid in ids:
+                    self.wait_status(nid, "sent")
+            n = self.wait_status(slow, "sent")
+            self.assertEqual(n["attempts"], 1)
+            time.sleep(1)
+            recs = self.records("/push")
+            by_id = {}
+            for r in recs:
+                by_id.setdefault(json.loads(r["body"])["id"], []).append(r["at"])
+            self.assertEqual(sorted(by_id), sorted([slow] + [nid for ids in quick.values() for nid in ids]))
+            self.assertEqual([k for k, v in by_id.items() if len(v) != 1], [], "sent more than once")
+            answered = by_id[slow][0] + 0.9
+            early = [nid for p in (1, 2, 3) for nid in quick[p] if by_id[nid][0] >= answered - 0.15]
+            self.assertEqual(early, [], "notifications on other partitions that waited for the slow one")
+            held = [nid for nid in quick[0] if by_id[nid][0] < answered]
+            self.assertEqual(held, [], "notifications on the slow one's partition that went before it ended")
+            self.assertEqual(self.log_count("outlasted its batch; only its partition"), detached + 1)
+
+    def test_25_a_rebalance_waits_for_deliveries_that_outlasted_their_batch(self):
+        """A second notifier joins while the first is still delivering four
+        notifications, one per partition, whose batch went on without them
+        (a 12 s provider, with a 30 s timeout here). The first gives its
+        partitions up only once those deliveries are over, so the notifier
+        that gets each partition finds its notification sent. Given up at
+        once, the new owner of half of them found the records still
+        "sending" and delivered them a second time."""
+        st = self.stack
+        args = ("--notify-straggler-ms", "300", "--notify-timeout-ms", "30000")
+        with self.notifier_with(*args):
+            detached, waited = (self.log_count(x) for x in ("outlasted its batch; only",
+                                                           "waiting for deliveries in flight"))
+            post_json(self.provider.url, "/_control", {"slow": {"slow-25": 12}})
+            slow = [f"external000000250{p}" for p in range(4)]
+            after = [f"external000000251{p}" for p in range(4)]
+
+            def produce(p, i, to):
+                job = {"type": "notify.send", "version": 1, "key": i, "request_id": f"r-{i}",
+                       "created_at": int(time.time() * 1000),
+                       "payload": {"id": i, "channel": "push", "to": to, "body": "once"}}
+                kcat(st, "-P", "-t", "notify.requests", "-p", str(p), "-k", i, data=json.dumps(job).encode() + b"\n")
+            for p, i in enumerate(slow):
+                produce(p, i, "slow-25")
+            wait_until("four detached", lambda: self.log_count("outlasted its batch; only") >= detached + 4, 30, 0.1)
+            st.start_worker("notifier", name="worker-notifier-2", extra=args)
+            wait_until("the rebalance", lambda: self.log_count("partitions assigned", "worker-notifier-2"), 60)
+            self.assertEqual(self.log_count("waiting for deliveries in flight"), waited + 1)
+            for i in slow:
+                self.assertEqual(self.wait_status(i, "sent", 30)["attempts"], 1)
+            # Each partition's owner has fetched from it since the rebalance.
+            for p, i in enumerate(after):
+                produce(p, i, "device-25")
+            for i in after:
+                self.wait_status(i, "sent", 30)
+            time.sleep(1)
+            self.assertEqual(sorted(json.loads(r["body"])["id"] for r in self.records("/push")), slow + after)
 
     def test_19_stop_between_notifications_then_the_rest(self):
         """SIGTERM while a slow provider works through a batch: each sender
