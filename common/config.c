@@ -135,10 +135,10 @@ static const struct config_def defs[] = {
     {"notify_concurrency", "SB_NOTIFY_CONCURRENCY", "--notify-concurrency", CFG_INT, "8", 1, 256,
      W, S(notify_concurrency),
      "notifications a notifier process delivers at once (a store connection each)"},
-    {"notify_straggler_ms", "SB_NOTIFY_STRAGGLER_MS", "--notify-straggler-ms", CFG_INT, "1000", 10,
+    {"notify_straggler_ms", "SB_NOTIFY_STRAGGLER_MS", "--notify-straggler-ms", CFG_INT, "100", 1,
      600000, W, S(notify_straggler_ms),
-     "a delivery still running this long when its batch is otherwise done stops holding up the "
-     "next batch (only its own partition waits for it)"},
+     "a delivery still running this long when its batch is otherwise done goes on beside the next "
+     "batch"},
     {"notify_max_attempts", "SB_NOTIFY_MAX_ATTEMPTS", "--notify-max-attempts", CFG_INT, "5", 1,
      100, W, S(notify_max_attempts), "delivery attempts before a notification is dead"},
     {"notify_backoff_ms", "SB_NOTIFY_BACKOFF_MS", "--notify-backoff-ms", CFG_INT, "1000", 1,

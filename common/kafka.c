@@ -503,37 +503,60 @@ void kafka_consumer_on_revoke(struct kafka_consumer *c, void (*fn)(void *arg), v
     c->revoke_arg = arg;
 }
 
+/* Stores (or, seek: seeks to) the offsets of list l, and destroys it. */
+static bool apply_offsets(struct kafka_consumer *c, rd_kafka_topic_partition_list_t *l, bool seek,
+                          char *errbuf, size_t errlen)
+{
+    bool ok = true;
+    if (seek) {
+        rd_kafka_error_t *e = rd_kafka_seek_partitions(c->rk, l, 5000);
+        if (e) {
+            sb_errf(errbuf, errlen, "seek: %s", rd_kafka_error_string(e));
+            rd_kafka_error_destroy(e);
+            ok = false;
+        }
+    } else {
+        rd_kafka_resp_err_t err = rd_kafka_offsets_store(c->rk, l);
+        /* _STATE means a partition was revoked meanwhile: its new owner will
+         * redo the batch, which is safe because every handler is idempotent. */
+        if (err && err != RD_KAFKA_RESP_ERR__STATE) {
+            sb_errf(errbuf, errlen, "offsets store: %s", rd_kafka_err2str(err));
+            ok = false;
+        }
+    }
+    rd_kafka_topic_partition_list_destroy(l);
+    return ok;
+}
+
 bool kafka_consumer_store(struct kafka_consumer *c, rd_kafka_message_t **msgs, size_t n,
                           char *errbuf, size_t errlen)
 {
-    if (n == 0)
-        return true;
-    rd_kafka_topic_partition_list_t *l = batch_offsets(msgs, n, false);
-    rd_kafka_resp_err_t err = rd_kafka_offsets_store(c->rk, l);
-    rd_kafka_topic_partition_list_destroy(l);
-    /* _STATE means a partition was revoked meanwhile: its new owner will
-     * redo the batch, which is safe because every handler is idempotent. */
-    if (err && err != RD_KAFKA_RESP_ERR__STATE) {
-        sb_errf(errbuf, errlen, "offsets store: %s", rd_kafka_err2str(err));
-        return false;
-    }
-    return true;
+    return n == 0 || apply_offsets(c, batch_offsets(msgs, n, false), false, errbuf, errlen);
 }
 
 bool kafka_consumer_rewind(struct kafka_consumer *c, rd_kafka_message_t **msgs, size_t n,
                            char *errbuf, size_t errlen)
 {
-    if (n == 0)
-        return true;
-    rd_kafka_topic_partition_list_t *l = batch_offsets(msgs, n, true);
-    rd_kafka_error_t *e = rd_kafka_seek_partitions(c->rk, l, 5000);
-    bool ok = e == NULL;
-    if (e) {
-        sb_errf(errbuf, errlen, "seek: %s", rd_kafka_error_string(e));
-        rd_kafka_error_destroy(e);
-    }
-    rd_kafka_topic_partition_list_destroy(l);
-    return ok;
+    return n == 0 || apply_offsets(c, batch_offsets(msgs, n, true), true, errbuf, errlen);
+}
+
+static rd_kafka_topic_partition_list_t *one_offset(const char *topic, int32_t partition, int64_t offset)
+{
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(l, topic, partition)->offset = offset;
+    return l;
+}
+
+bool kafka_consumer_store_at(struct kafka_consumer *c, const char *topic, int32_t partition,
+                             int64_t offset, char *errbuf, size_t errlen)
+{
+    return apply_offsets(c, one_offset(topic, partition, offset), false, errbuf, errlen);
+}
+
+bool kafka_consumer_seek_to(struct kafka_consumer *c, const char *topic, int32_t partition,
+                            int64_t offset, char *errbuf, size_t errlen)
+{
+    return apply_offsets(c, one_offset(topic, partition, offset), true, errbuf, errlen);
 }
 
 bool kafka_consumer_pause(struct kafka_consumer *c, const char *topic, int32_t partition,

@@ -80,6 +80,12 @@ bool kafka_consumer_store(struct kafka_consumer *c, rd_kafka_message_t **msgs, s
 /* Seeks every partition in msgs back to its first offset in the batch. */
 bool kafka_consumer_rewind(struct kafka_consumer *c, rd_kafka_message_t **msgs, size_t n,
                            char *errbuf, size_t errlen) SB_NODISCARD;
+/* One partition: stores `offset` as the next to consume (store), or seeks
+ * the consumer to it (the next fetch starts there). */
+bool kafka_consumer_store_at(struct kafka_consumer *c, const char *topic, int32_t partition,
+                             int64_t offset, char *errbuf, size_t errlen) SB_NODISCARD;
+bool kafka_consumer_seek_to(struct kafka_consumer *c, const char *topic, int32_t partition,
+                            int64_t offset, char *errbuf, size_t errlen) SB_NODISCARD;
 /* Stops (pause) or restarts fetching one partition. A rebalance that
  * moves the partition forgets the pause. */
 bool kafka_consumer_pause(struct kafka_consumer *c, const char *topic, int32_t partition,

@@ -9,14 +9,13 @@ void deadletter_topic(const char *topic, char out[DEADLETTER_TOPIC_MAX])
     snprintf(out, DEADLETTER_TOPIC_MAX, "%s.dlq", topic);
 }
 
-bool deadletter_send(struct kafka_producer *p, const rd_kafka_message_t *m, const char *group,
-                     const char *reason, char *errbuf, size_t errlen)
+bool deadletter_send_src(struct kafka_producer *p, const struct deadletter_src *src, const char *group,
+                         const char *reason, char *errbuf, size_t errlen)
 {
-    const char *topic = rd_kafka_topic_name(m->rkt);
     char dlq[DEADLETTER_TOPIC_MAX], part[16], off[24], at[24];
-    deadletter_topic(topic, dlq);
-    snprintf(part, sizeof part, "%d", (int)m->partition);
-    snprintf(off, sizeof off, "%lld", (long long)m->offset);
+    deadletter_topic(src->topic, dlq);
+    snprintf(part, sizeof part, "%d", (int)src->partition);
+    snprintf(off, sizeof off, "%lld", (long long)src->offset);
     snprintf(at, sizeof at, "%lld", (long long)sb_now_ms());
     rd_kafka_headers_t *h = rd_kafka_headers_new(6);
     if (h == NULL) {
@@ -24,10 +23,18 @@ bool deadletter_send(struct kafka_producer *p, const rd_kafka_message_t *m, cons
         return false;
     }
     rd_kafka_header_add(h, "x-dlq-reason", -1, reason, -1);
-    rd_kafka_header_add(h, "x-original-topic", -1, topic, -1);
+    rd_kafka_header_add(h, "x-original-topic", -1, src->topic, -1);
     rd_kafka_header_add(h, "x-original-partition", -1, part, -1);
     rd_kafka_header_add(h, "x-original-offset", -1, off, -1);
     rd_kafka_header_add(h, "x-failed-at", -1, at, -1);
     rd_kafka_header_add(h, "x-consumer-group", -1, group, -1);
-    return kafka_produce_sync(p, dlq, m->key, m->key_len, m->payload, m->len, h, errbuf, errlen);
+    return kafka_produce_sync(p, dlq, src->key, src->key_len, src->payload, src->len, h, errbuf, errlen);
+}
+
+bool deadletter_send(struct kafka_producer *p, const rd_kafka_message_t *m, const char *group,
+                     const char *reason, char *errbuf, size_t errlen)
+{
+    const struct deadletter_src src = {rd_kafka_topic_name(m->rkt), m->partition, m->offset, m->key,
+                                       m->key_len, m->payload, m->len};
+    return deadletter_send_src(p, &src, group, reason, errbuf, errlen);
 }

@@ -16,7 +16,22 @@
 /* The dead-letter topic of topic: "<topic>.dlq". */
 void deadletter_topic(const char *topic, char out[DEADLETTER_TOPIC_MAX]);
 
+/* Where a job came from and its bytes: what its dead letter carries. */
+struct deadletter_src {
+    const char *topic;
+    int32_t partition;
+    int64_t offset;
+    const void *key;
+    size_t key_len;
+    const void *payload;
+    size_t len;
+};
+
 bool deadletter_send(struct kafka_producer *p, const rd_kafka_message_t *m, const char *group,
                      const char *reason, char *errbuf, size_t errlen) SB_NODISCARD;
+/* The same from a copy, for a job whose message is gone (a notifier
+ * delivery that outlasted its batch). */
+bool deadletter_send_src(struct kafka_producer *p, const struct deadletter_src *src, const char *group,
+                         const char *reason, char *errbuf, size_t errlen) SB_NODISCARD;
 
 #endif

@@ -24,13 +24,16 @@
  * a slow delivery holds up only its own group, not a share of the batch
  * dealt out in advance. Once every group has been taken, a delivery still
  * running after notify_straggler_ms is detached (detach): the next batch
- * starts without waiting for it, on the senders that are free, and only
- * its partition waits for it (held: rewound to it and paused until it is
- * over). A job of a later batch with the id or key of a detached delivery
- * is held too, so that one notification is never delivered twice at once;
- * and partitions are given up in a rebalance only once no detached
- * delivery runs (notifier_revoked), or their next owner could find a
- * record "sending" and deliver it again.
+ * starts without waiting for it, on the senders that are free. The job is
+ * pinned: its partition's later jobs are delivered as usual, but the
+ * partition's committed offset stays at it until it is over, so a crash
+ * meanwhile fetches it again (and the later ones, which find themselves
+ * done). A job of a later batch with the id or key of a detached delivery
+ * is held (rewound, and fetched again once that is over), so that one
+ * notification is never delivered twice at once; and partitions are given
+ * up in a rebalance only once no detached delivery runs
+ * (notifier_revoked), or their next owner could find a record "sending"
+ * and deliver it again.
  *
  * A job on notify.retry whose time has not come is deferred: the worker
  * rewinds and pauses that retry partition until then. notify.requests is
@@ -52,14 +55,15 @@
 
 #include "backoff.h"
 #include "channels.h"
+#include "deadletter.h"
 #include "log.h"
 #include "notestore.h"
 #include "threadpool.h"
 
-/* A held partition resumes at the latest this long after the most its
- * delivery may take (notify_timeout_ms); normally notifier_tick releases
- * it within a second of the delivery's end. Resumed early, its job is held
- * again. */
+/* A held partition resumes at the latest this long after the most the
+ * delivery it waits for may take (notify_timeout_ms); normally
+ * notifier_turn releases it as soon as that delivery is over. Resumed
+ * early, its job is held again. */
 #define HOLD_SLACK_MS 2000
 
 struct bucket {
@@ -84,8 +88,17 @@ struct sender {
     size_t at, end;   /* the job in hand's place in grouped, its group's end */
     uint64_t id, key; /* the job in hand's hashes (job_hashes) */
     int64_t began_ms; /* when it took the job in hand (monotonic) */
-    uint64_t tag;     /* detached: its hold tag */
+    uint64_t tag;     /* detached: its pin and hold tag */
+    /* Detached: a copy of the job's source, for its dead letter. */
+    char src_topic[128];
+    struct deadletter_src src;
     char err[ERRBUF_LEN];
+};
+
+/* A detached delivery that is over: its pin, and whether it was handled. */
+struct finished {
+    uint64_t tag;
+    bool handled;
 };
 
 struct notifier {
@@ -104,8 +117,15 @@ struct notifier {
     char err[ERRBUF_LEN]; /* the first failure's */
     uint64_t tags;     /* detachments so far: the last tag given */
     size_t ndetached;  /* detached senders still delivering */
+    /* Detached deliveries over, for notifier_turn to unpin. A sender ends at
+     * most two between turns (one detached in the batch before, one in
+     * this one), so 2 * nsenders entries are enough; were they not, a pin
+     * would stay until the partition is revoked, which only means that its
+     * next owner fetches the job again. */
+    struct finished *finished;
+    size_t nfinished;
     struct bucket buckets[CH_COUNT];
-    struct metric *m_sent, *m_failed, *m_dead, *m_dupes;
+    struct metric *m_sent, *m_failed, *m_dead, *m_dupes, *m_detached;
 };
 
 /* Frees what notifier_prepare made; curl says whether libcurl started. */
@@ -116,6 +136,7 @@ static void notifier_free(struct notifier *nf, bool curl)
         for (size_t i = 0; nf->senders && i < nf->nsenders; i++)
             channels_free(nf->senders[i].channels);
         free(nf->senders);
+        free(nf->finished);
         pthread_cond_destroy(&nf->changed);
         pthread_mutex_destroy(&nf->lock);
         free(nf);
@@ -160,7 +181,8 @@ bool notifier_prepare(struct worker *w)
         nf = NULL;
         goto fail;
     }
-    if ((nf->senders = calloc(n, sizeof *nf->senders)) == NULL)
+    if ((nf->senders = calloc(n, sizeof *nf->senders)) == NULL ||
+        (nf->finished = calloc(2 * n, sizeof *nf->finished)) == NULL)
         goto fail;
     nf->nsenders = n;
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
@@ -200,6 +222,8 @@ bool notifier_prepare(struct worker *w)
     nf->m_failed = metrics_counter("switchboard_notifications_total", "outcome=\"retry\"", NULL);
     nf->m_dead = metrics_counter("switchboard_notifications_total", "outcome=\"dead\"", NULL);
     nf->m_dupes = metrics_counter("switchboard_notifications_total", "outcome=\"duplicate\"", NULL);
+    nf->m_detached = metrics_counter("switchboard_notifier_detached_total", "",
+                                     "deliveries that outlasted their batch (notify_straggler_ms)");
     log_info("notifier ready", "store=%s senders=%zu", kind, n);
     w->state = nf;
     return true;
@@ -211,6 +235,11 @@ fail:
 
 void notifier_finish(struct worker *w)
 {
+    struct notifier *nf = w->state;
+    if (nf) {
+        threadpool_stop(nf->pool); /* the deliveries still running end */
+        notifier_turn(w);          /* and their offsets are stored */
+    }
     notifier_free(w->state, w->state != NULL);
     w->state = NULL;
 }
@@ -430,6 +459,31 @@ static void job_hashes(const struct job *j, uint64_t *id, uint64_t *key)
     *key = *k ? str_hash(k) | 1 : 0;
 }
 
+/* After a detached delivery, on its sender's thread: what the batch would
+ * have done with the job (a dead letter) is done here. Returns whether the
+ * job is handled; if not, its partition is fetched again from it. */
+static bool finish_detached(struct sender *s, struct job *job, enum db_status st)
+{
+    bool handled = st == DB_OK;
+    if (handled && job->dead) {
+        char err[ERRBUF_LEN];
+        handled = deadletter_send_src(s->w->producer, &s->src, s->w->group, job->reason, err, sizeof err);
+        if (handled) {
+            log_warn("job dead-lettered", "topic=%s partition=%d offset=%lld reason=\"%s\"", s->src.topic,
+                     (int)s->src.partition, (long long)s->src.offset, job->reason);
+            metric_add(s->w->m_dead, 1);
+        } else {
+            log_warn("dead letter not delivered, will retry", "topic=%s partition=%d offset=%lld err=\"%s\"",
+                     s->src.topic, (int)s->src.partition, (long long)s->src.offset, err);
+        }
+    }
+    envelope_clear(&job->env);
+    free((void *)s->src.key);
+    free((void *)s->src.payload);
+    s->src = (struct deadletter_src){0};
+    return handled;
+}
+
 /* Takes groups of the batch until none is left, or the batch failed, or
  * the job in hand outlasted the batch (detach). A job is handled as a
  * shallow copy, so that a detached one keeps its envelope after its batch
@@ -441,6 +495,7 @@ static void sender_work(void *ctx, void *arg)
     enum db_status st = DB_OK;
     bool detached = false;
     int64_t took_ms = 0;
+    bool handled = false;
     char id[NOTE_ID_MAX + 1] = "";
     pthread_mutex_lock(&nf->lock);
     while (st == DB_OK && !detached && !nf->failed && nf->next_group < nf->ngroups) {
@@ -470,11 +525,11 @@ static void sender_work(void *ctx, void *arg)
             pthread_mutex_lock(&nf->lock);
             s->orig = NULL;
             if ((detached = s->detached)) {
-                /* Its batch went on without it: the job comes again, held
-                 * until now, and finds what this delivery recorded. */
                 took_ms = sb_mono_ms() - s->began_ms;
                 snprintf(id, sizeof id, "%s", json_str(job.env.payload, "id", ""));
-                envelope_clear(&job.env);
+                pthread_mutex_unlock(&nf->lock);
+                handled = finish_detached(s, &job, st);
+                pthread_mutex_lock(&nf->lock);
                 break;
             }
             nf->grouped[i]->dead = job.dead;
@@ -484,6 +539,8 @@ static void sender_work(void *ctx, void *arg)
     if (detached) {
         s->detached = false;
         nf->ndetached--;
+        if (nf->nfinished < 2 * nf->nsenders)
+            nf->finished[nf->nfinished++] = (struct finished){s->tag, handled};
     } else {
         if (st != DB_OK && !nf->failed) {
             nf->failed = true;
@@ -495,33 +552,50 @@ static void sender_work(void *ctx, void *arg)
     pthread_cond_broadcast(&nf->changed);
     pthread_mutex_unlock(&nf->lock);
     if (detached)
-        log_info("a delivery that outlasted its batch is over; its partition goes on",
-                 "id=%s took_ms=%lld", id, (long long)took_ms);
+        log_info("a delivery that outlasted its batch is over", "id=%s took_ms=%lld handled=%d", id,
+                 (long long)took_ms, handled);
 }
 
 /* The job in s's hands has run for notify_straggler_ms and its batch has
  * nothing else left to start: the batch goes on without it. The sender
- * keeps the job's envelope. The job, the rest of its group and (the worker
- * sees to it) every later job of their partitions are held: their
- * partitions are rewound to them and paused until the delivery is over
- * (notifier_tick releases them) or, at the latest, until `until`. Fetched
- * again, the job finds its outcome recorded, and the others go as usual.
- * Called with nf->lock held. */
-static void detach(struct notifier *nf, struct sender *s, int64_t until)
+ * keeps the job's envelope and a copy of its source (for a dead letter),
+ * and the job is pinned: its partition's committed offset stays at it
+ * until it is over (notifier_turn), while the partition's later jobs go
+ * on. The rest of its group (repeats of it) is held: rewound, and fetched
+ * again when it is over or, at the latest, at `until`. Returns false,
+ * leaving the batch to wait for it, if out of memory. Called with nf->lock
+ * held. */
+static bool detach(struct notifier *nf, struct sender *s, int64_t until)
 {
+    const rd_kafka_message_t *m = s->orig->msg;
+    void *key = m->key_len ? malloc(m->key_len) : NULL, *payload = m->len ? malloc(m->len) : NULL;
+    if ((m->key_len && key == NULL) || (m->len && payload == NULL)) {
+        free(key);
+        free(payload);
+        return false;
+    }
+    if (key)
+        memcpy(key, m->key, m->key_len);
+    if (payload)
+        memcpy(payload, m->payload, m->len);
+    snprintf(s->src_topic, sizeof s->src_topic, "%s", rd_kafka_topic_name(m->rkt));
+    s->src = (struct deadletter_src){s->src_topic, m->partition, m->offset, key, m->key_len, payload, m->len};
     s->detached = true;
     s->tag = ++nf->tags;
     nf->running--;
     nf->ndetached++;
-    log_info("a delivery outlasted its batch; only its partition waits for it", "id=%s ms=%lld tag=%llu",
+    metric_add(nf->m_detached, 1);
+    log_info("a delivery outlasted its batch; the next batch goes on beside it", "id=%s ms=%lld tag=%llu",
              json_str(s->orig->env.payload, "id", ""), (long long)(sb_mono_ms() - s->began_ms),
              (unsigned long long)s->tag);
     s->orig->env.root = NULL; /* the sender's now */
     s->orig->env.payload = NULL;
-    for (size_t i = s->at; i < s->end; i++) {
+    s->orig->pin = s->tag;
+    for (size_t i = s->at + 1; i < s->end; i++) {
         nf->grouped[i]->defer_until_ms = until;
         nf->grouped[i]->hold = s->tag;
     }
+    return true;
 }
 
 /* When a valid job is due (its not_before), 0 for now or for an invalid job
@@ -649,10 +723,12 @@ static int64_t detach_stragglers(struct worker *w, struct notifier *nf)
         if (!s->busy || s->detached || s->orig == NULL)
             continue;
         int64_t at = s->began_ms + w->cfg->notify_straggler_ms;
-        if (at <= now)
-            detach(nf, s, until);
-        else if (at < next)
+        if (at <= now) {
+            if (!detach(nf, s, until) && now + 100 < next)
+                next = now + 100; /* out of memory: try again shortly */
+        } else if (at < next) {
             next = at;
+        }
     }
     return next;
 }
@@ -726,17 +802,24 @@ done:
     return st;
 }
 
-/* Below the lowest tag of the detached deliveries still running, every
- * hold is over. */
-void notifier_tick(struct worker *w)
+/* Unpins the detached deliveries that are over, and releases the holds
+ * that waited for them: every hold below the lowest tag of those still
+ * running. */
+void notifier_turn(struct worker *w)
 {
     struct notifier *nf = w->state;
+    struct finished done[2 * WORKER_MAX_PINS];
     uint64_t below = UINT64_MAX;
     pthread_mutex_lock(&nf->lock);
+    size_t n = nf->nfinished;
+    memcpy(done, nf->finished, n * sizeof *done);
+    nf->nfinished = 0;
     for (size_t k = 0; k < nf->nsenders; k++)
         if (nf->senders[k].detached && nf->senders[k].tag < below)
             below = nf->senders[k].tag;
     pthread_mutex_unlock(&nf->lock);
+    for (size_t i = 0; i < n; i++)
+        worker_unpin(w, done[i].tag, done[i].handled);
     worker_release(w, below);
 }
 
@@ -752,4 +835,5 @@ void notifier_revoked(struct worker *w)
     while (nf->ndetached)
         pthread_cond_wait(&nf->changed, &nf->lock);
     pthread_mutex_unlock(&nf->lock);
+    notifier_turn(w); /* their offsets, before the commit */
 }

@@ -25,13 +25,13 @@ static const char *const persister_types[] = {"system.ping", "chat.create", "mes
 
 static const struct role roles[] = {
     {"persister", chat_topics, 1, persister_types, 4, true, persister_handle, NULL, NULL, NULL,
-     true, NULL},
+     true, NULL, NULL},
     {"indexer", chat_topics, 1, indexer_types, 2, false, indexer_handle, NULL, indexer_prepare,
-     NULL, true, NULL},
-    {"notifier", notify_topics, 2, notifier_types, 1, true, notifier_handle, notifier_tick,
-     notifier_prepare, notifier_finish, false /* defers retries */, notifier_revoked},
+     NULL, true, NULL, NULL},
+    {"notifier", notify_topics, 2, notifier_types, 1, true, notifier_handle, NULL, notifier_prepare,
+     notifier_finish, false /* defers retries */, notifier_revoked, notifier_turn},
     {"phonebook", phonebook_topics, 1, phonebook_types, 1, true, phonebook_handle, phonebook_tick,
-     NULL, NULL, true, NULL},
+     NULL, NULL, true, NULL, NULL},
 };
 
 const struct role *role_find(const char *name)

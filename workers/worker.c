@@ -302,6 +302,103 @@ static void resume_due(struct worker *w)
     }
 }
 
+static bool same_partition(const struct pin *p, const char *topic, int32_t partition)
+{
+    return p->partition == partition && strcmp(p->topic, topic) == 0;
+}
+
+/* The lowest pin of a partition, or NULL. */
+static struct pin *lowest_pin(struct worker *w, const char *topic, int32_t partition)
+{
+    struct pin *low = NULL;
+    for (size_t i = 0; i < w->npins; i++)
+        if (same_partition(&w->pins[i], topic, partition) && (low == NULL || w->pins[i].offset < low->offset))
+            low = &w->pins[i];
+    return low;
+}
+
+/* Pins the batch's pinned jobs and stores the offsets of msgs[0..n), the
+ * done ones (reordered): a partition with a pin stores its lowest pin's
+ * offset, and its pins remember how far it got. */
+static bool store_done(struct worker *w, const struct job *jobs, size_t njobs, rd_kafka_message_t **msgs,
+                       size_t n, char *errbuf, size_t errlen)
+{
+    size_t before = w->npins;
+    for (size_t i = 0; i < njobs; i++) {
+        const struct job *j = &jobs[i];
+        if (!j->pin || j->defer_until_ms)
+            continue;
+        if (w->npins == WORKER_MAX_PINS) {
+            sb_errf(errbuf, errlen, "more than %d jobs pinned", WORKER_MAX_PINS);
+            w->npins = before;
+            return false;
+        }
+        struct pin *p = &w->pins[w->npins];
+        snprintf(p->topic, sizeof p->topic, "%s", rd_kafka_topic_name(j->msg->rkt));
+        p->partition = j->msg->partition;
+        p->offset = j->msg->offset;
+        p->tag = j->pin;
+        const struct pin *other = lowest_pin(w, p->topic, p->partition);
+        p->high = other ? other->high : 0;
+        w->npins++;
+    }
+    if (w->npins == 0)
+        return kafka_consumer_store(w->consumer, msgs, n, errbuf, errlen);
+    size_t k = n; /* msgs[k..n) are of pinned partitions */
+    for (size_t i = 0; i < k;) {
+        if (lowest_pin(w, rd_kafka_topic_name(msgs[i]->rkt), msgs[i]->partition)) {
+            rd_kafka_message_t *t = msgs[i];
+            msgs[i] = msgs[--k];
+            msgs[k] = t;
+        } else {
+            i++;
+        }
+    }
+    bool ok = kafka_consumer_store(w->consumer, msgs, k, errbuf, errlen);
+    for (size_t i = 0; ok && i < w->npins; i++)
+        if (lowest_pin(w, w->pins[i].topic, w->pins[i].partition) == &w->pins[i])
+            ok = kafka_consumer_store_at(w->consumer, w->pins[i].topic, w->pins[i].partition,
+                                         w->pins[i].offset, errbuf, errlen);
+    if (!ok) {
+        w->npins = before;
+        return false;
+    }
+    for (size_t i = k; i < n; i++)
+        for (size_t p = 0; p < w->npins; p++)
+            if (same_partition(&w->pins[p], rd_kafka_topic_name(msgs[i]->rkt), msgs[i]->partition) &&
+                msgs[i]->offset + 1 > w->pins[p].high)
+                w->pins[p].high = msgs[i]->offset + 1;
+    return true;
+}
+
+void worker_unpin(struct worker *w, uint64_t tag, bool handled)
+{
+    char err[ERRBUF_LEN];
+    size_t i = 0;
+    while (i < w->npins && w->pins[i].tag != tag)
+        i++;
+    if (i == w->npins)
+        return;
+    struct pin gone = w->pins[i];
+    w->pins[i] = w->pins[--w->npins];
+    const struct pin *next = lowest_pin(w, gone.topic, gone.partition);
+    bool ok;
+    if (!handled) {
+        /* Fetched again from the job on: what was done after it is found
+         * done. The partition's other pins store no further than it. */
+        for (size_t p = 0; p < w->npins; p++)
+            if (same_partition(&w->pins[p], gone.topic, gone.partition) && w->pins[p].high > gone.offset)
+                w->pins[p].high = gone.offset;
+        ok = kafka_consumer_seek_to(w->consumer, gone.topic, gone.partition, gone.offset, err, sizeof err);
+    } else {
+        int64_t to = next ? next->offset : gone.high > gone.offset ? gone.high : gone.offset + 1;
+        ok = kafka_consumer_store_at(w->consumer, gone.topic, gone.partition, to, err, sizeof err);
+    }
+    if (!ok)
+        log_warn("the offset past a pinned job was not moved", "topic=%s partition=%d offset=%lld err=\"%s\"",
+                 gone.topic, (int)gone.partition, (long long)gone.offset, err);
+}
+
 void worker_release(struct worker *w, uint64_t below)
 {
     for (size_t k = 0; k < w->npaused; k++)
@@ -313,6 +410,7 @@ static void on_revoke(void *arg)
 {
     struct worker *w = arg;
     w->role->revoked(w);
+    w->npins = 0; /* the partitions are gone; their next owner starts at the pins */
 }
 
 void worker_know_topics(struct worker *w, const char *const *topics, size_t n)
@@ -349,6 +447,8 @@ int worker_run(struct worker *w)
             w->role->tick(w);
             next_tick = sb_mono_ms() + 1000;
         }
+        if (w->role->turn)
+            w->role->turn(w);
         if (w->npaused)
             resume_due(w);
         if (have_next) { /* fetched while the last batch was handled */
@@ -375,7 +475,7 @@ int worker_run(struct worker *w)
             ndone = n; /* msgs[0..ndone) are the done ones */
             st = DB_TRANSIENT;
         }
-        if (st == DB_OK && !kafka_consumer_store(w->consumer, cur.msgs, ndone, err, sizeof err)) {
+        if (st == DB_OK && !store_done(w, cur.jobs, n, cur.msgs, ndone, err, sizeof err)) {
             log_warn("offset store failed", "err=\"%s\"", err);
             st = DB_TRANSIENT;
         }

@@ -28,6 +28,11 @@ struct job {
      * The partition then resumes at the earlier of that time and
      * worker_release with a bound above the tag. 0 = the time alone. */
     uint64_t hold;
+    /* Set by the handler: the role goes on with this job after the batch
+     * (a delivery that outlasted it). It counts as done, and later jobs of
+     * its partition are not held back, but the partition's stored offset
+     * stays at this job until worker_unpin with this tag. 0 = not pinned. */
+    uint64_t pin;
     char reason[ERRBUF_LEN];
 };
 
@@ -65,15 +70,30 @@ struct role {
      * no longer works on any job of theirs, so that the next owner does not
      * deliver one a second time beside it. */
     void (*revoked)(struct worker *w);
+    /* Optional: called on the main thread before every fetch. */
+    void (*turn)(struct worker *w);
 };
 
 #define WORKER_MAX_PAUSED 256
+/* notify_concurrency (at most 256) twice: a sender can be pinned again
+ * before its last pin is let go. */
+#define WORKER_MAX_PINS 512
 
 struct paused_partition {
     char topic[128];
     int32_t partition;
     int64_t until_ms;
     uint64_t hold; /* the highest tag of its jobs; 0 = none */
+};
+
+/* A pinned job (job.pin), and how far its partition has been handled past
+ * it: every pin of one partition carries the same high. */
+struct pin {
+    char topic[128];
+    int32_t partition;
+    int64_t offset;
+    int64_t high; /* the offset to store once the partition has no pin left */
+    uint64_t tag;
 };
 
 struct worker {
@@ -88,6 +108,8 @@ struct worker {
     void *state; /* the role's own (prepare makes it, finish frees it) */
     struct paused_partition paused[WORKER_MAX_PAUSED];
     size_t npaused;
+    struct pin pins[WORKER_MAX_PINS];
+    size_t npins;
     struct metric *m_processed, *m_dead, *m_retries, *m_batches;
     struct metric *m_last_batch; /* unix seconds of the last committed batch */
 };
@@ -106,6 +128,13 @@ void worker_know_topics(struct worker *w, const char *const *topics, size_t n);
  * `below` resume at the loop's next turn. Main thread only (the role's
  * handle and tick run there). */
 void worker_release(struct worker *w, uint64_t below);
+
+/* The role is done with pinned job `tag`. handled: its partition's stored
+ * offset moves on (to the next pin of that partition, or as far as the
+ * partition has been handled); else the partition is sought back to the
+ * job, to fetch it (and what followed it) again. A tag not pinned (its
+ * batch was rewound, or its partition revoked) is ignored. Main thread. */
+void worker_unpin(struct worker *w, uint64_t tag, bool handled);
 
 /* Runs until *stop; returns the exit status. */
 int worker_run(struct worker *w);
