@@ -698,6 +698,30 @@ class TestNotify(StackTestCase):
             ids = [json.loads(r["body"])["id"] for r in self.records("/push")]
             self.assertEqual(sorted(ids), [slow, slow, after])
 
+    def test_28_a_detached_delivery_not_recorded_is_fetched_again(self):
+        """MySQL goes away while a delivery that outlasted its batch is at
+        the provider, so its outcome cannot be recorded. Its partition is
+        sought back to it: once MySQL is back the same notifier finds the
+        record still "sending" and sends it again (at least once), and it
+        ends sent. Let go as if done, it would stay "sending"."""
+        st = self.stack
+        nid = "external0000002800"
+        with self.notifier_with("--notify-straggler-ms", "300", "--notify-timeout-ms", "5000"):
+            detached = self.detached()
+            post_json(self.provider.url, "/_control", {"slow": {"slow-28": 2}})
+            self.push_job(nid, "slow-28", 0)
+            wait_until("detached", lambda: self.detached() > detached, 30, 0.05)
+            not_handled = self.log_count("handled=0")
+            st.stop("mariadb")
+            try:
+                wait_until("its outcome not recorded", lambda: self.log_count("handled=0") > not_handled, 30, 0.1)
+                post_json(self.provider.url, "/_control", {"slow": {}})
+            finally:
+                st.start_mariadb()
+            n = self.wait_status(nid, "sent", 60)
+            self.assertEqual(n["attempts"], 2)
+            self.assertEqual([json.loads(r["body"])["id"] for r in self.records("/push")], [nid, nid])
+
     def test_19_stop_between_notifications_then_the_rest(self):
         """SIGTERM while a slow provider works through a batch: each sender
         finishes the notification in hand and stops there, so the process
