@@ -4,7 +4,10 @@
  * decode and validate each, give the valid ones to the role's handler in
  * one call (one MySQL transaction), send the rest to the dead-letter topic,
  * and only then store the offsets. A passing failure (MySQL or Kafka away)
- * rewinds the batch and backs off; the next poll fetches it again. */
+ * rewinds the batch and backs off; the next poll fetches it again. A role
+ * may defer a job (its partition is rewound to it) or pin one it goes on
+ * with after the batch (its partition goes on, but no offset past the job
+ * is stored until the role lets it go). */
 #ifndef SB_WORKER_H
 #define SB_WORKER_H
 
@@ -126,7 +129,7 @@ void worker_know_topics(struct worker *w, const char *const *topics, size_t n);
 
 /* Held partitions (paused for jobs with a hold tag) whose tag is below
  * `below` resume at the loop's next turn. Main thread only (the role's
- * handle and tick run there). */
+ * handle, tick and turn run there). */
 void worker_release(struct worker *w, uint64_t below);
 
 /* The role is done with pinned job `tag`. handled: its partition's stored
