@@ -648,39 +648,45 @@ static uint64_t held_by(const struct notifier *nf, const struct plan *p)
     return tag;
 }
 
-/* Fills plan[0..n); returns the number of groups. */
+/* Until when a job held for a detached delivery waits at the latest (it
+ * is released as soon as that delivery is over). */
+static int64_t hold_until(const struct worker *w)
+{
+    return sb_now_ms() + w->cfg->notify_timeout_ms + HOLD_SLACK_MS;
+}
+
+/* Fills plan[0..n); returns the number of groups, or SIZE_MAX when out of
+ * memory. */
 static size_t plan_batch(struct worker *w, struct job **jobs, size_t n, struct plan *plan)
 {
     struct notifier *nf = w->state;
     int64_t now = sb_now_ms();
-    size_t ngroups = 0;
     pthread_mutex_lock(&nf->lock);
     for (size_t i = 0; i < n; i++) {
         struct job *j = jobs[i];
-        plan[i].group = SIZE_MAX;
-        for (size_t k = 0; k < i && !j->defer_until_ms; k++)
-            if (jobs[k]->defer_until_ms && jobs[k]->msg->partition == j->msg->partition &&
-                jobs[k]->msg->rkt == j->msg->rkt) {
-                j->defer_until_ms = jobs[k]->defer_until_ms;
-                j->hold = jobs[k]->hold;
-            }
-        int64_t due = j->defer_until_ms ? 0 : job_due(w, j);
-        if (due > now)
+        int64_t due = job_due(w, j);
+        if (due > now) {
             j->defer_until_ms = due;
-        if (j->defer_until_ms)
-            continue;
-        job_hashes(j, &plan[i].id, &plan[i].key);
-        if (nf->ndetached && (j->hold = held_by(nf, &plan[i])) != 0) {
-            j->defer_until_ms = now + w->cfg->notify_timeout_ms + HOLD_SLACK_MS;
             continue;
         }
+        job_hashes(j, &plan[i].id, &plan[i].key);
+        if (nf->ndetached && (j->hold = held_by(nf, &plan[i])) != 0)
+            j->defer_until_ms = hold_until(w);
+    }
+    pthread_mutex_unlock(&nf->lock);
+    if (!worker_defer_followers(jobs, n))
+        return SIZE_MAX;
+    size_t ngroups = 0;
+    for (size_t i = 0; i < n; i++) {
+        plan[i].group = SIZE_MAX;
+        if (jobs[i]->defer_until_ms)
+            continue;
         plan[i].group = plan_join(plan, i, false);
         if (plan[i].group == SIZE_MAX && plan[i].key)
             plan[i].group = plan_join(plan, i, true);
         if (plan[i].group == SIZE_MAX)
             plan[i].group = ngroups++;
     }
-    pthread_mutex_unlock(&nf->lock);
     return ngroups;
 }
 
@@ -717,7 +723,7 @@ static void start_senders(struct notifier *nf)
 static int64_t detach_stragglers(struct worker *w, struct notifier *nf)
 {
     int64_t now = sb_mono_ms(), next = INT64_MAX;
-    int64_t until = sb_now_ms() + w->cfg->notify_timeout_ms + HOLD_SLACK_MS;
+    int64_t until = hold_until(w);
     for (size_t k = 0; k < nf->nsenders; k++) {
         struct sender *s = &nf->senders[k];
         if (!s->busy || s->detached || s->orig == NULL)
@@ -752,12 +758,12 @@ enum db_status notifier_handle(struct worker *w, struct job **jobs, size_t n, ch
     struct plan *plan = calloc(n, sizeof *plan);
     struct job **grouped = calloc(n, sizeof *grouped);
     size_t *start = calloc(n + 1, sizeof *start), *fill = calloc(n + 1, sizeof *fill);
-    if (plan == NULL || grouped == NULL || start == NULL || fill == NULL) {
+    size_t ngroups = plan && grouped && start && fill ? plan_batch(w, jobs, n, plan) : SIZE_MAX;
+    if (ngroups == SIZE_MAX) {
         sb_errf(errbuf, errlen, "out of memory planning a batch of %zu jobs", n);
         st = DB_TRANSIENT;
         goto done;
     }
-    size_t ngroups = plan_batch(w, jobs, n, plan);
     /* Jobs by group, each group in log order (a counting sort). */
     for (size_t i = 0; i < n; i++)
         if (plan[i].group != SIZE_MAX)

@@ -142,17 +142,11 @@ static void helper_stop(struct helper *h)
     pthread_mutex_destroy(&h->mu);
 }
 
-/* A deferred job holds back every later job of its partition in the batch,
- * whether the role looked at them or not (another type, or a malformed
- * job): the partition is rewound to the deferred job, and an offset stored
- * for a later one would be committed past it, so that a restart or the
- * partition's next owner skipped it. The later jobs take its time. Returns
- * false only when out of memory. */
-static bool defer_followers(struct job *jobs, size_t n)
+bool worker_defer_followers(struct job *const *jobs, size_t n)
 {
     size_t ndeferred = 0;
     for (size_t i = 0; i < n; i++)
-        ndeferred += jobs[i].defer_until_ms != 0;
+        ndeferred += jobs[i]->defer_until_ms != 0;
     if (ndeferred == 0)
         return true;
     const struct job **first = calloc(ndeferred, sizeof *first); /* per partition */
@@ -160,7 +154,7 @@ static bool defer_followers(struct job *jobs, size_t n)
         return false;
     size_t nfirst = 0;
     for (size_t i = 0; i < n; i++) {
-        struct job *j = &jobs[i];
+        struct job *j = jobs[i];
         size_t k = 0;
         while (k < nfirst &&
                !(first[k]->msg->rkt == j->msg->rkt && first[k]->msg->partition == j->msg->partition))
@@ -174,6 +168,25 @@ static bool defer_followers(struct job *jobs, size_t n)
     }
     free(first);
     return true;
+}
+
+/* worker_defer_followers over the whole batch, the jobs the role did not
+ * look at (another type, or a malformed job) too. */
+static bool defer_batch_followers(struct job *jobs, size_t n)
+{
+    size_t i = 0;
+    while (i < n && jobs[i].defer_until_ms == 0)
+        i++;
+    if (i == n)
+        return true;
+    struct job **all = calloc(n, sizeof *all);
+    if (all == NULL)
+        return false;
+    for (i = 0; i < n; i++)
+        all[i] = &jobs[i];
+    bool ok = worker_defer_followers(all, n);
+    free(all);
+    return ok;
 }
 
 /* Handles the batch; DB_TRANSIENT means "rewind and retry later". */
@@ -203,7 +216,7 @@ static enum db_status process_batch(struct worker *w, struct job *jobs, size_t n
         }
     }
     free(act);
-    if (st != DB_TRANSIENT && !defer_followers(jobs, n)) {
+    if (st != DB_TRANSIENT && !defer_batch_followers(jobs, n)) {
         sb_errf(err, sizeof err, "out of memory deferring jobs");
         st = DB_TRANSIENT;
     }

@@ -127,6 +127,16 @@ const char *role_names(void);
  * does not answer is logged, not fatal. */
 void worker_know_topics(struct worker *w, const char *const *topics, size_t n);
 
+/* A deferred job holds back every later job of its partition: the
+ * partition is rewound to the deferred job, and an offset stored for a
+ * later one would be committed past it, so that a restart or the
+ * partition's next owner skipped it. Gives each later job of jobs[0..n)
+ * (in log order) the time and hold of its partition's first deferred job.
+ * The loop does this over the whole batch after the handler; a handler
+ * that must know them before it starts (the notifier's plan) calls it on
+ * its own jobs. False only when out of memory. */
+bool worker_defer_followers(struct job *const *jobs, size_t n) SB_NODISCARD;
+
 /* Held partitions (paused for jobs with a hold tag) whose tag is below
  * `below` resume at the loop's next turn. Main thread only (the role's
  * handle, tick and turn run there). */
