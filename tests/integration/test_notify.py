@@ -519,6 +519,19 @@ class TestNotify(StackTestCase):
             self.stack.stop("worker-notifier-2")
             self.restart_notifier()
 
+    def push_jobs(self, ids, to, partition):
+        """Push notifications produced onto one partition in one request, as
+        another program would (the Kafka key is the first id)."""
+        now = int(time.time() * 1000)
+        data = b"".join(json.dumps({"type": "notify.send", "version": 1, "key": nid, "request_id": f"r-{nid}",
+                                    "created_at": now, "payload": {"id": nid, "channel": "push", "to": to,
+                                                                   "body": "hi"}}).encode() + b"\n"
+                        for nid in ids)
+        kcat(self.stack, "-P", "-t", "notify.requests", "-p", str(partition), "-k", ids[0], data=data)
+
+    def push_job(self, nid, to, partition):
+        self.push_jobs([nid], to, partition)
+
     def notifier_metric(self, name, labels=""):
         r = request(self.stack.status_ports["worker-notifier"], "GET", "/metrics", timeout=10)
         return metric_samples(r.body.decode(), name).get(labels, 0)
@@ -568,19 +581,12 @@ class TestNotify(StackTestCase):
         with self.notifier_with("--notify-straggler-ms", "300", "--notify-timeout-ms", "5000"):
             detached = self.detached()
             post_json(self.provider.url, "/_control", {"slow": {"slow-24": 2}})
-            now = int(time.time() * 1000)
-
-            def job(nid, to):
-                return json.dumps({"type": "notify.send", "version": 1, "key": nid, "request_id": f"r-{nid}",
-                                   "created_at": now, "payload": {"id": nid, "channel": "push", "to": to,
-                                                                  "body": "hi"}}).encode() + b"\n"
             slow = "external0000002499"
-            kcat(self.stack, "-P", "-t", "notify.requests", "-p", "0", "-k", slow, data=job(slow, "slow-24"))
+            self.push_job(slow, "slow-24", 0)
             wait_until("the slow one at the provider", lambda: self.records("/push"), 30, 0.02)
             quick = [f"external00000024{p}{i}" for p in range(4) for i in range(3)]
             for p in range(4):
-                kcat(self.stack, "-P", "-t", "notify.requests", "-p", str(p), "-k", f"k24-{p}",
-                     data=b"".join(job(nid, "quick-24") for nid in quick[3 * p:3 * p + 3]))
+                self.push_jobs(quick[3 * p:3 * p + 3], "quick-24", p)
             for nid in quick:
                 self.wait_status(nid, "sent")
             self.assertEqual(self.wait_status(slow, "sent")["attempts"], 1)
@@ -610,14 +616,8 @@ class TestNotify(StackTestCase):
             post_json(self.provider.url, "/_control", {"slow": {"slow-25": 12}})
             slow = [f"external000000250{p}" for p in range(4)]
             after = [f"external000000251{p}" for p in range(4)]
-
-            def produce(p, i, to):
-                job = {"type": "notify.send", "version": 1, "key": i, "request_id": f"r-{i}",
-                       "created_at": int(time.time() * 1000),
-                       "payload": {"id": i, "channel": "push", "to": to, "body": "once"}}
-                kcat(st, "-P", "-t", "notify.requests", "-p", str(p), "-k", i, data=json.dumps(job).encode() + b"\n")
             for p, i in enumerate(slow):
-                produce(p, i, "slow-25")
+                self.push_job(i, "slow-25", p)
             wait_until("four detached", lambda: self.detached() >= detached + 4, 30, 0.1)
             st.start_worker("notifier", name="worker-notifier-2", extra=args)
             wait_until("the rebalance", lambda: self.log_count("partitions assigned", "worker-notifier-2"), 60)
@@ -626,20 +626,11 @@ class TestNotify(StackTestCase):
                 self.assertEqual(self.wait_status(i, "sent", 30)["attempts"], 1)
             # Each partition's owner has fetched from it since the rebalance.
             for p, i in enumerate(after):
-                produce(p, i, "device-25")
+                self.push_job(i, "device-25", p)
             for i in after:
                 self.wait_status(i, "sent", 30)
             time.sleep(1)
             self.assertEqual(sorted(json.loads(r["body"])["id"] for r in self.records("/push")), slow + after)
-
-    def push_job(self, nid, to, partition, key=None):
-        """A push notification produced onto one partition, as another
-        program would."""
-        job = {"type": "notify.send", "version": 1, "key": key or nid, "request_id": f"r-{nid}",
-               "created_at": int(time.time() * 1000),
-               "payload": {"id": nid, "channel": "push", "to": to, "body": "hi"}}
-        kcat(self.stack, "-P", "-t", "notify.requests", "-p", str(partition), "-k", key or nid,
-             data=json.dumps(job).encode() + b"\n")
 
     def test_26_a_detached_delivery_refused_is_dead_lettered_once(self):
         """A delivery that outlasts its batch and is then refused: its own
