@@ -40,19 +40,10 @@ bool db_parse_url(const char *url, struct db_url *out, char *errbuf, size_t errl
         }
         p = at + 1;
     }
-    size_t hlen = strcspn(p, ":/");
-    if (hlen == 0 || hlen >= sizeof out->host)
+    int port = (int)out->port;
+    if (!sb_parse_host_port(&p, out->host, sizeof out->host, &port))
         goto bad;
-    memcpy(out->host, p, hlen);
-    p += hlen;
-    if (*p == ':') {
-        char *end;
-        long port = strtol(p + 1, &end, 10);
-        if (port <= 0 || port > 65535)
-            goto bad;
-        out->port = (unsigned)port;
-        p = end;
-    }
+    out->port = (unsigned)port;
     if (*p == '/')
         p++;
     if (strlen(p) >= sizeof out->name || strchr(p, '/'))

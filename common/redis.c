@@ -51,19 +51,8 @@ bool redis_parse_url(const char *url, struct redis_url *out, char *errbuf, size_
         memcpy(out->password, pw, n);
         p = at + 1;
     }
-    size_t hlen = strcspn(p, ":/");
-    if (hlen == 0 || hlen >= sizeof out->host)
+    if (!sb_parse_host_port(&p, out->host, sizeof out->host, &out->port))
         goto bad;
-    memcpy(out->host, p, hlen);
-    p += hlen;
-    if (*p == ':') {
-        char *end;
-        long port = strtol(p + 1, &end, 10);
-        if (port <= 0 || port > 65535)
-            goto bad;
-        out->port = (int)port;
-        p = end;
-    }
     if (*p == '/' && p[1]) {
         int64_t db;
         if (!sb_parse_i64(p + 1, 0, 1000, &db))

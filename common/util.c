@@ -149,6 +149,32 @@ bool sb_parse_i64(const char *s, int64_t min, int64_t max, int64_t *out)
     return true;
 }
 
+bool sb_parse_host_port(const char **p, char *host, size_t hostlen, int *port)
+{
+    const char *s = *p;
+    size_t hlen = strcspn(s, ":/");
+    if (hlen == 0 || hlen >= hostlen)
+        return false;
+    memcpy(host, s, hlen);
+    host[hlen] = '\0';
+    s += hlen;
+    if (*s == ':') {
+        size_t plen = strcspn(s + 1, "/");
+        char digits[8];
+        int64_t v;
+        if (plen == 0 || plen >= sizeof digits)
+            return false;
+        memcpy(digits, s + 1, plen);
+        digits[plen] = '\0';
+        if (!sb_parse_i64(digits, 1, 65535, &v))
+            return false;
+        *port = (int)v;
+        s += 1 + plen;
+    }
+    *p = s;
+    return true;
+}
+
 bool sb_token_valid(const char *s, size_t min, size_t max)
 {
     size_t n = strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_");

@@ -39,6 +39,11 @@ char *sb_read_file(const char *path, size_t *len_out, char *errbuf, size_t errle
  * [min, max]. */
 bool sb_parse_i64(const char *s, int64_t min, int64_t max, int64_t *out) SB_NODISCARD;
 
+/* Parses the "host[:port]" of a URL at *p, which ends at the first '/' or
+ * at the end of the string, and moves *p there. host must be 1..hostlen-1
+ * characters; a port, if given, 1..65535 (else *port is left as it is). */
+bool sb_parse_host_port(const char **p, char *host, size_t hostlen, int *port) SB_NODISCARD;
+
 /* True if s is min..max characters of base64url ([A-Za-z0-9_-]): tokens,
  * ids and request ids that may go into keys, SQL and headers as they are. */
 bool sb_token_valid(const char *s, size_t min, size_t max);
