@@ -333,6 +333,14 @@ static void read_done(void *arg)
     chat_req_finish(r);
 }
 
+/* A read of one item answers the item, not a list of one (NULL if none). */
+static void keep_first_row(struct chat_req *r)
+{
+    cJSON *first = r->found ? cJSON_DetachItemFromArray(r->result, 0) : NULL;
+    cJSON_Delete(r->result);
+    r->result = first;
+}
+
 static void add_chat_row(struct chat_req *r, MYSQL_ROW row)
 {
     cJSON *o = number_body(strtoll(row[0], NULL, 10));
@@ -362,39 +370,42 @@ static void list_chats_work(void *ctx, void *arg)
     if (!chat_req_query_rows(r, ctx, sql, add_chat_row) || !chat)
         return;
     r->chat_exists = r->found;
-    cJSON *first = r->found ? cJSON_DetachItemFromArray(r->result, 0) : NULL;
-    cJSON_Delete(r->result);
-    r->result = first;
+    keep_first_row(r);
+}
+
+/* Path ids of a read (with_chat, with_msg: the path names a chat, a message
+ * too) and, for a list, its page, in a new chat_req; NULL after answering
+ * the error. limit stays 0 for a single item (list_chats_work's "one chat"). */
+static struct chat_req *read_req(struct http_ctx *ctx, bool with_chat, bool with_msg, bool paged)
+{
+    char token[TOKEN_LEN + 1];
+    int64_t chat = 0, msg = 0, limit = 0, after = 0;
+    if (!chat_path_ids(ctx, token, with_chat ? &chat : NULL, with_msg ? &msg : NULL) ||
+        (paged && !chat_page_params(ctx, &limit, &after, NULL)))
+        return NULL;
+    struct chat_req *r = chat_req_new(ctx);
+    if (r == NULL)
+        return NULL;
+    memcpy(r->token, token, sizeof token);
+    r->chat = chat;
+    r->msg = msg;
+    r->limit = limit;
+    r->after = after;
+    return r;
 }
 
 void chat_list_chats(struct http_ctx *ctx)
 {
-    char token[TOKEN_LEN + 1];
-    int64_t limit, after;
-    if (!chat_path_ids(ctx, token, NULL, NULL) || !chat_page_params(ctx, &limit, &after, NULL))
-        return;
-    struct chat_req *r = chat_req_new(ctx);
-    if (r == NULL)
-        return;
-    memcpy(r->token, token, sizeof token);
-    r->limit = limit;
-    r->after = after;
-    chat_req_submit(r, list_chats_work, read_done);
+    struct chat_req *r = read_req(ctx, false, false, true);
+    if (r)
+        chat_req_submit(r, list_chats_work, read_done);
 }
 
 void chat_get_chat(struct http_ctx *ctx)
 {
-    char token[TOKEN_LEN + 1];
-    int64_t chat;
-    if (!chat_path_ids(ctx, token, &chat, NULL))
-        return;
-    struct chat_req *r = chat_req_new(ctx);
-    if (r == NULL)
-        return;
-    memcpy(r->token, token, sizeof token);
-    r->chat = chat;
-    r->limit = 0; /* marks "one chat" for on_chat_known */
-    chat_req_submit(r, list_chats_work, read_done);
+    struct chat_req *r = read_req(ctx, true, false, false);
+    if (r)
+        chat_req_submit(r, list_chats_work, read_done);
 }
 
 static void add_message_row(struct chat_req *r, MYSQL_ROW row)
@@ -423,42 +434,23 @@ static void list_messages_work(void *ctx, void *arg)
     r->result = cJSON_CreateArray();
     if (!chat_req_query_rows(r, ctx, sql, add_message_row) || !r->msg)
         return;
-    cJSON *first = r->found ? cJSON_DetachItemFromArray(r->result, 0) : NULL;
-    cJSON_Delete(r->result);
-    r->result = first;
+    keep_first_row(r);
     if (!r->found)
         chat_req_not_found(r, "message");
 }
 
 void chat_list_messages(struct http_ctx *ctx)
 {
-    char token[TOKEN_LEN + 1];
-    int64_t chat, limit, after;
-    if (!chat_path_ids(ctx, token, &chat, NULL) || !chat_page_params(ctx, &limit, &after, NULL))
-        return;
-    struct chat_req *r = chat_req_new(ctx);
-    if (r == NULL)
-        return;
-    memcpy(r->token, token, sizeof token);
-    r->chat = chat;
-    r->limit = limit;
-    r->after = after;
-    chat_req_submit(r, list_messages_work, read_done);
+    struct chat_req *r = read_req(ctx, true, false, true);
+    if (r)
+        chat_req_submit(r, list_messages_work, read_done);
 }
 
 void chat_get_message(struct http_ctx *ctx)
 {
-    char token[TOKEN_LEN + 1];
-    int64_t chat, msg;
-    if (!chat_path_ids(ctx, token, &chat, &msg))
-        return;
-    struct chat_req *r = chat_req_new(ctx);
-    if (r == NULL)
-        return;
-    memcpy(r->token, token, sizeof token);
-    r->chat = chat;
-    r->msg = msg;
-    chat_req_submit(r, list_messages_work, read_done);
+    struct chat_req *r = read_req(ctx, true, true, false);
+    if (r)
+        chat_req_submit(r, list_messages_work, read_done);
 }
 
 /* ---- search ----------------------------------------------------------- */
