@@ -37,6 +37,7 @@ struct sb_config {
     char *listen;
     int64_t threads;
     int64_t max_body_bytes;
+    int64_t max_connections;
     int64_t request_timeout_ms;
     int64_t shutdown_timeout_ms;
     int64_t readiness_interval_ms;

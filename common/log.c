@@ -35,6 +35,19 @@ bool log_setup(const char *level, const char *format, const char *program)
     return true;
 }
 
+bool log_every_due(struct log_every *e, int64_t period_ms, int64_t *skipped)
+{
+    int64_t now = sb_mono_ms();
+    if (e->at_ms != 0 && now - e->at_ms < period_ms) {
+        e->skipped++;
+        return false;
+    }
+    *skipped = e->skipped;
+    e->at_ms = now;
+    e->skipped = 0;
+    return true;
+}
+
 bool log_enabled(enum log_level lvl)
 {
     return lvl >= g_level;

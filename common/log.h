@@ -21,6 +21,16 @@ bool log_enabled(enum log_level lvl);
 #define log_warn(msg, ...) log_msg(LOG_WARN, msg, __VA_ARGS__)
 #define log_error(msg, ...) log_msg(LOG_ERROR, msg, __VA_ARGS__)
 
+/* For a warning that can come thousands of times a second (a flood of
+ * connections): due at most once per period_ms; *skipped says how many
+ * were passed over since the last one logged. Not locked: one per thread
+ * that uses it. */
+struct log_every {
+    int64_t at_ms; /* monotonic; 0 = never logged */
+    int64_t skipped;
+};
+bool log_every_due(struct log_every *e, int64_t period_ms, int64_t *skipped);
+
 /* Start-up failure: log and exit(1). Only before the process serves. */
 _Noreturn void die(const char *msg, const char *kvfmt, ...) SB_PRINTF(2, 3);
 

@@ -47,6 +47,7 @@ struct statusport {
     struct statusport_source src;
     struct event_base *base;
     struct evhttp *http;
+    struct net_accept_guard *guard; /* out of descriptors: rest, do not spin */
     struct event *tick;
     pthread_t thread;
     bool running;
@@ -319,9 +320,10 @@ struct statusport *statusport_new(const char *addr, const struct statusport_sour
         goto no_server;
     /* The socket is the evhttp's from here (it closes it, also when this
      * fails part way). */
-    bool served = evhttp_accept_socket_with_handle(s->http, fd) != NULL;
+    struct evhttp_bound_socket *bound = evhttp_accept_socket_with_handle(s->http, fd);
     fd = -1;
-    if (!served)
+    if (bound == NULL ||
+        (s->guard = net_accept_guard_new(evhttp_bound_socket_get_listener(bound), "status")) == NULL)
         goto no_server;
     evhttp_set_timeout(s->http, STATUS_IO_TIMEOUT_S);
     evhttp_set_max_body_size(s->http, 4096);
@@ -361,6 +363,7 @@ void statusport_free(struct statusport *s)
     scrapes_stop(s);
     if (s->tick)
         event_free(s->tick);
+    net_accept_guard_free(s->guard);
     if (s->http)
         evhttp_free(s->http);
     if (s->base)

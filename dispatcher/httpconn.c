@@ -373,6 +373,36 @@ static void on_timeout(evutil_socket_t fd, short what, void *arg)
     conn_process(c);
 }
 
+#define BUSY_BODY \
+    "{\"error\":{\"code\":\"too_many_connections\",\"message\":\"the server has as many connections as it serves " \
+    "(max_connections); retry later\"}}"
+#define BUSY_REPLY \
+    "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nRetry-After: 1\r\n" \
+    "Connection: close\r\nContent-Length: "
+
+/* A connection beyond max_connections: a 503 at once, without reading a
+ * request, and closed. A client learns at once to go elsewhere or retry,
+ * and the descriptors other connections and the stores need stay free.
+ * What the client already sent is read first, so that closing sends FIN,
+ * not a reset that could discard the answer. Best effort: a socket that
+ * cannot take the answer now is just closed. */
+static void refuse_busy(struct loop *l, int fd)
+{
+    static const char body[] = BUSY_BODY;
+    char reply[512], drain[4096];
+    int n = snprintf(reply, sizeof reply, "%s%zu\r\n\r\n%s", BUSY_REPLY, sizeof body - 1, body);
+    if (send(fd, reply, (size_t)n, MSG_DONTWAIT | MSG_NOSIGNAL) < 0 && errno != EAGAIN)
+        log_debug("busy answer not sent", "err=\"%s\"", strerror(errno));
+    for (int i = 0; i < 16 && recv(fd, drain, sizeof drain, MSG_DONTWAIT) > 0; i++)
+        ;
+    close(fd);
+    metric_add(l->d->m_refused, 1);
+    int64_t skipped;
+    if (log_every_due(&l->refused_log, 1000, &skipped))
+        log_warn("connection refused: max_connections reached", "loop=%d max_connections=%d repeats=%lld",
+                 l->index, l->d->max_connections, (long long)skipped);
+}
+
 void httpconn_accept(struct evconnlistener *lev, evutil_socket_t fd, struct sockaddr *sa, int salen,
                       void *arg)
 {
@@ -380,6 +410,12 @@ void httpconn_accept(struct evconnlistener *lev, evutil_socket_t fd, struct sock
     (void)sa;
     (void)salen;
     struct loop *l = arg;
+    /* Loops check and count apart: all of them at once can let in one
+     * each past the limit, which the reserve of descriptors covers. */
+    if (atomic_load(&l->d->connections) >= l->d->max_connections) {
+        refuse_busy(l, fd);
+        return;
+    }
     struct http_conn *c = calloc(1, sizeof *c);
     if (c == NULL || (c->in = malloc(IN_INITIAL)) == NULL) {
         free(c);

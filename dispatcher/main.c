@@ -115,6 +115,14 @@ int main(int argc, char **argv)
         log_warn("no admin API keys configured: admin routes answer 401", "setting=%s",
                  "api_key_hashes");
     register_route_metrics();
+    uint64_t fd_limit;
+    d.max_connections = server_max_connections(cfg.max_connections, &fd_limit);
+    d.m_refused = metrics_counter("switchboard_http_connections_refused_total", "",
+                                  "connections answered 503 and closed at max_connections");
+    if ((uint64_t)d.max_connections + SERVER_FD_RESERVE > fd_limit)
+        log_warn("max_connections is above what the open file limit leaves for clients: past it, accept() "
+                 "fails and connections wait", "max_connections=%d fd_limit=%llu reserve=%d",
+                 d.max_connections, (unsigned long long)fd_limit, SERVER_FD_RESERVE);
     pb_init();
     /* Before any loop runs: /readyz reads the probes' state. Made after
      * the port opened, a /readyz arriving at once found none (UBSan:
@@ -168,7 +176,8 @@ int main(int argc, char **argv)
     /* Load the phone number pools now if Redis has none, so the first
      * reserve does not wait for it. */
     pbpool_rebuild(&loops[0], pools_ready, NULL);
-    log_info("dispatcher listening", "listen=%s loops=%d pid=%d", cfg.listen, nloops, (int)getpid());
+    log_info("dispatcher listening", "listen=%s loops=%d pid=%d fd_limit=%llu max_connections=%d", cfg.listen,
+             nloops, (int)getpid(), (unsigned long long)fd_limit, d.max_connections);
 
     int sig = 0;
     sigwait(&sigs, &sig);

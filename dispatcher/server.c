@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -42,6 +43,27 @@ bool server_open(int fd, char *errbuf, size_t errlen)
         return false;
     }
     return true;
+}
+
+int server_max_connections(int64_t configured, uint64_t *fd_limit)
+{
+    struct rlimit rl;
+    uint64_t limit = 1024;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
+        /* RLIM_INFINITY is refused as a soft limit (fs.nr_open caps it). */
+        rlim_t want = rl.rlim_max == RLIM_INFINITY ? (rlim_t)1 << 20 : rl.rlim_max;
+        if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < want) {
+            struct rlimit raised = {want, rl.rlim_max};
+            if (setrlimit(RLIMIT_NOFILE, &raised) == 0)
+                rl.rlim_cur = want;
+        }
+        limit = rl.rlim_cur == RLIM_INFINITY ? (uint64_t)1 << 20 : (uint64_t)rl.rlim_cur;
+    }
+    *fd_limit = limit;
+    if (configured > 0)
+        return (int)configured;
+    uint64_t n = limit > SERVER_FD_RESERVE + 16 ? limit - SERVER_FD_RESERVE : 16;
+    return n > INT32_MAX ? INT32_MAX : (int)n;
 }
 
 /* ---- replies ---------------------------------------------------------------- */
@@ -326,6 +348,11 @@ bool loop_init(struct loop *l, struct dispatcher *d, int index, int listen_fd, c
             close(fd);
         goto fail;
     }
+    char what[32];
+    snprintf(what, sizeof what, "loop-%d", index);
+    l->accept_guard = net_accept_guard_new(l->listener, what);
+    if (l->accept_guard == NULL)
+        goto fail;
     return true;
 fail:
     sb_errf(errbuf, errlen, "cannot set up event loop %d", index);
@@ -341,6 +368,8 @@ void loop_start_accepting(struct loop *l)
 
 void loop_stop_accepting(struct loop *l)
 {
+    net_accept_guard_free(l->accept_guard); /* its timer would enable the listener again */
+    l->accept_guard = NULL;
     if (l->listener) {
         evconnlistener_free(l->listener); /* closes the dup'ed fd */
         l->listener = NULL;

@@ -27,6 +27,7 @@
 #include "config.h"
 #include "json.h"
 #include "kafka.h"
+#include "log.h"
 #include "loopq.h"
 #include "metrics.h"
 #include "db.h"
@@ -36,6 +37,7 @@ struct readiness;
 struct http_conn;
 struct http_req;
 struct evconnlistener;
+struct net_accept_guard;
 
 /* Process-wide state shared by every loop (read-only after start-up, or
  * thread-safe by itself). */
@@ -49,6 +51,8 @@ struct dispatcher {
     struct readiness *readiness;
     atomic_int inflight;  /* requests waiting for an async completion */
     atomic_int connections; /* open client connections, every loop */
+    int max_connections;    /* beyond it a connection is answered 503 (server_max_connections) */
+    struct metric *m_refused; /* connections refused at max_connections */
     struct loop *loops;   /* all event loops, for /readyz; */
     atomic_int nloops;    /* set once every loop is initialised */
     atomic_bool draining; /* SIGTERM received */
@@ -66,6 +70,8 @@ struct loop {
     struct redis_client *redis;
     struct loopq *q;
     struct findcache *find; /* /phonebook/find answers of this loop */
+    struct net_accept_guard *accept_guard; /* rests the listener after an accept() error */
+    struct log_every refused_log; /* connections refused at max_connections */
 };
 
 /* Everything a handler gets. */
@@ -117,6 +123,16 @@ bool server_listen(const char *addr, int *fd_out, char *errbuf, size_t errlen) S
 bool server_open(int fd, char *errbuf, size_t errlen) SB_NODISCARD;
 bool loop_init(struct loop *l, struct dispatcher *d, int index, int listen_fd, char *errbuf,
                size_t errlen) SB_NODISCARD;
+/* Descriptors kept for everything but clients: Redis, MySQL, the store
+ * pool, Kafka, each loop's own (event base, queue, listener), log files. */
+#define SERVER_FD_RESERVE 128
+
+/* Raises the open file soft limit to the hard one (services often start
+ * with 1024 of a far higher hard limit) and sets *fd_limit to the limit
+ * now. Returns how many client connections to serve at once: configured
+ * if not 0, else the limit less SERVER_FD_RESERVE (at least 16). */
+int server_max_connections(int64_t configured, uint64_t *fd_limit);
+
 /* On the loop's thread, after server_open(): start / stop accepting. */
 void loop_start_accepting(struct loop *l);
 void loop_stop_accepting(struct loop *l);

@@ -19,6 +19,7 @@ import argparse
 import hashlib
 import json
 import os
+import resource
 import shutil
 import secrets
 import signal
@@ -155,11 +156,14 @@ class Stack:
         return e
 
     # -- process bookkeeping ---------------------------------------------
-    def spawn(self, name, argv, env=None):
+    def spawn(self, name, argv, env=None, nofile=None):
+        """Starts argv[0] in the background; nofile: its open file limit
+        (soft, hard), for tests of running out of descriptors."""
         logf = open(self.log(name), "ab")
+        limit = (lambda: resource.setrlimit(resource.RLIMIT_NOFILE, nofile)) if nofile else None
         proc = subprocess.Popen(argv, stdout=logf, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, env=env or self.env(),
-                                cwd=self.run_dir, start_new_session=True)
+                                cwd=self.run_dir, start_new_session=True, preexec_fn=limit)
         logf.close()
         self.procs[name] = proc
         with open(self.path("pids", name + ".pid"), "w") as f:
@@ -362,15 +366,15 @@ class Stack:
                      30, proc, self.log(name))
         return proc
 
-    def start_worker(self, role, name=None, extra=()):
+    def start_worker(self, role, name=None, extra=(), nofile=None):
         """A worker of role, with its /healthz and /metrics on a free port
-        (status_ports[name])."""
+        (status_ports[name]); nofile as for spawn."""
         name = name or f"worker-{role}"
         port = free_port()
         argv = [self.binary("switchboard-worker"), "--role", role,
                 "--status-listen", f"127.0.0.1:{port}"]
         self.status_ports[name] = port
-        return self.spawn(name, argv + list(extra))
+        return self.spawn(name, argv + list(extra), nofile=nofile)
 
     def ensure_api_key(self):
         """The admin API key of this stack: made once (run_dir/api_key,

@@ -4,11 +4,13 @@ closed), changes nothing, and the dispatcher stays up; under the ASan
 build the harness also fails on any sanitizer report in the logs."""
 
 import json
+import os
+import re
 import socket
 import time
 import unittest
 
-from harness import StackTestCase, read_response
+from harness import StackTestCase, log_lines, metric_samples, read_response, stackmod, wait_until
 
 API = "/api/v1/applications"
 
@@ -248,6 +250,105 @@ class TestHostile(StackTestCase):
         self.assertEqual(status, 404)
         self.assertIn(b"no route for GET /", out)
         self.assert_alive()
+
+    # -- connections and file descriptors --------------------------------
+
+    def limited_dispatcher(self, name, soft, hard, *extra):
+        """Another dispatcher of this stack on a port of its own, started
+        with its open file limit set to soft:hard, and its port."""
+        port = stackmod.free_port()
+        argv = [self.stack.binary("switchboard-dispatcher"), "--listen", f"127.0.0.1:{port}", *extra]
+        proc = self.stack.spawn(name, argv, nofile=(soft, hard))
+        self.addCleanup(self.stack.stop, name)
+        stackmod.wait_for(f"{name} /readyz",
+                          lambda: stackmod.http_get(f"http://127.0.0.1:{port}/readyz")[0] == 200,
+                          30, proc, self.stack.log(name))
+        return proc.pid, port
+
+    def connect(self, port, n):
+        socks = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(n)]
+        self.addCleanup(lambda: [s.close() for s in socks])
+        return socks
+
+    @staticmethod
+    def get_on(s, path="/healthz"):
+        s.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        return read_response(s, [b""])
+
+    @staticmethod
+    def cpu_seconds(pid):
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def test_09_connections_beyond_the_limit_get_503_and_the_others_go_on(self):
+        """max_connections defaults to the open file limit less 128 (the
+        descriptors of Redis, MySQL, Kafka and the loops): a connection
+        beyond it is answered 503 and closed at once, while the open ones
+        are served as before, and one closing makes room for the next."""
+        pid, port = self.limited_dispatcher("dispatcher-capped", 160, 160)
+        line = log_lines(self.stack, "dispatcher-capped", "dispatcher listening")[-1]
+        self.assertIn("fd_limit=160 max_connections=32", line)
+        held = self.connect(port, 32)
+        for s in held:  # each one accepted and counted before the next connection
+            self.assertEqual(self.get_on(s)[0], 200)
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as extra:
+            # Answered without a request (none is read): the client may not
+            # even have sent one yet.
+            status, headers, body = read_response(extra, [b""])
+            self.assertEqual(status, 503)
+            self.assertEqual(headers.get("connection"), "close")
+            self.assertEqual(json.loads(body)["error"]["code"], "too_many_connections")
+            self.assertEqual(extra.recv(1), b"")  # and closed
+        self.assertEqual(self.get_on(held[0])[0], 200)
+        _, _, text = self.get_on(held[1], "/metrics")
+        refused = metric_samples(text.decode(), "switchboard_http_connections_refused_total")
+        self.assertEqual(refused, {"": 1.0})
+        self.assertTrue(log_lines(self.stack, "dispatcher-capped", "max_connections reached"))
+        for s in held[:4]:
+            s.close()
+
+        def served():
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+                return self.get_on(s)[0] == 200
+        wait_until("a connection served once others closed", served, 10, 0.2)
+        self.assertTrue(self.stack.alive(pid, self.stack.binary("switchboard-dispatcher")))
+
+    def test_10_out_of_file_descriptors_it_pauses_accepting_instead_of_spinning(self):
+        """With max_connections set above what the open file limit allows,
+        accept() fails (EMFILE) while clients wait in the backlog. The
+        dispatcher pauses accepting and tries again a little later, rather
+        than calling accept() in a busy loop: it took a whole core and wrote
+        millions of warnings a minute before. It serves again once
+        descriptors are free."""
+        pid, port = self.limited_dispatcher("dispatcher-fds", 64, 64, "--max-connections", "1000")
+        self.assertTrue(log_lines(self.stack, "dispatcher-fds", "max_connections is above"))
+        held = self.connect(port, 80)  # more than 64 descriptors: the rest wait in the backlog
+        wait_until("every descriptor in use", lambda: len(os.listdir(f"/proc/{pid}/fd")) >= 64, 10, 0.1)
+        lines_before = len(log_lines(self.stack, "dispatcher-fds", ""))
+        before = self.cpu_seconds(pid)
+        t0 = time.monotonic()
+        time.sleep(2)
+        share = (self.cpu_seconds(pid) - before) / (time.monotonic() - t0)
+        self.assertLess(share, 0.5, "the dispatcher spins on accept()")
+        self.assertLess(len(log_lines(self.stack, "dispatcher-fds", "")) - lines_before, 20, "log flooded")
+        warnings = log_lines(self.stack, "dispatcher-fds", "accept failed")
+        self.assertTrue(any(re.search(r"Too many open files", w) for w in warnings), warnings[-3:])
+        for s in held:
+            s.close()
+
+        def served():
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+                return self.get_on(s)[0] == 200
+        wait_until("served again once descriptors are free", served, 15, 0.2)
+
+    def test_11_the_open_file_limit_is_raised_to_its_hard_maximum(self):
+        """Distributions start services with a soft limit of 1024 and a far
+        higher hard one: the dispatcher raises its soft limit, as Redis and
+        nginx do, and sizes max_connections by that."""
+        self.limited_dispatcher("dispatcher-raised", 160, 400)
+        line = log_lines(self.stack, "dispatcher-raised", "dispatcher listening")[-1]
+        self.assertIn("fd_limit=400 max_connections=272", line)
 
 
 if __name__ == "__main__":

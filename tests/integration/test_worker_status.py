@@ -4,6 +4,8 @@ worker cannot commit and falls back to 0 once it catches up."""
 
 import datetime
 import json
+import os
+import socket
 import subprocess
 import threading
 import time
@@ -177,6 +179,37 @@ class TestWorkerStatus(StackTestCase):
         finally:
             self.assertEqual(st.devbroker_ctl("up"), "ok up")
         self.assertIn(got[0], (200, 503), got)
+
+    def test_07_out_of_descriptors_the_status_port_rests_instead_of_spinning(self):
+        # A worker that runs out of file descriptors (here: 300 clients on
+        # its status port, against a limit of 128) must not call accept()
+        # in a busy loop: it wrote 320,000 warnings in 2 s before. Once the
+        # clients are gone, /healthz answers again.
+        st = self.stack
+        name = "worker-phonebook-fds"
+        proc = st.start_worker("phonebook", name=name, nofile=(128, 128))
+        self.addCleanup(st.stop, name)
+        wait_until("its status port", lambda: log_lines(st, name, "worker started"), 20)
+        port = st.status_ports[name]
+        socks = []
+        self.addCleanup(lambda: [s.close() for s in socks])
+        for _ in range(300):
+            socks.append(socket.create_connection(("127.0.0.1", port), timeout=10))
+        wait_until("every descriptor in use", lambda: len(os.listdir(f"/proc/{proc.pid}/fd")) >= 128, 10, 0.1)
+        lines = len(log_lines(st, name, ""))
+
+        def cpu():
+            with open(f"/proc/{proc.pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        before, t0 = cpu(), time.monotonic()
+        time.sleep(2)
+        self.assertLess((cpu() - before) / (time.monotonic() - t0), 0.5, "the status port spins on accept()")
+        self.assertLess(len(log_lines(st, name, "")) - lines, 20, "log flooded")
+        self.assertTrue(log_lines(st, name, "accept failed"))
+        for s in socks:
+            s.close()
+        wait_until("/healthz again", lambda: request(port, "GET", "/healthz", timeout=5).status == 200, 15, 0.2)
 
 
 if __name__ == "__main__":
