@@ -236,6 +236,13 @@ class FakeServer:
         self.log.close()
 
 
+def cpu_seconds(pid):
+    """User + system CPU time a process has used so far."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def log_lines(st, name, needle):
     """The lines of a process's log that contain needle, oldest first. A test
     waiting for a new such line counts them first, so that an earlier test's

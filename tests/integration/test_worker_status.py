@@ -11,8 +11,8 @@ import threading
 import time
 import unittest
 
-from harness import (StackTestCase, kcat_consume_all, kcat_produce, log_lines, metric_samples as samples, request,
-                     wait_until)
+from harness import (StackTestCase, cpu_seconds, kcat_consume_all, kcat_produce, log_lines,
+                     metric_samples as samples, request, wait_until)
 
 WORKER = "worker-persister"
 
@@ -197,14 +197,10 @@ class TestWorkerStatus(StackTestCase):
             socks.append(socket.create_connection(("127.0.0.1", port), timeout=10))
         wait_until("every descriptor in use", lambda: len(os.listdir(f"/proc/{proc.pid}/fd")) >= 128, 10, 0.1)
         lines = len(log_lines(st, name, ""))
-
-        def cpu():
-            with open(f"/proc/{proc.pid}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-        before, t0 = cpu(), time.monotonic()
+        before, t0 = cpu_seconds(proc.pid), time.monotonic()
         time.sleep(2)
-        self.assertLess((cpu() - before) / (time.monotonic() - t0), 0.5, "the status port spins on accept()")
+        self.assertLess((cpu_seconds(proc.pid) - before) / (time.monotonic() - t0), 0.5,
+                        "the status port spins on accept()")
         self.assertLess(len(log_lines(st, name, "")) - lines, 20, "log flooded")
         self.assertTrue(log_lines(st, name, "accept failed"))
         for s in socks:
