@@ -390,17 +390,17 @@ static void refuse_busy(struct loop *l, int fd)
 {
     static const char body[] = BUSY_BODY;
     char reply[512], drain[4096];
+    int64_t skipped;
+    metric_add(l->d->m_refused, 1); /* counted before the client can see the answer */
+    if (log_every_due(&l->refused_log, 1000, &skipped))
+        log_warn("connection refused: max_connections reached", "loop=%d max_connections=%d repeats=%lld",
+                 l->index, l->d->max_connections, (long long)skipped);
     int n = snprintf(reply, sizeof reply, "%s%zu\r\n\r\n%s", BUSY_REPLY, sizeof body - 1, body);
     if (send(fd, reply, (size_t)n, MSG_DONTWAIT | MSG_NOSIGNAL) < 0 && errno != EAGAIN)
         log_debug("busy answer not sent", "err=\"%s\"", strerror(errno));
     for (int i = 0; i < 16 && recv(fd, drain, sizeof drain, MSG_DONTWAIT) > 0; i++)
         ;
     close(fd);
-    metric_add(l->d->m_refused, 1);
-    int64_t skipped;
-    if (log_every_due(&l->refused_log, 1000, &skipped))
-        log_warn("connection refused: max_connections reached", "loop=%d max_connections=%d repeats=%lld",
-                 l->index, l->d->max_connections, (long long)skipped);
 }
 
 void httpconn_accept(struct evconnlistener *lev, evutil_socket_t fd, struct sockaddr *sa, int salen,

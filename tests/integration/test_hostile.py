@@ -255,7 +255,8 @@ class TestHostile(StackTestCase):
 
     def limited_dispatcher(self, name, soft, hard, *extra):
         """Another dispatcher of this stack on a port of its own, started
-        with its open file limit set to soft:hard, and its port."""
+        with its open file limit set to soft:hard: its pid, port and
+        start-up line ("dispatcher listening")."""
         port = stackmod.free_port()
         argv = [self.stack.binary("switchboard-dispatcher"), "--listen", f"127.0.0.1:{port}", *extra]
         proc = self.stack.spawn(name, argv, nofile=(soft, hard))
@@ -263,7 +264,9 @@ class TestHostile(StackTestCase):
         stackmod.wait_for(f"{name} /readyz",
                           lambda: stackmod.http_get(f"http://127.0.0.1:{port}/readyz")[0] == 200,
                           30, proc, self.stack.log(name))
-        return proc.pid, port
+        # Logged after the port opened: /readyz may answer first.
+        line = wait_until("its start-up line", lambda: log_lines(self.stack, name, "dispatcher listening"), 10)
+        return proc.pid, port, line[-1]
 
     def connect(self, port, n):
         socks = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(n)]
@@ -285,8 +288,7 @@ class TestHostile(StackTestCase):
         descriptors of Redis, MySQL, Kafka and the loops): a connection
         beyond it is answered 503 and closed at once, while the open ones
         are served as before, and one closing makes room for the next."""
-        pid, port = self.limited_dispatcher("dispatcher-capped", 160, 160)
-        line = log_lines(self.stack, "dispatcher-capped", "dispatcher listening")[-1]
+        pid, port, line = self.limited_dispatcher("dispatcher-capped", 160, 160)
         self.assertIn("fd_limit=160 max_connections=32", line)
         held = self.connect(port, 32)
         for s in held:  # each one accepted and counted before the next connection
@@ -316,7 +318,7 @@ class TestHostile(StackTestCase):
         than calling accept() in a busy loop: it took 1.4 of the 2 cores and
         wrote about a million warnings a second before. It serves again once
         descriptors are free."""
-        pid, port = self.limited_dispatcher("dispatcher-fds", 64, 64, "--max-connections", "1000")
+        pid, port, _ = self.limited_dispatcher("dispatcher-fds", 64, 64, "--max-connections", "1000")
         self.assertTrue(log_lines(self.stack, "dispatcher-fds", "max_connections is above"))
         held = self.connect(port, 80)  # more than 64 descriptors: the rest wait in the backlog
         wait_until("every descriptor in use", lambda: len(os.listdir(f"/proc/{pid}/fd")) >= 64, 10, 0.1)
@@ -337,8 +339,7 @@ class TestHostile(StackTestCase):
         """Distributions start services with a soft limit of 1024 and a far
         higher hard one: the dispatcher raises its soft limit, as Redis and
         nginx do, and sizes max_connections by that."""
-        self.limited_dispatcher("dispatcher-raised", 160, 400)
-        line = log_lines(self.stack, "dispatcher-raised", "dispatcher listening")[-1]
+        _, _, line = self.limited_dispatcher("dispatcher-raised", 160, 400)
         self.assertIn("fd_limit=400 max_connections=272", line)
 
 
