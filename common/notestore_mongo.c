@@ -328,11 +328,17 @@ struct notestore *notestore_mongo_new(const char *mongo_uri, char *errbuf, size_
     }
     g->base.ops = &mongo_ops;
     /* The driver's 30 s server selection would hold a request (or a
-     * worker) far past its deadline: fail fast and let the caller retry. */
+     * worker) far past its deadline: fail fast and let the caller retry.
+     * Its socket timeout (5 minutes) is how long a call waits on a server
+     * that stopped answering without closing the connection (a hung host,
+     * a partition), with a dispatcher's store thread or a sender stuck in
+     * it: every call here is one small document operation, so 10 s. */
     if (!mongoc_uri_has_option(uri, MONGOC_URI_SERVERSELECTIONTIMEOUTMS))
         mongoc_uri_set_option_as_int32(uri, MONGOC_URI_SERVERSELECTIONTIMEOUTMS, 2000);
     if (!mongoc_uri_has_option(uri, MONGOC_URI_CONNECTTIMEOUTMS))
         mongoc_uri_set_option_as_int32(uri, MONGOC_URI_CONNECTTIMEOUTMS, 2000);
+    if (!mongoc_uri_has_option(uri, MONGOC_URI_SOCKETTIMEOUTMS))
+        mongoc_uri_set_option_as_int32(uri, MONGOC_URI_SOCKETTIMEOUTMS, 10000);
     if ((g->client = mongoc_client_new_from_uri_with_error(uri, &e)) == NULL) {
         sb_errf(errbuf, errlen, "MONGO_URI: %s", e.message);
         goto fail;

@@ -8,6 +8,7 @@ import base64
 import contextlib
 import json
 import os
+import signal
 import time
 import unittest
 import urllib.parse
@@ -812,6 +813,26 @@ class TestNotifyOnMongo(StackTestCase):
     @unittest.skipIf(os.environ.get("MONGO_URI"), "stopping the server needs the fake")
     def test_03_mongodb_away_is_reported_but_not_fatal(self):
         type(self).mongo = self.check_optional_dependency("mongodb", self.mongo, "fake_mongo.py")
+
+    @unittest.skipIf(os.environ.get("MONGO_URI"), "stopping the server needs the fake")
+    def test_04_a_mongodb_that_stops_answering_costs_seconds_not_minutes(self):
+        """A MongoDB that stops answering and keeps its connections open (a
+        hung host, a partition; here the fake is SIGSTOPped): a read of a
+        notification answers 503 after the store's socket timeout (10 s)
+        instead of waiting out the driver's default of 5 minutes, and
+        answers 200 again once the server is back."""
+        nid = self.http("POST", "/v1/messages", {"channel": "push", "to": "device-04", "payload": "x"}).json()["id"]
+        wait_until("recorded", lambda: self.http("GET", f"/v1/messages/{nid}").status == 200, 30)
+        os.kill(self.mongo.proc.pid, signal.SIGSTOP)
+        try:
+            t0 = time.monotonic()
+            r = self.http("GET", f"/v1/messages/{nid}", timeout=90)
+            took = time.monotonic() - t0
+        finally:
+            os.kill(self.mongo.proc.pid, signal.SIGCONT)
+        self.assertEqual(r.status, 503, r)
+        self.assertLess(took, 30)
+        wait_until("answered again", lambda: self.http("GET", f"/v1/messages/{nid}").status == 200, 30)
 
 
 if __name__ == "__main__":
