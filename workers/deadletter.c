@@ -9,8 +9,8 @@ void deadletter_topic(const char *topic, char out[DEADLETTER_TOPIC_MAX])
     snprintf(out, DEADLETTER_TOPIC_MAX, "%s.dlq", topic);
 }
 
-bool deadletter_send_src(struct kafka_producer *p, const struct deadletter_src *src, const char *group,
-                         const char *reason, char *errbuf, size_t errlen)
+bool deadletter_send(struct kafka_producer *p, const struct deadletter_src *src, const char *group,
+                     const char *reason, char *errbuf, size_t errlen)
 {
     char dlq[DEADLETTER_TOPIC_MAX], part[16], off[24], at[24];
     deadletter_topic(src->topic, dlq);
@@ -31,10 +31,8 @@ bool deadletter_send_src(struct kafka_producer *p, const struct deadletter_src *
     return kafka_produce_sync(p, dlq, src->key, src->key_len, src->payload, src->len, h, errbuf, errlen);
 }
 
-bool deadletter_send(struct kafka_producer *p, const rd_kafka_message_t *m, const char *group,
-                     const char *reason, char *errbuf, size_t errlen)
+struct deadletter_src deadletter_src_of(const rd_kafka_message_t *m)
 {
-    const struct deadletter_src src = {rd_kafka_topic_name(m->rkt), m->partition, m->offset, m->key,
-                                       m->key_len, m->payload, m->len};
-    return deadletter_send_src(p, &src, group, reason, errbuf, errlen);
+    return (struct deadletter_src){rd_kafka_topic_name(m->rkt), m->partition, m->offset, m->key, m->key_len,
+                                   m->payload, m->len};
 }

@@ -27,11 +27,12 @@ struct deadletter_src {
     size_t len;
 };
 
-bool deadletter_send(struct kafka_producer *p, const rd_kafka_message_t *m, const char *group,
+/* The source of a fetched message (borrowed: valid while m is). A job whose
+ * message is gone (a notifier delivery that outlasted its batch) keeps a
+ * copy instead. */
+struct deadletter_src deadletter_src_of(const rd_kafka_message_t *m);
+
+bool deadletter_send(struct kafka_producer *p, const struct deadletter_src *src, const char *group,
                      const char *reason, char *errbuf, size_t errlen) SB_NODISCARD;
-/* The same from a copy, for a job whose message is gone (a notifier
- * delivery that outlasted its batch). */
-bool deadletter_send_src(struct kafka_producer *p, const struct deadletter_src *src, const char *group,
-                         const char *reason, char *errbuf, size_t errlen) SB_NODISCARD;
 
 #endif

@@ -465,18 +465,8 @@ static void job_hashes(const struct job *j, uint64_t *id, uint64_t *key)
 static bool finish_detached(struct sender *s, struct job *job, enum db_status st)
 {
     bool handled = st == DB_OK;
-    if (handled && job->dead) {
-        char err[ERRBUF_LEN];
-        handled = deadletter_send_src(s->w->producer, &s->src, s->w->group, job->reason, err, sizeof err);
-        if (handled) {
-            log_warn("job dead-lettered", "topic=%s partition=%d offset=%lld reason=\"%s\"", s->src.topic,
-                     (int)s->src.partition, (long long)s->src.offset, job->reason);
-            metric_add(s->w->m_dead, 1);
-        } else {
-            log_warn("dead letter not delivered, will retry", "topic=%s partition=%d offset=%lld err=\"%s\"",
-                     s->src.topic, (int)s->src.partition, (long long)s->src.offset, err);
-        }
-    }
+    if (handled && job->dead)
+        handled = worker_dead_letter(s->w, &s->src, job->reason);
     envelope_clear(&job->env);
     free((void *)s->src.key);
     free((void *)s->src.payload);

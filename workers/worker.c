@@ -21,10 +21,18 @@ static bool role_acts_on(const struct role *r, const char *type)
     return false;
 }
 
-static void job_describe(const struct job *j, char *out, size_t cap)
+bool worker_dead_letter(struct worker *w, const struct deadletter_src *src, const char *reason)
 {
-    snprintf(out, cap, "topic=%s partition=%d offset=%lld", rd_kafka_topic_name(j->msg->rkt),
-             (int)j->msg->partition, (long long)j->msg->offset);
+    char err[ERRBUF_LEN];
+    if (!deadletter_send(w->producer, src, w->group, reason, err, sizeof err)) {
+        log_warn("dead letter not delivered, will retry", "topic=%s partition=%d offset=%lld err=\"%s\"",
+                 src->topic, (int)src->partition, (long long)src->offset, err);
+        return false;
+    }
+    log_warn("job dead-lettered", "topic=%s partition=%d offset=%lld reason=\"%s\"", src->topic,
+             (int)src->partition, (long long)src->offset, reason);
+    metric_add(w->m_dead, 1);
+    return true;
 }
 
 /* A batch: the fetched messages and their decoded jobs. */
@@ -227,15 +235,9 @@ static enum db_status process_batch(struct worker *w, struct job *jobs, size_t n
     for (size_t i = 0; i < n; i++) {
         if (!jobs[i].dead || jobs[i].defer_until_ms)
             continue; /* a deferred one is dead-lettered when it comes again */
-        char where[200];
-        job_describe(&jobs[i], where, sizeof where);
-        if (!deadletter_send(w->producer, jobs[i].msg, w->group, jobs[i].reason, err,
-                             sizeof err)) {
-            log_warn("dead letter not delivered, will retry", "%s err=\"%s\"", where, err);
+        const struct deadletter_src src = deadletter_src_of(jobs[i].msg);
+        if (!worker_dead_letter(w, &src, jobs[i].reason))
             return DB_TRANSIENT;
-        }
-        log_warn("job dead-lettered", "%s reason=\"%s\"", where, jobs[i].reason);
-        metric_add(w->m_dead, 1);
     }
     return DB_OK;
 }

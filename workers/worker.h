@@ -137,6 +137,12 @@ void worker_know_topics(struct worker *w, const char *const *topics, size_t n);
  * its own jobs. False only when out of memory. */
 bool worker_defer_followers(struct job *const *jobs, size_t n) SB_NODISCARD;
 
+/* Sends the dead letter of the job at src (deadletter_send) with why, logs
+ * it and counts it; false, logged, if Kafka did not take it (the caller
+ * tries again later). */
+struct deadletter_src;
+bool worker_dead_letter(struct worker *w, const struct deadletter_src *src, const char *reason) SB_NODISCARD;
+
 /* Held partitions (paused for jobs with a hold tag) whose tag is below
  * `below` resume at the loop's next turn. Main thread only (the role's
  * handle, tick and turn run there). */
