@@ -352,17 +352,22 @@ class Stack:
         if r.returncode != 0:
             raise RuntimeError("switchboard-migrate failed:\n" + r.stdout.decode(errors="replace"))
 
-    def start_dispatcher(self, name="dispatcher", extra=(), wait_ready=True, share_port=False):
+    def start_dispatcher(self, name="dispatcher", extra=(), wait_ready=True, share_port=False, port=None,
+                         nofile=None):
+        """A dispatcher on the stack's API port (or on port); nofile as for
+        spawn."""
+        port = port or self.api_port
+        url = f"http://127.0.0.1:{port}"
         # SO_REUSEPORT would let a stray dispatcher share the port silently.
-        if not share_port and port_open(self.api_port):
-            raise RuntimeError(f"port {self.api_port} is already in use (another dispatcher? "
+        if not share_port and port_open(port):
+            raise RuntimeError(f"port {port} is already in use (another dispatcher? "
                                f"scripts/down, or set SB_API_PORT)")
-        argv = [self.binary("switchboard-dispatcher"), "--listen", f"127.0.0.1:{self.api_port}"]
-        proc = self.spawn(name, argv + list(extra))
-        wait_for("dispatcher /healthz", lambda: http_get(self.api_url + "/healthz")[0] == 200,
+        argv = [self.binary("switchboard-dispatcher"), "--listen", f"127.0.0.1:{port}"]
+        proc = self.spawn(name, argv + list(extra), nofile=nofile)
+        wait_for("dispatcher /healthz", lambda: http_get(url + "/healthz")[0] == 200,
                  20, proc, self.log(name))
         if wait_ready:
-            wait_for("dispatcher /readyz", lambda: http_get(self.api_url + "/readyz")[0] == 200,
+            wait_for("dispatcher /readyz", lambda: http_get(url + "/readyz")[0] == 200,
                      30, proc, self.log(name))
         return proc
 

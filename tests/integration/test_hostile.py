@@ -258,12 +258,8 @@ class TestHostile(StackTestCase):
         with its open file limit set to soft:hard: its pid, port and
         start-up line ("dispatcher listening")."""
         port = stackmod.free_port()
-        argv = [self.stack.binary("switchboard-dispatcher"), "--listen", f"127.0.0.1:{port}", *extra]
-        proc = self.stack.spawn(name, argv, nofile=(soft, hard))
         self.addCleanup(self.stack.stop, name)
-        stackmod.wait_for(f"{name} /readyz",
-                          lambda: stackmod.http_get(f"http://127.0.0.1:{port}/readyz")[0] == 200,
-                          30, proc, self.stack.log(name))
+        proc = self.stack.start_dispatcher(name, extra, port=port, nofile=(soft, hard))
         # Logged after the port opened: /readyz may answer first.
         line = wait_until("its start-up line", lambda: log_lines(self.stack, name, "dispatcher listening"), 10)
         return proc.pid, port, line[-1]
