@@ -13,7 +13,8 @@
 #define SB_VERSION "dev"
 #endif
 
-enum config_type { CFG_STR, CFG_INT };
+/* CFG_KV: a string of key=value items whose secret values are masked. */
+enum config_type { CFG_STR, CFG_INT, CFG_KV };
 
 struct config_def {
     const char *name;
@@ -31,7 +32,6 @@ struct config_def {
 #define D SCOPE_DISPATCHER
 #define W SCOPE_WORKER
 #define M SCOPE_MIGRATE
-#define B SCOPE_DEVBROKER
 #define C SCOPE_COUNTS
 
 static const struct config_def defs[] = {
@@ -43,20 +43,27 @@ static const struct config_def defs[] = {
      S(log_format), "logfmt | json"},
     {"redis_url", "REDIS_URL", "--redis-url", CFG_STR, "redis://127.0.0.1:6379/0", 0, 0,
      D | W | M, S(redis_url), "Redis server, redis://host:port[/db]"},
-    {"kafka_brokers", "KAFKA_BROKERS", "--kafka-brokers", CFG_STR, "127.0.0.1:9092", 0, 0, D | W,
-     S(kafka_brokers), "Kafka bootstrap servers, host:port[,host:port]"},
+    {"kafka_brokers", "KAFKA_BROKERS", "--kafka-brokers", CFG_STR, "127.0.0.1:9092", 0, 0,
+     D | W | M, S(kafka_brokers), "Kafka bootstrap servers, host:port[,host:port]"},
+    {"kafka_conf", "SB_KAFKA_CONF", "--kafka-conf", CFG_KV, "", 0, 0, D | W | M, S(kafka_conf),
+     "more librdkafka properties, key=value[,key=value] (\\, for a comma in a value): TLS, "
+     "SASL, timeouts; secrets are masked in --print-config"},
     {"kafka_session_timeout_ms", "SB_KAFKA_SESSION_TIMEOUT_MS", "--kafka-session-timeout-ms",
      CFG_INT, "10000", 1000, 300000, W, S(kafka_session_timeout_ms),
      "consumer group session timeout; lower = faster rebalance after a crash"},
-    {"kafka_partitions", "SB_KAFKA_PARTITIONS", "--partitions", CFG_INT, "8", 1, 1024, B,
-     S(kafka_partitions), "partitions per topic created by the dev broker"},
+    {"kafka_partitions", "SB_KAFKA_PARTITIONS", "--partitions", CFG_INT, "0", 0, 10000, M,
+     S(kafka_partitions),
+     "topics: partitions of each topic made; 0 = as its schema/topics file says (else 8)"},
+    {"kafka_replication_factor", "SB_KAFKA_REPLICATION_FACTOR", "--replication-factor", CFG_INT,
+     "0", 0, 16, M, S(kafka_replication_factor),
+     "topics: replicas of each partition; 0 = as many as there are brokers, at most 3"},
     {"mysql_url", "MYSQL_URL", "--mysql-url", CFG_STR,
      "mysql://switchboard:switchboard@127.0.0.1:3306/switchboard", 0, 0, D | W | M | C,
      S(mysql_url), "MySQL/MariaDB, mysql://user:pass@host:port/db"},
     {"mysql_pool_size", "SB_MYSQL_POOL_SIZE", "--mysql-pool-size", CFG_INT, "4", 1, 256, D,
      S(mysql_pool_size), "MySQL connections (one per pool thread) in the dispatcher"},
     {"schema_dir", "SB_SCHEMA_DIR", "--schema-dir", CFG_STR, SB_SCHEMA_DIR_DEFAULT, 0, 0,
-     M | B | W, S(schema_dir), "directory holding mysql/ migrations and topics/ schemas"},
+     M | W, S(schema_dir), "directory holding mysql/ migrations and topics/ schemas"},
     {"listen", "SB_LISTEN", "--listen", CFG_STR, "127.0.0.1:8080", 0, 0, D, S(listen),
      "HTTP address:port (SO_REUSEPORT: several processes may share it)"},
     {"threads", "SB_THREADS", "--threads", CFG_INT, "0", 0, 256, D, S(threads),
@@ -125,7 +132,7 @@ static const struct config_def defs[] = {
      "how long Redis answers repeated idempotency keys (the store's unique index is for ever)"},
     {"sms_many_max", "SB_SMS_MANY_MAX", "--sms-many-max", CFG_INT, "1000", 1, 100000, D,
      S(sms_many_max), "most SMS in one /sms/send/many request"},
-    {"notify_topics", "SB_NOTIFY_TOPICS", "--notify-topics", CFG_STR, "", 0, 0, D | W,
+    {"notify_topics", "SB_NOTIFY_TOPICS", "--notify-topics", CFG_STR, "", 0, 0, D | W | M,
      S(notify_topics), "Kafka topics the kafka channel may produce to, comma-separated"},
     {"smtp_url", "SB_SMTP_URL", "--smtp-url", CFG_STR, "", 0, 0, W, S(smtp_url),
      "email channel: smtp[s]://[user:pass@]host:port; empty = email not configured"},
@@ -160,10 +167,6 @@ static const struct config_def defs[] = {
      "run the roll-up every N seconds until SIGTERM; 0 = once, then exit"},
     {"rollup_chunk", "SB_ROLLUP_CHUNK", "--rollup-chunk", CFG_INT, "1000", 1, 100000, C,
      S(rollup_chunk), "count changes folded per transaction"},
-    {"bootstrap_file", "SB_BOOTSTRAP_FILE", "--bootstrap-file", CFG_STR, ".run/kafka.bootstrap",
-     0, 0, B, S(bootstrap_file), "where the dev broker writes its bootstrap address"},
-    {"control_socket", "SB_CONTROL_SOCKET", "--control-socket", CFG_STR, ".run/devbroker.sock",
-     0, 0, B, S(control_socket), "unix socket taking 'down', 'up', 'status' commands"},
 };
 
 static char **str_field(struct sb_config *cfg, const struct config_def *d)
@@ -189,7 +192,7 @@ static const struct config_def *find_by(const char *key, bool by_flag, unsigned 
 static bool set_value(struct sb_config *cfg, const struct config_def *d, const char *value,
                       const char *source, char *errbuf, size_t errlen)
 {
-    if (d->type == CFG_STR) {
+    if (d->type != CFG_INT) {
         char *copy = strdup(value);
         if (copy == NULL) {
             sb_errf(errbuf, errlen, "out of memory");
@@ -298,8 +301,11 @@ void config_print(const struct sb_config *cfg, unsigned scope, FILE *out)
             fprintf(out, "%s = %lld\n", d->name,
                     (long long)*int_field((struct sb_config *)cfg, d));
         } else {
-            char masked[1024];
-            mask_secret(*str_field((struct sb_config *)cfg, d), masked, sizeof masked);
+            char masked[4096];
+            if (d->type == CFG_KV)
+                sb_mask_kv_list(*str_field((struct sb_config *)cfg, d), masked, sizeof masked);
+            else
+                mask_secret(*str_field((struct sb_config *)cfg, d), masked, sizeof masked);
             fprintf(out, "%s = %s\n", d->name, masked);
         }
     }
@@ -308,7 +314,7 @@ void config_print(const struct sb_config *cfg, unsigned scope, FILE *out)
 void config_free(struct sb_config *cfg)
 {
     for (size_t i = 0; i < SB_ARRAY_LEN(defs); i++)
-        if (defs[i].type == CFG_STR) {
+        if (defs[i].type != CFG_INT) {
             free(*str_field(cfg, &defs[i]));
             *str_field(cfg, &defs[i]) = NULL;
         }

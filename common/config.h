@@ -17,7 +17,6 @@ enum config_scope {
     SCOPE_DISPATCHER = 1u << 0,
     SCOPE_WORKER = 1u << 1,
     SCOPE_MIGRATE = 1u << 2,
-    SCOPE_DEVBROKER = 1u << 3,
     SCOPE_COUNTS = 1u << 4,
     SCOPE_ALL = 0xffu,
 };
@@ -28,8 +27,10 @@ struct sb_config {
     char *log_format;
     char *redis_url;
     char *kafka_brokers;
+    char *kafka_conf;
     int64_t kafka_session_timeout_ms;
     int64_t kafka_partitions;
+    int64_t kafka_replication_factor;
     char *mysql_url;
     int64_t mysql_pool_size;
     char *schema_dir;
@@ -84,9 +85,6 @@ struct sb_config {
     /* counts */
     int64_t every_s;
     int64_t rollup_chunk;
-    /* dev broker */
-    char *bootstrap_file;
-    char *control_socket;
     /* positional arguments left after the flags (borrowed from argv) */
     int nargs;
     char **args;

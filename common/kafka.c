@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "metrics.h"
 
 struct kafka_producer {
     rd_kafka_t *rk;
@@ -25,6 +26,7 @@ struct kafka_producer {
 
 struct kafka_consumer {
     rd_kafka_t *rk;
+    struct metric *m_resets; /* switchboard_kafka_offset_resets_total */
     void (*on_revoke)(void *arg);
     void *revoke_arg;
 };
@@ -36,7 +38,21 @@ struct delivery {
 
 static void on_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
 {
-    (void)rk;
+    /* librdkafka warns (facility OFFSET) when a consumer's position is not
+     * in the log any more (retention deleted it, or someone deleted
+     * records or reset the group) and it starts over from the earliest
+     * offset: the jobs in between were never consumed. Never a mere
+     * warning here. (A group's first start, with nothing committed, is
+     * only debug-logged by librdkafka and does not come here.) */
+    if (level <= 4 && strcmp(fac, "OFFSET") == 0 && rd_kafka_type(rk) == RD_KAFKA_CONSUMER) {
+        struct kafka_consumer *c = rd_kafka_opaque(rk);
+        if (c && c->m_resets)
+            metric_add(c->m_resets, 1);
+        log_error("consumer offset reset: the committed offset is gone from the log; the jobs "
+                  "before the log's start were not consumed",
+                  "client=%s detail=\"%s\"", rd_kafka_name(rk), buf);
+        return;
+    }
     enum log_level l = level <= 3 ? LOG_ERROR : level <= 5 ? LOG_WARN : LOG_DEBUG;
     log_msg(l, "librdkafka", "facility=%s detail=\"%s\"", fac, buf);
 }
@@ -60,8 +76,68 @@ static bool conf_set(rd_kafka_conf_t *conf, const char *k, const char *v, char *
 {
     char e[256];
     if (rd_kafka_conf_set(conf, k, v, e, sizeof e) != RD_KAFKA_CONF_OK) {
-        sb_errf(errbuf, errlen, "kafka config %s=%s: %s", k, v, e);
+        /* librdkafka's message quotes the value: not for a secret. */
+        if (sb_secret_key(k))
+            sb_errf(errbuf, errlen, "kafka config %s: invalid value (not shown: a secret)", k);
+        else
+            sb_errf(errbuf, errlen, "kafka config %s=%s: %s", k, v, e);
         return false;
+    }
+    return true;
+}
+
+/* Properties the code relies on (offsets stored only after the side
+ * effect, the group named by the role, the brokers from kafka_brokers):
+ * kafka_conf may not change them. */
+static const char *const reserved_keys[] = {
+    "bootstrap.servers", "metadata.broker.list", "group.id", "enable.auto.offset.store",
+    "enable.auto.commit",
+};
+
+bool kafka_conf_apply(rd_kafka_conf_t *conf, const char *list, char *errbuf, size_t errlen)
+{
+    if (list == NULL)
+        return true;
+    const char *p = list;
+    while (*p) {
+        /* One item: up to an unescaped comma; "\," is a comma, "\\" a backslash. */
+        char item[2048];
+        size_t n = 0;
+        for (; *p && *p != ','; p++) {
+            if (*p == '\\' && (p[1] == ',' || p[1] == '\\'))
+                p++;
+            if (n + 1 >= sizeof item) {
+                sb_errf(errbuf, errlen, "kafka_conf: an item is longer than %zu bytes", sizeof item - 1);
+                return false;
+            }
+            item[n++] = *p;
+        }
+        item[n] = '\0';
+        if (*p == ',')
+            p++;
+        char *key = item;
+        while (*key == ' ' || *key == '\t' || *key == '\n')
+            key++;
+        if (*key == '\0')
+            continue; /* "a=1,,b=2" or a trailing comma */
+        char *eq = strchr(key, '=');
+        if (eq == NULL || eq == key) {
+            sb_errf(errbuf, errlen, "kafka_conf: expected key=value, got \"%.*s\"",
+                    (int)strcspn(key, "="), key);
+            return false;
+        }
+        *eq = '\0';
+        char *end = eq;
+        while (end > key && (end[-1] == ' ' || end[-1] == '\t'))
+            *--end = '\0';
+        for (size_t i = 0; i < SB_ARRAY_LEN(reserved_keys); i++)
+            if (strcmp(key, reserved_keys[i]) == 0) {
+                sb_errf(errbuf, errlen, "kafka_conf may not set %s%s", key,
+                        i < 2 ? " (use kafka_brokers)" : " (switchboard manages it)");
+                return false;
+            }
+        if (!conf_set(conf, key, eq + 1, errbuf, errlen))
+            return false;
     }
     return true;
 }
@@ -85,8 +161,8 @@ static void *producer_poll_main(void *arg)
     return NULL;
 }
 
-struct kafka_producer *kafka_producer_new(const char *brokers, int64_t message_timeout_ms,
-                                          char *errbuf, size_t errlen)
+struct kafka_producer *kafka_producer_new(const char *brokers, const char *extra_conf,
+                                          int64_t message_timeout_ms, char *errbuf, size_t errlen)
 {
     struct kafka_producer *p = calloc(1, sizeof *p);
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
@@ -112,7 +188,8 @@ struct kafka_producer *kafka_producer_new(const char *brokers, int64_t message_t
         !conf_set(conf, "socket.keepalive.enable", "true", errbuf, errlen) ||
         !conf_set(conf, "socket.nagle.disable", "true", errbuf, errlen) ||
         !conf_set(conf, "reconnect.backoff.max.ms", "1000", errbuf, errlen) ||
-        !conf_set(conf, "client.id", "switchboard", errbuf, errlen))
+        !conf_set(conf, "client.id", "switchboard", errbuf, errlen) ||
+        !kafka_conf_apply(conf, extra_conf, errbuf, errlen))
         goto fail;
     rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
     rd_kafka_conf_set_log_cb(conf, on_log);
@@ -375,7 +452,8 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
     }
 }
 
-struct kafka_consumer *kafka_consumer_new(const char *brokers, const char *group,
+struct kafka_consumer *kafka_consumer_new(const char *brokers, const char *extra_conf,
+                                          const char *group,
                                           const char *const *topics, size_t ntopics,
                                           int64_t session_timeout_ms, char *errbuf,
                                           size_t errlen)
@@ -403,8 +481,13 @@ struct kafka_consumer *kafka_consumer_new(const char *brokers, const char *group
          * mock cluster (the dev broker) holds it for the whole wait: keep
          * the wait short so end-to-end lag stays low on both. */
         !conf_set(conf, "fetch.wait.max.ms", "20", errbuf, errlen) ||
-        !conf_set(conf, "client.id", group, errbuf, errlen))
+        !conf_set(conf, "client.id", group, errbuf, errlen) ||
+        !kafka_conf_apply(conf, extra_conf, errbuf, errlen))
         goto fail;
+    char labels[160];
+    snprintf(labels, sizeof labels, "group=\"%s\"", group);
+    c->m_resets = metrics_counter("switchboard_kafka_offset_resets_total", labels,
+                                  "times a committed offset was gone from the log (jobs skipped)");
     rd_kafka_conf_set_rebalance_cb(conf, on_rebalance);
     rd_kafka_conf_set_opaque(conf, c);
     rd_kafka_conf_set_log_cb(conf, on_log);
@@ -631,4 +714,170 @@ bool kafka_header(const rd_kafka_message_t *m, const char *name, char *out, size
     memcpy(out, val, len);
     out[len] = '\0';
     return true;
+}
+
+/* Partitions of topic in md, or -1 if md does not list it. */
+static int metadata_partitions(const struct rd_kafka_metadata *md, const char *topic)
+{
+    for (int i = 0; i < md->topic_cnt; i++)
+        if (strcmp(md->topics[i].topic, topic) == 0)
+            return md->topics[i].err ? -1 : md->topics[i].partition_cnt;
+    return -1;
+}
+
+/* Sends one CreateTopics request for specs[idx[0..n)] and fills their out[]. */
+static bool create_topics(rd_kafka_t *rk, const struct kafka_topic_spec *specs, const size_t *idx,
+                          size_t n, int replication, struct kafka_topic_result *out, int timeout_ms,
+                          char *errbuf, size_t errlen)
+{
+    bool ok = false;
+    rd_kafka_NewTopic_t **nt = calloc(n, sizeof *nt);
+    rd_kafka_AdminOptions_t *opts = rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_CREATETOPICS);
+    rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
+    rd_kafka_event_t *ev = NULL;
+    char e[512];
+    if (nt == NULL || opts == NULL || q == NULL) {
+        sb_errf(errbuf, errlen, "out of memory");
+        goto done;
+    }
+    if (rd_kafka_AdminOptions_set_operation_timeout(opts, timeout_ms, e, sizeof e) ||
+        rd_kafka_AdminOptions_set_request_timeout(opts, timeout_ms, e, sizeof e)) {
+        sb_errf(errbuf, errlen, "admin options: %s", e);
+        goto done;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const struct kafka_topic_spec *t = &specs[idx[i]];
+        nt[i] = rd_kafka_NewTopic_new(t->name, t->partitions, t->replication ? t->replication : replication,
+                                      e, sizeof e);
+        if (nt[i] == NULL) {
+            sb_errf(errbuf, errlen, "topic %s: %s", t->name, e);
+            goto done;
+        }
+        bool isr_set = false;
+        for (const char *const *c = t->config; c && c[0]; c += 2) {
+            isr_set = isr_set || strcmp(c[0], "min.insync.replicas") == 0;
+            if (rd_kafka_NewTopic_set_config(nt[i], c[0], c[1])) {
+                sb_errf(errbuf, errlen, "topic %s: setting %s", t->name, c[0]);
+                goto done;
+            }
+        }
+        /* With 3 or more replicas, an acknowledged job (acks=all) is on two
+         * brokers at least: one can be lost without losing it, and writes
+         * go on while one is away. */
+        if (!isr_set && (t->replication ? t->replication : replication) >= 3 &&
+            rd_kafka_NewTopic_set_config(nt[i], "min.insync.replicas", "2")) {
+            sb_errf(errbuf, errlen, "topic %s: setting min.insync.replicas", t->name);
+            goto done;
+        }
+    }
+    rd_kafka_CreateTopics(rk, nt, n, opts, q);
+    /* The Admin API always answers, at the latest when its timeouts pass. */
+    ev = rd_kafka_queue_poll(q, timeout_ms + 5000);
+    if (ev == NULL || rd_kafka_event_error(ev)) {
+        sb_errf(errbuf, errlen, "create topics: %s",
+                ev ? rd_kafka_event_error_string(ev) : "no answer");
+        goto done;
+    }
+    size_t cnt = 0;
+    const rd_kafka_topic_result_t **res =
+        rd_kafka_CreateTopics_result_topics(rd_kafka_event_CreateTopics_result(ev), &cnt);
+    for (size_t r = 0; r < cnt; r++)
+        for (size_t i = 0; i < n; i++) {
+            struct kafka_topic_result *o = &out[idx[i]];
+            if (strcmp(specs[idx[i]].name, rd_kafka_topic_result_name(res[r])) != 0)
+                continue;
+            rd_kafka_resp_err_t terr = rd_kafka_topic_result_error(res[r]);
+            if (terr == RD_KAFKA_RESP_ERR_NO_ERROR) {
+                o->outcome = TOPIC_CREATED;
+                o->partitions = specs[idx[i]].partitions;
+            } else if (terr == RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS) {
+                o->outcome = TOPIC_EXISTS; /* made meanwhile: compared by the caller */
+            } else {
+                o->outcome = TOPIC_FAILED;
+                const char *why = rd_kafka_topic_result_error_string(res[r]);
+                snprintf(o->error, sizeof o->error, "%s", why ? why : rd_kafka_err2str(terr));
+            }
+        }
+    ok = true;
+done:
+    if (ev)
+        rd_kafka_event_destroy(ev);
+    if (nt) {
+        rd_kafka_NewTopic_destroy_array(nt, n);
+        free(nt);
+    }
+    if (opts)
+        rd_kafka_AdminOptions_destroy(opts);
+    if (q)
+        rd_kafka_queue_destroy(q);
+    return ok;
+}
+
+bool kafka_topics_ensure(const char *brokers, const char *extra_conf,
+                         const struct kafka_topic_spec *specs, size_t n,
+                         struct kafka_topic_result *out, int timeout_ms, char *errbuf, size_t errlen)
+{
+    bool ok = false;
+    rd_kafka_t *rk = NULL;
+    const struct rd_kafka_metadata *md = NULL;
+    size_t *missing = calloc(n ? n : 1, sizeof *missing);
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    char e[512];
+    if (missing == NULL || conf == NULL) {
+        sb_errf(errbuf, errlen, "out of memory");
+        goto done;
+    }
+    if (!conf_set(conf, "bootstrap.servers", brokers, errbuf, errlen) ||
+        !conf_set(conf, "client.id", "switchboard-migrate", errbuf, errlen) ||
+        !kafka_conf_apply(conf, extra_conf, errbuf, errlen))
+        goto done;
+    rd_kafka_conf_set_log_cb(conf, on_log);
+    rd_kafka_conf_set_error_cb(conf, on_error);
+    rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, e, sizeof e);
+    if (rk == NULL) {
+        sb_errf(errbuf, errlen, "kafka client: %s", e);
+        goto done;
+    }
+    conf = NULL;
+    rd_kafka_resp_err_t err = rd_kafka_metadata(rk, 1, NULL, &md, timeout_ms);
+    if (err) {
+        sb_errf(errbuf, errlen, "metadata from %s: %s", brokers, rd_kafka_err2str(err));
+        goto done;
+    }
+    int replication = md->broker_cnt < 3 ? md->broker_cnt : 3;
+    size_t nmissing = 0;
+    for (size_t i = 0; i < n; i++) {
+        memset(&out[i], 0, sizeof out[i]);
+        int have = metadata_partitions(md, specs[i].name);
+        if (have < 0)
+            missing[nmissing++] = i;
+        out[i].outcome = have < 0 ? TOPIC_FAILED : have == specs[i].partitions ? TOPIC_EXISTS : TOPIC_DIFFERS;
+        out[i].partitions = have;
+    }
+    if (nmissing && !create_topics(rk, specs, missing, nmissing, replication, out, timeout_ms,
+                                   errbuf, errlen))
+        goto done;
+    /* Topics another migrator made meanwhile: compare them as well. */
+    for (size_t k = 0; k < nmissing; k++) {
+        struct kafka_topic_result *o = &out[missing[k]];
+        if (o->outcome != TOPIC_EXISTS)
+            continue;
+        rd_kafka_metadata_destroy(md);
+        md = NULL;
+        if (rd_kafka_metadata(rk, 1, NULL, &md, timeout_ms) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+            o->partitions = metadata_partitions(md, specs[missing[k]].name);
+            if (o->partitions != specs[missing[k]].partitions)
+                o->outcome = TOPIC_DIFFERS;
+        }
+    }
+    ok = true;
+done:
+    if (md)
+        rd_kafka_metadata_destroy(md);
+    if (conf)
+        rd_kafka_conf_destroy(conf);
+    if (rk)
+        rd_kafka_destroy(rk);
+    free(missing);
+    return ok;
 }

@@ -23,9 +23,17 @@ struct event_base;
  * kafka_producer_serve_on); err 0 = acknowledged. */
 typedef void (*kafka_delivery_fn)(void *opaque, rd_kafka_resp_err_t err);
 
+/* extra_conf: the kafka_conf setting, "key=value,key=value" (a comma in a
+ * value written "\,"), any librdkafka property (TLS, SASL, timeouts),
+ * applied over switchboard's defaults; NULL or "" for none. The
+ * properties switchboard relies on (bootstrap.servers, group.id, offset
+ * storing and committing) are refused. */
+bool kafka_conf_apply(rd_kafka_conf_t *conf, const char *extra_conf, char *errbuf,
+                      size_t errlen) SB_NODISCARD;
+
 struct kafka_producer;
-struct kafka_producer *kafka_producer_new(const char *brokers, int64_t message_timeout_ms,
-                                          char *errbuf, size_t errlen);
+struct kafka_producer *kafka_producer_new(const char *brokers, const char *extra_conf,
+                                          int64_t message_timeout_ms, char *errbuf, size_t errlen);
 /* Flushes (up to timeout_ms) then destroys. */
 void kafka_producer_free(struct kafka_producer *p, int timeout_ms);
 /* Enqueues a message; headers (may be NULL) are taken over. On false the
@@ -59,7 +67,8 @@ bool kafka_producer_check(struct kafka_producer *p, int timeout_ms, char *errbuf
 int kafka_producer_outstanding(struct kafka_producer *p);
 
 struct kafka_consumer;
-struct kafka_consumer *kafka_consumer_new(const char *brokers, const char *group,
+struct kafka_consumer *kafka_consumer_new(const char *brokers, const char *extra_conf,
+                                          const char *group,
                                           const char *const *topics, size_t ntopics,
                                           int64_t session_timeout_ms, char *errbuf,
                                           size_t errlen);
@@ -107,6 +116,30 @@ struct kafka_lag {
 size_t kafka_consumer_lag(struct kafka_consumer *c, struct kafka_lag *out, size_t max, int timeout_ms);
 /* Commits stored offsets, leaves the group, destroys. */
 void kafka_consumer_free(struct kafka_consumer *c);
+
+/* A topic as switchboard wants it. config: NULL-terminated key, value
+ * pairs of topic settings (retention.ms, ...). */
+struct kafka_topic_spec {
+    const char *name;
+    int partitions;
+    int replication; /* 0: as many as there are brokers, at most 3 */
+    const char *const *config;
+};
+enum kafka_topic_outcome { TOPIC_CREATED, TOPIC_EXISTS, TOPIC_DIFFERS, TOPIC_FAILED };
+struct kafka_topic_result {
+    enum kafka_topic_outcome outcome;
+    int partitions; /* what the cluster has (TOPIC_EXISTS, TOPIC_DIFFERS) */
+    char error[256]; /* TOPIC_FAILED */
+};
+/* Creates the topics of specs[0..n) that the cluster lacks, through the
+ * Admin API, and compares the partition count of those it has (a count is
+ * never changed here: more partitions would send keys elsewhere and break
+ * their order). out[i] tells what happened to specs[i]. False, with why,
+ * only if the cluster could not be asked at all. */
+bool kafka_topics_ensure(const char *brokers, const char *extra_conf,
+                         const struct kafka_topic_spec *specs, size_t n,
+                         struct kafka_topic_result *out, int timeout_ms, char *errbuf,
+                         size_t errlen) SB_NODISCARD;
 
 /* Reads a header's value as a NUL-terminated copy into out; false if absent. */
 bool kafka_header(const rd_kafka_message_t *m, const char *name, char *out, size_t cap);

@@ -180,3 +180,39 @@ bool sb_token_valid(const char *s, size_t min, size_t max)
     size_t n = strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_");
     return s[n] == '\0' && n >= min && n <= max;
 }
+
+bool sb_secret_key(const char *key)
+{
+    static const char *const marks[] = {"password", "secret", "jaas", "oauthbearer.config",
+                                        "key.pem", "token", "credential"};
+    for (size_t i = 0; i < SB_ARRAY_LEN(marks); i++)
+        if (strstr(key, marks[i]) != NULL)
+            return true;
+    return false;
+}
+
+void sb_mask_kv_list(const char *list, char *out, size_t cap)
+{
+    size_t n = 0;
+    out[0] = '\0';
+    const char *p = list;
+    while (*p) {
+        /* An item ends at a comma that is not escaped ("\,"). */
+        const char *e = p;
+        while (*e && *e != ',')
+            e += (*e == '\\' && e[1]) ? 2 : 1;
+        const char *eq = memchr(p, '=', (size_t)(e - p));
+        char key[256];
+        size_t kl = eq ? (size_t)(eq - p) : 0;
+        snprintf(key, sizeof key, "%.*s", (int)(kl < sizeof key ? kl : sizeof key - 1), p);
+        int w = eq && sb_secret_key(key)
+                    ? snprintf(out + n, cap - n, "%s%.*s=***", n ? "," : "", (int)kl, p)
+                    : snprintf(out + n, cap - n, "%s%.*s", n ? "," : "", (int)(e - p), p);
+        if (w < 0 || (size_t)w >= cap - n) {
+            out[n] = '\0'; /* whole items only */
+            return;
+        }
+        n += (size_t)w;
+        p = *e ? e + 1 : e;
+    }
+}

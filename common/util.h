@@ -48,4 +48,13 @@ bool sb_parse_host_port(const char **p, char *host, size_t hostlen, int *port) S
  * ids and request ids that may go into keys, SQL and headers as they are. */
 bool sb_token_valid(const char *s, size_t min, size_t max);
 
+/* True if a "key=value" setting's value is a secret by its key's name
+ * (sasl.password, ssl.key.password, ...): such values are masked wherever
+ * settings are printed or logged. */
+bool sb_secret_key(const char *key);
+
+/* Copies a "key=value,key=value" list into out with the values of secret
+ * keys replaced by ***; cut (on an item boundary) if out is too small. */
+void sb_mask_kv_list(const char *list, char *out, size_t cap);
+
 #endif

@@ -100,7 +100,8 @@ int main(int argc, char **argv)
     if (!redis_parse_url(cfg.redis_url, &d.redis_url, err, sizeof err) ||
         !db_parse_url(cfg.mysql_url, &d.db_url, err, sizeof err))
         die("bad configuration", "err=\"%s\"", err);
-    d.producer = kafka_producer_new(cfg.kafka_brokers, cfg.request_timeout_ms, err, sizeof err);
+    d.producer = kafka_producer_new(cfg.kafka_brokers, cfg.kafka_conf, cfg.request_timeout_ms, err,
+                                    sizeof err);
     if (d.producer == NULL)
         die("cannot create Kafka producer", "err=\"%s\"", err);
     d.dbpool = db_pool_new(&d.db_url, (size_t)cfg.mysql_pool_size, err, sizeof err);

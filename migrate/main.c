@@ -1,4 +1,5 @@
-/* switchboard-migrate - applies schema/mysql/NNN_*.sql in order, once each.
+/* switchboard-migrate - applies schema/mysql/NNN_*.sql in order, once each;
+ * `switchboard-migrate topics` makes the Kafka topics (topics.h).
  *
  * Applied versions are recorded in schema_migrations; a named lock keeps two
  * migrators (say, two containers starting together) from racing. MySQL DDL
@@ -16,6 +17,7 @@
 #include "log.h"
 #include "db.h"
 #include "seed.h"
+#include "topics.h"
 
 #define WAIT_FOR_SERVER_MS 60000
 
@@ -177,7 +179,7 @@ int main(int argc, char **argv)
 {
     struct sb_config cfg;
     char err[ERRBUF_LEN];
-    switch (config_load(&cfg, SCOPE_MIGRATE, "switchboard-migrate", "[options] [up|status|seed]", argc,
+    switch (config_load(&cfg, SCOPE_MIGRATE, "switchboard-migrate", "[options] [up|status|seed|topics]", argc,
                         argv, stdout, err, sizeof err)) {
     case CONFIG_EXIT: config_free(&cfg); return 0;
     case CONFIG_ERROR: fprintf(stderr, "switchboard-migrate: %s\n", err); return 2;
@@ -190,8 +192,12 @@ int main(int argc, char **argv)
     }
     const char *cmd = cfg.nargs > 0 ? cfg.args[0] : "up";
     if (cfg.nargs > 1 || (strcmp(cmd, "up") != 0 && strcmp(cmd, "status") != 0 &&
-                          strcmp(cmd, "seed") != 0)) {
-        fprintf(stderr, "usage: switchboard-migrate [options] [up|status|seed]\n");
+                          strcmp(cmd, "seed") != 0 && strcmp(cmd, "topics") != 0)) {
+        fprintf(stderr, "usage: switchboard-migrate [options] [up|status|seed|topics]\n");
+        goto done;
+    }
+    if (strcmp(cmd, "topics") == 0) { /* Kafka only: no MySQL */
+        rc = topics_run(&cfg, stdout);
         goto done;
     }
     if (mysql_library_init(0, NULL, NULL) != 0) {

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""Start and stop a switchboard stack on loopback: Redis, MariaDB, the dev
-broker, the dispatcher and workers.
+"""Start and stop a switchboard stack on loopback: Redis, MariaDB, Apache
+Kafka (KRaft), the dispatcher and workers.
 
 One implementation serves two callers:
   * scripts/up and scripts/down (a long-lived stack under .run/), and
@@ -16,6 +16,7 @@ Standard library only: it runs on a fresh Debian 12 with python3.
 """
 
 import argparse
+import fcntl
 import hashlib
 import json
 import os
@@ -31,6 +32,10 @@ import urllib.error
 import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# Kafka 3.9: the last line that speaks every protocol version Debian's
+# librdkafka 2.0.2 may use (4.0 removed the old ones); see scripts/kafka/pom.xml.
+KAFKA_VERSION = "3.9.2"
+KAFKA_CACHE = os.environ.get("SB_KAFKA_CACHE") or os.path.join(ROOT, ".cache", f"kafka-{KAFKA_VERSION}")
 ROLES = ("persister", "indexer", "notifier", "phonebook")
 DB_NAME = "switchboard"
 DB_USER = "switchboard"
@@ -89,13 +94,160 @@ def find_tool(*names):
     raise RuntimeError(f"none of {names} is installed (run scripts/setup)")
 
 
+
+def kafka_libs():
+    """The folder of Kafka's jars, fetched from Maven Central on first use
+    (mvn, into KAFKA_CACHE; about 50 MB)."""
+    libs = os.path.join(KAFKA_CACHE, "libs")
+    marker = os.path.join(KAFKA_CACHE, "complete")
+    if os.path.exists(marker):
+        return libs
+    os.makedirs(KAFKA_CACHE, exist_ok=True)
+    # Two test processes starting at once: one fetches, the other waits.
+    with open(os.path.join(KAFKA_CACHE, ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not os.path.exists(marker):
+            fetch_kafka(libs, marker)
+    return libs
+
+
+def fetch_kafka(libs, marker):
+    tmp = libs + ".tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    r = subprocess.run([find_tool("mvn"), "-q", "-B", "-f", os.path.join(ROOT, "scripts", "kafka", "pom.xml"),
+                        f"-Dkafka.version={KAFKA_VERSION}", "dependency:copy-dependencies",
+                        f"-DoutputDirectory={tmp}", "-DincludeScope=runtime"],
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    if r.returncode != 0 or not os.path.isdir(tmp) or \
+            not any(f.startswith("kafka_2.13-") for f in os.listdir(tmp)):
+        raise RuntimeError("fetching Apache Kafka from Maven Central failed:\n" + r.stdout.decode(errors="replace"))
+    shutil.rmtree(libs, ignore_errors=True)
+    os.rename(tmp, libs)
+    with open(marker, "w") as f:
+        f.write(KAFKA_VERSION + "\n")
+
+
+KAFKA_LOG4J = """log4j.rootLogger=WARN, stdout
+log4j.appender.stdout=org.apache.log4j.ConsoleAppender
+log4j.appender.stdout.layout=org.apache.log4j.PatternLayout
+log4j.appender.stdout.layout.ConversionPattern=[%d] %p %m (%c)%n
+# start-up and shut-down lines (the stack waits for "Kafka Server started")
+log4j.logger.kafka.server.KafkaRaftServer=INFO
+log4j.logger.kafka.server.BrokerServer=INFO
+"""
+
+
+class KafkaNode:
+    """One Apache Kafka process in KRaft mode, broker and controller in one
+    (process.roles=broker,controller), its log under data_dir. Ports and
+    the cluster id are kept in data_dir, so a restart finds its data and
+    its clients find it where it was."""
+
+    def __init__(self, data_dir, node_id=1, cluster=None, heap_mb=512, fast_start=False):
+        self.data_dir = data_dir
+        self.node_id = node_id
+        self.cluster = cluster  # the KafkaNodes of one cluster (voters), or None: just this one
+        self.heap_mb = heap_mb
+        self.fast_start = fast_start
+        self.extra = {}  # more server.properties (listeners for TLS/SASL tests, ...)
+        os.makedirs(data_dir, exist_ok=True)
+        state = os.path.join(data_dir, "node.json")
+        saved = {}
+        if os.path.exists(state):
+            with open(state) as f:
+                saved = json.load(f)
+        self.port = saved.get("port") or free_port()
+        self.controller_port = saved.get("controller_port") or free_port()
+        with open(state, "w") as f:
+            json.dump({"port": self.port, "controller_port": self.controller_port}, f)
+
+    @property
+    def bootstrap(self):
+        return f"127.0.0.1:{self.port}"
+
+    def properties(self):
+        nodes = self.cluster or [self]
+        voters = ",".join(f"{n.node_id}@127.0.0.1:{n.controller_port}" for n in nodes)
+        rf = min(3, len(nodes))
+        props = {
+            "process.roles": "broker,controller",
+            "node.id": str(self.node_id),
+            "controller.quorum.voters": voters,
+            "listeners": f"PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
+            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{self.port}",
+            "controller.listener.names": "CONTROLLER",
+            "inter.broker.listener.name": "PLAINTEXT",
+            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "log.dirs": os.path.join(self.data_dir, "log"),
+            # Topics come from switchboard-migrate topics, with their
+            # partitions and settings; a typo must not make a new one.
+            "auto.create.topics.enable": "false",
+            "offsets.topic.replication.factor": str(rf),
+            "offsets.topic.num.partitions": "8",
+            "transaction.state.log.replication.factor": str(rf),
+            "transaction.state.log.min.isr": str(min(2, rf)),
+            "default.replication.factor": str(rf),
+            "min.insync.replicas": "1",
+            # A consumer group forms at once: waiting for more members to
+            # join (the default 3 s) only delays every start here.
+            "group.initial.rebalance.delay.ms": "0",
+            "num.partitions": "8",
+            "log.retention.hours": "168",
+        }
+        props.update(self.extra)
+        return props
+
+    def write_config(self):
+        path = os.path.join(self.data_dir, "server.properties")
+        with open(path, "w") as f:
+            for k, v in self.properties().items():
+                f.write(f"{k}={v}\n")
+        with open(os.path.join(self.data_dir, "log4j.properties"), "w") as f:
+            f.write(KAFKA_LOG4J)
+        return path
+
+    def java_argv(self, main, *args):
+        opts = [f"-Xms{min(128, self.heap_mb)}m", f"-Xmx{self.heap_mb}m", "-XX:-UsePerfData",
+                "-Djava.awt.headless=true",
+                f"-Dlog4j.configuration=file:{os.path.join(self.data_dir, 'log4j.properties')}"]
+        if self.fast_start:
+            # Tests: the broker's work there is small, its start-up is not;
+            # C1 alone and one GC thread take a second or two off each start
+            # and keep two cores free for the code under test.
+            opts += ["-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC"]
+        return [find_tool("java"), *opts, "-cp", os.path.join(kafka_libs(), "*"), main, *args]
+
+    def format(self, cluster_id):
+        """Formats the log directory once (KRaft needs it); a formatted one
+        is kept as it is, with its data."""
+        config = self.write_config()
+        if os.path.exists(os.path.join(self.data_dir, "log", "meta.properties")):
+            return
+        r = subprocess.run(self.java_argv("kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", config),
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        if r.returncode != 0:
+            raise RuntimeError("formatting Kafka's log directory failed:\n" + r.stdout.decode(errors="replace"))
+
+
+def kafka_cluster_id(data_dir):
+    """A cluster id (22 characters of base64url, as Kafka makes them), made
+    once and kept in data_dir."""
+    path = os.path.join(data_dir, "cluster.id")
+    if not os.path.exists(path):
+        os.makedirs(data_dir, exist_ok=True)
+        with open(path, "w") as f:
+            f.write(secrets.token_urlsafe(16)[:22] + "\n")
+    with open(path) as f:
+        return f.read().strip()
+
+
 class Stack:
     """A stack rooted at run_dir (pids/, logs/, data/)."""
 
     DEFAULT_PARTITIONS = 8
 
     def __init__(self, run_dir, bin_dir=None, schema_dir=None, partitions=DEFAULT_PARTITIONS,
-                 api_port=None, log_level="info", use_env=True):
+                 api_port=None, log_level="info", use_env=True, kafka_nodes=1):
         self.run_dir = os.path.abspath(run_dir)
         self.bin_dir = bin_dir or os.environ.get("SB_BIN_DIR") or os.path.join(ROOT, "build", "bin")
         self.schema_dir = schema_dir or os.environ.get("SB_SCHEMA_DIR") or os.path.join(ROOT, "schema")
@@ -120,6 +272,11 @@ class Stack:
         }
         self.redis_port = None
         self.mysql_port = None
+        self.use_env = use_env
+        self.kafka_nodes_wanted = kafka_nodes
+        self.kafka_heap_mb = int(os.environ.get("SB_KAFKA_HEAP_MB", "512")) if use_env else 384
+        self.kafka_nodes = {}  # name -> KafkaNode
+        self.roles = ROLES
 
     # -- paths ------------------------------------------------------------
     def path(self, *parts):
@@ -206,6 +363,7 @@ class Stack:
         if self.alive(pid, exe):
             try:
                 os.kill(pid, sig)
+                os.kill(pid, signal.SIGCONT)  # a paused (SIGSTOP) process acts on it too
             except ProcessLookupError:
                 pass
             deadline = time.monotonic() + timeout
@@ -321,28 +479,76 @@ class Stack:
         out = r.stdout.decode()
         return [line.split("\t") for line in out.splitlines()]
 
-    def start_devbroker(self):
-        if self.external["kafka"]:
-            return
-        bootstrap = self.path("data", "kafka.bootstrap")
-        if os.path.exists(bootstrap):
-            os.unlink(bootstrap)
-        argv = [self.binary("switchboard-devbroker"), "--partitions", str(self.partitions),
-                "--bootstrap-file", bootstrap, "--control-socket", self.path("data", "devbroker.sock"),
-                "--schema-dir", self.schema_dir]
-        proc = self.spawn("devbroker", argv)
-        wait_for("devbroker", lambda: os.path.exists(bootstrap), 20, proc, self.log("devbroker"))
-        with open(bootstrap) as f:
-            self.kafka_brokers = f.read().strip()
+    # -- Kafka ------------------------------------------------------------
+    def kafka_names(self):
+        """The stack's Kafka processes: "kafka", or "kafka-1".. for a cluster."""
+        n = self.kafka_nodes_wanted
+        return ["kafka"] if n == 1 else [f"kafka-{i}" for i in range(1, n + 1)]
 
-    def devbroker_ctl(self, cmd):
-        # The answer is on stdout; stderr may carry a library's warnings.
-        r = subprocess.run([self.binary("switchboard-devbroker"), "--control-socket",
-                            self.path("data", "devbroker.sock"), "ctl", cmd],
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=self.env())
-        if r.returncode != 0:
-            raise RuntimeError("devbroker ctl failed: " + (r.stdout + r.stderr).decode(errors="replace"))
-        return r.stdout.decode().strip()
+    def kafka_node(self, name="kafka"):
+        if not self.kafka_nodes:
+            names = self.kafka_names()
+            nodes = [KafkaNode(self.path("data", name), node_id=i + 1, heap_mb=self.kafka_heap_mb,
+                               fast_start=not self.use_env) for i, name in enumerate(names)]
+            for n in nodes:
+                n.cluster = nodes if len(nodes) > 1 else None
+            self.kafka_nodes = dict(zip(names, nodes))
+        return self.kafka_nodes[name]
+
+    def start_kafka(self):
+        """Apache Kafka (KRaft; one process, or kafka_nodes_wanted of them
+        as one cluster), then the project's topics."""
+        if self.external["kafka"]:
+            self.make_topics()
+            return
+        names = self.kafka_names()
+        cluster_id = kafka_cluster_id(self.path("data", "kafka" if len(names) == 1 else "kafka-cluster"))
+        for name in names:
+            self.kafka_node(name).format(cluster_id)
+        waits = [self.start_kafka_node(name, wait=False) for name in names]
+        for w in waits:
+            w()
+        self.kafka_brokers = ",".join(self.kafka_node(n).bootstrap for n in names)
+        self.make_topics()
+
+    def start_kafka_node(self, name="kafka", wait=True):
+        """Starts one Kafka process on its ports and data (again, after a
+        kill). wait=False: returns a function that waits for it."""
+        node = self.kafka_node(name)
+        node.write_config()
+        started = "Kafka Server started"
+        def count():
+            if not os.path.exists(self.log(name)):
+                return 0
+            with open(self.log(name), errors="replace") as f:
+                return sum(1 for line in f if started in line)
+        before = count()
+        proc = self.spawn(name, node.java_argv("kafka.Kafka", os.path.join(node.data_dir, "server.properties")))
+
+        def wait_started():
+            wait_for(f"Kafka ({name})", lambda: count() > before, 120, proc, self.log(name))
+        if wait:
+            wait_started()
+            return None
+        return wait_started
+
+    def kafka_pause(self, name="kafka"):
+        """A hung broker: SIGSTOP keeps its sockets open and answers nothing."""
+        pid, exe = self.pid_of(name)
+        os.kill(pid, signal.SIGSTOP)
+
+    def kafka_resume(self, name="kafka"):
+        pid, exe = self.pid_of(name)
+        os.kill(pid, signal.SIGCONT)
+
+    def kafka_crash(self, name="kafka"):
+        """kill -9: the broker dies with its log as it is on disk."""
+        self.kill9(name)
+
+    def make_topics(self):
+        """switchboard-migrate topics: every topic of schema/topics/ (and
+        its .dlq), and notify_topics, with the stack's partitions."""
+        self.migrate("topics", "--partitions", str(self.partitions))
 
     def migrate(self, *args):
         r = subprocess.run([self.binary("switchboard-migrate"), *args], env=self.env(),
@@ -471,7 +677,7 @@ class Stack:
         """Everything, in dependency order; raises with the failing log."""
         self.start_redis()
         self.start_mariadb()
-        self.start_devbroker()
+        self.start_kafka()
         self.migrate()
         if seed:
             self.seed()
@@ -482,7 +688,67 @@ class Stack:
         for role in roles:
             self.start_worker(role)
         self.write_env_file()  # the services, and the workers' status URLs
+        self.roles = roles
+        self.save_manifest()
         if "persister" in roles:
+            self.wait_pipeline()
+
+    def save_manifest(self):
+        """Names the processes this `up` started: `up` and `status` compare
+        them with what runs."""
+        with open(self.path("stack.json"), "w") as f:
+            json.dump({"processes": self.names(), "roles": list(self.roles),
+                       "api_port": self.api_port, "partitions": self.partitions}, f)
+
+    def load_manifest(self):
+        try:
+            with open(self.path("stack.json")) as f:
+                return json.load(f).get("processes", [])
+        except (OSError, ValueError):
+            return []
+
+    def restore(self):
+        """Takes the services' addresses and the processes' settings back
+        from run_dir/env (written by `up`); False if there is none."""
+        try:
+            with open(self.path("env")) as f:
+                lines = f.read().splitlines()
+        except OSError:
+            return False
+        for line in lines:
+            if not line.startswith("export ") or "=" not in line:
+                continue
+            k, v = line[len("export "):].split("=", 1)
+            v = v.strip("'")
+            if k == "REDIS_URL":
+                self.redis_url = v
+            elif k == "KAFKA_BROKERS":
+                self.kafka_brokers = v
+            elif k == "MYSQL_URL":
+                self.mysql_url = v
+            elif k in ("SB_SMTP_URL", "SB_SMS_URL", "SB_PUSH_URL", "SB_NOTIFY_TOPICS"):
+                self.extra_env[k] = v
+            elif k == "SB_DEV_PROVIDER_URL":
+                self.provider_url = v
+            elif k.endswith("_STATUS_URL") and k.startswith("SB_"):
+                name = "worker-" + k[3:-len("_STATUS_URL")].lower().replace("_", "-")
+                self.status_ports[name] = int(v.rsplit(":", 1)[1])
+        self.ensure_api_key()
+        return bool(self.redis_url and self.kafka_brokers and self.mysql_url)
+
+    def restart(self, names):
+        """Starts the dispatcher and workers among names again (on the
+        services that run), then waits as `up` does."""
+        for name in names:
+            if name == "dispatcher":
+                self.start_dispatcher()
+            elif name.startswith("worker-"):
+                self.start_worker(name[len("worker-"):])
+            elif name == "smtp-sink" or name == "provider":
+                raise RuntimeError(f"{name} is not running: scripts/down, then scripts/up")
+        self.write_env_file()
+        self.save_manifest()
+        if "worker-persister" in self.names():
             self.wait_pipeline()
 
     def down(self):
@@ -492,19 +758,63 @@ class Stack:
         names = self.names()
         order += [n for n in names if n.startswith("dispatcher") and n != "dispatcher"]
         order += [n for n in names if n.startswith("worker")]
-        order += ["devbroker", "mariadb", "redis"]
+        order += [n for n in names if n == "kafka" or n.startswith("kafka-")]
+        order += ["mariadb", "redis"]
         order += [n for n in names if n not in order]
         for n in order:
             self.stop(n)
+        try:
+            os.unlink(self.path("stack.json"))
+        except OSError:
+            pass
+
+
+SERVICES = ("redis", "mariadb")  # and the Kafka processes (kafka, kafka-N)
+
+
+def is_service(name):
+    return name in SERVICES or name == "kafka" or name.startswith("kafka-")
+
+
+def process_states(st):
+    """[(name, pid, running)] of every process the stack's last `up`
+    started (its manifest), or that has a PID file."""
+    names = list(st.load_manifest())
+    names += [n for n in st.names() if n not in names]
+    out = []
+    for n in names:
+        pid, exe = st.pid_of(n)
+        out.append((n, pid, bool(pid) and st.alive(pid, exe)))
+    return out
+
+
+def print_states(st, out=sys.stdout):
+    for name, pid, running in process_states(st):
+        print(f"  {name:<20} {'running' if running else 'NOT RUNNING':<12} {f'pid {pid}' if running else ''}",
+              file=out)
 
 
 def cmd_up(args):
     st = Stack(args.run_dir, api_port=args.port, partitions=args.partitions)
-    running = [n for n in st.names() if st.alive(*st.pid_of(n))]
-    if running and http_get(st.api_url + "/readyz")[0] == 200:
+    states = process_states(st)
+    dead = [n for n, _, running in states if not running]
+    if states and not dead and http_get(st.api_url + "/readyz")[0] == 200:
         print(f"switchboard is already running: {st.api_url}")
+        print_states(st)
         return 0
-    if running:
+    if states and dead and not any(is_service(n) for n in dead) and st.restore():
+        # Only a dispatcher or workers are gone (a crash, a kill): start
+        # those again beside the running rest.
+        print(f"restarting what is not running: {', '.join(dead)}", file=sys.stderr)
+        try:
+            st.restart(dead)
+        except Exception as e:
+            print(f"scripts/up failed: {e}", file=sys.stderr)
+            return 1
+        print(f"switchboard is up: {st.api_url} (restarted: {', '.join(dead)})")
+        print_states(st)
+        return 0
+    if states:
         print("a previous stack is partly running; restarting it", file=sys.stderr)
         st.down()
     try:
@@ -519,6 +829,22 @@ def cmd_up(args):
     return 0
 
 
+def cmd_status(args):
+    """What runs, and whether the dispatcher is ready; exit 0 only when all
+    of it runs and /readyz answers 200."""
+    st = Stack(args.run_dir, api_port=args.port, use_env=False)
+    states = process_states(st)
+    if not states:
+        print("switchboard is not running (scripts/up starts it)")
+        return 3
+    code, body = http_get(st.api_url + "/readyz")
+    print(f"switchboard at {st.api_url}: /readyz {code or 'no answer'}")
+    print_states(st)
+    if code:
+        print(f"  {body.decode(errors='replace').strip()}")
+    return 0 if code == 200 and all(r for _, _, r in states) else 1
+
+
 def cmd_down(args):
     st = Stack(args.run_dir, use_env=False)
     names = st.names()
@@ -529,7 +855,7 @@ def cmd_down(args):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("command", choices=("up", "down"))
+    ap.add_argument("command", choices=("up", "down", "status", "fetch-kafka"))
     ap.add_argument("--run-dir", default=os.path.join(ROOT, ".run"))
     ap.add_argument("--port", type=int, default=int(os.environ.get("SB_API_PORT", "8080")))
     ap.add_argument("--no-seed", action="store_true",
@@ -538,7 +864,10 @@ def main():
                          "in each of the area codes 212, 415, 613)")
     ap.add_argument("--partitions", type=int, default=int(os.environ.get("SB_KAFKA_PARTITIONS", Stack.DEFAULT_PARTITIONS)))
     args = ap.parse_args()
-    return cmd_up(args) if args.command == "up" else cmd_down(args)
+    if args.command == "fetch-kafka":
+        print(kafka_libs())
+        return 0
+    return {"up": cmd_up, "down": cmd_down, "status": cmd_status}[args.command](args)
 
 
 if __name__ == "__main__":

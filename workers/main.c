@@ -97,11 +97,11 @@ int main(int argc, char **argv)
     w.db = db_new(&url);
     /* A generous delivery timeout: a dead letter must get through, and the
      * loop retries the whole batch if it does not. */
-    w.producer = kafka_producer_new(cfg.kafka_brokers, 30000, err, sizeof err);
+    w.producer = kafka_producer_new(cfg.kafka_brokers, cfg.kafka_conf, 30000, err, sizeof err);
     if (w.db == NULL || w.producer == NULL)
         die("cannot start", "err=\"%s\"", err);
-    w.consumer = kafka_consumer_new(cfg.kafka_brokers, group, role->topics, role->ntopics,
-                                    cfg.kafka_session_timeout_ms, err, sizeof err);
+    w.consumer = kafka_consumer_new(cfg.kafka_brokers, cfg.kafka_conf, group, role->topics,
+                                    role->ntopics, cfg.kafka_session_timeout_ms, err, sizeof err);
     if (w.consumer == NULL)
         die("cannot create Kafka consumer", "err=\"%s\"", err);
     /* Dead letters go to <topic>.dlq; the notifier also produces to its

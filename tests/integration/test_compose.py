@@ -31,7 +31,7 @@ class TestCompose(unittest.TestCase):
     def test_services_and_scaling(self):
         r = compose("--profile", "test", "config", "--services", env={"SB_API_KEY_HASHES": HASH})
         services = set(r.stdout.decode().split())
-        self.assertTrue({"kafka", "kafka-topics", "redis", "mysql", "mongo", "elasticsearch", "migrate",
+        self.assertTrue({"kafka", "topics", "redis", "mysql", "mongo", "elasticsearch", "migrate",
                          "dispatcher", "persister", "indexer", "notifier", "phonebook", "counts",
                          "tests"} <= services, services)
         resolved = compose("config", env={"SB_API_KEY_HASHES": HASH}).stdout.decode()
@@ -50,7 +50,12 @@ class TestCompose(unittest.TestCase):
             self.assertIn("healthcheck:", blocks[svc], svc)
         self.assertIn("condition: service_healthy", blocks["dispatcher"])
         self.assertIn("--appendonly", blocks["redis"])
-        self.assertIn("KAFKA_CFG_PROCESS_ROLES: controller,broker", blocks["kafka"])
+        self.assertIn("KAFKA_PROCESS_ROLES: broker,controller", blocks["kafka"])
+        self.assertIn("image: apache/kafka:3.9", blocks["kafka"])
+        # Topics are made by the project's own command, not a shell loop.
+        self.assertIn("switchboard-migrate", blocks["topics"])
+        self.assertNotIn("kafka-topics.sh", resolved)
+        self.assertIn("image: mysql:8.4", blocks["mysql"])
         self.assertIn("--every", blocks["counts"])
         for vol in ("kafka-data", "redis-data", "mysql-data", "mongo-data", "es-data"):
             self.assertRegex(resolved, rf"\n  {vol}:")

@@ -180,12 +180,12 @@ class TestFaults(StackTestCase):
         st = self.stack
         load = self.start_load("broker-away")
         try:  # the broker comes back even if the wait fails
-            st.devbroker_ctl("down")
+            st.kafka_pause()  # SIGSTOP: a hung broker, its connections open and silent
             t0 = time.monotonic()
             wait_until("creates refused", lambda: 503 in load.refused, 15, 0.05)
             time.sleep(max(0.0, 5 - (time.monotonic() - t0)))
         finally:
-            st.devbroker_ctl("up")
+            st.kafka_resume()
         n = len(load.acked)
         load.wait_acked(n + 200, 60)  # recovered by itself
         load.finish()

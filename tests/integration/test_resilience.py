@@ -168,7 +168,7 @@ class TestResilience(StackTestCase):
                 st.start_dispatcher()
         self.addCleanup(restore)
         try:  # the finally brings the broker back even if this fails
-            self.assertEqual(st.devbroker_ctl("down"), "ok down")
+            st.kafka_pause()  # SIGSTOP: the ping waits for the broker
             s = socket.create_connection(("127.0.0.1", self.port), timeout=20)
             s.sendall(b"POST /ops/ping HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
                       b"Authorization: Bearer " + st.api_key.encode() + b"\r\n"
@@ -178,7 +178,7 @@ class TestResilience(StackTestCase):
             wait_until("the dispatcher drains", lambda: len(drain_lines()) > drains, 10)
             self.assertIn("inflight=1", drain_lines()[-1])
         finally:
-            self.assertEqual(st.devbroker_ctl("up"), "ok up")
+            st.kafka_resume()
         with s:
             buf = [b""]
             status, headers, resp = read_response(s, buf)

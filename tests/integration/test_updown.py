@@ -32,7 +32,7 @@ class TestUpDown(unittest.TestCase):
             self.assertEqual(res.status, 200, res)
             st = stackmod.Stack(run_dir, use_env=False)
             names = st.names()
-            for expected in ("redis", "mariadb", "devbroker", "dispatcher", "worker-persister",
+            for expected in ("redis", "mariadb", "kafka", "dispatcher", "worker-persister",
                              "worker-indexer", "worker-notifier", "worker-phonebook"):
                 self.assertIn(expected, names)
             pids = {n: st.pid_of(n) for n in names}

@@ -112,7 +112,7 @@ class TestWorkerStatus(StackTestCase):
         # the worker restarted for the broker's outage.
         st = self.stack
         try:  # the finally brings the broker back even if this fails
-            self.assertEqual(st.devbroker_ctl("down"), "ok down")
+            st.kafka_pause()  # SIGSTOP: a hung broker
             scrapes, t0 = [], time.monotonic()
 
             def scrape():
@@ -126,7 +126,7 @@ class TestWorkerStatus(StackTestCase):
             for t in scrapers:
                 t.join(30)
         finally:
-            self.assertEqual(st.devbroker_ctl("up"), "ok up")
+            st.kafka_resume()
         self.assertEqual(status, 200)
         self.assertEqual(json.loads(body)["role"], "persister")
         self.assertEqual(len(scrapes), 2)
@@ -162,7 +162,7 @@ class TestWorkerStatus(StackTestCase):
         st.start_worker("persister", name=name)
         wait_until("second worker's status port", lambda: log_lines(st, name, "worker started"), 20)
         try:  # the finally brings the broker back even if this fails
-            self.assertEqual(st.devbroker_ctl("down"), "ok down")
+            st.kafka_pause()  # SIGSTOP: a hung broker
             got = []
 
             def scrape():
@@ -176,7 +176,7 @@ class TestWorkerStatus(StackTestCase):
             self.assertEqual(st.stop(name, timeout=60), 0)
             t.join(30)
         finally:
-            self.assertEqual(st.devbroker_ctl("up"), "ok up")
+            st.kafka_resume()
         self.assertIn(got[0], (200, 503), got)
 
     def test_07_out_of_descriptors_the_status_port_rests_instead_of_spinning(self):
