@@ -1,6 +1,8 @@
-"""scripts/up and scripts/down (through scripts/stack.py, which both call):
-up brings a ready stack, a second up is harmless, down leaves no process of
-ours behind and a second down is harmless."""
+"""scripts/up, scripts/status and scripts/down (through scripts/stack.py,
+which all call): up brings a ready stack, a second up is harmless and
+restarts what of the stack is not running, down leaves no process of ours
+behind and a second down is harmless; down then up keeps the jobs queued in
+Kafka and the consumers' committed offsets."""
 
 import os
 import shutil
@@ -9,7 +11,7 @@ import sys
 import tempfile
 import unittest
 
-from harness import ROOT, request
+from harness import ROOT, metric_samples, request, wait_until
 import stack as stackmod
 
 
@@ -44,6 +46,55 @@ class TestUpDown(unittest.TestCase):
             self.assertIn("already running", r.stdout.decode())
             self.assertEqual({n: st.pid_of(n) for n in st.names()}, pids)
 
+            r = subprocess.run(cmd + ["status"] + args, env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, timeout=60)
+            self.assertEqual(r.returncode, 0, r.stdout.decode())
+            self.assertRegex(r.stdout.decode(), r"worker-persister +running +pid")
+
+            # A killed persister: status says so, and up starts it again
+            # (alone); the jobs acknowledged meanwhile wait in Kafka for it.
+            st.kill9("worker-persister")
+            r = subprocess.run(cmd + ["status"] + args, env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, timeout=60)
+            self.assertEqual(r.returncode, 1, r.stdout.decode())
+            self.assertRegex(r.stdout.decode(), r"worker-persister +NOT RUNNING")
+            acked = self.pings(st, port, 50, "while the persister was dead")
+            r = subprocess.run(cmd + ["up"] + args, env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, timeout=180)
+            self.assertEqual(r.returncode, 0, r.stdout.decode())
+            self.assertIn("restarted: worker-persister", r.stdout.decode())
+            st = stackmod.Stack(run_dir, use_env=False)
+            self.assertTrue(st.alive(*st.pid_of("worker-persister")))
+            self.assertNotEqual(st.pid_of("worker-persister"), pids["worker-persister"])
+            for n, p in pids.items():
+                if n != "worker-persister":
+                    self.assertEqual(st.pid_of(n), p, f"{n} was restarted too")
+            self.wait_persisted(st, acked)
+
+            # down, then up: the jobs queued while no persister ran are kept
+            # (Kafka's log is on disk), and so are the committed offsets:
+            # the new persister consumes the queued jobs and the start-up
+            # ping only, not the topic from its beginning again.
+            st.stop("worker-persister")
+            acked = self.pings(st, port, 30, "queued across down and up")
+            r = subprocess.run(cmd + ["down"] + args, env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, timeout=120)
+            self.assertEqual(r.returncode, 0, r.stdout.decode())
+            r = subprocess.run(cmd + ["up"] + args, env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, timeout=180)
+            self.assertEqual(r.returncode, 0, r.stdout.decode())
+            st = stackmod.Stack(run_dir, use_env=False)
+            st.restore()
+            self.wait_persisted(st, acked)
+            status_port = st.status_ports["worker-persister"]
+
+            def jobs_done():  # counted once the batch after it is fetched
+                return sum(metric_samples(request(status_port, "GET", "/metrics").body.decode(),
+                                          "switchboard_worker_jobs_total").values())
+            wait_until("the persister's job count", lambda: jobs_done() >= len(acked) + 1, 10)
+            self.assertEqual(jobs_done(), len(acked) + 1)
+            pids = {n: st.pid_of(n) for n in st.names()}
+
             r = subprocess.run(cmd + ["down"] + args, env=env, stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, timeout=120)
             self.assertEqual(r.returncode, 0, r.stdout.decode())
@@ -57,6 +108,26 @@ class TestUpDown(unittest.TestCase):
             subprocess.run(cmd + ["down"] + args, env=env, stdout=subprocess.DEVNULL,
                            stderr=subprocess.DEVNULL, timeout=120)
             shutil.rmtree(run_dir, ignore_errors=True)
+
+    @staticmethod
+    def pings(st, port, n, note):
+        st.ensure_api_key()
+        acked = []
+        for _ in range(n):
+            r = request(port, "POST", "/ops/ping", {"note": note},
+                        {"Authorization": f"Bearer {st.api_key}"})
+            assert r.status == 202, r
+            acked.append(r.json()["request_id"])
+        return acked
+
+    @staticmethod
+    def wait_persisted(st, ids):
+        if not st.mysql_url:
+            st.restore()  # the addresses scripts/up wrote
+        in_list = ",".join(f"'{i}'" for i in ids)
+        wait_until(f"{len(ids)} pings persisted once each", lambda: st.sql(
+            f"SELECT COUNT(*), COUNT(DISTINCT request_id) FROM pipeline_pings WHERE request_id IN ({in_list})")
+            == [[str(len(ids)), str(len(ids))]], 60)
 
 
 if __name__ == "__main__":

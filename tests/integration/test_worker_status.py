@@ -212,6 +212,43 @@ class TestWorkerStatus(StackTestCase):
             s.close()
         wait_until("/healthz again", lambda: request(port, "GET", "/healthz", timeout=5).status == 200, 15, 0.2)
 
+    def test_08_a_committed_offset_gone_from_the_log_is_an_error_and_counted(self):
+        # Jobs the group never consumed are deleted from the log (as
+        # retention does to a consumer days behind, or an operator's
+        # delete-records): the consumer's committed offset is out of range
+        # and it starts over at the log's start. That skips jobs, so it is
+        # an error in the log and a count in /metrics, never a quiet warning.
+        st = self.stack
+        def resets():
+            try:
+                return sum(samples(self.metrics(), "switchboard_kafka_offset_resets_total").values())
+            except OSError:  # the status port is not open yet
+                return -1
+        wait_until("the status port", lambda: resets() >= 0, 20)
+        self.assertIn('switchboard_kafka_offset_resets_total{group="switchboard-persister"} 0', self.metrics())
+        acked, _ = self.send_pings(20, note="before the gap")
+        in_list = ",".join(f"'{i}'" for i in acked)
+        wait_until("pings persisted", lambda: self.ping_count(f"request_id IN ({in_list})") == 20, 60)
+        wait_until("offsets committed", lambda: self.lag() == (0, 4), 30)
+        errors = len(log_lines(st, WORKER, "consumer offset reset"))
+        st.stop(WORKER)
+        lost, _ = self.send_pings(20, note="deleted before consumed")
+        r = subprocess.run([st.binary("kafka_delete_records"), st.kafka_brokers, "chat.commands"],
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=60)
+        self.assertEqual(r.returncode, 0, r.stdout.decode())
+        st.start_worker("persister")
+        wait_until("the reset counted", lambda: resets() >= 1, 30)
+        lines = log_lines(st, WORKER, "consumer offset reset")
+        self.assertGreater(len(lines), errors)
+        self.assertIn("level=error", lines[-1])
+        self.assertIn("Offset out of range", lines[-1])
+        in_list = ",".join(f"'{i}'" for i in lost)
+        self.assertEqual(self.ping_count(f"request_id IN ({in_list})"), 0)
+        # And it goes on from the log's start: new jobs are consumed.
+        acked, _ = self.send_pings(5, note="after the gap")
+        in_list = ",".join(f"'{i}'" for i in acked)
+        wait_until("pings after the gap persisted", lambda: self.ping_count(f"request_id IN ({in_list})") == 5, 60)
+
 
 if __name__ == "__main__":
     unittest.main()
