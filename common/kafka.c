@@ -813,6 +813,39 @@ done:
     return ok;
 }
 
+/* The admin client's last error that no retry will mend (credentials,
+ * TLS), kept by on_admin_error for kafka_topics_ensure's answer. */
+struct admin_state {
+    rd_kafka_resp_err_t fatal;
+    char reason[384];
+};
+
+static void on_admin_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
+{
+    struct admin_state *a = opaque;
+    if (err == RD_KAFKA_RESP_ERR__AUTHENTICATION || err == RD_KAFKA_RESP_ERR__SSL ||
+        err == RD_KAFKA_RESP_ERR_SASL_AUTHENTICATION_FAILED || err == RD_KAFKA_RESP_ERR__FATAL) {
+        a->fatal = (rd_kafka_resp_err_t)err;
+        snprintf(a->reason, sizeof a->reason, "%s", reason);
+    }
+    on_error(rk, err, reason, NULL);
+}
+
+/* Metadata of the whole cluster within timeout_ms, asked in 1 s steps so
+ * that an authentication or TLS failure ends the wait at once, with its
+ * reason, instead of a timeout's "transport failure" 30 s later. */
+static rd_kafka_resp_err_t admin_metadata(rd_kafka_t *rk, struct admin_state *a,
+                                          const struct rd_kafka_metadata **md, int timeout_ms)
+{
+    int64_t deadline = sb_mono_ms() + timeout_ms;
+    rd_kafka_resp_err_t err;
+    do {
+        err = rd_kafka_metadata(rk, 1, NULL, md, 1000);
+        rd_kafka_poll(rk, 0); /* serves on_admin_error */
+    } while (err && !a->fatal && sb_mono_ms() < deadline);
+    return err;
+}
+
 bool kafka_topics_ensure(const char *brokers, const char *extra_conf,
                          const struct kafka_topic_spec *specs, size_t n,
                          struct kafka_topic_result *out, int timeout_ms, char *errbuf, size_t errlen)
@@ -821,6 +854,7 @@ bool kafka_topics_ensure(const char *brokers, const char *extra_conf,
     rd_kafka_t *rk = NULL;
     const struct rd_kafka_metadata *md = NULL;
     size_t *missing = calloc(n ? n : 1, sizeof *missing);
+    struct admin_state admin = {0};
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
     char e[512];
     if (missing == NULL || conf == NULL) {
@@ -832,16 +866,22 @@ bool kafka_topics_ensure(const char *brokers, const char *extra_conf,
         !kafka_conf_apply(conf, extra_conf, errbuf, errlen))
         goto done;
     rd_kafka_conf_set_log_cb(conf, on_log);
-    rd_kafka_conf_set_error_cb(conf, on_error);
+    rd_kafka_conf_set_error_cb(conf, on_admin_error);
+    rd_kafka_conf_set_opaque(conf, &admin);
     rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, e, sizeof e);
     if (rk == NULL) {
         sb_errf(errbuf, errlen, "kafka client: %s", e);
         goto done;
     }
     conf = NULL;
-    rd_kafka_resp_err_t err = rd_kafka_metadata(rk, 1, NULL, &md, timeout_ms);
+    rd_kafka_resp_err_t err = admin_metadata(rk, &admin, &md, timeout_ms);
     if (err) {
-        sb_errf(errbuf, errlen, "metadata from %s: %s", brokers, rd_kafka_err2str(err));
+        sb_errf(errbuf, errlen, "metadata from %s: %s", brokers,
+                admin.fatal ? admin.reason : rd_kafka_err2str(err));
+        goto done;
+    }
+    if (md->broker_cnt == 0) {
+        sb_errf(errbuf, errlen, "metadata from %s lists no broker yet", brokers);
         goto done;
     }
     int replication = md->broker_cnt < 3 ? md->broker_cnt : 3;

@@ -149,7 +149,8 @@ class KafkaNode:
         self.cluster = cluster  # the KafkaNodes of one cluster (voters), or None: just this one
         self.heap_mb = heap_mb
         self.fast_start = fast_start
-        self.extra = {}  # more server.properties (listeners for TLS/SASL tests, ...)
+        self.extra = {}  # more server.properties (TLS and SASL settings, ...)
+        self.listeners = {}  # more client listeners: name -> (port, security protocol)
         os.makedirs(data_dir, exist_ok=True)
         state = os.path.join(data_dir, "node.json")
         saved = {}
@@ -165,19 +166,34 @@ class KafkaNode:
     def bootstrap(self):
         return f"127.0.0.1:{self.port}"
 
+    def add_listener(self, name, protocol):
+        """One more client listener (say SASL_SSL, for a TLS and SASL test)
+        on a port of its own, kept with the node's other ports."""
+        state = os.path.join(self.data_dir, "node.json")
+        with open(state) as f:
+            saved = json.load(f)
+        port = saved.get(f"listener_{name}") or free_port()
+        saved[f"listener_{name}"] = port
+        with open(state, "w") as f:
+            json.dump(saved, f)
+        self.listeners[name] = (port, protocol)
+        return f"127.0.0.1:{port}"
+
     def properties(self):
         nodes = self.cluster or [self]
         voters = ",".join(f"{n.node_id}@127.0.0.1:{n.controller_port}" for n in nodes)
         rf = min(3, len(nodes))
+        more = "".join(f",{name}://127.0.0.1:{port}" for name, (port, _) in self.listeners.items())
+        protocols = "".join(f",{name}:{proto}" for name, (_, proto) in self.listeners.items())
         props = {
             "process.roles": "broker,controller",
             "node.id": str(self.node_id),
             "controller.quorum.voters": voters,
-            "listeners": f"PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
-            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{self.port}",
+            "listeners": f"PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}{more}",
+            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{self.port}{more}",
             "controller.listener.names": "CONTROLLER",
             "inter.broker.listener.name": "PLAINTEXT",
-            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "listener.security.protocol.map": f"PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT{protocols}",
             "log.dirs": os.path.join(self.data_dir, "log"),
             # Topics come from switchboard-migrate topics, with their
             # partitions and settings; a typo must not make a new one.
@@ -276,6 +292,7 @@ class Stack:
         self.kafka_nodes_wanted = kafka_nodes
         self.kafka_heap_mb = int(os.environ.get("SB_KAFKA_HEAP_MB", "512")) if use_env else 384
         self.kafka_nodes = {}  # name -> KafkaNode
+        self.kafka_listener = None  # a listener added to the nodes that the clients use instead
         self.roles = ROLES
 
     # -- paths ------------------------------------------------------------
@@ -508,7 +525,11 @@ class Stack:
         waits = [self.start_kafka_node(name, wait=False) for name in names]
         for w in waits:
             w()
-        self.kafka_brokers = ",".join(self.kafka_node(n).bootstrap for n in names)
+        nodes = [self.kafka_node(n) for n in names]
+        if self.kafka_listener:  # the clients use that listener (TLS, SASL)
+            self.kafka_brokers = ",".join(f"127.0.0.1:{n.listeners[self.kafka_listener][0]}" for n in nodes)
+        else:
+            self.kafka_brokers = ",".join(n.bootstrap for n in nodes)
         self.make_topics()
 
     def start_kafka_node(self, name="kafka", wait=True):
