@@ -1,7 +1,7 @@
 """Integration test harness: a private switchboard stack per test class.
 
-Real Redis, MariaDB and the dev broker (librdkafka's mock cluster in its own
-process) on free loopback ports, data in a temporary directory, switchboard
+Real Redis, MariaDB and Apache Kafka (KRaft: one process, or a cluster of
+three for KAFKA_NODES = 3) on free loopback ports, data in a temporary directory, switchboard
 binaries from SB_BIN_DIR. The stack is always torn down: in tearDownClass,
 and at interpreter exit or SIGTERM if a test run is cut short. Variables
 like REDIS_URL in the caller's environment are deliberately ignored.
@@ -46,11 +46,12 @@ atexit.register(_teardown_all)
 signal.signal(signal.SIGTERM, lambda *a: (_teardown_all(), sys.exit(143)))
 
 
-def new_stack(partitions=4, log_level="info"):
+def new_stack(partitions=4, log_level="info", kafka_nodes=1):
     run_dir = tempfile.mkdtemp(prefix="sbtest-")
     st = stackmod.Stack(run_dir, bin_dir=os.environ.get("SB_BIN_DIR"),
                         schema_dir=os.environ.get("SB_SCHEMA_DIR"),
-                        partitions=partitions, log_level=log_level, use_env=False)
+                        partitions=partitions, log_level=log_level, use_env=False,
+                        kafka_nodes=kafka_nodes)
     _live_stacks.append(st)
     return st
 
@@ -260,10 +261,11 @@ def log_tail(st, name, lines=30):
 
 class StackTestCase(unittest.TestCase):
     """Starts a full stack once for the class; subclasses may override
-    ROLES and PARTITIONS."""
+    ROLES, PARTITIONS and KAFKA_NODES."""
 
     ROLES = stackmod.ROLES
     PARTITIONS = 4
+    KAFKA_NODES = 1
 
     @classmethod
     def configure(cls, stack):
@@ -271,7 +273,7 @@ class StackTestCase(unittest.TestCase):
 
     @classmethod
     def setUpClass(cls):
-        cls.stack = new_stack(partitions=cls.PARTITIONS)
+        cls.stack = new_stack(partitions=cls.PARTITIONS, kafka_nodes=cls.KAFKA_NODES)
         try:
             cls.configure(cls.stack)
             cls.stack.up(roles=cls.ROLES)

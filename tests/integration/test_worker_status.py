@@ -233,7 +233,7 @@ class TestWorkerStatus(StackTestCase):
         errors = len(log_lines(st, WORKER, "consumer offset reset"))
         st.stop(WORKER)
         lost, _ = self.send_pings(20, note="deleted before consumed")
-        r = subprocess.run([st.binary("kafka_delete_records"), st.kafka_brokers, "chat.commands"],
+        r = subprocess.run([st.binary("kafka_admin"), "delete-records", st.kafka_brokers, "chat.commands"],
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=60)
         self.assertEqual(r.returncode, 0, r.stdout.decode())
         st.start_worker("persister")
