@@ -263,7 +263,8 @@ class Stack:
     DEFAULT_PARTITIONS = 8
 
     def __init__(self, run_dir, bin_dir=None, schema_dir=None, partitions=DEFAULT_PARTITIONS,
-                 api_port=None, log_level="info", use_env=True, kafka_nodes=1):
+                 api_port=None, log_level="info", use_env=True, kafka_nodes=1, kafka_fast_start=None,
+                 kafka_heap_mb=None):
         self.run_dir = os.path.abspath(run_dir)
         self.bin_dir = bin_dir or os.environ.get("SB_BIN_DIR") or os.path.join(ROOT, "build", "bin")
         self.schema_dir = schema_dir or os.environ.get("SB_SCHEMA_DIR") or os.path.join(ROOT, "schema")
@@ -290,7 +291,11 @@ class Stack:
         self.mysql_port = None
         self.use_env = use_env
         self.kafka_nodes_wanted = kafka_nodes
-        self.kafka_heap_mb = int(os.environ.get("SB_KAFKA_HEAP_MB", "512")) if use_env else 384
+        # Tests (use_env=False) start many brokers, each doing little: a
+        # smaller heap and a JVM tuned to start fast. The local stack and
+        # the benchmark run it as a deployment would.
+        self.kafka_heap_mb = kafka_heap_mb or (int(os.environ.get("SB_KAFKA_HEAP_MB", "512")) if use_env else 384)
+        self.kafka_fast_start = (not use_env) if kafka_fast_start is None else kafka_fast_start
         self.kafka_nodes = {}  # name -> KafkaNode
         self.kafka_listener = None  # a listener added to the nodes that the clients use instead
         self.roles = ROLES
@@ -506,7 +511,7 @@ class Stack:
         if not self.kafka_nodes:
             names = self.kafka_names()
             nodes = [KafkaNode(self.path("data", name), node_id=i + 1, heap_mb=self.kafka_heap_mb,
-                               fast_start=not self.use_env) for i, name in enumerate(names)]
+                               fast_start=self.kafka_fast_start) for i, name in enumerate(names)]
             for n in nodes:
                 n.cluster = nodes if len(nodes) > 1 else None
             self.kafka_nodes = dict(zip(names, nodes))
@@ -526,6 +531,12 @@ class Stack:
         for w in waits:
             w()
         nodes = [self.kafka_node(n) for n in names]
+        if len(nodes) > 1:
+            # Started is not yet registered with the controller: topics
+            # made before every broker is would get fewer replicas.
+            boot = ",".join(n.bootstrap for n in nodes)
+            wait_for(f"{len(nodes)} brokers in the cluster's metadata",
+                     lambda: self.kafka_broker_count(boot) == len(nodes), 60)
         if self.kafka_listener:  # the clients use that listener (TLS, SASL)
             self.kafka_brokers = ",".join(f"127.0.0.1:{n.listeners[self.kafka_listener][0]}" for n in nodes)
         else:
@@ -553,6 +564,15 @@ class Stack:
             return None
         return wait_started
 
+    @staticmethod
+    def kafka_broker_count(bootstrap):
+        r = subprocess.run([find_tool("kcat", "kafkacat"), "-b", bootstrap, "-L", "-J", "-m", "5"],
+                           stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        try:
+            return len(json.loads(r.stdout)["brokers"]) if r.returncode == 0 else 0
+        except (ValueError, KeyError):
+            return 0
+
     def kafka_pause(self, name="kafka"):
         """A hung broker: SIGSTOP keeps its sockets open and answers nothing."""
         pid, exe = self.pid_of(name)
@@ -569,7 +589,8 @@ class Stack:
     def make_topics(self):
         """switchboard-migrate topics: every topic of schema/topics/ (and
         its .dlq), and notify_topics, with the stack's partitions."""
-        self.migrate("topics", "--partitions", str(self.partitions))
+        rf = ["--replication-factor", str(min(3, len(self.kafka_names())))] if not self.external["kafka"] else []
+        self.migrate("topics", "--partitions", str(self.partitions), *rf)
 
     def migrate(self, *args):
         r = subprocess.run([self.binary("switchboard-migrate"), *args], env=self.env(),

@@ -5,7 +5,9 @@
  *       group's committed offset fall out of the log. Prints each
  *       partition's new log start.
  *   kafka_admin describe BROKERS TOPIC
- *       prints TOPIC's settings as name=value lines. */
+ *       prints TOPIC's settings as name=value lines.
+ *   kafka_admin offsets BROKERS TOPIC
+ *       prints "PARTITION LOW HIGH" (the watermarks) for each partition. */
 #include <librdkafka/rdkafka.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -63,6 +65,34 @@ done:
     return rc;
 }
 
+static int offsets(rd_kafka_t *rk, const char *topic)
+{
+    const struct rd_kafka_metadata *md = NULL;
+    rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
+    int rc = 1;
+    if (rd_kafka_metadata(rk, 0, rkt, &md, TIMEOUT_MS) || md->topic_cnt != 1 || md->topics[0].err) {
+        fprintf(stderr, "no metadata for %s\n", topic);
+        goto done;
+    }
+    rc = 0;
+    for (int i = 0; i < md->topics[0].partition_cnt; i++) {
+        int32_t p = md->topics[0].partitions[i].id;
+        int64_t lo = -1, hi = -1;
+        rd_kafka_resp_err_t err = rd_kafka_query_watermark_offsets(rk, topic, p, &lo, &hi, TIMEOUT_MS);
+        if (err) {
+            fprintf(stderr, "%s [%d]: %s\n", topic, (int)p, rd_kafka_err2str(err));
+            rc = 1;
+            continue;
+        }
+        printf("%d %lld %lld\n", (int)p, (long long)lo, (long long)hi);
+    }
+done:
+    if (md)
+        rd_kafka_metadata_destroy(md);
+    rd_kafka_topic_destroy(rkt);
+    return rc;
+}
+
 static int describe(rd_kafka_t *rk, rd_kafka_queue_t *q, const char *topic)
 {
     rd_kafka_ConfigResource_t *res = rd_kafka_ConfigResource_new(RD_KAFKA_RESOURCE_TOPIC, topic);
@@ -86,8 +116,9 @@ static int describe(rd_kafka_t *rk, rd_kafka_queue_t *q, const char *topic)
 
 int main(int argc, char **argv)
 {
-    if (argc != 4 || (strcmp(argv[1], "delete-records") != 0 && strcmp(argv[1], "describe") != 0)) {
-        fprintf(stderr, "usage: %s delete-records|describe BROKERS TOPIC\n", argv[0]);
+    if (argc != 4 || (strcmp(argv[1], "delete-records") != 0 && strcmp(argv[1], "describe") != 0 &&
+                      strcmp(argv[1], "offsets") != 0)) {
+        fprintf(stderr, "usage: %s delete-records|describe|offsets BROKERS TOPIC\n", argv[0]);
         return 2;
     }
     char err[512];
@@ -103,7 +134,9 @@ int main(int argc, char **argv)
         return 1;
     }
     rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
-    int rc = strcmp(argv[1], "describe") == 0 ? describe(rk, q, argv[3]) : delete_records(rk, q, argv[3]);
+    int rc = strcmp(argv[1], "describe") == 0  ? describe(rk, q, argv[3])
+             : strcmp(argv[1], "offsets") == 0 ? offsets(rk, argv[3])
+                                               : delete_records(rk, q, argv[3]);
     rd_kafka_queue_destroy(q);
     rd_kafka_destroy(rk);
     return rc;
