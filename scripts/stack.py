@@ -149,6 +149,8 @@ class KafkaNode:
         self.cluster = cluster  # the KafkaNodes of one cluster (voters), or None: just this one
         self.heap_mb = heap_mb
         self.fast_start = fast_start
+        self.host = "127.0.0.1"  # another address when it runs in a network namespace
+        self.netns = None  # that namespace's name
         self.extra = {}  # more server.properties (TLS and SASL settings, ...)
         self.listeners = {}  # more client listeners: name -> (port, security protocol)
         os.makedirs(data_dir, exist_ok=True)
@@ -164,7 +166,7 @@ class KafkaNode:
 
     @property
     def bootstrap(self):
-        return f"127.0.0.1:{self.port}"
+        return f"{self.host}:{self.port}"
 
     def add_listener(self, name, protocol):
         """One more client listener (say SASL_SSL, for a TLS and SASL test)
@@ -177,20 +179,21 @@ class KafkaNode:
         with open(state, "w") as f:
             json.dump(saved, f)
         self.listeners[name] = (port, protocol)
-        return f"127.0.0.1:{port}"
+        return f"{self.host}:{port}"
 
     def properties(self):
         nodes = self.cluster or [self]
-        voters = ",".join(f"{n.node_id}@127.0.0.1:{n.controller_port}" for n in nodes)
+        voters = ",".join(f"{n.node_id}@{n.host}:{n.controller_port}" for n in nodes)
         rf = min(3, len(nodes))
-        more = "".join(f",{name}://127.0.0.1:{port}" for name, (port, _) in self.listeners.items())
+        h = self.host
+        more = "".join(f",{name}://{h}:{port}" for name, (port, _) in self.listeners.items())
         protocols = "".join(f",{name}:{proto}" for name, (_, proto) in self.listeners.items())
         props = {
             "process.roles": "broker,controller",
             "node.id": str(self.node_id),
             "controller.quorum.voters": voters,
-            "listeners": f"PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}{more}",
-            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{self.port}{more}",
+            "listeners": f"PLAINTEXT://{h}:{self.port},CONTROLLER://{h}:{self.controller_port}{more}",
+            "advertised.listeners": f"PLAINTEXT://{h}:{self.port}{more}",
             "controller.listener.names": "CONTROLLER",
             "inter.broker.listener.name": "PLAINTEXT",
             "listener.security.protocol.map": f"PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT{protocols}",
@@ -298,6 +301,8 @@ class Stack:
         self.kafka_fast_start = (not use_env) if kafka_fast_start is None else kafka_fast_start
         self.kafka_nodes = {}  # name -> KafkaNode
         self.kafka_listener = None  # a listener added to the nodes that the clients use instead
+        self.kafka_netns = False  # the broker in a network namespace of its own (root)
+        self.kafka_link_if = None
         self.roles = ROLES
 
     # -- paths ------------------------------------------------------------
@@ -335,9 +340,10 @@ class Stack:
         return e
 
     # -- process bookkeeping ---------------------------------------------
-    def spawn(self, name, argv, env=None, nofile=None):
+    def spawn(self, name, argv, env=None, nofile=None, exe=None):
         """Starts argv[0] in the background; nofile: its open file limit
-        (soft, hard), for tests of running out of descriptors."""
+        (soft, hard), for tests of running out of descriptors; exe: the
+        program the process becomes, when argv[0] execs another."""
         logf = open(self.log(name), "ab")
         limit = (lambda: resource.setrlimit(resource.RLIMIT_NOFILE, nofile)) if nofile else None
         proc = subprocess.Popen(argv, stdout=logf, stderr=subprocess.STDOUT,
@@ -346,7 +352,7 @@ class Stack:
         logf.close()
         self.procs[name] = proc
         with open(self.path("pids", name + ".pid"), "w") as f:
-            json.dump({"pid": proc.pid, "exe": argv[0]}, f)
+            json.dump({"pid": proc.pid, "exe": exe or argv[0]}, f)
         return proc
 
     def pid_of(self, name):
@@ -524,6 +530,8 @@ class Stack:
             self.make_topics()
             return
         names = self.kafka_names()
+        if self.kafka_netns:
+            self.netns_setup(self.kafka_node(names[0]))
         cluster_id = kafka_cluster_id(self.path("data", "kafka" if len(names) == 1 else "kafka-cluster"))
         for name in names:
             self.kafka_node(name).format(cluster_id)
@@ -538,7 +546,7 @@ class Stack:
             wait_for(f"{len(nodes)} brokers in the cluster's metadata",
                      lambda: self.kafka_broker_count(boot) == len(nodes), 60)
         if self.kafka_listener:  # the clients use that listener (TLS, SASL)
-            self.kafka_brokers = ",".join(f"127.0.0.1:{n.listeners[self.kafka_listener][0]}" for n in nodes)
+            self.kafka_brokers = ",".join(f"{n.host}:{n.listeners[self.kafka_listener][0]}" for n in nodes)
         else:
             self.kafka_brokers = ",".join(n.bootstrap for n in nodes)
         self.make_topics()
@@ -555,7 +563,11 @@ class Stack:
             with open(self.log(name), errors="replace") as f:
                 return sum(1 for line in f if started in line)
         before = count()
-        proc = self.spawn(name, node.java_argv("kafka.Kafka", os.path.join(node.data_dir, "server.properties")))
+        argv = node.java_argv("kafka.Kafka", os.path.join(node.data_dir, "server.properties"))
+        if node.netns:  # ip execs java in the namespace: the process is java's
+            proc = self.spawn(name, ["ip", "netns", "exec", node.netns] + argv, exe=argv[0])
+        else:
+            proc = self.spawn(name, argv)
 
         def wait_started():
             wait_for(f"Kafka ({name})", lambda: count() > before, 120, proc, self.log(name))
@@ -563,6 +575,47 @@ class Stack:
             wait_started()
             return None
         return wait_started
+
+    # -- a network namespace for the broker (network-cut tests) -----------
+    def netns_setup(self, node):
+        """Puts node in a network namespace of its own, joined to this one
+        by a veth pair, on a private /30 that exists only between the two:
+        its link can then be cut like a network. Root only."""
+        k = os.getpid() % 16000
+        ns, host_if, ns_if = f"sbk{k}", f"sbkh{k}", f"sbkn{k}"
+        net = f"10.{200 + k // 4000}.{(k // 16) % 250}.{(k % 16) * 16}"
+        base = net.rsplit(".", 1)
+        host_ip, ns_ip = f"{base[0]}.{int(base[1]) + 1}", f"{base[0]}.{int(base[1]) + 2}"
+        with open(self.path("data", "netns.json"), "w") as f:
+            json.dump({"ns": ns, "host_if": host_if}, f)
+        cmds = [["ip", "netns", "add", ns],
+                ["ip", "link", "add", host_if, "type", "veth", "peer", "name", ns_if],
+                ["ip", "link", "set", ns_if, "netns", ns],
+                ["ip", "addr", "add", f"{host_ip}/28", "dev", host_if],
+                ["ip", "link", "set", host_if, "up"],
+                ["ip", "netns", "exec", ns, "ip", "addr", "add", f"{ns_ip}/28", "dev", ns_if],
+                ["ip", "netns", "exec", ns, "ip", "link", "set", ns_if, "up"],
+                ["ip", "netns", "exec", ns, "ip", "link", "set", "lo", "up"]]
+        for c in cmds:
+            r = subprocess.run(c, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+            if r.returncode != 0:
+                self.netns_teardown()
+                raise RuntimeError(f"{' '.join(c)}: {r.stdout.decode(errors='replace').strip()}")
+        node.netns, node.host = ns, ns_ip
+        self.kafka_link_if = host_if
+
+    def kafka_link(self, up):
+        """Cuts (up=False) or mends the broker's network link."""
+        subprocess.run(["ip", "link", "set", self.kafka_link_if, "up" if up else "down"], check=True)
+
+    def netns_teardown(self):
+        try:
+            with open(self.path("data", "netns.json")) as f:
+                ns = json.load(f)["ns"]
+        except (OSError, ValueError, KeyError):
+            return
+        subprocess.run(["ip", "netns", "del", ns], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        os.unlink(self.path("data", "netns.json"))
 
     @staticmethod
     def kafka_broker_count(bootstrap):
@@ -805,6 +858,7 @@ class Stack:
         order += [n for n in names if n not in order]
         for n in order:
             self.stop(n)
+        self.netns_teardown()
         try:
             os.unlink(self.path("stack.json"))
         except OSError:
