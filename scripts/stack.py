@@ -226,14 +226,20 @@ class KafkaNode:
         return path
 
     def java_argv(self, main, *args):
-        opts = [f"-Xms{min(128, self.heap_mb)}m", f"-Xmx{self.heap_mb}m", "-XX:-UsePerfData",
-                "-Djava.awt.headless=true",
+        opts = [f"-Xmx{self.heap_mb}m", "-XX:-UsePerfData", "-Djava.awt.headless=true",
                 f"-Dlog4j.configuration=file:{os.path.join(self.data_dir, 'log4j.properties')}"]
         if self.fast_start:
             # Tests: the broker's work there is small, its start-up is not;
             # C1 alone and one GC thread take a second or two off each start
             # and keep two cores free for the code under test.
-            opts += ["-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC"]
+            opts += [f"-Xms{min(64, self.heap_mb)}m", "-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC"]
+        else:
+            # As Kafka's own start script runs it: a fixed heap, G1 with
+            # short pauses.
+            opts += [f"-Xms{self.heap_mb}m", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
+                     "-XX:InitiatingHeapOccupancyPercent=35", "-XX:+ExplicitGCInvokesConcurrent",
+                     "-XX:MaxInlineLevel=15",
+                     f"-Xlog:gc:file={os.path.join(self.data_dir, 'gc.log')}:time,uptime:filecount=3,filesize=10M"]
         return [find_tool("java"), *opts, "-cp", os.path.join(kafka_libs(), "*"), main, *args]
 
     def format(self, cluster_id):

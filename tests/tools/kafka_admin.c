@@ -27,29 +27,43 @@ static rd_kafka_event_t *wait_result(rd_kafka_queue_t *q)
     return ev;
 }
 
-static int delete_records(rd_kafka_t *rk, rd_kafka_queue_t *q, const char *topic)
+/* Every partition of topic, as the cluster's metadata lists them; NULL
+ * (said on stderr) if it does not. */
+static rd_kafka_topic_partition_list_t *partitions_of(rd_kafka_t *rk, const char *topic)
 {
     const struct rd_kafka_metadata *md = NULL;
     rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
-    int rc = 1;
+    rd_kafka_topic_partition_list_t *parts = NULL;
     if (rd_kafka_metadata(rk, 0, rkt, &md, TIMEOUT_MS) || md->topic_cnt != 1 || md->topics[0].err) {
         fprintf(stderr, "no metadata for %s\n", topic);
-        goto done;
+    } else {
+        parts = rd_kafka_topic_partition_list_new(md->topics[0].partition_cnt);
+        for (int i = 0; i < md->topics[0].partition_cnt; i++)
+            rd_kafka_topic_partition_list_add(parts, topic, md->topics[0].partitions[i].id);
     }
-    rd_kafka_topic_partition_list_t *parts = rd_kafka_topic_partition_list_new(md->topics[0].partition_cnt);
-    for (int i = 0; i < md->topics[0].partition_cnt; i++)
-        rd_kafka_topic_partition_list_add(parts, topic, md->topics[0].partitions[i].id)->offset =
-            RD_KAFKA_OFFSET_END; /* the high watermark */
+    if (md)
+        rd_kafka_metadata_destroy(md);
+    rd_kafka_topic_destroy(rkt);
+    return parts;
+}
+
+static int delete_records(rd_kafka_t *rk, rd_kafka_queue_t *q, const char *topic)
+{
+    rd_kafka_topic_partition_list_t *parts = partitions_of(rk, topic);
+    if (parts == NULL)
+        return 1;
+    for (int i = 0; i < parts->cnt; i++)
+        parts->elems[i].offset = RD_KAFKA_OFFSET_END; /* the high watermark */
     rd_kafka_DeleteRecords_t *dr = rd_kafka_DeleteRecords_new(parts);
     rd_kafka_topic_partition_list_destroy(parts);
     rd_kafka_DeleteRecords(rk, &dr, 1, NULL, q);
     rd_kafka_DeleteRecords_destroy(dr);
     rd_kafka_event_t *ev = wait_result(q);
     if (ev == NULL)
-        goto done;
+        return 1;
     const rd_kafka_topic_partition_list_t *res =
         rd_kafka_DeleteRecords_result_offsets(rd_kafka_event_DeleteRecords_result(ev));
-    rc = 0;
+    int rc = 0;
     for (int i = 0; i < res->cnt; i++) {
         printf("%s [%d] %s log start %lld\n", res->elems[i].topic, (int)res->elems[i].partition,
                res->elems[i].err ? rd_kafka_err2str(res->elems[i].err) : "ok",
@@ -58,25 +72,17 @@ static int delete_records(rd_kafka_t *rk, rd_kafka_queue_t *q, const char *topic
             rc = 1;
     }
     rd_kafka_event_destroy(ev);
-done:
-    if (md)
-        rd_kafka_metadata_destroy(md);
-    rd_kafka_topic_destroy(rkt);
     return rc;
 }
 
 static int offsets(rd_kafka_t *rk, const char *topic)
 {
-    const struct rd_kafka_metadata *md = NULL;
-    rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
-    int rc = 1;
-    if (rd_kafka_metadata(rk, 0, rkt, &md, TIMEOUT_MS) || md->topic_cnt != 1 || md->topics[0].err) {
-        fprintf(stderr, "no metadata for %s\n", topic);
-        goto done;
-    }
-    rc = 0;
-    for (int i = 0; i < md->topics[0].partition_cnt; i++) {
-        int32_t p = md->topics[0].partitions[i].id;
+    rd_kafka_topic_partition_list_t *parts = partitions_of(rk, topic);
+    if (parts == NULL)
+        return 1;
+    int rc = 0;
+    for (int i = 0; i < parts->cnt; i++) {
+        int32_t p = parts->elems[i].partition;
         int64_t lo = -1, hi = -1;
         rd_kafka_resp_err_t err = rd_kafka_query_watermark_offsets(rk, topic, p, &lo, &hi, TIMEOUT_MS);
         if (err) {
@@ -86,10 +92,7 @@ static int offsets(rd_kafka_t *rk, const char *topic)
         }
         printf("%d %lld %lld\n", (int)p, (long long)lo, (long long)hi);
     }
-done:
-    if (md)
-        rd_kafka_metadata_destroy(md);
-    rd_kafka_topic_destroy(rkt);
+    rd_kafka_topic_partition_list_destroy(parts);
     return rc;
 }
 

@@ -28,7 +28,7 @@ static void test_applied_over_defaults(void **state)
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
     assert_int_equal(rd_kafka_conf_set(conf, "socket.timeout.ms", "60000", err, sizeof err), RD_KAFKA_CONF_OK);
     assert_true(kafka_conf_apply(conf,
-                                 " security.protocol=SASL_SSL, sasl.mechanisms = PLAIN,"
+                                 " security.protocol=SASL_SSL, sasl.mechanisms = PLAIN ,"
                                  "sasl.username=app,socket.timeout.ms=3000,,debug=broker\\,topic,",
                                  err, sizeof err));
     assert_string_equal(get(conf, "security.protocol"), "sasl_ssl");
