@@ -809,11 +809,15 @@ class Stack:
                        "api_port": self.api_port, "partitions": self.partitions}, f)
 
     def load_manifest(self):
+        """The processes the last `up` started; the stack's API port becomes
+        the one it used."""
         try:
             with open(self.path("stack.json")) as f:
-                return json.load(f).get("processes", [])
+                m = json.load(f)
         except (OSError, ValueError):
             return []
+        self.api_port = m.get("api_port") or self.api_port
+        return m.get("processes", [])
 
     def restore(self):
         """Takes the services' addresses and the processes' settings back
