@@ -14,7 +14,6 @@ COPY CMakeLists.txt ./
 COPY common common
 COPY dispatcher dispatcher
 COPY workers workers
-COPY devbroker devbroker
 COPY migrate migrate
 COPY counts counts
 COPY bench bench

@@ -86,64 +86,78 @@ static bool conf_set(rd_kafka_conf_t *conf, const char *k, const char *v, char *
     return true;
 }
 
-/* Properties the code relies on (offsets stored only after the side
- * effect, the group named by the role, the brokers from kafka_brokers):
- * kafka_conf may not change them. */
+/* Properties the code relies on: kafka_conf may not change them. The
+ * brokers come from kafka_brokers and the group from the role; offsets
+ * are stored only after the side effect; a 2xx means the job is on every
+ * in-sync replica, once (acks=all, idempotence), within request_timeout_ms
+ * (message.timeout.ms); a committed offset that is gone is reported, and
+ * the consumer goes on from the log's start (auto.offset.reset). */
 static const char *const reserved_keys[] = {
     "bootstrap.servers", "metadata.broker.list", "group.id", "enable.auto.offset.store",
-    "enable.auto.commit",
+    "enable.auto.commit", "acks", "request.required.acks", "enable.idempotence",
+    "message.timeout.ms", "delivery.timeout.ms", "auto.offset.reset",
 };
+
+/* Cuts the blanks at both ends of s, in place. */
+static char *trim_blanks(char *s)
+{
+    while (*s == ' ' || *s == '\t' || *s == '\n')
+        s++;
+    char *end = s + strlen(s);
+    while (end > s && (end[-1] == ' ' || end[-1] == '\t' || end[-1] == '\n'))
+        *--end = '\0';
+    return s;
+}
 
 bool kafka_conf_apply(rd_kafka_conf_t *conf, const char *list, char *errbuf, size_t errlen)
 {
-    if (list == NULL)
+    if (list == NULL || *list == '\0')
         return true;
+    /* Items are cut out of one copy (an inline PEM value may be long). */
+    char *copy = malloc(strlen(list) + 1);
+    if (copy == NULL) {
+        sb_errf(errbuf, errlen, "out of memory");
+        return false;
+    }
+    bool ok = true;
     const char *p = list;
-    while (*p) {
+    for (int nitem = 1; ok && *p; nitem++) {
         /* One item: up to an unescaped comma; "\," is a comma, "\\" a backslash. */
-        char item[2048];
         size_t n = 0;
         for (; *p && *p != ','; p++) {
             if (*p == '\\' && (p[1] == ',' || p[1] == '\\'))
                 p++;
-            if (n + 1 >= sizeof item) {
-                sb_errf(errbuf, errlen, "kafka_conf: an item is longer than %zu bytes", sizeof item - 1);
-                return false;
-            }
-            item[n++] = *p;
+            copy[n++] = *p;
         }
-        item[n] = '\0';
+        copy[n] = '\0';
         if (*p == ',')
             p++;
-        char *key = item;
-        while (*key == ' ' || *key == '\t' || *key == '\n')
-            key++;
+        char *key = trim_blanks(copy);
         if (*key == '\0')
             continue; /* "a=1,,b=2" or a trailing comma */
         char *eq = strchr(key, '=');
         if (eq == NULL || eq == key) {
-            sb_errf(errbuf, errlen, "kafka_conf: expected key=value, got \"%.*s\"",
-                    (int)strcspn(key, "="), key);
-            return false;
+            /* Not echoed: a typo such as "sasl.password:..." holds a secret. */
+            sb_errf(errbuf, errlen, "kafka_conf: item %d is not key=value", nitem);
+            ok = false;
+            break;
         }
         *eq = '\0';
-        char *end = eq, *val = eq + 1;
-        while (end > key && (end[-1] == ' ' || end[-1] == '\t'))
-            *--end = '\0';
-        while (*val == ' ' || *val == '\t')
-            val++;
-        for (end = val + strlen(val); end > val && (end[-1] == ' ' || end[-1] == '\t' || end[-1] == '\n');)
-            *--end = '\0';
+        key = trim_blanks(key);
+        char *val = trim_blanks(eq + 1);
         for (size_t i = 0; i < SB_ARRAY_LEN(reserved_keys); i++)
             if (strcmp(key, reserved_keys[i]) == 0) {
                 sb_errf(errbuf, errlen, "kafka_conf may not set %s%s", key,
-                        i < 2 ? " (use kafka_brokers)" : " (switchboard manages it)");
-                return false;
+                        i < 2    ? " (use kafka_brokers)"
+                        : i < 8  ? " (switchboard relies on it)"
+                        : i < 10 ? " (use request_timeout_ms)"
+                                 : " (switchboard relies on it)");
+                ok = false;
             }
-        if (!conf_set(conf, key, val, errbuf, errlen))
-            return false;
+        ok = ok && conf_set(conf, key, val, errbuf, errlen);
     }
-    return true;
+    free(copy);
+    return ok;
 }
 
 static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
@@ -181,8 +195,7 @@ struct kafka_producer *kafka_producer_new(const char *brokers, const char *extra
      * visible latency; the message timeout bounds how long an HTTP request
      * can wait before it is answered 503. lz4: jobs are JSON, which shrinks
      * 3-5x for little CPU, so brokers keep more of them per byte of
-     * retention (the dev broker keeps only ~5 MB per partition) and the
-     * network carries less. */
+     * retention and the network carries less. */
     if (!conf_set(conf, "bootstrap.servers", brokers, errbuf, errlen) ||
         !conf_set(conf, "enable.idempotence", "true", errbuf, errlen) ||
         !conf_set(conf, "acks", "all", errbuf, errlen) ||
@@ -816,10 +829,9 @@ static bool create_topics(rd_kafka_t *rk, const struct kafka_topic_spec *specs, 
 done:
     if (ev)
         rd_kafka_event_destroy(ev);
-    if (nt) {
-        rd_kafka_NewTopic_destroy_array(nt, n);
-        free(nt);
-    }
+    for (size_t i = 0; nt && i < n && nt[i]; i++) /* those made before a failure, or all */
+        rd_kafka_NewTopic_destroy(nt[i]);
+    free(nt);
     if (opts)
         rd_kafka_AdminOptions_destroy(opts);
     if (q)
@@ -916,7 +928,8 @@ bool kafka_topics_ensure(const char *brokers, const char *extra_conf,
         struct kafka_topic_result *o = &out[missing[k]];
         if (o->outcome != TOPIC_EXISTS)
             continue;
-        rd_kafka_metadata_destroy(md);
+        if (md)
+            rd_kafka_metadata_destroy(md);
         md = NULL;
         if (rd_kafka_metadata(rk, 1, NULL, &md, timeout_ms) == RD_KAFKA_RESP_ERR_NO_ERROR) {
             o->partitions = metadata_partitions(md, specs[missing[k]].name);

@@ -35,7 +35,9 @@ static void plan_free(struct plan *p)
             free(*c);
 }
 
-/* Adds a topic; settings is an object of string (or number) values, or NULL. */
+/* Adds a topic; settings is an object of string (or number) values, or
+ * NULL. On false the slot is still counted, so that plan_free frees what
+ * was copied into it. */
 static bool plan_add(struct plan *p, const char *name, int partitions, int replication,
                      const cJSON *settings, char *errbuf, size_t errlen)
 {
@@ -46,7 +48,11 @@ static bool plan_add(struct plan *p, const char *name, int partitions, int repli
         sb_errf(errbuf, errlen, "too many topics, or a name too long: %s", name);
         return false;
     }
-    struct wanted *w = &p->topics[p->n];
+    if (settings && !cJSON_IsObject(settings)) {
+        sb_errf(errbuf, errlen, "topic %s: its settings must be an object of name: value", name);
+        return false;
+    }
+    struct wanted *w = &p->topics[p->n++];
     memset(w, 0, sizeof *w);
     snprintf(w->name, sizeof w->name, "%s", name);
     size_t k = 0;
@@ -64,17 +70,13 @@ static bool plan_add(struct plan *p, const char *name, int partitions, int repli
                     name, it->string, MAX_SETTINGS);
             return false;
         }
-        w->config[k++] = strdup(it->string);
-        w->config[k++] = strdup(v);
-        if (w->config[k - 1] == NULL || w->config[k - 2] == NULL) {
-            p->n++; /* so that plan_free frees what was made */
+        if ((w->config[k++] = strdup(it->string)) == NULL || (w->config[k++] = strdup(v)) == NULL) {
             sb_errf(errbuf, errlen, "out of memory");
             return false;
         }
     }
-    p->specs[p->n] = (struct kafka_topic_spec){w->name, partitions, replication,
-                                               (const char *const *)w->config};
-    p->n++;
+    p->specs[p->n - 1] = (struct kafka_topic_spec){w->name, partitions, replication,
+                                                   (const char *const *)w->config};
     return true;
 }
 
@@ -100,13 +102,13 @@ static bool plan_schema_topic(struct plan *p, const char *dir, const char *file,
     char name[256], dlq[300];
     snprintf(name, sizeof name, "%.*s", (int)(strlen(file) - 5), file);
     snprintf(dlq, sizeof dlq, "%s.dlq", name);
-    bool ok = want >= 1 &&
+    bool ok = want >= 1 && want <= 10000 &&
               plan_add(p, name, want, replication, cJSON_GetObjectItemCaseSensitive(x, "config"),
                        errbuf, errlen) &&
               plan_add(p, dlq, want, replication, cJSON_GetObjectItemCaseSensitive(x, "dlq_config"),
                        errbuf, errlen);
-    if (want < 1)
-        sb_errf(errbuf, errlen, "%s: x-kafka.partitions must be at least 1", path);
+    if (want < 1 || want > 10000)
+        sb_errf(errbuf, errlen, "%s: x-kafka.partitions must be 1..10000", path);
     cJSON_Delete(doc);
     return ok;
 }

@@ -161,8 +161,9 @@ class KafkaNode:
                 saved = json.load(f)
         self.port = saved.get("port") or free_port()
         self.controller_port = saved.get("controller_port") or free_port()
+        saved.update(port=self.port, controller_port=self.controller_port)  # listeners' ports stay
         with open(state, "w") as f:
-            json.dump({"port": self.port, "controller_port": self.controller_port}, f)
+            json.dump(saved, f)
 
     @property
     def bootstrap(self):
@@ -276,9 +277,9 @@ def kafka_cluster_id(data_dir):
 class Stack:
     """A stack rooted at run_dir (pids/, logs/, data/)."""
 
-    DEFAULT_PARTITIONS = 8
+    DEFAULT_PARTITIONS = 8  # what schema/topics gives every topic
 
-    def __init__(self, run_dir, bin_dir=None, schema_dir=None, partitions=DEFAULT_PARTITIONS,
+    def __init__(self, run_dir, bin_dir=None, schema_dir=None, partitions=None,
                  api_port=None, log_level="info", use_env=True, kafka_nodes=1, kafka_fast_start=None,
                  kafka_heap_mb=None):
         self.run_dir = os.path.abspath(run_dir)
@@ -592,7 +593,7 @@ class Stack:
     # -- a network namespace for the broker (network-cut tests) -----------
     def netns_setup(self, node):
         """Puts node in a network namespace of its own, joined to this one
-        by a veth pair, on a private /30 that exists only between the two:
+        by a veth pair, on a private /28 that exists only between the two:
         its link can then be cut like a network. Root only."""
         k = os.getpid() % 16000
         ns, host_if, ns_if = f"sbk{k}", f"sbkh{k}", f"sbkn{k}"
@@ -654,9 +655,11 @@ class Stack:
 
     def make_topics(self):
         """switchboard-migrate topics: every topic of schema/topics/ (and
-        its .dlq), and notify_topics, with the stack's partitions."""
+        its .dlq), and notify_topics, with the stack's partitions (None: as
+        the schemas say)."""
         rf = ["--replication-factor", str(min(3, len(self.kafka_names())))] if not self.external["kafka"] else []
-        self.migrate("topics", "--partitions", str(self.partitions), *rf)
+        parts = ["--partitions", str(self.partitions)] if self.partitions else []
+        self.migrate("topics", *parts, *rf)
 
     def migrate(self, *args):
         r = subprocess.run([self.binary("switchboard-migrate"), *args], env=self.env(),
@@ -856,8 +859,6 @@ class Stack:
                 self.start_dispatcher()
             elif name.startswith("worker-"):
                 self.start_worker(name[len("worker-"):])
-            elif name == "smtp-sink" or name == "provider":
-                raise RuntimeError(f"{name} is not running: scripts/down, then scripts/up")
         self.write_env_file()
         self.save_manifest()
         if "worker-persister" in self.names():
@@ -882,7 +883,10 @@ class Stack:
             pass
 
 
-SERVICES = ("redis", "mariadb")  # and the Kafka processes (kafka, kafka-N)
+# What the rest runs on (and the Kafka processes, kafka and kafka-N): one of
+# them gone means a restart of the whole stack, since the others were given
+# its address. The providers' stand-ins are among them.
+SERVICES = ("redis", "mariadb", "smtp-sink", "provider")
 
 
 def is_service(name):
@@ -975,7 +979,9 @@ def main():
                     default=os.environ.get("SB_NO_SEED") == "1",
                     help="do not load the phonebook demo data (users 1..1000, 100 numbers "
                          "in each of the area codes 212, 415, 613)")
-    ap.add_argument("--partitions", type=int, default=int(os.environ.get("SB_KAFKA_PARTITIONS", Stack.DEFAULT_PARTITIONS)))
+    ap.add_argument("--partitions", type=int,
+                    default=int(os.environ["SB_KAFKA_PARTITIONS"]) if os.environ.get("SB_KAFKA_PARTITIONS") else None,
+                    help="partitions of each topic when first made (default: as schema/topics says, 8)")
     args = ap.parse_args()
     if args.command == "fetch-kafka":
         print(kafka_libs())

@@ -251,6 +251,19 @@ def log_lines(st, name, needle):
     return [line for line in read_text(st.log(name)).splitlines() if needle in line]
 
 
+def wait_worker_assigned(st, name, pid, timeout=60):
+    """Waits until the worker process pid has been given its partitions.
+    Its log may hold an earlier process's lines (a restart appends), and
+    that one may log "partitions assigned" while it stops (a rebalance when
+    another member leaves): only lines after pid's "worker started" count."""
+    def assigned():
+        lines = read_text(st.log(name)).splitlines()
+        start = next((i for i, line in enumerate(lines)
+                      if "worker started" in line and re.search(rf"\bpid={pid}\b", line)), None)
+        return start is not None and any("partitions assigned" in line for line in lines[start:])
+    wait_until(f"{name} (pid {pid}) assigned partitions", assigned, timeout)
+
+
 def log_tail(st, name, lines=30):
     try:
         with open(st.log(name), errors="replace") as f:

@@ -70,6 +70,15 @@ class TestCompose(unittest.TestCase):
         runtime = text[text.index("AS runtime"):]
         self.assertIn("USER switchboard", runtime)
         self.assertNotRegex(runtime, r"-dev\b|build-essential|cmake")
+        # Every COPY from the build context names something that exists
+        # (a folder removed from the tree broke the image's build once),
+        # and every folder the top-level CMakeLists.txt builds is copied.
+        for src in re.findall(r"^COPY (?!--from)(\S+)", text, re.M):
+            self.assertTrue(os.path.exists(os.path.join(ROOT, src)), f"Dockerfile copies {src}, which is gone")
+        with open(os.path.join(ROOT, "CMakeLists.txt")) as f:
+            subdirs = re.findall(r"^add_subdirectory\((\w+)\)", f.read(), re.M)
+        copied = set(re.findall(r"^COPY (\w+) \1$", text, re.M))
+        self.assertEqual(set(subdirs) - copied - {"fuzz"}, set())
 
 
 if __name__ == "__main__":

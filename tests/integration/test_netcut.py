@@ -81,7 +81,9 @@ class TestNetworkCut(StackTestCase):
             for t in threads:
                 t.join(60)
         self.assertTrue(all(s == 503 for s in refused), refused[:5])
-        self.assertLess(max(slow), 8.0, "a request waited past request_timeout_ms")
+        # request_timeout_ms is 5 s: the answer comes with it, plus a loop
+        # turn and the client's own scheduling on two busy cores.
+        self.assertLess(max(slow), 6.5, "a request waited past request_timeout_ms")
         print(f"\nnetwork cut: {len(acked)} pings acknowledged, {len(refused)} refused with 503, "
               f"slowest answer {max(slow):.2f} s")
         in_list = ",".join(f"'{i}'" for i in acked)

@@ -15,7 +15,7 @@ import urllib.parse
 import urllib.request
 
 from harness import (FakeServer, StackTestCase, kcat, kcat_consume_all, kcat_produce, log_lines, metric_samples,
-                     readme_block, request, wait_until)
+                     readme_block, request, wait_until, wait_worker_assigned)
 
 FROM, TO, OTHER = "+12125550001", "+12125550002", "+12125550003"
 UNASSIGNED = "+12125550999"
@@ -504,10 +504,9 @@ class TestNotify(StackTestCase):
         return len(log_lines(self.stack, name, needle))
 
     def restart_notifier(self, *args):
-        assigned = self.log_count("partitions assigned")
         self.assertEqual(self.stack.stop("worker-notifier"), 0)
-        self.stack.start_worker("notifier", extra=args)
-        wait_until("partitions assigned", lambda: self.log_count("partitions assigned") > assigned, 60)
+        proc = self.stack.start_worker("notifier", extra=args)
+        wait_worker_assigned(self.stack, "worker-notifier", proc.pid)
 
     @contextlib.contextmanager
     def notifier_with(self, *args):
@@ -680,11 +679,10 @@ class TestNotify(StackTestCase):
             self.wait_status(after, "sent")
             time.sleep(1.5)  # offsets are committed every second
             self.assertEqual(self.note(slow)["status"], "sending")
-            assigned = self.log_count("partitions assigned")
             st.kill9("worker-notifier")
             post_json(self.provider.url, "/_control", {"slow": {}})
-            st.start_worker("notifier", extra=args)
-            wait_until("partitions assigned", lambda: self.log_count("partitions assigned") > assigned, 60)
+            proc = st.start_worker("notifier", extra=args)
+            wait_worker_assigned(st, "worker-notifier", proc.pid)
             self.wait_status(slow, "sent", 30)
             time.sleep(1)
             ids = [json.loads(r["body"])["id"] for r in self.records("/push")]

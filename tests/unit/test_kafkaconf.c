@@ -46,7 +46,8 @@ static void test_refused(void **state)
     (void)state;
     static const char *const bad[] = {
         "bootstrap.servers=h:1", "group.id=other", "enable.auto.offset.store=true",
-        "enable.auto.commit=false", "acks", "=1", "no.such.property=1", "acks=maybe",
+        "enable.auto.commit=false", "acks=1", "enable.idempotence=false", "message.timeout.ms=1",
+        "auto.offset.reset=latest", "acks", "=1", "no.such.property=1", "socket.timeout.ms=soon",
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         char err[ERRBUF_LEN] = "";
@@ -72,6 +73,25 @@ static void test_secrets_masked(void **state)
     /* Cut only between items: never half a secret. */
     sb_mask_kv_list("a=1,sasl.password=verylongsecret", out, 12);
     assert_string_equal(out, "a=1");
+    /* A typo instead of '=': the item is not echoed, it may hold a secret. */
+    {
+        char e2[ERRBUF_LEN] = "";
+        rd_kafka_conf_t *c2 = rd_kafka_conf_new();
+        assert_false(kafka_conf_apply(c2, "sasl.username=a,sasl.password:hunter2", e2, sizeof e2));
+        assert_null(strstr(e2, "hunter2"));
+        assert_non_null(strstr(e2, "item 2"));
+        rd_kafka_conf_destroy(c2);
+    }
+    /* An inline PEM is long: no limit on an item's length. */
+    {
+        static char pem[20000];
+        memset(pem, 'A', sizeof pem - 1);
+        memcpy(pem, "ssl.ca.pem=", 11);
+        char e3[ERRBUF_LEN] = "";
+        rd_kafka_conf_t *c3 = rd_kafka_conf_new();
+        assert_true(kafka_conf_apply(c3, pem, e3, sizeof e3));
+        rd_kafka_conf_destroy(c3);
+    }
     /* An invalid value of a secret property: the error does not quote it. */
     char err[ERRBUF_LEN] = "";
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
