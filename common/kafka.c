@@ -92,10 +92,20 @@ static bool conf_set(rd_kafka_conf_t *conf, const char *k, const char *v, char *
  * in-sync replica, once (acks=all, idempotence), within request_timeout_ms
  * (message.timeout.ms); a committed offset that is gone is reported, and
  * the consumer goes on from the log's start (auto.offset.reset). */
-static const char *const reserved_keys[] = {
-    "bootstrap.servers", "metadata.broker.list", "group.id", "enable.auto.offset.store",
-    "enable.auto.commit", "acks", "request.required.acks", "enable.idempotence",
-    "message.timeout.ms", "delivery.timeout.ms", "auto.offset.reset",
+static const struct {
+    const char *key, *why;
+} reserved_keys[] = {
+    {"bootstrap.servers", "use kafka_brokers"},
+    {"metadata.broker.list", "use kafka_brokers"},
+    {"group.id", "switchboard relies on it"},
+    {"enable.auto.offset.store", "switchboard relies on it"},
+    {"enable.auto.commit", "switchboard relies on it"},
+    {"acks", "switchboard relies on it"},
+    {"request.required.acks", "switchboard relies on it"},
+    {"enable.idempotence", "switchboard relies on it"},
+    {"message.timeout.ms", "use request_timeout_ms"},
+    {"delivery.timeout.ms", "use request_timeout_ms"},
+    {"auto.offset.reset", "switchboard relies on it"},
 };
 
 /* Cuts the blanks at both ends of s, in place. */
@@ -122,9 +132,10 @@ bool kafka_conf_apply(rd_kafka_conf_t *conf, const char *list, char *errbuf, siz
     bool ok = true;
     const char *p = list;
     for (int nitem = 1; ok && *p; nitem++) {
-        /* One item: up to an unescaped comma; "\," is a comma, "\\" a backslash. */
+        /* One item, unescaped: "\," is a comma, "\\" a backslash. */
+        const char *end = sb_kv_item_end(p);
         size_t n = 0;
-        for (; *p && *p != ','; p++) {
+        for (; p < end; p++) {
             if (*p == '\\' && (p[1] == ',' || p[1] == '\\'))
                 p++;
             copy[n++] = *p;
@@ -146,12 +157,8 @@ bool kafka_conf_apply(rd_kafka_conf_t *conf, const char *list, char *errbuf, siz
         key = trim_blanks(key);
         char *val = trim_blanks(eq + 1);
         for (size_t i = 0; i < SB_ARRAY_LEN(reserved_keys); i++)
-            if (strcmp(key, reserved_keys[i]) == 0) {
-                sb_errf(errbuf, errlen, "kafka_conf may not set %s%s", key,
-                        i < 2    ? " (use kafka_brokers)"
-                        : i < 8  ? " (switchboard relies on it)"
-                        : i < 10 ? " (use request_timeout_ms)"
-                                 : " (switchboard relies on it)");
+            if (strcmp(key, reserved_keys[i].key) == 0) {
+                sb_errf(errbuf, errlen, "kafka_conf may not set %s (%s)", key, reserved_keys[i].why);
                 ok = false;
             }
         ok = ok && conf_set(conf, key, val, errbuf, errlen);
@@ -774,8 +781,8 @@ static bool create_topics(rd_kafka_t *rk, const struct kafka_topic_spec *specs, 
     }
     for (size_t i = 0; i < n; i++) {
         const struct kafka_topic_spec *t = &specs[idx[i]];
-        nt[i] = rd_kafka_NewTopic_new(t->name, t->partitions, t->replication ? t->replication : replication,
-                                      e, sizeof e);
+        int rf = t->replication ? t->replication : replication;
+        nt[i] = rd_kafka_NewTopic_new(t->name, t->partitions, rf, e, sizeof e);
         if (nt[i] == NULL) {
             sb_errf(errbuf, errlen, "topic %s: %s", t->name, e);
             goto done;
@@ -791,7 +798,7 @@ static bool create_topics(rd_kafka_t *rk, const struct kafka_topic_spec *specs, 
         /* With 3 or more replicas, an acknowledged job (acks=all) is on two
          * brokers at least: one can be lost without losing it, and writes
          * go on while one is away. */
-        if (!isr_set && (t->replication ? t->replication : replication) >= 3 &&
+        if (!isr_set && rf >= 3 &&
             rd_kafka_NewTopic_set_config(nt[i], "min.insync.replicas", "2")) {
             sb_errf(errbuf, errlen, "topic %s: setting min.insync.replicas", t->name);
             goto done;
@@ -923,19 +930,24 @@ bool kafka_topics_ensure(const char *brokers, const char *extra_conf,
     if (nmissing && !create_topics(rk, specs, missing, nmissing, replication, out, timeout_ms,
                                    errbuf, errlen))
         goto done;
-    /* Topics another migrator made meanwhile: compare them as well. */
-    for (size_t k = 0; k < nmissing; k++) {
+    /* Topics another migrator made meanwhile: compare them as well, in
+     * one fresh look at the cluster. */
+    bool raced = false;
+    for (size_t k = 0; k < nmissing; k++)
+        raced = raced || out[missing[k]].outcome == TOPIC_EXISTS;
+    if (raced) {
+        rd_kafka_metadata_destroy(md);
+        md = NULL;
+        if (rd_kafka_metadata(rk, 1, NULL, &md, timeout_ms) != RD_KAFKA_RESP_ERR_NO_ERROR)
+            md = NULL; /* left as "exists": their count is not known */
+    }
+    for (size_t k = 0; raced && md && k < nmissing; k++) {
         struct kafka_topic_result *o = &out[missing[k]];
         if (o->outcome != TOPIC_EXISTS)
             continue;
-        if (md)
-            rd_kafka_metadata_destroy(md);
-        md = NULL;
-        if (rd_kafka_metadata(rk, 1, NULL, &md, timeout_ms) == RD_KAFKA_RESP_ERR_NO_ERROR) {
-            o->partitions = metadata_partitions(md, specs[missing[k]].name);
-            if (o->partitions != specs[missing[k]].partitions)
-                o->outcome = TOPIC_DIFFERS;
-        }
+        o->partitions = metadata_partitions(md, specs[missing[k]].name);
+        if (o->partitions != specs[missing[k]].partitions)
+            o->outcome = TOPIC_DIFFERS;
     }
     ok = true;
 done:
@@ -947,4 +959,9 @@ done:
         rd_kafka_destroy(rk);
     free(missing);
     return ok;
+}
+
+void kafka_dlq_name(const char *topic, char out[KAFKA_DLQ_NAME_MAX])
+{
+    snprintf(out, KAFKA_DLQ_NAME_MAX, "%s.dlq", topic);
 }

@@ -26,8 +26,9 @@ typedef void (*kafka_delivery_fn)(void *opaque, rd_kafka_resp_err_t err);
 /* extra_conf: the kafka_conf setting, "key=value,key=value" (a comma in a
  * value written "\,"), any librdkafka property (TLS, SASL, timeouts),
  * applied over switchboard's defaults; NULL or "" for none. The
- * properties switchboard relies on (bootstrap.servers, group.id, offset
- * storing and committing) are refused. */
+ * properties switchboard relies on are refused: the brokers and group,
+ * offset storing and committing, acks and idempotence, the message
+ * timeouts and auto.offset.reset (kafka.c's reserved_keys). */
 bool kafka_conf_apply(rd_kafka_conf_t *conf, const char *extra_conf, char *errbuf,
                       size_t errlen) SB_NODISCARD;
 
@@ -140,6 +141,11 @@ bool kafka_topics_ensure(const char *brokers, const char *extra_conf,
                          const struct kafka_topic_spec *specs, size_t n,
                          struct kafka_topic_result *out, int timeout_ms, char *errbuf,
                          size_t errlen) SB_NODISCARD;
+
+/* Every topic's dead letters go to <topic>.dlq: the workers send them
+ * there, and switchboard-migrate topics makes it beside the topic. */
+#define KAFKA_DLQ_NAME_MAX 300
+void kafka_dlq_name(const char *topic, char out[KAFKA_DLQ_NAME_MAX]);
 
 /* Reads a header's value as a NUL-terminated copy into out; false if absent. */
 bool kafka_header(const rd_kafka_message_t *m, const char *name, char *out, size_t cap);

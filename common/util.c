@@ -191,16 +191,20 @@ bool sb_secret_key(const char *key)
     return false;
 }
 
+const char *sb_kv_item_end(const char *p)
+{
+    while (*p && *p != ',')
+        p += (*p == '\\' && (p[1] == ',' || p[1] == '\\')) ? 2 : 1;
+    return p;
+}
+
 void sb_mask_kv_list(const char *list, char *out, size_t cap)
 {
     size_t n = 0;
     out[0] = '\0';
     const char *p = list;
     while (*p) {
-        /* An item ends at a comma that is not escaped ("\,"). */
-        const char *e = p;
-        while (*e && *e != ',')
-            e += (*e == '\\' && e[1]) ? 2 : 1;
+        const char *e = sb_kv_item_end(p);
         const char *eq = memchr(p, '=', (size_t)(e - p));
         char key[256];
         size_t kl = eq ? (size_t)(eq - p) : 0;

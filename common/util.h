@@ -53,6 +53,11 @@ bool sb_token_valid(const char *s, size_t min, size_t max);
  * settings are printed or logged. */
 bool sb_secret_key(const char *key);
 
+/* The end of the item of a "key=value,key=value" list that starts at p:
+ * the first comma that is not escaped ("\," is a comma in a value, "\\"
+ * a backslash), or the end of the string. */
+const char *sb_kv_item_end(const char *p);
+
 /* Copies a "key=value,key=value" list into out with the values of secret
  * keys replaced by ***; cut (on an item boundary) if out is too small. */
 void sb_mask_kv_list(const char *list, char *out, size_t cap);

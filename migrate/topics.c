@@ -98,17 +98,18 @@ static bool plan_schema_topic(struct plan *p, const char *dir, const char *file,
         return false;
     }
     const cJSON *x = cJSON_GetObjectItemCaseSensitive(doc, "x-kafka");
-    int want = partitions ? partitions : (int)json_i64(x, "partitions", DEFAULT_PARTITIONS);
-    char name[256], dlq[300];
+    int64_t want = partitions ? partitions : json_i64(x, "partitions", DEFAULT_PARTITIONS);
+    char name[256], dlq[KAFKA_DLQ_NAME_MAX];
     snprintf(name, sizeof name, "%.*s", (int)(strlen(file) - 5), file);
-    snprintf(dlq, sizeof dlq, "%s.dlq", name);
-    bool ok = want >= 1 && want <= 10000 &&
-              plan_add(p, name, want, replication, cJSON_GetObjectItemCaseSensitive(x, "config"),
-                       errbuf, errlen) &&
-              plan_add(p, dlq, want, replication, cJSON_GetObjectItemCaseSensitive(x, "dlq_config"),
-                       errbuf, errlen);
-    if (want < 1 || want > 10000)
+    kafka_dlq_name(name, dlq);
+    bool ok = want >= 1 && want <= 10000;
+    if (!ok)
         sb_errf(errbuf, errlen, "%s: x-kafka.partitions must be 1..10000", path);
+    ok = ok &&
+         plan_add(p, name, (int)want, replication, cJSON_GetObjectItemCaseSensitive(x, "config"),
+                  errbuf, errlen) &&
+         plan_add(p, dlq, (int)want, replication, cJSON_GetObjectItemCaseSensitive(x, "dlq_config"),
+                  errbuf, errlen);
     cJSON_Delete(doc);
     return ok;
 }

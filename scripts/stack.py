@@ -154,16 +154,22 @@ class KafkaNode:
         self.extra = {}  # more server.properties (TLS and SASL settings, ...)
         self.listeners = {}  # more client listeners: name -> (port, security protocol)
         os.makedirs(data_dir, exist_ok=True)
-        state = os.path.join(data_dir, "node.json")
+        self.port = self.kept_port("port")
+        self.controller_port = self.kept_port("controller_port")
+
+    def kept_port(self, key):
+        """The port kept under key in data_dir/node.json, or a free one,
+        kept there from now on."""
+        state = os.path.join(self.data_dir, "node.json")
         saved = {}
         if os.path.exists(state):
             with open(state) as f:
                 saved = json.load(f)
-        self.port = saved.get("port") or free_port()
-        self.controller_port = saved.get("controller_port") or free_port()
-        saved.update(port=self.port, controller_port=self.controller_port)  # listeners' ports stay
-        with open(state, "w") as f:
-            json.dump(saved, f)
+        if not saved.get(key):
+            saved[key] = free_port()
+            with open(state, "w") as f:
+                json.dump(saved, f)
+        return saved[key]
 
     @property
     def bootstrap(self):
@@ -172,13 +178,7 @@ class KafkaNode:
     def add_listener(self, name, protocol):
         """One more client listener (say SASL_SSL, for a TLS and SASL test)
         on a port of its own, kept with the node's other ports."""
-        state = os.path.join(self.data_dir, "node.json")
-        with open(state) as f:
-            saved = json.load(f)
-        port = saved.get(f"listener_{name}") or free_port()
-        saved[f"listener_{name}"] = port
-        with open(state, "w") as f:
-            json.dump(saved, f)
+        port = self.kept_port(f"listener_{name}")
         self.listeners[name] = (port, protocol)
         return f"{self.host}:{port}"
 
@@ -322,7 +322,6 @@ class Stack:
         self.kafka_listener = None  # a listener added to the nodes that the clients use instead
         self.kafka_netns = False  # the broker in a network namespace of its own (root)
         self.kafka_link_if = None
-        self.roles = ROLES
 
     # -- paths ------------------------------------------------------------
     def path(self, *parts):
@@ -804,7 +803,6 @@ class Stack:
         for role in roles:
             self.start_worker(role)
         self.write_env_file()  # the services, and the workers' status URLs
-        self.roles = roles
         self.save_manifest()
         if "persister" in roles:
             self.wait_pipeline()
@@ -813,8 +811,7 @@ class Stack:
         """Names the processes this `up` started: `up` and `status` compare
         them with what runs."""
         with open(self.path("stack.json"), "w") as f:
-            json.dump({"processes": self.names(), "roles": list(self.roles),
-                       "api_port": self.api_port, "partitions": self.partitions}, f)
+            json.dump({"processes": self.names(), "api_port": self.api_port}, f)
 
     def load_manifest(self):
         """The processes the last `up` started; the stack's API port becomes

@@ -4,16 +4,11 @@
 #include <stdio.h>
 #include <string.h>
 
-void deadletter_topic(const char *topic, char out[DEADLETTER_TOPIC_MAX])
-{
-    snprintf(out, DEADLETTER_TOPIC_MAX, "%s.dlq", topic);
-}
-
 bool deadletter_send(struct kafka_producer *p, const struct deadletter_src *src, const char *group,
                      const char *reason, char *errbuf, size_t errlen)
 {
-    char dlq[DEADLETTER_TOPIC_MAX], part[16], off[24], at[24];
-    deadletter_topic(src->topic, dlq);
+    char dlq[KAFKA_DLQ_NAME_MAX], part[16], off[24], at[24];
+    kafka_dlq_name(src->topic, dlq);
     snprintf(part, sizeof part, "%d", (int)src->partition);
     snprintf(off, sizeof off, "%lld", (long long)src->offset);
     snprintf(at, sizeof at, "%lld", (long long)sb_now_ms());

@@ -11,11 +11,6 @@
 
 #include "kafka.h"
 
-#define DEADLETTER_TOPIC_MAX 300
-
-/* The dead-letter topic of topic: "<topic>.dlq". */
-void deadletter_topic(const char *topic, char out[DEADLETTER_TOPIC_MAX]);
-
 /* Where a job came from and its bytes: what its dead letter carries. */
 struct deadletter_src {
     const char *topic;

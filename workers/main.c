@@ -106,11 +106,11 @@ int main(int argc, char **argv)
         die("cannot create Kafka consumer", "err=\"%s\"", err);
     /* Dead letters go to <topic>.dlq; the notifier also produces to its
      * own notify.retry. */
-    char dlq[ROLE_MAX_TOPICS][DEADLETTER_TOPIC_MAX];
+    char dlq[ROLE_MAX_TOPICS][KAFKA_DLQ_NAME_MAX];
     const char *produced[2 * ROLE_MAX_TOPICS];
     size_t nproduced = 0;
     for (size_t i = 0; i < role->ntopics && i < ROLE_MAX_TOPICS; i++) {
-        deadletter_topic(role->topics[i], dlq[i]);
+        kafka_dlq_name(role->topics[i], dlq[i]);
         produced[nproduced++] = role->topics[i];
         produced[nproduced++] = dlq[i];
     }

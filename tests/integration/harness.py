@@ -264,6 +264,14 @@ def wait_worker_assigned(st, name, pid, timeout=60):
     wait_until(f"{name} (pid {pid}) assigned partitions", assigned, timeout)
 
 
+def wait_pings_persisted_once(st, ids, timeout=60):
+    """Waits until every ping of ids is a row of pipeline_pings, once."""
+    in_list = ",".join(f"'{i}'" for i in ids)
+    wait_until(f"{len(ids)} pings persisted once each", lambda: st.sql(
+        f"SELECT COUNT(*), COUNT(DISTINCT request_id) FROM pipeline_pings WHERE request_id IN ({in_list})")
+        == [[str(len(ids)), str(len(ids))]], timeout, 0.5)
+
+
 def log_tail(st, name, lines=30):
     try:
         with open(st.log(name), errors="replace") as f:

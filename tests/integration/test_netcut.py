@@ -13,7 +13,7 @@ import threading
 import time
 import unittest
 
-from harness import StackTestCase, wait_until
+from harness import StackTestCase, wait_pings_persisted_once, wait_until
 
 
 def can_make_netns():
@@ -86,10 +86,7 @@ class TestNetworkCut(StackTestCase):
         self.assertLess(max(slow), 6.5, "a request waited past request_timeout_ms")
         print(f"\nnetwork cut: {len(acked)} pings acknowledged, {len(refused)} refused with 503, "
               f"slowest answer {max(slow):.2f} s")
-        in_list = ",".join(f"'{i}'" for i in acked)
-        wait_until("every acknowledged ping persisted once", lambda: st.sql(
-            f"SELECT COUNT(*), COUNT(DISTINCT request_id) FROM pipeline_pings WHERE request_id IN ({in_list})")
-            == [[str(len(acked)), str(len(acked))]], 90, 0.5)
+        wait_pings_persisted_once(st, acked, 90)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ import sys
 import tempfile
 import unittest
 
-from harness import ROOT, metric_samples, request, wait_until
+from harness import ROOT, metric_samples, request, wait_pings_persisted_once, wait_until
 import stack as stackmod
 
 
@@ -124,10 +124,7 @@ class TestUpDown(unittest.TestCase):
     def wait_persisted(st, ids):
         if not st.mysql_url:
             st.restore()  # the addresses scripts/up wrote
-        in_list = ",".join(f"'{i}'" for i in ids)
-        wait_until(f"{len(ids)} pings persisted once each", lambda: st.sql(
-            f"SELECT COUNT(*), COUNT(DISTINCT request_id) FROM pipeline_pings WHERE request_id IN ({in_list})")
-            == [[str(len(ids)), str(len(ids))]], 60)
+        wait_pings_persisted_once(st, ids)
 
 
 if __name__ == "__main__":
