@@ -123,6 +123,19 @@ cJSON *json_parse_strict(const char *buf, size_t len, char *errbuf, size_t errle
     return root;
 }
 
+cJSON *json_parse_strict_prefix(const char *buf, size_t len, const char **end)
+{
+    const char *e = NULL;
+    cJSON *root = cJSON_ParseWithLengthOpts(buf, len, &e, false);
+    char ignore[8];
+    if (root == NULL || e == NULL || !prescan(buf, (size_t)(e - buf), ignore, sizeof ignore)) {
+        cJSON_Delete(root);
+        return NULL;
+    }
+    *end = e;
+    return root;
+}
+
 static const char *kind_name(enum json_kind k)
 {
     switch (k) {
@@ -132,6 +145,8 @@ static const char *kind_name(enum json_kind k)
     case JSON_K_BOOL: return "a boolean";
     case JSON_K_OBJECT: return "an object";
     case JSON_K_ARRAY: return "an array";
+    case JSON_K_BYTES: return "a string";
+    case JSON_K_DIGITS: return "a string or a non-negative integer";
     }
     return "?";
 }
@@ -148,9 +163,41 @@ static bool check_field(const cJSON *item, const struct json_field *f, char *err
     case JSON_K_STRING: {
         if (!cJSON_IsString(item))
             break;
+    string_bounds:;
         int64_t n = (int64_t)json_utf8_len(item->valuestring);
         if (n < f->min || n > f->max) {
             sb_errf(errbuf, errlen, "field '%s' must be %lld to %lld characters long", f->name,
+                    (long long)f->min, (long long)f->max);
+            return false;
+        }
+        return true;
+    }
+    case JSON_K_BYTES: {
+        if (!cJSON_IsString(item))
+            break;
+        int64_t n = (int64_t)strlen(item->valuestring);
+        if (n < f->min || n > f->max) {
+            sb_errf(errbuf, errlen, "field '%s' must be %lld to %lld bytes long (UTF-8)", f->name,
+                    (long long)f->min, (long long)f->max);
+            return false;
+        }
+        return true;
+    }
+    case JSON_K_DIGITS: {
+        if (cJSON_IsString(item))
+            goto string_bounds;
+        if (!cJSON_IsNumber(item))
+            break;
+        /* An integer: its decimal digits obey the string's bounds. */
+        double v = item->valuedouble;
+        if (!isfinite(v) || floor(v) != v || v < 0 || v >= 1e15) {
+            sb_errf(errbuf, errlen, "field '%s' must be a string or a non-negative integer", f->name);
+            return false;
+        }
+        char digits[24];
+        int64_t n = snprintf(digits, sizeof digits, "%lld", (long long)v);
+        if (n < f->min || n > f->max) {
+            sb_errf(errbuf, errlen, "field '%s' must be %lld to %lld digits long", f->name,
                     (long long)f->min, (long long)f->max);
             return false;
         }
@@ -241,6 +288,17 @@ int64_t json_i64(const cJSON *obj, const char *name, int64_t def)
 {
     const cJSON *it = cJSON_GetObjectItemCaseSensitive(obj, name);
     return cJSON_IsNumber(it) ? (int64_t)it->valuedouble : def;
+}
+
+const char *json_digits(const cJSON *obj, const char *name, char *out, size_t cap, const char *def)
+{
+    const cJSON *it = cJSON_GetObjectItemCaseSensitive(obj, name);
+    if (cJSON_IsString(it))
+        return it->valuestring;
+    if (!cJSON_IsNumber(it) || cap == 0)
+        return def;
+    snprintf(out, cap, "%lld", (long long)it->valuedouble);
+    return out;
 }
 
 /* ---- output ------------------------------------------------------------ */

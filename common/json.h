@@ -16,14 +16,29 @@
 
 struct strbuf;
 
-/* JSON_K_TOKEN: a string of base64url characters [A-Za-z0-9_-] only. */
-enum json_kind { JSON_K_STRING, JSON_K_TOKEN, JSON_K_INT, JSON_K_BOOL, JSON_K_OBJECT, JSON_K_ARRAY };
+/* JSON_K_TOKEN: a string of base64url characters [A-Za-z0-9_-] only.
+ * JSON_K_BYTES: a string whose bounds count UTF-8 bytes, for values kept
+ * in fixed buffers or keys (idempotency keys, recipients): what passes is
+ * stored whole, never cut inside a character.
+ * JSON_K_DIGITS: a string, or a non-negative integer standing for its
+ * decimal digits (an area code sent as 613 or "613"); read it with
+ * json_digits. */
+enum json_kind {
+    JSON_K_STRING,
+    JSON_K_TOKEN,
+    JSON_K_INT,
+    JSON_K_BOOL,
+    JSON_K_OBJECT,
+    JSON_K_ARRAY,
+    JSON_K_BYTES,
+    JSON_K_DIGITS
+};
 
 struct json_field {
     const char *name;
     enum json_kind kind;
     bool required;
-    int64_t min; /* strings: code points; ints: value; arrays: items */
+    int64_t min; /* strings: code points (JSON_K_BYTES: bytes); ints: value; arrays: items */
     int64_t max;
 };
 
@@ -34,6 +49,12 @@ size_t json_utf8_len(const char *s);
 
 /* Parses buf (len bytes, need not be NUL-terminated). */
 cJSON *json_parse_strict(const char *buf, size_t len, char *errbuf, size_t errlen);
+
+/* The first JSON document of buf (after any whitespace), with *end set
+ * just past it; NULL if it does not parse or breaks the nesting or NUL
+ * rules. For bodies of several documents; the caller checks the UTF-8 of
+ * the whole body first. */
+cJSON *json_parse_strict_prefix(const char *buf, size_t len, const char **end);
 
 /* Checks obj is an object holding exactly the declared fields (no unknown,
  * no duplicates), required ones present, each of its kind and bounds. The
@@ -58,5 +79,8 @@ cJSON *json_error_body(const char *code, const char *message);
 /* Typed getters for fields already checked; defaults when absent. */
 const char *json_str(const cJSON *obj, const char *name, const char *def);
 int64_t json_i64(const cJSON *obj, const char *name, int64_t def);
+/* A JSON_K_DIGITS field as text into out (cap bytes): the string, or the
+ * integer's digits; def when absent. */
+const char *json_digits(const cJSON *obj, const char *name, char *out, size_t cap, const char *def);
 
 #endif

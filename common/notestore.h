@@ -27,7 +27,7 @@ struct note {
     char id[NOTE_ID_MAX + 1];
     enum note_channel channel;
     char to[NOTE_TO_MAX + 1];
-    char idem[NOTE_IDEM_MAX + 1];       /* "" = none */
+    char idem[NOTE_IDEM_STORED_MAX + 1]; /* "" = none */
     char fingerprint[NOTE_FP_LEN + 1];
     char tracking_id[NOTE_ID_MAX + 1];  /* "" = not part of a send-many */
     int64_t item;                       /* its index in that request */

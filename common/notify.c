@@ -1,6 +1,7 @@
 /* notify.c - see notify.h. */
 #include "notify.h"
 
+#include <assert.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -183,4 +184,20 @@ void note_iso_time(int64_t ms, char out[32])
     char date[24];
     strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%S", &tm);
     snprintf(out, 32, "%s.%03dZ", date, (int)(ms % 1000));
+}
+
+bool note_idem_check(const char *key, const char *field, char *errbuf, size_t errlen)
+{
+    for (const unsigned char *p = (const unsigned char *)key; *p; p++)
+        if (*p < 0x20 || *p == 0x7f || *p == '#') {
+            sb_errf(errbuf, errlen, "%s may not hold control characters or '#'", field);
+            return false;
+        }
+    return true;
+}
+
+void note_idem_part(const char *key, int64_t part, char out[NOTE_IDEM_STORED_MAX + 1])
+{
+    assert(strlen(key) <= NOTE_IDEM_MAX && part > 0 && part <= 9999999);
+    snprintf(out, NOTE_IDEM_STORED_MAX + 1, "%s#%lld", key, (long long)part);
 }

@@ -15,8 +15,13 @@
 #include "util.h"
 
 #define NOTE_ID_MAX 64      /* ids we make are 32 hex characters */
-#define NOTE_IDEM_MAX 128   /* idempotency key */
-#define NOTE_TO_MAX 320     /* an email address, a phone number, a topic */
+/* Identifiers are bounded in UTF-8 bytes (JSON_K_BYTES), so that what
+ * passes validation is stored whole; texts (title, body) in characters. */
+#define NOTE_IDEM_MAX 128   /* idempotency key from a client, bytes */
+/* A stored key: the client's, or "<key>#<part>" for the parts of one
+ * send-many message (sms_many_max is at most 100000: "#100000"). */
+#define NOTE_IDEM_STORED_MAX (NOTE_IDEM_MAX + 8)
+#define NOTE_TO_MAX 320     /* an email address, a phone number, a topic; bytes */
 #define NOTE_TITLE_MAX 998  /* an email subject line */
 #define NOTE_BODY_MAX 65536 /* characters */
 #define NOTE_ERROR_MAX 255
@@ -47,6 +52,11 @@ bool note_msg_check(const struct note_msg *m, const char *allowed_topics, char *
 
 /* The fingerprint of what would be sent: the same idempotency key with a
  * different fingerprint is a different request (422), not a repeat. */
+/* A client's idempotency key (its length already checked): no control
+ * characters, and no '#', which marks the parts of a send-many message. */
+bool note_idem_check(const char *key, const char *field, char *errbuf, size_t errlen) SB_NODISCARD;
+/* The stored key of part `part` (1-based) of a send-many message. */
+void note_idem_part(const char *key, int64_t part, char out[NOTE_IDEM_STORED_MAX + 1]);
 void note_fingerprint(const struct note_msg *m, char out[NOTE_FP_LEN + 1]);
 
 /* Builds the payload of a notify.send job (see schema/topics/). */

@@ -17,7 +17,22 @@
  * unchanged since the rebuild began reading MySQL, so a seed that lands
  * mid-rebuild is never marked as loaded without its numbers. */
 #define PB_POOL_GEN_KEY "pb:gen"
-#define PB_ASSIGNED_KEY "pb:assigned"
+/* Hash of the numbers taken by assignments: number -> state.
+ *   P  an assign in flight (Kafka has not acknowledged it): not assigned yet;
+ *   A  acknowledged, MySQL not yet written (the worker may still refuse it);
+ *   C  MySQL holds it as assigned: true for good, so loops may cache it.
+ * Every state keeps the number out of the pools (pbpool.c). */
+#define PB_HELD_KEY "pb:held"
+/* "pb:user:<user id>" -> the number an assign gave or is giving the user,
+ * so a second concurrent assign for the user is refused (409) before it is
+ * enqueued. Expires after PB_USER_CLAIM_TTL_S: by then MySQL has it. */
+#define PB_USER_KEY_PREFIX "pb:user:"
+#define PB_USER_CLAIM_TTL_S 86400
+/* "pb:absent:<number>": MySQL said a moment ago that nobody has the
+ * number (for find_negative_ttl_ms). Read only when pb:held has nothing
+ * for the number, and written only if it still has nothing, so an assign
+ * outranks it on every dispatcher at once. */
+#define PB_ABSENT_KEY_PREFIX "pb:absent:"
 #define PB_EXPIRY_KEY "pb:expiry"
 
 /* Redis set of the free numbers of one area code: "pb:pool:<ac>". */

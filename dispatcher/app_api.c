@@ -192,8 +192,13 @@ static void rename_app_work(void *ctx, void *arg)
     char tail[64];
     snprintf(tail, sizeof tail, " WHERE token = '%s'", r->token);
     exec_with_name(r, ctx, "UPDATE applications SET name = ", tail);
-    if (r->st == DB_OK)
-        get_app_work(ctx, arg);
+    if (r->st != DB_OK)
+        return;
+    get_app_work(ctx, arg);
+    /* The answer is the name this request wrote: the row read back may
+     * already hold a concurrent rename's. */
+    if (r->result)
+        cJSON_ReplaceItemInObjectCaseSensitive(r->result, "name", cJSON_CreateString(r->text));
 }
 
 void app_rename(struct http_ctx *ctx)

@@ -28,6 +28,25 @@
 
 static void start_create(struct chat_req *r);
 
+static void reply_result(struct chat_req *r)
+{
+    cJSON *body = r->result;
+    r->result = NULL;
+    chat_req_reply(r, r->status, body);
+}
+
+static void on_confirmed(void *arg, enum numbers_result res, int64_t unused)
+{
+    (void)unused;
+    struct chat_req *r = arg;
+    /* Kafka has the job, so the 201 is true either way; without the mark,
+     * reads find it once the persister has written it. */
+    if (res != NUMBERS_OK)
+        log_warn("created, but not marked in the cache (Redis unavailable)", "request_id=%s",
+                 r->p->request_id);
+    reply_result(r);
+}
+
 static void job_delivered_on_loop(void *arg)
 {
     struct chat_req *r = arg;
@@ -36,9 +55,11 @@ static void job_delivered_on_loop(void *arg)
         chat_req_error(r, 503, "queue_unavailable", "the job queue did not accept the job; retry later");
         return;
     }
-    cJSON *body = r->result;
-    r->result = NULL;
-    chat_req_reply(r, r->status, body);
+    if (r->created) /* a chat or message exists from now on: marked before the 201 */
+        numbers_confirm(r->loop, r->token, r->chat ? r->chat : r->created, r->chat ? r->created : 0,
+                        on_confirmed, r);
+    else
+        reply_result(r);
 }
 
 static void job_delivered(void *opaque, rd_kafka_resp_err_t err)
@@ -154,6 +175,7 @@ static void on_number(void *arg, enum numbers_result res, int64_t number)
     }
     r->status = 201;
     r->result = number_body(number);
+    r->created = number;
     enqueue(r, r->chat ? "message.create" : "chat.create", payload);
 }
 

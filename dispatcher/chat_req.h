@@ -32,6 +32,7 @@ struct chat_req {
     const char *errcode;
     char errmsg[200];
     bool retried;
+    int64_t created; /* the number of a chat or message being created */
 };
 
 /* A request for ctx (limit at the default page size); NULL after answering

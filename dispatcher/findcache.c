@@ -11,8 +11,7 @@
 
 struct entry {
     char phone[PHONE_MAX + 1];
-    enum find_state state;
-    int64_t expires_ms;           /* FIND_NO only */
+    enum find_state state;        /* FIND_YES or FIND_PENDING */
     struct find_waiter *waiters;   /* FIND_PENDING only */
     size_t nwaiters, capwaiters;
     struct entry *hnext;           /* hash chain */
@@ -22,7 +21,6 @@ struct entry {
 struct findcache {
     struct entry **buckets;
     size_t nbuckets, size, capacity;
-    int64_t negative_ttl_ms;
     struct entry *head, *tail;
 };
 
@@ -34,7 +32,7 @@ static uint64_t hash(const char *s)
     return h;
 }
 
-struct findcache *findcache_new(size_t capacity, int64_t negative_ttl_ms)
+struct findcache *findcache_new(size_t capacity)
 {
     struct findcache *fc = calloc(1, sizeof *fc);
     if (fc == NULL)
@@ -48,7 +46,6 @@ struct findcache *findcache_new(size_t capacity, int64_t negative_ttl_ms)
         return NULL;
     }
     fc->capacity = capacity;
-    fc->negative_ttl_ms = negative_ttl_ms;
     return fc;
 }
 
@@ -125,8 +122,7 @@ static bool add_waiter(struct entry *e, find_done_fn fn, void *arg)
 enum find_state findcache_peek(struct findcache *fc, const char *phone)
 {
     struct entry *e = *slot_of(fc, phone);
-    if (e == NULL || e->state == FIND_PENDING ||
-        (e->state == FIND_NO && sb_mono_ms() >= e->expires_ms))
+    if (e == NULL || e->state == FIND_PENDING)
         return FIND_MISS;
     lru_unlink(fc, e);
     lru_push(fc, e);
@@ -137,11 +133,6 @@ enum find_state findcache_lookup(struct findcache *fc, const char *phone, find_d
 {
     struct entry **pp = slot_of(fc, phone);
     struct entry *e = *pp;
-    if (e && e->state == FIND_NO && sb_mono_ms() >= e->expires_ms) {
-        remove_entry(fc, e);
-        e = NULL;
-        pp = slot_of(fc, phone);
-    }
     if (e && e->state == FIND_PENDING && add_waiter(e, fn, arg))
         return FIND_PENDING;
     if (e && e->state == FIND_PENDING)
@@ -161,8 +152,7 @@ enum find_state findcache_lookup(struct findcache *fc, const char *phone, find_d
     return FIND_MISS;
 }
 
-struct find_waiter *findcache_resolve(struct findcache *fc, const char *phone, bool exists,
-                                      bool cacheable)
+struct find_waiter *findcache_resolve(struct findcache *fc, const char *phone, bool keep)
 {
     struct entry *e = *slot_of(fc, phone);
     if (e == NULL || e->state != FIND_PENDING)
@@ -172,12 +162,11 @@ struct find_waiter *findcache_resolve(struct findcache *fc, const char *phone, b
         w[e->nwaiters] = (struct find_waiter){NULL, NULL};
     e->waiters = NULL;
     e->nwaiters = e->capwaiters = 0;
-    if (!cacheable) {
+    if (!keep) {
         remove_entry(fc, e);
         return w;
     }
-    e->state = exists ? FIND_YES : FIND_NO;
-    e->expires_ms = sb_mono_ms() + fc->negative_ttl_ms;
+    e->state = FIND_YES;
     lru_push(fc, e);
     /* Over the bound: drop the least recently used answers. */
     while (fc->size > fc->capacity && fc->tail && fc->tail != e)

@@ -1,6 +1,7 @@
 /* notify_api.c - see notify_api.h. */
 #include "notify_api.h"
 
+#include <assert.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -47,6 +48,7 @@ struct accept *accept_new(struct loop *l, const char *request_id, const struct n
         return NULL;
     }
     snprintf(a->request_id, sizeof a->request_id, "%s", request_id);
+    assert(idem == NULL || strlen(idem) <= NOTE_IDEM_STORED_MAX); /* validated: kept whole */
     snprintf(a->idem, sizeof a->idem, "%s", idem ? idem : "");
     note_fingerprint(m, a->fingerprint);
     a->from_field = "from";
@@ -83,7 +85,7 @@ static void finish(struct accept *a, enum accept_outcome o, int status, const ch
     a->done(a);
 }
 
-#define IDEM_KEY_CAP (sizeof IDEM_PREFIX + NOTE_IDEM_MAX)
+#define IDEM_KEY_CAP (sizeof IDEM_PREFIX + NOTE_IDEM_STORED_MAX)
 
 static void idem_key(const struct accept *a, char out[IDEM_KEY_CAP])
 {
@@ -281,11 +283,11 @@ void accept_start(struct accept *a)
 
 static const struct json_field create_fields[] = {
     {"channel", JSON_K_STRING, true, 1, 8},
-    {"to", JSON_K_STRING, true, 1, NOTE_TO_MAX},
-    {"from", JSON_K_STRING, false, 0, NOTE_TO_MAX},
+    {"to", JSON_K_BYTES, true, 1, NOTE_TO_MAX},
+    {"from", JSON_K_BYTES, false, 0, NOTE_TO_MAX},
     {"title", JSON_K_STRING, false, 0, NOTE_TITLE_MAX},
     {"payload", JSON_K_STRING, true, 0, NOTE_BODY_MAX},
-    {"idempotencyKey", JSON_K_STRING, false, 1, NOTE_IDEM_MAX},
+    {"idempotencyKey", JSON_K_BYTES, false, 1, NOTE_IDEM_MAX},
 };
 
 static void created(struct accept *a)
@@ -317,7 +319,8 @@ void notify_create(struct http_ctx *ctx)
     };
     if (!note_channel_parse(json_str(body, "channel", ""), &m.channel)) {
         http_reply_error(ctx, 400, "invalid_field", "channel must be email, sms, push or kafka");
-    } else if (!note_msg_check(&m, ctx->loop->d->cfg->notify_topics, err, sizeof err)) {
+    } else if (!note_msg_check(&m, ctx->loop->d->cfg->notify_topics, err, sizeof err) ||
+               !note_idem_check(json_str(body, "idempotencyKey", ""), "idempotencyKey", err, sizeof err)) {
         http_reply_error(ctx, 400, "invalid_field", "%s", err);
     } else {
         struct accept *a = accept_new(ctx->loop, ctx->request_id, &m, json_str(body, "idempotencyKey", ""));

@@ -24,7 +24,7 @@ struct accept {
     char id[33];
     enum note_channel channel;
     char *to, *from, *title, *body; /* owned */
-    char idem[NOTE_IDEM_MAX + 1];
+    char idem[NOTE_IDEM_STORED_MAX + 1];
     char fingerprint[NOTE_FP_LEN + 1];
     char tracking_id[33];
     int64_t item;
@@ -37,7 +37,7 @@ struct accept {
     enum accept_outcome outcome;
     int status;
     char code[32];
-    char message[300];
+    char message[512]; /* room for a whole stored key */
     void (*done)(struct accept *a);
     void *owner;
 };

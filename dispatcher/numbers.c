@@ -1,6 +1,7 @@
 /* numbers.c - see numbers.h. */
 #include "numbers.h"
 
+#include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,7 +50,6 @@ static const char alloc_lua[] = LOSS_CHECK_LUA
     "local ceil = tonumber(redis.call('GET', KEYS[3]) or '0')\n"
     "if seq >= ceil then return -1 end\n"
     "seq = redis.call('INCR', KEYS[2])\n"
-    "redis.call('SETBIT', KEYS[5], seq, 1)\n"
     "return {seq, ceil - seq}\n";
 
 /* KEYS: key, its scope's epoch and floor. ARGV: run_id, bit or "".
@@ -401,6 +401,33 @@ void numbers_known(struct loop *l, const char *token, int64_t chat, int64_t msg,
     const char *argv[] = {"EVAL", known_lua, "3", key, epoch, floor,
                           redis_client_run_id(l->redis), bit};
     if (!redis_client_command_argv(l->redis, on_known, k, 8, argv, NULL)) {
+        free(k);
+        cb(arg, NUMBERS_UNAVAILABLE, 0);
+    }
+}
+
+static void on_marked(redisAsyncContext *ac, void *r, void *priv)
+{
+    (void)ac;
+    struct known_op *k = priv;
+    redisReply *reply = r;
+    k->cb(k->arg, reply && reply->type == REDIS_REPLY_INTEGER ? NUMBERS_OK : NUMBERS_UNAVAILABLE, 0);
+    free(k);
+}
+
+void numbers_confirm(struct loop *l, const char *token, int64_t chat, int64_t msg, numbers_cb cb,
+                     void *arg)
+{
+    char key[96], bit[24], scope[80];
+    known_key(token, chat, msg, key, sizeof key, bit, sizeof bit, scope, sizeof scope);
+    assert(*bit); /* chats and messages; applications are marked when made */
+    struct known_op *k = malloc(sizeof *k);
+    if (k == NULL) {
+        cb(arg, NUMBERS_UNAVAILABLE, 0);
+        return;
+    }
+    *k = (struct known_op){cb, arg};
+    if (!redis_client_command(l->redis, on_marked, k, "SETBIT %s %s 1", key, bit)) {
         free(k);
         cb(arg, NUMBERS_UNAVAILABLE, 0);
     }

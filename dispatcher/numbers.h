@@ -1,8 +1,10 @@
 /* numbers.h - chat and message numbers: 1, 2, 3 ... never issued twice.
  *
  * Redis hands out numbers from a block (seq < ceil) with one Lua script
- * that also checks the parent exists and marks the number in a bitmap (the
- * cache of what exists). Blocks come from MySQL (number_blocks: the
+ * that also checks the parent exists. A number is marked in a bitmap (the
+ * cache of what exists) only once its create is acknowledged by Kafka
+ * (numbers_confirm): a create that is refused leaves a gap, never a chat
+ * or message that reads and updates would take as existing. Blocks come from MySQL (number_blocks: the
  * durable ceiling, raised by number_block per refill), so every number
  * issued is at most the MySQL ceiling. When Redis loses data - FLUSHALL, or
  * a restart that rolled counters back (detected by its run_id changing) -
@@ -39,6 +41,11 @@ void numbers_next(struct loop *l, const char *token, int64_t chat, numbers_cb cb
  * marked in the cache? Answers OK with number 1 or 0, or UNCERTAIN. */
 void numbers_known(struct loop *l, const char *token, int64_t chat, int64_t msg, numbers_cb cb,
                    void *arg);
+/* Marks a chat (msg == 0) or message whose create Kafka acknowledged;
+ * cb (number 0) runs once Redis has it (OK) or could not (UNAVAILABLE), so
+ * the 201 goes out after every reader can see the mark. */
+void numbers_confirm(struct loop *l, const char *token, int64_t chat, int64_t msg, numbers_cb cb,
+                     void *arg);
 /* Marks it as existing (after MySQL said so). Fire and forget. */
 void numbers_mark(struct loop *l, const char *token, int64_t chat, int64_t msg);
 

@@ -103,7 +103,7 @@ static bool taken_numbers(redisContext *c, struct names *taken, char *errbuf, si
         freeReplyObject(nums);
     }
     freeReplyObject(refs);
-    redisReply *assigned = ok ? cmd(c, errbuf, errlen, "SMEMBERS %s", PB_ASSIGNED_KEY) : NULL;
+    redisReply *assigned = ok ? cmd(c, errbuf, errlen, "HKEYS %s", PB_HELD_KEY) : NULL;
     if (assigned == NULL)
         return false;
     for (size_t i = 0; ok && i < assigned->elements; i++)

@@ -6,7 +6,7 @@
  * others wait for the "loaded" marker. Free = AVAILABLE, or
  * RESERVED under a reservation Redis no longer has (reservations live only
  * in Redis); minus the numbers in live reservations and the ones assigned
- * but not persisted yet (pb:assigned). The marker is set last, so reserve
+ * but not persisted yet (pb:held). The marker is set last, so reserve
  * never sees a half-built pool, and only if no seed landed since the
  * rebuild read MySQL (else it rebuilds again; see PB_POOL_GEN_KEY). */
 #ifndef SB_PBPOOL_H

@@ -3,9 +3,10 @@
  * Redis holds the live state: a set of free numbers per area code
  * (pb:pool:<ac>), each reservation (pb:res:<ref>: area code, numbers,
  * expiry) indexed by expiry time (pb:expiry), idempotency keys
- * (pb:idem:<key>) and the numbers assigned so far (pb:assigned). Each
+ * (pb:idem:<key>), the numbers taken by assignments and their state
+ * (pb:held, see phone.h) and each user's number (pb:user:<id>). Each
  * operation is one Lua script, so two clients can never take the same
- * number. MySQL is the durable record: reserve marks the rows RESERVED
+ * number, nor one user two. MySQL is the durable record: reserve marks the rows RESERVED
  * before answering; assign is applied by the phonebook worker from the
  * phonebook.assign job, answered once Kafka has it. The phonebook worker
  * also returns expired reservations to the pool.
@@ -74,10 +75,20 @@ static const char unreserve_lua[] =
     "if KEYS[2] ~= '' then redis.call('DEL', KEYS[2]) end\n"
     "return 1\n";
 
-/* KEYS: expiry, assigned. ARGV: ref, phone, now_ms.
- * -> 1 taken (the other numbers are back in the pool), -1 no such
- * reservation, -2 expired, -3 the number is not in it. */
+/* KEYS: expiry, held, the user's claim. ARGV: ref, phone, now_ms, claim ttl_s.
+ * -> 1 taken (the other numbers are back in the pool; the number is held
+ * as P and the user claims it), 2 the user was given this very number
+ * before (the same answer again), -1 no such reservation, -2 expired, -3
+ * the number is not in it, -4 the user has or is being given another
+ * number, -5 an assign of this number to the user is in flight. */
 static const char assign_lua[] =
+    "local claim = redis.call('GET', KEYS[3])\n"
+    "if claim and claim ~= ARGV[2] then return -4 end\n"
+    "if claim then\n"
+    "  local st = redis.call('HGET', KEYS[2], ARGV[2])\n"
+    "  if st == 'A' or st == 'C' then return 2 end\n"
+    "  if st == 'P' then return -5 end\n"
+    "end\n"
     "local key = 'pb:res:' .. ARGV[1]\n"
     "local nums = redis.call('HGET', key, 'numbers')\n"
     "if not nums then return -1 end\n"
@@ -90,7 +101,23 @@ static const char assign_lua[] =
     "  if n ~= ARGV[2] then redis.call('SADD', 'pb:pool:' .. ac, n) end\n"
     "end\n"
     "redis.call('DEL', key) redis.call('ZREM', KEYS[1], ARGV[1])\n"
-    "redis.call('SADD', KEYS[2], ARGV[2])\n"
+    "redis.call('HSET', KEYS[2], ARGV[2], 'P')\n"
+    "redis.call('SET', KEYS[3], ARGV[2], 'EX', ARGV[4])\n"
+    "return 1\n";
+
+/* KEYS: held. ARGV: phone. Kafka has the assign: P becomes A (the worker
+ * may have made it C already: left so). */
+static const char assign_acked_lua[] =
+    "if redis.call('HGET', KEYS[1], ARGV[1]) == 'P' then redis.call('HSET', KEYS[1], ARGV[1], 'A') end\n"
+    "return 1\n";
+
+/* KEYS: held, the user's claim, the number's pool. ARGV: phone. Kafka did
+ * not take the assign: the number is free again and the user unclaimed. */
+static const char assign_undo_lua[] =
+    "if redis.call('HGET', KEYS[1], ARGV[1]) == 'P' then\n"
+    "  redis.call('HDEL', KEYS[1], ARGV[1]) redis.call('SADD', KEYS[3], ARGV[1])\n"
+    "end\n"
+    "if redis.call('GET', KEYS[2]) == ARGV[1] then redis.call('DEL', KEYS[2]) end\n"
     "return 1\n";
 
 struct pb_req {
@@ -158,7 +185,7 @@ static void db_failed(struct pb_req *r)
 /* ---- reserve ----------------------------------------------------------- */
 
 static const struct json_field reserve_fields[] = {
-    {"areaCode", JSON_K_STRING, true, 1, 8},
+    {"areaCode", JSON_K_DIGITS, true, 1, 8}, /* 613 or "613", as the phonebook seed sends it */
     {"idempotencyKey", JSON_K_TOKEN, false, 1, 64},
 };
 
@@ -277,7 +304,8 @@ void pb_reserve(struct http_ctx *ctx)
     cJSON *body = http_body_json(ctx, reserve_fields, SB_ARRAY_LEN(reserve_fields), false);
     if (body == NULL)
         return;
-    const char *area = json_str(body, "areaCode", "");
+    char digits[24];
+    const char *area = json_digits(body, "areaCode", digits, sizeof digits, "");
     if (!area_code_valid(area)) {
         http_reply_error(ctx, 400, "invalid_field",
                          "areaCode must be three digits, the first 2-9 (got '%.8s')", area);
@@ -331,14 +359,32 @@ static cJSON *assigned_body(void)
     return o;
 }
 
+static void user_claim_key(int64_t user, char out[48])
+{
+    snprintf(out, 48, PB_USER_KEY_PREFIX "%lld", (long long)user);
+}
+
 static void assign_undo(struct pb_req *r)
 {
     /* The reservation is spent; put the number back so it is not lost. */
-    char pool[PB_POOL_KEY_LEN];
+    char pool[PB_POOL_KEY_LEN], claim[48];
     phone_pool_key(r->phone, pool);
-    if (!redis_client_command(r->loop->redis, NULL, NULL, "SREM %s %s", PB_ASSIGNED_KEY, r->phone) ||
-        !redis_client_command(r->loop->redis, NULL, NULL, "SADD %s %s", pool, r->phone))
+    user_claim_key(r->user_id, claim);
+    const char *argv[] = {"EVAL", assign_undo_lua, "3", PB_HELD_KEY, claim, pool, r->phone};
+    if (!redis_client_command_argv(r->loop->redis, NULL, NULL, 7, argv, NULL))
         log_warn("cannot return an unassigned number to the pool", "phone=%s", r->phone);
+}
+
+static void on_assign_acked(redisAsyncContext *ac, void *rep, void *priv)
+{
+    (void)ac;
+    struct pb_req *r = priv;
+    redisReply *reply = rep;
+    /* Kafka has the job, so the answer is true either way; without the
+     * mark, find says so once the worker has written MySQL. */
+    if (reply == NULL || reply->type != REDIS_REPLY_INTEGER)
+        log_warn("assigned, but not marked in the cache (Redis unavailable)", "phone=%s", r->phone);
+    pb_reply(r, 200, assigned_body());
 }
 
 static void assign_on_loop(void *arg)
@@ -351,7 +397,10 @@ static void assign_on_loop(void *arg)
                  "the job queue did not accept the assignment; reserve again and retry");
         return;
     }
-    pb_reply(r, 200, assigned_body());
+    /* Marked before the answer, so every find after it sees the number. */
+    const char *argv[] = {"EVAL", assign_acked_lua, "1", PB_HELD_KEY, r->phone};
+    if (!redis_client_command_argv(r->loop->redis, on_assign_acked, r, 5, argv, NULL))
+        on_assign_acked(NULL, NULL, r);
 }
 
 static void assign_delivered(void *opaque, rd_kafka_resp_err_t err)
@@ -403,6 +452,18 @@ static void on_assign(redisAsyncContext *ac, void *rep, void *priv)
     case 1:
         enqueue_assign(r);
         break;
+    case 2:
+        pb_reply(r, 200, assigned_body()); /* done before: the same answer */
+        break;
+    case -4:
+        pb_error(r, 409, "user_has_number", "user %lld already has or is being given another phone number",
+                 (long long)r->user_id);
+        break;
+    case -5:
+        http_req_add_header(r->p->req, "Retry-After", "1");
+        pb_error(r, 409, "assign_in_progress", "an assignment of %s to user %lld is in progress; retry shortly",
+                 r->phone, (long long)r->user_id);
+        break;
     case -1:
         pb_error(r, 404, "unknown_reservation", "no reservation %s (unknown, already used, or expired)", r->ref);
         break;
@@ -427,11 +488,13 @@ static void user_done(void *arg)
         pb_error(r, 409, "user_has_number", "user %lld already has phone number %s",
                  (long long)r->user_id, r->user_phone);
     } else {
-        char now[24];
+        char now[24], claim[48], ttl[24];
         snprintf(now, sizeof now, "%lld", (long long)sb_now_ms());
-        const char *argv[] = {"EVAL", assign_lua, "2", PB_EXPIRY_KEY, PB_ASSIGNED_KEY,
-                              r->ref, r->phone, now};
-        if (!redis_client_command_argv(r->loop->redis, on_assign, r, 8, argv, NULL))
+        snprintf(ttl, sizeof ttl, "%d", PB_USER_CLAIM_TTL_S);
+        user_claim_key(r->user_id, claim);
+        const char *argv[] = {"EVAL", assign_lua, "3", PB_EXPIRY_KEY, PB_HELD_KEY, claim,
+                              r->ref, r->phone, now, ttl};
+        if (!redis_client_command_argv(r->loop->redis, on_assign, r, 10, argv, NULL))
             pb_error(r, 503, "cache_unavailable", "the reservation store is unavailable; retry later");
     }
 }
@@ -459,8 +522,8 @@ void pb_assign(struct http_ctx *ctx)
 
 /* ---- find ----------------------------------------------------------- */
 
-/* One lookup in flight for a number on this loop: Redis's assigned set,
- * then MySQL. Everyone who asks meanwhile waits on it (findcache). */
+/* One lookup in flight for a number on this loop: Redis's pb:held, then
+ * MySQL. Everyone who asks meanwhile waits on it (findcache). */
 struct lookup {
     struct loop *loop;
     char phone[PHONE_MAX + 1];
@@ -471,20 +534,75 @@ struct lookup {
     char err[ERRBUF_LEN];
 };
 
-/* Settles the number's pending entry and tells everyone who waited on it. */
-static void resolve_waiters(struct loop *l, const char *phone, bool ok, bool exists)
+/* KEYS: held, the number's "not assigned" key. ARGV: phone.
+ * -> "A" / "C" (pb:held), "N" MySQL said no a moment ago (and no assign
+ * has taken the number since: pb:held is read first), "" unknown. */
+static const char find_lua[] =
+    "local s = redis.call('HGET', KEYS[1], ARGV[1])\n"
+    "if s == 'A' or s == 'C' then return s end\n"
+    "if redis.call('EXISTS', KEYS[2]) == 1 then return 'N' end\n"
+    "return ''\n";
+
+/* KEYS: held, the "not assigned" key. ARGV: phone, ttl_ms. Remembers a
+ * "no" from MySQL for every dispatcher, unless an assign has taken the
+ * number meanwhile (the lookup may have read MySQL before it). */
+static const char absent_lua[] =
+    "if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then\n"
+    "  redis.call('SET', KEYS[2], '1', 'PX', ARGV[2])\n"
+    "end\n"
+    "return 1\n";
+
+static void absent_key(const char *phone, char out[40])
 {
-    struct find_waiter *w = findcache_resolve(l->find, phone, exists, ok);
-    for (size_t i = 0; w && w[i].fn; i++)
-        w[i].fn(w[i].arg, ok, exists);
+    snprintf(out, 40, PB_ABSENT_KEY_PREFIX "%s", phone);
+}
+
+/* A waiter that a "no" reached: the lookup may have read Redis before the
+ * waiter's request came, and an assign answered in between must be seen. */
+struct recheck {
+    find_done_fn fn;
+    void *arg;
+};
+
+static bool held_says_assigned(const redisReply *reply, bool *confirmed)
+{
+    bool yes = reply && reply->type == REDIS_REPLY_STRING && reply->len == 1 &&
+               (reply->str[0] == 'A' || reply->str[0] == 'C');
+    if (confirmed)
+        *confirmed = yes && reply->str[0] == 'C';
+    return yes;
+}
+
+static void on_recheck(redisAsyncContext *ac, void *rep, void *priv)
+{
+    (void)ac;
+    struct recheck *rc = priv;
+    rc->fn(rc->arg, true, held_says_assigned(rep, NULL));
+    free(rc);
+}
+
+/* Settles the number's pending entry and tells everyone who waited on it. */
+static void resolve_waiters(struct loop *l, const char *phone, bool ok, bool exists, bool keep)
+{
+    struct find_waiter *w = findcache_resolve(l->find, phone, ok && exists && keep);
+    for (size_t i = 0; w && w[i].fn; i++) {
+        struct recheck *rc = ok && !exists ? malloc(sizeof *rc) : NULL;
+        if (rc)
+            *rc = (struct recheck){w[i].fn, w[i].arg};
+        if (rc && redis_client_command(l->redis, on_recheck, rc, "HGET %s %s", PB_HELD_KEY, phone))
+            continue;
+        free(rc);
+        w[i].fn(w[i].arg, ok, exists); /* Redis away: the lookup's own answer */
+    }
     free(w);
 }
 
-static void lookup_finish(struct lookup *lk, bool ok, bool exists)
+/* keep: MySQL holds the number as assigned, for good. */
+static void lookup_finish(struct lookup *lk, bool ok, bool exists, bool keep)
 {
     if (!ok)
         log_warn("database unavailable", "phone=%s err=\"%s\"", lk->phone, lk->err);
-    resolve_waiters(lk->loop, lk->phone, ok, exists);
+    resolve_waiters(lk->loop, lk->phone, ok, exists, keep);
     lk->fn(lk->arg, ok, exists);
     free(lk);
 }
@@ -501,25 +619,40 @@ static void lookup_db_work(void *ctx, void *arg)
 static void lookup_db_done(void *arg)
 {
     struct lookup *lk = arg;
-    if (lk->st == DB_OK && lk->exists &&
-        !redis_client_command(lk->loop->redis, NULL, NULL, "SADD %s %s", PB_ASSIGNED_KEY, lk->phone))
+    bool sent = true;
+    int64_t ttl = lk->loop->d->cfg->find_negative_ttl_ms;
+    if (lk->st == DB_OK && lk->exists) {
+        sent = redis_client_command(lk->loop->redis, NULL, NULL, "HSET %s %s C", PB_HELD_KEY, lk->phone);
+    } else if (lk->st == DB_OK && ttl > 0) {
+        char key[40], ms[24];
+        absent_key(lk->phone, key);
+        snprintf(ms, sizeof ms, "%lld", (long long)ttl);
+        const char *argv[] = {"EVAL", absent_lua, "2", PB_HELD_KEY, key, lk->phone, ms};
+        sent = redis_client_command_argv(lk->loop->redis, NULL, NULL, 7, argv, NULL);
+    }
+    if (!sent)
         log_debug("find: cache fill not sent", "phone=%s", lk->phone);
-    lookup_finish(lk, lk->st == DB_OK, lk->exists);
+    lookup_finish(lk, lk->st == DB_OK, lk->exists, true);
 }
 
 static void on_lookup_cache(redisAsyncContext *ac, void *rep, void *priv)
 {
     (void)ac;
     struct lookup *lk = priv;
-    redisReply *reply = rep;
-    if (reply && reply->type == REDIS_REPLY_INTEGER && reply->integer == 1) {
-        lookup_finish(lk, true, true);
+    bool confirmed;
+    if (held_says_assigned(rep, &confirmed)) {
+        lookup_finish(lk, true, true, confirmed);
+        return;
+    }
+    const redisReply *reply = rep;
+    if (reply && reply->type == REDIS_REPLY_STRING && strcmp(reply->str, "N") == 0) {
+        lookup_finish(lk, true, false, false);
         return;
     }
     /* Not known to be assigned (or Redis away): MySQL decides. */
     if (!threadpool_submit(lk->loop->d->dbpool, lookup_db_work, lookup_db_done, lk->loop->q, lk)) {
         snprintf(lk->err, sizeof lk->err, "cannot queue the database request");
-        lookup_finish(lk, false, false);
+        lookup_finish(lk, false, false, false);
     }
 }
 
@@ -528,13 +661,13 @@ void pb_lookup(struct loop *l, const char *phone, find_done_fn fn, void *arg)
     enum find_state st = findcache_lookup(l->find, phone, fn, arg);
     if (st == FIND_PENDING) /* fn is called when the lookup in flight ends */
         return;
-    if (st == FIND_YES || st == FIND_NO) {
-        fn(arg, true, st == FIND_YES);
+    if (st == FIND_YES) {
+        fn(arg, true, true);
         return;
     }
     struct lookup *lk = calloc(1, sizeof *lk);
     if (lk == NULL) {
-        resolve_waiters(l, phone, false, false);
+        resolve_waiters(l, phone, false, false, false);
         fn(arg, false, false);
         return;
     }
@@ -542,8 +675,10 @@ void pb_lookup(struct loop *l, const char *phone, find_done_fn fn, void *arg)
     snprintf(lk->phone, sizeof lk->phone, "%.16s", phone); /* callers checked phone_valid */
     lk->fn = fn;
     lk->arg = arg;
-    if (!redis_client_command(l->redis, on_lookup_cache, lk, "SISMEMBER %s %s", PB_ASSIGNED_KEY,
-                              phone))
+    char key[40];
+    absent_key(lk->phone, key);
+    const char *argv[] = {"EVAL", find_lua, "2", PB_HELD_KEY, key, lk->phone};
+    if (!redis_client_command_argv(l->redis, on_lookup_cache, lk, 6, argv, NULL))
         on_lookup_cache(NULL, NULL, lk);
 }
 
@@ -571,10 +706,9 @@ void pb_find(struct http_ctx *ctx)
         return;
     }
     /* The hot path: a cached answer, no allocation. */
-    enum find_state cached = findcache_peek(ctx->loop->find, phone);
-    if (cached == FIND_YES || cached == FIND_NO) {
+    if (findcache_peek(ctx->loop->find, phone) == FIND_YES) {
         cJSON *o = cJSON_CreateObject();
-        cJSON_AddBoolToObject(o, "exists", cached == FIND_YES);
+        cJSON_AddBoolToObject(o, "exists", true);
         http_reply_json(ctx, 200, o);
         cJSON_Delete(o);
         return;

@@ -239,7 +239,9 @@ static bool route_match(const char *pattern, const char *path, struct http_ctx *
         p += pl;
         q += ql;
     }
-    if (*p || *q)
+    /* One trailing slash is the same route ("/applications/" as the chat
+     * seed lists applications); the root "/" matches only itself. */
+    if (*p || (*q && !(q[0] == '/' && q[1] == '\0' && q != path)))
         return false;
     ctx->nparams = np;
     return true;
@@ -328,7 +330,7 @@ bool loop_init(struct loop *l, struct dispatcher *d, int index, int listen_fd, c
     l->io_timeout = event_base_init_common_timeout(l->base, &(struct timeval){HTTPCONN_IO_TIMEOUT_S, 0});
     l->q = loopq_new(l->base);
     l->redis = redis_client_new(l->base, &d->redis_url);
-    l->find = findcache_new((size_t)d->cfg->find_cache_size, d->cfg->find_negative_ttl_ms);
+    l->find = findcache_new((size_t)d->cfg->find_cache_size);
     if (l->io_timeout == NULL || l->q == NULL || l->redis == NULL || l->find == NULL)
         goto fail;
     /* Each loop gets its own descriptor for the one socket, so removing a

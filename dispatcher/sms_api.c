@@ -26,7 +26,7 @@ static const struct json_field wrapper_fields[] = {
 };
 
 static const struct json_field sms_fields[] = {
-    {"idempotencyKey", JSON_K_STRING, true, 1, NOTE_IDEM_MAX},
+    {"idempotencyKey", JSON_K_BYTES, true, 1, NOTE_IDEM_MAX},
     {"fromPhoneNumber", JSON_K_STRING, true, 1, PHONE_MAX},
     {"toPhoneNumber", JSON_K_STRING, true, 1, PHONE_MAX},
     {"content", JSON_K_STRING, true, 1, SMS_CONTENT_MAX},
@@ -48,6 +48,8 @@ static struct accept *sms_item(struct loop *l, const char *request_id, const cJS
         .title = "",
         .body = json_str(sms, "content", ""),
     };
+    if (!note_idem_check(json_str(sms, "idempotencyKey", ""), "idempotencyKey", errbuf, errlen))
+        return NULL;
     if (!phone_valid(m.from)) {
         sb_errf(errbuf, errlen, "fromPhoneNumber must be E.164, like +14155550123");
         return NULL;
@@ -181,42 +183,102 @@ static void item_done(struct accept *a)
     batch_release(b);
 }
 
-/* The items: a JSON array, or one JSON document per line (NDJSON). */
+static bool is_ws(char c)
+{
+    return c == ' ' || c == '\t' || c == '\r' || c == '\n';
+}
+
+/* The items: a JSON array, or JSON documents one after another separated
+ * by any whitespace (NDJSON is the case of one per line; the phonebook
+ * seed puts two on one line). A document that does not parse is kept as a
+ * string naming its line, so that its item's index reports it, and the
+ * parse goes on at the next line. */
 static cJSON *parse_items(const char *data, size_t len, char *errbuf, size_t errlen)
 {
-    size_t i = 0;
-    while (i < len && (data[i] == ' ' || data[i] == '\t' || data[i] == '\r' || data[i] == '\n'))
-        i++;
+    size_t i = 0, line = 1;
+    while (i < len && is_ws(data[i]))
+        line += data[i++] == '\n';
     if (i < len && data[i] == '[') {
         cJSON *arr = json_parse_strict(data, len, errbuf, errlen);
         if (arr && !cJSON_IsArray(arr)) {
             cJSON_Delete(arr);
-            sb_errf(errbuf, errlen, "expected a JSON array or NDJSON");
+            sb_errf(errbuf, errlen, "expected a JSON array, or JSON objects separated by whitespace");
             return NULL;
         }
         return arr;
     }
-    cJSON *arr = cJSON_CreateArray();
-    for (size_t line = 1; arr && i < len; line++) {
-        const char *nl = memchr(data + i, '\n', len - i);
-        size_t end = nl ? (size_t)(nl - data) : len;
-        size_t k = i;
-        while (k < end && (data[k] == ' ' || data[k] == '\t' || data[k] == '\r'))
-            k++;
-        if (k < end) {
-            char err[ERRBUF_LEN];
-            cJSON *item = json_parse_strict(data + i, end - i, err, sizeof err);
-            if (item == NULL) {
-                /* Kept as a string so the item's index reports it. */
-                char msg[ERRBUF_LEN + 32];
-                snprintf(msg, sizeof msg, "line %zu: %s", line, err);
-                item = cJSON_CreateString(msg);
-            }
-            cJSON_AddItemToArray(arr, item);
-        }
-        i = end + 1;
+    /* The checks json_parse_strict makes, once for the whole body. */
+    if (!json_utf8_valid(data, len)) {
+        sb_errf(errbuf, errlen, "body is not valid UTF-8");
+        return NULL;
     }
+    if (memchr(data, '\0', len) != NULL) {
+        sb_errf(errbuf, errlen, "NUL byte in body");
+        return NULL;
+    }
+    cJSON *arr = cJSON_CreateArray();
+    while (arr && i < len) {
+        const char *end = NULL;
+        cJSON *item = json_parse_strict_prefix(data + i, len - i, &end);
+        if (item == NULL) {
+            char msg[96];
+            snprintf(msg, sizeof msg, "line %zu: malformed JSON", line);
+            item = cJSON_CreateRaw(msg); /* no parsed item is raw */
+            const char *nl = memchr(data + i, '\n', len - i);
+            end = nl ? nl : data + len;
+        }
+        if (item == NULL || !cJSON_AddItemToArray(arr, item)) {
+            cJSON_Delete(item);
+            cJSON_Delete(arr);
+            arr = NULL;
+            break;
+        }
+        for (const char *q = data + i; q < end; q++)
+            line += *q == '\n';
+        i = (size_t)(end - data);
+        while (i < len && is_ws(data[i]))
+            line += data[i++] == '\n';
+    }
+    if (arr == NULL)
+        sb_errf(errbuf, errlen, "out of memory");
     return arr;
+}
+
+static int cmp_by_key(const void *x, const void *y)
+{
+    const struct accept *a = *(struct accept *const *)x, *b = *(struct accept *const *)y;
+    int c = strcmp(a->idem, b->idem);
+    return c ? c : (a->item > b->item) - (a->item < b->item);
+}
+
+/* Items of one request that share an idempotency key are the parts of one
+ * message (a long SMS cut into pieces, as the phonebook seed sends it):
+ * part k is stored under "<key>#<k>", in the order of the items, so each
+ * part goes out once and the same request sent again sends none twice.
+ * Clients cannot write '#' in a key, so a part never meets a client's key.
+ * false when out of memory. */
+static bool number_parts(struct accept **acc, int64_t n)
+{
+    struct accept **by = malloc((size_t)n * sizeof *by);
+    if (by == NULL)
+        return false;
+    size_t m = 0;
+    for (int64_t i = 0; i < n; i++)
+        if (acc[i] != NULL)
+            by[m++] = acc[i];
+    qsort(by, m, sizeof *by, cmp_by_key);
+    for (size_t i = 0, j; i < m; i = j) {
+        for (j = i + 1; j < m && strcmp(by[j]->idem, by[i]->idem) == 0;)
+            j++;
+        if (j - i < 2)
+            continue;
+        char key[NOTE_IDEM_STORED_MAX + 1]; /* a client's key: at most NOTE_IDEM_MAX */
+        memcpy(key, by[i]->idem, sizeof key);
+        for (size_t k = i; k < j; k++)
+            note_idem_part(key, (int64_t)(k - i + 1), by[k]->idem);
+    }
+    free(by);
+    return true;
 }
 
 void sms_send_many(struct http_ctx *ctx)
@@ -258,16 +320,27 @@ void sms_send_many(struct http_ctx *ctx)
     cJSON_ArrayForEach(item, items)
     {
         bool oom = false;
-        if (cJSON_IsString(item)) /* an NDJSON line that did not parse */
+        if (cJSON_IsRaw(item)) /* a document that did not parse */
             snprintf(err, sizeof err, "%s", item->valuestring);
         else if (json_check_object(item, wrapper_fields, SB_ARRAY_LEN(wrapper_fields), err, sizeof err))
             acc[i] = sms_item(ctx->loop, ctx->request_id, cJSON_GetObjectItemCaseSensitive(item, "sms"),
                               &oom, err, sizeof err);
         if (acc[i] == NULL)
             batch_error(b, i, err);
+        else
+            acc[i]->item = i;
         i++;
     }
     cJSON_Delete(items);
+    if (!number_parts(acc, n)) {
+        for (i = 0; i < n; i++)
+            accept_free(acc[i]);
+        free(acc);
+        cJSON_Delete(b->errors);
+        http_pending_error(b->p, 503, "overloaded", "out of memory");
+        free(b);
+        return;
+    }
     /* Counted before any starts: an item may finish inside accept_start. */
     b->pending = 1;
     for (i = 0; i < n; i++)

@@ -23,7 +23,7 @@ static const struct json_field assign_fields[] = {
 };
 static const struct json_field notify_fields[] = {
     {"channel", JSON_K_STRING, true, 1, 8},
-    {"to", JSON_K_STRING, true, 1, NOTE_TO_MAX},
+    {"to", JSON_K_BYTES, true, 1, NOTE_TO_MAX},
     {"flag", JSON_K_BOOL, false, 0, 0},
     {"payload", JSON_K_STRING, true, 0, NOTE_BODY_MAX},
     {"sms", JSON_K_OBJECT, false, 0, 0},

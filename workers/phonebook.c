@@ -6,9 +6,11 @@
  * finds it already done (a replay: nothing changes), or finds a conflict -
  * the number held by another user, or the user holding another number.
  * A conflict is dead-lettered with its reason and the cache corrected: a
- * number nobody holds leaves pb:assigned and returns to its pool; an
- * assigned number joins pb:assigned and leaves its pool (it is there when
- * another producer assigned it without a reservation).
+ * number nobody holds leaves pb:held and returns to its pool, and the
+ * user's claim on it (pb:user:<id>) goes; an assigned number is held as C
+ * and leaves its pool (it is there when another producer assigned it
+ * without a reservation). An assignment written is held as C: from then on
+ * every dispatcher loop may remember it.
  *
  * The tick returns expired reservations: Redis first (one Lua script per
  * batch of expired reservations puts their numbers back in the pool), then
@@ -41,7 +43,7 @@ static redisContext *worker_redis(struct worker *w, char *errbuf, size_t errlen)
  * look assigned and must not be in its pool. (An assignment from another
  * producer, without a reservation, leaves the number in its pool: it was
  * then handed out again by a later reservation.) */
-static void set_cache(struct worker *w, const char *phone, bool held)
+static void set_cache(struct worker *w, const char *phone, bool held, long long refused_user)
 {
     char err[ERRBUF_LEN];
     redisContext *c = worker_redis(w, err, sizeof err);
@@ -49,9 +51,19 @@ static void set_cache(struct worker *w, const char *phone, bool held)
         log_warn("cannot correct the phonebook cache", "phone=%s err=\"%s\"", phone, err);
         return;
     }
-    redisReply *r = redisCommand(c, held ? "SADD %s %s" : "SREM %s %s", PB_ASSIGNED_KEY, phone);
+    redisReply *r = held ? redisCommand(c, "HSET %s %s C", PB_HELD_KEY, phone)
+                         : redisCommand(c, "HDEL %s %s", PB_HELD_KEY, phone);
     if (r)
         freeReplyObject(r);
+    if (refused_user) { /* the user may be given a number again */
+        char claim[48];
+        snprintf(claim, sizeof claim, PB_USER_KEY_PREFIX "%lld", refused_user);
+        r = redisCommand(c, "EVAL %s 1 %s %s",
+                         "if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end return 1",
+                         claim, phone);
+        if (r)
+            freeReplyObject(r);
+    }
     /* The pool key is built first: hiredis's formatter takes %s only
      * whole (a "%.3s" made the command fail, silently). */
     char pool[PB_POOL_KEY_LEN];
@@ -118,7 +130,7 @@ static enum db_status assign_one(struct worker *w, struct job *j, char *errbuf, 
     } else if (*holder && strcmp(holder, mine) == 0 && strcmp(user_phone, phone) == 0) {
         st = db_exec(w->db, "COMMIT", errbuf, errlen); /* already done: a replay */
         if (st == DB_OK)
-            set_cache(w, phone, true);
+            set_cache(w, phone, true, 0);
         return st;
     } else if (*holder) {
         snprintf(why, sizeof why, "conflict: %s is already assigned to user %s", phone, holder);
@@ -131,8 +143,8 @@ static enum db_status assign_one(struct worker *w, struct job *j, char *errbuf, 
         st = db_exec(w->db, "ROLLBACK", errbuf, errlen);
         j->dead = true;
         snprintf(j->reason, sizeof j->reason, "%s", conflict);
-        if (!*holder && number_found)
-            set_cache(w, phone, false);
+        if (number_found)
+            set_cache(w, phone, *holder != '\0', user);
         return st == DB_OK ? DB_OK : DB_TRANSIENT;
     }
     char upd[800];
@@ -146,7 +158,7 @@ static enum db_status assign_one(struct worker *w, struct job *j, char *errbuf, 
              user, ref, phone, phone, user, ref, phone);
     st = db_exec(w->db, upd, errbuf, errlen);
     if (st == DB_OK) {
-        set_cache(w, phone, true);
+        set_cache(w, phone, true, 0);
         return DB_OK;
     }
 rollback:
