@@ -11,7 +11,7 @@ import threading
 import time
 import urllib.parse
 
-from harness import StackTestCase, request, wait_until
+from harness import StackTestCase, kcat_produce, request, wait_until
 import stack as stackmod
 
 SEEDS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "shared", "seeds")
@@ -336,6 +336,41 @@ class TestTruth(StackTestCase):
         for port in ports:
             self.assertEqual(self.finds(loser, port, 4), [False] * 4)
             self.assertEqual(self.finds(won, port, 4), [True] * 4)
+
+    def test_04b_a_dead_lettered_assign_is_corrected_everywhere(self):
+        st = self.stack
+        ports = (self.port, self.second_dispatcher())
+        res = self.send("POST", "/phonebook/reserve", {"areaCode": "613"}).json()
+        mine, theirs = res["phoneNumbers"][0], st.sql(
+            "SELECT phone_number FROM numbers WHERE area_code = '613' AND status = 'AVAILABLE' LIMIT 1")[0][0]
+        st.stop("worker-phonebook")
+        try:
+            # Another producer gives user 320 a number first, on the same
+            # partition (its key), so the worker applies it first.
+            job = {"type": "phonebook.assign", "version": 1, "key": mine, "request_id": "other-producer",
+                   "created_at": int(time.time() * 1000),
+                   "payload": {"user_id": 320, "phone_number": theirs, "ref_id": "external"}}
+            kcat_produce(st, "phonebook.commands", mine, json.dumps(job).encode())
+            r = self.send("POST", "/phonebook/assign", {"userId": 320, "refId": res["refId"], "phoneNumber": mine})
+            self.assertEqual(r.status, 200, r)  # true as far as the dispatcher can know
+            for port in ports:
+                self.assertEqual(self.finds(mine, port, 4), [True] * 4)
+        finally:
+            st.start_worker("phonebook")
+        wait_until("the other producer's assign applied", lambda: st.sql(
+            "SELECT phone_number FROM users WHERE user_id = 320") == [[theirs]], 30)
+        # The worker refused ours: no loop of any dispatcher says it is assigned.
+        wait_until("corrected", lambda: self.finds(mine, self.port, 1) == [False], 30)
+        for port in ports:
+            self.assertEqual(self.finds(mine, port, 8), [False] * 8, port)
+            self.assertEqual(self.finds(theirs, port, 4), [True] * 4, port)
+            sms = {"sms": {"idempotencyKey": f"dead-{port}", "fromPhoneNumber": mine,
+                           "toPhoneNumber": "+16135550172", "content": "from a number I do not have"}}
+            r = request(port, "POST", "/sms/send/one", sms, self.auth())
+            self.assertEqual((r.status, r.json()["error"]["code"]), (404, "unknown_number"), r)
+        # The number is free again, and the user's claim on it is gone.
+        self.assertEqual(self.redis_cli("SISMEMBER", "pb:pool:613", mine), "1")
+        self.assertEqual(self.redis_cli("EXISTS", "pb:user:320"), "0")
 
     # ---- 4. a refused create leaves nothing behind --------------------------
 
