@@ -113,6 +113,62 @@ static void test_check_object(void **state)
     cJSON_Delete(arr);
 }
 
+/* Bytes, not characters, for identifiers; digits as a string or an integer. */
+static void test_bytes_and_digits(void **state)
+{
+    (void)state;
+    char err[ERRBUF_LEN], buf[24];
+    static const struct json_field f[] = {{"k", JSON_K_BYTES, false, 1, 4},
+                                          {"ac", JSON_K_DIGITS, false, 3, 3}};
+    static const struct { const char *doc; bool ok; } cases[] = {
+        {"{\"k\":\"abcd\"}", true},
+        {"{\"k\":\"\xc3\xa9\xc3\xa9\"}", true},           /* 2 characters, 4 bytes */
+        {"{\"k\":\"\xc3\xa9\xc3\xa9x\"}", false},         /* 3 characters, 5 bytes */
+        {"{\"k\":\"\"}", false},
+        {"{\"k\":7}", false},
+        {"{\"ac\":613}", true},
+        {"{\"ac\":\"613\"}", true},
+        {"{\"ac\":61}", false},
+        {"{\"ac\":6130}", false},
+        {"{\"ac\":61.3}", false},
+        {"{\"ac\":-613}", false},
+        {"{\"ac\":true}", false},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        cJSON *o = parse(cases[i].doc, err);
+        assert_non_null(o);
+        assert_int_equal(json_check_object(o, f, 2, err, sizeof err), cases[i].ok);
+        cJSON_Delete(o);
+    }
+    cJSON *o = parse("{\"ac\":613}", err);
+    assert_string_equal(json_digits(o, "ac", buf, sizeof buf, ""), "613");
+    assert_string_equal(json_digits(o, "none", buf, sizeof buf, "-"), "-");
+    cJSON_Delete(o);
+    o = parse("{\"ac\":\"415\"}", err);
+    assert_string_equal(json_digits(o, "ac", buf, sizeof buf, ""), "415");
+    cJSON_Delete(o);
+}
+
+/* Documents one after another: each parsed alone, its end reported. */
+static void test_parse_prefix(void **state)
+{
+    (void)state;
+    const char *s = " {\"a\":1} {\"b\":[2]}\n{bad";
+    const char *end = NULL;
+    cJSON *o = json_parse_strict_prefix(s, strlen(s), &end);
+    assert_non_null(o);
+    assert_non_null(cJSON_GetObjectItem(o, "a"));
+    assert_int_equal(end - s, 8);
+    cJSON_Delete(o);
+    o = json_parse_strict_prefix(end, strlen(end), &end);
+    assert_non_null(cJSON_GetObjectItem(o, "b"));
+    assert_int_equal(*end, '\n');
+    cJSON_Delete(o);
+    assert_null(json_parse_strict_prefix(end, strlen(end), &end));
+    const char *nul = "{\"a\":\"x\\u0000y\"}";
+    assert_null(json_parse_strict_prefix(nul, strlen(nul), &end));
+}
+
 /* json_print writes what cJSON_PrintUnformatted writes, byte for byte. */
 static void assert_prints_as_cjson(const cJSON *v, const char *want)
 {
@@ -168,6 +224,8 @@ int main(void)
         cmocka_unit_test(test_utf8),
         cmocka_unit_test(test_parse_rejects),
         cmocka_unit_test(test_check_object),
+        cmocka_unit_test(test_bytes_and_digits),
+        cmocka_unit_test(test_parse_prefix),
         cmocka_unit_test(test_print),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
