@@ -303,6 +303,18 @@ const char *json_digits(const cJSON *obj, const char *name, char *out, size_t ca
 
 /* ---- output ------------------------------------------------------------ */
 
+size_t json_utf8_seq(const char *p)
+{
+    unsigned char c = (unsigned char)p[0];
+    if (c < 0x80)
+        return c ? 1 : 0;
+    size_t need = (c & 0xe0) == 0xc0 ? 2 : (c & 0xf0) == 0xe0 ? 3 : (c & 0xf8) == 0xf0 ? 4 : 0;
+    for (size_t i = 1; i < need; i++)
+        if (((unsigned char)p[i] & 0xc0) != 0x80)
+            return 0; /* also stops at the NUL */
+    return need && json_utf8_valid(p, need) ? need : 0;
+}
+
 void json_append_string(struct strbuf *b, const char *s)
 {
     static const char hex[] = "0123456789abcdef";
@@ -311,6 +323,20 @@ void json_append_string(struct strbuf *b, const char *s)
     const char *p = run;
     for (; *p; p++) {
         unsigned char c = (unsigned char)*p;
+        if (c >= 0x80) {
+            /* Only valid UTF-8 goes out: a byte that does not start a
+             * whole sequence (a message cut mid-character, raw request
+             * bytes echoed) becomes U+FFFD, so every answer parses. */
+            size_t k = json_utf8_seq(p);
+            if (k > 0) {
+                p += k - 1;
+                continue;
+            }
+            strbuf_append(b, run, (size_t)(p - run));
+            strbuf_append_lit(b, "\xef\xbf\xbd");
+            run = p + 1;
+            continue;
+        }
         if (c >= 0x20 && c != '"' && c != '\\')
             continue;
         char esc[6] = {'\\', (char)c, '0', '0', hex[c >> 4], hex[c & 15]};

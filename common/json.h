@@ -44,6 +44,9 @@ struct json_field {
 
 /* True if buf[0..len) is valid UTF-8 (no overlongs, no surrogates). */
 bool json_utf8_valid(const char *buf, size_t len);
+/* Length of the valid UTF-8 character at p (NUL-terminated), 0 if p
+ * does not start one (or is at the NUL). */
+size_t json_utf8_seq(const char *p);
 /* Number of code points in a valid UTF-8 string. */
 size_t json_utf8_len(const char *s);
 

@@ -16,6 +16,12 @@
 #define HEAD_MAX 16384      /* request line and header fields */
 #define IN_INITIAL 4096
 #define BUF_KEEP (64 << 10) /* an idle connection keeps at most this much buffer */
+/* After an early answer (413, 431, 400 on framing) the client may still be
+ * sending; closing at once would make the kernel answer its bytes with a
+ * reset, which can destroy the answer before the client reads it. So, as
+ * nginx does: shut the write side, read and discard until the client
+ * closes or LINGER_MS pass. */
+#define LINGER_MS 2000
 
 struct http_conn {
     struct loop *loop;
@@ -35,6 +41,8 @@ struct http_conn {
     bool timer_armed;
     bool continue_sent; /* 100 Continue for this request */
     bool in_process;    /* conn_process is on the stack */
+    bool linger;        /* refused mid-request: close gently once answered */
+    bool lingering;     /* answered and shut for writing: reading to discard */
     LIST_ENTRY(http_conn) link;
 };
 
@@ -216,6 +224,7 @@ static void conn_refuse(struct http_conn *c, int code, const char *errcode, cons
     cJSON *body = json_error_body(errcode, msg);
     char *text = json_print(body);
     cJSON_Delete(body);
+    c->linger = true;
     if (text)
         conn_respond(c, code, id, "application/json", text, strlen(text), false, false, "", 0);
     else
@@ -266,6 +275,22 @@ static void conn_consume(struct http_conn *c)
         (void)buf_resize(&c->in, &c->in_cap, IN_INITIAL); /* if not, it stays large */
 }
 
+/* The answer is out: shut the write side (the client sees the end of the
+ * answer) and discard what it still sends, for at most LINGER_MS. */
+static void conn_linger(struct http_conn *c)
+{
+    c->lingering = true;
+    c->in_len = 0;
+    struct timeval tv = {LINGER_MS / 1000, (LINGER_MS % 1000) * 1000};
+    if (shutdown(c->fd, SHUT_WR) != 0 || event_add(c->rev, NULL) != 0 ||
+        event_add(c->timer, &tv) != 0) {
+        conn_free(c);
+        return;
+    }
+    c->read_paused = false;
+    c->timer_armed = true;
+}
+
 /* Serves what the input holds, one request at a time; frees the
  * connection when it is over. Runs after input, after a reply and after
  * the output drained. */
@@ -307,6 +332,12 @@ static void conn_process(struct http_conn *c)
     if (c->busy)
         return;
     bool drained = out_drained(c);
+    if (c->fd >= 0 && drained && c->close_after && c->linger && !c->peer_eof && !c->lingering) {
+        conn_linger(c);
+        return;
+    }
+    if (c->lingering)
+        return;
     if (c->fd < 0 || (drained && (c->close_after || c->peer_eof))) {
         conn_free(c);
         return;
@@ -325,6 +356,13 @@ static void on_readable(evutil_socket_t fd, short what, void *arg)
 {
     (void)what;
     struct http_conn *c = arg;
+    if (c->lingering) {
+        char discard[16384];
+        ssize_t n = recv(fd, discard, sizeof discard, 0);
+        if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR))
+            conn_free(c); /* the client closed: done */
+        return;
+    }
     if (c->in_len == c->in_cap) {
         /* Input waits while a request is with its handler (its pointers
          * into the buffer must not move); reading resumes after it. */
@@ -364,6 +402,10 @@ static void on_timeout(evutil_socket_t fd, short what, void *arg)
     (void)what;
     struct http_conn *c = arg;
     c->timer_armed = false;
+    if (c->lingering) { /* the client kept sending: enough */
+        conn_free(c);
+        return;
+    }
     /* A request begun and not finished in time gets 408; an idle
      * keep-alive connection, or one whose client stopped reading, just
      * closes. */

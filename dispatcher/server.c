@@ -106,6 +106,20 @@ void http_reply_error(struct http_ctx *ctx, int code, const char *errcode, const
     cJSON_Delete(body);
 }
 
+/* ct names exactly media type mt (any case), perhaps with parameters:
+ * "application/json; charset=utf-8" is application/json,
+ * "application/jsonx" is not. */
+static bool media_type_is(const char *ct, const char *mt)
+{
+    size_t n = strlen(mt);
+    if (strncasecmp(ct, mt, n) != 0)
+        return false;
+    ct += n;
+    while (*ct == ' ' || *ct == '\t')
+        ct++;
+    return *ct == '\0' || *ct == ';';
+}
+
 const char *http_body_raw(struct http_ctx *ctx, size_t *len, bool ndjson_ok)
 {
     *len = ctx->req->p.body_len;
@@ -115,8 +129,8 @@ const char *http_body_raw(struct http_ctx *ctx, size_t *len, bool ndjson_ok)
         return NULL;
     }
     const char *ct = http_req_header(ctx->req, "Content-Type");
-    if (*len > 0 && ct && strncasecmp(ct, "application/json", 16) != 0 &&
-        !(ndjson_ok && strncasecmp(ct, "application/x-ndjson", 20) == 0)) {
+    if (*len > 0 && ct && !media_type_is(ct, "application/json") &&
+        !(ndjson_ok && media_type_is(ct, "application/x-ndjson"))) {
         http_reply_error(ctx, 415, "unsupported_media_type", "Content-Type must be application/json%s",
                          ndjson_ok ? " or application/x-ndjson" : "");
         return NULL;
@@ -289,7 +303,18 @@ void server_dispatch(struct loop *l, struct http_req *req)
         }
     }
     ctx.path = path;
-    const char *method = req->p.method;
+    /* RFC 9112 3.2: an HTTP/1.1 request names its Host exactly once; a
+     * request with two could be read two ways by two hops. */
+    size_t hosts = 0;
+    for (size_t i = 0; i < req->p.nheaders; i++)
+        hosts += strcasecmp(req->p.headers[i].name, "Host") == 0;
+    if (hosts > 1 || (hosts == 0 && req->p.minor_version >= 1)) {
+        http_reply_error(&ctx, 400, "bad_request",
+                         hosts ? "more than one Host header" : "an HTTP/1.1 request needs a Host header");
+        return;
+    }
+    /* HEAD is GET without the body (the connection leaves it out). */
+    const char *method = strcmp(req->p.method, "HEAD") == 0 ? "GET" : req->p.method;
     bool path_known = false;
     char allow[64] = "";
     for (size_t i = 0; i < dispatcher_nroutes; i++) {
@@ -302,16 +327,17 @@ void server_dispatch(struct loop *l, struct http_req *req)
             break;
         }
         size_t n = strlen(allow);
-        snprintf(allow + n, sizeof allow - n, "%s%s", n ? ", " : "", r->method);
+        snprintf(allow + n, sizeof allow - n, "%s%s%s", n ? ", " : "", r->method,
+                 strcmp(r->method, "GET") == 0 ? ", HEAD" : "");
     }
     if (ctx.route) {
         access_dispatch(&ctx);
     } else if (path_known) {
         http_req_add_header(req, "Allow", allow);
         http_reply_error(&ctx, 405, "method_not_allowed", "%s is not allowed on %s (allowed: %s)",
-                         method, path, allow);
+                         req->p.method, path, allow);
     } else {
-        http_reply_error(&ctx, 404, "not_found", "no route for %s %s", method, path);
+        http_reply_error(&ctx, 404, "not_found", "no route for %s %s", req->p.method, path);
     }
 }
 

@@ -230,8 +230,8 @@ class TestHostile(StackTestCase):
                 s.sendall(b"GET /healthz HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
                 status, headers, _ = read_response(s, buf)
                 self.assertEqual((status, headers.get("connection")), (200, "keep-alive"))
-            # HEAD: the headers of the answer, no body; Connection: close is obeyed.
-            s.sendall(b"HEAD /healthz HTTP/1.1\r\nConnection: close\r\n\r\n")
+            # HEAD: the headers of GET's answer, no body; Connection: close is obeyed.
+            s.sendall(b"HEAD /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
             data = b""
             while True:
                 chunk = s.recv(65536)
@@ -239,8 +239,8 @@ class TestHostile(StackTestCase):
                     break
                 data += chunk
             head, _, rest = data.partition(b"\r\n\r\n")
-            self.assertTrue(head.startswith(b"HTTP/1.1 405 "), head)
-            self.assertIn(b"\r\nAllow: GET\r\n", head)
+            self.assertTrue(head.startswith(b"HTTP/1.1 200 "), head)
+            self.assertIn(b"\r\nContent-Length: ", head)
             self.assertEqual(rest, b"")
         # Absolute-form targets (proxies send them) route like paths.
         status, _ = self.raw(b"GET http://example/healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
@@ -248,6 +248,77 @@ class TestHostile(StackTestCase):
         status, out = self.raw(b"GET http://example HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         self.assertEqual(status, 404)
         self.assertIn(b"no route for GET /", out)
+        self.assert_alive()
+
+    # ---- issue 21: strict framing, readable answers ----------------------
+
+    def test_08b_host_head_and_media_type_are_strict(self):
+        for data, want in ((b"GET /healthz HTTP/1.1\r\nConnection: close\r\n\r\n", 400),
+                           (b"GET /healthz HTTP/1.1\r\nHost: a\r\nHost: b\r\nConnection: close\r\n\r\n", 400),
+                           (b"GET /healthz HTTP/1.0\r\n\r\n", 200),
+                           (b"GET /healthz HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n", 200)):
+            status, out = self.raw(data)
+            self.assertEqual(status, want, (data, out[:200]))
+        # HEAD wherever GET is: GET's status and headers, no body.
+        status, out = self.raw(f"HEAD {API}/{self.token} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                               f"Authorization: Bearer {self.stack.api_key}\r\n\r\n".encode())
+        head, _, rest = out.partition(b"\r\n\r\n")
+        self.assertEqual((status, rest), (200, b""), out[:300])
+        self.assertNotIn(b"Content-Length: 0\r\n", head + b"\r\n")
+        status, out = self.raw(b"HEAD /ops/ping HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        self.assertEqual(status, 405)
+        self.assertIn(b"Allow: POST", out)
+        # The media type exactly (parameters allowed).
+        path = f"{API}/{self.token}/chats/1/messages"
+        for ctype, want in ((b"application/jsonx", 415), (b"application/json-patch+json", 415),
+                            (b"application/json; charset=utf-8", 201), (b"Application/JSON", 201)):
+            status, out = self.post(path, b'{"body":"typed"}', ctype=ctype)
+            self.assertEqual(status, want, (ctype, out[:200]))
+
+    def test_08c_every_answer_is_valid_utf8_json(self):
+        long_field = "\u00e9" * 300
+        bad = [
+            ("GET", b"/%FF%FE", None),
+            ("GET", b"/api/v1/applications/%C3", None),
+            ("POST", b"/sms/send/many", json.dumps({"sms": {"idempotencyKey": "k", long_field: 1}}).encode()),
+            ("POST", b"/v1/messages", json.dumps({"channel": "push", "to": "d", "payload": "p",
+                                                   long_field: 1}).encode()),
+        ]
+        for method, path, body in bad:
+            data = method.encode() + b" " + path + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+            data += f"Authorization: Bearer {self.stack.api_key}\r\n".encode()
+            if body is not None:
+                data += b"Content-Type: application/json\r\nContent-Length: " + str(len(body)).encode() + b"\r\n"
+            status, out = self.raw(data + b"\r\n" + (body or b""))
+            payload = out.partition(b"\r\n\r\n")[2]
+            text = payload.decode("utf-8")  # raises on invalid UTF-8
+            json.loads(text)
+            self.assertTrue(400 <= status < 500 or status == 202, (path, status, payload[:200]))
+
+    def test_08d_an_early_413_is_read_by_a_client_still_sending(self):
+        """A client that sends a big body without Expect: 100-continue and
+        reads only when it is done: the 413 must reach it (a close with
+        unread input would make the kernel send a reset instead)."""
+        body = b"x" * (3 << 20)
+        for _ in range(3):
+            s = socket.create_connection(("127.0.0.1", self.port), timeout=15)
+            try:
+                s.sendall(b"POST /v1/messages HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                          b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n")
+                try:
+                    s.sendall(body)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the server may stop reading: the answer must still be there
+                out = b""
+                while True:
+                    chunk = s.recv(65536)
+                    if not chunk:
+                        break
+                    out += chunk
+            finally:
+                s.close()
+            self.assertTrue(out.startswith(b"HTTP/1.1 413 "), out[:200])
+            self.assertIn(b'"code":"body_too_large"', out)
         self.assert_alive()
 
     # -- connections and file descriptors --------------------------------
