@@ -33,7 +33,7 @@ static const struct json_field message_fields[] = {
 /* Phonebook: key = phone number, so every job about one number is applied
  * in order by one consumer. */
 static const struct json_field phonebook_assign_fields[] = {
-    {"user_id", JSON_K_INT, true, 1, INT64_C(1) << 53},
+    {"user_id", JSON_K_INT, true, 1, (INT64_C(1) << 53) - 1},
     {"phone_number", JSON_K_STRING, true, 9, 16},
     {"ref_id", JSON_K_TOKEN, true, 1, 64},
 };

@@ -68,6 +68,10 @@ static bool prescan(const char *buf, size_t len, char *errbuf, size_t errlen)
             return false;
         }
         if (in_str) {
+            if ((unsigned char)c < 0x20) {
+                sb_errf(errbuf, errlen, "control character in a JSON string at offset %zu (escape it)", i);
+                return false;
+            }
             if (c == '\\') {
                 if (i + 5 < len && buf[i + 1] == 'u' && memcmp(buf + i + 2, "0000", 4) == 0) {
                     sb_errf(errbuf, errlen, "\\u0000 is not allowed in strings");
@@ -206,8 +210,11 @@ static bool check_field(const cJSON *item, const struct json_field *f, char *err
     case JSON_K_INT: {
         if (!cJSON_IsNumber(item))
             break;
+        /* Beyond 2^53 a double no longer holds every integer: the value
+         * may already be rounded, so it is refused, never changed. */
         double v = item->valuedouble;
-        if (!isfinite(v) || floor(v) != v || v < (double)f->min || v > (double)f->max) {
+        if (!isfinite(v) || floor(v) != v || v < (double)f->min || v > (double)f->max ||
+            fabs(v) > JSON_INT_EXACT_MAX) {
             sb_errf(errbuf, errlen, "field '%s' must be an integer from %lld to %lld", f->name,
                     (long long)f->min, (long long)f->max);
             return false;

@@ -13,6 +13,8 @@
 #include "util.h"
 
 #define JSON_MAX_DEPTH 32
+/* The largest integer a JSON number is taken as exactly (2^53 - 1). */
+#define JSON_INT_EXACT_MAX 9007199254740991.0
 
 struct strbuf;
 

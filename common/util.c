@@ -140,6 +140,11 @@ bool sb_parse_i64(const char *s, int64_t min, int64_t max, int64_t *out)
 {
     if (s == NULL || *s == '\0')
         return false;
+    /* Strictly decimal: no sign but a '-' where negatives are allowed, no
+     * space, no leading zero ("+1", " 1" and "01" are not 1). */
+    const char *d = s + (*s == '-' && min < 0);
+    if (*d < '0' || *d > '9' || (d[0] == '0' && (d[1] != '\0' || d != s)))
+        return false;
     char *end = NULL;
     errno = 0;
     long long v = strtoll(s, &end, 10);

@@ -331,7 +331,7 @@ void pb_reserve(struct http_ctx *ctx)
 /* ---- assign ------------------------------------------------------------ */
 
 static const struct json_field assign_fields[] = {
-    {"userId", JSON_K_INT, true, 1, INT64_C(1) << 53},
+    {"userId", JSON_K_INT, true, 1, (INT64_C(1) << 53) - 1},
     {"refId", JSON_K_TOKEN, true, 1, 64},
     {"phoneNumber", JSON_K_STRING, true, 1, PHONE_MAX},
 };

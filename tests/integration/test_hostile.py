@@ -274,6 +274,18 @@ class TestHostile(StackTestCase):
                             (b"application/json; charset=utf-8", 201), (b"Application/JSON", 201)):
             status, out = self.post(path, b'{"body":"typed"}', ctype=ctype)
             self.assertEqual(status, want, (ctype, out[:200]))
+        # Integers strictly: chat 1 is "1", not "+1", "01" or " 1".
+        for n in ("%2B1", "01", "%201", "1%20"):
+            r = self.http("GET", f"{API}/{self.token}/chats/{n}")
+            self.assertEqual((r.status, r.json()["error"]["code"]), (400, "invalid_number"), n)
+        self.assertEqual(self.http("GET", f"{API}/{self.token}/chats/1").status, 200)
+        # Beyond 2^53 an id may already be rounded: refused, never changed.
+        r = self.http("POST", "/phonebook/assign", b'{"userId": 9007199254740993, "refId": "r", '
+                      b'"phoneNumber": "+14155550123"}')
+        self.assertEqual(r.status, 400, r)
+        # A raw control character inside a JSON string is not JSON.
+        status, out = self.post(path, b'{"body":"tab\there"}')
+        self.assertEqual(status, 400, out[:200])
 
     def test_08c_every_answer_is_valid_utf8_json(self):
         long_field = "\u00e9" * 300

@@ -163,6 +163,21 @@ static void test_positional_args(void **state)
     fclose(out);
 }
 
+/* Integers are read strictly: no '+', no space, no leading zero. */
+static void test_parse_i64_strict(void **state)
+{
+    (void)state;
+    int64_t v = 0;
+    assert_true(sb_parse_i64("1", 1, 100, &v) && v == 1);
+    assert_true(sb_parse_i64("0", 0, 100, &v) && v == 0);
+    assert_true(sb_parse_i64("-5", -10, 10, &v) && v == -5);
+    const char *bad[] = {"+1", "01", " 1", "1 ", "-1", "1e3", "", "0x10", "-0", "00"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        assert_false(sb_parse_i64(bad[i], bad[i][0] == '-' && bad[i][1] == '0' ? -10 : 0, 100, &v));
+    assert_false(sb_parse_i64("101", 0, 100, &v));
+    assert_false(sb_parse_i64("99999999999999999999", 0, INT64_MAX, &v));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -172,6 +187,7 @@ int main(void)
         cmocka_unit_test(test_print_masks_password),
         cmocka_unit_test(test_help_lists_settings),
         cmocka_unit_test(test_positional_args),
+        cmocka_unit_test(test_parse_i64_strict),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -111,6 +111,20 @@ static void test_check_object(void **state)
     cJSON *arr = parse("[1]", err);
     assert_false(json_check_object(arr, fields, 4, err, sizeof err));
     cJSON_Delete(arr);
+    /* Beyond 2^53 a number may already be rounded: refused, not changed. */
+    static const struct json_field big[] = {{"id", JSON_K_INT, true, 1, INT64_MAX}};
+    o = parse("{\"id\":9007199254740993}", err);
+    assert_false(json_check_object(o, big, 1, err, sizeof err));
+    cJSON_Delete(o);
+    o = parse("{\"id\":9007199254740991}", err);
+    assert_true(json_check_object(o, big, 1, err, sizeof err));
+    cJSON_Delete(o);
+    /* A raw control character inside a string is not JSON. */
+    assert_null(parse("{\"name\":\"a\tb\"}", err));
+    assert_non_null(strstr(err, "control character"));
+    o = parse("{\"name\":\"a\\tb\"}", err);
+    assert_non_null(o);
+    cJSON_Delete(o);
 }
 
 /* Bytes, not characters, for identifiers; digits as a string or an integer. */
