@@ -43,6 +43,7 @@ struct http_conn {
     bool in_process;    /* conn_process is on the stack */
     bool linger;        /* refused mid-request: close gently once answered */
     bool lingering;     /* answered and shut for writing: reading to discard */
+    size_t body_limit;  /* of the request's route, once its head is read (0 before) */
     LIST_ENTRY(http_conn) link;
 };
 
@@ -269,6 +270,7 @@ static void conn_consume(struct http_conn *c)
     memmove(c->in, c->in + used, c->in_len - used);
     c->in_len -= used;
     httpparse_reset(&c->req.p);
+    c->body_limit = 0;
     c->req.extra_len = 0;
     c->req_done = c->continue_sent = false;
     if (c->in_cap > BUF_KEEP && c->in_len < IN_INITIAL)
@@ -302,11 +304,23 @@ static void conn_process(struct http_conn *c)
             conn_consume(c);
         if (c->in_len == 0)
             break;
-        size_t max_body = (size_t)c->loop->d->cfg->max_body_bytes;
+        size_t max_body = c->body_limit ? c->body_limit : (size_t)c->loop->d->cfg->max_body_bytes;
         enum httpparse_result r = httpparse_feed(&c->req.p, c->in, c->in_len, HEAD_MAX, max_body);
         if (r == HTTPPARSE_BAD) {
             conn_refuse(c, c->req.p.status, refusal_code(c->req.p.status), c->req.p.reason);
             break;
+        }
+        if (c->body_limit == 0 && c->req.p.head_len > 0) {
+            /* Each route takes the body its fields need: a larger one is
+             * refused now, before it is read (and a chunked one as it
+             * grows, by the parser). */
+            c->body_limit = server_body_limit(c->loop, c->in + c->req.p.method_off,
+                                              c->in + c->req.p.target_off);
+            if (c->req.p.content_length > (int64_t)c->body_limit ||
+                (r == HTTPPARSE_DONE && c->req.p.body_len > c->body_limit)) {
+                conn_refuse(c, 413, "body_too_large", "request body too large for this route");
+                break;
+            }
         }
         if (r == HTTPPARSE_MORE) {
             if (!conn_make_room(c)) {

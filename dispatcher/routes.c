@@ -3,41 +3,57 @@
  * {parameter} in the same position. The name labels the route's metrics. */
 #include "app_api.h"
 #include "chat_api.h"
+#include "envelope.h"
+#include "notify.h"
 #include "notify_api.h"
 #include "ops_api.h"
+#include "phone.h"
 #include "phonebook_api.h"
 #include "sms_api.h"
 
 #define APP "/api/v1/applications/{token}"
 #define CHAT APP "/chats/{chat}"
 
-#define R(method, path, fn, name, access) {method, path, fn, name, access, NULL, NULL, NULL, NULL}
+/* Body limits, from the fields' limits: a client may write any character
+ * as a JSON escape, and one outside the BMP as two ("\ud83d\ude00": 12
+ * bytes for one character), so a text field of N characters may take 12 N
+ * bytes; a field bounded in bytes, 6 per byte ("\u00e9"). Python's json
+ * module writes exactly that by default. */
+#define ESC_CHAR 12
+#define ESC_BYTE 6
+#define SMALL (16 << 10) /* no field beyond a few hundred characters */
+#define MESSAGE (ESC_CHAR * MESSAGE_BODY_MAX + 1024)
+#define SMS_ITEM (ESC_CHAR * SMS_CONTENT_MAX + ESC_BYTE * (NOTE_IDEM_MAX + 2 * PHONE_MAX) + 512)
+#define NOTIFY (ESC_CHAR * (NOTE_BODY_MAX + NOTE_TITLE_MAX) + ESC_BYTE * (2 * NOTE_TO_MAX + NOTE_IDEM_MAX) + 1024)
+
+#define R(method, path, fn, name, access, body) {method, path, fn, name, access, body, NULL, NULL, NULL, NULL}
 
 struct route dispatcher_routes[] = {
-    R("GET", "/healthz", ops_healthz, "healthz", ACCESS_OPEN),
-    R("GET", "/readyz", ops_readyz, "readyz", ACCESS_OPEN),
-    R("GET", "/metrics", ops_metrics, "metrics", ACCESS_OPEN),
-    R("POST", "/ops/ping", ops_ping, "ops_ping", ACCESS_ADMIN),
-    R("POST", "/api/v1/applications", app_create, "app_create", ACCESS_ADMIN),
-    R("GET", "/api/v1/applications", app_list, "app_list", ACCESS_ADMIN),
-    R("GET", APP, app_get, "app_get", ACCESS_APP),
-    R("PUT", APP, app_rename, "app_update", ACCESS_ADMIN),
-    R("POST", APP "/chats", chat_create_chat, "chat_create", ACCESS_APP),
-    R("GET", APP "/chats", chat_list_chats, "chat_list", ACCESS_APP),
-    R("GET", CHAT, chat_get_chat, "chat_get", ACCESS_APP),
-    R("POST", CHAT "/messages/search", chat_search_messages, "message_search", ACCESS_APP),
-    R("GET", CHAT "/messages/search", chat_search_messages, "message_search", ACCESS_APP),
-    R("POST", CHAT "/messages", chat_create_message, "message_create", ACCESS_APP),
-    R("GET", CHAT "/messages", chat_list_messages, "message_list", ACCESS_APP),
-    R("GET", CHAT "/messages/{message}", chat_get_message, "message_get", ACCESS_APP),
-    R("PUT", CHAT "/messages/{message}", chat_update_message, "message_update", ACCESS_APP),
-    R("GET", "/phonebook/find/{phone}", pb_find, "phonebook_find", ACCESS_ADMIN),
-    R("POST", "/phonebook/reserve", pb_reserve, "phonebook_reserve", ACCESS_ADMIN),
-    R("POST", "/phonebook/assign", pb_assign, "phonebook_assign", ACCESS_ADMIN),
-    R("POST", "/sms/send/one", sms_send_one, "sms_send_one", ACCESS_ADMIN),
-    R("POST", "/sms/send/many", sms_send_many, "sms_send_many", ACCESS_ADMIN),
-    R("GET", "/sms/requests/{tracking}", sms_request_get, "sms_request_get", ACCESS_ADMIN),
-    R("POST", "/v1/messages", notify_create, "notify_create", ACCESS_ADMIN),
-    R("GET", "/v1/messages/{id}", notify_get, "notify_get", ACCESS_ADMIN),
+    R("GET", "/healthz", ops_healthz, "healthz", ACCESS_OPEN, SMALL),
+    R("GET", "/readyz", ops_readyz, "readyz", ACCESS_OPEN, SMALL),
+    R("GET", "/metrics", ops_metrics, "metrics", ACCESS_OPEN, SMALL),
+    R("POST", "/ops/ping", ops_ping, "ops_ping", ACCESS_ADMIN, SMALL),
+    R("POST", "/api/v1/applications", app_create, "app_create", ACCESS_ADMIN, SMALL),
+    R("GET", "/api/v1/applications", app_list, "app_list", ACCESS_ADMIN, SMALL),
+    R("GET", APP, app_get, "app_get", ACCESS_APP, SMALL),
+    R("PUT", APP, app_rename, "app_update", ACCESS_ADMIN, SMALL),
+    R("POST", APP "/chats", chat_create_chat, "chat_create", ACCESS_APP, SMALL),
+    R("GET", APP "/chats", chat_list_chats, "chat_list", ACCESS_APP, SMALL),
+    R("GET", CHAT, chat_get_chat, "chat_get", ACCESS_APP, SMALL),
+    R("POST", CHAT "/messages/search", chat_search_messages, "message_search", ACCESS_APP, SMALL),
+    R("GET", CHAT "/messages/search", chat_search_messages, "message_search", ACCESS_APP, SMALL),
+    R("POST", CHAT "/messages", chat_create_message, "message_create", ACCESS_APP, MESSAGE),
+    R("GET", CHAT "/messages", chat_list_messages, "message_list", ACCESS_APP, SMALL),
+    R("GET", CHAT "/messages/{message}", chat_get_message, "message_get", ACCESS_APP, SMALL),
+    R("PUT", CHAT "/messages/{message}", chat_update_message, "message_update", ACCESS_APP, MESSAGE),
+    R("GET", "/phonebook/find/{phone}", pb_find, "phonebook_find", ACCESS_ADMIN, SMALL),
+    R("POST", "/phonebook/reserve", pb_reserve, "phonebook_reserve", ACCESS_ADMIN, SMALL),
+    R("POST", "/phonebook/assign", pb_assign, "phonebook_assign", ACCESS_ADMIN, SMALL),
+    R("POST", "/sms/send/one", sms_send_one, "sms_send_one", ACCESS_ADMIN, SMS_ITEM),
+    R("POST", "/sms/send/many", sms_send_many, "sms_send_many", ACCESS_ADMIN, ROUTE_BODY_PER_SMS),
+    R("GET", "/sms/requests/{tracking}", sms_request_get, "sms_request_get", ACCESS_ADMIN, SMALL),
+    R("POST", "/v1/messages", notify_create, "notify_create", ACCESS_ADMIN, NOTIFY),
+    R("GET", "/v1/messages/{id}", notify_get, "notify_get", ACCESS_ADMIN, SMALL),
 };
 const size_t dispatcher_nroutes = sizeof dispatcher_routes / sizeof dispatcher_routes[0];
+const size_t route_sms_item_body = SMS_ITEM;

@@ -120,12 +120,49 @@ static bool media_type_is(const char *ct, const char *mt)
     return *ct == '\0' || *ct == ';';
 }
 
+static bool route_match(const char *pattern, const char *path, struct http_ctx *ctx);
+
+/* The route's body limit, within max_body_bytes. */
+static size_t route_body_limit(const struct dispatcher *d, const struct route *r)
+{
+    size_t cap = (size_t)d->cfg->max_body_bytes;
+    size_t lim = r->max_body;
+    if (lim == ROUTE_BODY_PER_SMS)
+        lim = (size_t)d->cfg->sms_many_max * route_sms_item_body;
+    return lim < cap ? lim : cap;
+}
+
+size_t server_body_limit(struct loop *l, const char *method, const char *target)
+{
+    size_t cap = (size_t)l->d->cfg->max_body_bytes, unknown = cap < (16 << 10) ? cap : 16 << 10;
+    char buf[1024];
+    size_t n = strcspn(target, "?#");
+    if (n >= sizeof buf)
+        return unknown; /* longer than any route: a 404 */
+    memcpy(buf, target, n);
+    buf[n] = '\0';
+    char *path = buf;
+    if (strncasecmp(buf, "http://", 7) == 0 || strncasecmp(buf, "https://", 8) == 0)
+        path = strchr(strstr(buf, "//") + 2, '/');
+    if (path == NULL || !httpparse_path_decode(path))
+        return unknown;
+    struct http_ctx ctx = {.loop = l};
+    const char *m = strcmp(method, "HEAD") == 0 ? "GET" : method;
+    for (size_t i = 0; i < dispatcher_nroutes; i++) {
+        const struct route *r = &dispatcher_routes[i];
+        if (strcmp(r->method, m) == 0 && route_match(r->path, path, &ctx))
+            return route_body_limit(l->d, r);
+    }
+    return unknown;
+}
+
 const char *http_body_raw(struct http_ctx *ctx, size_t *len, bool ndjson_ok)
 {
     *len = ctx->req->p.body_len;
-    if ((int64_t)*len > ctx->loop->d->cfg->max_body_bytes) {
-        http_reply_error(ctx, 413, "body_too_large", "request body exceeds %lld bytes",
-                         (long long)ctx->loop->d->cfg->max_body_bytes);
+    size_t limit = route_body_limit(ctx->loop->d, ctx->route);
+    if (*len > limit) {
+        http_reply_error(ctx, 413, "body_too_large", "request body exceeds %zu bytes, the limit of %s %s",
+                         limit, ctx->route->method, ctx->route->path);
         return NULL;
     }
     const char *ct = http_req_header(ctx->req, "Content-Type");

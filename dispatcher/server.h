@@ -89,6 +89,14 @@ struct http_ctx {
 
 typedef void (*route_fn)(struct http_ctx *ctx);
 
+#define ROUTE_BODY_PER_SMS SIZE_MAX
+struct loop;
+/* The body limit of the route a request head names (method and raw
+ * target), to refuse a body too large before it is read. */
+size_t server_body_limit(struct loop *l, const char *method, const char *target);
+/* The body one send-many item may take (routes.c). */
+extern const size_t route_sms_item_body;
+
 /* Who may call a route (access.h). */
 enum access_class {
     ACCESS_OPEN,  /* anyone */
@@ -102,6 +110,10 @@ struct route {
     route_fn fn;
     const char *name;   /* metrics label */
     enum access_class access;
+    /* The largest body the route takes, derived from its fields' limits
+     * (routes.c); ROUTE_BODY_PER_SMS: sms_many_max items. Never above
+     * max_body_bytes. */
+    size_t max_body;
     struct metric *latency, *c2xx, *c4xx, *c5xx;
 };
 

@@ -19,7 +19,6 @@
 #include "phone.h"
 #include "threadpool.h"
 
-#define SMS_CONTENT_MAX 1600 /* ten concatenated segments */
 
 static const struct json_field wrapper_fields[] = {
     {"sms", JSON_K_OBJECT, true, 0, 0},

@@ -97,9 +97,26 @@ class TestHostile(StackTestCase):
                              b" HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
                              b"Content-Length: 104857600\r\n\r\n{")
         self.assertTrue(status is None or status == 413, status)
-        body = json.dumps({"body": "x" * 70000}).encode()
+        body = json.dumps({"body": "x" * 130000}).encode()
         status, _ = self.post(f"{API}/{self.token}/chats/1/messages", body)
         self.assertEqual(status, 413)
+        # Within the fields' limits, a body is never too large, however the
+        # client writes its characters (Python escapes each one outside the
+        # BMP as two \u escapes: 12 bytes a character).
+        body = json.dumps({"body": "\U0001F600" * 10000}).encode()
+        self.assertGreater(len(body), 65536)
+        status, out = self.post(f"{API}/{self.token}/chats/1/messages", body)
+        self.assertEqual(status, 201, out[:300])
+        body = json.dumps({"channel": "push", "to": "dev", "payload": "\U0001F600" * 65536}).encode()
+        status, out = self.raw(b"POST /v1/messages HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                               b"Authorization: Bearer " + self.stack.api_key.encode() + b"\r\n"
+                               b"Content-Type: application/json\r\nContent-Length: " + str(len(body)).encode() +
+                               b"\r\n\r\n" + body)
+        self.assertEqual(status, 202, out[:300])
+        # A route with small fields takes a small body: refused before it is read.
+        status, out = self.raw(b"POST /phonebook/reserve HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                               b"Content-Length: 200000\r\n\r\n{")
+        self.assertEqual(status, 413, out[:300])
         self.assert_alive()
 
     def test_03_slow_body_times_out(self):
