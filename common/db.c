@@ -1,13 +1,16 @@
 /* db.c - see db.h. */
 #include "db.h"
 
-#include "log.h"
-
+#include <assert.h>
 #include <errmsg.h>
 #include <mysqld_error.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "fmt.h"
+#include "log.h"
 
 struct db {
     struct db_url url;
@@ -211,9 +214,8 @@ enum db_status db_ping(struct db *db, char *errbuf, size_t errlen)
     return DB_OK;
 }
 
-void db_quote(struct strbuf *b, MYSQL *conn, const char *s)
+static void quote_n(struct strbuf *b, MYSQL *conn, const char *s, size_t n)
 {
-    size_t n = strlen(s);
     char *tmp = malloc(2 * n + 1);
     if (tmp == NULL) {
         b->failed = true;
@@ -224,6 +226,40 @@ void db_quote(struct strbuf *b, MYSQL *conn, const char *s)
     strbuf_append(b, tmp, m);
     strbuf_append(b, "'", 1);
     free(tmp);
+}
+
+void db_quote(struct strbuf *b, MYSQL *conn, const char *s)
+{
+    quote_n(b, conn, s, strlen(s));
+}
+
+static void put_sql(struct strbuf *out, const char *s, size_t max, bool quoted, void *ud)
+{
+    (void)quoted;
+    assert(!quoted); /* the literal carries its own quotes */
+    if (s == NULL)
+        strbuf_append_lit(out, "NULL");
+    else
+        quote_n(out, ud, s, strnlen(s, max));
+}
+
+char *db_sqlf(struct db *db, char *errbuf, size_t errlen, const char *fmt, ...)
+{
+    /* '%s' would be quoted twice: a mistake, never SQL to run. */
+    assert(strstr(fmt, "'%") == NULL);
+    MYSQL *conn = db_conn(db, errbuf, errlen);
+    if (conn == NULL)
+        return NULL;
+    struct strbuf b = {0};
+    va_list ap;
+    va_start(ap, fmt);
+    bool ok = fmt_walk(&b, fmt, ap, put_sql, conn);
+    va_end(ap);
+    char *sql = ok ? strbuf_take(&b) : NULL;
+    strbuf_free(&b);
+    if (sql == NULL)
+        sb_errf(errbuf, errlen, ok ? "out of memory" : "internal: an SQL format it cannot take");
+    return sql;
 }
 
 enum db_status db_exec_txn(struct db *db, const char *sql, char *errbuf, size_t errlen)

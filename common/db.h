@@ -61,6 +61,11 @@ enum db_status db_ping(struct db *db, char *errbuf, size_t errlen) SB_NODISCARD;
 
 /* Appends s to b as a quoted SQL string literal (escaped for conn). */
 void db_quote(struct strbuf *b, MYSQL *conn, const char *s);
+/* SQL text built like printf, with every %s written as a quoted, escaped
+ * literal (db_quote; NULL as NULL): "WHERE token = %s", never '%s'. The
+ * one way request data reaches SQL text. malloc'd; NULL (and errbuf) if
+ * there is no connection to escape for, or no memory. */
+char *db_sqlf(struct db *db, char *errbuf, size_t errlen, const char *fmt, ...) SB_PRINTF(4, 5);
 /* Runs sql (one or more statements) inside BEGIN ... COMMIT; on a failure
  * the transaction is rolled back (or dropped with the connection). */
 enum db_status db_exec_txn(struct db *db, const char *sql, char *errbuf, size_t errlen) SB_NODISCARD;

@@ -1,7 +1,9 @@
 /* log.c - see log.h. */
 #include "log.h"
 
+#include "fmt.h"
 #include "json.h"
+#include "strbuf.h"
 
 #include <stdarg.h>
 #include <stddef.h>
@@ -75,28 +77,12 @@ static size_t json_escape(char *buf, size_t cap, size_t n, const char *s)
     return n;
 }
 
-struct out {
-    char *p;
-    size_t cap, n; /* p[n] is kept '\0'; stops quietly when full */
-};
-
-static void out_put(struct out *o, const char *s, size_t len)
-{
-    if (o->n >= o->cap - 1)
-        return;
-    if (len > o->cap - 1 - o->n)
-        len = o->cap - 1 - o->n;
-    memcpy(o->p + o->n, s, len);
-    o->n += len;
-    o->p[o->n] = '\0';
-}
-
 /* A value from the caller's arguments (request data, often), as logfmt
  * wants it: quoted and escaped when it holds anything but plain
  * printable characters, so that no value can end the line or pose as
  * another field. quoted: the format already puts it between quotes. At
  * most max bytes of s, cut on a character boundary. */
-static void put_value(struct out *o, const char *s, size_t max, bool quoted)
+static void put_value(struct strbuf *o, const char *s, size_t max, bool quoted)
 {
     static const char hex[] = "0123456789abcdef";
     if (s == NULL)
@@ -108,18 +94,18 @@ static void put_value(struct out *o, const char *s, size_t max, bool quoted)
         plain = c > ' ' && c < 0x7f && c != '"' && c != '=' && c != '\\';
     }
     if (plain || (quoted && len == 0)) {
-        out_put(o, s, len);
+        strbuf_append(o, s, len);
         return;
     }
     if (!quoted)
-        out_put(o, "\"", 1);
+        strbuf_append(o, "\"", 1);
     for (size_t i = 0; i < len;) {
         const unsigned char *c = (const unsigned char *)s + i;
         size_t k = json_utf8_seq(s + i);
         if (k > len - i) /* cut by a precision: not whole */
             k = 0;
         if (k > 1 || (k == 1 && *c >= 0x20 && *c != 0x7f && *c != '"' && *c != '\\')) {
-            out_put(o, s + i, k);
+            strbuf_append(o, s + i, k);
             i += k;
             continue;
         }
@@ -136,104 +122,31 @@ static void put_value(struct out *o, const char *s, size_t max, bool quoted)
             esc[3] = hex[*c & 15];
             n = 4;
         }
-        out_put(o, esc, n);
+        strbuf_append(o, esc, n);
         i++;
     }
     if (!quoted)
-        out_put(o, "\"", 1);
+        strbuf_append(o, "\"", 1);
 }
 
-/* vsnprintf for the key=value pairs, with every %s escaped (put_value).
- * Other conversions are numbers, passed to snprintf one at a time. */
+static void put_value_fn(struct strbuf *out, const char *s, size_t max, bool quoted, void *ud)
+{
+    (void)ud;
+    put_value(out, s, max, quoted);
+}
+
+/* vsnprintf for the key=value pairs, with every %s escaped (put_value). */
 static void kv_format(char *buf, size_t cap, const char *fmt, va_list ap)
 {
-    struct out o = {buf, cap, 0};
-    buf[0] = '\0';
-    for (const char *f = fmt; *f;) {
-        if (*f != '%') {
-            const char *pct = strchr(f, '%');
-            size_t len = pct ? (size_t)(pct - f) : strlen(f);
-            out_put(&o, f, len);
-            f += len;
-            continue;
-        }
-        const char *start = f++;
-        if (*f == '%') {
-            out_put(&o, "%", 1);
-            f++;
-            continue;
-        }
-        f += strspn(f, "-+ #0");
-        int width = -1, prec = -1;
-        if (*f == '*') {
-            width = va_arg(ap, int);
-            f++;
-        } else {
-            f += strspn(f, "0123456789");
-        }
-        if (*f == '.') {
-            f++;
-            if (*f == '*') {
-                prec = va_arg(ap, int);
-                f++;
-            } else {
-                prec = atoi(f);
-                f += strspn(f, "0123456789");
-            }
-        }
-        char len[3] = "";
-        size_t nlen = strspn(f, "hlzjt");
-        if (nlen > 2) {
-            out_put(&o, "?", 1);
-            return;
-        }
-        memcpy(len, f, nlen);
-        f += nlen;
-        char conv = *f ? *f++ : '\0';
-        if (conv == 's') {
-            bool quoted = start > fmt && start[-1] == '"' && *f == '"';
-            put_value(&o, va_arg(ap, const char *), prec >= 0 ? (size_t)prec : SIZE_MAX, quoted);
-            continue;
-        }
-        /* A number (or a pointer, or one character). */
-        char num[64] = "";
-        int w = width > 0 && width < 40 ? width : 0;
-        bool sgn = conv == 'd' || conv == 'i';
-        if (conv == 'f' || conv == 'g' || conv == 'e') {
-            char spec[8] = {'%', '*', '.', '*', conv, 0};
-            snprintf(num, sizeof num, spec, w, prec >= 0 ? prec : 6, va_arg(ap, double));
-        } else if (conv == 'p') {
-            snprintf(num, sizeof num, "%p", va_arg(ap, void *));
-        } else if (conv == 'c') {
-            char ch[2] = {(char)va_arg(ap, int), 0};
-            put_value(&o, ch, 1, false);
-        } else if (sgn || conv == 'u' || conv == 'x' || conv == 'X' || conv == 'o') {
-            intmax_t sv = 0;
-            uintmax_t uv = 0;
-            if (strcmp(len, "ll") == 0) {
-                if (sgn) sv = va_arg(ap, long long); else uv = va_arg(ap, unsigned long long);
-            } else if (strcmp(len, "l") == 0) {
-                if (sgn) sv = va_arg(ap, long); else uv = va_arg(ap, unsigned long);
-            } else if (strcmp(len, "z") == 0) {
-                if (sgn) sv = va_arg(ap, ssize_t); else uv = va_arg(ap, size_t);
-            } else if (strcmp(len, "j") == 0) {
-                if (sgn) sv = va_arg(ap, intmax_t); else uv = va_arg(ap, uintmax_t);
-            } else if (strcmp(len, "t") == 0) {
-                if (sgn) sv = va_arg(ap, ptrdiff_t); else uv = (uintmax_t)va_arg(ap, ptrdiff_t);
-            } else { /* int, or short and char promoted to it */
-                if (sgn) sv = va_arg(ap, int); else uv = va_arg(ap, unsigned int);
-            }
-            char spec[8] = {'%', '*', 'j', sgn ? 'd' : conv, 0};
-            if (sgn)
-                snprintf(num, sizeof num, spec, w, sv);
-            else
-                snprintf(num, sizeof num, spec, w, uv);
-        } else {
-            out_put(&o, "?", 1); /* a conversion this cannot take: stop, va_list unknown */
-            return;
-        }
-        out_put(&o, num, strlen(num));
-    }
+    struct strbuf b = {0};
+    (void)fmt_walk(&b, fmt, ap, put_value_fn, NULL); /* what it wrote is logged either way */
+    size_t n = strbuf_failed(&b) ? 0 : b.len;
+    if (n >= cap)
+        n = cap - 1;
+    if (n)
+        memcpy(buf, b.p, n);
+    buf[n] = '\0';
+    strbuf_free(&b);
 }
 
 static void log_vwrite(enum log_level lvl, const char *msg, const char *kvfmt, va_list ap)

@@ -85,14 +85,19 @@ static enum db_status m_claim(struct notestore *s, const struct note *n, bool *c
                          " fingerprint, tracking_id, item, status, attempts, last_error, created_ms,"
                          " updated_ms) VALUES (");
     db_quote(&sql, conn, n->id);
-    strbuf_appendf(&sql, ", '%s', ", note_channel_name(n->channel));
+    strbuf_appendf(&sql, ", ");
+    db_quote(&sql, conn, note_channel_name(n->channel));
+    strbuf_appendf(&sql, ", ");
     db_quote(&sql, conn, n->to);
     strbuf_appendf(&sql, ", ");
     quote_or_null(&sql, conn, n->idem);
-    strbuf_appendf(&sql, ", '%s', ", n->fingerprint);
+    strbuf_appendf(&sql, ", ");
+    db_quote(&sql, conn, n->fingerprint);
+    strbuf_appendf(&sql, ", ");
     quote_or_null(&sql, conn, n->tracking_id);
-    strbuf_appendf(&sql, ", %lld, '%s', %lld, ", (long long)n->item, note_status_name(n->status),
-                   (long long)n->attempts);
+    strbuf_appendf(&sql, ", %lld, ", (long long)n->item);
+    db_quote(&sql, conn, note_status_name(n->status));
+    strbuf_appendf(&sql, ", %lld, ", (long long)n->attempts);
     db_quote(&sql, conn, n->last_error);
     strbuf_appendf(&sql, ", %lld, %lld)", (long long)n->created_ms, (long long)n->updated_ms);
     if (strbuf_failed(&sql)) {
@@ -133,21 +138,13 @@ static enum db_status m_update(struct notestore *s, const struct note *n, char *
                                size_t errlen)
 {
     struct mstore *m = (struct mstore *)s;
-    MYSQL *conn = db_conn(m->db, errbuf, errlen);
-    if (conn == NULL)
-        return DB_TRANSIENT;
-    struct strbuf sql = {0};
-    strbuf_appendf(&sql, "UPDATE notifications SET status = '%s', attempts = %lld, last_error = ",
-                   note_status_name(n->status), (long long)n->attempts);
-    db_quote(&sql, conn, n->last_error);
-    strbuf_appendf(&sql, ", updated_ms = %lld WHERE id = ", (long long)n->updated_ms);
-    db_quote(&sql, conn, n->id);
-    enum db_status st = DB_TRANSIENT;
-    if (strbuf_failed(&sql))
-        sb_errf(errbuf, errlen, "out of memory");
-    else
-        st = db_exec(m->db, sql.p, errbuf, errlen);
-    strbuf_free(&sql);
+    char *sql = db_sqlf(m->db, errbuf, errlen,
+                        "UPDATE notifications SET status = %s, attempts = %lld, last_error = %s,"
+                        " updated_ms = %lld WHERE id = %s",
+                        note_status_name(n->status), (long long)n->attempts, n->last_error,
+                        (long long)n->updated_ms, n->id);
+    enum db_status st = sql ? db_exec(m->db, sql, errbuf, errlen) : DB_TRANSIENT;
+    free(sql);
     return st;
 }
 

@@ -49,21 +49,11 @@ static const struct json_field app_fields[] = {
     {"name", JSON_K_STRING, true, 1, 255},
 };
 
-/* Runs head + the quoted application name (r->text) + tail on db. */
-static void exec_with_name(struct chat_req *r, struct db *db, const char *head, const char *tail)
+/* Runs sql (from db_sqlf; NULL: its error is in r->err) and frees it. */
+static void exec_sql(struct chat_req *r, struct db *db, char *sql)
 {
-    MYSQL *conn = db_conn(db, r->err, sizeof r->err);
-    if (conn == NULL) {
-        r->st = DB_TRANSIENT;
-        return;
-    }
-    struct strbuf sql = {0};
-    strbuf_append(&sql, head, strlen(head));
-    db_quote(&sql, conn, r->text);
-    strbuf_append(&sql, tail, strlen(tail));
-    char *text = strbuf_take(&sql);
-    r->st = text ? db_exec_autocommit(db, text, r->err, sizeof r->err) : DB_TRANSIENT;
-    free(text);
+    r->st = sql ? db_exec_autocommit(db, sql, r->err, sizeof r->err) : DB_TRANSIENT;
+    free(sql);
 }
 
 /* Runs work for the application token with the body's name (create,
@@ -86,9 +76,8 @@ static void submit_named(struct http_ctx *ctx, const char *token, const cJSON *b
 static void create_app_work(void *ctx, void *arg)
 {
     struct chat_req *r = arg;
-    char head[100];
-    snprintf(head, sizeof head, "INSERT INTO applications (token, name) VALUES ('%s', ", r->token);
-    exec_with_name(r, ctx, head, ")");
+    exec_sql(r, ctx, db_sqlf(ctx, r->err, sizeof r->err,
+                             "INSERT INTO applications (token, name) VALUES (%s, %s)", r->token, r->text));
     if (r->st != DB_OK)
         return;
     r->status = 201;
@@ -130,14 +119,14 @@ static void add_app_row(struct chat_req *r, MYSQL_ROW row)
 static void list_apps_work(void *ctx, void *arg)
 {
     struct chat_req *r = arg;
-    char sql[400];
+    char *sql;
     if (r->text) { /* after=<token>: continue behind that application */
-        snprintf(sql, sizeof sql, "SELECT token, name, chats_count FROM applications"
-                 " WHERE id > (SELECT id FROM applications WHERE token = '%s')"
-                 " ORDER BY id LIMIT %lld", r->text, (long long)r->limit);
+        sql = db_sqlf(ctx, r->err, sizeof r->err, "SELECT token, name, chats_count FROM applications"
+                      " WHERE id > (SELECT id FROM applications WHERE token = %s)"
+                      " ORDER BY id LIMIT %lld", r->text, (long long)r->limit);
     } else {
-        snprintf(sql, sizeof sql, "SELECT token, name, chats_count FROM applications"
-                 " ORDER BY id LIMIT %lld", (long long)r->limit);
+        sql = db_sqlf(ctx, r->err, sizeof r->err, "SELECT token, name, chats_count FROM applications"
+                      " ORDER BY id LIMIT %lld", (long long)r->limit);
     }
     r->result = cJSON_CreateArray();
     chat_req_query_rows(r, ctx, sql, add_app_row);
@@ -163,9 +152,8 @@ void app_list(struct http_ctx *ctx)
 static void get_app_work(void *ctx, void *arg)
 {
     struct chat_req *r = arg;
-    char sql[200];
-    snprintf(sql, sizeof sql, "SELECT token, name, chats_count FROM applications WHERE token = '%s'",
-             r->token);
+    char *sql = db_sqlf(ctx, r->err, sizeof r->err,
+                        "SELECT token, name, chats_count FROM applications WHERE token = %s", r->token);
     r->result = cJSON_CreateArray();
     if (chat_req_query_rows(r, ctx, sql, add_app_row) && !r->found)
         chat_req_not_found(r, "application");
@@ -189,9 +177,8 @@ void app_get(struct http_ctx *ctx)
 static void rename_app_work(void *ctx, void *arg)
 {
     struct chat_req *r = arg;
-    char tail[64];
-    snprintf(tail, sizeof tail, " WHERE token = '%s'", r->token);
-    exec_with_name(r, ctx, "UPDATE applications SET name = ", tail);
+    exec_sql(r, ctx, db_sqlf(ctx, r->err, sizeof r->err, "UPDATE applications SET name = %s WHERE token = %s",
+                             r->text, r->token));
     if (r->st != DB_OK)
         return;
     get_app_work(ctx, arg);

@@ -105,17 +105,19 @@ static cJSON *number_body(int64_t n)
 static void parent_work(void *ctx, void *arg)
 {
     struct chat_req *r = arg;
-    char sql[500], scope[64];
+    char scope[64];
     if (r->msg)
         snprintf(scope, sizeof scope, "m:%s:%lld", r->token, (long long)r->chat);
     else
         snprintf(scope, sizeof scope, "c:%s", r->token);
-    snprintf(sql, sizeof sql, "SELECT (SELECT COUNT(*) FROM applications WHERE token = '%s'),"
-             " (SELECT COUNT(*) FROM chats WHERE application_token = '%s' AND number = %lld),"
-             " (SELECT ceiling FROM number_blocks WHERE scope = '%s')",
-             r->token, r->token, (long long)r->chat, scope);
+    char *sql = db_sqlf(ctx, r->err, sizeof r->err,
+                        "SELECT (SELECT COUNT(*) FROM applications WHERE token = %s),"
+                        " (SELECT COUNT(*) FROM chats WHERE application_token = %s AND number = %lld),"
+                        " (SELECT ceiling FROM number_blocks WHERE scope = %s)",
+                        r->token, r->token, (long long)r->chat, scope);
     MYSQL_RES *res;
-    r->st = db_query(ctx, sql, &res, r->err, sizeof r->err);
+    r->st = sql ? db_query(ctx, sql, &res, r->err, sizeof r->err) : DB_TRANSIENT;
+    free(sql);
     if (r->st != DB_OK)
         return;
     MYSQL_ROW row = mysql_fetch_row(res);
@@ -268,11 +270,11 @@ static void message_exists_work(void *ctx, void *arg)
     parent_work(ctx, arg);
     if (r->st != DB_OK || !r->chat_exists)
         return;
-    char sql[300];
-    snprintf(sql, sizeof sql, "SELECT 1 FROM messages WHERE application_token = '%s'"
-             " AND chat_number = %lld AND number = %lld", r->token, (long long)r->chat,
-             (long long)r->msg);
-    r->st = db_exists(ctx, sql, &r->found, r->err, sizeof r->err);
+    char *sql = db_sqlf(ctx, r->err, sizeof r->err, "SELECT 1 FROM messages WHERE application_token = %s"
+                        " AND chat_number = %lld AND number = %lld", r->token, (long long)r->chat,
+                        (long long)r->msg);
+    r->st = sql ? db_exists(ctx, sql, &r->found, r->err, sizeof r->err) : DB_TRANSIENT;
+    free(sql);
 }
 
 static void message_exists_done(void *arg)
@@ -380,14 +382,14 @@ static void list_chats_work(void *ctx, void *arg)
     r->chat = chat;
     if (r->st != DB_OK || !r->app_exists)
         return;
-    char sql[300];
+    char *sql;
     if (chat) /* one chat */
-        snprintf(sql, sizeof sql, "SELECT number, messages_count FROM chats"
-                 " WHERE application_token = '%s' AND number = %lld", r->token, (long long)chat);
+        sql = db_sqlf(ctx, r->err, sizeof r->err, "SELECT number, messages_count FROM chats"
+                      " WHERE application_token = %s AND number = %lld", r->token, (long long)chat);
     else
-        snprintf(sql, sizeof sql, "SELECT number, messages_count FROM chats"
-                 " WHERE application_token = '%s' AND number > %lld ORDER BY number LIMIT %lld",
-                 r->token, (long long)r->after, (long long)r->limit);
+        sql = db_sqlf(ctx, r->err, sizeof r->err, "SELECT number, messages_count FROM chats"
+                      " WHERE application_token = %s AND number > %lld ORDER BY number LIMIT %lld",
+                      r->token, (long long)r->after, (long long)r->limit);
     r->result = cJSON_CreateArray();
     if (!chat_req_query_rows(r, ctx, sql, add_chat_row) || !chat)
         return;
@@ -444,15 +446,15 @@ static void list_messages_work(void *ctx, void *arg)
     parent_work(ctx, arg);
     if (r->st != DB_OK || !r->chat_exists)
         return;
-    char sql[300];
+    char *sql;
     if (r->msg)
-        snprintf(sql, sizeof sql, "SELECT number, body FROM messages WHERE application_token = '%s'"
-                 " AND chat_number = %lld AND number = %lld", r->token, (long long)r->chat,
-                 (long long)r->msg);
+        sql = db_sqlf(ctx, r->err, sizeof r->err, "SELECT number, body FROM messages WHERE application_token = %s"
+                      " AND chat_number = %lld AND number = %lld", r->token, (long long)r->chat,
+                      (long long)r->msg);
     else
-        snprintf(sql, sizeof sql, "SELECT number, body FROM messages WHERE application_token = '%s'"
-                 " AND chat_number = %lld AND number > %lld ORDER BY number LIMIT %lld", r->token,
-                 (long long)r->chat, (long long)r->after, (long long)r->limit);
+        sql = db_sqlf(ctx, r->err, sizeof r->err, "SELECT number, body FROM messages WHERE application_token = %s"
+                      " AND chat_number = %lld AND number > %lld ORDER BY number LIMIT %lld", r->token,
+                      (long long)r->chat, (long long)r->after, (long long)r->limit);
     r->result = cJSON_CreateArray();
     if (!chat_req_query_rows(r, ctx, sql, add_message_row) || !r->msg)
         return;

@@ -139,11 +139,12 @@ bool chat_page_params(struct http_ctx *ctx, int64_t *limit, int64_t *after, char
     return true;
 }
 
-bool chat_req_query_rows(struct chat_req *r, struct db *db, const char *sql,
+bool chat_req_query_rows(struct chat_req *r, struct db *db, char *sql,
                          void (*each)(struct chat_req *r, MYSQL_ROW row))
 {
     MYSQL_RES *res;
-    r->st = db_query(db, sql, &res, r->err, sizeof r->err);
+    r->st = sql ? db_query(db, sql, &res, r->err, sizeof r->err) : DB_TRANSIENT;
+    free(sql);
     if (r->st != DB_OK)
         return false;
     MYSQL_ROW row;

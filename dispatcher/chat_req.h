@@ -60,7 +60,7 @@ void chat_req_not_found(struct chat_req *r, const char *what);
  * pool cannot take it. */
 void chat_req_submit(struct chat_req *r, threadpool_work_fn work, loopq_fn done);
 /* Pool: runs sql and calls each(row) for every row; false on error (r->st set). */
-bool chat_req_query_rows(struct chat_req *r, struct db *db, const char *sql,
+bool chat_req_query_rows(struct chat_req *r, struct db *db, char *sql,
                          void (*each)(struct chat_req *r, MYSQL_ROW row));
 
 /* Reads the {token}, {chat}, {msg} path parameters (chat, msg may be NULL);

@@ -212,13 +212,13 @@ static void reserve_work(void *ctx, void *arg)
 {
     struct alloc_op *op = arg;
     struct db *db = ctx;
-    char sql[256];
     int64_t block = op->loop->d->cfg->number_block;
-    snprintf(sql, sizeof sql,
-             "INSERT INTO number_blocks (scope, ceiling) VALUES ('%s', LAST_INSERT_ID(%lld))"
-             " ON DUPLICATE KEY UPDATE ceiling = LAST_INSERT_ID(ceiling + %lld)",
-             op->scope, (long long)block, (long long)block);
-    op->failed = db_exec_autocommit(db, sql, op->err, sizeof op->err) != DB_OK;
+    char *sql = db_sqlf(db, op->err, sizeof op->err,
+                        "INSERT INTO number_blocks (scope, ceiling) VALUES (%s, LAST_INSERT_ID(%lld))"
+                        " ON DUPLICATE KEY UPDATE ceiling = LAST_INSERT_ID(ceiling + %lld)",
+                        op->scope, (long long)block, (long long)block);
+    op->failed = sql == NULL || db_exec_autocommit(db, sql, op->err, sizeof op->err) != DB_OK;
+    free(sql);
     if (!op->failed) {
         op->hi = (int64_t)mysql_insert_id(db_conn(db, op->err, sizeof op->err));
         op->lo = op->hi - block;

@@ -216,13 +216,14 @@ static void unreserve(struct pb_req *r)
 static void mark_reserved_work(void *ctx, void *arg)
 {
     struct pb_req *r = arg;
-    struct strbuf sql = {0};
-    strbuf_appendf(&sql, "UPDATE numbers SET status = 'RESERVED', ref_id = '%s', reserved_at = NOW(3)"
-                         " WHERE status <> 'ASSIGNED' AND phone_number IN (", r->ref);
-    for (int i = 0; i < r->nnumbers; i++)
-        strbuf_appendf(&sql, "%s'%s'", i ? "," : "", r->numbers[i]);
-    strbuf_append(&sql, ")", 1);
-    char *text = strbuf_take(&sql);
+    /* Up to RESERVE_COUNT numbers; the missing ones repeat the first. */
+    const char *n[RESERVE_COUNT];
+    for (int i = 0; i < RESERVE_COUNT; i++)
+        n[i] = r->numbers[i < r->nnumbers ? i : 0];
+    char *text = db_sqlf(ctx, r->err, sizeof r->err,
+                         "UPDATE numbers SET status = 'RESERVED', ref_id = %s, reserved_at = NOW(3)"
+                         " WHERE status <> 'ASSIGNED' AND phone_number IN (%s, %s, %s, %s, %s)",
+                         r->ref, n[0], n[1], n[2], n[3], n[4]);
     r->st = text ? db_exec_autocommit(ctx, text, r->err, sizeof r->err) : DB_TRANSIENT;
     free(text);
 }
@@ -611,9 +612,9 @@ static void lookup_db_work(void *ctx, void *arg)
 {
     struct lookup *lk = arg;
     metric_add(m_find_db, 1);
-    char sql[120];
-    snprintf(sql, sizeof sql, "SELECT 1 FROM users WHERE phone_number = '%s'", lk->phone);
-    lk->st = db_exists(ctx, sql, &lk->exists, lk->err, sizeof lk->err);
+    char *sql = db_sqlf(ctx, lk->err, sizeof lk->err, "SELECT 1 FROM users WHERE phone_number = %s", lk->phone);
+    lk->st = sql ? db_exists(ctx, sql, &lk->exists, lk->err, sizeof lk->err) : DB_TRANSIENT;
+    free(sql);
 }
 
 static void lookup_db_done(void *arg)

@@ -59,13 +59,13 @@ static char **list_migrations(const char *dir, size_t *count, char *errbuf, size
     return names;
 }
 
-static bool is_applied(struct db *db, MYSQL *m, const char *version, bool *applied,
-                       char *errbuf, size_t errlen)
+static bool is_applied(struct db *db, const char *version, bool *applied, char *errbuf,
+                       size_t errlen)
 {
-    char esc[512], sql[700];
-    mysql_real_escape_string(m, esc, version, strlen(version));
-    snprintf(sql, sizeof sql, "SELECT 1 FROM schema_migrations WHERE version='%s'", esc);
-    return db_exists(db, sql, applied, errbuf, errlen) == DB_OK;
+    char *sql = db_sqlf(db, errbuf, errlen, "SELECT 1 FROM schema_migrations WHERE version = %s", version);
+    bool ok = sql && db_exists(db, sql, applied, errbuf, errlen) == DB_OK;
+    free(sql);
+    return ok;
 }
 
 static struct db *connect_with_wait(const struct db_url *url, char *errbuf, size_t errlen)
@@ -112,8 +112,7 @@ static bool migrate_up(const struct sb_config *cfg, bool dry, char *errbuf, size
     db = connect_with_wait(&url, errbuf, errlen);
     if (db == NULL)
         goto done;
-    MYSQL *m = db_conn(db, errbuf, errlen);
-    if (m == NULL)
+    if (db_conn(db, errbuf, errlen) == NULL)
         goto done;
     if (db_exec(db, "SELECT GET_LOCK('switchboard_migrate', 60)", errbuf, errlen) != DB_OK ||
         db_exec(db,
@@ -131,7 +130,7 @@ static bool migrate_up(const struct sb_config *cfg, bool dry, char *errbuf, size
     int applied_now = 0;
     for (size_t i = 0; i < n; i++) {
         bool applied;
-        if (!is_applied(db, m, names[i], &applied, errbuf, errlen))
+        if (!is_applied(db, names[i], &applied, errbuf, errlen))
             goto done;
         if (applied)
             continue;
@@ -151,10 +150,11 @@ static bool migrate_up(const struct sb_config *cfg, bool dry, char *errbuf, size
         }
         free(sql);
         sql = NULL;
-        char esc[600], ins[800];
-        mysql_real_escape_string(m, esc, names[i], strlen(names[i]));
-        snprintf(ins, sizeof ins, "INSERT IGNORE INTO schema_migrations(version) VALUES('%s')", esc);
-        if (db_exec(db, ins, errbuf, errlen) != DB_OK)
+        char *ins = db_sqlf(db, errbuf, errlen, "INSERT IGNORE INTO schema_migrations(version) VALUES (%s)",
+                            names[i]);
+        bool inserted = ins && db_exec(db, ins, errbuf, errlen) == DB_OK;
+        free(ins);
+        if (!inserted)
             goto done;
         log_info("migration applied", "version=%s", names[i]);
         applied_now++;

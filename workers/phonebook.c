@@ -105,14 +105,16 @@ static enum db_status assign_one(struct worker *w, struct job *j, char *errbuf, 
     enum db_status st = db_exec(w->db, "BEGIN", errbuf, errlen);
     if (st != DB_OK)
         return st;
-    char sql[400], holder[32], user_phone[32];
+    char holder[32], user_phone[32];
     bool number_found, user_found;
-    snprintf(sql, sizeof sql, "SELECT IF(status = 'ASSIGNED', user_id, '') FROM numbers"
-             " WHERE phone_number = '%s' FOR UPDATE", phone);
-    st = one_value(w->db, sql, holder, sizeof holder, &number_found, errbuf, errlen);
+    char *sql = db_sqlf(w->db, errbuf, errlen, "SELECT IF(status = 'ASSIGNED', user_id, '') FROM numbers"
+                        " WHERE phone_number = %s FOR UPDATE", phone);
+    st = sql ? one_value(w->db, sql, holder, sizeof holder, &number_found, errbuf, errlen) : DB_TRANSIENT;
+    free(sql);
     if (st == DB_OK) {
-        snprintf(sql, sizeof sql, "SELECT phone_number FROM users WHERE user_id = %lld FOR UPDATE", user);
-        st = one_value(w->db, sql, user_phone, sizeof user_phone, &user_found, errbuf, errlen);
+        char q[120];
+        snprintf(q, sizeof q, "SELECT phone_number FROM users WHERE user_id = %lld FOR UPDATE", user);
+        st = one_value(w->db, q, user_phone, sizeof user_phone, &user_found, errbuf, errlen);
     }
     if (st != DB_OK)
         goto rollback;
@@ -147,16 +149,16 @@ static enum db_status assign_one(struct worker *w, struct job *j, char *errbuf, 
             set_cache(w, phone, *holder != '\0', user);
         return st == DB_OK ? DB_OK : DB_TRANSIENT;
     }
-    char upd[800];
-    snprintf(upd, sizeof upd,
-             "UPDATE numbers SET status = 'ASSIGNED', user_id = %lld, ref_id = '%s'"
-             " WHERE phone_number = '%s';"
-             "UPDATE users SET phone_number = '%s' WHERE user_id = %lld;"
-             "UPDATE numbers SET status = 'AVAILABLE', ref_id = NULL, reserved_at = NULL"
-             " WHERE ref_id = '%s' AND status = 'RESERVED' AND phone_number <> '%s';"
-             "COMMIT",
-             user, ref, phone, phone, user, ref, phone);
-    st = db_exec(w->db, upd, errbuf, errlen);
+    char *upd = db_sqlf(w->db, errbuf, errlen,
+                        "UPDATE numbers SET status = 'ASSIGNED', user_id = %lld, ref_id = %s"
+                        " WHERE phone_number = %s;"
+                        "UPDATE users SET phone_number = %s WHERE user_id = %lld;"
+                        "UPDATE numbers SET status = 'AVAILABLE', ref_id = NULL, reserved_at = NULL"
+                        " WHERE ref_id = %s AND status = 'RESERVED' AND phone_number <> %s;"
+                        "COMMIT",
+                        user, ref, phone, phone, user, ref, phone);
+    st = upd ? db_exec(w->db, upd, errbuf, errlen) : DB_TRANSIENT;
+    free(upd);
     if (st == DB_OK) {
         set_cache(w, phone, true, 0);
         return DB_OK;
@@ -217,14 +219,19 @@ void phonebook_tick(struct worker *w)
         return;
     }
     struct strbuf sql = {0};
-    if (r->elements) {
+    MYSQL *conn = r->elements ? db_conn(w->db, err, sizeof err) : NULL;
+    if (conn) { /* without one, the statement below frees the rows a TTL later */
         strbuf_appendf(&sql, "UPDATE numbers SET status = 'AVAILABLE', ref_id = NULL, reserved_at = NULL"
                              " WHERE status = 'RESERVED' AND ref_id IN (");
-        for (size_t i = 0; i < r->elements; i++)
-            strbuf_appendf(&sql, "%s'%.64s'", i ? "," : "", r->element[i]->str);
+        for (size_t i = 0; i < r->elements; i++) {
+            if (i)
+                strbuf_append_lit(&sql, ",");
+            db_quote(&sql, conn, r->element[i]->str);
+        }
         strbuf_appendf(&sql, ");");
-        log_info("reservations expired", "count=%zu", r->elements);
     }
+    if (r->elements)
+        log_info("reservations expired", "count=%zu", r->elements);
     /* Also rows whose reservation Redis lost (their numbers are back in
      * the pool since the pool was rebuilt). */
     strbuf_appendf(&sql, "UPDATE numbers SET status = 'AVAILABLE', ref_id = NULL, reserved_at = NULL"
