@@ -40,6 +40,9 @@ struct sb_config {
     int64_t max_body_bytes;
     int64_t max_connections;
     int64_t request_timeout_ms;
+    int64_t pool_queue_max;
+    int64_t max_output_bytes;
+    int64_t pool_wait_ms;
     int64_t shutdown_timeout_ms;
     int64_t readiness_interval_ms;
     int64_t number_block;

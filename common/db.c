@@ -228,6 +228,11 @@ static void quote_n(struct strbuf *b, MYSQL *conn, const char *s, size_t n)
     free(tmp);
 }
 
+unsigned db_last_errno(const struct db *db)
+{
+    return db->last_errno;
+}
+
 void db_quote(struct strbuf *b, MYSQL *conn, const char *s)
 {
     quote_n(b, conn, s, strlen(s));

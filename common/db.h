@@ -49,6 +49,8 @@ enum db_status db_exec_counts(struct db *db, const char *sql, uint64_t *counts, 
 enum { DB_DEADLOCK_TRIES = 3 };
 enum db_status db_exec_autocommit(struct db *db, const char *sql, char *errbuf,
                                   size_t errlen) SB_NODISCARD;
+/* The MySQL error number of the last failed statement (0: none). */
+unsigned db_last_errno(const struct db *db);
 /* Classifies the last error of conn; drops the connection if transient. */
 enum db_status db_error(struct db *db, char *errbuf, size_t errlen);
 /* Runs a query that returns rows; *res is the caller's to free. */

@@ -5,6 +5,7 @@
  * range, so the cost is the size of that chat, not of the table. Ranking:
  * exact body, then body starting with the text, then earliest position,
  * then shorter bodies, then message number. */
+#include <mysqld_error.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -35,7 +36,8 @@ enum db_status search_mysql(struct db *db, const char *token, int64_t chat, cons
         return DB_TRANSIENT;
     char *pattern = like_escape(text);
     struct strbuf sql = {0};
-    strbuf_appendf(&sql, "SELECT number, body FROM messages WHERE application_token = ");
+    strbuf_appendf(&sql, "SET STATEMENT max_statement_time = %d FOR "
+                         "SELECT number, body FROM messages WHERE application_token = ", SEARCH_MAX_SECONDS);
     db_quote(&sql, conn, token);
     strbuf_appendf(&sql, " AND chat_number = %lld AND body LIKE CONCAT('%%', ", (long long)chat);
     db_quote(&sql, conn, pattern ? pattern : "");
@@ -56,6 +58,10 @@ enum db_status search_mysql(struct db *db, const char *token, int64_t chat, cons
     MYSQL_RES *res;
     enum db_status st = db_query(db, q, &res, errbuf, errlen);
     free(q);
+    if (st != DB_OK && db_last_errno(db) == ER_STATEMENT_TIMEOUT) {
+        sb_errf(errbuf, errlen, SEARCH_TOO_SLOW " (over %d s)", SEARCH_MAX_SECONDS);
+        return DB_TRANSIENT;
+    }
     if (st != DB_OK)
         return st;
     *out = cJSON_CreateArray();

@@ -1,6 +1,7 @@
 /* threadpool.c - see threadpool.h. */
 #include "threadpool.h"
 
+#include <assert.h>
 #include <pthread.h>
 #include <stdlib.h>
 
@@ -9,9 +10,18 @@
 struct tp_job {
     struct tp_job *next;
     threadpool_work_fn work;
+    void (*expire)(void *arg);
     loopq_fn done;
     struct loopq *reply;
     void *arg;
+    uint64_t tenant;     /* 0: the pool's own work, never held back */
+    int64_t deadline_ms; /* tenants' jobs */
+};
+
+/* A tenant with jobs in the pool: waiting and running. */
+struct tp_tenant {
+    uint64_t id;
+    size_t queued, running;
 };
 
 struct threadpool {
@@ -19,6 +29,10 @@ struct threadpool {
     pthread_cond_t cond;
     struct tp_job *head, *tail;
     size_t backlog;
+    size_t tenant_jobs;           /* tenants' jobs waiting */
+    size_t max_queue;             /* 0: unbounded */
+    struct tp_tenant *tenants;    /* max_queue + nthreads slots */
+    size_t ntenants;
     bool stopping;
     size_t nthreads;
     pthread_t *threads;
@@ -27,29 +41,109 @@ struct threadpool {
     void *user;
 };
 
+/* The tenant's slot (made if make), or NULL. Under the lock. */
+static struct tp_tenant *tenant_of(struct threadpool *tp, uint64_t id, bool make)
+{
+    struct tp_tenant *free_slot = NULL;
+    for (size_t i = 0; i < tp->ntenants; i++) {
+        if (tp->tenants[i].id == id)
+            return &tp->tenants[i];
+        if (tp->tenants[i].id == 0 && free_slot == NULL)
+            free_slot = &tp->tenants[i];
+    }
+    if (make && free_slot)
+        *free_slot = (struct tp_tenant){id, 0, 0};
+    return make ? free_slot : NULL;
+}
+
+static void tenant_release(struct tp_tenant *t)
+{
+    if (t && t->queued == 0 && t->running == 0)
+        t->id = 0;
+}
+
+/* Unlinks job (after prev, or the head) from the queue. Under the lock. */
+static void unlink_job(struct threadpool *tp, struct tp_job *prev, struct tp_job *job)
+{
+    if (prev)
+        prev->next = job->next;
+    else
+        tp->head = job->next;
+    if (tp->tail == job)
+        tp->tail = prev;
+    job->next = NULL;
+    tp->backlog--;
+    if (job->tenant) {
+        tp->tenant_jobs--;
+        tenant_of(tp, job->tenant, false)->queued--;
+    }
+}
+
+/* The next job to run: the first whose tenant runs fewer than half the
+ * threads. Jobs past their deadline are moved to *expired on the way.
+ * Under the lock. */
+static struct tp_job *next_job(struct threadpool *tp, struct tp_job **expired)
+{
+    size_t cap = tp->nthreads / 2 ? tp->nthreads / 2 : 1;
+    int64_t now = tp->tenant_jobs ? sb_mono_ms() : 0;
+    for (struct tp_job *prev = NULL, *j = tp->head, *next; j; j = next) {
+        next = j->next;
+        if (j->tenant && now > j->deadline_ms) {
+            struct tp_tenant *t = tenant_of(tp, j->tenant, false);
+            unlink_job(tp, prev, j);
+            tenant_release(t);
+            j->next = *expired;
+            *expired = j;
+            continue;
+        }
+        struct tp_tenant *t = j->tenant ? tenant_of(tp, j->tenant, false) : NULL;
+        if (t == NULL || t->running < cap) {
+            unlink_job(tp, prev, j);
+            if (t)
+                t->running++;
+            return j;
+        }
+        prev = j;
+    }
+    return NULL;
+}
+
+static void post_done(struct tp_job *job)
+{
+    if (job->done && job->reply && !loopq_post(job->reply, job->done, job->arg))
+        log_error("threadpool: reply lost, out of memory", "%s", "");
+}
+
 static void *tp_main(void *arg)
 {
     struct threadpool *tp = arg;
     void *ctx = tp->ctx_new ? tp->ctx_new(tp->user) : NULL;
     for (;;) {
+        struct tp_job *expired = NULL, *job;
         pthread_mutex_lock(&tp->lock);
-        while (tp->head == NULL && !tp->stopping)
+        while ((job = next_job(tp, &expired)) == NULL && expired == NULL && !(tp->stopping && !tp->head))
             pthread_cond_wait(&tp->cond, &tp->lock);
-        struct tp_job *job = tp->head;
-        if (job == NULL) { /* stopping and drained */
-            pthread_mutex_unlock(&tp->lock);
-            break;
-        }
-        tp->head = job->next;
-        if (tp->head == NULL)
-            tp->tail = NULL;
-        tp->backlog--;
         pthread_mutex_unlock(&tp->lock);
-
+        for (struct tp_job *e = expired, *n; e; e = n) {
+            n = e->next;
+            e->expire(e->arg);
+            post_done(e);
+            free(e);
+        }
+        if (job == NULL) {
+            if (expired)
+                continue;
+            break; /* stopping and drained */
+        }
         job->work(ctx, job->arg);
-        if (job->done && job->reply) {
-            if (!loopq_post(job->reply, job->done, job->arg))
-                log_error("threadpool: reply lost, out of memory", "%s", "");
+        post_done(job);
+        if (job->tenant) { /* its tenant may run another one now */
+            pthread_mutex_lock(&tp->lock);
+            struct tp_tenant *t = tenant_of(tp, job->tenant, false);
+            t->running--;
+            tenant_release(t);
+            pthread_cond_broadcast(&tp->cond);
+            pthread_mutex_unlock(&tp->lock);
         }
         free(job);
     }
@@ -104,8 +198,76 @@ void threadpool_free(struct threadpool *tp)
     threadpool_stop(tp);
     pthread_cond_destroy(&tp->cond);
     pthread_mutex_destroy(&tp->lock);
+    free(tp->tenants);
     free(tp->threads);
     free(tp);
+}
+
+void threadpool_set_limits(struct threadpool *tp, size_t max_queue)
+{
+    pthread_mutex_lock(&tp->lock);
+    size_t n = max_queue + tp->nthreads;
+    struct tp_tenant *t = tp->tenants == NULL ? calloc(n, sizeof *t) : NULL;
+    if (t) {
+        tp->tenants = t;
+        tp->ntenants = n;
+        tp->max_queue = max_queue;
+    }
+    pthread_mutex_unlock(&tp->lock);
+}
+
+uint64_t threadpool_tenant(const char *name)
+{
+    uint64_t h = 1469598103934665603ULL; /* FNV-1a */
+    for (; *name; name++)
+        h = (h ^ (unsigned char)*name) * 1099511628211ULL;
+    return h ? h : 1;
+}
+
+static void enqueue(struct threadpool *tp, struct tp_job *job)
+{
+    if (tp->tail)
+        tp->tail->next = job;
+    else
+        tp->head = job;
+    tp->tail = job;
+    tp->backlog++;
+    pthread_cond_signal(&tp->cond);
+}
+
+enum tp_submit threadpool_submit_for(struct threadpool *tp, uint64_t tenant, int64_t deadline_ms,
+                                     threadpool_work_fn work, void (*expire)(void *arg),
+                                     loopq_fn done, struct loopq *reply, void *arg)
+{
+    assert(tenant != 0 && expire != NULL);
+    struct tp_job *job = malloc(sizeof *job);
+    if (job == NULL)
+        return TP_STOPPED;
+    *job = (struct tp_job){NULL, work, expire, done, reply, arg, tenant, deadline_ms};
+    enum tp_submit res = TP_OK;
+    pthread_mutex_lock(&tp->lock);
+    struct tp_tenant *t = tp->max_queue ? tenant_of(tp, tenant, true) : NULL;
+    if (tp->stopping)
+        res = TP_STOPPED;
+    else if (tp->max_queue && tp->tenant_jobs >= tp->max_queue)
+        res = TP_FULL;
+    else if (tp->max_queue && (t == NULL || t->queued >= (tp->max_queue + 1) / 2))
+        res = TP_SHARE;
+    if (res != TP_OK) {
+        tenant_release(t);
+        pthread_mutex_unlock(&tp->lock);
+        free(job);
+        return res;
+    }
+    if (t == NULL) /* unbounded pool: no tenant table, plain FIFO */
+        job->tenant = 0;
+    else {
+        t->queued++;
+        tp->tenant_jobs++;
+    }
+    enqueue(tp, job);
+    pthread_mutex_unlock(&tp->lock);
+    return TP_OK;
 }
 
 bool threadpool_submit(struct threadpool *tp, threadpool_work_fn work, loopq_fn done,
@@ -114,20 +276,14 @@ bool threadpool_submit(struct threadpool *tp, threadpool_work_fn work, loopq_fn 
     struct tp_job *job = malloc(sizeof *job);
     if (job == NULL)
         return false;
-    *job = (struct tp_job){NULL, work, done, reply, arg};
+    *job = (struct tp_job){NULL, work, NULL, done, reply, arg, 0, 0};
     pthread_mutex_lock(&tp->lock);
     if (tp->stopping) {
         pthread_mutex_unlock(&tp->lock);
         free(job);
         return false;
     }
-    if (tp->tail)
-        tp->tail->next = job;
-    else
-        tp->head = job;
-    tp->tail = job;
-    tp->backlog++;
-    pthread_cond_signal(&tp->cond);
+    enqueue(tp, job);
     pthread_mutex_unlock(&tp->lock);
     return true;
 }

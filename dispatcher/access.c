@@ -170,8 +170,8 @@ static void on_bucket(redisAsyncContext *ac, void *rep, void *priv)
 
 void access_dispatch(struct http_ctx *ctx)
 {
-    char principal[64];
-    if (!authenticate(ctx, principal, sizeof principal))
+    char *principal = ctx->principal;
+    if (!authenticate(ctx, principal, sizeof ctx->principal))
         return;
     /* A request waiting for its verdict keeps a copy of its context
      * (ctx->path stays valid: it lives in the connection's input until the

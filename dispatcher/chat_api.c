@@ -438,6 +438,7 @@ static void add_message_row(struct chat_req *r, MYSQL_ROW row)
     cJSON_AddStringToObject(o, "body", row[1]);
     cJSON_AddItemToArray(r->result, o);
     r->found = true;
+    r->built += strlen(row[1]) + 32;
 }
 
 static void list_messages_work(void *ctx, void *arg)
@@ -456,7 +457,7 @@ static void list_messages_work(void *ctx, void *arg)
                       " AND chat_number = %lld AND number > %lld ORDER BY number LIMIT %lld", r->token,
                       (long long)r->chat, (long long)r->after, (long long)r->limit);
     r->result = cJSON_CreateArray();
-    if (!chat_req_query_rows(r, ctx, sql, add_message_row) || !r->msg)
+    if (!chat_req_query_rows(r, ctx, sql, add_message_row) || !chat_req_hold(r, r->built) || !r->msg)
         return;
     keep_first_row(r);
     if (!r->found)
@@ -491,6 +492,19 @@ static void search_work(void *ctx, void *arg)
         return;
     r->st = search_messages(r->loop->d->cfg, ctx, r->token, r->chat, r->text, r->limit,
                             r->offset, &r->result, r->err, sizeof r->err);
+    if (r->st == DB_OK && r->result) {
+        const cJSON *it;
+        cJSON_ArrayForEach(it, r->result)
+            r->built += strlen(json_str(it, "body", "")) + 32;
+        (void)chat_req_hold(r, r->built);
+    }
+    if (r->st == DB_TRANSIENT && strncmp(r->err, SEARCH_TOO_SLOW, strlen(SEARCH_TOO_SLOW)) == 0) {
+        r->st = DB_OK; /* answered as such, not as a database outage */
+        r->status = 503;
+        r->errcode = "search_too_slow";
+        snprintf(r->errmsg, sizeof r->errmsg, "the search took over %d s and was stopped; search for more "
+                 "specific text", SEARCH_MAX_SECONDS);
+    }
 }
 
 void chat_search_messages(struct http_ctx *ctx)
@@ -499,8 +513,11 @@ void chat_search_messages(struct http_ctx *ctx)
     int64_t chat, limit, page = 1;
     if (!chat_path_ids(ctx, token, &chat, NULL) || !chat_page_params(ctx, &limit, NULL, NULL))
         return;
-    if (http_query_param(ctx, "page", v, sizeof v) && !sb_parse_i64(v, 1, 1000, &page)) {
-        http_reply_error(ctx, 400, "invalid_parameter", "page must be an integer from 1 to 1000");
+    if ((http_query_param(ctx, "page", v, sizeof v) && !sb_parse_i64(v, 1, SEARCH_MAX_WINDOW, &page)) ||
+        page * limit > SEARCH_MAX_WINDOW) {
+        http_reply_error(ctx, 400, "invalid_parameter",
+                         "search results go %d deep: page x limit must be at most %d", SEARCH_MAX_WINDOW,
+                         SEARCH_MAX_WINDOW);
         return;
     }
     char *text = NULL;

@@ -30,11 +30,35 @@ struct chat_req *chat_req_new(struct http_ctx *ctx)
     }
     r->loop = ctx->loop;
     r->limit = PAGE_DEFAULT;
+    r->tenant = threadpool_tenant(ctx->principal);
     return r;
+}
+
+bool chat_req_hold(struct chat_req *r, size_t bytes)
+{
+    struct dispatcher *d = r->loop->d;
+    /* Until it is written out an answer lives three times: its cJSON tree,
+     * its text, and the connection's copy of it. */
+    bytes *= 3;
+    long long held = atomic_fetch_add(&d->out_reserved, (long long)bytes) + atomic_load(&d->out_bytes);
+    r->reserve = bytes;
+    r->reserved = true;
+    if (held + (long long)bytes <= d->cfg->max_output_bytes || bytes <= (64 << 10))
+        return true;
+    cJSON_Delete(r->result);
+    r->result = NULL;
+    r->status = 503;
+    r->errcode = "overloaded";
+    r->retry_after = true;
+    snprintf(r->errmsg, sizeof r->errmsg,
+             "the server holds as many large answers as it may (max_output_bytes); retry shortly");
+    return false;
 }
 
 void chat_req_free(struct chat_req *r)
 {
+    if (r->reserved)
+        atomic_fetch_sub(&r->loop->d->out_reserved, (long long)r->reserve);
     cJSON_Delete(r->result);
     free(r->text);
     free(r);
@@ -57,7 +81,10 @@ void chat_req_reply(struct chat_req *r, int status, cJSON *body)
 void chat_req_finish(void *arg)
 {
     struct chat_req *r = arg;
-    if (r->st == DB_TRANSIENT) {
+    if (r->expired) {
+        http_req_add_header(r->p->req, "Retry-After", "1");
+        chat_req_error(r, 503, "overloaded", "the database is busy; retry shortly");
+    } else if (r->st == DB_TRANSIENT) {
         log_warn("database unavailable", "request_id=%s err=\"%s\"", r->p->request_id, r->err);
         chat_req_error(r, 503, "database_unavailable", "the database is unavailable; retry later");
     } else if (r->st == DB_FATAL) {
@@ -68,6 +95,8 @@ void chat_req_finish(void *arg)
         r->result = NULL;
         chat_req_reply(r, r->status ? r->status : 200, body);
     } else {
+        if (r->retry_after)
+            http_req_add_header(r->p->req, "Retry-After", "1");
         chat_req_error(r, r->status, r->errcode, "%s", r->errmsg);
     }
 }
@@ -86,10 +115,26 @@ void chat_req_not_found(struct chat_req *r, const char *what)
                  (long long)r->chat, (long long)r->msg);
 }
 
+static void chat_req_expire(void *arg)
+{
+    struct chat_req *r = arg;
+    r->expired = true;
+    r->st = DB_TRANSIENT;
+    snprintf(r->err, sizeof r->err, "waited past its deadline for a database thread");
+}
+
 void chat_req_submit(struct chat_req *r, threadpool_work_fn work, loopq_fn done)
 {
-    if (!threadpool_submit(r->loop->d->dbpool, work, done, r->loop->q, r))
-        chat_req_error(r, 503, "overloaded", "cannot queue the database request");
+    struct dispatcher *d = r->loop->d;
+    enum tp_submit st = threadpool_submit_for(d->dbpool, r->tenant, sb_mono_ms() + d->cfg->pool_wait_ms,
+                                              work, chat_req_expire, done, r->loop->q, r);
+    if (st == TP_OK)
+        return;
+    http_req_add_header(r->p->req, "Retry-After", "1");
+    chat_req_error(r, 503, "overloaded",
+                   st == TP_SHARE ? "this client has as many database requests waiting as it may; retry shortly"
+                   : st == TP_FULL ? "the database queue is full; retry shortly"
+                                   : "cannot queue the database request");
 }
 
 bool chat_path_ids(struct http_ctx *ctx, char *token, int64_t *chat, int64_t *msg)

@@ -33,6 +33,12 @@ struct chat_req {
     char errmsg[200];
     bool retried;
     int64_t created; /* the number of a chat or message being created */
+    uint64_t tenant; /* for the pool's fair share (threadpool.h) */
+    size_t reserve;  /* the size of the answer it built (chat_req_hold) */
+    bool reserved;   /* reserve counted in the dispatcher's out_reserved */
+    bool retry_after;
+    size_t built;    /* bytes of the rows read so far */
+    bool expired;    /* waited for a pool thread past its deadline */
 };
 
 /* A request for ctx (limit at the default page size); NULL after answering
@@ -62,6 +68,13 @@ void chat_req_submit(struct chat_req *r, threadpool_work_fn work, loopq_fn done)
 /* Pool: runs sql and calls each(row) for every row; false on error (r->st set). */
 bool chat_req_query_rows(struct chat_req *r, struct db *db, char *sql,
                          void (*each)(struct chat_req *r, MYSQL_ROW row));
+
+/* Pool: counts an answer of bytes (built, not yet written to its client)
+ * against max_output_bytes, with those not yet read; false (and the
+ * request answers 503, Retry-After) if it does not fit. Released when r is
+ * freed. A page of long messages is megabytes: slow readers and answers
+ * piling up for them cannot take the process's memory. */
+bool chat_req_hold(struct chat_req *r, size_t bytes);
 
 /* Reads the {token}, {chat}, {msg} path parameters (chat, msg may be NULL);
  * false after answering 404/400. */

@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <event2/listener.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,13 +45,40 @@ struct http_conn {
     bool linger;        /* refused mid-request: close gently once answered */
     bool lingering;     /* answered and shut for writing: reading to discard */
     size_t body_limit;  /* of the request's route, once its head is read (0 before) */
+    size_t counted;     /* of its unsent output, in the dispatcher's out_bytes */
     LIST_ENTRY(http_conn) link;
 };
 
 static void conn_process(struct http_conn *c);
 
+/* After a large answer: hands free heap pages back to the system, at most
+ * once a second. The rows of such an answer were allocated on pool
+ * threads, in their own malloc arenas, in pieces below the mmap threshold;
+ * without this, the RSS a burst of large answers raised would stay. */
+static void give_back(struct dispatcher *d)
+{
+    long long now = sb_mono_ms(), last = atomic_load(&d->trimmed_ms);
+    if (now - last >= 1000 && atomic_compare_exchange_strong(&d->trimmed_ms, &last, now))
+        malloc_trim(0);
+}
+
+/* Brings the dispatcher's count of unsent output up to date with this
+ * connection's (none once its socket is closed). */
+static void out_sync(struct http_conn *c)
+{
+    size_t pending = c->fd >= 0 ? c->out.len - c->out_off : 0;
+    if (pending != c->counted)
+        atomic_fetch_add(&c->loop->d->out_bytes, (long long)pending - (long long)c->counted);
+    c->counted = pending;
+}
+
 static void conn_free(struct http_conn *c)
 {
+    if (c->fd >= 0) {
+        close(c->fd);
+        c->fd = -1;
+    }
+    out_sync(c);
     LIST_REMOVE(c, link);
     atomic_fetch_sub(&c->loop->d->connections, 1);
     if (c->rev)
@@ -77,6 +105,14 @@ static void conn_break(struct http_conn *c)
     c->writing = c->timer_armed = false;
     close(c->fd);
     c->fd = -1;
+    out_sync(c);
+    /* Nobody will read it: the memory goes now, not when the handler (if
+     * one still has the request) is done. */
+    bool big = c->out.cap > (1 << 20);
+    strbuf_free(&c->out);
+    c->out_off = 0;
+    if (big)
+        give_back(c->loop->d);
 }
 
 /* Moves a connection buffer to a new capacity; false (buffer kept) if
@@ -117,14 +153,20 @@ static bool conn_flush(struct http_conn *c)
             if (!c->writing && event_add(c->wev, NULL) != 0)
                 return false;
             c->writing = true;
+            out_sync(c);
             return true;
         } else {
             return false;
         }
     }
     c->out_off = c->out.len = 0;
-    if (c->out.cap > BUF_KEEP)
+    out_sync(c);
+    if (c->out.cap > BUF_KEEP) {
+        bool big = c->out.cap > (1 << 20);
         strbuf_free(&c->out);
+        if (big)
+            give_back(c->loop->d);
+    }
     if (c->writing) {
         event_del(c->wev);
         c->writing = false;
@@ -405,8 +447,8 @@ static void on_writable(evutil_socket_t fd, short what, void *arg)
     (void)what;
     struct http_conn *c = arg;
     if (!conn_flush(c))
-        conn_break(c);
-    if (!c->busy && out_drained(c))
+        conn_break(c); /* the client is gone: conn_process frees it */
+    if (!c->busy && (c->fd < 0 || out_drained(c)))
         conn_process(c);
 }
 
@@ -536,11 +578,29 @@ void http_req_abandon(struct http_req *req)
     conn_request_over(req->conn);
 }
 
+#define OUT_SMALL (64 << 10) /* answers this small always go out */
+#define BUSY_OUT_BODY \
+    "{\"error\":{\"code\":\"overloaded\",\"message\":\"the server holds as many unsent answers as it may " \
+    "(max_output_bytes); retry shortly\"}}"
+
 void httpconn_send(struct http_req *req, const char *request_id, int code, const char *content_type,
                        const char *body, size_t len)
 {
     struct http_conn *c = req->conn;
-    bool keep = req->p.keep_alive && !c->peer_eof && !atomic_load(&c->loop->d->draining);
+    struct dispatcher *d = c->loop->d;
+    /* Memory follows clients that do not read: a large answer that would
+     * take the unsent output of all connections over max_output_bytes is
+     * replaced by a 503. (A client that stops reading is closed after
+     * io_timeout; meanwhile its answer waits here.) */
+    if (len > OUT_SMALL && atomic_load(&d->out_bytes) + (long long)len > d->cfg->max_output_bytes) {
+        log_warn("answer refused: too much unsent output", "request_id=%s bytes=%zu", request_id, len);
+        http_req_add_header(req, "Retry-After", "1");
+        code = 503;
+        content_type = "application/json";
+        body = BUSY_OUT_BODY;
+        len = sizeof BUSY_OUT_BODY - 1;
+    }
+    bool keep = req->p.keep_alive && !c->peer_eof && !atomic_load(&d->draining);
     conn_respond(c, code, request_id, content_type, body, len, keep, strcmp(req->p.method, "HEAD") == 0,
                  req->extra, req->extra_len);
     conn_request_over(c);

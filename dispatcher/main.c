@@ -6,6 +6,7 @@
  * get their Kafka verdict (bounded by shutdown_timeout_ms), flush the
  * producer, stop the loops. */
 #include <event2/thread.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -71,6 +72,11 @@ static void register_route_metrics(void)
 
 int main(int argc, char **argv)
 {
+    /* Large answers (a page of long messages) are their own mappings, so
+     * their memory goes back to the system when they are sent: glibc's
+     * moving threshold would otherwise grow to their size and keep them in
+     * the heap, and the RSS a burst of slow readers raised would stay. */
+    mallopt(M_MMAP_THRESHOLD, 256 << 10);
     struct sb_config cfg;
     char err[ERRBUF_LEN];
     switch (config_load(&cfg, SCOPE_DISPATCHER, "switchboard-dispatcher", "[options]", argc, argv,
@@ -107,9 +113,11 @@ int main(int argc, char **argv)
     d.dbpool = db_pool_new(&d.db_url, (size_t)cfg.mysql_pool_size, err, sizeof err);
     if (d.dbpool == NULL)
         die("cannot start MySQL pool", "err=\"%s\"", err);
+    threadpool_set_limits(d.dbpool, (size_t)cfg.pool_queue_max);
     d.notepool = notestore_pool_new(&cfg, (size_t)cfg.store_pool_size, err, sizeof err);
     if (d.notepool == NULL)
         die("cannot start the notification store pool", "err=\"%s\"", err);
+    threadpool_set_limits(d.notepool, (size_t)cfg.pool_queue_max);
     if (!access_init(&cfg, err, sizeof err))
         die("bad configuration", "err=\"%s\"", err);
     if (access_key_count() == 0)

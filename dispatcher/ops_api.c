@@ -70,6 +70,9 @@ void ops_metrics(struct http_ctx *ctx)
     struct dispatcher *d = ctx->loop->d;
     metric_set(metrics_gauge("switchboard_http_connections", "", "open client connections"),
                atomic_load(&d->connections));
+    metric_set(metrics_gauge("switchboard_http_output_bytes", "",
+                             "answers written and not yet taken by their clients (max_output_bytes)"),
+               (double)atomic_load(&d->out_bytes));
     metric_set(metrics_gauge("switchboard_requests_in_flight", "",
                              "requests waiting for Redis, Kafka or a database"),
                atomic_load(&d->inflight));

@@ -138,6 +138,8 @@ struct pb_req {
     bool user_exists;
     char user_phone[PHONE_MAX + 1];
     bool exists;
+    uint64_t tenant;
+    bool expired; /* waited past its deadline for a database thread */
 };
 
 static struct pb_req *pb_new(struct http_ctx *ctx)
@@ -152,6 +154,7 @@ static struct pb_req *pb_new(struct http_ctx *ctx)
         return NULL;
     }
     r->loop = ctx->loop;
+    r->tenant = threadpool_tenant(ctx->principal);
     return r;
 }
 
@@ -168,16 +171,35 @@ static void pb_reply(struct pb_req *r, int status, cJSON *body)
     free(r);
 }
 
+static void unreserve(struct pb_req *r);
+
+static void pb_expire(void *arg)
+{
+    struct pb_req *r = arg;
+    r->expired = true;
+    r->st = DB_TRANSIENT;
+}
+
 static bool submit(struct pb_req *r, threadpool_work_fn work, loopq_fn done)
 {
-    if (threadpool_submit(r->loop->d->dbpool, work, done, r->loop->q, r))
+    struct dispatcher *d = r->loop->d;
+    if (threadpool_submit_for(d->dbpool, r->tenant, sb_mono_ms() + d->cfg->pool_wait_ms, work, pb_expire,
+                              done, r->loop->q, r) == TP_OK)
         return true;
-    pb_error(r, 503, "overloaded", "cannot queue the database request");
+    if (r->fresh) /* a new reservation not recorded: its numbers go back */
+        unreserve(r);
+    http_req_add_header(r->p->req, "Retry-After", "1");
+    pb_error(r, 503, "overloaded", "the database queue is full; retry shortly");
     return false;
 }
 
 static void db_failed(struct pb_req *r)
 {
+    if (r->expired) {
+        http_req_add_header(r->p->req, "Retry-After", "1");
+        pb_error(r, 503, "overloaded", "the database is busy; retry shortly");
+        return;
+    }
     log_warn("database unavailable", "request_id=%s err=\"%s\"", r->p->request_id, r->err);
     pb_error(r, 503, "database_unavailable", "the database is unavailable; retry later");
 }

@@ -51,6 +51,9 @@ struct dispatcher {
     struct readiness *readiness;
     atomic_int inflight;  /* requests waiting for an async completion */
     atomic_int connections; /* open client connections, every loop */
+    atomic_llong out_bytes; /* answers written but not yet sent, every connection */
+    atomic_llong out_reserved; /* large answers built, not yet written out (chat_req_hold) */
+    atomic_llong trimmed_ms;   /* when the heap was last given back (httpconn.c) */
     int max_connections;    /* beyond it a connection is answered 503 (server_max_connections) */
     struct metric *m_refused; /* connections refused at max_connections */
     struct loop *loops;   /* all event loops, for /readyz; */
@@ -85,6 +88,9 @@ struct http_ctx {
     const struct route *route;
     int nparams;              /* values of the route's {name} segments */
     char params[4][128];
+    /* Who asks (access.c): "k:<key digest>" for an admin key, "t:<token>"
+     * for an application, "" for an open route. The tenant of the pools. */
+    char principal[40];
 };
 
 typedef void (*route_fn)(struct http_ctx *ctx);

@@ -208,7 +208,7 @@ class TestChat(StackTestCase):
             ("POST", msgs, b'{"text":"hi"}', 400),
             ("POST", msgs, b'{"body":"hi","number":7}', 400),
             ("POST", msgs, json.dumps({"body": "x" * 10001}).encode(), 400),
-            ("POST", msgs, b'{"body":"' + b"x" * 70000 + b'"}', 413),
+            ("POST", msgs, b'{"body":"' + b"x" * 130000 + b'"}', 413),
             ("POST", msgs, b'{"body":"\xff"}', 400),
             ("POST", msgs, b'not json', 400),
             ("POST", f"{API}/{token}/chats/0/messages", b'{"body":"x"}', 400),

@@ -35,7 +35,7 @@ static void test_defaults(void **state)
     assert_int_equal(config_load(&c, SCOPE_DISPATCHER, "prog", "", 1, argv, out, err, sizeof err), CONFIG_OK);
     assert_string_equal(c.listen, "127.0.0.1:8080");
     assert_int_equal(c.threads, 0);
-    assert_int_equal(c.max_body_bytes, 65536);
+    assert_int_equal(c.max_body_bytes, 1048576);
     config_free(&c);
     fclose(out);
 }

@@ -9,6 +9,7 @@
 #include <event2/thread.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <unistd.h>
 
 #include "threadpool.h"
 
@@ -99,9 +100,73 @@ static void test_loopq_free_runs_pending(void **state)
     event_base_free(base);
 }
 
+/* Tenants: a tenant runs at most half the threads, holds at most half
+ * the queue; the queue is bounded; a job past its deadline is expired,
+ * not run. */
+struct fjob {
+    atomic_int started; /* order it started in, 0: not yet */
+    atomic_bool expired;
+};
+static atomic_int fair_seq;
+static atomic_bool fair_gate;
+
+static void fair_work(void *ctx, void *arg)
+{
+    (void)ctx;
+    struct fjob *j = arg;
+    atomic_store(&j->started, atomic_fetch_add(&fair_seq, 1) + 1);
+    while (!atomic_load(&fair_gate))
+        usleep(1000);
+}
+
+static void fair_expire(void *arg)
+{
+    atomic_store(&((struct fjob *)arg)->expired, true);
+}
+
+static void wait_started(struct fjob *j)
+{
+    for (int i = 0; i < 5000 && !atomic_load(&j->started); i++)
+        usleep(1000);
+    assert_true(atomic_load(&j->started) > 0);
+}
+
+static void test_tenants_share_bounds_and_deadlines(void **state)
+{
+    (void)state;
+    char err[256];
+    struct threadpool *tp = threadpool_new(2, NULL, NULL, NULL, err, sizeof err);
+    assert_non_null(tp);
+    threadpool_set_limits(tp, 4);
+    uint64_t a = threadpool_tenant("k:a"), b = threadpool_tenant("t:b"), c = threadpool_tenant("t:c");
+    int64_t later = sb_mono_ms() + 60000;
+    static struct fjob a1, a2, a3, a4, b1, c1, c2, c3;
+#define SUBMIT(t, j, dl) threadpool_submit_for(tp, t, dl, fair_work, fair_expire, NULL, NULL, &j)
+    assert_int_equal(SUBMIT(a, a1, later), TP_OK);
+    wait_started(&a1);
+    assert_int_equal(SUBMIT(a, a2, later), TP_OK); /* waits: a runs one of two threads */
+    assert_int_equal(SUBMIT(b, b1, later), TP_OK);
+    wait_started(&b1);                             /* b goes first, on the other thread */
+    assert_int_equal(atomic_load(&a2.started), 0);
+    assert_int_equal(SUBMIT(a, a3, later), TP_OK);
+    assert_int_equal(SUBMIT(a, a4, later), TP_SHARE); /* a holds half the queue */
+    assert_int_equal(SUBMIT(c, c1, later), TP_OK);
+    assert_int_equal(SUBMIT(c, c2, later - 60000 - 1), TP_OK); /* already late */
+    assert_int_equal(SUBMIT(c, c3, later), TP_FULL);
+#undef SUBMIT
+    atomic_store(&fair_gate, true);
+    threadpool_free(tp);
+    assert_true(atomic_load(&a2.started) > atomic_load(&b1.started));
+    assert_true(atomic_load(&a3.started) > 0 && atomic_load(&c1.started) > 0);
+    assert_true(atomic_load(&c2.expired));
+    assert_int_equal(atomic_load(&c2.started), 0);
+    assert_false(atomic_load(&a4.started) || atomic_load(&c3.started));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_tenants_share_bounds_and_deadlines),
         cmocka_unit_test(test_pool_posts_back_to_loop),
         cmocka_unit_test(test_loopq_free_runs_pending),
     };
