@@ -176,7 +176,7 @@ bool chat_page_params(struct http_ctx *ctx, int64_t *limit, int64_t *after, char
             return false;
         }
         memcpy(after_token, v, TOKEN_LEN + 1);
-    } else if (!sb_parse_i64(v, 0, NUMBER_MAX, after)) {
+    } else if (after == NULL || !sb_parse_i64(v, 0, NUMBER_MAX, after)) { /* NULL: not this route's */
         http_reply_error(ctx, 400, "invalid_parameter", "after must be an integer from 0 to %lld",
                          (long long)NUMBER_MAX);
         return false;

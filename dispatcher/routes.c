@@ -26,7 +26,10 @@
 #define SMS_ITEM (ESC_CHAR * SMS_CONTENT_MAX + ESC_BYTE * (NOTE_IDEM_MAX + 2 * PHONE_MAX) + 512)
 #define NOTIFY (ESC_CHAR * (NOTE_BODY_MAX + NOTE_TITLE_MAX) + ESC_BYTE * (2 * NOTE_TO_MAX + NOTE_IDEM_MAX) + 1024)
 
-#define R(method, path, fn, name, access, body) {method, path, fn, name, access, body, NULL, NULL, NULL, NULL}
+#define R(method, path, fn, name, access, body) RQ(method, path, fn, name, access, body, NULL)
+/* A route that takes query parameters: ",limit,after," */
+#define RQ(method, path, fn, name, access, body, query) \
+    {method, path, fn, name, access, body, query, NULL, NULL, NULL, NULL}
 
 struct route dispatcher_routes[] = {
     R("GET", "/healthz", ops_healthz, "healthz", ACCESS_OPEN, SMALL),
@@ -34,16 +37,16 @@ struct route dispatcher_routes[] = {
     R("GET", "/metrics", ops_metrics, "metrics", ACCESS_OPEN, SMALL),
     R("POST", "/ops/ping", ops_ping, "ops_ping", ACCESS_ADMIN, SMALL),
     R("POST", "/api/v1/applications", app_create, "app_create", ACCESS_ADMIN, SMALL),
-    R("GET", "/api/v1/applications", app_list, "app_list", ACCESS_ADMIN, SMALL),
+    RQ("GET", "/api/v1/applications", app_list, "app_list", ACCESS_ADMIN, SMALL, ",limit,after,"),
     R("GET", APP, app_get, "app_get", ACCESS_APP, SMALL),
     R("PUT", APP, app_rename, "app_update", ACCESS_ADMIN, SMALL),
     R("POST", APP "/chats", chat_create_chat, "chat_create", ACCESS_APP, SMALL),
-    R("GET", APP "/chats", chat_list_chats, "chat_list", ACCESS_APP, SMALL),
+    RQ("GET", APP "/chats", chat_list_chats, "chat_list", ACCESS_APP, SMALL, ",limit,after,"),
     R("GET", CHAT, chat_get_chat, "chat_get", ACCESS_APP, SMALL),
-    R("POST", CHAT "/messages/search", chat_search_messages, "message_search", ACCESS_APP, SMALL),
-    R("GET", CHAT "/messages/search", chat_search_messages, "message_search", ACCESS_APP, SMALL),
+    RQ("POST", CHAT "/messages/search", chat_search_messages, "message_search", ACCESS_APP, SMALL, ",limit,page,"),
+    RQ("GET", CHAT "/messages/search", chat_search_messages, "message_search", ACCESS_APP, SMALL, ",q,limit,page,"),
     R("POST", CHAT "/messages", chat_create_message, "message_create", ACCESS_APP, MESSAGE),
-    R("GET", CHAT "/messages", chat_list_messages, "message_list", ACCESS_APP, SMALL),
+    RQ("GET", CHAT "/messages", chat_list_messages, "message_list", ACCESS_APP, SMALL, ",limit,after,"),
     R("GET", CHAT "/messages/{message}", chat_get_message, "message_get", ACCESS_APP, SMALL),
     R("PUT", CHAT "/messages/{message}", chat_update_message, "message_update", ACCESS_APP, MESSAGE),
     R("GET", "/phonebook/find/{phone}", pb_find, "phonebook_find", ACCESS_ADMIN, SMALL),

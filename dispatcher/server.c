@@ -307,11 +307,42 @@ bool http_query_param(struct http_ctx *ctx, const char *name, char *out, size_t 
     if (evhttp_parse_query_str(ctx->query, &q) != 0)
         return false;
     const char *v = evhttp_find_header(&q, name);
-    bool found = v != NULL && strlen(v) < cap;
-    if (found)
-        memcpy(out, v, strlen(v) + 1);
+    if (v != NULL && cap > 0) {
+        size_t n = strlen(v);
+        if (n < cap)
+            memcpy(out, v, n + 1);
+        else
+            out[0] = '\0'; /* too long: invalid, not absent */
+    }
     evhttp_clear_headers(&q);
-    return found;
+    return v != NULL;
+}
+
+/* The query parses, and names only parameters the route takes (a
+ * misspelt ?limt= is refused, not read as no limit); false after 400. */
+static bool query_ok(struct http_ctx *ctx)
+{
+    struct evkeyvalq q;
+    TAILQ_INIT(&q);
+    bool ok = evhttp_parse_query_str(ctx->query, &q) == 0;
+    char unknown[64] = "";
+    struct evkeyval *kv;
+    TAILQ_FOREACH(kv, &q, next) {
+        char key[48];
+        int n = snprintf(key, sizeof key, ",%s,", kv->key);
+        if (*unknown == '\0' && (ctx->route->query == NULL || n < 3 || (size_t)n >= sizeof key ||
+                                 strstr(ctx->route->query, key) == NULL))
+            snprintf(unknown, sizeof unknown, "%s", kv->key);
+    }
+    evhttp_clear_headers(&q);
+    if (!ok)
+        http_reply_error(ctx, 400, "bad_request", "malformed query string");
+    else if (*unknown)
+        http_reply_error(ctx, 400, "invalid_parameter", "unknown query parameter '%s'%s%.*s", unknown,
+                         ctx->route->query ? "; this route takes " : " (this route takes none)",
+                         ctx->route->query ? (int)strlen(ctx->route->query) - 2 : 0,
+                         ctx->route->query ? ctx->route->query + 1 : "");
+    return ok && !*unknown;
 }
 
 void server_dispatch(struct loop *l, struct http_req *req)
@@ -338,6 +369,7 @@ void server_dispatch(struct loop *l, struct http_req *req)
             http_reply_error(&ctx, 400, "bad_request", "malformed request target");
             return;
         }
+
     }
     ctx.path = path;
     /* RFC 9112 3.2: an HTTP/1.1 request names its Host exactly once; a
@@ -367,6 +399,8 @@ void server_dispatch(struct loop *l, struct http_req *req)
         snprintf(allow + n, sizeof allow - n, "%s%s%s", n ? ", " : "", r->method,
                  strcmp(r->method, "GET") == 0 ? ", HEAD" : "");
     }
+    if (ctx.route && ctx.query && !query_ok(&ctx))
+        return;
     if (ctx.route) {
         access_dispatch(&ctx);
     } else if (path_known) {

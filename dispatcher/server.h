@@ -120,6 +120,7 @@ struct route {
      * (routes.c); ROUTE_BODY_PER_SMS: sms_many_max items. Never above
      * max_body_bytes. */
     size_t max_body;
+    const char *query;  /* the query parameters it takes, ",a,b," (NULL: none) */
     struct metric *latency, *c2xx, *c4xx, *c5xx;
 };
 
@@ -173,7 +174,9 @@ cJSON *http_body_json(struct http_ctx *ctx, const struct json_field *fields, siz
  * application/x-ndjson), or NULL after answering 413/415 itself. */
 const char *http_body_raw(struct http_ctx *ctx, size_t *len, bool ndjson_ok);
 
-/* The query parameter's value (decoded) into out; false if absent. */
+/* The query parameter's value (decoded) into out; false if absent. A
+ * value too long for out comes back as "", which no parameter takes (it
+ * is refused, never read as absent). */
 bool http_query_param(struct http_ctx *ctx, const char *name, char *out, size_t cap);
 
 /* A request header's value (name matched without regard to case) or NULL. */

@@ -226,6 +226,15 @@ static cJSON *parse_items(const char *data, size_t len, char *errbuf, size_t err
             const char *nl = memchr(data + i, '\n', len - i);
             end = nl ? nl : data + len;
         }
+        if (item && !cJSON_IsObject(item) && !cJSON_IsRaw(item)) {
+            /* JSON, but not an SMS: the body is not what this route takes. */
+            int nth = cJSON_GetArraySize(arr) + 1;
+            cJSON_Delete(item);
+            cJSON_Delete(arr);
+            sb_errf(errbuf, errlen, "document %d is not a JSON object: send a JSON array, or JSON objects "
+                    "separated by whitespace", nth);
+            return NULL;
+        }
         if (item == NULL || !cJSON_AddItemToArray(arr, item)) {
             cJSON_Delete(item);
             cJSON_Delete(arr);
@@ -314,7 +323,8 @@ void sms_send_many(struct http_ctx *ctx)
     }
     b->loop = ctx->loop;
     b->total = n;
-    int64_t i = 0;
+    int64_t i = 0, valid = 0;
+    char first_err[ERRBUF_LEN] = "";
     const cJSON *item;
     cJSON_ArrayForEach(item, items)
     {
@@ -328,9 +338,19 @@ void sms_send_many(struct http_ctx *ctx)
             batch_error(b, i, err);
         else
             acc[i]->item = i;
+        if (acc[i] == NULL && i == 0)
+            snprintf(first_err, sizeof first_err, "%s", err);
+        valid += acc[i] != NULL;
         i++;
     }
     cJSON_Delete(items);
+    if (valid == 0) { /* nothing in it is an SMS: the request is bad, not its items */
+        cJSON_Delete(b->errors);
+        http_pending_errorf(b->p, 400, "invalid_field", "no item is a valid SMS (item 0: %s)", first_err);
+        free(b);
+        free(acc);
+        return;
+    }
     if (!number_parts(acc, n)) {
         for (i = 0; i < n; i++)
             accept_free(acc[i]);

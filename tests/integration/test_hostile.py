@@ -300,6 +300,19 @@ class TestHostile(StackTestCase):
         r = self.http("POST", "/phonebook/assign", b'{"userId": 9007199254740993, "refId": "r", '
                       b'"phoneNumber": "+14155550123"}')
         self.assertEqual(r.status, 400, r)
+        # Queries strictly: a parameter the route does not take, a value too
+        # long to read, a query that does not parse are refused, never read
+        # as absent (found by schemathesis); ?after= on search once crashed
+        # the dispatcher (a NULL write).
+        chats = f"{API}/{self.token}/chats"
+        for q in ("limt=5", "limit=" + "9" * 100, "limit=%ZZ", "after=1&x=2"):
+            r = self.http("GET", f"{chats}?{q}")
+            self.assertEqual(r.status, 400, (q, r))
+        for q in ("q=a&after=5", "q=a&limit=5&page=1&sort=x"):
+            r = self.http("GET", f"{chats}/1/messages/search?{q}")
+            self.assertEqual(r.status, 400, (q, r))
+        self.assertEqual(self.http("GET", f"{chats}?limit=5&after=0").status, 200)
+        self.assert_alive()
         # A raw control character inside a JSON string is not JSON.
         status, out = self.post(path, b'{"body":"tab\there"}')
         self.assertEqual(status, 400, out[:200])

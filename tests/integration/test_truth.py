@@ -258,10 +258,10 @@ class TestTruth(StackTestCase):
         self.assertEqual(r.status, 202, r)
         self.assertEqual([e["index"] for e in r.json()["errors"]], [1], r)
         self.assertIn("line 2", r.json()["errors"][0]["reason"])
-        # A bare JSON string is an item that is not an object, not a message.
-        r = self.send("POST", "/sms/send/many", b'"hello"', {"Content-Type": "application/json"})
-        self.assertEqual(r.status, 202, r)
-        self.assertNotIn("hello", r.json()["errors"][0]["reason"])
+        # JSON that is not an object is not an SMS: the request is refused.
+        for body in (b'"hello"', b"false", b'{"sms": {}} 42'):
+            r = self.send("POST", "/sms/send/many", body, {"Content-Type": "application/json"})
+            self.assertEqual((r.status, r.json()["error"]["code"]), (400, "bad_json"), (body, r))
 
     # ---- 2. and 3. reads see an assign; one number per user -----------------
 
