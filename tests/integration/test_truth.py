@@ -372,6 +372,21 @@ class TestTruth(StackTestCase):
         self.assertEqual(self.redis_cli("SISMEMBER", "pb:pool:613", mine), "1")
         self.assertEqual(self.redis_cli("EXISTS", "pb:user:320"), "0")
 
+    def test_04c_a_hostile_value_cannot_forge_a_log_line(self):
+        # (issue 21) A job from another producer whose request id holds a
+        # newline and a whole log line: the worker logs the refusal with
+        # the value escaped, on one line.
+        forged = 'ts=1 level=error msg="forged"'
+        job = {"type": "phonebook.assign", "version": 1, "key": "hostile", "request_id": "hostile-1\n" + forged,
+               "created_at": int(time.time() * 1000),
+               "payload": {"user_id": 7, "phone_number": "+19999999999", "ref_id": "r"}}
+        kcat_produce(self.stack, "phonebook.commands", "hostile", json.dumps(job).encode())
+        lines = wait_until("the refusal logged", lambda: [
+            l for l in open(self.stack.log("worker-phonebook"), errors="replace") if "hostile-1" in l], 30)
+        text = open(self.stack.log("worker-phonebook"), errors="replace").read()
+        self.assertNotIn("\n" + forged, text)
+        self.assertTrue(any("\\n" + forged.replace('"', '\\"') in l for l in lines), lines)
+
     # ---- 4. a refused create leaves nothing behind --------------------------
 
     def test_05_a_refused_create_is_a_gap_not_a_ghost(self):
