@@ -310,6 +310,19 @@ const char *json_digits(const cJSON *obj, const char *name, char *out, size_t ca
 
 /* ---- output ------------------------------------------------------------ */
 
+void json_utf8_trim(char *s)
+{
+    size_t n = strlen(s), start = n;
+    /* The last character starts at most 3 bytes before the end. */
+    while (start > 0 && n - start < 4 && ((unsigned char)s[start - 1] & 0xc0) == 0x80)
+        start--;
+    if (start > 0 && (unsigned char)s[start - 1] >= 0xc0) {
+        start--;
+        if (json_utf8_seq(s + start) != n - start)
+            s[start] = '\0';
+    }
+}
+
 size_t json_utf8_seq(const char *p)
 {
     unsigned char c = (unsigned char)p[0];

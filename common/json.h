@@ -49,6 +49,9 @@ bool json_utf8_valid(const char *buf, size_t len);
 /* Length of the valid UTF-8 character at p (NUL-terminated), 0 if p
  * does not start one (or is at the NUL). */
 size_t json_utf8_seq(const char *p);
+/* Drops an incomplete UTF-8 character at the end of s (a string cut by
+ * a fixed buffer), so that a cut falls between characters. */
+void json_utf8_trim(char *s);
 /* Number of code points in a valid UTF-8 string. */
 size_t json_utf8_len(const char *s);
 

@@ -82,8 +82,8 @@ void chat_req_finish(void *arg)
 {
     struct chat_req *r = arg;
     if (r->expired) {
-        http_req_add_header(r->p->req, "Retry-After", "1");
-        chat_req_error(r, 503, "overloaded", "the database is busy; retry shortly");
+        http_pending_busy(r->p);
+        chat_req_free(r);
     } else if (r->st == DB_TRANSIENT) {
         log_warn("database unavailable", "request_id=%s err=\"%s\"", r->p->request_id, r->err);
         chat_req_error(r, 503, "database_unavailable", "the database is unavailable; retry later");
@@ -125,16 +125,8 @@ static void chat_req_expire(void *arg)
 
 void chat_req_submit(struct chat_req *r, threadpool_work_fn work, loopq_fn done)
 {
-    struct dispatcher *d = r->loop->d;
-    enum tp_submit st = threadpool_submit_for(d->dbpool, r->tenant, sb_mono_ms() + d->cfg->pool_wait_ms,
-                                              work, chat_req_expire, done, r->loop->q, r);
-    if (st == TP_OK)
-        return;
-    http_req_add_header(r->p->req, "Retry-After", "1");
-    chat_req_error(r, 503, "overloaded",
-                   st == TP_SHARE ? "this client has as many database requests waiting as it may; retry shortly"
-                   : st == TP_FULL ? "the database queue is full; retry shortly"
-                                   : "cannot queue the database request");
+    if (!http_pool_submit(r->p, r->loop->d->dbpool, r->tenant, work, chat_req_expire, done, r))
+        chat_req_free(r);
 }
 
 bool chat_path_ids(struct http_ctx *ctx, char *token, int64_t *chat, int64_t *msg)

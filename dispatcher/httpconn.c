@@ -356,8 +356,11 @@ static void conn_process(struct http_conn *c)
             /* Each route takes the body its fields need: a larger one is
              * refused now, before it is read (and a chunked one as it
              * grows, by the parser). */
-            c->body_limit = server_body_limit(c->loop, c->in + c->req.p.method_off,
-                                              c->in + c->req.p.target_off);
+            size_t small = ROUTE_BODY_SMALL < max_body ? ROUTE_BODY_SMALL : max_body;
+            c->body_limit = !c->req.p.chunked && c->req.p.content_length <= (int64_t)small
+                                ? small /* every route takes that much: no look-up */
+                                : server_body_limit(c->loop, c->in + c->req.p.method_off,
+                                                    c->in + c->req.p.target_off);
             if (c->req.p.content_length > (int64_t)c->body_limit ||
                 (r == HTTPPARSE_DONE && c->req.p.body_len > c->body_limit)) {
                 conn_refuse(c, 413, "body_too_large", "request body too large for this route");

@@ -345,10 +345,17 @@ struct get_req {
     struct loop *loop;
     char id[NOTE_ID_MAX + 1];
     struct note note;
-    bool found;
+    bool found, expired;
     enum db_status st;
     char err[ERRBUF_LEN];
 };
+
+static void get_expire(void *arg)
+{
+    struct get_req *g = arg;
+    g->expired = true;
+    g->st = DB_TRANSIENT;
+}
 
 static void get_work(void *ctx, void *arg)
 {
@@ -383,7 +390,10 @@ static void on_accepted_marker(redisAsyncContext *ac, void *rep, void *priv)
 static void get_done(void *arg)
 {
     struct get_req *g = arg;
-    if (g->st != DB_OK) {
+    if (g->expired) {
+        http_pending_busy(g->p);
+        free(g);
+    } else if (g->st != DB_OK) {
         log_warn("notification store unavailable", "err=\"%s\"", g->err);
         http_pending_error(g->p, 503, "store_unavailable", "the notification store is unavailable; retry later");
         free(g);
@@ -418,8 +428,7 @@ void notify_get(struct http_ctx *ctx)
     }
     g->loop = ctx->loop;
     snprintf(g->id, sizeof g->id, "%.64s", ctx->params[0]);
-    if (!threadpool_submit(ctx->loop->d->notepool, get_work, get_done, ctx->loop->q, g)) {
-        http_pending_error(g->p, 503, "overloaded", "cannot queue the store request");
+    if (!http_pool_submit(g->p, ctx->loop->d->notepool, threadpool_tenant(ctx->principal), get_work, get_expire,
+                          get_done, g))
         free(g);
-    }
 }

@@ -182,22 +182,19 @@ static void pb_expire(void *arg)
 
 static bool submit(struct pb_req *r, threadpool_work_fn work, loopq_fn done)
 {
-    struct dispatcher *d = r->loop->d;
-    if (threadpool_submit_for(d->dbpool, r->tenant, sb_mono_ms() + d->cfg->pool_wait_ms, work, pb_expire,
-                              done, r->loop->q, r) == TP_OK)
+    if (http_pool_submit(r->p, r->loop->d->dbpool, r->tenant, work, pb_expire, done, r))
         return true;
     if (r->fresh) /* a new reservation not recorded: its numbers go back */
         unreserve(r);
-    http_req_add_header(r->p->req, "Retry-After", "1");
-    pb_error(r, 503, "overloaded", "the database queue is full; retry shortly");
+    free(r);
     return false;
 }
 
 static void db_failed(struct pb_req *r)
 {
     if (r->expired) {
-        http_req_add_header(r->p->req, "Retry-After", "1");
-        pb_error(r, 503, "overloaded", "the database is busy; retry shortly");
+        http_pending_busy(r->p);
+        free(r);
         return;
     }
     log_warn("database unavailable", "request_id=%s err=\"%s\"", r->p->request_id, r->err);

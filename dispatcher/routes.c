@@ -21,7 +21,7 @@
  * module writes exactly that by default. */
 #define ESC_CHAR 12
 #define ESC_BYTE 6
-#define SMALL (16 << 10) /* no field beyond a few hundred characters */
+#define SMALL ROUTE_BODY_SMALL /* no field beyond a few hundred characters */
 #define MESSAGE (ESC_CHAR * MESSAGE_BODY_MAX + 1024)
 #define SMS_ITEM (ESC_CHAR * SMS_CONTENT_MAX + ESC_BYTE * (NOTE_IDEM_MAX + 2 * PHONE_MAX) + 512)
 #define NOTIFY (ESC_CHAR * (NOTE_BODY_MAX + NOTE_TITLE_MAX) + ESC_BYTE * (2 * NOTE_TO_MAX + NOTE_IDEM_MAX) + 1024)

@@ -100,6 +100,7 @@ void http_reply_error(struct http_ctx *ctx, int code, const char *errcode, const
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
+    json_utf8_trim(msg); /* cut by the buffer: at a character's start, not inside it */
     va_end(ap);
     cJSON *body = json_error_body(errcode, msg);
     http_reply_json(ctx, code, body);
@@ -134,7 +135,7 @@ static size_t route_body_limit(const struct dispatcher *d, const struct route *r
 
 size_t server_body_limit(struct loop *l, const char *method, const char *target)
 {
-    size_t cap = (size_t)l->d->cfg->max_body_bytes, unknown = cap < (16 << 10) ? cap : 16 << 10;
+    size_t cap = (size_t)l->d->cfg->max_body_bytes, unknown = cap < ROUTE_BODY_SMALL ? cap : ROUTE_BODY_SMALL;
     char buf[1024];
     size_t n = strcspn(target, "?#");
     if (n >= sizeof buf)
@@ -242,6 +243,7 @@ void http_pending_errorf(struct http_pending *p, int code, const char *errcode, 
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
+    json_utf8_trim(msg); /* cut by the buffer: at a character's start, not inside it */
     va_end(ap);
     http_pending_error(p, code, errcode, msg);
 }
@@ -296,6 +298,28 @@ static bool route_match(const char *pattern, const char *path, struct http_ctx *
         return false;
     ctx->nparams = np;
     return true;
+}
+
+void http_pending_busy(struct http_pending *p)
+{
+    http_req_add_header(p->req, "Retry-After", "1");
+    http_pending_error(p, 503, "overloaded", "the database is busy; retry shortly");
+}
+
+bool http_pool_submit(struct http_pending *p, struct threadpool *tp, uint64_t tenant,
+                      threadpool_work_fn work, void (*expire)(void *arg), loopq_fn done, void *arg)
+{
+    struct loop *l = p->loop;
+    enum tp_submit st = threadpool_submit_for(tp, tenant, sb_mono_ms() + l->d->cfg->pool_wait_ms, work, expire,
+                                              done, l->q, arg);
+    if (st == TP_OK)
+        return true;
+    http_req_add_header(p->req, "Retry-After", "1");
+    http_pending_error(p, 503, "overloaded",
+                       st == TP_SHARE ? "this client has as many database requests waiting as it may; retry shortly"
+                       : st == TP_FULL ? "the database queue is full; retry shortly"
+                                       : "cannot queue the database request");
+    return false;
 }
 
 bool http_query_param(struct http_ctx *ctx, const char *name, char *out, size_t cap)

@@ -96,6 +96,8 @@ struct http_ctx {
 typedef void (*route_fn)(struct http_ctx *ctx);
 
 #define ROUTE_BODY_PER_SMS SIZE_MAX
+/* The least any route takes (routes.c's SMALL). */
+#define ROUTE_BODY_SMALL ((size_t)16 << 10)
 struct loop;
 /* The body limit of the route a request head names (method and raw
  * target), to refuse a body too large before it is read. */
@@ -173,6 +175,16 @@ cJSON *http_body_json(struct http_ctx *ctx, const struct json_field *fields, siz
 /* The request body (size and Content-Type checked; ndjson_ok also takes
  * application/x-ndjson), or NULL after answering 413/415 itself. */
 const char *http_body_raw(struct http_ctx *ctx, size_t *len, bool ndjson_ok);
+
+/* Hands work for the request p answers to one of the dispatcher's pools
+ * (MySQL, store) as tenant, waiting at most pool_wait_ms (expire runs
+ * instead of work past it: it must make done answer 503). False after
+ * answering 503 overloaded (Retry-After: 1) when the pool refuses it: the
+ * caller frees arg. */
+bool http_pool_submit(struct http_pending *p, struct threadpool *tp, uint64_t tenant,
+                      threadpool_work_fn work, void (*expire)(void *arg), loopq_fn done, void *arg);
+/* 503 overloaded with Retry-After: 1 (a pool busy past pool_wait_ms). */
+void http_pending_busy(struct http_pending *p);
 
 /* The query parameter's value (decoded) into out; false if absent. A
  * value too long for out comes back as "", which no parameter takes (it

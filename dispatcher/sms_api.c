@@ -383,10 +383,17 @@ struct track_req {
     struct http_pending *p;
     char id[NOTE_ID_MAX + 1];
     struct note_tracking t;
-    bool found;
+    bool found, expired;
     enum db_status st;
     char err[ERRBUF_LEN];
 };
+
+static void track_get_expire(void *arg)
+{
+    struct track_req *r = arg;
+    r->expired = true;
+    r->st = DB_TRANSIENT;
+}
 
 static void track_get_work(void *ctx, void *arg)
 {
@@ -397,7 +404,9 @@ static void track_get_work(void *ctx, void *arg)
 static void track_get_done(void *arg)
 {
     struct track_req *r = arg;
-    if (r->st != DB_OK) {
+    if (r->expired) {
+        http_pending_busy(r->p);
+    } else if (r->st != DB_OK) {
         log_warn("notification store unavailable", "err=\"%s\"", r->err);
         http_pending_error(r->p, 503, "store_unavailable", "the notification store is unavailable; retry later");
     } else if (!r->found) {
@@ -439,8 +448,7 @@ void sms_request_get(struct http_ctx *ctx)
         return;
     }
     snprintf(r->id, sizeof r->id, "%.64s", ctx->params[0]);
-    if (!threadpool_submit(ctx->loop->d->notepool, track_get_work, track_get_done, ctx->loop->q, r)) {
-        http_pending_error(r->p, 503, "overloaded", "cannot queue the store request");
+    if (!http_pool_submit(r->p, ctx->loop->d->notepool, threadpool_tenant(ctx->principal), track_get_work,
+                          track_get_expire, track_get_done, r))
         free(r);
-    }
 }

@@ -244,7 +244,7 @@ class TestFoundation(StackTestCase):
         def expand(expr):
             parts = re.findall(r'"[^"]*"|\w+', expr)
             return "".join(p[1:-1] if p.startswith('"') else expand(macros[p]) for p in parts)
-        routed = {(m, expand(p)) for m, p in re.findall(r'R\("(\w+)", ([^,]+),', table)}
+        routed = {(m, expand(p)) for m, p in re.findall(r'RQ?\("(\w+)", ([^,]+),', table)}
         self.assertEqual(documented, routed)
 
         token = self.http("POST", "/api/v1/applications", {"name": "openapi"}).json()["token"]

@@ -163,6 +163,23 @@ static void test_bytes_and_digits(void **state)
     cJSON_Delete(o);
 }
 
+/* A string cut inside a character loses the partial character. */
+static void test_utf8_trim(void **state)
+{
+    (void)state;
+    char a[] = "ab\xe2\x82", b[] = "ab\xe2\x82\xac", c[] = "ab\xf0\x9f\x98", d[] = "abc", e[] = "\xc3";
+    json_utf8_trim(a);
+    json_utf8_trim(b);
+    json_utf8_trim(c);
+    json_utf8_trim(d);
+    json_utf8_trim(e);
+    assert_string_equal(a, "ab");
+    assert_string_equal(b, "ab\xe2\x82\xac");
+    assert_string_equal(c, "ab");
+    assert_string_equal(d, "abc");
+    assert_string_equal(e, "");
+}
+
 /* Documents one after another: each parsed alone, its end reported. */
 static void test_parse_prefix(void **state)
 {
@@ -240,6 +257,7 @@ int main(void)
         cmocka_unit_test(test_check_object),
         cmocka_unit_test(test_bytes_and_digits),
         cmocka_unit_test(test_parse_prefix),
+        cmocka_unit_test(test_utf8_trim),
         cmocka_unit_test(test_print),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
