@@ -73,6 +73,14 @@ def sanitizer_reports(st):
     return found
 
 
+def sanitized(st):
+    """True when the stack's binaries are an ASan build (scripts/test with
+    SB_SANITIZE=1): its allocator keeps freed memory in quarantine, so RSS
+    figures say nothing about the program's own."""
+    with open(st.binary("switchboard-dispatcher"), "rb") as f:
+        return b"__asan_init" in f.read()
+
+
 def drop_stack(st, keep=False):
     """Stops the stack and returns its sanitizer reports (the logs are
     removed unless keep, or unless there were reports)."""

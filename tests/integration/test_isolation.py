@@ -8,7 +8,7 @@ import socket
 import threading
 import time
 
-from harness import StackTestCase, request, wait_until
+from harness import StackTestCase, request, sanitized, wait_until
 
 API = "/api/v1/applications"
 ROWS = 150000
@@ -146,5 +146,7 @@ class TestIsolation(StackTestCase):
               f"({ok} answered 200, {busy} 503), {after:.0f} MB after they closed")
         self.assertEqual(ok + busy, 190, firsts[:3])
         self.assertGreater(busy, 0)
+        if sanitized(st):  # ASan's quarantine holds freed memory: RSS says nothing
+            return
         self.assertLess(peak - before, 150)
         self.assertLess(after - before, 40)
