@@ -77,7 +77,7 @@ static const struct config_def defs[] = {
     {"max_output_bytes", "SB_MAX_OUTPUT_BYTES", "--max-output-bytes", CFG_INT, "67108864", 1 << 20,
      INT64_C(1) << 40, D, S(max_output_bytes),
      "answers written but not yet read by their clients, all connections together; a large answer beyond it is a 503"},
-    {"pool_queue_max", "SB_POOL_QUEUE_MAX", "--pool-queue-max", CFG_INT, "256", 1, 100000, D,
+    {"pool_queue_max", "SB_POOL_QUEUE_MAX", "--pool-queue-max", CFG_INT, "256", 1, 4096, D,
      S(pool_queue_max), "requests that may wait for a MySQL or store thread (one client: half of them; 503 beyond)"},
     {"pool_wait_ms", "SB_POOL_WAIT_MS", "--pool-wait-ms", CFG_INT, "2000", 10, 120000, D, S(pool_wait_ms),
      "how long a request may wait for a MySQL or store thread before it is answered 503"},

@@ -184,6 +184,7 @@ enum db_status db_query(struct db *db, const char *sql, MYSQL_RES **res, char *e
                         size_t errlen)
 {
     *res = NULL;
+    db->last_errno = 0;
     MYSQL *m = db_conn(db, errbuf, errlen);
     if (m == NULL)
         return DB_TRANSIENT;

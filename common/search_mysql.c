@@ -36,8 +36,14 @@ enum db_status search_mysql(struct db *db, const char *token, int64_t chat, cons
         return DB_TRANSIENT;
     char *pattern = like_escape(text);
     struct strbuf sql = {0};
-    strbuf_appendf(&sql, "SET STATEMENT max_statement_time = %d FOR "
-                         "SELECT number, body FROM messages WHERE application_token = ", SEARCH_MAX_SECONDS);
+    /* The time cap is spelt differently by MariaDB and by MySQL (the
+     * compose file's server). */
+    bool maria = strstr(mysql_get_server_info(conn), "MariaDB") != NULL;
+    if (maria)
+        strbuf_appendf(&sql, "SET STATEMENT max_statement_time = %d FOR SELECT", SEARCH_MAX_SECONDS);
+    else
+        strbuf_appendf(&sql, "SELECT /*+ MAX_EXECUTION_TIME(%d) */", SEARCH_MAX_SECONDS * 1000);
+    strbuf_appendf(&sql, " number, body FROM messages WHERE application_token = ");
     db_quote(&sql, conn, token);
     strbuf_appendf(&sql, " AND chat_number = %lld AND body LIKE CONCAT('%%', ", (long long)chat);
     db_quote(&sql, conn, pattern ? pattern : "");
@@ -58,7 +64,8 @@ enum db_status search_mysql(struct db *db, const char *token, int64_t chat, cons
     MYSQL_RES *res;
     enum db_status st = db_query(db, q, &res, errbuf, errlen);
     free(q);
-    if (st != DB_OK && db_last_errno(db) == ER_STATEMENT_TIMEOUT) {
+    /* MariaDB's ER_STATEMENT_TIMEOUT; MySQL's ER_QUERY_TIMEOUT is 3024. */
+    if (st != DB_OK && (db_last_errno(db) == ER_STATEMENT_TIMEOUT || db_last_errno(db) == 3024)) {
         sb_errf(errbuf, errlen, SEARCH_TOO_SLOW " (over %d s)", SEARCH_MAX_SECONDS);
         return DB_TRANSIENT;
     }

@@ -4,6 +4,7 @@
 #include <assert.h>
 #include <pthread.h>
 #include <stdlib.h>
+#include <time.h>
 
 #include "log.h"
 
@@ -16,7 +17,10 @@ struct tp_job {
     void *arg;
     uint64_t tenant;     /* 0: the pool's own work, never held back */
     int64_t deadline_ms; /* tenants' jobs */
+    struct tp_tenant *slot; /* its tenant's (stays put while it has jobs) */
 };
+
+#define DEADLINE_CHECK_MS 50
 
 /* A tenant with jobs in the pool: waiting and running. */
 struct tp_tenant {
@@ -33,6 +37,9 @@ struct threadpool {
     size_t max_queue;             /* 0: unbounded */
     struct tp_tenant *tenants;    /* max_queue + nthreads slots */
     size_t ntenants;
+    pthread_cond_t reaper_cond;   /* signalled at stop only */
+    pthread_t reaper;
+    bool has_reaper;
     bool stopping;
     size_t nthreads;
     pthread_t *threads;
@@ -73,45 +80,102 @@ static void unlink_job(struct threadpool *tp, struct tp_job *prev, struct tp_job
         tp->tail = prev;
     job->next = NULL;
     tp->backlog--;
-    if (job->tenant) {
+    if (job->slot) {
         tp->tenant_jobs--;
-        tenant_of(tp, job->tenant, false)->queued--;
+        job->slot->queued--;
     }
 }
 
 /* The next job to run: the first whose tenant runs fewer than half the
- * threads. Jobs past their deadline are moved to *expired on the way.
- * Under the lock. */
-static struct tp_job *next_job(struct threadpool *tp, struct tp_job **expired)
-{
-    size_t cap = tp->nthreads / 2 ? tp->nthreads / 2 : 1;
-    int64_t now = tp->tenant_jobs ? sb_mono_ms() : 0;
-    for (struct tp_job *prev = NULL, *j = tp->head, *next; j; j = next) {
-        next = j->next;
-        if (j->tenant && now > j->deadline_ms) {
-            struct tp_tenant *t = tenant_of(tp, j->tenant, false);
-            unlink_job(tp, prev, j);
-            tenant_release(t);
-            j->next = *expired;
-            *expired = j;
-            continue;
-        }
-        struct tp_tenant *t = j->tenant ? tenant_of(tp, j->tenant, false) : NULL;
-        if (t == NULL || t->running < cap) {
-            unlink_job(tp, prev, j);
-            if (t)
-                t->running++;
-            return j;
-        }
-        prev = j;
-    }
-    return NULL;
-}
-
+ * threads; if there is none, the first whose tenant leaves one thread
+ * free (a client alone may use more than half, never all: whoever comes
+ * next finds a thread). Jobs past their deadline are moved to *expired
+ * on the way. Under the lock. */
 static void post_done(struct tp_job *job)
 {
     if (job->done && job->reply && !loopq_post(job->reply, job->done, job->arg))
         log_error("threadpool: reply lost, out of memory", "%s", "");
+}
+
+/* Moves the tenants' jobs past their deadline to *expired. Under the lock. */
+static void collect_expired(struct threadpool *tp, struct tp_job **expired)
+{
+    if (tp->tenant_jobs == 0)
+        return;
+    int64_t now = sb_mono_ms();
+    for (struct tp_job *prev = NULL, *j = tp->head, *next; j; j = next) {
+        next = j->next;
+        if (j->slot == NULL || now <= j->deadline_ms) {
+            prev = j;
+            continue;
+        }
+        struct tp_tenant *t = j->slot;
+        unlink_job(tp, prev, j);
+        tenant_release(t);
+        j->next = *expired;
+        *expired = j;
+    }
+}
+
+/* Runs expire and done for each job of a list (not under the lock). */
+static void run_expired(struct tp_job *expired)
+{
+    for (struct tp_job *e = expired, *n; e; e = n) {
+        n = e->next;
+        e->expire(e->arg);
+        post_done(e);
+        free(e);
+    }
+}
+
+static struct tp_job *next_job(struct threadpool *tp, struct tp_job **expired)
+{
+    size_t half = tp->nthreads / 2 ? tp->nthreads / 2 : 1;
+    size_t most = tp->nthreads > 1 ? tp->nthreads - 1 : 1;
+    collect_expired(tp, expired);
+    for (size_t cap = half;; cap = most) {
+        for (struct tp_job *prev = NULL, *j = tp->head, *next; j; j = next) {
+            next = j->next;
+            if (j->slot == NULL || j->slot->running < cap) {
+                unlink_job(tp, prev, j);
+                if (j->slot)
+                    j->slot->running++;
+                return j;
+            }
+            prev = j;
+        }
+        if (cap == most)
+            return NULL;
+    }
+}
+
+
+/* While every thread is busy (or held back by shares), nobody looks at the
+ * queue: the reaper does, every DEADLINE_CHECK_MS, so a job past its
+ * deadline is answered then rather than when a thread comes free. */
+static void *tp_reaper(void *arg)
+{
+    struct threadpool *tp = arg;
+    pthread_mutex_lock(&tp->lock);
+    while (!tp->stopping) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += DEADLINE_CHECK_MS * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&tp->reaper_cond, &tp->lock, &ts);
+        struct tp_job *expired = NULL;
+        collect_expired(tp, &expired);
+        if (expired) {
+            pthread_mutex_unlock(&tp->lock);
+            run_expired(expired);
+            pthread_mutex_lock(&tp->lock);
+        }
+    }
+    pthread_mutex_unlock(&tp->lock);
+    return NULL;
 }
 
 static void *tp_main(void *arg)
@@ -124,12 +188,7 @@ static void *tp_main(void *arg)
         while ((job = next_job(tp, &expired)) == NULL && expired == NULL && !(tp->stopping && !tp->head))
             pthread_cond_wait(&tp->cond, &tp->lock);
         pthread_mutex_unlock(&tp->lock);
-        for (struct tp_job *e = expired, *n; e; e = n) {
-            n = e->next;
-            e->expire(e->arg);
-            post_done(e);
-            free(e);
-        }
+        run_expired(expired);
         if (job == NULL) {
             if (expired)
                 continue;
@@ -137,9 +196,9 @@ static void *tp_main(void *arg)
         }
         job->work(ctx, job->arg);
         post_done(job);
-        if (job->tenant) { /* its tenant may run another one now */
+        if (job->slot) { /* its tenant may run another one now */
             pthread_mutex_lock(&tp->lock);
-            struct tp_tenant *t = tenant_of(tp, job->tenant, false);
+            struct tp_tenant *t = job->slot;
             t->running--;
             tenant_release(t);
             pthread_cond_broadcast(&tp->cond);
@@ -164,6 +223,7 @@ struct threadpool *threadpool_new(size_t nthreads, threadpool_ctx_new_fn ctx_new
     }
     pthread_mutex_init(&tp->lock, NULL);
     pthread_cond_init(&tp->cond, NULL);
+    pthread_cond_init(&tp->reaper_cond, NULL);
     tp->ctx_new = ctx_new;
     tp->ctx_free = ctx_free;
     tp->user = user;
@@ -185,10 +245,14 @@ void threadpool_stop(struct threadpool *tp)
     pthread_mutex_lock(&tp->lock);
     tp->stopping = true;
     pthread_cond_broadcast(&tp->cond);
+    pthread_cond_broadcast(&tp->reaper_cond);
     pthread_mutex_unlock(&tp->lock);
     for (size_t i = 0; i < tp->nthreads; i++)
         pthread_join(tp->threads[i], NULL);
     tp->nthreads = 0; /* joined: a second stop (or the free) joins nothing */
+    if (tp->has_reaper)
+        pthread_join(tp->reaper, NULL);
+    tp->has_reaper = false;
 }
 
 void threadpool_free(struct threadpool *tp)
@@ -197,6 +261,7 @@ void threadpool_free(struct threadpool *tp)
         return;
     threadpool_stop(tp);
     pthread_cond_destroy(&tp->cond);
+    pthread_cond_destroy(&tp->reaper_cond);
     pthread_mutex_destroy(&tp->lock);
     free(tp->tenants);
     free(tp->threads);
@@ -212,6 +277,9 @@ void threadpool_set_limits(struct threadpool *tp, size_t max_queue)
         tp->tenants = t;
         tp->ntenants = n;
         tp->max_queue = max_queue;
+        tp->has_reaper = pthread_create(&tp->reaper, NULL, tp_reaper, tp) == 0;
+        if (!tp->has_reaper)
+            log_warn("threadpool: no reaper thread; deadlines are checked when a thread comes free", "%s", "");
     }
     pthread_mutex_unlock(&tp->lock);
 }
@@ -243,7 +311,7 @@ enum tp_submit threadpool_submit_for(struct threadpool *tp, uint64_t tenant, int
     struct tp_job *job = malloc(sizeof *job);
     if (job == NULL)
         return TP_STOPPED;
-    *job = (struct tp_job){NULL, work, expire, done, reply, arg, tenant, deadline_ms};
+    *job = (struct tp_job){NULL, work, expire, done, reply, arg, tenant, deadline_ms, NULL};
     enum tp_submit res = TP_OK;
     pthread_mutex_lock(&tp->lock);
     struct tp_tenant *t = tp->max_queue ? tenant_of(tp, tenant, true) : NULL;
@@ -259,9 +327,10 @@ enum tp_submit threadpool_submit_for(struct threadpool *tp, uint64_t tenant, int
         free(job);
         return res;
     }
-    if (t == NULL) /* unbounded pool: no tenant table, plain FIFO */
+    if (t == NULL) { /* unbounded pool: no tenant table, plain FIFO */
         job->tenant = 0;
-    else {
+    } else {
+        job->slot = t;
         t->queued++;
         tp->tenant_jobs++;
     }
@@ -276,7 +345,7 @@ bool threadpool_submit(struct threadpool *tp, threadpool_work_fn work, loopq_fn 
     struct tp_job *job = malloc(sizeof *job);
     if (job == NULL)
         return false;
-    *job = (struct tp_job){NULL, work, NULL, done, reply, arg, 0, 0};
+    *job = (struct tp_job){NULL, work, NULL, done, reply, arg, 0, 0, NULL};
     pthread_mutex_lock(&tp->lock);
     if (tp->stopping) {
         pthread_mutex_unlock(&tp->lock);

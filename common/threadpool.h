@@ -5,9 +5,10 @@
  * runs on a pool thread; done() runs afterwards on the loop behind the
  * loopq given at submit time. Jobs are taken in FIFO order, except that a
  * job of a tenant (threadpool_submit_for) waits while its tenant already
- * runs half the threads: the others then go first, so one tenant's slow
- * queries cannot hold every thread. Tenants' jobs wait in a bounded queue,
- * each for at most its deadline. */
+ * runs half the threads and another tenant's job waits, and always while
+ * it runs all but one: so one tenant's slow queries cannot hold every
+ * thread. Tenants' jobs wait in a bounded queue, each for at most its
+ * deadline (checked every 50 ms while they wait). */
 #ifndef SB_THREADPOOL_H
 #define SB_THREADPOOL_H
 

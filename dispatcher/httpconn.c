@@ -586,8 +586,8 @@ void http_req_abandon(struct http_req *req)
     "{\"error\":{\"code\":\"overloaded\",\"message\":\"the server holds as many unsent answers as it may " \
     "(max_output_bytes); retry shortly\"}}"
 
-void httpconn_send(struct http_req *req, const char *request_id, int code, const char *content_type,
-                       const char *body, size_t len)
+int httpconn_send(struct http_req *req, const char *request_id, int code, const char *content_type,
+                  const char *body, size_t len)
 {
     struct http_conn *c = req->conn;
     struct dispatcher *d = c->loop->d;
@@ -607,6 +607,7 @@ void httpconn_send(struct http_req *req, const char *request_id, int code, const
     conn_respond(c, code, request_id, content_type, body, len, keep, strcmp(req->p.method, "HEAD") == 0,
                  req->extra, req->extra_len);
     conn_request_over(c);
+    return code;
 }
 
 

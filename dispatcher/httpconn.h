@@ -38,9 +38,10 @@ struct http_req {
 void httpconn_accept(struct evconnlistener *lev, evutil_socket_t fd, struct sockaddr *sa, int salen,
                      void *arg);
 /* Sends the answer to req (keep-alive unless the client or a drain ends
- * it) and goes on with the connection's input. */
-void httpconn_send(struct http_req *req, const char *request_id, int code, const char *content_type,
-                   const char *body, size_t len);
+ * it) and goes on with the connection's input. Returns the status sent:
+ * code, or 503 when a large answer did not fit max_output_bytes. */
+int httpconn_send(struct http_req *req, const char *request_id, int code, const char *content_type,
+                  const char *body, size_t len);
 /* Loop teardown: close every socket (requests with a handler stay), then,
  * once nothing can call back into them, free the connections. */
 void httpconn_break_all(struct loop *l);

@@ -79,8 +79,8 @@ static void count_reply(const struct route *r, int code, int64_t start_us)
 void http_reply_raw(struct http_ctx *ctx, int code, const char *content_type, const char *body,
                     size_t len)
 {
-    httpconn_send(ctx->req, ctx->request_id, code, content_type, body, len);
-    count_reply(ctx->route, code, ctx->start_us);
+    count_reply(ctx->route, httpconn_send(ctx->req, ctx->request_id, code, content_type, body, len),
+                ctx->start_us);
 }
 
 void http_reply_json(struct http_ctx *ctx, int code, const cJSON *body)
@@ -219,7 +219,7 @@ void http_pending_reply(struct http_pending *p, int code, const cJSON *body)
     if (http_req_gone(p->req)) {
         http_req_abandon(p->req); /* the client left: nobody to answer */
     } else if ((text = json_print(body)) != NULL) {
-        httpconn_send(p->req, p->request_id, code, "application/json", text, strlen(text));
+        code = httpconn_send(p->req, p->request_id, code, "application/json", text, strlen(text));
         free(text);
     } else {
         httpconn_send(p->req, p->request_id, 500, "application/json", HTTP_OOM_BODY, sizeof HTTP_OOM_BODY - 1);

@@ -163,10 +163,42 @@ static void test_tenants_share_bounds_and_deadlines(void **state)
     assert_false(atomic_load(&a4.started) || atomic_load(&c3.started));
 }
 
+/* A client alone may use all threads but one; a job held back past its
+ * deadline is expired then, though no thread came free. */
+static void test_alone_uses_more_and_deadlines_hold_while_busy(void **state)
+{
+    (void)state;
+    char err[256];
+    atomic_store(&fair_gate, false);
+    struct threadpool *tp = threadpool_new(4, NULL, NULL, NULL, err, sizeof err);
+    assert_non_null(tp);
+    threadpool_set_limits(tp, 16);
+    uint64_t x = threadpool_tenant("t:x"), y = threadpool_tenant("t:y");
+    int64_t later = sb_mono_ms() + 60000;
+    static struct fjob xs[5], y1, late;
+    for (int i = 0; i < 5; i++)
+        assert_int_equal(threadpool_submit_for(tp, x, later, fair_work, fair_expire, NULL, NULL, &xs[i]), TP_OK);
+    wait_started(&xs[2]); /* three of four threads: nobody else waits */
+    usleep(100 * 1000);
+    assert_int_equal(atomic_load(&xs[3].started), 0);
+    assert_int_equal(threadpool_submit_for(tp, y, later, fair_work, fair_expire, NULL, NULL, &y1), TP_OK);
+    wait_started(&y1); /* the fourth thread was left for whoever came */
+    int64_t t0 = sb_mono_ms();
+    assert_int_equal(threadpool_submit_for(tp, x, t0 + 100, fair_work, fair_expire, NULL, NULL, &late), TP_OK);
+    for (int i = 0; i < 2000 && !atomic_load(&late.expired); i++)
+        usleep(1000);
+    assert_true(atomic_load(&late.expired));
+    assert_true(sb_mono_ms() - t0 < 1000); /* every thread still busy */
+    atomic_store(&fair_gate, true);
+    threadpool_free(tp);
+    assert_int_equal(atomic_load(&late.started), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_tenants_share_bounds_and_deadlines),
+        cmocka_unit_test(test_alone_uses_more_and_deadlines_hold_while_busy),
         cmocka_unit_test(test_pool_posts_back_to_loop),
         cmocka_unit_test(test_loopq_free_runs_pending),
     };
