@@ -4,12 +4,6 @@
 #include <pthread.h>
 #include <stdlib.h>
 
-struct loopq_item {
-    struct loopq_item *next;
-    loopq_fn fn;
-    void *arg;
-};
-
 struct loopq {
     pthread_mutex_t lock;
     struct loopq_item *head, *tail;
@@ -26,8 +20,10 @@ static void loopq_run(struct loopq *q)
     pthread_mutex_unlock(&q->lock);
     while (it) {
         struct loopq_item *next = it->next;
-        it->fn(it->arg);
-        free(it);
+        bool owned = it->owned;
+        it->fn(it->arg); /* may free an owned item: read before */
+        if (!owned)
+            free(it);
         it = next;
     }
 }
@@ -64,14 +60,8 @@ void loopq_free(struct loopq *q)
     free(q);
 }
 
-bool loopq_post(struct loopq *q, loopq_fn fn, void *arg)
+static void push(struct loopq *q, struct loopq_item *it)
 {
-    struct loopq_item *it = malloc(sizeof *it);
-    if (it == NULL)
-        return false;
-    it->next = NULL;
-    it->fn = fn;
-    it->arg = arg;
     pthread_mutex_lock(&q->lock);
     if (q->tail)
         q->tail->next = it;
@@ -83,5 +73,20 @@ bool loopq_post(struct loopq *q, loopq_fn fn, void *arg)
     pthread_mutex_unlock(&q->lock);
     if (wake)
         event_active(q->ev, EV_TIMEOUT, 0);
+}
+
+void loopq_post_item(struct loopq *q, struct loopq_item *it, loopq_fn fn, void *arg)
+{
+    *it = (struct loopq_item){NULL, fn, arg, true};
+    push(q, it);
+}
+
+bool loopq_post(struct loopq *q, loopq_fn fn, void *arg)
+{
+    struct loopq_item *it = malloc(sizeof *it);
+    if (it == NULL)
+        return false;
+    *it = (struct loopq_item){NULL, fn, arg, false};
+    push(q, it);
     return true;
 }

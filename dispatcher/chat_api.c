@@ -47,9 +47,12 @@ static void on_confirmed(void *arg, enum numbers_result res, int64_t unused)
     reply_result(r);
 }
 
-static void job_delivered_on_loop(void *arg)
+static void job_delivered(void *arg, rd_kafka_resp_err_t err)
 {
     struct chat_req *r = arg;
+    r->st = err ? DB_TRANSIENT : DB_OK;
+    if (err)
+        snprintf(r->err, sizeof r->err, "%s", rd_kafka_err2name(err));
     if (r->st != DB_OK) {
         log_warn("enqueue failed", "request_id=%s err=\"%s\"", r->p->request_id, r->err);
         chat_req_error(r, 503, "queue_unavailable", "the job queue did not accept the job; retry later");
@@ -60,17 +63,6 @@ static void job_delivered_on_loop(void *arg)
                         on_confirmed, r);
     else
         reply_result(r);
-}
-
-static void job_delivered(void *opaque, rd_kafka_resp_err_t err)
-{
-    struct chat_req *r = opaque;
-    r->st = err ? DB_TRANSIENT : DB_OK;
-    if (err)
-        snprintf(r->err, sizeof r->err, "%s", rd_kafka_err2name(err));
-    if (!loopq_post(r->loop->q, job_delivered_on_loop, r))
-        log_error("cannot hand delivery report to loop (out of memory)", "request_id=%s",
-                  r->p->request_id);
 }
 
 /* Enqueues the job; the reply (r->status, r->result) goes out on Kafka's ack. */
@@ -84,8 +76,8 @@ static void enqueue(struct chat_req *r, const char *type, cJSON *payload)
         return;
     }
     const struct job_type *jt = envelope_job_type(type);
-    if (!kafka_produce(r->loop->d->producer, jt->topic, r->token, TOKEN_LEN, job, strlen(job),
-                       NULL, job_delivered, r, err, sizeof err)) {
+    if (!http_enqueue(&r->eq, r->loop, jt->topic, r->token, TOKEN_LEN, job, job_delivered, r, err,
+                      sizeof err)) {
         log_warn("enqueue refused", "request_id=%s err=\"%s\"", r->p->request_id, err);
         chat_req_error(r, 503, "queue_unavailable", "the job queue is full or unavailable; retry later");
     }

@@ -111,10 +111,12 @@ static void release_key(struct accept *a)
 
 /* ---- 3. enqueue --------------------------------------------------------- */
 
-static void delivered_on_loop(void *arg)
+static void delivered(void *arg, rd_kafka_resp_err_t err)
 {
     struct accept *a = arg;
-    if (a->status != 0) {
+    if (err)
+        log_warn("enqueue failed", "request_id=%s err=%s", a->request_id, rd_kafka_err2name(err));
+    if (err) {
         release_key(a);
         finish(a, ACCEPT_REFUSED, 503, "queue_unavailable",
                "the job queue did not accept the notification; retry later");
@@ -140,17 +142,6 @@ static void delivered_on_loop(void *arg)
     finish(a, ACCEPT_QUEUED, 0, NULL, NULL);
 }
 
-static void delivered(void *opaque, rd_kafka_resp_err_t err)
-{
-    struct accept *a = opaque;
-    a->status = err ? 503 : 0;
-    if (err)
-        log_warn("enqueue failed", "request_id=%s err=%s", a->request_id, rd_kafka_err2name(err));
-    if (!loopq_post(a->loop->q, delivered_on_loop, a))
-        log_error("cannot hand delivery report to loop (out of memory)", "request_id=%s",
-                  a->request_id);
-}
-
 static void enqueue(struct accept *a)
 {
     char err[ERRBUF_LEN];
@@ -164,8 +155,8 @@ static void enqueue(struct accept *a)
         finish(a, ACCEPT_REFUSED, 500, "internal", "cannot encode the job");
         return;
     }
-    if (!kafka_produce(a->loop->d->producer, "notify.requests", a->id, strlen(a->id), job,
-                       strlen(job), NULL, delivered, a, err, sizeof err)) {
+    if (!http_enqueue(&a->eq, a->loop, "notify.requests", a->id, strlen(a->id), job, delivered, a, err,
+                      sizeof err)) {
         log_warn("enqueue refused", "request_id=%s err=\"%s\"", a->request_id, err);
         release_key(a);
         finish(a, ACCEPT_REFUSED, 503, "queue_unavailable",

@@ -40,6 +40,7 @@ struct accept {
     char message[512]; /* room for a whole stored key */
     void (*done)(struct accept *a);
     void *owner;
+    struct http_enqueue eq; /* the job's way to Kafka and back */
 };
 
 /* Copies the message's strings; NULL when out of memory. */

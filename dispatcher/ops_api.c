@@ -93,16 +93,16 @@ static const struct json_field ping_req_fields[] = {
 
 struct produce_done {
     struct http_pending *pending;
-    rd_kafka_resp_err_t err;
+    struct http_enqueue eq;
 };
 
 /* On the loop: the answer follows Kafka's verdict, never precedes it. */
-static void ping_answer(void *arg)
+static void ping_answer(void *arg, rd_kafka_resp_err_t err)
 {
     struct produce_done *pd = arg;
     struct http_pending *p = pd->pending;
-    if (pd->err) {
-        log_warn("enqueue failed", "request_id=%s err=%s", p->request_id, rd_kafka_err2name(pd->err));
+    if (err) {
+        log_warn("enqueue failed", "request_id=%s err=%s", p->request_id, rd_kafka_err2name(err));
         http_pending_error(p, 503, "queue_unavailable", "the job queue did not accept the job; retry later");
     } else {
         cJSON *body = cJSON_CreateObject();
@@ -112,16 +112,6 @@ static void ping_answer(void *arg)
         cJSON_Delete(body);
     }
     free(pd);
-}
-
-/* On the Kafka delivery thread. */
-static void ping_delivered(void *opaque, rd_kafka_resp_err_t err)
-{
-    struct produce_done *pd = opaque;
-    pd->err = err;
-    if (!loopq_post(pd->pending->loop->q, ping_answer, pd))
-        log_error("cannot hand delivery report to loop (out of memory)", "request_id=%s",
-                  pd->pending->request_id);
 }
 
 void ops_ping(struct http_ctx *ctx)
@@ -152,9 +142,8 @@ void ops_ping(struct http_ctx *ctx)
         return;
     }
     pd->pending = p;
-    if (!kafka_produce(ctx->loop->d->producer, jt->topic, ctx->request_id,
-                       strlen(ctx->request_id), job, strlen(job), NULL, ping_delivered, pd, err,
-                       sizeof err)) {
+    if (!http_enqueue(&pd->eq, ctx->loop, jt->topic, ctx->request_id, strlen(ctx->request_id), job,
+                      ping_answer, pd, err, sizeof err)) {
         log_warn("enqueue refused", "request_id=%s err=\"%s\"", ctx->request_id, err);
         http_pending_error(p, 503, "queue_unavailable", "the job queue is full or unavailable; retry later");
         free(pd);

@@ -140,6 +140,7 @@ struct pb_req {
     bool exists;
     uint64_t tenant;
     bool expired; /* waited past its deadline for a database thread */
+    struct http_enqueue eq; /* the assign job's way to Kafka and back */
 };
 
 static struct pb_req *pb_new(struct http_ctx *ctx)
@@ -407,9 +408,12 @@ static void on_assign_acked(redisAsyncContext *ac, void *rep, void *priv)
     pb_reply(r, 200, assigned_body());
 }
 
-static void assign_on_loop(void *arg)
+static void assign_delivered(void *arg, rd_kafka_resp_err_t err)
 {
     struct pb_req *r = arg;
+    r->st = err ? DB_TRANSIENT : DB_OK;
+    if (err)
+        snprintf(r->err, sizeof r->err, "%s", rd_kafka_err2name(err));
     if (r->st != DB_OK) {
         log_warn("enqueue failed", "request_id=%s err=\"%s\"", r->p->request_id, r->err);
         assign_undo(r);
@@ -421,17 +425,6 @@ static void assign_on_loop(void *arg)
     const char *argv[] = {"EVAL", assign_acked_lua, "1", PB_HELD_KEY, r->phone};
     if (!redis_client_command_argv(r->loop->redis, on_assign_acked, r, 5, argv, NULL))
         on_assign_acked(NULL, NULL, r);
-}
-
-static void assign_delivered(void *opaque, rd_kafka_resp_err_t err)
-{
-    struct pb_req *r = opaque;
-    r->st = err ? DB_TRANSIENT : DB_OK;
-    if (err)
-        snprintf(r->err, sizeof r->err, "%s", rd_kafka_err2name(err));
-    if (!loopq_post(r->loop->q, assign_on_loop, r))
-        log_error("cannot hand delivery report to loop (out of memory)", "request_id=%s",
-                  r->p->request_id);
 }
 
 static void enqueue_assign(struct pb_req *r)
@@ -448,8 +441,8 @@ static void enqueue_assign(struct pb_req *r)
         pb_error(r, 500, "internal", "%s", err);
         return;
     }
-    if (!kafka_produce(r->loop->d->producer, "phonebook.commands", r->phone, strlen(r->phone), job,
-                       strlen(job), NULL, assign_delivered, r, err, sizeof err)) {
+    if (!http_enqueue(&r->eq, r->loop, "phonebook.commands", r->phone, strlen(r->phone), job,
+                      assign_delivered, r, err, sizeof err)) {
         log_warn("enqueue refused", "request_id=%s err=\"%s\"", r->p->request_id, err);
         assign_undo(r);
         pb_error(r, 503, "queue_unavailable", "the job queue is full or unavailable; retry later");

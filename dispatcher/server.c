@@ -300,6 +300,29 @@ static bool route_match(const char *pattern, const char *path, struct http_ctx *
     return true;
 }
 
+static void enqueued_on_loop(void *arg)
+{
+    struct http_enqueue *e = arg;
+    e->done(e->arg, e->err); /* may free e */
+}
+
+/* On librdkafka's delivery-report thread. */
+static void enqueue_delivered(void *opaque, rd_kafka_resp_err_t err)
+{
+    struct http_enqueue *e = opaque;
+    e->err = err;
+    loopq_post_item(e->loop->q, &e->item, enqueued_on_loop, e);
+}
+
+bool http_enqueue(struct http_enqueue *e, struct loop *l, const char *topic, const char *key,
+                  size_t keylen, const char *job, http_enqueued_fn done, void *arg, char *errbuf,
+                  size_t errlen)
+{
+    *e = (struct http_enqueue){.loop = l, .done = done, .arg = arg};
+    return kafka_produce(l->d->producer, topic, key, keylen, job, strlen(job), NULL, enqueue_delivered, e,
+                         errbuf, errlen);
+}
+
 void http_pending_busy(struct http_pending *p)
 {
     http_req_add_header(p->req, "Retry-After", "1");

@@ -183,6 +183,26 @@ const char *http_body_raw(struct http_ctx *ctx, size_t *len, bool ndjson_ok);
  * caller frees arg. */
 bool http_pool_submit(struct http_pending *p, struct threadpool *tp, uint64_t tenant,
                       threadpool_work_fn work, void (*expire)(void *arg), loopq_fn done, void *arg);
+/* A job produced for a request: Kafka's delivery report comes back to the
+ * request's loop through the embedded queue item, which cannot fail, so
+ * every request is answered (an allocation in the report's path once
+ * could fail and leave the client without an answer). Embed one in the
+ * request; it must live until done has run. */
+typedef void (*http_enqueued_fn)(void *arg, rd_kafka_resp_err_t err);
+struct http_enqueue {
+    struct loopq_item item;
+    struct loop *loop;
+    http_enqueued_fn done; /* on the loop: err 0 = Kafka has the job */
+    void *arg;
+    rd_kafka_resp_err_t err;
+};
+/* Produces job (to topic, with key) for a request on loop l; done(arg, err)
+ * runs on l once Kafka answered. False (and errbuf) if the producer would
+ * not take it: done is then not called. */
+bool http_enqueue(struct http_enqueue *e, struct loop *l, const char *topic, const char *key,
+                  size_t keylen, const char *job, http_enqueued_fn done, void *arg, char *errbuf,
+                  size_t errlen) SB_NODISCARD;
+
 /* 503 overloaded with Retry-After: 1 (a pool busy past pool_wait_ms). */
 void http_pending_busy(struct http_pending *p);
 
