@@ -155,6 +155,16 @@ static const char *kind_name(enum json_kind k)
     return "?";
 }
 
+/* n (characters, bytes or digits: unit) within the field's bounds. */
+static bool length_ok(const struct json_field *f, int64_t n, const char *unit, char *errbuf, size_t errlen)
+{
+    if (n >= f->min && n <= f->max)
+        return true;
+    sb_errf(errbuf, errlen, "field '%s' must be %lld to %lld %s long", f->name, (long long)f->min,
+            (long long)f->max, unit);
+    return false;
+}
+
 static bool check_field(const cJSON *item, const struct json_field *f, char *errbuf,
                         size_t errlen)
 {
@@ -164,32 +174,17 @@ static bool check_field(const cJSON *item, const struct json_field *f, char *err
             break;
         /* the length rules of strings apply too */
         __attribute__((fallthrough));
-    case JSON_K_STRING: {
+    case JSON_K_STRING:
         if (!cJSON_IsString(item))
             break;
-    string_bounds:;
-        int64_t n = (int64_t)json_utf8_len(item->valuestring);
-        if (n < f->min || n > f->max) {
-            sb_errf(errbuf, errlen, "field '%s' must be %lld to %lld characters long", f->name,
-                    (long long)f->min, (long long)f->max);
-            return false;
-        }
-        return true;
-    }
-    case JSON_K_BYTES: {
+        return length_ok(f, (int64_t)json_utf8_len(item->valuestring), "characters", errbuf, errlen);
+    case JSON_K_BYTES:
         if (!cJSON_IsString(item))
             break;
-        int64_t n = (int64_t)strlen(item->valuestring);
-        if (n < f->min || n > f->max) {
-            sb_errf(errbuf, errlen, "field '%s' must be %lld to %lld bytes long (UTF-8)", f->name,
-                    (long long)f->min, (long long)f->max);
-            return false;
-        }
-        return true;
-    }
+        return length_ok(f, (int64_t)strlen(item->valuestring), "bytes (UTF-8)", errbuf, errlen);
     case JSON_K_DIGITS: {
         if (cJSON_IsString(item))
-            goto string_bounds;
+            return length_ok(f, (int64_t)json_utf8_len(item->valuestring), "characters", errbuf, errlen);
         if (!cJSON_IsNumber(item))
             break;
         /* An integer: its decimal digits obey the string's bounds. */
@@ -199,13 +194,7 @@ static bool check_field(const cJSON *item, const struct json_field *f, char *err
             return false;
         }
         char digits[24];
-        int64_t n = snprintf(digits, sizeof digits, "%lld", (long long)v);
-        if (n < f->min || n > f->max) {
-            sb_errf(errbuf, errlen, "field '%s' must be %lld to %lld digits long", f->name,
-                    (long long)f->min, (long long)f->max);
-            return false;
-        }
-        return true;
+        return length_ok(f, snprintf(digits, sizeof digits, "%lld", (long long)v), "digits", errbuf, errlen);
     }
     case JSON_K_INT: {
         if (!cJSON_IsNumber(item))

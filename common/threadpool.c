@@ -48,8 +48,10 @@ struct threadpool {
     void *user;
 };
 
-/* The tenant's slot (made if make), or NULL. Under the lock. */
-static struct tp_tenant *tenant_of(struct threadpool *tp, uint64_t id, bool make)
+/* The tenant's slot, made if it has none; NULL if every slot is taken.
+ * Jobs keep theirs (tp_job.slot), so this runs once per submit. Under the
+ * lock. */
+static struct tp_tenant *tenant_of(struct threadpool *tp, uint64_t id)
 {
     struct tp_tenant *free_slot = NULL;
     for (size_t i = 0; i < tp->ntenants; i++) {
@@ -58,9 +60,9 @@ static struct tp_tenant *tenant_of(struct threadpool *tp, uint64_t id, bool make
         if (tp->tenants[i].id == 0 && free_slot == NULL)
             free_slot = &tp->tenants[i];
     }
-    if (make && free_slot)
+    if (free_slot)
         *free_slot = (struct tp_tenant){id, 0, 0};
-    return make ? free_slot : NULL;
+    return free_slot;
 }
 
 static void tenant_release(struct tp_tenant *t)
@@ -314,7 +316,7 @@ enum tp_submit threadpool_submit_for(struct threadpool *tp, uint64_t tenant, int
     *job = (struct tp_job){NULL, work, expire, done, reply, arg, tenant, deadline_ms, NULL};
     enum tp_submit res = TP_OK;
     pthread_mutex_lock(&tp->lock);
-    struct tp_tenant *t = tp->max_queue ? tenant_of(tp, tenant, true) : NULL;
+    struct tp_tenant *t = tp->max_queue ? tenant_of(tp, tenant) : NULL;
     if (tp->stopping)
         res = TP_STOPPED;
     else if (tp->max_queue && tp->tenant_jobs >= tp->max_queue)

@@ -43,7 +43,7 @@ bool chat_req_hold(struct chat_req *r, size_t bytes)
     long long held = atomic_fetch_add(&d->out_reserved, (long long)bytes) + atomic_load(&d->out_bytes);
     r->reserve = bytes;
     r->reserved = true;
-    if (held + (long long)bytes <= d->cfg->max_output_bytes || bytes <= (64 << 10))
+    if (held + (long long)bytes <= d->cfg->max_output_bytes || bytes <= HTTP_OUT_SMALL)
         return true;
     cJSON_Delete(r->result);
     r->result = NULL;

@@ -62,6 +62,17 @@ static void give_back(struct dispatcher *d)
         malloc_trim(0);
 }
 
+/* Frees the connection's output buffer (it must hold nothing unsent that
+ * anyone will read), giving the heap back after a large one. */
+static void out_release(struct http_conn *c)
+{
+    bool big = c->out.cap > (1 << 20);
+    strbuf_free(&c->out);
+    c->out_off = 0;
+    if (big)
+        give_back(c->loop->d);
+}
+
 /* Brings the dispatcher's count of unsent output up to date with this
  * connection's (none once its socket is closed). */
 static void out_sync(struct http_conn *c)
@@ -108,11 +119,7 @@ static void conn_break(struct http_conn *c)
     out_sync(c);
     /* Nobody will read it: the memory goes now, not when the handler (if
      * one still has the request) is done. */
-    bool big = c->out.cap > (1 << 20);
-    strbuf_free(&c->out);
-    c->out_off = 0;
-    if (big)
-        give_back(c->loop->d);
+    out_release(c);
 }
 
 /* Moves a connection buffer to a new capacity; false (buffer kept) if
@@ -161,12 +168,8 @@ static bool conn_flush(struct http_conn *c)
     }
     c->out_off = c->out.len = 0;
     out_sync(c);
-    if (c->out.cap > BUF_KEEP) {
-        bool big = c->out.cap > (1 << 20);
-        strbuf_free(&c->out);
-        if (big)
-            give_back(c->loop->d);
-    }
+    if (c->out.cap > BUF_KEEP)
+        out_release(c);
     if (c->writing) {
         event_del(c->wev);
         c->writing = false;
@@ -581,7 +584,6 @@ void http_req_abandon(struct http_req *req)
     conn_request_over(req->conn);
 }
 
-#define OUT_SMALL (64 << 10) /* answers this small always go out */
 #define BUSY_OUT_BODY \
     "{\"error\":{\"code\":\"overloaded\",\"message\":\"the server holds as many unsent answers as it may " \
     "(max_output_bytes); retry shortly\"}}"
@@ -595,7 +597,7 @@ int httpconn_send(struct http_req *req, const char *request_id, int code, const 
      * take the unsent output of all connections over max_output_bytes is
      * replaced by a 503. (A client that stops reading is closed after
      * io_timeout; meanwhile its answer waits here.) */
-    if (len > OUT_SMALL && atomic_load(&d->out_bytes) + (long long)len > d->cfg->max_output_bytes) {
+    if (len > HTTP_OUT_SMALL && atomic_load(&d->out_bytes) + (long long)len > d->cfg->max_output_bytes) {
         log_warn("answer refused: too much unsent output", "request_id=%s bytes=%zu", request_id, len);
         http_req_add_header(req, "Retry-After", "1");
         code = 503;

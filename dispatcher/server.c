@@ -123,6 +123,29 @@ static bool media_type_is(const char *ct, const char *mt)
 
 static bool route_match(const char *pattern, const char *path, struct http_ctx *ctx);
 
+/* Splits a request target, in place, into its decoded path and its query
+ * (NULL if none). Origin-form ("/path?query"), and absolute-form
+ * ("http://host/path"), which proxies send ("http://host" is the root).
+ * False if it is malformed. */
+static bool target_split(char *target, const char **path, char **query)
+{
+    *query = NULL;
+    *path = "/";
+    if (strncasecmp(target, "http://", 7) == 0 || strncasecmp(target, "https://", 8) == 0) {
+        target = strchr(strstr(target, "//") + 2, '/');
+        if (target == NULL)
+            return true;
+    }
+    target[strcspn(target, "#")] = '\0';
+    char *qm = strchr(target, '?');
+    if (qm) {
+        *qm = '\0';
+        *query = qm + 1;
+    }
+    *path = target;
+    return target[0] == '/' && httpparse_path_decode(target);
+}
+
 /* The route's body limit, within max_body_bytes. */
 static size_t route_body_limit(const struct dispatcher *d, const struct route *r)
 {
@@ -142,10 +165,9 @@ size_t server_body_limit(struct loop *l, const char *method, const char *target)
         return unknown; /* longer than any route: a 404 */
     memcpy(buf, target, n);
     buf[n] = '\0';
-    char *path = buf;
-    if (strncasecmp(buf, "http://", 7) == 0 || strncasecmp(buf, "https://", 8) == 0)
-        path = strchr(strstr(buf, "//") + 2, '/');
-    if (path == NULL || !httpparse_path_decode(path))
+    const char *path;
+    char *query;
+    if (!target_split(buf, &path, &query))
         return unknown;
     struct http_ctx ctx = {.loop = l};
     const char *m = strcmp(method, "HEAD") == 0 ? "GET" : method;
@@ -397,26 +419,14 @@ void server_dispatch(struct loop *l, struct http_req *req)
     struct http_ctx ctx = {.loop = l, .req = req, .start_us = sb_mono_us()};
     pick_request_id(req, ctx.request_id);
 
-    /* The target is origin-form ("/path?query"); absolute-form
-     * ("http://host/path"), which proxies send, is taken too. */
-    char *target = (char *)req->p.target; /* in the connection's input: ours to edit */
-    const char *path = target;
-    if (strncasecmp(target, "http://", 7) == 0 || strncasecmp(target, "https://", 8) == 0) {
-        target = strchr(strstr(target, "//") + 2, '/');
-        path = target ? target : "/"; /* "http://host" is the root */
-    }
-    if (target) {
-        target[strcspn(target, "#")] = '\0';
-        char *qm = strchr(target, '?');
-        if (qm) {
-            *qm = '\0';
-            ctx.query = qm + 1;
-        }
-        if (target[0] != '/' || !httpparse_path_decode(target)) {
-            http_reply_error(&ctx, 400, "bad_request", "malformed request target");
-            return;
-        }
-
+    const char *path;
+    char *query;
+    /* The target is in the connection's input: ours to edit. */
+    bool ok = target_split((char *)req->p.target, &path, &query);
+    ctx.query = query;
+    if (!ok) {
+        http_reply_error(&ctx, 400, "bad_request", "malformed request target");
+        return;
     }
     ctx.path = path;
     /* RFC 9112 3.2: an HTTP/1.1 request names its Host exactly once; a

@@ -96,6 +96,8 @@ struct http_ctx {
 typedef void (*route_fn)(struct http_ctx *ctx);
 
 #define ROUTE_BODY_PER_SMS SIZE_MAX
+/* Answers this small always go out, whatever max_output_bytes holds. */
+#define HTTP_OUT_SMALL ((size_t)64 << 10)
 /* The least any route takes (routes.c's SMALL). */
 #define ROUTE_BODY_SMALL ((size_t)16 << 10)
 struct loop;

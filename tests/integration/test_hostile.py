@@ -14,6 +14,16 @@ from harness import StackTestCase, cpu_seconds, log_lines, metric_samples, read_
 API = "/api/v1/applications"
 
 
+def read_to_eof(s):
+    """Everything the server sends until it closes the connection."""
+    data = b""
+    while True:
+        chunk = s.recv(65536)
+        if not chunk:
+            return data
+        data += chunk
+
+
 class TestHostile(StackTestCase):
     ROLES = ("persister",)
 
@@ -249,13 +259,7 @@ class TestHostile(StackTestCase):
                 self.assertEqual((status, headers.get("connection")), (200, "keep-alive"))
             # HEAD: the headers of GET's answer, no body; Connection: close is obeyed.
             s.sendall(b"HEAD /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-            data = b""
-            while True:
-                chunk = s.recv(65536)
-                if not chunk:
-                    break
-                data += chunk
-            head, _, rest = data.partition(b"\r\n\r\n")
+            head, _, rest = read_to_eof(s).partition(b"\r\n\r\n")
             self.assertTrue(head.startswith(b"HTTP/1.1 200 "), head)
             self.assertIn(b"\r\nContent-Length: ", head)
             self.assertEqual(rest, b"")
@@ -351,12 +355,7 @@ class TestHostile(StackTestCase):
                     s.sendall(body)
                 except (BrokenPipeError, ConnectionResetError):
                     pass  # the server may stop reading: the answer must still be there
-                out = b""
-                while True:
-                    chunk = s.recv(65536)
-                    if not chunk:
-                        break
-                    out += chunk
+                out = read_to_eof(s)
             finally:
                 s.close()
             self.assertTrue(out.startswith(b"HTTP/1.1 413 "), out[:200])
