@@ -11,7 +11,11 @@ RUN apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq 
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY CMakeLists.txt ./
-COPY common common
+COPY cmake cmake
+COPY lib lib
+COPY clients clients
+COPY jobs jobs
+COPY store store
 COPY dispatcher dispatcher
 COPY workers workers
 COPY migrate migrate

@@ -17,7 +17,7 @@
 #include "rollup.h"
 #include "statusport.h"
 
-static volatile int g_stop;
+static atomic_int g_stop; /* lock-free: safe to set from the signal handler */
 
 struct counts_metrics {
     struct metric *ok, *failed, *last_success, *last_ms;
@@ -33,7 +33,7 @@ static void status_health(void *arg, cJSON *body)
 static void on_signal(int sig)
 {
     (void)sig;
-    g_stop = 1;
+    atomic_store(&g_stop, 1);
 }
 
 static void show_progress(const struct rollup_stats *s)
@@ -119,7 +119,7 @@ int main(int argc, char **argv)
         }
         if (cfg.every_s > 0)
             sb_sleep_ms_unless(cfg.every_s * 1000, &g_stop);
-    } while (cfg.every_s > 0 && !g_stop);
+    } while (cfg.every_s > 0 && !atomic_load(&g_stop));
     if (cfg.every_s > 0)
         rc = 0; /* periodic mode ends on a signal, by design */
 done:

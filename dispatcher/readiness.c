@@ -22,7 +22,7 @@ struct probe {
 struct readiness {
     struct dispatcher *d;
     pthread_t thread;
-    volatile int stop;
+    atomic_int stop; /* read by the probe thread */
     pthread_mutex_t lock;
     struct probe probes[DEP_COUNT];
 };
@@ -100,7 +100,7 @@ static void *probe_main(void *arg)
     const struct sb_config *cfg = r->d->cfg;
     /* A probe that does not answer within this much counts as down. */
     int timeout = (int)(cfg->readiness_interval_ms < 2000 ? cfg->readiness_interval_ms : 2000);
-    while (!r->stop) {
+    while (!atomic_load(&r->stop)) {
         char err[ERRBUF_LEN] = "";
         pool_probe(r, DEP_MYSQL, r->d->dbpool, mysql_probe_work);
         if (r->probes[DEP_MONGODB].on)
@@ -150,7 +150,7 @@ void readiness_free(struct readiness *r)
 {
     if (r == NULL)
         return;
-    r->stop = 1;
+    atomic_store(&r->stop, 1);
     pthread_join(r->thread, NULL);
     /* A probe may have sat in a pool; the pools are stopped (their jobs
      * finished) before this is called, so nobody touches r afterwards. */

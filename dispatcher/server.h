@@ -19,6 +19,7 @@
 #define SB_SERVER_H
 
 #include <cjson/cJSON.h>
+#include <pthread.h>
 #include <event2/event.h>
 #include <sys/queue.h>
 #include <time.h>
@@ -57,6 +58,9 @@ struct dispatcher {
     int max_connections;    /* beyond it a connection is answered 503 (server_max_connections) */
     struct metric *m_refused; /* connections refused at max_connections */
     struct loop *loops;   /* all event loops, for /readyz; */
+    pthread_t *threads;   /* one per loop */
+    int listen_fd;
+    uint64_t fd_limit;    /* RLIMIT_NOFILE at start */
     atomic_int nloops;    /* set once every loop is initialised */
     atomic_bool draining; /* SIGTERM received */
 };

@@ -342,7 +342,8 @@ class Stack:
 
     def env(self):
         e = dict(os.environ)
-        # libmongoc (which starts itself where it is linked) keeps per-process
+        # libmongoc (which starts itself where it is linked: the dispatcher
+        # and the worker, through store/, and no other binary) keeps per-process
         # counters in /dev/shm/mongoc-<pid>; a killed process leaves its file
         # behind, and a later process given the same pid then prints a
         # warning on stderr. Nothing here reads those counters.

@@ -22,7 +22,7 @@ bool indexer_prepare(struct worker *w)
     snprintf(path, sizeof path, "%s/elasticsearch/messages.json", w->cfg->schema_dir);
     struct backoff b;
     backoff_init(&b, w->cfg->retry_base_ms, w->cfg->retry_cap_ms);
-    while (!*w->stop) {
+    while (!atomic_load(w->stop)) {
         enum db_status st = es_ensure_index(w->cfg->es_url, w->cfg->es_index, path, err, sizeof err);
         if (st == DB_OK) {
             log_info("elasticsearch index ready", "index=%s", w->cfg->es_index);

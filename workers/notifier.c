@@ -246,7 +246,7 @@ void notifier_finish(struct worker *w)
 
 /* Waits for a token of the channel's bucket (shared by the senders); false
  * if stopping first. */
-static bool bucket_take(struct notifier *nf, enum note_channel ch, volatile int *stop)
+static bool bucket_take(struct notifier *nf, enum note_channel ch, const atomic_int *stop)
 {
     struct bucket *b = &nf->buckets[ch];
     if (b->rate <= 0)
@@ -268,7 +268,7 @@ static bool bucket_take(struct notifier *nf, enum note_channel ch, volatile int 
         if (got)
             return true;
         sb_sleep_ms_unless(wait, stop);
-        if (*stop)
+        if (atomic_load(stop))
             return false;
     }
 }
@@ -492,7 +492,7 @@ static void sender_work(void *ctx, void *arg)
         size_t g = nf->next_group++;
         s->end = nf->start[g + 1];
         for (size_t i = nf->start[g]; i < s->end && st == DB_OK; i++) {
-            if (*s->w->stop) {
+            if (atomic_load(s->w->stop)) {
                 /* Stop between notifications: the batch is not acknowledged,
                  * and the next owner skips the ones recorded sent here. */
                 snprintf(s->err, sizeof s->err, "stopping");
@@ -777,7 +777,7 @@ enum db_status notifier_handle(struct worker *w, struct job **jobs, size_t n, ch
     for (;;) {
         start_senders(nf);
         int64_t next = INT64_MAX;
-        if (!nf->failed && nf->next_group >= nf->ngroups && !*w->stop)
+        if (!nf->failed && nf->next_group >= nf->ngroups && !atomic_load(w->stop))
             next = detach_stragglers(w, nf);
         if (nf->running == 0 && (nf->failed || nf->next_group >= nf->ngroups))
             break;

@@ -457,7 +457,7 @@ int worker_run(struct worker *w)
     bool have_next = false; /* next holds a batch fetched ahead */
     if (w->role->revoked)
         kafka_consumer_on_revoke(w->consumer, on_revoke, w);
-    while (!*w->stop) {
+    while (!atomic_load(w->stop)) {
         if (w->role->tick && sb_mono_ms() >= next_tick) {
             w->role->tick(w);
             next_tick = sb_mono_ms() + 1000;

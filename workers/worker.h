@@ -107,7 +107,7 @@ struct worker {
     struct kafka_producer *producer; /* dead letters (and later, retries) */
     struct db *db;
     redisContext *redis; /* blocking, made on first use by roles that need it */
-    volatile int *stop;
+    const atomic_int *stop; /* set by the signal handler */
     void *state; /* the role's own (prepare makes it, finish frees it) */
     struct paused_partition paused[WORKER_MAX_PAUSED];
     size_t npaused;

@@ -1,4 +1,4 @@
-/* Contract tests of the Elasticsearch adapter (common/search_es.c).
+/* Contract tests of the Elasticsearch adapter (store/search_es.c).
  *
  * Run against ES_URL: the fake in tests/fakes/fake_es.py by default, a real
  * server when ES_URL names one (the compose stack). SB_FAKE_ES=1 enables

@@ -1,4 +1,4 @@
-/* Contract tests of the notification store (common/notestore*.c): one
+/* Contract tests of the notification store (store/notestore*.c): one
  * suite, both backends.
  *
  * MONGO_URI set: the MongoDB backend (the fake in tests/fakes/fake_mongo.py,

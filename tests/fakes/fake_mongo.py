@@ -2,7 +2,7 @@
 """FAKE MongoDB: a small wire-protocol stand-in, NOT MongoDB.
 
 Written from MongoDB's documented wire protocol and command replies, for the
-subset switchboard's notification store (common/notestore_mongo.c) uses, so
+subset switchboard's notification store (store/notestore_mongo.c) uses, so
 its contract tests can run where no MongoDB server can be installed. With
 MONGO_URI set, the same contract tests run against a real server instead.
 

@@ -8,7 +8,7 @@ import re
 import unittest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-DIRS = ("common", "dispatcher", "workers", "counts", "migrate")
+DIRS = ("lib", "clients", "jobs", "store", "dispatcher", "workers", "counts", "migrate")
 SQL = re.compile(r"\b(SELECT|INSERT|UPDATE|DELETE|REPLACE|WHERE|VALUES|SET)\b")
 PASTED = re.compile(r"'%[-.0-9*]*l*[sd]'|'%[-.0-9*]*s")
 STRING = re.compile(r'"(?:[^"\\\n]|\\.)*"')

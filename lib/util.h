@@ -2,6 +2,7 @@
 #ifndef SB_UTIL_H
 #define SB_UTIL_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -14,7 +15,9 @@
  * one-line reason there. ERRBUF_LEN is big enough for any of them. */
 #define ERRBUF_LEN 256
 
-void sb_errf(char *errbuf, size_t errlen, const char *fmt, ...) SB_PRINTF(3, 4);
+/* Returns false, so that a failing function can end with
+ * `return sb_errf(err, errlen, ...)`. */
+bool sb_errf(char *errbuf, size_t errlen, const char *fmt, ...) SB_PRINTF(3, 4);
 
 /* Wall clock in milliseconds since the epoch (job timestamps). */
 int64_t sb_now_ms(void);
@@ -30,7 +33,7 @@ bool sb_random_bytes(void *buf, size_t len) SB_NODISCARD;
 bool sb_random_id(char out[33]) SB_NODISCARD;
 
 /* Sleeps up to ms milliseconds, waking early once *stop becomes true. */
-void sb_sleep_ms_unless(int64_t ms, const volatile int *stop);
+void sb_sleep_ms_unless(int64_t ms, const atomic_int *stop);
 
 /* Reads a whole file into a NUL-terminated heap buffer. */
 char *sb_read_file(const char *path, size_t *len_out, char *errbuf, size_t errlen);

@@ -9,14 +9,15 @@
 #include <sys/random.h>
 #include <time.h>
 
-void sb_errf(char *errbuf, size_t errlen, const char *fmt, ...)
+bool sb_errf(char *errbuf, size_t errlen, const char *fmt, ...)
 {
     if (errbuf == NULL || errlen == 0)
-        return;
+        return false;
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(errbuf, errlen, fmt, ap);
     va_end(ap);
+    return false;
 }
 
 int64_t sb_now_ms(void)
@@ -92,10 +93,10 @@ bool sb_random_id(char out[33])
     return true;
 }
 
-void sb_sleep_ms_unless(int64_t ms, const volatile int *stop)
+void sb_sleep_ms_unless(int64_t ms, const atomic_int *stop)
 {
     int64_t end = sb_mono_ms() + ms;
-    while (!(stop && *stop)) {
+    while (!(stop && atomic_load(stop))) {
         int64_t left = end - sb_mono_ms();
         if (left <= 0)
             break;
