@@ -1,5 +1,6 @@
 /* server.c - see server.h. */
 #include "server.h"
+#include "router.h"
 
 #include <errno.h>
 #include <event2/http.h> /* evhttp_parse_query_str only */
@@ -121,31 +122,6 @@ static bool media_type_is(const char *ct, const char *mt)
     return *ct == '\0' || *ct == ';';
 }
 
-static bool route_match(const char *pattern, const char *path, struct http_ctx *ctx);
-
-/* Splits a request target, in place, into its decoded path and its query
- * (NULL if none). Origin-form ("/path?query"), and absolute-form
- * ("http://host/path"), which proxies send ("http://host" is the root).
- * False if it is malformed. */
-static bool target_split(char *target, const char **path, char **query)
-{
-    *query = NULL;
-    *path = "/";
-    if (strncasecmp(target, "http://", 7) == 0 || strncasecmp(target, "https://", 8) == 0) {
-        target = strchr(strstr(target, "//") + 2, '/');
-        if (target == NULL)
-            return true;
-    }
-    target[strcspn(target, "#")] = '\0';
-    char *qm = strchr(target, '?');
-    if (qm) {
-        *qm = '\0';
-        *query = qm + 1;
-    }
-    *path = target;
-    return target[0] == '/' && httpparse_path_decode(target);
-}
-
 /* The route's body limit, within max_body_bytes. */
 static size_t route_body_limit(const struct dispatcher *d, const struct route *r)
 {
@@ -167,15 +143,15 @@ size_t server_body_limit(struct loop *l, const char *method, const char *target)
     buf[n] = '\0';
     const char *path;
     char *query;
-    if (!target_split(buf, &path, &query))
+    if (!router_split_target(buf, &path, &query))
         return unknown;
-    struct http_ctx ctx = {.loop = l};
-    const char *m = strcmp(method, "HEAD") == 0 ? "GET" : method;
-    for (size_t i = 0; i < dispatcher_nroutes; i++) {
-        const struct route *r = &dispatcher_routes[i];
-        if (strcmp(r->method, m) == 0 && route_match(r->path, path, &ctx))
-            return route_body_limit(l->d, r);
-    }
+    char params[ROUTE_MAX_PARAMS][ROUTE_PARAM_MAX];
+    int np;
+    bool known;
+    const struct route *r =
+        router_find(dispatcher_routes, dispatcher_nroutes, method, path, params, &np, &known, NULL, 0);
+    if (r)
+        return route_body_limit(l->d, r);
     return unknown;
 }
 
@@ -281,47 +257,6 @@ static void pick_request_id(struct http_req *req, char out[65])
     http_mint_request_id(out);
 }
 
-/* Length of the path segment at s (strcspn's general set costs ~1 % of
- * the dispatcher's CPU here: every request tries the routes in turn). */
-static size_t seg_len(const char *s)
-{
-    size_t n = 0;
-    while (s[n] != '\0' && s[n] != '/')
-        n++;
-    return n;
-}
-
-/* Matches path against pattern segment by segment, capturing {params}. */
-static bool route_match(const char *pattern, const char *path, struct http_ctx *ctx)
-{
-    int np = 0;
-    const char *p = pattern, *q = path;
-    while (*p && *q) {
-        if (*p != '/' || *q != '/')
-            return false;
-        p++;
-        q++;
-        size_t pl = seg_len(p), ql = seg_len(q);
-        if (pl > 2 && p[0] == '{' && p[pl - 1] == '}') {
-            if (ql == 0 || ql >= sizeof ctx->params[0] || np == 4)
-                return false;
-            memcpy(ctx->params[np], q, ql);
-            ctx->params[np][ql] = '\0';
-            np++;
-        } else if (pl != ql || memcmp(p, q, pl) != 0) {
-            return false;
-        }
-        p += pl;
-        q += ql;
-    }
-    /* One trailing slash is the same route ("/applications/" as the chat
-     * seed lists applications); the root "/" matches only itself. */
-    if (*p || (*q && !(q[0] == '/' && q[1] == '\0' && q != path)))
-        return false;
-    ctx->nparams = np;
-    return true;
-}
-
 static void enqueued_on_loop(void *arg)
 {
     struct http_enqueue *e = arg;
@@ -422,7 +357,7 @@ void server_dispatch(struct loop *l, struct http_req *req)
     const char *path;
     char *query;
     /* The target is in the connection's input: ours to edit. */
-    bool ok = target_split((char *)req->p.target, &path, &query);
+    bool ok = router_split_target((char *)req->p.target, &path, &query);
     ctx.query = query;
     if (!ok) {
         http_reply_error(&ctx, 400, "bad_request", "malformed request target");
@@ -439,23 +374,10 @@ void server_dispatch(struct loop *l, struct http_req *req)
                          hosts ? "more than one Host header" : "an HTTP/1.1 request needs a Host header");
         return;
     }
-    /* HEAD is GET without the body (the connection leaves it out). */
-    const char *method = strcmp(req->p.method, "HEAD") == 0 ? "GET" : req->p.method;
-    bool path_known = false;
-    char allow[64] = "";
-    for (size_t i = 0; i < dispatcher_nroutes; i++) {
-        struct route *r = &dispatcher_routes[i];
-        if (!route_match(r->path, path, &ctx))
-            continue;
-        path_known = true;
-        if (strcmp(r->method, method) == 0) {
-            ctx.route = r;
-            break;
-        }
-        size_t n = strlen(allow);
-        snprintf(allow + n, sizeof allow - n, "%s%s%s", n ? ", " : "", r->method,
-                 strcmp(r->method, "GET") == 0 ? ", HEAD" : "");
-    }
+    bool path_known;
+    char allow[64];
+    ctx.route = router_find(dispatcher_routes, dispatcher_nroutes, req->p.method, path, ctx.params,
+                            &ctx.nparams, &path_known, allow, sizeof allow);
     if (ctx.route && ctx.query && !query_ok(&ctx))
         return;
     if (ctx.route) {

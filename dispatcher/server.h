@@ -33,6 +33,7 @@
 #include "metrics.h"
 #include "db.h"
 #include "redis.h"
+#include "router.h"
 
 struct readiness;
 struct http_conn;
@@ -91,7 +92,7 @@ struct http_ctx {
     int64_t start_us;
     const struct route *route;
     int nparams;              /* values of the route's {name} segments */
-    char params[4][128];
+    char params[ROUTE_MAX_PARAMS][ROUTE_PARAM_MAX];
     /* Who asks (access.c): "k:<key digest>" for an admin key, "t:<token>"
      * for an application, "" for an open route. The tenant of the pools. */
     char principal[40];
