@@ -1,6 +1,7 @@
 /* worker.c - see worker.h. */
 #include "worker.h"
 
+#include <assert.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -276,26 +277,17 @@ static size_t defer_jobs(struct worker *w, struct job *jobs, rd_kafka_message_t 
             continue;
         const char *topic = rd_kafka_topic_name(jobs[i].msg->rkt);
         int32_t part = jobs[i].msg->partition;
-        size_t k = 0;
-        while (k < w->npaused && !(w->paused[k].partition == part && strcmp(w->paused[k].topic, topic) == 0))
-            k++;
-        if (k == w->npaused) {
-            if (w->npaused == WORKER_MAX_PAUSED)
-                continue; /* not paused: fetched again at once, and deferred again */
-            if (!kafka_consumer_pause(w->consumer, topic, part, true, err, sizeof err)) {
-                log_warn("pause failed", "err=\"%s\"", err);
-                continue;
-            }
-            snprintf(w->paused[k].topic, sizeof w->paused[k].topic, "%s", topic);
-            w->paused[k].partition = part;
-            w->paused[k].until_ms = jobs[i].defer_until_ms;
-            w->paused[k].hold = jobs[i].hold;
-            w->npaused++;
+        struct paused_partition *p = pauses_find(&w->paused, topic, part);
+        if (p) {
+            pauses_merge(p, jobs[i].defer_until_ms, jobs[i].hold);
+        } else if (w->paused.n == WORKER_MAX_PAUSED) {
+            /* not paused: fetched again at once, and deferred again */
+        } else if (!kafka_consumer_pause(w->consumer, topic, part, true, err, sizeof err)) {
+            log_warn("pause failed", "err=\"%s\"", err);
         } else {
-            if (jobs[i].defer_until_ms < w->paused[k].until_ms)
-                w->paused[k].until_ms = jobs[i].defer_until_ms;
-            if (jobs[i].hold > w->paused[k].hold)
-                w->paused[k].hold = jobs[i].hold;
+            bool added = pauses_add(&w->paused, topic, part, jobs[i].defer_until_ms, jobs[i].hold);
+            assert(added);
+            (void)added;
         }
     }
     return done;
@@ -305,63 +297,34 @@ static void resume_due(struct worker *w)
 {
     char err[ERRBUF_LEN];
     int64_t now = sb_now_ms();
-    for (size_t k = 0; k < w->npaused;) {
-        if (w->paused[k].until_ms > now) {
-            k++;
-            continue;
-        }
-        if (!kafka_consumer_pause(w->consumer, w->paused[k].topic, w->paused[k].partition, false,
-                                  err, sizeof err))
+    struct paused_partition p;
+    while (pauses_take_due(&w->paused, now, &p))
+        if (!kafka_consumer_pause(w->consumer, p.topic, p.partition, false, err, sizeof err))
             log_warn("resume failed", "err=\"%s\"", err); /* a rebalance resumed it already */
-        w->paused[k] = w->paused[--w->npaused];
-    }
-}
-
-static bool same_partition(const struct pin *p, const char *topic, int32_t partition)
-{
-    return p->partition == partition && strcmp(p->topic, topic) == 0;
-}
-
-/* The lowest pin of a partition, or NULL. */
-static struct pin *lowest_pin(struct worker *w, const char *topic, int32_t partition)
-{
-    struct pin *low = NULL;
-    for (size_t i = 0; i < w->npins; i++)
-        if (same_partition(&w->pins[i], topic, partition) && (low == NULL || w->pins[i].offset < low->offset))
-            low = &w->pins[i];
-    return low;
 }
 
 /* Pins the batch's pinned jobs and stores the offsets of msgs[0..n), the
  * done ones (reordered): a partition with a pin stores its lowest pin's
- * offset, and its pins remember how far it got. */
+ * offset, and its pins remember how far it got (pins.h). */
 static bool store_done(struct worker *w, const struct job *jobs, size_t njobs, rd_kafka_message_t **msgs,
                        size_t n, char *errbuf, size_t errlen)
 {
-    size_t before = w->npins;
+    struct pins *ps = &w->pins;
+    size_t before = ps->n;
     for (size_t i = 0; i < njobs; i++) {
         const struct job *j = &jobs[i];
         if (!j->pin || j->defer_until_ms)
             continue;
-        if (w->npins == WORKER_MAX_PINS) {
-            sb_errf(errbuf, errlen, "more than %d jobs pinned", WORKER_MAX_PINS);
-            w->npins = before;
-            return false;
+        if (!pins_add(ps, rd_kafka_topic_name(j->msg->rkt), j->msg->partition, j->msg->offset, j->pin)) {
+            ps->n = before;
+            return sb_errf(errbuf, errlen, "more than %d jobs pinned", WORKER_MAX_PINS);
         }
-        struct pin *p = &w->pins[w->npins];
-        snprintf(p->topic, sizeof p->topic, "%s", rd_kafka_topic_name(j->msg->rkt));
-        p->partition = j->msg->partition;
-        p->offset = j->msg->offset;
-        p->tag = j->pin;
-        const struct pin *other = lowest_pin(w, p->topic, p->partition);
-        p->high = other ? other->high : 0;
-        w->npins++;
     }
-    if (w->npins == 0)
+    if (ps->n == 0)
         return kafka_consumer_store(w->consumer, msgs, n, errbuf, errlen);
     size_t k = n; /* msgs[k..n) are of pinned partitions */
     for (size_t i = 0; i < k;) {
-        if (lowest_pin(w, rd_kafka_topic_name(msgs[i]->rkt), msgs[i]->partition)) {
+        if (pins_lowest(ps, rd_kafka_topic_name(msgs[i]->rkt), msgs[i]->partition)) {
             rd_kafka_message_t *t = msgs[i];
             msgs[i] = msgs[--k];
             msgs[k] = t;
@@ -370,62 +333,42 @@ static bool store_done(struct worker *w, const struct job *jobs, size_t njobs, r
         }
     }
     bool ok = kafka_consumer_store(w->consumer, msgs, k, errbuf, errlen);
-    for (size_t i = 0; ok && i < w->npins; i++)
-        if (lowest_pin(w, w->pins[i].topic, w->pins[i].partition) == &w->pins[i])
-            ok = kafka_consumer_store_at(w->consumer, w->pins[i].topic, w->pins[i].partition,
-                                         w->pins[i].offset, errbuf, errlen);
+    for (size_t i = 0; ok && i < ps->n; i++)
+        if (pins_lowest(ps, ps->v[i].topic, ps->v[i].partition) == &ps->v[i])
+            ok = kafka_consumer_store_at(w->consumer, ps->v[i].topic, ps->v[i].partition,
+                                         pins_store_at(&ps->v[i]), errbuf, errlen);
     if (!ok) {
-        w->npins = before;
+        ps->n = before;
         return false;
     }
     for (size_t i = k; i < n; i++)
-        for (size_t p = 0; p < w->npins; p++)
-            if (same_partition(&w->pins[p], rd_kafka_topic_name(msgs[i]->rkt), msgs[i]->partition) &&
-                msgs[i]->offset + 1 > w->pins[p].high)
-                w->pins[p].high = msgs[i]->offset + 1;
+        pins_done(ps, rd_kafka_topic_name(msgs[i]->rkt), msgs[i]->partition, msgs[i]->offset);
     return true;
 }
 
 void worker_unpin(struct worker *w, uint64_t tag, bool handled)
 {
     char err[ERRBUF_LEN];
-    size_t i = 0;
-    while (i < w->npins && w->pins[i].tag != tag)
-        i++;
-    if (i == w->npins)
+    struct pin_release r;
+    if (!pins_remove(&w->pins, tag, handled, &r))
         return;
-    struct pin gone = w->pins[i];
-    w->pins[i] = w->pins[--w->npins];
-    const struct pin *next = lowest_pin(w, gone.topic, gone.partition);
-    bool ok;
-    if (!handled) {
-        /* Fetched again from the job on: what was done after it is found
-         * done. The partition's other pins store no further than it. */
-        for (size_t p = 0; p < w->npins; p++)
-            if (same_partition(&w->pins[p], gone.topic, gone.partition) && w->pins[p].high > gone.offset)
-                w->pins[p].high = gone.offset;
-        ok = kafka_consumer_seek_to(w->consumer, gone.topic, gone.partition, gone.offset, err, sizeof err);
-    } else {
-        int64_t to = next ? next->offset : gone.high > gone.offset ? gone.high : gone.offset + 1;
-        ok = kafka_consumer_store_at(w->consumer, gone.topic, gone.partition, to, err, sizeof err);
-    }
+    bool ok = r.seek ? kafka_consumer_seek_to(w->consumer, r.topic, r.partition, r.offset, err, sizeof err)
+                     : kafka_consumer_store_at(w->consumer, r.topic, r.partition, r.offset, err, sizeof err);
     if (!ok)
-        log_warn("the offset past a pinned job was not moved", "topic=%s partition=%d offset=%lld err=\"%s\"",
-                 gone.topic, (int)gone.partition, (long long)gone.offset, err);
+        log_warn("the offset past a pinned job was not moved", "topic=%s partition=%d offset=%lld seek=%d err=\"%s\"",
+                 r.topic, (int)r.partition, (long long)r.offset, r.seek, err);
 }
 
 void worker_release(struct worker *w, uint64_t below)
 {
-    for (size_t k = 0; k < w->npaused; k++)
-        if (w->paused[k].hold != 0 && w->paused[k].hold < below)
-            w->paused[k].until_ms = 0;
+    pauses_release(&w->paused, below);
 }
 
 static void on_revoke(void *arg)
 {
     struct worker *w = arg;
     w->role->revoked(w);
-    w->npins = 0; /* the partitions are gone; their next owner starts at the pins */
+    w->pins.n = 0; /* the partitions are gone; their next owner starts at the pins */
 }
 
 void worker_know_topics(struct worker *w, const char *const *topics, size_t n)
@@ -464,7 +407,7 @@ int worker_run(struct worker *w)
         }
         if (w->role->turn)
             w->role->turn(w);
-        if (w->npaused)
+        if (w->paused.n)
             resume_due(w);
         if (have_next) { /* fetched while the last batch was handled */
             struct batch t = cur;

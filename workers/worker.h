@@ -16,6 +16,7 @@
 #include "kafka.h"
 #include "metrics.h"
 #include "db.h"
+#include "holds.h"
 #include "redis.h"
 
 struct job {
@@ -77,28 +78,6 @@ struct role {
     void (*turn)(struct worker *w);
 };
 
-#define WORKER_MAX_PAUSED 256
-/* notify_concurrency (at most 256) twice: a sender can be pinned again
- * before its last pin is let go. */
-#define WORKER_MAX_PINS 512
-
-struct paused_partition {
-    char topic[128];
-    int32_t partition;
-    int64_t until_ms;
-    uint64_t hold; /* the highest tag of its jobs; 0 = none */
-};
-
-/* A pinned job (job.pin), and how far its partition has been handled past
- * it: every pin of one partition carries the same high. */
-struct pin {
-    char topic[128];
-    int32_t partition;
-    int64_t offset;
-    int64_t high; /* the offset to store once the partition has no pin left */
-    uint64_t tag;
-};
-
 struct worker {
     const struct sb_config *cfg;
     const struct role *role;
@@ -109,10 +88,8 @@ struct worker {
     redisContext *redis; /* blocking, made on first use by roles that need it */
     const atomic_int *stop; /* set by the signal handler */
     void *state; /* the role's own (prepare makes it, finish frees it) */
-    struct paused_partition paused[WORKER_MAX_PAUSED];
-    size_t npaused;
-    struct pin pins[WORKER_MAX_PINS];
-    size_t npins;
+    struct pauses paused; /* partitions waiting for deferred jobs */
+    struct pins pins; /* jobs the role goes on with after their batch */
     struct metric *m_processed, *m_dead, *m_retries, *m_batches;
     struct metric *m_last_batch; /* unix seconds of the last committed batch */
 };
