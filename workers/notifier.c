@@ -19,7 +19,7 @@
  * process would deliver a few per second). Each sender has its own store
  * connection and provider handles. The batch is cut into groups in log
  * order: jobs naming the same notification id are one group, so a repeat
- * is never delivered beside its original (plan_batch). A sender that is
+ * is never delivered beside its original (noteplan.h). A sender that is
  * free takes the next group and delivers its jobs one after the other, so
  * a slow delivery holds up only its own group, not a share of the batch
  * dealt out in advance. Once every group has been taken, a delivery still
@@ -57,6 +57,7 @@
 #include "channels.h"
 #include "deadletter.h"
 #include "log.h"
+#include "noteplan.h"
 #include "notestore.h"
 #include "threadpool.h"
 
@@ -124,6 +125,7 @@ struct notifier {
      * next owner fetches the job again. */
     struct finished *finished;
     size_t nfinished;
+    struct plan_busy *busy; /* nsenders: busy_detached's snapshot */
     struct bucket buckets[CH_COUNT];
     struct metric *m_sent, *m_failed, *m_dead, *m_dupes, *m_detached;
 };
@@ -137,6 +139,7 @@ static void notifier_free(struct notifier *nf, bool curl)
             channels_free(nf->senders[i].channels);
         free(nf->senders);
         free(nf->finished);
+        free(nf->busy);
         pthread_cond_destroy(&nf->changed);
         pthread_mutex_destroy(&nf->lock);
         free(nf);
@@ -182,7 +185,8 @@ bool notifier_prepare(struct worker *w)
         goto fail;
     }
     if ((nf->senders = calloc(n, sizeof *nf->senders)) == NULL ||
-        (nf->finished = calloc(2 * n, sizeof *nf->finished)) == NULL)
+        (nf->finished = calloc(2 * n, sizeof *nf->finished)) == NULL ||
+        (nf->busy = calloc(n, sizeof *nf->busy)) == NULL)
         goto fail;
     nf->nsenders = n;
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
@@ -441,24 +445,6 @@ static enum db_status handle_one(struct sender *s, struct notestore *store, stru
     return notestore_update(store, &n, errbuf, errlen);
 }
 
-/* FNV-1a: jobs with equal ids or keys must meet; a collision only puts two
- * jobs in one group (or holds one back for nothing). */
-static uint64_t str_hash(const char *str)
-{
-    uint64_t h = 14695981039346656037u;
-    for (; *str; str++)
-        h = (h ^ (unsigned char)*str) * 1099511628211u;
-    return h;
-}
-
-/* A job's id and idempotency key as hashes (key 0 = none). */
-static void job_hashes(const struct job *j, uint64_t *id, uint64_t *key)
-{
-    const char *k = json_str(j->env.payload, "idempotency_key", "");
-    *id = str_hash(json_str(j->env.payload, "id", ""));
-    *key = *k ? str_hash(k) | 1 : 0;
-}
-
 /* After a detached delivery, on its sender's thread: what the batch would
  * have done with the job (a dead letter) is done here. Returns whether the
  * job is handled; if not, its partition is fetched again from it. */
@@ -502,7 +488,7 @@ static void sender_work(void *ctx, void *arg)
             struct job job = *nf->grouped[i];
             s->orig = nf->grouped[i];
             s->at = i;
-            job_hashes(&job, &s->id, &s->key);
+            plan_job_hashes(&job, &s->id, &s->key);
             s->began_ms = sb_mono_ms();
             if (nf->next_group >= nf->ngroups) /* the batch may be waiting to detach it */
                 pthread_cond_broadcast(&nf->changed);
@@ -581,10 +567,7 @@ static bool detach(struct notifier *nf, struct sender *s, int64_t until)
     s->orig->env.root = NULL; /* the sender's now */
     s->orig->env.payload = NULL;
     s->orig->pin = s->tag;
-    for (size_t i = s->at + 1; i < s->end; i++) {
-        nf->grouped[i]->defer_until_ms = until;
-        nf->grouped[i]->hold = s->tag;
-    }
+    plan_hold_rest(nf->grouped, s->at + 1, s->end, until, s->tag);
     return true;
 }
 
@@ -599,43 +582,17 @@ static int64_t job_due(const struct worker *w, const struct job *j)
     return json_i64(j->env.payload, "not_before", 0);
 }
 
-/* The batch's plan, in log order: a retry that is not due yet, and every
- * later job of its partition, is deferred; so is a job with the id or key
- * of a delivery still running from an earlier batch (detach), held until
- * that is over. Every other job joins the group of an earlier job with the
- * same id if there is one, else of one with the same idempotency key, else
- * starts a group. The id comes first: a repeat of a notification finds its
- * record "mine" and would deliver it again beside the original, so every
- * job with one id must be in one group. Two jobs sharing only a key usually
- * meet too; if they do not (each also matched another job), the store's
- * unique key lets one through, as between processes. */
-struct plan {
-    uint64_t id, key; /* hashes; key 0 = none */
-    size_t group;     /* SIZE_MAX: deferred */
-};
-
-/* The group of the first job before i with i's id (by_key: key), or
- * SIZE_MAX. */
-static size_t plan_join(const struct plan *plan, size_t i, bool by_key)
+/* The detached deliveries still running, into nf->busy; returns how
+ * many. Called with nf->lock held. */
+static size_t busy_detached(struct notifier *nf)
 {
-    for (size_t k = 0; k < i; k++)
-        if (plan[k].group != SIZE_MAX &&
-            (by_key ? plan[k].key == plan[i].key : plan[k].id == plan[i].id))
-            return plan[k].group;
-    return SIZE_MAX;
-}
-
-/* The highest tag of the detached deliveries with j's id or key, 0 if
- * none. Called with nf->lock held. */
-static uint64_t held_by(const struct notifier *nf, const struct plan *p)
-{
-    uint64_t tag = 0;
+    size_t n = 0;
     for (size_t k = 0; k < nf->nsenders; k++) {
         const struct sender *s = &nf->senders[k];
-        if (s->detached && (s->id == p->id || (p->key && s->key == p->key)) && s->tag > tag)
-            tag = s->tag;
+        if (s->detached)
+            nf->busy[n++] = (struct plan_busy){s->id, s->key, s->tag};
     }
-    return tag;
+    return n;
 }
 
 /* Until when a job held for a detached delivery waits at the latest (it
@@ -645,39 +602,21 @@ static int64_t hold_until(const struct worker *w)
     return sb_now_ms() + w->cfg->notify_timeout_ms + HOLD_SLACK_MS;
 }
 
-/* Fills plan[0..n); returns the number of groups, or SIZE_MAX when out of
- * memory. */
+/* Fills plan[0..n) (noteplan.h); returns the number of groups, or
+ * SIZE_MAX when out of memory. */
 static size_t plan_batch(struct worker *w, struct job **jobs, size_t n, struct plan *plan)
 {
     struct notifier *nf = w->state;
     int64_t now = sb_now_ms();
+    for (size_t i = 0; i < n; i++) {
+        int64_t due = job_due(w, jobs[i]);
+        if (due > now)
+            jobs[i]->defer_until_ms = due;
+    }
     pthread_mutex_lock(&nf->lock);
-    for (size_t i = 0; i < n; i++) {
-        struct job *j = jobs[i];
-        int64_t due = job_due(w, j);
-        if (due > now) {
-            j->defer_until_ms = due;
-            continue;
-        }
-        job_hashes(j, &plan[i].id, &plan[i].key);
-        if (nf->ndetached && (j->hold = held_by(nf, &plan[i])) != 0)
-            j->defer_until_ms = hold_until(w);
-    }
+    plan_hold(jobs, n, plan, nf->busy, busy_detached(nf), hold_until(w));
     pthread_mutex_unlock(&nf->lock);
-    if (!worker_defer_followers(jobs, n))
-        return SIZE_MAX;
-    size_t ngroups = 0;
-    for (size_t i = 0; i < n; i++) {
-        plan[i].group = SIZE_MAX;
-        if (jobs[i]->defer_until_ms)
-            continue;
-        plan[i].group = plan_join(plan, i, false);
-        if (plan[i].group == SIZE_MAX && plan[i].key)
-            plan[i].group = plan_join(plan, i, true);
-        if (plan[i].group == SIZE_MAX)
-            plan[i].group = ngroups++;
-    }
-    return ngroups;
+    return plan_groups(jobs, n, plan);
 }
 
 /* Has free senders take the groups left: as many as there are groups that
@@ -747,22 +686,13 @@ enum db_status notifier_handle(struct worker *w, struct job **jobs, size_t n, ch
     enum db_status st = DB_OK;
     struct plan *plan = calloc(n, sizeof *plan);
     struct job **grouped = calloc(n, sizeof *grouped);
-    size_t *start = calloc(n + 1, sizeof *start), *fill = calloc(n + 1, sizeof *fill);
-    size_t ngroups = plan && grouped && start && fill ? plan_batch(w, jobs, n, plan) : SIZE_MAX;
-    if (ngroups == SIZE_MAX) {
+    size_t *start = calloc(n + 1, sizeof *start);
+    size_t ngroups = plan && grouped && start ? plan_batch(w, jobs, n, plan) : SIZE_MAX;
+    if (ngroups == SIZE_MAX || !plan_order(jobs, n, plan, ngroups, grouped, start)) {
         sb_errf(errbuf, errlen, "out of memory planning a batch of %zu jobs", n);
         st = DB_TRANSIENT;
         goto done;
     }
-    /* Jobs by group, each group in log order (a counting sort). */
-    for (size_t i = 0; i < n; i++)
-        if (plan[i].group != SIZE_MAX)
-            start[plan[i].group + 1]++;
-    for (size_t g = 0; g < ngroups; g++)
-        fill[g] = start[g + 1] += start[g];
-    for (size_t i = n; i-- > 0;)
-        if (plan[i].group != SIZE_MAX)
-            grouped[--fill[plan[i].group]] = jobs[i];
     pthread_mutex_lock(&nf->lock);
     nf->grouped = grouped;
     nf->start = start;
@@ -794,7 +724,6 @@ done:
     free(plan);
     free(grouped);
     free(start);
-    free(fill);
     return st;
 }
 
@@ -805,14 +734,11 @@ void notifier_turn(struct worker *w)
 {
     struct notifier *nf = w->state;
     struct finished done[2 * WORKER_MAX_PINS];
-    uint64_t below = UINT64_MAX;
     pthread_mutex_lock(&nf->lock);
     size_t n = nf->nfinished;
     memcpy(done, nf->finished, n * sizeof *done);
     nf->nfinished = 0;
-    for (size_t k = 0; k < nf->nsenders; k++)
-        if (nf->senders[k].detached && nf->senders[k].tag < below)
-            below = nf->senders[k].tag;
+    uint64_t below = plan_release_below(nf->busy, busy_detached(nf));
     pthread_mutex_unlock(&nf->lock);
     for (size_t i = 0; i < n; i++)
         worker_unpin(w, done[i].tag, done[i].handled);
