@@ -95,6 +95,21 @@ static bool key_valid(const char *key, unsigned char digest[DIGEST_LEN])
     return match != 0;
 }
 
+bool access_key_principal(const char *key, char *principal, size_t cap)
+{
+    unsigned char digest[DIGEST_LEN];
+    if (!key_valid(key, digest))
+        return false;
+    snprintf(principal, cap, "k:%02x%02x%02x%02x%02x%02x%02x%02x", digest[0], digest[1], digest[2],
+             digest[3], digest[4], digest[5], digest[6], digest[7]);
+    return true;
+}
+
+const char *access_bucket_script(void)
+{
+    return bucket_lua;
+}
+
 static void unauthorized(struct http_ctx *ctx, const char *fmt, const char *detail)
 {
     http_req_add_header(ctx->req, "WWW-Authenticate", "Bearer realm=\"switchboard\"");
@@ -121,17 +136,14 @@ static bool authenticate(struct http_ctx *ctx, char *principal, size_t cap)
         unauthorized(ctx, "%s", "this route needs an admin API key: Authorization: Bearer <key>");
         return false;
     }
-    unsigned char digest[DIGEST_LEN];
     if (nkeys == 0) {
         unauthorized(ctx, "%s", "no admin API keys are configured (api_key_hashes)");
         return false;
     }
-    if (!key_valid(h + 7, digest)) {
+    if (!access_key_principal(h + 7, principal, cap)) {
         unauthorized(ctx, "%s", "the API key is not valid");
         return false;
     }
-    snprintf(principal, cap, "k:%02x%02x%02x%02x%02x%02x%02x%02x", digest[0], digest[1], digest[2],
-             digest[3], digest[4], digest[5], digest[6], digest[7]);
     return true;
 }
 

@@ -22,6 +22,13 @@
 bool access_init(const struct sb_config *cfg, char *errbuf, size_t errlen) SB_NODISCARD;
 /* Number of admin keys configured (0: admin routes answer 401). */
 size_t access_key_count(void);
+/* The rate-limit principal of an admin key ("k:" and the first 8 bytes of
+ * its digest, in hex); false if the key is not one configured. */
+bool access_key_principal(const char *key, char *principal, size_t cap) SB_NODISCARD;
+/* The token bucket, a Lua script run by EVAL with KEYS[1] = the bucket's
+ * key, ARGV = rate (per second), burst: 0 when a token was taken, else the
+ * milliseconds until one is there. */
+const char *access_bucket_script(void);
 /* Checks the credentials the route needs, then the rate limit, then runs
  * the route's handler; answers 401 or 429 itself otherwise. */
 void access_dispatch(struct http_ctx *ctx);
