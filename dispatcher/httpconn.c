@@ -1,6 +1,7 @@
 /* httpconn.c - see httpconn.h. */
 #include "httpconn.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <event2/listener.h>
 #include <malloc.h>
@@ -141,6 +142,7 @@ static void out_str(struct http_conn *c, const char *s)
 
 static bool out_drained(const struct http_conn *c)
 {
+    assert(c->out_off <= c->out.len);
     return c->out_off == c->out.len;
 }
 
@@ -343,6 +345,8 @@ static void conn_linger(struct http_conn *c)
  * the output drained. */
 static void conn_process(struct http_conn *c)
 {
+    assert(!c->in_process);           /* not re-entered: a reply inside dispatch returns here */
+    assert(!(c->busy && c->lingering)); /* lingering only after the answer */
     c->in_process = true;
     while (c->fd >= 0 && !c->busy && out_drained(c) && !c->close_after) {
         if (c->req_done)
@@ -388,7 +392,7 @@ static void conn_process(struct http_conn *c)
             event_del(c->timer);
             c->timer_armed = false;
         }
-        server_dispatch(c->loop, &c->req); /* may answer at once, then the loop goes on */
+        c->loop->dispatch(c->loop, &c->req); /* may answer at once, then the loop goes on */
     }
     c->in_process = false;
     if (c->busy)
@@ -548,6 +552,7 @@ void httpconn_accept(struct evconnlistener *lev, evutil_socket_t fd, struct sock
 /* The request has been answered (or abandoned): go on with the input. */
 static void conn_request_over(struct http_conn *c)
 {
+    assert(c->busy && !c->req_done); /* one answer per request */
     c->busy = false;
     c->req_done = true;
     if (!c->in_process)

@@ -397,6 +397,7 @@ bool loop_init(struct loop *l, struct dispatcher *d, int index, int listen_fd, c
     memset(l, 0, sizeof *l);
     l->d = d;
     l->index = index;
+    l->dispatch = server_dispatch;
     LIST_INIT(&l->conns);
     l->base = event_base_new();
     if (l->base == NULL)

@@ -80,6 +80,8 @@ struct loop {
     struct findcache *find; /* /phonebook/find answers of this loop */
     struct net_accept_guard *accept_guard; /* rests the listener after an accept() error */
     struct log_every refused_log; /* connections refused at max_connections */
+    /* Routes a whole request: server_dispatch (a test may put its own). */
+    void (*dispatch)(struct loop *l, struct http_req *req);
 };
 
 /* Everything a handler gets. */
