@@ -118,34 +118,17 @@ size_t kafka_consumer_lag(struct kafka_consumer *c, struct kafka_lag *out, size_
 /* Commits stored offsets, leaves the group, destroys. */
 void kafka_consumer_free(struct kafka_consumer *c);
 
-/* A topic as switchboard wants it. config: NULL-terminated key, value
- * pairs of topic settings (retention.ms, ...). */
-struct kafka_topic_spec {
-    const char *name;
-    int partitions;
-    int replication; /* 0: as many as there are brokers, at most 3 */
-    const char *const *config;
-};
-enum kafka_topic_outcome { TOPIC_CREATED, TOPIC_EXISTS, TOPIC_DIFFERS, TOPIC_FAILED };
-struct kafka_topic_result {
-    enum kafka_topic_outcome outcome;
-    int partitions; /* what the cluster has (TOPIC_EXISTS, TOPIC_DIFFERS) */
-    char error[256]; /* TOPIC_FAILED */
-};
-/* Creates the topics of specs[0..n) that the cluster lacks, through the
- * Admin API, and compares the partition count of those it has (a count is
- * never changed here: more partitions would send keys elsewhere and break
- * their order). out[i] tells what happened to specs[i]. False, with why,
- * only if the cluster could not be asked at all. */
-bool kafka_topics_ensure(const char *brokers, const char *extra_conf,
-                         const struct kafka_topic_spec *specs, size_t n,
-                         struct kafka_topic_result *out, int timeout_ms, char *errbuf,
-                         size_t errlen) SB_NODISCARD;
-
 /* Every topic's dead letters go to <topic>.dlq: the workers send them
  * there, and switchboard-migrate topics makes it beside the topic. */
 #define KAFKA_DLQ_NAME_MAX 300
 void kafka_dlq_name(const char *topic, char out[KAFKA_DLQ_NAME_MAX]);
+
+/* Shared by the clients of this folder (kafka_topics.c): librdkafka's log
+ * and error callbacks, routed to our log, and one setting with its
+ * failure in errbuf (a secret's value never quoted). */
+void kafka_log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf);
+void kafka_error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque);
+bool kafka_conf_set(rd_kafka_conf_t *conf, const char *k, const char *v, char *errbuf, size_t errlen) SB_NODISCARD;
 
 /* Reads a header's value as a NUL-terminated copy into out; false if absent. */
 bool kafka_header(const rd_kafka_message_t *m, const char *name, char *out, size_t cap);

@@ -8,7 +8,7 @@
 #include <string.h>
 
 #include "json.h"
-#include "kafka.h"
+#include "kafka_topics.h"
 #include "log.h"
 
 #define MAX_TOPICS 64

@@ -324,6 +324,68 @@ static bool job_message(const struct worker *w, const cJSON *p, struct note_msg 
     return note_msg_check(m, w->cfg->notify_topics, why, cap);
 }
 
+/* The job's idempotency key is held by another notification (existing):
+ * a repeat, or a reuse with other content (dead-lettered). */
+static enum db_status key_taken(struct notifier *nf, struct notestore *store, struct job *j, struct note *n,
+                                struct note *existing, char *errbuf, size_t errlen)
+{
+    metric_add(nf->m_dupes, 1);
+    bool same = strcmp(existing->fingerprint, n->fingerprint) == 0;
+    log_info("idempotency key seen before", "id=%s key=\"%s\" holder=%s same_content=%d",
+             n->id, n->idem, existing->id, same);
+    if (*n->tracking_id) { /* its send-many request must still add up */
+        n->idem[0] = '\0';
+        n->status = NOTE_DEAD;
+        snprintf(n->last_error, sizeof n->last_error,
+                 "not sent: idempotency key already used by notification %s", existing->id);
+        bool created;
+        enum db_status st = notestore_claim(store, n, &created, existing, errbuf, errlen);
+        if (st != DB_OK)
+            return st;
+    }
+    if (!same)
+        job_dead(j, "idempotency key reused with different content (held by %s)", existing->id);
+    return DB_OK;
+}
+
+/* Sets n's outcome after a delivery attempt (n->attempts made): sent; or
+ * failed, with the retry scheduled; or dead. False if the retry could not
+ * be scheduled (the batch is rewound). */
+static bool settle(struct sender *s, struct job *j, struct note *n, enum note_channel ch,
+                   enum send_result r, const char *why, char *errbuf, size_t errlen)
+{
+    struct worker *w = s->w;
+    struct notifier *nf = s->nf;
+    int64_t attempts = n->attempts;
+    n->updated_ms = sb_now_ms();
+    if (r == SEND_OK) {
+        n->status = NOTE_SENT;
+        n->last_error[0] = '\0';
+        metric_add(nf->m_sent, 1);
+        log_info("notification sent", "id=%s channel=%s attempt=%lld", n->id, note_channel_name(ch),
+                 (long long)attempts);
+        return true;
+    }
+    snprintf(n->last_error, sizeof n->last_error, "%s", why);
+    if (r == SEND_RETRY && attempts < w->cfg->notify_max_attempts) {
+        s->backoff.attempt = (unsigned)(attempts - 1);
+        int64_t due = sb_now_ms() + backoff_next(&s->backoff);
+        if (!schedule_retry(w, j, attempts, due, errbuf, errlen))
+            return false;
+        n->status = NOTE_FAILED;
+        metric_add(nf->m_failed, 1);
+        log_warn("notification failed, will retry", "id=%s channel=%s attempt=%lld err=\"%s\"", n->id,
+                 note_channel_name(ch), (long long)attempts, why);
+        return true;
+    }
+    n->status = NOTE_DEAD;
+    metric_add(nf->m_dead, 1);
+    snprintf(j->reason, sizeof j->reason, "%s after %lld attempt%s: %.200s",
+             r == SEND_RETRY ? "gave up" : "refused", (long long)attempts, attempts == 1 ? "" : "s", why);
+    j->dead = true;
+    return true;
+}
+
 /* Runs on a sender's thread, with that thread's store. */
 static enum db_status handle_one(struct sender *s, struct notestore *store, struct job *j,
                                  char *errbuf, size_t errlen)
@@ -363,24 +425,8 @@ static enum db_status handle_one(struct sender *s, struct notestore *store, stru
     enum db_status st = notestore_claim(store, &n, &created, &existing, errbuf, errlen);
     if (st != DB_OK)
         return st;
-    if (!created && strcmp(existing.id, n.id) != 0) {
-        /* Another notification holds the key: a repeat, or a reuse. */
-        metric_add(nf->m_dupes, 1);
-        bool same = strcmp(existing.fingerprint, n.fingerprint) == 0;
-        log_info("idempotency key seen before", "id=%s key=\"%s\" holder=%s same_content=%d",
-                 n.id, n.idem, existing.id, same);
-        if (*n.tracking_id) { /* its send-many request must still add up */
-            n.idem[0] = '\0';
-            n.status = NOTE_DEAD;
-            snprintf(n.last_error, sizeof n.last_error,
-                     "not sent: idempotency key already used by notification %s", existing.id);
-            if ((st = notestore_claim(store, &n, &created, &existing, errbuf, errlen)) != DB_OK)
-                return st;
-        }
-        if (!same)
-            job_dead(j, "idempotency key reused with different content (held by %s)", existing.id);
-        return DB_OK;
-    }
+    if (!created && strcmp(existing.id, n.id) != 0)
+        return key_taken(nf, store, j, &n, &existing, errbuf, errlen);
     if (!created) {
         /* Redelivered after it was settled. A dead one is dead-lettered
          * again: its batch may have been rewound (another sender's store
@@ -415,33 +461,8 @@ static enum db_status handle_one(struct sender *s, struct notestore *store, stru
     if ((st = notestore_update(store, &n, errbuf, errlen)) != DB_OK)
         return st;
     enum send_result r = channels_send(s->channels, n.id, &m, why, sizeof why);
-    n.updated_ms = sb_now_ms();
-    if (r == SEND_OK) {
-        n.status = NOTE_SENT;
-        n.last_error[0] = '\0';
-        metric_add(nf->m_sent, 1);
-        log_info("notification sent", "id=%s channel=%s attempt=%lld", n.id,
-                 note_channel_name(m.channel), (long long)attempts);
-    } else {
-        snprintf(n.last_error, sizeof n.last_error, "%s", why);
-        if (r == SEND_RETRY && attempts < w->cfg->notify_max_attempts) {
-            s->backoff.attempt = (unsigned)(attempts - 1);
-            int64_t due = sb_now_ms() + backoff_next(&s->backoff);
-            if (!schedule_retry(w, j, attempts, due, errbuf, errlen))
-                return DB_TRANSIENT;
-            n.status = NOTE_FAILED;
-            metric_add(nf->m_failed, 1);
-            log_warn("notification failed, will retry", "id=%s channel=%s attempt=%lld err=\"%s\"",
-                     n.id, note_channel_name(m.channel), (long long)attempts, why);
-        } else {
-            n.status = NOTE_DEAD;
-            metric_add(nf->m_dead, 1);
-            snprintf(j->reason, sizeof j->reason, "%s after %lld attempt%s: %.200s",
-                     r == SEND_RETRY ? "gave up" : "refused", (long long)attempts,
-                     attempts == 1 ? "" : "s", why);
-            j->dead = true;
-        }
-    }
+    if (!settle(s, j, &n, m.channel, r, why, errbuf, errlen))
+        return DB_TRANSIENT;
     return notestore_update(store, &n, errbuf, errlen);
 }
 
