@@ -27,6 +27,7 @@ enum db_status { DB_OK, DB_TRANSIENT, DB_FATAL };
 bool db_parse_url(const char *url, struct db_url *out, char *errbuf, size_t errlen) SB_NODISCARD;
 
 struct db;
+/* Connects on first use (db_conn); NULL only when out of memory. */
 struct db *db_new(const struct db_url *url);
 void db_free(struct db *db);
 /* The live connection, dialing if needed; NULL (and errbuf) if unreachable. */

@@ -27,6 +27,8 @@ bool redis_parse_url(const char *url, struct redis_url *out, char *errbuf, size_
 redisContext *redis_sync_connect(const struct redis_url *url, char *errbuf, size_t errlen);
 
 struct redis_client;
+/* Starts dialling at once (and again with backoff while Redis is away);
+ * NULL only when out of memory. */
 struct redis_client *redis_client_new(struct event_base *base, const struct redis_url *url);
 void redis_client_free(struct redis_client *rc);
 /* Connected, its run_id known, and answered a PING recently. Safe to ask

@@ -101,9 +101,9 @@ static bool start_shared(struct dispatcher *d, const struct sb_config *cfg, char
     /* Before any loop runs: /readyz reads the probes' state. Made after
      * the port opened, a /readyz arriving at once found none (UBSan:
      * member access within a null pointer, in CI's up/down test). */
-    d->readiness = readiness_new(d);
+    d->readiness = readiness_new(d, why, sizeof why);
     if (d->readiness == NULL)
-        return sb_errf(err, errlen, "%s", "cannot start readiness probes");
+        return sb_errf(err, errlen, "cannot start readiness probes: %s", why);
     return true;
 }
 

@@ -29,6 +29,7 @@ struct find_waiter {
     void *arg;
 };
 
+/* NULL only when out of memory. */
 struct findcache *findcache_new(size_t capacity);
 void findcache_free(struct findcache *fc);
 /* FIND_YES from the cache (and refreshes its LRU place), else FIND_MISS

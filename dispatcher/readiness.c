@@ -116,11 +116,13 @@ static void *probe_main(void *arg)
     return NULL;
 }
 
-struct readiness *readiness_new(struct dispatcher *d)
+struct readiness *readiness_new(struct dispatcher *d, char *errbuf, size_t errlen)
 {
     struct readiness *r = calloc(1, sizeof *r);
-    if (r == NULL)
+    if (r == NULL) {
+        sb_errf(errbuf, errlen, "out of memory");
         return NULL;
+    }
     r->d = d;
     pthread_mutex_init(&r->lock, NULL);
     r->probes[DEP_KAFKA].on = true;
@@ -138,7 +140,9 @@ struct readiness *readiness_new(struct dispatcher *d)
         p->up = metrics_gauge("switchboard_dependency_up", label,
                               "1 if the dependency answered its last probe");
     }
-    if (pthread_create(&r->thread, NULL, probe_main, r) != 0) {
+    int rc = pthread_create(&r->thread, NULL, probe_main, r);
+    if (rc != 0) {
+        sb_errf(errbuf, errlen, "cannot start the probe thread: %s", strerror(rc));
         pthread_mutex_destroy(&r->lock);
         free(r);
         return NULL;

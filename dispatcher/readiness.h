@@ -25,7 +25,8 @@ struct dep_state {
     char error[ERRBUF_LEN];
 };
 
-struct readiness *readiness_new(struct dispatcher *d);
+/* Starts the probe thread; NULL and errbuf if it cannot. */
+struct readiness *readiness_new(struct dispatcher *d, char *errbuf, size_t errlen);
 /* Call once the MySQL and notification-store pools are stopped: a probe may
  * have been queued there. */
 void readiness_free(struct readiness *r);

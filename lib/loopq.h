@@ -25,6 +25,7 @@ struct loopq_item {
     bool owned; /* the caller's: not freed by the queue */
 };
 
+/* NULL only when out of memory. */
 struct loopq *loopq_new(struct event_base *base);
 /* Pending calls are run (on the calling thread) before the queue is freed,
  * so no posted work is silently dropped. */

@@ -19,6 +19,7 @@ enum send_result {
 };
 
 struct channels;
+/* Provider handles are made on first use; NULL only when out of memory. */
 struct channels *channels_new(const struct sb_config *cfg, struct kafka_producer *producer);
 void channels_free(struct channels *c);
 enum send_result channels_send(struct channels *c, const char *id, const struct note_msg *m,
