@@ -2,6 +2,7 @@
  * LRU list; pending entries are never evicted. */
 #include "findcache.h"
 
+#include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -86,6 +87,8 @@ static void lru_unlink(struct findcache *fc, struct entry *e)
 
 static void lru_push(struct findcache *fc, struct entry *e)
 {
+    assert(e->state == FIND_YES); /* an entry in flight is never evicted */
+    assert(e->prev == NULL && e->next == NULL && fc->head != e);
     e->prev = NULL;
     e->next = fc->head;
     if (fc->head)
@@ -102,6 +105,7 @@ static void remove_entry(struct findcache *fc, struct entry *e)
     lru_unlink(fc, e);
     free(e->waiters);
     free(e);
+    assert(fc->size > 0);
     fc->size--;
 }
 

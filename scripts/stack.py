@@ -16,267 +16,28 @@ Standard library only: it runs on a fresh Debian 12 with python3.
 """
 
 import argparse
-import fcntl
 import hashlib
 import json
 import os
 import resource
-import shutil
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.error
 import urllib.request
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# Kafka 3.9: the last line that speaks every protocol version Debian's
-# librdkafka 2.0.2 may use (4.0 removed the old ones); see scripts/kafka/pom.xml.
-KAFKA_VERSION = "3.9.2"
-KAFKA_CACHE = os.environ.get("SB_KAFKA_CACHE") or os.path.join(ROOT, ".cache", f"kafka-{KAFKA_VERSION}")
 ROLES = ("persister", "indexer", "notifier", "phonebook")
 DB_NAME = "switchboard"
 DB_USER = "switchboard"
 DB_PASS = "switchboard"
 
-
-def free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def port_open(port, host="127.0.0.1"):
-    try:
-        with socket.create_connection((host, port), timeout=0.5):
-            return True
-    except OSError:
-        return False
-
-
-def wait_for(what, check, timeout, proc=None, log=None):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        if proc is not None and proc.poll() is not None:
-            tail = ""
-            if log and os.path.exists(log):
-                with open(log, errors="replace") as f:
-                    tail = "".join(f.readlines()[-20:])
-            raise RuntimeError(f"{what} exited with {proc.returncode}\n{tail}")
-        time.sleep(0.1)
-    raise RuntimeError(f"timed out after {timeout}s waiting for {what}")
-
-
-def http_get(url, timeout=2.0):
-    """Returns (status, body bytes); status 0 when unreachable."""
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as r:
-            return r.status, r.read()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read()
-    except (urllib.error.URLError, OSError):
-        return 0, b""
-
-
-def find_tool(*names):
-    for n in names:
-        for d in ("/usr/sbin", "/usr/bin", "/usr/local/sbin", "/usr/local/bin"):
-            p = os.path.join(d, n)
-            if os.access(p, os.X_OK):
-                return p
-        p = shutil.which(n)
-        if p:
-            return p
-    raise RuntimeError(f"none of {names} is installed (run scripts/setup)")
-
-
-
-def kafka_libs():
-    """The folder of Kafka's jars, fetched from Maven Central on first use
-    (mvn, into KAFKA_CACHE; about 50 MB)."""
-    libs = os.path.join(KAFKA_CACHE, "libs")
-    marker = os.path.join(KAFKA_CACHE, "complete")
-    if os.path.exists(marker):
-        return libs
-    os.makedirs(KAFKA_CACHE, exist_ok=True)
-    # Two test processes starting at once: one fetches, the other waits.
-    with open(os.path.join(KAFKA_CACHE, ".lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not os.path.exists(marker):
-            fetch_kafka(libs, marker)
-    return libs
-
-
-def fetch_kafka(libs, marker):
-    tmp = libs + ".tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    r = subprocess.run([find_tool("mvn"), "-q", "-B", "-f", os.path.join(ROOT, "scripts", "kafka", "pom.xml"),
-                        f"-Dkafka.version={KAFKA_VERSION}", "dependency:copy-dependencies",
-                        f"-DoutputDirectory={tmp}", "-DincludeScope=runtime"],
-                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    if r.returncode != 0 or not os.path.isdir(tmp) or \
-            not any(f.startswith("kafka_2.13-") for f in os.listdir(tmp)):
-        raise RuntimeError("fetching Apache Kafka from Maven Central failed:\n" + r.stdout.decode(errors="replace"))
-    shutil.rmtree(libs, ignore_errors=True)
-    os.rename(tmp, libs)
-    with open(marker, "w") as f:
-        f.write(KAFKA_VERSION + "\n")
-
-
-KAFKA_LOG4J = """log4j.rootLogger=WARN, stdout
-log4j.appender.stdout=org.apache.log4j.ConsoleAppender
-log4j.appender.stdout.layout=org.apache.log4j.PatternLayout
-log4j.appender.stdout.layout.ConversionPattern=[%d] %p %m (%c)%n
-# start-up and shut-down lines (the stack waits for "Kafka Server started")
-log4j.logger.kafka.server.KafkaRaftServer=INFO
-log4j.logger.kafka.server.BrokerServer=INFO
-"""
-
-
-class KafkaNode:
-    """One Apache Kafka process in KRaft mode, broker and controller in one
-    (process.roles=broker,controller), its log under data_dir. Ports and
-    the cluster id are kept in data_dir, so a restart finds its data and
-    its clients find it where it was."""
-
-    def __init__(self, data_dir, node_id=1, cluster=None, heap_mb=512, fast_start=False):
-        self.data_dir = data_dir
-        self.node_id = node_id
-        self.cluster = cluster  # the KafkaNodes of one cluster (voters), or None: just this one
-        self.heap_mb = heap_mb
-        self.fast_start = fast_start
-        self.host = "127.0.0.1"  # another address when it runs in a network namespace
-        self.netns = None  # that namespace's name
-        self.extra = {}  # more server.properties (TLS and SASL settings, ...)
-        self.listeners = {}  # more client listeners: name -> (port, security protocol)
-        os.makedirs(data_dir, exist_ok=True)
-        self.port = self.kept_port("port")
-        self.controller_port = self.kept_port("controller_port")
-
-    def kept_port(self, key):
-        """The port kept under key in data_dir/node.json, or a free one,
-        kept there from now on."""
-        state = os.path.join(self.data_dir, "node.json")
-        saved = {}
-        if os.path.exists(state):
-            with open(state) as f:
-                saved = json.load(f)
-        if not saved.get(key):
-            saved[key] = free_port()
-            with open(state, "w") as f:
-                json.dump(saved, f)
-        return saved[key]
-
-    @property
-    def bootstrap(self):
-        return f"{self.host}:{self.port}"
-
-    def add_listener(self, name, protocol):
-        """One more client listener (say SASL_SSL, for a TLS and SASL test)
-        on a port of its own, kept with the node's other ports."""
-        port = self.kept_port(f"listener_{name}")
-        self.listeners[name] = (port, protocol)
-        return f"{self.host}:{port}"
-
-    def properties(self):
-        nodes = self.cluster or [self]
-        voters = ",".join(f"{n.node_id}@{n.host}:{n.controller_port}" for n in nodes)
-        rf = min(3, len(nodes))
-        h = self.host
-        more = "".join(f",{name}://{h}:{port}" for name, (port, _) in self.listeners.items())
-        protocols = "".join(f",{name}:{proto}" for name, (_, proto) in self.listeners.items())
-        props = {
-            "process.roles": "broker,controller",
-            "node.id": str(self.node_id),
-            "controller.quorum.voters": voters,
-            "listeners": f"PLAINTEXT://{h}:{self.port},CONTROLLER://{h}:{self.controller_port}{more}",
-            "advertised.listeners": f"PLAINTEXT://{h}:{self.port}{more}",
-            "controller.listener.names": "CONTROLLER",
-            "inter.broker.listener.name": "PLAINTEXT",
-            "listener.security.protocol.map": f"PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT{protocols}",
-            "log.dirs": os.path.join(self.data_dir, "log"),
-            # Topics come from switchboard-migrate topics, with their
-            # partitions and settings; a typo must not make a new one.
-            "auto.create.topics.enable": "false",
-            "offsets.topic.replication.factor": str(rf),
-            "offsets.topic.num.partitions": "8",
-            "transaction.state.log.replication.factor": str(rf),
-            "transaction.state.log.min.isr": str(min(2, rf)),
-            "default.replication.factor": str(rf),
-            "min.insync.replicas": "1",
-            # A consumer group forms at once: waiting for more members to
-            # join (the default 3 s) only delays every start here.
-            "group.initial.rebalance.delay.ms": "0",
-            "num.partitions": "8",
-            # Kafka's defaults (3 network and 8 I/O threads) are for a host
-            # of its own; here it shares the cores with everything else, and
-            # fewer threads switch less: at 9k creates/s the p99 of a create
-            # was 4.7-6.2 ms with one per core, 4.9-9.1 ms with the defaults
-            # (six 10-s runs each).
-            "num.network.threads": str(min(3, os.cpu_count() or 1)),
-            "num.io.threads": str(min(8, os.cpu_count() or 1)),
-            "log.retention.hours": "168",
-        }
-        props.update(self.extra)
-        return props
-
-    def write_config(self):
-        path = os.path.join(self.data_dir, "server.properties")
-        with open(path, "w") as f:
-            for k, v in self.properties().items():
-                f.write(f"{k}={v}\n")
-        with open(os.path.join(self.data_dir, "log4j.properties"), "w") as f:
-            f.write(KAFKA_LOG4J)
-        return path
-
-    def java_argv(self, main, *args):
-        opts = [f"-Xmx{self.heap_mb}m", "-XX:-UsePerfData", "-Djava.awt.headless=true",
-                f"-Dlog4j.configuration=file:{os.path.join(self.data_dir, 'log4j.properties')}"]
-        if self.fast_start:
-            # Tests: the broker's work there is small, its start-up is not;
-            # C1 alone and one GC thread take a second or two off each start
-            # and keep two cores free for the code under test.
-            opts += [f"-Xms{min(64, self.heap_mb)}m", "-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC"]
-        else:
-            # As Kafka's own start script runs it: a fixed heap, G1 with
-            # short pauses.
-            opts += [f"-Xms{self.heap_mb}m", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
-                     "-XX:InitiatingHeapOccupancyPercent=35", "-XX:+ExplicitGCInvokesConcurrent",
-                     "-XX:MaxInlineLevel=15",
-                     f"-Xlog:gc:file={os.path.join(self.data_dir, 'gc.log')}:time,uptime:filecount=3,filesize=10M"]
-        return [find_tool("java"), *opts, "-cp", os.path.join(kafka_libs(), "*"), main, *args]
-
-    def format(self, cluster_id):
-        """Formats the log directory once (KRaft needs it); a formatted one
-        is kept as it is, with its data."""
-        config = self.write_config()
-        if os.path.exists(os.path.join(self.data_dir, "log", "meta.properties")):
-            return
-        r = subprocess.run(self.java_argv("kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", config),
-                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        if r.returncode != 0:
-            raise RuntimeError("formatting Kafka's log directory failed:\n" + r.stdout.decode(errors="replace"))
-
-
-def kafka_cluster_id(data_dir):
-    """A cluster id (22 characters of base64url, as Kafka makes them), made
-    once and kept in data_dir."""
-    path = os.path.join(data_dir, "cluster.id")
-    if not os.path.exists(path):
-        os.makedirs(data_dir, exist_ok=True)
-        # One starting with '-' would be read as an option by the storage
-        # tool's argument parser (1 in 32 ids: a set-up failed so in CI).
-        cid = "-"
-        while not cid[0].isalnum():
-            cid = secrets.token_urlsafe(16)[:22]
-        with open(path, "w") as f:
-            f.write(cid + "\n")
-    with open(path) as f:
-        return f.read().strip()
+# Also used by the tests and scripts/bench as stack.free_port and so on.
+from stackparts import (KafkaNode, find_tool, free_port, http_get,  # noqa: E402
+                        kafka_cluster_id, kafka_libs, port_open, wait_for)
 
 
 class Stack:
