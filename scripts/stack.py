@@ -36,8 +36,10 @@ DB_USER = "switchboard"
 DB_PASS = "switchboard"
 
 # Also used by the tests and scripts/bench as stack.free_port and so on.
-from stackparts import (KafkaNode, find_tool, free_port, http_get,  # noqa: E402
-                        kafka_cluster_id, kafka_libs, port_open, wait_for)
+from stackparts import (KafkaNode, ferretdb_binary, find_tool, free_port, http_get,  # noqa: E402
+                        ferretdb_argv, kafka_cluster_id, kafka_libs, opensearch_argv, opensearch_home,
+                        port_open,
+                        wait_for)
 
 
 class Stack:
@@ -64,6 +66,7 @@ class Stack:
         self.mysql_url = env.get("MYSQL_URL")
         self.es_url = env.get("ES_URL")  # search in Elasticsearch when set
         self.es_index = env.get("SB_ES_INDEX")
+        self.mongo_uri = env.get("MONGO_URI")  # notifications in MongoDB when set
         self.extra_env = {}  # more settings for every switchboard process
         self.external = {
             "redis": bool(self.redis_url),
@@ -111,6 +114,7 @@ class Stack:
         e.setdefault("MONGOC_DISABLE_SHM", "1")
         for k, v in (("REDIS_URL", self.redis_url), ("KAFKA_BROKERS", self.kafka_brokers),
                      ("MYSQL_URL", self.mysql_url), ("ES_URL", self.es_url),
+                     ("MONGO_URI", self.mongo_uri),
                      ("SB_ES_INDEX", self.es_index),
                      ("SB_SCHEMA_DIR", self.schema_dir),
                      ("SB_LOG_LEVEL", self.log_level)):
@@ -419,6 +423,30 @@ class Stack:
         """kill -9: the broker dies with its log as it is on disk."""
         self.kill9(name)
 
+    def start_opensearch(self, name="opensearch", port=None):
+        """One OpenSearch node (search through Elasticsearch's API) unless
+        ES_URL names a server; ES_URL points at it from then on. port: start
+        it again where it was (its data is kept under data/)."""
+        if self.es_url and port is None:
+            return
+        port = port or free_port()
+        proc = self.spawn(name, opensearch_argv(self.path("data", name), port))
+        url = f"http://127.0.0.1:{port}"
+        wait_for(name, lambda: http_get(url + "/")[0] == 200, 180, proc, self.log(name))
+        self.es_url = url
+
+    def start_ferretdb(self, name="ferretdb", port=None):
+        """FerretDB (the MongoDB wire protocol, on SQLite) unless MONGO_URI
+        names a server; MONGO_URI points at it from then on. port: start it
+        again where it was, on its data."""
+        if self.mongo_uri and port is None:
+            return
+        port = port or free_port()
+        proc = self.spawn(name, ferretdb_argv(self.path("data", name), port),
+                          env=dict(self.env(), DO_NOT_TRACK="1"))
+        wait_for(name, lambda: port_open(port), 60, proc, self.log(name))
+        self.mongo_uri = f"mongodb://127.0.0.1:{port}/switchboard"
+
     def make_topics(self):
         """switchboard-migrate topics: every topic of schema/topics/ (and
         its .dlq), and notify_topics, with the stack's partitions (None: as
@@ -533,6 +561,9 @@ class Stack:
             f.write(f"export REDIS_URL='{self.redis_url}'\n")
             f.write(f"export KAFKA_BROKERS='{self.kafka_brokers}'\n")
             f.write(f"export MYSQL_URL='{self.mysql_url}'\n")
+            for k, v in (("ES_URL", self.es_url), ("MONGO_URI", self.mongo_uri)):
+                if v:
+                    f.write(f"export {k}='{v}'\n")
             f.write(f"export SB_API_URL='{self.api_url}'\n")
             for k in ("SB_SMTP_URL", "SB_SMS_URL", "SB_PUSH_URL", "SB_NOTIFY_TOPICS"):
                 if k in self.extra_env:
@@ -550,11 +581,17 @@ class Stack:
         self.migrate("seed", "--users", str(users), "--numbers", str(numbers),
                      "--area-codes", area_codes)
 
-    def up(self, roles=ROLES, seed=False):
-        """Everything, in dependency order; raises with the failing log."""
+    def up(self, roles=ROLES, seed=False, opensearch=False, ferretdb=False):
+        """Everything, in dependency order; raises with the failing log.
+        opensearch, ferretdb: search in OpenSearch, notifications in
+        FerretDB (unless ES_URL / MONGO_URI name servers)."""
         self.start_redis()
         self.start_mariadb()
         self.start_kafka()
+        if opensearch:
+            self.start_opensearch()
+        if ferretdb:
+            self.start_ferretdb()
         self.migrate()
         if seed:
             self.seed()
@@ -605,6 +642,10 @@ class Stack:
                 self.kafka_brokers = v
             elif k == "MYSQL_URL":
                 self.mysql_url = v
+            elif k == "ES_URL":
+                self.es_url = v
+            elif k == "MONGO_URI":
+                self.mongo_uri = v
             elif k in ("SB_SMTP_URL", "SB_SMS_URL", "SB_PUSH_URL", "SB_NOTIFY_TOPICS"):
                 self.extra_env[k] = v
             elif k == "SB_DEV_PROVIDER_URL":
@@ -650,7 +691,7 @@ class Stack:
 # What the rest runs on (and the Kafka processes, kafka and kafka-N): one of
 # them gone means a restart of the whole stack, since the others were given
 # its address. The providers' stand-ins are among them.
-SERVICES = ("redis", "mariadb", "smtp-sink", "provider")
+SERVICES = ("redis", "mariadb", "smtp-sink", "provider", "opensearch", "ferretdb")
 
 
 def is_service(name):
@@ -699,7 +740,7 @@ def cmd_up(args):
         print("a previous stack is partly running; restarting it", file=sys.stderr)
         st.down()
     try:
-        st.up(seed=not args.no_seed)
+        st.up(seed=not args.no_seed, opensearch=args.opensearch, ferretdb=args.ferretdb)
     except Exception as e:  # show the cause, leave nothing half-started
         print(f"scripts/up failed: {e}", file=sys.stderr)
         st.down()
@@ -736,7 +777,7 @@ def cmd_down(args):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("command", choices=("up", "down", "status", "fetch-kafka"))
+    ap.add_argument("command", choices=("up", "down", "status", "fetch", "fetch-kafka"))
     ap.add_argument("--run-dir", default=os.path.join(ROOT, ".run"))
     ap.add_argument("--port", type=int, default=int(os.environ.get("SB_API_PORT", "8080")))
     ap.add_argument("--no-seed", action="store_true",
@@ -746,9 +787,20 @@ def main():
     ap.add_argument("--partitions", type=int,
                     default=int(os.environ["SB_KAFKA_PARTITIONS"]) if os.environ.get("SB_KAFKA_PARTITIONS") else None,
                     help="partitions of each topic when first made (default: as schema/topics says, 8)")
+    ap.add_argument("--opensearch", action="store_true", default=os.environ.get("SB_OPENSEARCH") == "1",
+                    help="search through OpenSearch (started here, from Maven Central's jars) "
+                         "instead of MySQL; or set SB_OPENSEARCH=1")
+    ap.add_argument("--ferretdb", action="store_true", default=os.environ.get("SB_FERRETDB") == "1",
+                    help="keep notifications in FerretDB (MongoDB's protocol; built here with go) "
+                         "instead of MySQL; or set SB_FERRETDB=1")
     args = ap.parse_args()
     if args.command == "fetch-kafka":
         print(kafka_libs())
+        return 0
+    if args.command == "fetch":  # what the tests start, fetched once before they run side by side
+        print(kafka_libs())
+        print(opensearch_home())
+        print(ferretdb_binary())
         return 0
     return {"up": cmd_up, "down": cmd_down, "status": cmd_status}[args.command](args)
 

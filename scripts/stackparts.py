@@ -258,3 +258,186 @@ def kafka_cluster_id(data_dir):
             f.write(cid + "\n")
     with open(path) as f:
         return f.read().strip()
+
+
+# -- OpenSearch ---------------------------------------------------------------
+
+# 2.19: the last line that runs on Java 17 (3.x needs 21); scripts/opensearch/pom.xml.
+OPENSEARCH_VERSION = "2.19.6"
+OPENSEARCH_HOME = os.environ.get("SB_OPENSEARCH_CACHE") or \
+    os.path.join(ROOT, ".cache", f"opensearch-{OPENSEARCH_VERSION}")
+
+# The two modules the node loads (modules/<name>/ with the jars and the
+# descriptor the node reads). analysis-common names lang-painless as the
+# plugin it extends, for scripts nobody here runs: left out, it is not needed.
+OPENSEARCH_MODULES = {
+    "transport-netty4": ("org.opensearch.transport.Netty4Plugin", "HTTP and transport on netty"),
+    "analysis-common": ("org.opensearch.analysis.common.CommonAnalysisPlugin", "ngram and other analysis"),
+}
+# The node runs under a security manager; the netty module may accept and
+# connect (core grants only listening on the configured ports).
+NETTY_POLICY = """grant {
+  permission java.io.FilePermission "/proc/sys/net/core/somaxconn", "read";
+  permission java.net.SocketPermission "*", "accept,connect";
+  permission java.lang.RuntimePermission "*", "setContextClassLoader";
+  permission java.lang.RuntimePermission "getClassLoader";
+  permission java.util.PropertyPermission "sun.nio.ch.bugLevel", "write";
+};
+"""
+OPENSEARCH_LOG4J = """status = error
+appender.console.type = Console
+appender.console.name = console
+appender.console.layout.type = PatternLayout
+appender.console.layout.pattern = [%d{ISO8601}][%-5p][%c{1.}] %m%n
+rootLogger.level = warn
+rootLogger.appenderRef.console.ref = console
+logger.node.name = org.opensearch.node.Node
+logger.node.level = info
+"""
+
+
+def opensearch_home():
+    """OpenSearch's home (lib/, modules/), made from Maven Central's jars on
+    first use (mvn, into OPENSEARCH_HOME; about 46 MB)."""
+    marker = os.path.join(OPENSEARCH_HOME, "complete")
+    if os.path.exists(marker):
+        return OPENSEARCH_HOME
+    os.makedirs(OPENSEARCH_HOME, exist_ok=True)
+    with open(os.path.join(OPENSEARCH_HOME, ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not os.path.exists(marker):
+            fetch_opensearch(marker)
+    return OPENSEARCH_HOME
+
+
+def fetch_opensearch(marker):
+    tmp = os.path.join(OPENSEARCH_HOME, "jars.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    r = subprocess.run([find_tool("mvn"), "-q", "-B", "-f", os.path.join(ROOT, "scripts", "opensearch", "pom.xml"),
+                        f"-Dopensearch.version={OPENSEARCH_VERSION}", "dependency:copy-dependencies",
+                        f"-DoutputDirectory={tmp}", "-DincludeScope=runtime"],
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    if r.returncode != 0 or not os.path.exists(os.path.join(tmp, f"opensearch-{OPENSEARCH_VERSION}.jar")):
+        raise RuntimeError("fetching OpenSearch from Maven Central failed:\n" + r.stdout.decode(errors="replace"))
+    for d in ("lib", "modules", "plugins", "bin"):
+        shutil.rmtree(os.path.join(OPENSEARCH_HOME, d), ignore_errors=True)
+        os.makedirs(os.path.join(OPENSEARCH_HOME, d))
+    for name, (classname, description) in OPENSEARCH_MODULES.items():
+        mod = os.path.join(OPENSEARCH_HOME, "modules", name)
+        os.makedirs(mod)
+        with open(os.path.join(mod, "plugin-descriptor.properties"), "w") as f:
+            f.write(f"description={description}\nversion={OPENSEARCH_VERSION}\nname={name}\n"
+                    f"classname={classname}\njava.version=11\nopensearch.version={OPENSEARCH_VERSION}\n"
+                    "has.native.controller=false\n")
+    with open(os.path.join(OPENSEARCH_HOME, "modules", "transport-netty4", "plugin-security.policy"), "w") as f:
+        f.write(NETTY_POLICY)
+    # The jars keep Maven's names: the node's security policy grants by them.
+    for jar in os.listdir(tmp):
+        if jar.startswith(("netty-", "transport-netty4-client-")):
+            dest = "modules/transport-netty4"
+        elif jar.startswith("analysis-common-"):
+            dest = "modules/analysis-common"
+        else:
+            dest = "lib"
+        os.rename(os.path.join(tmp, jar), os.path.join(OPENSEARCH_HOME, dest, jar))
+    shutil.rmtree(tmp)
+    with open(marker, "w") as f:
+        f.write(OPENSEARCH_VERSION + "\n")
+
+
+def opensearch_argv(node_dir, http_port, heap_mb=384):
+    """The command that runs one single-node OpenSearch with its config,
+    data and logs under node_dir (made here), HTTP on 127.0.0.1:http_port."""
+    home = opensearch_home()
+    for d in ("config", "data", "logs", "tmp"):
+        os.makedirs(os.path.join(node_dir, d), exist_ok=True)
+    with open(os.path.join(node_dir, "config", "opensearch.yml"), "w") as f:
+        f.write(f"""cluster.name: switchboard
+node.name: switchboard-1
+path.data: {os.path.join(node_dir, "data")}
+path.logs: {os.path.join(node_dir, "logs")}
+network.host: 127.0.0.1
+http.port: {http_port}
+transport.port: {free_port()}
+discovery.type: single-node
+bootstrap.system_call_filter: false
+cluster.routing.allocation.disk.threshold_enabled: false
+""")
+    with open(os.path.join(node_dir, "config", "log4j2.properties"), "w") as f:
+        f.write(OPENSEARCH_LOG4J)
+    opts = [f"-Xms{heap_mb}m", f"-Xmx{heap_mb}m", "-Xss1m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
+            "-XX:-UsePerfData", "-XX:-OmitStackTraceInFastThrow", "-Djava.security.manager=allow",
+            "-Djava.awt.headless=true", "-Dfile.encoding=UTF-8", "-Djna.nosys=true",
+            "-Dio.netty.noUnsafe=true", "-Dio.netty.noKeySetOptimization=true",
+            "-Dio.netty.recycler.maxCapacityPerThread=0", "-Dio.netty.allocator.numDirectArenas=0",
+            "-Dlog4j.shutdownHookEnabled=false", "-Dlog4j2.disable.jmx=true",
+            f"-Djava.io.tmpdir={os.path.join(node_dir, 'tmp')}",
+            f"-Dopensearch.path.home={home}", f"-Dopensearch.path.conf={os.path.join(node_dir, 'config')}"]
+    if os.geteuid() == 0:
+        # OpenSearch will not run as root, and asks JNA whether it does;
+        # with JNA's native part not unpacked it cannot tell, and goes on
+        # (what it loses, memory locking and seccomp, a loopback test node
+        # does not need).
+        opts.append("-Djna.nounpack=true")
+    return [find_tool("java"), *opts, "-cp", os.path.join(home, "lib", "*"), "org.opensearch.bootstrap.OpenSearch"]
+
+
+# -- FerretDB -----------------------------------------------------------------
+
+# A MongoDB wire-protocol server on SQLite, built from the Go module proxy.
+FERRETDB_VERSION = "v1.24.2"
+FERRETDB_DIR = os.environ.get("SB_FERRETDB_CACHE") or \
+    os.path.join(ROOT, ".cache", f"ferretdb-{FERRETDB_VERSION.lstrip('v')}")
+
+
+def ferretdb_binary():
+    """FerretDB's binary, built on first use (go build, about a minute on
+    two cores; the module cache takes ~600 MB)."""
+    binary = os.path.join(FERRETDB_DIR, "bin", "ferretdb")
+    if os.path.exists(binary):
+        return binary
+    os.makedirs(os.path.dirname(binary), exist_ok=True)
+    with open(os.path.join(FERRETDB_DIR, ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not os.path.exists(binary):
+            build_ferretdb(binary)
+    return binary
+
+
+def build_ferretdb(binary):
+    # The module as the proxy serves it, copied: its build wants a
+    # build/version/version.txt that only its release tooling writes.
+    go = find_tool("go")
+    env = dict(os.environ, CGO_ENABLED="0", GOFLAGS="-modcacherw -buildvcs=false")  # pure Go SQLite
+    r = subprocess.run([go, "mod", "download", "-json", f"github.com/FerretDB/FerretDB@{FERRETDB_VERSION}"],
+                       env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        module = json.loads(r.stdout)["Dir"]
+    except (ValueError, KeyError):
+        raise RuntimeError("fetching FerretDB from the Go module proxy failed:\n" + r.stdout.decode(errors="replace"))
+    src = os.path.join(FERRETDB_DIR, "src")
+    shutil.rmtree(src, ignore_errors=True)
+    shutil.copytree(module, src)
+    for d, _, files in os.walk(src):
+        os.chmod(d, 0o755)
+        for f in files:
+            os.chmod(os.path.join(d, f), 0o644)
+    with open(os.path.join(src, "build", "version", "version.txt"), "w") as f:
+        f.write(FERRETDB_VERSION + "\n")
+    tmp = binary + ".tmp"
+    r = subprocess.run([go, "build", "-trimpath", "-o", tmp, "./cmd/ferretdb"], cwd=src, env=env,
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    if r.returncode != 0:
+        raise RuntimeError("building FerretDB failed:\n" + r.stdout.decode(errors="replace"))
+    os.rename(tmp, binary)
+    shutil.rmtree(src)
+
+
+def ferretdb_argv(node_dir, port):
+    """The command that runs FerretDB on SQLite files under node_dir (made
+    here), on 127.0.0.1:port, with telemetry and its debug listener off."""
+    for d in ("data", "state"):
+        os.makedirs(os.path.join(node_dir, d), exist_ok=True)
+    return [ferretdb_binary(), "--handler=sqlite", f"--sqlite-url=file:{os.path.join(node_dir, 'data')}/",
+            f"--listen-addr=127.0.0.1:{port}", f"--state-dir={os.path.join(node_dir, 'state')}",
+            "--debug-addr=-", "--telemetry=disable", "--log-level=warn"]

@@ -1,19 +1,22 @@
 """Elasticsearch adapter contract (tests/contract/test_es_contract.c) and
-the indexer role end to end.
+the indexer role end to end, against a real OpenSearch node the test
+starts (scripts/stackparts.py: Maven Central's jars, single node on
+loopback), or against the server ES_URL names (compose: Elasticsearch).
 
-Against the FAKE Elasticsearch in tests/fakes/fake_es.py unless ES_URL
-names a real server; the fault-injection cases run only on the fake."""
+The fake in tests/fakes/fake_es.py stays for the faults a real server
+cannot be made to produce on demand: a bulk request refused whole (429),
+one document refused among others."""
 
 import json
 import os
-import shutil
+import signal
 import subprocess
-import tempfile
+import sys
 import time
 import unittest
 import urllib.request
 
-from harness import FakeServer, StackTestCase, kcat_consume_all, wait_until
+from harness import FakeServer, StackTestCase, drop_stack, kcat_consume_all, new_stack, wait_until
 
 REAL_ES = os.environ.get("ES_URL")
 BIN = os.environ.get("SB_BIN_DIR") or os.path.join(os.path.dirname(__file__), "../../build/bin")
@@ -26,48 +29,63 @@ def fake_control(url, path, body):
     return json.load(urllib.request.urlopen(req, timeout=10))
 
 
+def server_name(url):
+    """"opensearch 2.19.6", "elasticsearch 8.x", or "fake" (the fake's banner)."""
+    with urllib.request.urlopen(url + "/", timeout=10) as r:
+        v = json.load(r).get("version", {})
+    return f"{v.get('distribution', 'elasticsearch')} {v.get('number', '?')}"
+
+
+def run_contract(test, url, fake):
+    env = dict(os.environ, ES_URL=url, SB_FAKE_ES="1" if fake else "0")
+    r = subprocess.run([os.path.join(BIN, "test_es_contract")], env=env,
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=120)
+    out = r.stdout.decode()
+    test.assertEqual(r.returncode, 0, out)
+    test.assertIn("PASSED", out)
+    print(f"\n  es contract passed against {'the fake' if fake else server_name(url)} at {url}",
+          file=sys.stderr)
+
+
 class TestEsContract(unittest.TestCase):
-    def test_contract(self):
-        fake = None
+    def test_real_server(self):
+        st = None
         url = REAL_ES
-        logs = tempfile.mkdtemp(prefix="sbfake-")
-        if not url:
-            fake = FakeServer("fake_es.py", logs)
-            url = fake.url
         try:
-            env = dict(os.environ, ES_URL=url, SB_FAKE_ES="0" if REAL_ES else "1")
-            r = subprocess.run([os.path.join(BIN, "test_es_contract")], env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=120)
-            out = r.stdout.decode()
-            self.assertEqual(r.returncode, 0, out)
-            self.assertIn("PASSED", out)
+            if not url:
+                st = new_stack()
+                st.start_opensearch()
+                url = st.es_url
+                self.assertTrue(server_name(url).startswith("opensearch "))
+            run_contract(self, url, fake=False)
         finally:
-            if fake:
-                fake.stop()
-            shutil.rmtree(logs, ignore_errors=True)
+            if st:
+                drop_stack(st)
+
+    def test_fake_faults(self):
+        st = new_stack()
+        fake = FakeServer("fake_es.py", st.run_dir)
+        try:
+            run_contract(self, fake.url, fake=True)
+        finally:
+            fake.stop()
+            drop_stack(st)
 
 
-class TestSearchThroughElasticsearch(StackTestCase):
-    """Dispatcher search and the indexer role with ES_URL set."""
+class TestSearchThroughOpenSearch(StackTestCase):
+    """Dispatcher search and the indexer role with ES_URL set: OpenSearch
+    started with the stack, or the server ES_URL names."""
     ROLES = ("persister", "indexer")
 
     @classmethod
     def configure(cls, stack):
-        cls.fake = None
         if REAL_ES:
             stack.es_url = REAL_ES
         else:
-            cls.fake = FakeServer("fake_es.py", stack.run_dir)
-            stack.es_url = cls.fake.url
+            stack.start_opensearch()
         stack.es_index = f"sbe2e{int(time.time())}"
 
-    @classmethod
-    def tearDownClass(cls):
-        super().tearDownClass()
-        if cls.fake:
-            cls.fake.stop()
-
-    def test_01_search_is_served_by_elasticsearch(self):
+    def test_01_search_is_served_by_the_search_engine(self):
         token = self.create_app("es")
         self.http("POST", f"{API}/{token}/chats")
         for body in ("Hello there", "say HELLO", "unrelated"):
@@ -80,13 +98,37 @@ class TestSearchThroughElasticsearch(StackTestCase):
             nums = sorted(m["number"] for m in res.json()) if res.status == 200 else None
             return nums if nums == [1, 2, 3] else None
         wait_until("indexed and searchable", found, 30, 0.2)
-        # Prove the answer comes from Elasticsearch: remove the rows from MySQL.
+        # Prove the answer comes from the search engine: remove the rows from MySQL.
         self.stack.sql(f"DELETE FROM messages WHERE application_token='{token}'")
         res = self.http("POST", f"{API}/{token}/chats/1/messages/search", {"body": "AFTER"})
         self.assertEqual(res.json(), [{"number": 3, "body": "hello after all"}])
 
-    @unittest.skipIf(REAL_ES, "fault injection needs the fake")
-    def test_02_rejections_retried_bad_documents_dead_lettered(self):
+    @unittest.skipIf(REAL_ES, "stopping the server needs the one the test started")
+    def test_02_search_engine_away_is_reported_but_not_fatal(self):
+        port = int(self.stack.es_url.rsplit(":", 1)[1])
+        # SIGKILL: the node is gone at once, as after a crash; it starts
+        # again on its data.
+        self.check_optional_dependency(
+            "elasticsearch", lambda: self.stack.stop("opensearch", sig=signal.SIGKILL),
+            lambda: self.stack.start_opensearch(port=port))
+
+
+class TestSearchFaults(StackTestCase):
+    """The indexer under faults only the fake produces on demand."""
+    ROLES = ("persister", "indexer")
+
+    @classmethod
+    def configure(cls, stack):
+        cls.fake = FakeServer("fake_es.py", stack.run_dir)
+        stack.es_url = cls.fake.url
+        stack.es_index = f"sbe2e{int(time.time())}"
+
+    @classmethod
+    def tearDownClass(cls):
+        super().tearDownClass()
+        cls.fake.stop()
+
+    def test_rejections_retried_bad_documents_dead_lettered(self):
         token = self.create_app("es-faults")
         self.http("POST", f"{API}/{token}/chats")
         # The next two bulk requests are refused whole (429): retried.
@@ -111,10 +153,6 @@ class TestSearchThroughElasticsearch(StackTestCase):
         # The persister stored all three regardless.
         self.assertEqual(self.stack.sql(f"SELECT COUNT(*) FROM messages WHERE application_token='{token}'"),
                          [["3"]])
-
-    @unittest.skipIf(REAL_ES, "stopping the server needs the fake")
-    def test_03_elasticsearch_away_is_reported_but_not_fatal(self):
-        type(self).fake = self.check_optional_dependency("elasticsearch", self.fake, "fake_es.py")
 
 
 if __name__ == "__main__":

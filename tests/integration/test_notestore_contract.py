@@ -1,13 +1,15 @@
 """Notification store contract (tests/contract/test_notestore_contract.c):
 the same suite against the MySQL backend (a real MariaDB on loopback) and
-the MongoDB backend: the FAKE MongoDB in tests/fakes/fake_mongo.py, and a
-real server too when MONGO_URI names one (the compose stack sets it)."""
+the MongoDB backend: FerretDB (MongoDB's protocol on SQLite, started
+here), or the server MONGO_URI names (the compose stack's MongoDB)."""
 
 import os
 import subprocess
+import sys
 import unittest
 
-from harness import FakeServer, drop_stack, new_stack
+from harness import drop_stack, new_stack
+import stackparts  # noqa: E402 (harness puts scripts/ on the path)
 
 REAL_MONGO = os.environ.get("MONGO_URI")
 BIN = os.environ.get("SB_BIN_DIR") or os.path.join(os.path.dirname(__file__), "../../build/bin")
@@ -34,20 +36,19 @@ class TestNotestoreContract(unittest.TestCase):
         finally:
             drop_stack(st)
 
-    def test_mongodb_fake(self):
+    def test_mongodb(self):
         st = new_stack()
-        fake = FakeServer("fake_mongo.py", st.run_dir)
         try:
-            out = self.run_suite(MONGO_URI=f"mongodb://127.0.0.1:{fake.port}/switchboard_contract")
+            if REAL_MONGO:
+                uri, server = REAL_MONGO, "the server MONGO_URI names"
+            else:
+                st.start_ferretdb()
+                uri, server = st.mongo_uri + "_contract", "FerretDB " + stackparts.FERRETDB_VERSION
+            out = self.run_suite(MONGO_URI=uri)
             self.assertIn("backend mongodb", out)
+            print(f"\n  notestore contract passed against {server}", file=sys.stderr)
         finally:
-            fake.stop()
             drop_stack(st)
-
-    @unittest.skipUnless(REAL_MONGO, "MONGO_URI not set: no real MongoDB to run against")
-    def test_mongodb_real(self):
-        out = self.run_suite(MONGO_URI=REAL_MONGO)
-        self.assertIn("backend mongodb", out)
 
 
 if __name__ == "__main__":

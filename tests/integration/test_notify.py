@@ -752,16 +752,17 @@ class TestNotify(StackTestCase):
 
 
 class TestNotifyOnMongo(StackTestCase):
-    """The same routes and notifier with the MongoDB store: the FAKE MongoDB
-    (tests/fakes/fake_mongo.py), or the real server MONGO_URI names."""
+    """The same routes and notifier with the MongoDB store: on FerretDB
+    (MongoDB's protocol, started with the stack), or on the server MONGO_URI
+    names."""
     ROLES = ("notifier",)
 
     @classmethod
     def configure(cls, stack):
-        cls.mongo = None
-        if not os.environ.get("MONGO_URI"):
-            cls.mongo = FakeServer("fake_mongo.py", stack.path("logs"))
-            stack.extra_env["MONGO_URI"] = f"mongodb://127.0.0.1:{cls.mongo.port}/switchboard_e2e"
+        if os.environ.get("MONGO_URI"):
+            stack.mongo_uri = os.environ["MONGO_URI"]
+        else:
+            stack.start_ferretdb()
         cls.provider = FakeServer("provider.py", stack.path("logs"), folder="scripts/dev")
         stack.extra_env.update({"SB_SMS_URL": f"http://u:p@127.0.0.1:{cls.provider.port}/sms",
                                 "SB_PUSH_URL": f"http://127.0.0.1:{cls.provider.port}/push",
@@ -779,8 +780,6 @@ class TestNotifyOnMongo(StackTestCase):
     def tearDownClass(cls):
         super().tearDownClass()
         cls.provider.stop()
-        if cls.mongo:
-            cls.mongo.stop()
 
     def test_01_sms_once_and_tracking(self):
         sms = {"sms": {"idempotencyKey": f"mongo-{time.time()}", "fromPhoneNumber": FROM, "toPhoneNumber": TO,
@@ -808,26 +807,30 @@ class TestNotifyOnMongo(StackTestCase):
         with open(self.stack.log("worker-notifier")) as f:
             self.assertIn("store=mongodb", f.read())
 
-    @unittest.skipIf(os.environ.get("MONGO_URI"), "stopping the server needs the fake")
+    @unittest.skipIf(os.environ.get("MONGO_URI"), "stopping the server needs the one the test started")
     def test_03_mongodb_away_is_reported_but_not_fatal(self):
-        type(self).mongo = self.check_optional_dependency("mongodb", self.mongo, "fake_mongo.py")
+        port = int(self.stack.mongo_uri.rsplit(":", 1)[1].split("/")[0])
+        self.check_optional_dependency(
+            "mongodb", lambda: self.stack.stop("ferretdb", sig=signal.SIGKILL),
+            lambda: self.stack.start_ferretdb(port=port))
 
-    @unittest.skipIf(os.environ.get("MONGO_URI"), "stopping the server needs the fake")
+    @unittest.skipIf(os.environ.get("MONGO_URI"), "stopping the server needs the one the test started")
     def test_04_a_mongodb_that_stops_answering_costs_seconds_not_minutes(self):
         """A MongoDB that stops answering and keeps its connections open (a
-        hung host, a partition; here the fake is SIGSTOPped): a read of a
+        hung host, a partition; here FerretDB is SIGSTOPped): a read of a
         notification answers 503 after the store's socket timeout (10 s)
         instead of waiting out the driver's default of 5 minutes, and
         answers 200 again once the server is back."""
         nid = self.http("POST", "/v1/messages", {"channel": "push", "to": "device-04", "payload": "x"}).json()["id"]
         wait_until("recorded", lambda: self.http("GET", f"/v1/messages/{nid}").status == 200, 30)
-        os.kill(self.mongo.proc.pid, signal.SIGSTOP)
+        pid = self.stack.pid_of("ferretdb")[0]
+        os.kill(pid, signal.SIGSTOP)
         try:
             t0 = time.monotonic()
             r = self.http("GET", f"/v1/messages/{nid}", timeout=90)
             took = time.monotonic() - t0
         finally:
-            os.kill(self.mongo.proc.pid, signal.SIGCONT)
+            os.kill(pid, signal.SIGCONT)
         self.assertEqual(r.status, 503, r)
         self.assertLess(took, 30)
         wait_until("answered again", lambda: self.http("GET", f"/v1/messages/{nid}").status == 200, 30)
