@@ -407,8 +407,11 @@ def ferretdb_binary():
 def build_ferretdb(binary):
     # The module as the proxy serves it, copied: its build wants a
     # build/version/version.txt that only its release tooling writes.
-    go = find_tool("go")
-    env = dict(os.environ, CGO_ENABLED="0", GOFLAGS="-modcacherw -buildvcs=false")  # pure Go SQLite
+    # scripts/setup puts a Go toolchain there when the machine's is missing or too old.
+    own = os.path.join(ROOT, ".cache", "go", "bin", "go")
+    go = own if os.access(own, os.X_OK) else find_tool("go")
+    env = dict(os.environ, CGO_ENABLED="0", GOFLAGS="-modcacherw -buildvcs=false",  # pure Go SQLite
+               GOTOOLCHAIN="local")
     r = subprocess.run([go, "mod", "download", "-json", f"github.com/FerretDB/FerretDB@{FERRETDB_VERSION}"],
                        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
