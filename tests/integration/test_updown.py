@@ -109,6 +109,44 @@ class TestUpDown(unittest.TestCase):
                            stderr=subprocess.DEVNULL, timeout=120)
             shutil.rmtree(run_dir, ignore_errors=True)
 
+    def test_up_with_opensearch_and_ferretdb(self):
+        """SB_OPENSEARCH=1 and SB_FERRETDB=1: up starts both, /readyz lists
+        them, .run/env names them, a worker restarted alone gets them too,
+        and down stops them."""
+        run_dir = tempfile.mkdtemp(prefix="sbupdown-")
+        port = stackmod.free_port()
+        env = {k: v for k, v in os.environ.items()
+               if k not in ("REDIS_URL", "KAFKA_BROKERS", "MYSQL_URL", "ES_URL", "MONGO_URI")}
+        env.update(SB_OPENSEARCH="1", SB_FERRETDB="1", SB_NO_SEED="1")
+        cmd = [sys.executable, os.path.join(ROOT, "scripts", "stack.py")]
+        args = ["--run-dir", run_dir, "--port", str(port), "--partitions", "2"]
+        st = stackmod.Stack(run_dir, use_env=False)
+        try:
+            r = subprocess.run(cmd + ["up"] + args, env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, timeout=300)
+            self.assertEqual(r.returncode, 0, r.stdout.decode())
+            deps = request(port, "GET", "/readyz").json()["dependencies"]
+            self.assertEqual(deps["elasticsearch"], {"ok": True, "required": False})
+            self.assertEqual(deps["mongodb"], {"ok": True, "required": False})
+            self.assertIn("opensearch", st.names())
+            self.assertIn("ferretdb", st.names())
+            with open(os.path.join(run_dir, "env")) as f:
+                text = f.read()
+            self.assertRegex(text, r"export ES_URL='http://127\.0\.0\.1:\d+'")
+            self.assertRegex(text, r"export MONGO_URI='mongodb://127\.0\.0\.1:\d+/switchboard'")
+            st.kill9("worker-notifier")
+            r = subprocess.run(cmd + ["up"] + args, env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, timeout=180)
+            self.assertIn("restarted: worker-notifier", r.stdout.decode())
+            with open(st.log("worker-notifier")) as f:
+                self.assertEqual(f.read().count("store=mongodb"), 2)  # first start and restart
+        finally:
+            r = subprocess.run(cmd + ["down"] + args, env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, timeout=120)
+            self.assertIn("opensearch", r.stdout.decode())
+            self.assertEqual(st.names(), [])
+            shutil.rmtree(run_dir, ignore_errors=True)
+
     @staticmethod
     def pings(st, port, n, note):
         st.ensure_api_key()
