@@ -1,10 +1,11 @@
 /* Contract tests of the Elasticsearch adapter (store/search_es.c).
  *
- * Run against ES_URL: the fake in tests/fakes/fake_es.py by default, a real
- * server when ES_URL names one (the compose stack). SB_FAKE_ES=1 enables
- * the cases that need the fake's fault injection (429, a forced item
- * error); everything else is documented Elasticsearch behaviour and must
- * hold on both. */
+ * Run against ES_URL by tests/integration/test_es_contract.py: a real
+ * OpenSearch node it starts (or the server its ES_URL names, such as the
+ * compose stack's Elasticsearch), and the fake in tests/fakes/fake_es.py
+ * with SB_FAKE_ES=1, which enables the cases that need the fake's fault
+ * injection (429, a forced item error); everything else is documented
+ * Elasticsearch behaviour and must hold on every server. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>

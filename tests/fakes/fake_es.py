@@ -2,9 +2,9 @@
 """FAKE Elasticsearch: a small protocol-level stand-in, NOT Elasticsearch.
 
 Written from Elasticsearch's documented REST behaviour for the subset
-switchboard uses, so the ES adapter's contract tests can run where no
-Elasticsearch server can be installed. With ES_URL set, the same contract
-tests run against a real server instead.
+switchboard uses. The contract tests run against a real OpenSearch node;
+this fake stays for the faults a real server does not make on demand (its
+test controls below: a bulk request refused whole, one document refused).
 
 Implemented (documented behaviour):
   PUT  /{index}             create with settings+mappings; 400

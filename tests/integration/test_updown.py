@@ -138,8 +138,11 @@ class TestUpDown(unittest.TestCase):
             r = subprocess.run(cmd + ["up"] + args, env=env, stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, timeout=180)
             self.assertIn("restarted: worker-notifier", r.stdout.decode())
-            with open(st.log("worker-notifier")) as f:
-                self.assertEqual(f.read().count("store=mongodb"), 2)  # first start and restart
+
+            def ready_twice():  # the first start and the restart, on MongoDB both
+                with open(st.log("worker-notifier")) as f:
+                    return f.read().count("store=mongodb") == 2
+            wait_until("the restarted notifier on the MongoDB store", ready_twice, 30)
         finally:
             r = subprocess.run(cmd + ["down"] + args, env=env, stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, timeout=120)
