@@ -76,19 +76,25 @@ def find_tool(*names):
 
 
 
+def once(folder, done, make):
+    """make() unless the file done exists (make writes it last). Under a
+    lock in folder: two test processes starting at once, one makes it and
+    the other waits for it."""
+    if os.path.exists(done):
+        return
+    os.makedirs(folder, exist_ok=True)
+    with open(os.path.join(folder, ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not os.path.exists(done):
+            make()
+
+
 def kafka_libs():
     """The folder of Kafka's jars, fetched from Maven Central on first use
     (mvn, into KAFKA_CACHE; about 50 MB)."""
     libs = os.path.join(KAFKA_CACHE, "libs")
     marker = os.path.join(KAFKA_CACHE, "complete")
-    if os.path.exists(marker):
-        return libs
-    os.makedirs(KAFKA_CACHE, exist_ok=True)
-    # Two test processes starting at once: one fetches, the other waits.
-    with open(os.path.join(KAFKA_CACHE, ".lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not os.path.exists(marker):
-            fetch_kafka(libs, marker)
+    once(KAFKA_CACHE, marker, lambda: fetch_kafka(libs, marker))
     return libs
 
 
@@ -300,13 +306,7 @@ def opensearch_home():
     """OpenSearch's home (lib/, modules/), made from Maven Central's jars on
     first use (mvn, into OPENSEARCH_HOME; about 46 MB)."""
     marker = os.path.join(OPENSEARCH_HOME, "complete")
-    if os.path.exists(marker):
-        return OPENSEARCH_HOME
-    os.makedirs(OPENSEARCH_HOME, exist_ok=True)
-    with open(os.path.join(OPENSEARCH_HOME, ".lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not os.path.exists(marker):
-            fetch_opensearch(marker)
+    once(OPENSEARCH_HOME, marker, lambda: fetch_opensearch(marker))
     return OPENSEARCH_HOME
 
 
@@ -394,13 +394,8 @@ def ferretdb_binary():
     """FerretDB's binary, built on first use (go build, about a minute on
     two cores; the module cache takes ~600 MB)."""
     binary = os.path.join(FERRETDB_DIR, "bin", "ferretdb")
-    if os.path.exists(binary):
-        return binary
     os.makedirs(os.path.dirname(binary), exist_ok=True)
-    with open(os.path.join(FERRETDB_DIR, ".lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not os.path.exists(binary):
-            build_ferretdb(binary)
+    once(FERRETDB_DIR, binary, lambda: build_ferretdb(binary))
     return binary
 
 
