@@ -44,6 +44,8 @@ struct http_conn {
     bool continue_sent; /* 100 Continue for this request */
     bool in_process;    /* conn_process is on the stack */
     bool linger;        /* refused mid-request: close gently once answered */
+    httpconn_takeover_fn takeover; /* the handler takes the socket (httpconn_take_over) */
+    void *takeover_arg;
     bool lingering;     /* answered and shut for writing: reading to discard */
     size_t body_limit;  /* of the request's route, once its head is read (0 before) */
     size_t counted;     /* of its unsent output, in the dispatcher's out_bytes */
@@ -340,6 +342,24 @@ static void conn_linger(struct http_conn *c)
     c->timer_armed = true;
 }
 
+/* The handler took the socket over (a WebSocket): it gets the fd and the
+ * bytes the client sent after the request; the HTTP side lets go. */
+static void hand_over(struct http_conn *c)
+{
+    size_t used = c->req.p.total_len < c->in_len ? c->req.p.total_len : c->in_len;
+    int fd = c->fd;
+    c->fd = -1; /* conn_free must not close it */
+    event_del(c->rev);
+    event_del(c->wev);
+    event_del(c->timer);
+    httpconn_takeover_fn fn = c->takeover;
+    void *arg = c->takeover_arg;
+    struct loop *l = c->loop;
+    /* The leftover is copied by fn before the connection's input goes. */
+    fn(l, fd, c->in + used, c->in_len - used, arg);
+    conn_free(c);
+}
+
 /* Serves what the input holds, one request at a time; frees the
  * connection when it is over. Runs after input, after a reply and after
  * the output drained. */
@@ -393,6 +413,10 @@ static void conn_process(struct http_conn *c)
             c->timer_armed = false;
         }
         c->loop->dispatch(c->loop, &c->req); /* may answer at once, then the loop goes on */
+        if (c->takeover) {
+            hand_over(c);
+            return;
+        }
     }
     c->in_process = false;
     if (c->busy)
@@ -557,6 +581,15 @@ static void conn_request_over(struct http_conn *c)
     c->req_done = true;
     if (!c->in_process)
         conn_process(c);
+}
+
+void httpconn_take_over(struct http_req *req, httpconn_takeover_fn fn, void *arg)
+{
+    struct http_conn *c = req->conn;
+    assert(c->busy && c->in_process && out_drained(c));
+    c->busy = false;
+    c->takeover = fn;
+    c->takeover_arg = arg;
 }
 
 const char *http_req_header(const struct http_req *req, const char *name)

@@ -42,6 +42,13 @@ void httpconn_accept(struct evconnlistener *lev, evutil_socket_t fd, struct sock
  * code, or 503 when a large answer did not fit max_output_bytes. */
 int httpconn_send(struct http_req *req, const char *request_id, int code, const char *content_type,
                   const char *body, size_t len);
+/* A handler that takes the connection's socket over (a WebSocket
+ * upgrade), called synchronously from its route: once the handler
+ * returns, fn gets the socket and the bytes the client sent after the
+ * request (copy them: they go with the HTTP connection), and the HTTP side
+ * forgets the socket. Nothing may have been answered. */
+typedef void (*httpconn_takeover_fn)(struct loop *l, int fd, const char *left, size_t len, void *arg);
+void httpconn_take_over(struct http_req *req, httpconn_takeover_fn fn, void *arg);
 /* Loop teardown: close every socket (requests with a handler stay), then,
  * once nothing can call back into them, free the connections. */
 void httpconn_break_all(struct loop *l);

@@ -10,6 +10,7 @@
 #include "phone.h"
 #include "phonebook_api.h"
 #include "sms_api.h"
+#include "wsconn.h"
 
 #define APP "/api/v1/applications/{token}"
 #define CHAT APP "/chats/{chat}"
@@ -55,6 +56,7 @@ struct route dispatcher_routes[] = {
     R("POST", "/sms/send/one", sms_send_one, "sms_send_one", ACCESS_ADMIN, SMS_ITEM),
     R("POST", "/sms/send/many", sms_send_many, "sms_send_many", ACCESS_ADMIN, ROUTE_BODY_PER_SMS),
     R("GET", "/sms/requests/{tracking}", sms_request_get, "sms_request_get", ACCESS_ADMIN, SMALL),
+    R("GET", "/ws/echo", ws_echo, "ws_echo", ACCESS_OPEN, SMALL),
     R("POST", "/v1/messages", notify_create, "notify_create", ACCESS_ADMIN, NOTIFY),
     R("GET", "/v1/messages/{id}", notify_get, "notify_get", ACCESS_ADMIN, SMALL),
 };

@@ -1,6 +1,7 @@
 /* server.c - see server.h. */
 #include "server.h"
 #include "router.h"
+#include "wsconn.h"
 
 #include <errno.h>
 #include <event2/http.h> /* evhttp_parse_query_str only */
@@ -398,6 +399,7 @@ bool loop_init(struct loop *l, struct dispatcher *d, int index, int listen_fd, c
     l->d = d;
     l->index = index;
     l->dispatch = server_dispatch;
+    LIST_INIT(&l->ws);
     LIST_INIT(&l->conns);
     l->base = event_base_new();
     if (l->base == NULL)
@@ -468,6 +470,7 @@ void loop_destroy(struct loop *l)
     if (l->redis)
         redis_client_free(l->redis);
     httpconn_free_all(l);
+    wsconn_free_all(l);
     findcache_free(l->find);
     if (l->base)
         event_base_free(l->base);

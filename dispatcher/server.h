@@ -37,6 +37,7 @@
 
 struct readiness;
 struct http_conn;
+struct ws_conn;
 struct http_req;
 struct evconnlistener;
 struct net_accept_guard;
@@ -72,6 +73,7 @@ struct loop {
     struct event_base *base;
     struct evconnlistener *listener;
     LIST_HEAD(, http_conn) conns; /* open, or closed with a request in flight */
+    LIST_HEAD(, ws_conn) ws;      /* WebSocket connections (wsconn.c) */
     const struct timeval *io_timeout; /* a libevent common timeout */
     time_t date_at;                   /* the Date header, formatted once a second */
     char date[40];

@@ -123,6 +123,10 @@ static const struct config_def defs[] = {
      D | W, S(reservation_ttl_s), "how long a phone number reservation holds before it expires"},
     {"find_cache_size", "SB_FIND_CACHE_SIZE", "--find-cache-size", CFG_INT, "100000", 16,
      10000000, D, S(find_cache_size), "assigned phone numbers remembered per event loop by /phonebook/find (LRU; never a 'no')"},
+    {"ws_echo_max_message_bytes", "SB_WS_ECHO_MAX_MESSAGE_BYTES", "--ws-echo-max-message-bytes", CFG_INT, "0", 0,
+     64 << 20, D, S(ws_echo_max_message_bytes),
+     "above 0: GET /ws/echo is a WebSocket that echoes each message (up to this many bytes), for "
+     "protocol conformance tests; 0: no such route"},
     {"find_negative_ttl_ms", "SB_FIND_NEGATIVE_TTL_MS", "--find-negative-ttl-ms", CFG_INT, "2000", 0,
      600000, D, S(find_negative_ttl_ms),
      "how long Redis remembers, for every dispatcher, that a number is not assigned (an assign overrides it at once; 0: never)"},

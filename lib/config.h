@@ -63,6 +63,7 @@ struct sb_config {
     int64_t reservation_ttl_s;
     int64_t find_cache_size;
     int64_t find_negative_ttl_ms;
+    int64_t ws_echo_max_message_bytes; /* 0: no GET /ws/echo */
     int64_t seed_users;
     int64_t seed_numbers;
     char *seed_area_codes;
