@@ -7,7 +7,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <sys/socket.h>
 #include <unistd.h>
 #include <wslay/wslay.h>
@@ -229,23 +228,6 @@ static void take_over(struct loop *l, int fd, const char *left, size_t len, void
     pump(w, true); /* the bytes that came with the request, and the 101 */
 }
 
-/* The token list in a header (Connection: keep-alive, Upgrade) names tok. */
-static bool header_has_token(const char *v, const char *tok)
-{
-    size_t n = strlen(tok);
-    while (v && *v) {
-        v += strspn(v, " \t,");
-        size_t len = strcspn(v, ",");
-        size_t end = len;
-        while (end > 0 && (v[end - 1] == ' ' || v[end - 1] == '\t'))
-            end--;
-        if (end == n && strncasecmp(v, tok, n) == 0)
-            return true;
-        v += len;
-    }
-    return false;
-}
-
 void ws_echo(struct http_ctx *ctx)
 {
     int64_t max = ctx->loop->d->cfg->ws_echo_max_message_bytes;
@@ -259,7 +241,7 @@ void ws_echo(struct http_ctx *ctx)
     const char *key = http_req_header(ctx->req, "Sec-WebSocket-Key");
     char accept[29];
     if (strcmp(ctx->req->p.method, "GET") != 0 || ctx->req->p.minor_version < 1 || ctx->req->p.body_len > 0 ||
-        !header_has_token(upgrade, "websocket") || !header_has_token(conn, "upgrade")) {
+        !httpparse_list_has(upgrade, "websocket") || !httpparse_list_has(conn, "upgrade")) {
         http_req_add_header(ctx->req, "Upgrade", "websocket");
         http_reply_error(ctx, 426, "upgrade_required", "this route is a WebSocket: an HTTP/1.1 GET with "
                          "Upgrade: websocket and Connection: Upgrade");

@@ -68,11 +68,10 @@ static long line_end(const char *buf, size_t pos, size_t limit, size_t *content_
     return (long)e;
 }
 
-/* Does comma-separated list `v` hold token `tok` (without regard to case)? */
-static bool list_has(const char *v, const char *tok)
+bool httpparse_list_has(const char *v, const char *tok)
 {
     size_t n = strlen(tok);
-    while (*v) {
+    while (v && *v) {
         while (*v == ',' || is_ows(*v))
             v++;
         size_t len = strcspn(v, ",");
@@ -155,8 +154,8 @@ static enum httpparse_result parse_header(struct httpparse_req *r, char *buf, si
             return bad(r, 501, "only Transfer-Encoding: chunked is supported");
         r->chunked = true;
     } else if (strcasecmp(name, "Connection") == 0) {
-        *conn_close |= list_has(value, "close");
-        *conn_keep |= list_has(value, "keep-alive");
+        *conn_close |= httpparse_list_has(value, "close");
+        *conn_keep |= httpparse_list_has(value, "keep-alive");
     } else if (strcasecmp(name, "Expect") == 0) {
         if (strcasecmp(value, "100-continue") != 0)
             return bad(r, 417, "only Expect: 100-continue is supported");

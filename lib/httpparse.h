@@ -81,4 +81,8 @@ const char *httpparse_header(const struct httpparse_req *r, const char *name);
  * that is not two hex digits is kept as it is. */
 bool httpparse_path_decode(char *s);
 
+/* Does the comma-separated list v (a header's value, or NULL) hold token
+ * tok, without regard to case? (Connection: keep-alive, Upgrade) */
+bool httpparse_list_has(const char *v, const char *tok);
+
 #endif

@@ -777,7 +777,7 @@ def cmd_down(args):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("command", choices=("up", "down", "status", "fetch", "fetch-kafka"))
+    ap.add_argument("command", choices=("up", "down", "status", "fetch"))
     ap.add_argument("--run-dir", default=os.path.join(ROOT, ".run"))
     ap.add_argument("--port", type=int, default=int(os.environ.get("SB_API_PORT", "8080")))
     ap.add_argument("--no-seed", action="store_true",
@@ -794,9 +794,6 @@ def main():
                     help="keep notifications in FerretDB (MongoDB's protocol; built here with go) "
                          "instead of MySQL; or set SB_FERRETDB=1")
     args = ap.parse_args()
-    if args.command == "fetch-kafka":
-        print(kafka_libs())
-        return 0
     if args.command == "fetch":  # what the tests start, fetched once before they run side by side
         print(kafka_libs())
         print(opensearch_home())

@@ -44,7 +44,8 @@ static enum db_status classify(const bson_error_t *e, char *errbuf, size_t errle
     return DB_FATAL;
 }
 
-/* createIndexes for one index of the notifications. One per command:
+/* createIndexes for one index of the notifications (spec, which this
+ * frees). One per command:
  * FerretDB 1.24 fails (the connection drops) when a command lists two
  * indexes that both exist already. */
 static bool create_index(struct gstore *g, bson_t *spec, bson_error_t *e)

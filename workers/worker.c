@@ -305,7 +305,7 @@ static void resume_due(struct worker *w)
 
 /* Pins the batch's pinned jobs and stores the offsets of msgs[0..n), the
  * done ones (reordered): a partition with a pin stores its lowest pin's
- * offset, and its pins remember how far it got (pins.h). */
+ * offset, and its pins remember how far it got (holds.h). */
 static bool store_done(struct worker *w, const struct job *jobs, size_t njobs, rd_kafka_message_t **msgs,
                        size_t n, char *errbuf, size_t errlen)
 {

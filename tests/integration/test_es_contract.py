@@ -30,7 +30,7 @@ def fake_control(url, path, body):
 
 
 def server_name(url):
-    """"opensearch 2.19.6", "elasticsearch 8.x", or "fake" (the fake's banner)."""
+    """What the server's banner says it is: "opensearch 2.19.6", "elasticsearch 8.x"."""
     with urllib.request.urlopen(url + "/", timeout=10) as r:
         v = json.load(r).get("version", {})
     return f"{v.get('distribution', 'elasticsearch')} {v.get('number', '?')}"
