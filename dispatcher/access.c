@@ -116,19 +116,37 @@ static void unauthorized(struct http_ctx *ctx, const char *fmt, const char *deta
     http_reply_error(ctx, 401, "unauthorized", fmt, detail);
 }
 
+static void forbidden(struct http_ctx *ctx, const char *fmt, const char *detail)
+{
+    http_reply_error(ctx, 403, "forbidden", fmt, detail);
+}
+
 /* Who is asking, for the rate limit: "k:<digest prefix>" for an admin key,
- * "t:<token>" for an application; false after answering 401. */
-static bool authenticate(struct http_ctx *ctx, char *principal, size_t cap)
+ * "t:<token>" for an application; false after answering 401 or 403.
+ * g: the connection's grant (access_dispatch_as), else the request's
+ * Authorization header counts. */
+static bool authenticate(struct http_ctx *ctx, char *principal, size_t cap, const struct access_grant *g)
 {
     principal[0] = '\0';
     if (ctx->route->access == ACCESS_OPEN)
         return true;
+    if (g && !g->admin[0] && (ctx->route->access != ACCESS_APP || strcmp(ctx->params[0], g->app) != 0)) {
+        forbidden(ctx, "%s", ctx->route->access == ACCESS_APP
+                                 ? "this connection was opened with another application's token"
+                                 : "this connection was opened with an application token: this command "
+                                   "needs an admin API key");
+        return false;
+    }
     if (ctx->route->access == ACCESS_APP) {
         /* The token in the path is the credential; an unknown one is the
          * handler's 404. Only well-formed tokens get a bucket. */
         const char *t = ctx->params[0];
         if (sb_token_valid(t, TOKEN_LEN, TOKEN_LEN))
             snprintf(principal, cap, "t:%.22s", t); /* TOKEN_LEN characters, just checked */
+        return true;
+    }
+    if (g) {
+        snprintf(principal, cap, "%s", g->admin);
         return true;
     }
     const char *h = http_req_header(ctx->req, "Authorization");
@@ -180,10 +198,26 @@ static void on_bucket(redisAsyncContext *ac, void *rep, void *priv)
     free(ctx);
 }
 
+bool access_grant_for(const char *credential, struct access_grant *g)
+{
+    memset(g, 0, sizeof *g);
+    if (access_key_principal(credential, g->admin, sizeof g->admin))
+        return true;
+    if (!sb_token_valid(credential, TOKEN_LEN, TOKEN_LEN))
+        return false;
+    memcpy(g->app, credential, TOKEN_LEN);
+    return true;
+}
+
 void access_dispatch(struct http_ctx *ctx)
 {
+    access_dispatch_as(ctx, NULL);
+}
+
+void access_dispatch_as(struct http_ctx *ctx, const struct access_grant *g)
+{
     char *principal = ctx->principal;
-    if (!authenticate(ctx, principal, sizeof ctx->principal))
+    if (!authenticate(ctx, principal, sizeof ctx->principal, g))
         return;
     /* A request waiting for its verdict keeps a copy of its context
      * (ctx->path stays valid: it lives in the connection's input until the

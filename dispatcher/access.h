@@ -16,6 +16,7 @@
 #ifndef SB_ACCESS_H
 #define SB_ACCESS_H
 
+#include "envelope.h"
 #include "server.h"
 
 /* Parses cfg's key digests; false (and errbuf) if one is malformed. */
@@ -32,5 +33,22 @@ const char *access_bucket_script(void);
 /* Checks the credentials the route needs, then the rate limit, then runs
  * the route's handler; answers 401 or 429 itself otherwise. */
 void access_dispatch(struct http_ctx *ctx);
+
+/* What a client authenticated as once, for a whole connection (a
+ * WebSocket): an admin key (admin: its principal), which may use every
+ * route, or one application's token (app), which may use only that
+ * application's routes. */
+struct access_grant {
+    char admin[40];
+    char app[TOKEN_LEN + 1];
+};
+/* The grant a credential gives: an admin key, else anything shaped like
+ * an application token (whether that application exists is each
+ * command's 404, as over HTTP); false for neither. */
+bool access_grant_for(const char *credential, struct access_grant *g) SB_NODISCARD;
+/* access_dispatch for a request of a connection holding grant g: the
+ * route must be one g allows (else 403), and takes the rate limit of its
+ * principal exactly as over HTTP. */
+void access_dispatch_as(struct http_ctx *ctx, const struct access_grant *g);
 
 #endif

@@ -16,12 +16,11 @@
 #include "pbpool.h"
 #include "phonebook_api.h"
 #include "readiness.h"
+#include "wsconn.h"
 
 /* Longest wait at start for every loop's Redis connection. */
 #define REDIS_WAIT_MS 5000
 
-extern struct route dispatcher_routes[];
-extern const size_t dispatcher_nroutes;
 
 static void *loop_main(void *arg)
 {
@@ -35,9 +34,12 @@ static void start_accepting_cb(void *arg)
     loop_start_accepting(arg);
 }
 
+/* SIGTERM: no new connections; WebSockets finish their commands and
+ * close (1001). */
 static void stop_accepting_cb(void *arg)
 {
     loop_stop_accepting(arg);
+    wsconn_drain(arg);
 }
 
 static void pools_ready(void *arg, bool ok)
@@ -178,7 +180,9 @@ void dispatcher_stop(struct dispatcher *d)
     close(d->listen_fd);
 
     int64_t deadline = sb_mono_ms() + d->cfg->shutdown_timeout_ms;
-    while (atomic_load(&d->inflight) > 0 && sb_mono_ms() < deadline)
+    /* WebSockets close after their last reply; each waits for its
+     * client's answer to the close at most 2 s. */
+    while ((atomic_load(&d->inflight) > 0 || atomic_load(&d->ws_open) > 0) && sb_mono_ms() < deadline)
         sb_sleep_ms_unless(10, NULL);
     int left = atomic_load(&d->inflight);
     if (left > 0)

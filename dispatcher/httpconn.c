@@ -586,7 +586,7 @@ static void conn_request_over(struct http_conn *c)
 void httpconn_take_over(struct http_req *req, httpconn_takeover_fn fn, void *arg)
 {
     struct http_conn *c = req->conn;
-    assert(c->busy && c->in_process && out_drained(c));
+    assert(c && c->busy && c->in_process && out_drained(c));
     c->busy = false;
     c->takeover = fn;
     c->takeover_arg = arg;
@@ -614,12 +614,15 @@ void http_req_add_header(struct http_req *req, const char *name, const char *val
 
 bool http_req_gone(const struct http_req *req)
 {
-    return req->conn->fd < 0;
+    return req->conn ? req->conn->fd < 0 : req->owner->gone(req);
 }
 
 void http_req_abandon(struct http_req *req)
 {
-    conn_request_over(req->conn);
+    if (req->conn)
+        conn_request_over(req->conn);
+    else
+        req->owner->abandon(req);
 }
 
 #define BUSY_OUT_BODY \
@@ -630,6 +633,10 @@ int httpconn_send(struct http_req *req, const char *request_id, int code, const 
                   const char *body, size_t len)
 {
     struct http_conn *c = req->conn;
+    if (c == NULL) { /* the owner bounds its own output */
+        req->owner->answer(req, code, body, len);
+        return code;
+    }
     struct dispatcher *d = c->loop->d;
     /* Memory follows clients that do not read: a large answer that would
      * take the unsent output of all connections over max_output_bytes is

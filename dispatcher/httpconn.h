@@ -22,10 +22,22 @@
 #define HTTPCONN_IO_TIMEOUT_S 10 /* from accept or the last reply to a whole request */
 #define HTTPCONN_EXTRA_HEADERS 256 /* headers a handler adds (Allow, Retry-After, ...) */
 
+struct http_req;
+/* Where the answer to a request that came some other way than an HTTP
+ * connection goes (a WebSocket command, wsconn.c): answer takes the
+ * status and JSON body (and ends the request), gone tells whether anyone
+ * still waits for it, abandon ends it unanswered. */
+struct http_req_owner {
+    void (*answer)(struct http_req *req, int code, const char *body, size_t len);
+    bool (*gone)(const struct http_req *req);
+    void (*abandon)(struct http_req *req);
+};
+
 /* The request a connection is serving; its strings point into the
  * connection's input, which does not move until the answer. */
 struct http_req {
-    struct http_conn *conn;
+    struct http_conn *conn;            /* NULL: owner's */
+    const struct http_req_owner *owner; /* when conn is NULL */
     struct httpparse_req p;
     size_t extra_len;
     char extra[HTTPCONN_EXTRA_HEADERS];

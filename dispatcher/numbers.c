@@ -97,6 +97,13 @@ static const char unlock_lua[] =
 
 struct alloc_op {
     struct loop *loop;
+    /* Order of arrival on the loop. An allocation that finds its scope's
+     * block used up waits in loop->num_wait behind the one that refills
+     * it, in this order (see numbers_next). */
+    uint64_t seq;
+    bool waiting; /* in loop->num_wait */
+    bool refilling; /* in loop->num_wait, and the one refilling its scope */
+    TAILQ_ENTRY(alloc_op) wait_link;
     char token[TOKEN_LEN + 1];
     int64_t chat;
     numbers_cb cb;
@@ -143,14 +150,60 @@ static void set_keys(struct alloc_op *op)
     }
 }
 
+static void step_alloc(struct alloc_op *op);
+
+/* The first allocation waiting on op's scope, or NULL. */
+static struct alloc_op *scope_waiter(const struct alloc_op *op)
+{
+    struct alloc_op *w;
+    TAILQ_FOREACH(w, &op->loop->num_wait, wait_link)
+        if (strcmp(w->scope, op->scope) == 0)
+            return w;
+    return NULL;
+}
+
+/* Into the loop's waiting line, in the order the allocations arrived. */
+static void wait_in_line(struct alloc_op *op)
+{
+    struct alloc_op *w;
+    TAILQ_FOREACH_REVERSE(w, &op->loop->num_wait, alloc_op_q, wait_link)
+        if (w->seq < op->seq)
+            break;
+    if (w)
+        TAILQ_INSERT_AFTER(&op->loop->num_wait, w, op, wait_link);
+    else
+        TAILQ_INSERT_HEAD(&op->loop->num_wait, op, wait_link);
+    op->waiting = true;
+}
+
+/* op's scope has numbers again (or op gave up refilling it): the
+ * allocations that waited for it ask Redis now, in their order, on the
+ * loop's one Redis connection, which answers in that order. */
+static void release_scope(struct alloc_op *op)
+{
+    struct alloc_op *w, *next;
+    for (w = TAILQ_FIRST(&op->loop->num_wait); w; w = next) {
+        next = TAILQ_NEXT(w, wait_link);
+        if (strcmp(w->scope, op->scope) == 0 && !w->refilling) {
+            TAILQ_REMOVE(&op->loop->num_wait, w, wait_link);
+            w->waiting = false;
+            step_alloc(w);
+        }
+    }
+}
+
 static void finish(struct alloc_op *op, enum numbers_result r, int64_t number)
 {
+    if (op->refilling) {
+        TAILQ_REMOVE(&op->loop->num_wait, op, wait_link);
+        op->waiting = op->refilling = false;
+        release_scope(op);
+    }
+    assert(!op->waiting);
     if (!op->ahead)
         op->cb(op->arg, r, number);
     free(op);
 }
-
-static void step_alloc(struct alloc_op *op);
 
 static void unavailable(struct alloc_op *op, const char *where)
 {
@@ -289,6 +342,7 @@ static void refill_ahead(const struct alloc_op *op)
         return; /* the refill happens when the block runs out */
     *a = *op;
     a->ahead = true;
+    a->waiting = a->refilling = false; /* never in the line */
     refill(a);
 }
 
@@ -314,8 +368,16 @@ static void on_alloc(redisAsyncContext *ac, void *r, void *priv)
         finish(op, NUMBERS_UNKNOWN_PARENT, 0);
     } else if (reply->integer == -3) {
         finish(op, NUMBERS_UNCERTAIN, 0);
-    } else {
+    } else if (op->refilling || scope_waiter(op) == NULL) {
+        /* The block is used up: this allocation refills it, and those
+         * that follow wait for it, so none overtakes another. */
+        if (!op->refilling) {
+            wait_in_line(op);
+            op->refilling = true;
+        }
         refill(op);
+    } else {
+        wait_in_line(op); /* another allocation on this loop refills the scope */
     }
 }
 
@@ -341,8 +403,12 @@ void numbers_next(struct loop *l, const char *token, int64_t chat, numbers_cb cb
     op->cb = cb;
     op->arg = arg;
     op->deadline_ms = sb_mono_ms() + l->d->cfg->request_timeout_ms;
+    op->seq = ++l->num_seq;
     set_keys(op);
-    step_alloc(op);
+    if (!TAILQ_EMPTY(&l->num_wait) && scope_waiter(op))
+        wait_in_line(op); /* behind those waiting for the scope's block */
+    else
+        step_alloc(op);
 }
 
 struct known_op {

@@ -76,6 +76,14 @@ void ops_metrics(struct http_ctx *ctx)
     metric_set(metrics_gauge("switchboard_requests_in_flight", "",
                              "requests waiting for Redis, Kafka or a database"),
                atomic_load(&d->inflight));
+    metric_set(metrics_gauge("switchboard_ws_connections", "", "open WebSocket connections (also in "
+                             "switchboard_http_connections)"), atomic_load(&d->ws_open));
+    metric_set(metrics_gauge("switchboard_ws_commands_in_flight", "",
+                             "WebSocket commands without a reply (at most ws_max_inflight per connection)"),
+               atomic_load(&d->ws_commands));
+    metric_set(metrics_gauge("switchboard_ws_reply_bytes_queued", "",
+                             "WebSocket replies not yet taken by their clients (at most ws_max_reply_bytes "
+                             "per connection)"), (double)atomic_load(&d->ws_queued));
     metric_set(metrics_gauge("switchboard_kafka_outstanding", "",
                              "jobs produced and not yet acknowledged by Kafka"),
                kafka_producer_outstanding(d->producer));

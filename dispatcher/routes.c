@@ -56,6 +56,7 @@ struct route dispatcher_routes[] = {
     R("POST", "/sms/send/one", sms_send_one, "sms_send_one", ACCESS_ADMIN, SMS_ITEM),
     R("POST", "/sms/send/many", sms_send_many, "sms_send_many", ACCESS_ADMIN, ROUTE_BODY_PER_SMS),
     R("GET", "/sms/requests/{tracking}", sms_request_get, "sms_request_get", ACCESS_ADMIN, SMALL),
+    R("GET", "/ws", ws_commands, "ws", ACCESS_OPEN, SMALL), /* authenticates itself (wsconn.c) */
     R("GET", "/ws/echo", ws_echo, "ws_echo", ACCESS_OPEN, SMALL),
     R("POST", "/v1/messages", notify_create, "notify_create", ACCESS_ADMIN, NOTIFY),
     R("GET", "/v1/messages/{id}", notify_get, "notify_get", ACCESS_ADMIN, SMALL),

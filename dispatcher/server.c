@@ -25,8 +25,6 @@
 #include "net.h"
 
 /* Defined in routes_*.c: the route table of this binary. */
-extern struct route dispatcher_routes[];
-extern const size_t dispatcher_nroutes;
 
 bool server_listen(const char *addr, int *fd_out, char *errbuf, size_t errlen)
 {
@@ -398,6 +396,7 @@ bool loop_init(struct loop *l, struct dispatcher *d, int index, int listen_fd, c
     memset(l, 0, sizeof *l);
     l->d = d;
     l->index = index;
+    TAILQ_INIT(&l->num_wait);
     l->dispatch = server_dispatch;
     LIST_INIT(&l->ws);
     LIST_INIT(&l->conns);
@@ -467,10 +466,10 @@ void loop_destroy(struct loop *l)
      * client: freeing it runs the callbacks still pending (NULL replies),
      * which must find their clients gone, not freed. */
     httpconn_break_all(l);
+    wsconn_free_all(l); /* their commands in flight find them gone */
     if (l->redis)
         redis_client_free(l->redis);
     httpconn_free_all(l);
-    wsconn_free_all(l);
     findcache_free(l->find);
     if (l->base)
         event_base_free(l->base);

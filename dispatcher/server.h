@@ -38,6 +38,7 @@
 struct readiness;
 struct http_conn;
 struct ws_conn;
+struct alloc_op;
 struct http_req;
 struct evconnlistener;
 struct net_accept_guard;
@@ -65,6 +66,9 @@ struct dispatcher {
     uint64_t fd_limit;    /* RLIMIT_NOFILE at start */
     atomic_int nloops;    /* set once every loop is initialised */
     atomic_bool draining; /* SIGTERM received */
+    atomic_int ws_open;      /* WebSocket connections (also in connections) */
+    atomic_int ws_commands;  /* WebSocket commands without a reply */
+    atomic_llong ws_queued;  /* WebSocket reply bytes not yet taken by their clients */
 };
 
 struct loop {
@@ -80,6 +84,10 @@ struct loop {
     struct redis_client *redis;
     struct loopq *q;
     struct findcache *find; /* /phonebook/find answers of this loop */
+    /* Number allocations waiting for a scope's refill, oldest first
+     * (numbers.c: a scope's numbers follow the order of the requests). */
+    TAILQ_HEAD(alloc_op_q, alloc_op) num_wait;
+    uint64_t num_seq;
     struct net_accept_guard *accept_guard; /* rests the listener after an accept() error */
     struct log_every refused_log; /* connections refused at max_connections */
     /* Routes a whole request: server_dispatch (a test may put its own). */
@@ -136,6 +144,10 @@ struct route {
     const char *query;  /* the query parameters it takes, ",a,b," (NULL: none) */
     struct metric *latency, *c2xx, *c4xx, *c5xx;
 };
+
+/* The route table (routes.c). */
+extern struct route dispatcher_routes[];
+extern const size_t dispatcher_nroutes;
 
 /* An answer that arrives later. The pending object owns copies of what the
  * reply needs; the request stays valid until the reply (if the client went

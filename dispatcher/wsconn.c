@@ -11,22 +11,57 @@
 #include <unistd.h>
 #include <wslay/wslay.h>
 
+#include "access.h"
 #include "httpconn.h"
+#include "strbuf.h"
+#include "wscmd.h"
 
-#define WS_IDLE_S 60 /* closed (1001) after this long without a frame from the client */
+/* Frames waiting for the socket: wslay writes into the connection's
+ * output (send_cb) until this much is there, and the output goes out
+ * with one send() per turn, however many frames it holds. */
+#define WS_OUT_CHUNK ((size_t)64 << 10)
+/* After a close went out, how long the client has to answer it. */
+#define WS_CLOSE_WAIT_MS 2000
+
+struct ws_cmd;
 
 struct ws_conn {
     struct loop *loop;
     int fd;
-    struct event *rev, *wev, *timer;
+    struct event *rev, *wev, *timer, *flush;
     wslay_event_context_ptr ctx;
-    char *pre; /* what goes out before any frame: the 101, then nothing */
-    size_t pre_len, pre_off;
+    struct strbuf out; /* bytes for the socket: the 101, then frames */
+    size_t out_off;
     char *left; /* bytes the client sent with the upgrade request, read first */
     size_t left_len, left_off;
-    bool writing; /* wev added */
+    bool echo;      /* GET /ws/echo: messages come back as they came */
+    bool reading;   /* rev added */
+    bool writing;   /* wev added */
+    bool paused;    /* ws_max_inflight commands without a reply: the socket is not read */
+    bool draining;  /* SIGTERM: no new commands; 1001 once every reply is out */
+    bool closing;   /* a close is queued: replies are dropped, the timer frees */
+    bool sock_failed; /* recv saw the peer's end or an error */
+    bool cut;         /* send_cb took less than wslay gave: a frame is half out */
+    int inflight;   /* commands without a reply */
+    int64_t last_rx_ms; /* the client's last bytes */
+    long long queued;   /* reply bytes counted in d->ws_queued */
+    struct access_grant grant;
+    struct strbuf replies; /* reply lines for the next message */
+    LIST_HEAD(, ws_cmd) cmds;
     LIST_ENTRY(ws_conn) link;
 };
+
+/* A command in flight: a request of its route, whose answer comes back
+ * through ws_owner. */
+struct ws_cmd {
+    struct http_req req;
+    struct ws_conn *w; /* NULL once the connection is gone */
+    struct dispatcher *d;
+    LIST_ENTRY(ws_cmd) link;
+    struct wscmd c;
+};
+
+static void pump(struct ws_conn *w, bool readable);
 
 bool ws_accept_key(const char *key, char out[29])
 {
@@ -44,10 +79,29 @@ bool ws_accept_key(const char *key, char out[29])
     return EVP_EncodeBlock((unsigned char *)out, md, 20) == 28;
 }
 
+/* Reply bytes the connection holds: lines not yet in a message, messages
+ * wslay has queued, output not yet taken by the socket. */
+static size_t held_bytes(const struct ws_conn *w)
+{
+    return w->replies.len + wslay_event_get_queued_msg_length(w->ctx) + (w->out.len - w->out_off);
+}
+
+static void count_held(struct ws_conn *w, long long now)
+{
+    atomic_fetch_add(&w->loop->d->ws_queued, now - w->queued);
+    w->queued = now;
+}
+
 static void ws_free(struct ws_conn *w)
 {
+    struct dispatcher *d = w->loop->d;
     LIST_REMOVE(w, link);
-    atomic_fetch_sub(&w->loop->d->connections, 1);
+    atomic_fetch_sub(&d->connections, 1);
+    atomic_fetch_sub(&d->ws_open, 1);
+    count_held(w, 0);
+    struct ws_cmd *c;
+    LIST_FOREACH(c, &w->cmds, link)
+        c->w = NULL; /* their handlers finish, and find nobody to answer */
     if (w->ctx)
         wslay_event_context_free(w->ctx);
     if (w->rev)
@@ -56,10 +110,27 @@ static void ws_free(struct ws_conn *w)
         event_free(w->wev);
     if (w->timer)
         event_free(w->timer);
+    if (w->flush)
+        event_free(w->flush);
     close(w->fd);
-    free(w->pre);
+    strbuf_free(&w->out);
+    strbuf_free(&w->replies);
     free(w->left);
     free(w);
+}
+
+/* Queues a close (code, reason) once; the connection stops reading and is
+ * freed when the client answers, or after WS_CLOSE_WAIT_MS. */
+static void ws_close(struct ws_conn *w, uint16_t code, const char *reason)
+{
+    if (w->closing)
+        return;
+    w->closing = true;
+    w->paused = true;
+    strbuf_free(&w->replies);
+    wslay_event_queue_close(w->ctx, code, (const uint8_t *)reason, strlen(reason));
+    struct timeval tv = {WS_CLOSE_WAIT_MS / 1000, (WS_CLOSE_WAIT_MS % 1000) * 1000};
+    event_add(w->timer, &tv);
 }
 
 /* wslay's input: the bytes that came with the upgrade request, then the
@@ -68,6 +139,10 @@ static ssize_t recv_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, in
 {
     (void)flags;
     struct ws_conn *w = arg;
+    if (w->paused && !w->closing) { /* at the limit of commands: TCP holds the rest */
+        wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
+        return -1;
+    }
     if (w->left_off < w->left_len) {
         size_t n = w->left_len - w->left_off < len ? w->left_len - w->left_off : len;
         memcpy(buf, w->left + w->left_off, n);
@@ -78,57 +153,90 @@ static ssize_t recv_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, in
     do
         n = recv(w->fd, buf, len, 0);
     while (n < 0 && errno == EINTR);
-    if (n > 0)
+    if (n > 0) {
+        w->last_rx_ms = sb_mono_ms();
         return n;
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+    }
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
         wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
-    else
+    } else {
+        w->sock_failed = true;
         wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE); /* closed or broken */
+    }
     return -1;
 }
 
-/* Writes what is pending before the frames (the 101); true once none is. */
-static bool send_pre(struct ws_conn *w)
-{
-    while (w->pre_off < w->pre_len) {
-        ssize_t n = send(w->fd, w->pre + w->pre_off, w->pre_len - w->pre_off, MSG_NOSIGNAL);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            return false;
-        w->pre_off += (size_t)n;
-    }
-    return true;
-}
-
+/* wslay's output goes into w->out (see WS_OUT_CHUNK). */
 static ssize_t send_cb(wslay_event_context_ptr ctx, const uint8_t *data, size_t len, int flags, void *arg)
 {
     (void)flags;
     struct ws_conn *w = arg;
-    ssize_t n = -1;
-    errno = EAGAIN;
-    if (send_pre(w)) {
-        do
-            n = send(w->fd, data, len, MSG_NOSIGNAL);
-        while (n < 0 && errno == EINTR);
+    size_t room = w->out.len - w->out_off < WS_OUT_CHUNK ? WS_OUT_CHUNK - (w->out.len - w->out_off) : 0;
+    w->cut = room < len;
+    if (room == 0) {
+        wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
+        return -1;
     }
-    if (n >= 0)
-        return n;
-    wslay_event_set_error(ctx, errno == EAGAIN || errno == EWOULDBLOCK ? WSLAY_ERR_WOULDBLOCK
-                                                                       : WSLAY_ERR_CALLBACK_FAILURE);
-    return -1;
+    size_t n = len < room ? len : room;
+    strbuf_append(&w->out, (const char *)data, n);
+    if (strbuf_failed(&w->out)) {
+        wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
+        return -1;
+    }
+    return (ssize_t)n;
 }
 
-/* The echo: every text or binary message goes back as it came. wslay
- * answers pings and closes itself (and has checked the text's UTF-8). */
-static void on_msg(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_recv_arg *m, void *arg)
+/* Sends w->out: 1 all of it went, 0 the socket is full, -1 it failed. */
+static int flush_out(struct ws_conn *w)
 {
-    (void)arg;
-    if (m->opcode != WSLAY_TEXT_FRAME && m->opcode != WSLAY_BINARY_FRAME)
+    while (w->out_off < w->out.len) {
+        ssize_t n = send(w->fd, w->out.p + w->out_off, w->out.len - w->out_off, MSG_NOSIGNAL);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return 0;
+        if (n <= 0)
+            return -1;
+        w->out_off += (size_t)n;
+    }
+    w->out.len = w->out_off = 0;
+    return 1;
+}
+
+/* The reply lines gathered since the last turn go out as one message. */
+static void flush_replies(struct ws_conn *w)
+{
+    if (w->replies.len == 0 || w->closing)
         return;
-    struct wslay_event_msg out = {m->opcode, m->msg, m->msg_length};
-    if (wslay_event_queue_msg(ctx, &out) != 0)
-        wslay_event_queue_close(ctx, WSLAY_CODE_INTERNAL_SERVER_ERROR, NULL, 0);
+    struct wslay_event_msg m = {WSLAY_TEXT_FRAME, (const uint8_t *)w->replies.p, w->replies.len};
+    if (wslay_event_queue_msg(w->ctx, &m) != 0)
+        ws_close(w, WSLAY_CODE_INTERNAL_SERVER_ERROR, "cannot queue replies");
+    w->replies.len = 0;
+}
+
+static void set_event(struct event *ev, bool *on, bool want)
+{
+    if (want && !*on && event_add(ev, NULL) == 0)
+        *on = true;
+    else if (!want && *on) {
+        event_del(ev);
+        *on = false;
+    }
+}
+
+/* A frame header wslay's frame layer refused (a fragmented or oversized
+ * control frame, a length not in its shortest form): wslay then queues a
+ * close without a status and fails. The client is told 1002 instead, when
+ * nothing else waits to go out; the 4 bytes are a complete server close frame
+ * (FIN and opcode 8, length 2, code 1002). False: wslay's close goes. */
+static bool send_protocol_error(struct ws_conn *w)
+{
+    static const char close_1002[] = {(char)0x88, 0x02, 0x03, (char)0xEA};
+    if (w->out_off < w->out.len || w->cut || wslay_event_get_queued_msg_count(w->ctx) > 1)
+        return false; /* more than wslay's close is waiting */
+    strbuf_append(&w->out, close_1002, sizeof close_1002);
+    (void)flush_out(w);
+    return true;
 }
 
 /* Reads and writes what wslay wants; frees the connection when both
@@ -136,29 +244,47 @@ static void on_msg(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_
 static void pump(struct ws_conn *w, bool readable)
 {
     int rv = 0;
-    if (readable && wslay_event_want_read(w->ctx)) {
-        struct timeval idle = {WS_IDLE_S, 0};
-        event_add(w->timer, &idle);
+    bool may_read = !w->paused || w->closing; /* closing: only its answer is awaited */
+    if (readable && may_read && wslay_event_want_read(w->ctx)) {
         rv = wslay_event_recv(w->ctx);
+        if (rv != 0 && !w->sock_failed) {
+            if (send_protocol_error(w)) {
+                ws_free(w);
+                return;
+            }
+            rv = 0; /* wslay's close (no status) goes out, then the connection ends */
+        }
     }
-    /* After a protocol error wslay has queued its close: one send for it. */
-    if (!send_pre(w) && errno != EAGAIN && errno != EWOULDBLOCK)
-        rv = -1;
-    else if (wslay_event_want_write(w->ctx) && wslay_event_send(w->ctx) != 0)
-        rv = -1;
-    bool more = w->pre_off < w->pre_len || wslay_event_want_write(w->ctx);
+    flush_replies(w);
+    /* Draining: the close goes out after the last reply (wslay sends a
+     * queued close before queued messages). */
+    if (w->draining && !w->closing && w->inflight == 0 && w->replies.len == 0 &&
+        wslay_event_get_queued_msg_count(w->ctx) == 0)
+        ws_close(w, WSLAY_CODE_GOING_AWAY, "shutting down");
+    while (rv == 0) {
+        if (wslay_event_want_write(w->ctx) && wslay_event_send(w->ctx) != 0)
+            rv = -1;
+        int f = rv ? 0 : flush_out(w);
+        if (f < 0)
+            rv = -1;
+        if (f <= 0 || !wslay_event_want_write(w->ctx))
+            break;
+    }
+    bool more = w->out_off < w->out.len || wslay_event_want_write(w->ctx);
     if (rv != 0 || (!wslay_event_want_read(w->ctx) && !more)) {
         ws_free(w);
         return;
     }
-    if (more && !w->writing && event_add(w->wev, NULL) == 0)
-        w->writing = true;
-    else if (!more && w->writing) {
-        event_del(w->wev);
-        w->writing = false;
+    /* A reply buffer the client does not empty is closed (issue: memory
+     * per connection is bounded). */
+    size_t held = held_bytes(w);
+    if (held > (size_t)w->loop->d->cfg->ws_max_reply_bytes && !w->closing && !w->echo) {
+        ws_close(w, WSLAY_CODE_POLICY_VIOLATION, "replies not read");
+        more = true;
     }
-    if (!wslay_event_want_read(w->ctx))
-        event_del(w->rev); /* a close was received or sent: only writing is left */
+    count_held(w, (long long)held);
+    set_event(w->wev, &w->writing, more);
+    set_event(w->rev, &w->reading, (!w->paused || w->closing) && wslay_event_want_read(w->ctx));
 }
 
 static void on_readable(evutil_socket_t fd, short what, void *arg)
@@ -175,18 +301,171 @@ static void on_writable(evutil_socket_t fd, short what, void *arg)
     pump(arg, false);
 }
 
-static void on_idle(evutil_socket_t fd, short what, void *arg)
+/* Replies arrived during the loop's turn: one message for all of them. */
+static void on_flush(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
     (void)what;
     struct ws_conn *w = arg;
-    wslay_event_queue_close(w->ctx, WSLAY_CODE_GOING_AWAY, (const uint8_t *)"idle", 4);
+    pump(w, !w->paused); /* a resumed connection reads what wslay holds */
+}
+
+/* Pings a quiet client; closes one quiet past ws_idle_timeout_ms (a
+ * half-open connection answers no ping); frees one that did not answer
+ * its close. */
+static void on_timer(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct ws_conn *w = arg;
+    const struct sb_config *cfg = w->loop->d->cfg;
+    if (w->closing) {
+        ws_free(w);
+        return;
+    }
+    int64_t now = sb_mono_ms();
+    if (w->paused) /* our back-pressure, not the client's silence */
+        w->last_rx_ms = now;
+    int64_t quiet = now - w->last_rx_ms, next = cfg->ws_ping_interval_ms;
+    if (quiet >= cfg->ws_idle_timeout_ms) {
+        ws_close(w, WSLAY_CODE_GOING_AWAY, "idle");
+    } else {
+        if (quiet >= cfg->ws_ping_interval_ms) {
+            struct wslay_event_msg ping = {WSLAY_PING, NULL, 0};
+            (void)wslay_event_queue_msg(w->ctx, &ping);
+        }
+        if (cfg->ws_idle_timeout_ms - quiet < next)
+            next = cfg->ws_idle_timeout_ms - quiet;
+        struct timeval tv = {next / 1000, (next % 1000) * 1000};
+        event_add(w->timer, &tv);
+    }
     pump(w, false);
 }
 
+/* ---- commands ------------------------------------------------------------ */
+
+static void cmd_free(struct ws_cmd *c)
+{
+    struct ws_conn *w = c->w;
+    if (w) {
+        LIST_REMOVE(c, link);
+        w->inflight--;
+        if (w->paused && !w->closing && !w->draining && w->inflight < w->loop->d->cfg->ws_max_inflight)
+            w->paused = false;
+        event_active(w->flush, 0, 0);
+    }
+    atomic_fetch_sub(&c->d->ws_commands, 1);
+    wscmd_clear(&c->c);
+    free(c);
+}
+
+static void cmd_answer(struct http_req *req, int code, const char *body, size_t len)
+{
+    struct ws_cmd *c = (struct ws_cmd *)req;
+    if (c->w && !c->w->closing)
+        wscmd_reply(&c->w->replies, c->c.id, code, body, len);
+    cmd_free(c);
+}
+
+static bool cmd_gone(const struct http_req *req)
+{
+    const struct ws_cmd *c = (const struct ws_cmd *)req;
+    return c->w == NULL || c->w->closing;
+}
+
+static void cmd_abandon(struct http_req *req)
+{
+    cmd_free((struct ws_cmd *)req);
+}
+
+static const struct http_req_owner ws_owner = {cmd_answer, cmd_gone, cmd_abandon};
+
+/* One line of a message: a command, run as a request of its route with
+ * the connection's grant (the reply comes through ws_owner, now or once
+ * Kafka took the job). */
+static void run_line(struct ws_conn *w, const char *line, size_t len)
+{
+    char err[ERRBUF_LEN];
+    struct ws_cmd *c = calloc(1, sizeof *c);
+    if (c == NULL) {
+        wscmd_reply_error(&w->replies, "null", 503, "overloaded", "out of memory");
+        return;
+    }
+    if (!wscmd_parse(line, len, w->grant.app, &c->c, err, sizeof err)) {
+        wscmd_reply_error(&w->replies, c->c.id, 400, "bad_command", err);
+        free(c);
+        return;
+    }
+    if (w->draining) {
+        wscmd_reply_error(&w->replies, c->c.id, 503, "shutting_down",
+                          "the server is shutting down; send it again on a new connection");
+        wscmd_clear(&c->c);
+        free(c);
+        return;
+    }
+    struct loop *l = w->loop;
+    c->w = w;
+    c->d = l->d;
+    c->req.owner = &ws_owner;
+    c->req.p.method = c->c.route->method;
+    c->req.p.target = c->c.path;
+    c->req.p.minor_version = 1;
+    c->req.p.keep_alive = true;
+    c->req.p.content_length = (int64_t)c->c.body_len;
+    c->req.p.body = c->c.body;
+    c->req.p.body_len = c->c.body_len;
+    LIST_INSERT_HEAD(&w->cmds, c, link);
+    if (++w->inflight >= l->d->cfg->ws_max_inflight)
+        w->paused = true; /* TCP pushes back until replies go out */
+    atomic_fetch_add(&l->d->ws_commands, 1);
+    struct http_ctx ctx = {.loop = l, .req = &c->req, .path = c->c.path, .start_us = sb_mono_us(),
+                           .route = c->c.route, .nparams = c->c.nparams};
+    memcpy(ctx.params, c->c.params, sizeof ctx.params);
+    http_mint_request_id(ctx.request_id);
+    access_dispatch_as(&ctx, &w->grant); /* may answer, and free c, before it returns */
+}
+
+/* A whole message from the client. wslay answers pings and closes itself
+ * (and has checked the UTF-8 of text). */
+static void on_msg(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_recv_arg *m, void *arg)
+{
+    struct ws_conn *w = arg;
+    if ((m->opcode != WSLAY_TEXT_FRAME && m->opcode != WSLAY_BINARY_FRAME) || w->closing)
+        return;
+    if (w->echo) {
+        struct wslay_event_msg out = {m->opcode, m->msg, m->msg_length};
+        if (wslay_event_queue_msg(ctx, &out) != 0)
+            ws_close(w, WSLAY_CODE_INTERNAL_SERVER_ERROR, "cannot queue the echo");
+        return;
+    }
+    if (m->opcode == WSLAY_BINARY_FRAME) {
+        ws_close(w, WSLAY_CODE_UNSUPPORTED_DATA, "commands are text: JSON, one per line");
+        return;
+    }
+    const char *p = (const char *)m->msg, *end = p + m->msg_length;
+    while (p < end && !w->closing) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        const char *e = nl ? nl : end;
+        size_t len = (size_t)(e - p);
+        if (len && p[len - 1] == '\r')
+            len--;
+        size_t blank = 0;
+        while (blank < len && (p[blank] == ' ' || p[blank] == '\t'))
+            blank++;
+        if (blank < len)
+            run_line(w, p, len);
+        p = nl ? nl + 1 : end;
+    }
+    event_active(w->flush, 0, 0);
+}
+
+/* ---- the upgrade ---------------------------------------------------------- */
+
 struct upgrade {
-    char reply[256];
+    char reply[320];
+    bool echo;
     int64_t max_message;
+    struct access_grant grant;
 };
 
 /* httpconn_take_over's callback: the socket is ours now. */
@@ -195,9 +474,7 @@ static void take_over(struct loop *l, int fd, const char *left, size_t len, void
     struct upgrade *u = arg;
     static const struct wslay_event_callbacks cbs = {recv_cb, send_cb, NULL, NULL, NULL, NULL, on_msg};
     struct ws_conn *w = calloc(1, sizeof *w);
-    if (w == NULL || (w->pre = strdup(u->reply)) == NULL || (len && (w->left = malloc(len)) == NULL)) {
-        if (w)
-            free(w->pre);
+    if (w == NULL || (len && (w->left = malloc(len)) == NULL)) {
         free(w);
         free(u);
         close(fd);
@@ -205,17 +482,25 @@ static void take_over(struct loop *l, int fd, const char *left, size_t len, void
     }
     w->loop = l;
     w->fd = fd;
-    w->pre_len = strlen(w->pre);
+    w->echo = u->echo;
+    w->grant = u->grant;
+    w->last_rx_ms = sb_mono_ms();
+    strbuf_append(&w->out, u->reply, strlen(u->reply));
     if (len)
         memcpy(w->left, left, len);
     w->left_len = len;
+    LIST_INIT(&w->cmds);
     LIST_INSERT_HEAD(&l->ws, w, link);
     atomic_fetch_add(&l->d->connections, 1);
+    atomic_fetch_add(&l->d->ws_open, 1);
     w->rev = event_new(l->base, fd, EV_READ | EV_PERSIST, on_readable, w);
     w->wev = event_new(l->base, fd, EV_WRITE | EV_PERSIST, on_writable, w);
-    w->timer = evtimer_new(l->base, on_idle, w);
-    bool ok = w->rev && w->wev && w->timer && wslay_event_context_server_init(&w->ctx, &cbs, w) == 0 &&
-              event_add(w->rev, NULL) == 0;
+    w->timer = evtimer_new(l->base, on_timer, w);
+    w->flush = event_new(l->base, -1, 0, on_flush, w);
+    int64_t ping = l->d->cfg->ws_ping_interval_ms;
+    struct timeval tv = {ping / 1000, (ping % 1000) * 1000};
+    bool ok = w->rev && w->wev && w->timer && w->flush && !strbuf_failed(&w->out) &&
+              wslay_event_context_server_init(&w->ctx, &cbs, w) == 0 && event_add(w->timer, &tv) == 0;
     if (ok)
         /* wslay allocates a frame's declared length before reading it:
          * the bound is what keeps a 10-byte header from asking for 2 GiB. */
@@ -228,6 +513,49 @@ static void take_over(struct loop *l, int fd, const char *left, size_t len, void
     pump(w, true); /* the bytes that came with the request, and the 101 */
 }
 
+/* The handshake's checks (RFC 6455 4.2.1); false after answering. */
+static bool handshake_ok(struct http_ctx *ctx, char accept[29])
+{
+    const char *upgrade = http_req_header(ctx->req, "Upgrade");
+    const char *conn = http_req_header(ctx->req, "Connection");
+    const char *version = http_req_header(ctx->req, "Sec-WebSocket-Version");
+    const char *key = http_req_header(ctx->req, "Sec-WebSocket-Key");
+    if (strcmp(ctx->req->p.method, "GET") != 0 || ctx->req->p.minor_version < 1 || ctx->req->p.body_len > 0 ||
+        !httpparse_list_has(upgrade, "websocket") || !httpparse_list_has(conn, "upgrade")) {
+        http_req_add_header(ctx->req, "Upgrade", "websocket");
+        http_reply_error(ctx, 426, "upgrade_required", "this route is a WebSocket: an HTTP/1.1 GET with "
+                         "Upgrade: websocket and Connection: Upgrade");
+        return false;
+    }
+    if (version == NULL || strcmp(version, "13") != 0) {
+        http_req_add_header(ctx->req, "Sec-WebSocket-Version", "13");
+        http_reply_error(ctx, 426, "upgrade_required", "Sec-WebSocket-Version must be 13");
+        return false;
+    }
+    if (key == NULL || !ws_accept_key(key, accept)) {
+        http_reply_error(ctx, 400, "bad_request", "Sec-WebSocket-Key must be 16 bytes in base64");
+        return false;
+    }
+    if (atomic_load(&ctx->loop->d->draining)) {
+        http_req_add_header(ctx->req, "Retry-After", "1");
+        http_reply_error(ctx, 503, "shutting_down", "the server is shutting down");
+        return false;
+    }
+    return true;
+}
+
+/* Answers 101 and takes the socket over. */
+static void upgrade(struct http_ctx *ctx, struct upgrade *u, const char *accept, const char *protocol)
+{
+    int n = snprintf(u->reply, sizeof u->reply,
+                     "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                     "Sec-WebSocket-Accept: %s\r\n%s%s%s\r\n", accept, protocol ? "Sec-WebSocket-Protocol: " : "",
+                     protocol ? protocol : "", protocol ? "\r\n" : "");
+    assert(n > 0 && (size_t)n < sizeof u->reply);
+    (void)n;
+    httpconn_take_over(ctx->req, take_over, u);
+}
+
 void ws_echo(struct http_ctx *ctx)
 {
     int64_t max = ctx->loop->d->cfg->ws_echo_max_message_bytes;
@@ -235,37 +563,79 @@ void ws_echo(struct http_ctx *ctx)
         http_reply_error(ctx, 404, "not_found", "no route for GET %s (ws_echo_max_message_bytes is 0)", ctx->path);
         return;
     }
-    const char *upgrade = http_req_header(ctx->req, "Upgrade");
-    const char *conn = http_req_header(ctx->req, "Connection");
-    const char *version = http_req_header(ctx->req, "Sec-WebSocket-Version");
-    const char *key = http_req_header(ctx->req, "Sec-WebSocket-Key");
     char accept[29];
-    if (strcmp(ctx->req->p.method, "GET") != 0 || ctx->req->p.minor_version < 1 || ctx->req->p.body_len > 0 ||
-        !httpparse_list_has(upgrade, "websocket") || !httpparse_list_has(conn, "upgrade")) {
-        http_req_add_header(ctx->req, "Upgrade", "websocket");
-        http_reply_error(ctx, 426, "upgrade_required", "this route is a WebSocket: an HTTP/1.1 GET with "
-                         "Upgrade: websocket and Connection: Upgrade");
+    if (!handshake_ok(ctx, accept))
         return;
-    }
-    if (version == NULL || strcmp(version, "13") != 0) {
-        http_req_add_header(ctx->req, "Sec-WebSocket-Version", "13");
-        http_reply_error(ctx, 426, "upgrade_required", "Sec-WebSocket-Version must be 13");
-        return;
-    }
-    if (key == NULL || !ws_accept_key(key, accept)) {
-        http_reply_error(ctx, 400, "bad_request", "Sec-WebSocket-Key must be 16 bytes in base64");
-        return;
-    }
-    struct upgrade *u = malloc(sizeof *u);
+    struct upgrade *u = calloc(1, sizeof *u);
     if (u == NULL) {
         http_reply_error(ctx, 503, "overloaded", "out of memory");
         return;
     }
+    u->echo = true;
     u->max_message = max;
-    snprintf(u->reply, sizeof u->reply,
-             "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-             "Sec-WebSocket-Accept: %s\r\n\r\n", accept);
-    httpconn_take_over(ctx->req, take_over, u);
+    upgrade(ctx, u, accept, NULL);
+}
+
+/* The credential: "Authorization: Bearer <c>", or (browsers cannot set
+ * headers on a WebSocket) the subprotocol "bearer.<c>" offered beside
+ * WS_PROTOCOL. *proto: whether WS_PROTOCOL was offered (then it must be
+ * answered). The credential is copied into out. */
+static bool credential(const struct http_req *req, char *out, size_t cap, bool *proto)
+{
+    const char *h = http_req_header(req, "Authorization");
+    const char *offered = http_req_header(req, "Sec-WebSocket-Protocol");
+    *proto = httpparse_list_has(offered, WS_PROTOCOL);
+    out[0] = '\0';
+    if (h && strncasecmp(h, "Bearer ", 7) == 0 && h[7]) {
+        snprintf(out, cap, "%s", h + 7);
+        return strlen(h + 7) < cap;
+    }
+    for (const char *p = offered; p && *p;) {
+        p += strspn(p, " \t,");
+        size_t n = strcspn(p, " \t,");
+        if (n > 7 && strncmp(p, "bearer.", 7) == 0 && n - 7 < cap) {
+            memcpy(out, p + 7, n - 7);
+            out[n - 7] = '\0';
+            return true;
+        }
+        p += n;
+    }
+    return false;
+}
+
+void ws_commands(struct http_ctx *ctx)
+{
+    char accept[29], cred[160];
+    bool proto;
+    if (!handshake_ok(ctx, accept))
+        return;
+    struct upgrade *u = calloc(1, sizeof *u);
+    if (u == NULL) {
+        http_reply_error(ctx, 503, "overloaded", "out of memory");
+        return;
+    }
+    if (!credential(ctx->req, cred, sizeof cred, &proto) || !access_grant_for(cred, &u->grant)) {
+        free(u);
+        http_req_add_header(ctx->req, "WWW-Authenticate", "Bearer realm=\"switchboard\"");
+        http_reply_error(ctx, 401, "unauthorized", "%s", cred[0] ? "the credential is neither an admin API key nor "
+                         "an application token" : "a WebSocket needs an admin API key or an application token: "
+                         "Authorization: Bearer <credential>, or the subprotocols " WS_PROTOCOL
+                         " and bearer.<credential>");
+        return;
+    }
+    u->max_message = ctx->loop->d->cfg->ws_max_message_bytes;
+    upgrade(ctx, u, accept, proto ? WS_PROTOCOL : NULL);
+}
+
+void wsconn_drain(struct loop *l)
+{
+    struct ws_conn *w, *next;
+    for (w = LIST_FIRST(&l->ws); w; w = next) {
+        next = LIST_NEXT(w, link);
+        w->draining = true;
+        w->paused = true;
+        pump(w, false); /* may free w */
+    }
 }
 
 void wsconn_free_all(struct loop *l)
@@ -273,9 +643,10 @@ void wsconn_free_all(struct loop *l)
     while (!LIST_EMPTY(&l->ws)) {
         struct ws_conn *w = LIST_FIRST(&l->ws);
         /* Best effort: the loop has stopped, so one send of the close. */
-        wslay_event_queue_close(w->ctx, WSLAY_CODE_GOING_AWAY, (const uint8_t *)"shutting down", 13);
-        if (send_pre(w))
-            (void)wslay_event_send(w->ctx);
+        w->closing = false;
+        ws_close(w, WSLAY_CODE_GOING_AWAY, "shutting down");
+        if (wslay_event_send(w->ctx) == 0)
+            (void)flush_out(w);
         ws_free(w);
     }
 }

@@ -127,6 +127,22 @@ static const struct config_def defs[] = {
      64 << 20, D, S(ws_echo_max_message_bytes),
      "above 0: GET /ws/echo is a WebSocket that echoes each message (up to this many bytes), for "
      "protocol conformance tests; 0: no such route"},
+    {"ws_max_message_bytes", "SB_WS_MAX_MESSAGE_BYTES", "--ws-max-message-bytes", CFG_INT, "1048576", 1024,
+     64 << 20, D, S(ws_max_message_bytes),
+     "GET /ws: the largest message a client may send (a larger one is closed with 1009)"},
+    {"ws_max_inflight", "SB_WS_MAX_INFLIGHT", "--ws-max-inflight", CFG_INT, "256", 1, 65536, D,
+     S(ws_max_inflight),
+     "GET /ws: commands without a reply per connection; at it the connection's socket is not read "
+     "until replies go out (TCP pushes back)"},
+    {"ws_max_reply_bytes", "SB_WS_MAX_REPLY_BYTES", "--ws-max-reply-bytes", CFG_INT, "1048576", 65536,
+     1 << 30, D, S(ws_max_reply_bytes),
+     "GET /ws: replies a client has not read yet, per connection; past it the connection is closed "
+     "(1008)"},
+    {"ws_ping_interval_ms", "SB_WS_PING_INTERVAL_MS", "--ws-ping-interval-ms", CFG_INT, "20000", 100,
+     3600000, D, S(ws_ping_interval_ms), "WebSockets: a ping goes out after this long without a frame from the client"},
+    {"ws_idle_timeout_ms", "SB_WS_IDLE_TIMEOUT_MS", "--ws-idle-timeout-ms", CFG_INT, "60000", 200,
+     86400000, D, S(ws_idle_timeout_ms),
+     "WebSockets: closed (1001) after this long without a frame (a pong counts) from the client"},
     {"find_negative_ttl_ms", "SB_FIND_NEGATIVE_TTL_MS", "--find-negative-ttl-ms", CFG_INT, "2000", 0,
      600000, D, S(find_negative_ttl_ms),
      "how long Redis remembers, for every dispatcher, that a number is not assigned (an assign overrides it at once; 0: never)"},

@@ -64,6 +64,11 @@ struct sb_config {
     int64_t find_cache_size;
     int64_t find_negative_ttl_ms;
     int64_t ws_echo_max_message_bytes; /* 0: no GET /ws/echo */
+    int64_t ws_max_message_bytes;
+    int64_t ws_max_inflight;
+    int64_t ws_max_reply_bytes;
+    int64_t ws_ping_interval_ms;
+    int64_t ws_idle_timeout_ms;
     int64_t seed_users;
     int64_t seed_numbers;
     char *seed_area_codes;

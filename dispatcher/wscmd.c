@@ -1,0 +1,215 @@
+/* wscmd.c - see wscmd.h. */
+#include "wscmd.h"
+
+#include <assert.h>
+#include <cjson/cJSON.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "httpconn.h"
+#include "json.h"
+
+/* A command, the route it runs (by metrics name and method) and how many
+ * of token, chat and message its path takes. */
+struct op {
+    const char *name;
+    const char *route;
+    const char *method;
+    int nparams;
+    const char *path; /* printf format of the path, from the parameters */
+};
+
+static const struct op ops[] = {
+    {"chat.create", "chat_create", "POST", 1, "/api/v1/applications/%s/chats"},
+    {"message.create", "message_create", "POST", 2, "/api/v1/applications/%s/chats/%s/messages"},
+    {"message.update", "message_update", "PUT", 3, "/api/v1/applications/%s/chats/%s/messages/%s"},
+    {"sms.send", "sms_send_one", "POST", 0, "/sms/send/one"},
+    {"notification.send", "notify_create", "POST", 0, "/v1/messages"},
+};
+
+const char *const wscmd_op_names[] = {"chat.create", "message.create", "message.update", "sms.send",
+                                      "notification.send", NULL};
+
+static const struct route *route_named(const struct op *o)
+{
+    for (size_t i = 0; i < dispatcher_nroutes; i++)
+        if (strcmp(dispatcher_routes[i].name, o->route) == 0 &&
+            strcmp(dispatcher_routes[i].method, o->method) == 0)
+            return &dispatcher_routes[i];
+    return NULL;
+}
+
+void wscmd_clear(struct wscmd *cmd)
+{
+    free(cmd->body);
+    cmd->body = NULL;
+}
+
+/* The id, kept as the JSON text the reply echoes. */
+static bool read_id(const cJSON *v, struct wscmd *cmd, char *errbuf, size_t errlen)
+{
+    if (cJSON_IsString(v) && strlen(v->valuestring) <= WSCMD_ID_MAX) {
+        struct strbuf b = {0};
+        json_append_string(&b, v->valuestring);
+        bool ok = !strbuf_failed(&b) && b.len < sizeof cmd->id;
+        if (ok)
+            memcpy(cmd->id, b.p, b.len + 1);
+        strbuf_free(&b);
+        return ok || sb_errf(errbuf, errlen, "%s", "out of memory");
+    }
+    if (cJSON_IsNumber(v) && v->valuedouble == (double)(int64_t)v->valuedouble &&
+        v->valuedouble >= -9007199254740991.0 && v->valuedouble <= 9007199254740991.0) {
+        snprintf(cmd->id, sizeof cmd->id, "%lld", (long long)v->valuedouble);
+        return true;
+    }
+    return sb_errf(errbuf, errlen, "id must be a string of at most %d bytes or an integer", WSCMD_ID_MAX);
+}
+
+/* chat or message: a positive integer, as the path's decimal segment
+ * (the route checks its range, as for a path). */
+static bool read_number(const cJSON *v, const char *name, char *out, char *errbuf, size_t errlen)
+{
+    if (!cJSON_IsNumber(v) || v->valuedouble != (double)(int64_t)v->valuedouble || v->valuedouble < 0 ||
+        v->valuedouble > 9007199254740991.0)
+        return sb_errf(errbuf, errlen, "%s must be an integer", name);
+    snprintf(out, ROUTE_PARAM_MAX, "%lld", (long long)v->valuedouble);
+    return true;
+}
+
+/* Fills the path parameters op needs from the command's fields. */
+static bool read_params(const struct op *o, const cJSON *obj, const char *token, struct wscmd *cmd,
+                        char *errbuf, size_t errlen)
+{
+    static const char *const names[] = {"token", "chat", "message"};
+    for (int i = 0; i < 3; i++) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, names[i]);
+        if (i >= o->nparams) {
+            if (v)
+                return sb_errf(errbuf, errlen, "%s takes no %s", o->name, names[i]);
+            continue;
+        }
+        if (i > 0) {
+            if (v == NULL)
+                return sb_errf(errbuf, errlen, "%s needs %s", o->name, names[i]);
+            if (!read_number(v, names[i], cmd->params[i], errbuf, errlen))
+                return false;
+            continue;
+        }
+        if (v && (!cJSON_IsString(v) || strlen(v->valuestring) >= ROUTE_PARAM_MAX))
+            return sb_errf(errbuf, errlen, "token must be a string of fewer than %d bytes", ROUTE_PARAM_MAX);
+        if (v == NULL && *token == '\0')
+            return sb_errf(errbuf, errlen, "%s needs token", o->name);
+        snprintf(cmd->params[0], ROUTE_PARAM_MAX, "%s", v ? v->valuestring : token);
+    }
+    cmd->nparams = o->nparams;
+    snprintf(cmd->path, sizeof cmd->path, o->path, cmd->params[0], cmd->params[1], cmd->params[2]);
+    return true;
+}
+
+static bool parse_fields(const cJSON *obj, const char *token, struct wscmd *cmd, char *errbuf, size_t errlen)
+{
+    static const char *const known[] = {"id", "op", "token", "chat", "message", "body"};
+    const cJSON *id = cJSON_GetObjectItemCaseSensitive(obj, "id");
+    if (id == NULL)
+        return sb_errf(errbuf, errlen, "%s", "a command needs an id");
+    if (!read_id(id, cmd, errbuf, errlen))
+        return false;
+    const cJSON *f;
+    cJSON_ArrayForEach(f, obj) {
+        size_t i = 0;
+        while (i < SB_ARRAY_LEN(known) && strcmp(f->string, known[i]) != 0)
+            i++;
+        if (i == SB_ARRAY_LEN(known))
+            return sb_errf(errbuf, errlen, "unknown field '%.64s' (a command has id, op, token, chat, "
+                           "message, body)", f->string);
+    }
+    const cJSON *op = cJSON_GetObjectItemCaseSensitive(obj, "op");
+    const struct op *o = NULL;
+    for (size_t i = 0; cJSON_IsString(op) && i < SB_ARRAY_LEN(ops) && o == NULL; i++)
+        if (strcmp(op->valuestring, ops[i].name) == 0)
+            o = &ops[i];
+    if (o == NULL)
+        return sb_errf(errbuf, errlen, "%s", "op must be one of chat.create, message.create, "
+                       "message.update, sms.send, notification.send");
+    cmd->op = o->name;
+    cmd->route = route_named(o);
+    assert(cmd->route != NULL); /* every op names a route of the table */
+    if (!read_params(o, obj, token, cmd, errbuf, errlen))
+        return false;
+    const cJSON *body = cJSON_GetObjectItemCaseSensitive(obj, "body");
+    if (body && !cJSON_IsObject(body))
+        return sb_errf(errbuf, errlen, "%s", "body must be an object (the route's request body)");
+    if (body) {
+        cmd->body = json_print(body);
+        if (cmd->body == NULL)
+            return sb_errf(errbuf, errlen, "%s", "out of memory");
+        cmd->body_len = strlen(cmd->body);
+    }
+    return true;
+}
+
+bool wscmd_parse(const char *line, size_t len, const char *token, struct wscmd *cmd, char *errbuf,
+                 size_t errlen)
+{
+    memset(cmd, 0, sizeof *cmd);
+    memcpy(cmd->id, "null", 5);
+    char why[ERRBUF_LEN];
+    cJSON *obj = json_parse_strict(line, len, why, sizeof why);
+    if (obj == NULL)
+        return sb_errf(errbuf, errlen, "a command must be a JSON object: %s", why);
+    bool ok = cJSON_IsObject(obj) ? parse_fields(obj, token, cmd, errbuf, errlen)
+                                  : sb_errf(errbuf, errlen, "%s", "a command must be a JSON object");
+    cJSON_Delete(obj);
+    if (!ok)
+        wscmd_clear(cmd);
+    return ok;
+}
+
+bool wscmd_temporary(int status)
+{
+    return status == 408 || status == 429 || status == 502 || status == 503 || status == 504;
+}
+
+/* The error body with "temporary" added; NULL if it is not one. */
+static char *with_temporary(int status, const char *body, size_t len)
+{
+    cJSON *o = cJSON_ParseWithLength(body, len);
+    cJSON *err = cJSON_GetObjectItemCaseSensitive(o, "error");
+    char *text = NULL;
+    if (cJSON_IsObject(err) && cJSON_GetObjectItemCaseSensitive(err, "temporary") == NULL &&
+        cJSON_AddBoolToObject(err, "temporary", wscmd_temporary(status)))
+        text = json_print(o);
+    cJSON_Delete(o);
+    return text;
+}
+
+void wscmd_reply(struct strbuf *b, const char *id, int status, const char *body, size_t len)
+{
+    char *err = status >= 400 ? with_temporary(status, body, len) : NULL;
+    strbuf_append_lit(b, "{\"id\":");
+    strbuf_append(b, id, strlen(id));
+    strbuf_append_lit(b, ",\"status\":");
+    strbuf_append_i64(b, status);
+    strbuf_append_lit(b, ",\"body\":");
+    if (err)
+        strbuf_append(b, err, strlen(err));
+    else if (len)
+        strbuf_append(b, body, len);
+    else
+        strbuf_append_lit(b, "{}");
+    strbuf_append_lit(b, "}\n");
+    free(err);
+}
+
+void wscmd_reply_error(struct strbuf *b, const char *id, int status, const char *code, const char *msg)
+{
+    cJSON *body = json_error_body(code, msg);
+    char *text = body ? json_print(body) : NULL;
+    cJSON_Delete(body);
+    if (text)
+        wscmd_reply(b, id, status, text, strlen(text));
+    else
+        wscmd_reply(b, id, 500, HTTP_OOM_BODY, sizeof HTTP_OOM_BODY - 1);
+    free(text);
+}
