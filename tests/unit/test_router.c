@@ -14,8 +14,6 @@
 #include "router.h"
 #include "server.h"
 
-extern struct route dispatcher_routes[];
-extern const size_t dispatcher_nroutes;
 
 struct found {
     const struct route *r;

@@ -1,0 +1,139 @@
+/* The WebSocket command protocol (dispatcher/wscmd.c): a command line
+ * becomes its route, path parameters and body, or a reason it cannot be
+ * taken (with its id when that was readable); replies echo the id and
+ * error bodies gain "temporary". */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "wscmd.h"
+
+#define TOKEN "AAAAAAAAAAAAAAAAAAAAAA"
+
+static bool parse(const char *line, const char *token, struct wscmd *c, char *err)
+{
+    return wscmd_parse(line, strlen(line), token, c, err, ERRBUF_LEN);
+}
+
+static void test_each_op(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *line, *route, *method, *path, *body;
+    } cases[] = {
+        {"{\"id\":1,\"op\":\"chat.create\",\"token\":\"" TOKEN "\"}", "chat_create", "POST",
+         "/api/v1/applications/" TOKEN "/chats", NULL},
+        {"{\"id\":\"x\",\"op\":\"message.create\",\"token\":\"" TOKEN "\",\"chat\":3,\"body\":{\"body\":\"hi\"}}",
+         "message_create", "POST", "/api/v1/applications/" TOKEN "/chats/3/messages", "{\"body\":\"hi\"}"},
+        {"{\"op\":\"message.update\",\"id\":2,\"token\":\"" TOKEN "\",\"chat\":3,\"message\":9,\"body\":{\"body\":\"b\"}}",
+         "message_update", "PUT", "/api/v1/applications/" TOKEN "/chats/3/messages/9", "{\"body\":\"b\"}"},
+        {"{\"id\":3,\"op\":\"sms.send\",\"body\":{\"sms\":{}}}", "sms_send_one", "POST", "/sms/send/one",
+         "{\"sms\":{}}"},
+        {"{\"id\":4,\"op\":\"notification.send\",\"body\":{}}", "notify_create", "POST", "/v1/messages", "{}"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        struct wscmd c;
+        char err[ERRBUF_LEN];
+        assert_true(parse(cases[i].line, "", &c, err));
+        assert_string_equal(c.route->name, cases[i].route);
+        assert_string_equal(c.route->method, cases[i].method);
+        assert_string_equal(c.path, cases[i].path);
+        if (cases[i].body)
+            assert_string_equal(c.body, cases[i].body);
+        else
+            assert_null(c.body);
+        wscmd_clear(&c);
+    }
+}
+
+static void test_params(void **state)
+{
+    (void)state;
+    struct wscmd c;
+    char err[ERRBUF_LEN];
+    /* An application's connection: its token is the default. */
+    assert_true(parse("{\"id\":1,\"op\":\"message.create\",\"chat\":7,\"body\":{\"body\":\"x\"}}", TOKEN, &c, err));
+    assert_int_equal(c.nparams, 2);
+    assert_string_equal(c.params[0], TOKEN);
+    assert_string_equal(c.params[1], "7");
+    wscmd_clear(&c);
+    /* An admin key's: the token is needed. */
+    assert_false(parse("{\"id\":1,\"op\":\"chat.create\"}", "", &c, err));
+    assert_non_null(strstr(err, "needs token"));
+    assert_string_equal(c.id, "1");
+    static const char *const bad[] = {
+        "{\"id\":1,\"op\":\"message.create\",\"token\":\"" TOKEN "\"}",                 /* no chat */
+        "{\"id\":1,\"op\":\"message.create\",\"token\":\"" TOKEN "\",\"chat\":\"3\"}",   /* chat a string */
+        "{\"id\":1,\"op\":\"message.create\",\"token\":\"" TOKEN "\",\"chat\":1.5}",     /* not an integer */
+        "{\"id\":1,\"op\":\"chat.create\",\"token\":\"" TOKEN "\",\"chat\":1}",         /* chat.create takes none */
+        "{\"id\":1,\"op\":\"sms.send\",\"token\":\"" TOKEN "\"}",                      /* sms takes no token */
+        "{\"id\":1,\"op\":\"chat.create\",\"token\":\"" TOKEN "\",\"body\":[]}",        /* body an array */
+        "{\"id\":1,\"op\":\"chat.create\",\"token\":\"" TOKEN "\",\"extra\":1}",        /* unknown field */
+        "{\"id\":1,\"op\":\"chat.remove\",\"token\":\"" TOKEN "\"}",                    /* unknown op */
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        assert_false(parse(bad[i], "", &c, err));
+        assert_string_equal(c.id, "1"); /* read before the fault: echoed */
+        assert_null(c.body);
+    }
+}
+
+static void test_ids(void **state)
+{
+    (void)state;
+    struct wscmd c;
+    char err[ERRBUF_LEN];
+    assert_true(parse("{\"id\":\"a\\\"b\",\"op\":\"notification.send\"}", "", &c, err));
+    assert_string_equal(c.id, "\"a\\\"b\"");
+    wscmd_clear(&c);
+    assert_true(parse("{\"id\":-42,\"op\":\"notification.send\"}", "", &c, err));
+    assert_string_equal(c.id, "-42");
+    wscmd_clear(&c);
+    char line[200];
+    snprintf(line, sizeof line, "{\"id\":\"%065d\",\"op\":\"notification.send\"}", 0); /* 65 bytes */
+    assert_false(parse(line, "", &c, err));
+    static const char *const unread[] = {"not json", "[1]", "{\"op\":\"chat.create\"}", "{\"id\":1.5}",
+                                         "{\"id\":null}", "{\"id\":{}}"};
+    for (size_t i = 0; i < sizeof unread / sizeof unread[0]; i++) {
+        assert_false(parse(unread[i], "", &c, err));
+        assert_string_equal(c.id, "null");
+    }
+}
+
+static void test_replies(void **state)
+{
+    (void)state;
+    struct strbuf b = {0};
+    wscmd_reply(&b, "7", 201, "{\"number\":3}", 12);
+    assert_string_equal(b.p, "{\"id\":7,\"status\":201,\"body\":{\"number\":3}}\n");
+    b.len = 0;
+    const char *err = "{\"error\":{\"code\":\"overloaded\",\"message\":\"m\"}}";
+    wscmd_reply(&b, "\"x\"", 503, err, strlen(err));
+    assert_string_equal(b.p, "{\"id\":\"x\",\"status\":503,\"body\":{\"error\":{\"code\":\"overloaded\","
+                             "\"message\":\"m\",\"temporary\":true}}}\n");
+    b.len = 0;
+    wscmd_reply_error(&b, "null", 400, "bad_command", "why");
+    assert_string_equal(b.p, "{\"id\":null,\"status\":400,\"body\":{\"error\":{\"code\":\"bad_command\","
+                             "\"message\":\"why\",\"temporary\":false}}}\n");
+    strbuf_free(&b);
+    assert_true(wscmd_temporary(429));
+    assert_true(wscmd_temporary(503));
+    assert_false(wscmd_temporary(400));
+    assert_false(wscmd_temporary(404));
+    assert_false(wscmd_temporary(500));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_each_op),
+        cmocka_unit_test(test_params),
+        cmocka_unit_test(test_ids),
+        cmocka_unit_test(test_replies),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
