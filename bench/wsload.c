@@ -205,8 +205,10 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
             event_base_loopbreak(g->base);
         return;
     }
-    if (g->opened < g->nconns)
+    if (g->opened < g->nconns) {
+        g->start_us = now; /* the clock starts once every connection is open */
         return;
+    }
     if (g->rate == 0) {
         if (g->sent == 0)
             for (int i = 0; i < g->nconns; i++) {
@@ -216,13 +218,16 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
             }
         return;
     }
-    int64_t want = elapsed * g->rate / 1000000;
+    /* Command i is due at i / rate: by now, those with i <= rate * elapsed. */
+    int64_t want = elapsed * g->rate / 1000000 + 1;
     for (; g->due < want; g->due++) {
         struct conn *c = &g->conns[g->due % g->nconns];
         send_cmd(c, g->start_us + g->due * 1000000 / g->rate);
     }
+    /* Only those with something to send: a recv() on each of them every
+     * millisecond took the cores from the server. */
     for (int i = 0; i < g->nconns; i++)
-        if (g->conns[i].open)
+        if (g->conns[i].open && wslay_event_want_write(g->conns[i].ctx))
             pump(&g->conns[i]);
 }
 
@@ -280,7 +285,14 @@ int main(int argc, char **argv)
     g.sent_us = malloc((size_t)g.cap * sizeof *g.sent_us);
     g.lat_us = malloc((size_t)g.cap * sizeof *g.lat_us);
     g.conns = calloc((size_t)g.nconns, sizeof *g.conns);
-    g.base = event_base_new();
+    /* Precise timers, as switchboard-loadgen's: libevent's default clock
+     * is CLOCK_MONOTONIC_COARSE, whose ticks would add milliseconds. */
+    struct event_config *ec = event_config_new();
+    if (ec)
+        event_config_set_flag(ec, EVENT_BASE_FLAG_PRECISE_TIMER);
+    g.base = ec ? event_base_new_with_config(ec) : NULL;
+    if (ec)
+        event_config_free(ec);
     if (ntok == 0 || !g.sent_us || !g.lat_us || !g.conns || !g.base) {
         fprintf(stderr, "cannot start (no tokens or out of memory)\n");
         return 1;

@@ -38,6 +38,9 @@ struct http_req_owner {
 struct http_req {
     struct http_conn *conn;            /* NULL: owner's */
     const struct http_req_owner *owner; /* when conn is NULL */
+    /* The body, parsed already (a WebSocket command's, whose size is
+     * within the route's limit): http_body_json takes it. */
+    cJSON *json;
     struct httpparse_req p;
     size_t extra_len;
     char extra[HTTPCONN_EXTRA_HEADERS];

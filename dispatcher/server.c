@@ -7,6 +7,7 @@
 #include <event2/http.h> /* evhttp_parse_query_str only */
 #include <event2/keyvalq_struct.h>
 #include <event2/listener.h>
+#include <assert.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -156,6 +157,7 @@ size_t server_body_limit(struct loop *l, const char *method, const char *target)
 
 const char *http_body_raw(struct http_ctx *ctx, size_t *len, bool ndjson_ok)
 {
+    assert(ctx->req->json == NULL); /* only the routes of WebSocket commands, which take JSON */
     *len = ctx->req->p.body_len;
     size_t limit = route_body_limit(ctx->loop->d, ctx->route);
     if (*len > limit) {
@@ -177,13 +179,18 @@ cJSON *http_body_json(struct http_ctx *ctx, const struct json_field *fields, siz
                       bool empty_ok)
 {
     size_t len;
-    if (ctx->req->p.body_len == 0 && empty_ok)
-        return cJSON_CreateObject();
-    const char *data = http_body_raw(ctx, &len, false);
-    if (data == NULL)
-        return NULL;
     char err[ERRBUF_LEN];
-    cJSON *root = json_parse_strict(data, len, err, sizeof err);
+    cJSON *root = ctx->req->json;
+    if (root) {
+        ctx->req->json = NULL; /* parsed with its command, and within the route's limit (wscmd.c) */
+    } else if (ctx->req->p.body_len == 0 && empty_ok) {
+        return cJSON_CreateObject();
+    } else {
+        const char *data = http_body_raw(ctx, &len, false);
+        if (data == NULL)
+            return NULL;
+        root = json_parse_strict(data, len, err, sizeof err);
+    }
     if (root == NULL) {
         http_reply_error(ctx, 400, "bad_json", "%s", err);
     } else if (!json_check_object(root, fields, nfields, err, sizeof err)) {
@@ -470,6 +477,7 @@ void loop_destroy(struct loop *l)
     if (l->redis)
         redis_client_free(l->redis);
     httpconn_free_all(l);
+    wsconn_free_spares(l);
     findcache_free(l->find);
     if (l->base)
         event_base_free(l->base);

@@ -78,6 +78,8 @@ struct loop {
     struct evconnlistener *listener;
     LIST_HEAD(, http_conn) conns; /* open, or closed with a request in flight */
     LIST_HEAD(, ws_conn) ws;      /* WebSocket connections (wsconn.c) */
+    struct ws_cmd *ws_spare;      /* freed WebSocket commands, for the next (wsconn.c) */
+    int ws_nspare;                /* -1: the loop is being torn down, none kept */
     const struct timeval *io_timeout; /* a libevent common timeout */
     time_t date_at;                   /* the Date header, formatted once a second */
     char date[40];

@@ -31,7 +31,12 @@ struct wscmd {
     int nparams; /* the route's path parameters: token, chat, message */
     char params[ROUTE_MAX_PARAMS][ROUTE_PARAM_MAX];
     char path[ROUTE_PARAM_MAX + 96]; /* the REST path, for messages */
-    char *body;                      /* the route's body as JSON text (malloc'd), or NULL */
+    /* The route's body: parsed (json) when the line is within the least
+     * body limit of any route, so it cannot be over its route's; else as
+     * text (body, malloc'd), for the route to measure and parse. Both NULL:
+     * none. */
+    cJSON *json;
+    char *body;
     size_t body_len;
 };
 

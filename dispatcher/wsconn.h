@@ -41,8 +41,10 @@ void ws_echo(struct http_ctx *ctx);
 
 /* SIGTERM, on the loop's thread: no more commands; 1001 after the last reply. */
 void wsconn_drain(struct loop *l);
-/* Loop teardown: closes (1001) and frees the loop's WebSocket connections. */
+/* Loop teardown: closes (1001) and frees the loop's WebSocket connections;
+ * then, once no command can end any more, the commands kept for reuse. */
 void wsconn_free_all(struct loop *l);
+void wsconn_free_spares(struct loop *l);
 
 /* Sec-WebSocket-Accept for a client's Sec-WebSocket-Key (RFC 6455 4.2.2);
  * false if the key is not 16 bytes in base64. */

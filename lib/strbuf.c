@@ -64,16 +64,8 @@ void strbuf_appendf(struct strbuf *b, const char *fmt, ...)
 
 void strbuf_append_i64(struct strbuf *b, int64_t v)
 {
-    char tmp[24];
-    size_t i = sizeof tmp;
-    uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
-    do {
-        tmp[--i] = (char)('0' + u % 10);
-        u /= 10;
-    } while (u);
-    if (v < 0)
-        tmp[--i] = '-';
-    strbuf_append(b, tmp + i, sizeof tmp - i);
+    char tmp[SB_I64_STR];
+    strbuf_append(b, tmp, sb_i64_to_str(v, tmp));
 }
 
 bool strbuf_failed(const struct strbuf *b)

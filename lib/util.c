@@ -226,3 +226,19 @@ void sb_mask_kv_list(const char *list, char *out, size_t cap)
         p = *e ? e + 1 : e;
     }
 }
+
+size_t sb_i64_to_str(int64_t v, char out[SB_I64_STR])
+{
+    char tmp[SB_I64_STR];
+    size_t i = sizeof tmp;
+    uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
+    do {
+        tmp[--i] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (v < 0)
+        tmp[--i] = '-';
+    memcpy(out, tmp + i, sizeof tmp - i);
+    out[sizeof tmp - i] = '\0';
+    return sizeof tmp - i;
+}

@@ -41,6 +41,9 @@ char *sb_read_file(const char *path, size_t *len_out, char *errbuf, size_t errle
 /* Parses a base-10 integer that must span the whole string and lie in
  * [min, max]. */
 bool sb_parse_i64(const char *s, int64_t min, int64_t max, int64_t *out) SB_NODISCARD;
+/* v in decimal into out (NUL-terminated), without printf; returns its length. */
+#define SB_I64_STR 21
+size_t sb_i64_to_str(int64_t v, char out[SB_I64_STR]);
 
 /* Parses the "host[:port]" of a URL at *p, which ends at the first '/' or
  * at the end of the string, and moves *p there. host must be 1..hostlen-1
