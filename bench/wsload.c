@@ -1,13 +1,13 @@
 /* switchboard-wsload - message creates over WebSocket connections to GET /ws
  * (for scripts/bench).
  *
- *   switchboard-wsload HOST:PORT KEY TOKENS RATE SECONDS CONNECTIONS WINDOW
+ *   switchboard-wsload HOST:PORT KEY TOKENS RATE SECONDS CONNECTIONS WINDOW [BATCH]
  *
  * Opens CONNECTIONS WebSockets (the admin KEY in Authorization); the
  * connection i creates messages in chat 1 of the application
  * TOKENS[i % n] (TOKENS: comma-separated). RATE 0: closed loop, each
- * connection keeps WINDOW commands without a reply (a command per
- * message). RATE > 0: open loop, RATE commands a second spread over the
+ * connection keeps WINDOW commands without a reply, BATCH (default 1)
+ * commands a message. RATE > 0: open loop, RATE commands a second spread over the
  * connections whatever their replies, latency counted from the moment a
  * command was due. Prints one JSON line like switchboard-loadgen's: sent,
  * answered (201 or not), rate, latency per acknowledgement p50/p90/p99/max.
@@ -42,7 +42,7 @@ struct conn {
 
 struct gen {
     struct event_base *base;
-    int64_t rate, window, duration_ms, start_us;
+    int64_t rate, window, batch, duration_ms, start_us;
     int64_t due, sent, done, ok, other, failed;
     int64_t *sent_us; /* due time of command id */
     int64_t *lat_us;
@@ -106,21 +106,36 @@ static void pump(struct conn *c)
     c->writing = want;
 }
 
-/* One command, due at due_us. */
-static void send_cmd(struct conn *c, int64_t due_us)
+/* k commands in one message (a line each), due at due_us. */
+static void send_cmds(struct conn *c, int k, int64_t due_us)
 {
     struct gen *g = c->g;
-    if (g->sent >= g->cap)
-        return;
-    int64_t id = g->sent++;
-    g->sent_us[id] = due_us;
-    char text[256];
-    int n = snprintf(text, sizeof text,
-                     "{\"id\":%lld,\"op\":\"message.create\",\"token\":\"%s\",\"chat\":1,"
-                     "\"body\":{\"body\":\"hello from wsload\"}}", (long long)id, c->token);
-    struct wslay_event_msg m = {WSLAY_TEXT_FRAME, (const uint8_t *)text, (size_t)n};
-    if (wslay_event_queue_msg(c->ctx, &m) == 0)
-        c->inflight++;
+    char text[256 * 64];
+    size_t len = 0;
+    int n = 0;
+    for (; n < k && n < 64 && g->sent < g->cap; n++) {
+        int64_t id = g->sent++;
+        g->sent_us[id] = due_us;
+        len += (size_t)snprintf(text + len, sizeof text - len,
+                                "%s{\"id\":%lld,\"op\":\"message.create\",\"token\":\"%s\",\"chat\":1,"
+                                "\"body\":{\"body\":\"hello from wsload\"}}", n ? "\n" : "", (long long)id,
+                                c->token);
+    }
+    struct wslay_event_msg m = {WSLAY_TEXT_FRAME, (const uint8_t *)text, len};
+    if (n && wslay_event_queue_msg(c->ctx, &m) == 0)
+        c->inflight += n;
+}
+
+static void send_cmd(struct conn *c, int64_t due_us)
+{
+    send_cmds(c, 1, due_us);
+}
+
+/* Closed loop: the connection's window filled, BATCH commands a message. */
+static void fill_window(struct conn *c)
+{
+    while (c->g->window - c->inflight >= c->g->batch && c->g->sent < c->g->cap)
+        send_cmds(c, (int)c->g->batch, sb_mono_us());
 }
 
 static void on_msg(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_recv_arg *m, void *arg)
@@ -147,8 +162,7 @@ static void on_msg(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_
         p = nl ? nl + 1 : end;
     }
     if (g->rate == 0 && !g->stopping)
-        while (c->inflight < g->window)
-            send_cmd(c, sb_mono_us());
+        fill_window(c);
 }
 
 /* The 101 arrives; then frames. */
@@ -212,8 +226,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     if (g->rate == 0) {
         if (g->sent == 0)
             for (int i = 0; i < g->nconns; i++) {
-                while (g->conns[i].inflight < g->window)
-                    send_cmd(&g->conns[i], now);
+                fill_window(&g->conns[i]);
                 pump(&g->conns[i]);
             }
         return;
@@ -264,16 +277,17 @@ static bool connect_one(struct gen *g, struct conn *c, int port, const char *key
 
 int main(int argc, char **argv)
 {
-    if (argc != 8) {
-        fprintf(stderr, "usage: %s HOST:PORT KEY TOKENS RATE SECONDS CONNECTIONS WINDOW\n", argv[0]);
+    if (argc != 8 && argc != 9) {
+        fprintf(stderr, "usage: %s HOST:PORT KEY TOKENS RATE SECONDS CONNECTIONS WINDOW [BATCH]\n", argv[0]);
         return 2;
     }
     const char *colon = strrchr(argv[1], ':');
     int port = colon ? atoi(colon + 1) : 0;
     struct gen g = {.rate = atoll(argv[4]), .duration_ms = atoll(argv[5]) * 1000, .nconns = atoi(argv[6]),
-                    .window = atoll(argv[7])};
-    if (port <= 0 || g.rate < 0 || g.duration_ms <= 0 || g.nconns <= 0 || g.window <= 0) {
-        fprintf(stderr, "bad HOST:PORT, RATE, SECONDS, CONNECTIONS or WINDOW\n");
+                    .window = atoll(argv[7]), .batch = argc == 9 ? atoll(argv[8]) : 1};
+    if (port <= 0 || g.rate < 0 || g.duration_ms <= 0 || g.nconns <= 0 || g.window <= 0 || g.batch <= 0 ||
+        g.batch > 64 || g.batch > g.window) {
+        fprintf(stderr, "bad HOST:PORT, RATE, SECONDS, CONNECTIONS, WINDOW or BATCH (1..64, at most WINDOW)\n");
         return 2;
     }
     char *tokens = strdup(argv[3]);
@@ -313,10 +327,10 @@ int main(int argc, char **argv)
     int64_t n = g.done;
     qsort(g.lat_us, (size_t)n, sizeof *g.lat_us, cmp64);
 #define PCT(p) (n ? (double)g.lat_us[(int64_t)((double)(n - 1) * (p))] / 1000.0 : 0.0)
-    printf("{\"target_rate\":%lld,\"seconds\":%g,\"connections\":%d,\"window\":%lld,\"sent\":%lld,"
+    printf("{\"target_rate\":%lld,\"seconds\":%g,\"connections\":%d,\"window\":%lld,\"batch\":%lld,\"sent\":%lld,"
            "\"answered\":%lld,\"2xx\":%lld,\"other\":%lld,\"failed_connections\":%lld,\"rate\":%.1f,"
            "\"p50_ms\":%.3f,\"p90_ms\":%.3f,\"p99_ms\":%.3f,\"max_ms\":%.3f}\n",
-           (long long)g.rate, secs, g.nconns, (long long)g.window, (long long)g.sent, (long long)g.done,
+           (long long)g.rate, secs, g.nconns, (long long)g.window, (long long)g.batch, (long long)g.sent, (long long)g.done,
            (long long)g.ok, (long long)g.other, (long long)g.failed, (double)g.ok / secs, PCT(0.5), PCT(0.9),
            PCT(0.99), n ? (double)g.lat_us[n - 1] / 1000.0 : 0.0);
     return g.failed || g.other ? 1 : 0;

@@ -29,8 +29,6 @@ static const struct op ops[] = {
     {"notification.send", "notify_create", "POST", 0, "/v1/messages"},
 };
 
-const char *const wscmd_op_names[] = {"chat.create", "message.create", "message.update", "sms.send",
-                                      "notification.send", NULL};
 
 static const struct route *op_routes[SB_ARRAY_LEN(ops)];
 static pthread_once_t op_routes_once = PTHREAD_ONCE_INIT;
@@ -154,9 +152,12 @@ static bool parse_fields(cJSON *obj, size_t len, const char *token, struct wscmd
     for (size_t i = 0; cJSON_IsString(op) && i < SB_ARRAY_LEN(ops) && o == NULL; i++)
         if (strcmp(op->valuestring, ops[i].name) == 0)
             o = &ops[i];
-    if (o == NULL)
-        return sb_errf(errbuf, errlen, "%s", "op must be one of chat.create, message.create, "
-                       "message.update, sms.send, notification.send");
+    if (o == NULL) {
+        int n = snprintf(errbuf, errlen, "op must be one of");
+        for (size_t i = 0; i < SB_ARRAY_LEN(ops) && n > 0 && (size_t)n < errlen; i++)
+            n += snprintf(errbuf + n, errlen - (size_t)n, "%s %s", i ? "," : "", ops[i].name);
+        return false;
+    }
     cmd->op = o->name;
     pthread_once(&op_routes_once, find_op_routes);
     cmd->route = op_routes[o - ops];
@@ -201,21 +202,21 @@ bool wscmd_temporary(int status)
 }
 
 /* The error body with "temporary" added; NULL if it is not one. */
-static char *with_temporary(int status, const char *body, size_t len)
+static char *with_temporary(bool temporary, const char *body, size_t len)
 {
     cJSON *o = cJSON_ParseWithLength(body, len);
     cJSON *err = cJSON_GetObjectItemCaseSensitive(o, "error");
     char *text = NULL;
     if (cJSON_IsObject(err) && cJSON_GetObjectItemCaseSensitive(err, "temporary") == NULL &&
-        cJSON_AddBoolToObject(err, "temporary", wscmd_temporary(status)))
+        cJSON_AddBoolToObject(err, "temporary", temporary))
         text = json_print(o);
     cJSON_Delete(o);
     return text;
 }
 
-void wscmd_reply(struct strbuf *b, const char *id, int status, const char *body, size_t len)
+void wscmd_reply(struct strbuf *b, const char *id, int status, const char *body, size_t len, bool retry_after)
 {
-    char *err = status >= 400 ? with_temporary(status, body, len) : NULL;
+    char *err = status >= 400 ? with_temporary(retry_after || wscmd_temporary(status), body, len) : NULL;
     strbuf_append_lit(b, "{\"id\":");
     strbuf_append(b, id, strlen(id));
     strbuf_append_lit(b, ",\"status\":");
@@ -237,8 +238,8 @@ void wscmd_reply_error(struct strbuf *b, const char *id, int status, const char 
     char *text = body ? json_print(body) : NULL;
     cJSON_Delete(body);
     if (text)
-        wscmd_reply(b, id, status, text, strlen(text));
+        wscmd_reply(b, id, status, text, strlen(text), false);
     else
-        wscmd_reply(b, id, 500, HTTP_OOM_BODY, sizeof HTTP_OOM_BODY - 1);
+        wscmd_reply(b, id, 500, HTTP_OOM_BODY, sizeof HTTP_OOM_BODY - 1, false);
     free(text);
 }

@@ -50,15 +50,13 @@ bool wscmd_parse(const char *line, size_t len, const char *token, struct wscmd *
 void wscmd_clear(struct wscmd *cmd);
 
 /* Appends the reply line for id: {"id":..,"status":..,"body":..} and a
- * newline; an error body gains "temporary". */
-void wscmd_reply(struct strbuf *b, const char *id, int status, const char *body, size_t len);
+ * newline; an error body gains "temporary": true when retry_after (the
+ * route asked for a retry with Retry-After) or wscmd_temporary(status). */
+void wscmd_reply(struct strbuf *b, const char *id, int status, const char *body, size_t len, bool retry_after);
 /* An error reply the protocol itself gives (bad_command, shutting_down). */
 void wscmd_reply_error(struct strbuf *b, const char *id, int status, const char *code, const char *msg);
 
 /* Is an error of this status worth retrying unchanged? */
 bool wscmd_temporary(int status);
-
-/* The ops and their routes, for --help and the docs (NULL-terminated). */
-extern const char *const wscmd_op_names[];
 
 #endif

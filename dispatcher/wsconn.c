@@ -48,6 +48,11 @@ struct ws_conn {
     long long queued;   /* reply bytes counted in d->ws_queued */
     struct access_grant grant;
     struct strbuf replies; /* reply lines for the next message */
+    /* Lines received but not yet run: the rest of a message that reached
+     * ws_max_inflight, and messages wslay had read before (at most one
+     * message and one read: wslay reads 4 KiB at a time). */
+    struct strbuf backlog;
+    size_t backlog_off;
     LIST_HEAD(, ws_cmd) cmds;
     LIST_ENTRY(ws_conn) link;
 };
@@ -80,6 +85,7 @@ static struct ws_cmd *cmd_alloc(struct loop *l)
 }
 
 static void pump(struct ws_conn *w, bool readable);
+static void run_backlog(struct ws_conn *w);
 
 bool ws_accept_key(const char *key, char out[29])
 {
@@ -133,6 +139,7 @@ static void ws_free(struct ws_conn *w)
     close(w->fd);
     strbuf_free(&w->out);
     strbuf_free(&w->replies);
+    strbuf_free(&w->backlog);
     free(w->left);
     free(w);
 }
@@ -262,6 +269,8 @@ static bool send_protocol_error(struct ws_conn *w)
 static void pump(struct ws_conn *w, bool readable)
 {
     int rv = 0;
+    if (w->backlog_off < w->backlog.len && !w->closing && (!w->paused || w->draining))
+        run_backlog(w);
     bool may_read = !w->paused || w->closing; /* closing: only its answer is awaited */
     if (readable && may_read && wslay_event_want_read(w->ctx)) {
         rv = wslay_event_recv(w->ctx);
@@ -277,7 +286,7 @@ static void pump(struct ws_conn *w, bool readable)
     /* Draining: the close goes out after the last reply (wslay sends a
      * queued close before queued messages). */
     if (w->draining && !w->closing && w->inflight == 0 && w->replies.len == 0 &&
-        wslay_event_get_queued_msg_count(w->ctx) == 0)
+        w->backlog_off == w->backlog.len && wslay_event_get_queued_msg_count(w->ctx) == 0)
         ws_close(w, WSLAY_CODE_GOING_AWAY, "shutting down");
     while (rv == 0) {
         if (wslay_event_want_write(w->ctx) && wslay_event_send(w->ctx) != 0)
@@ -388,8 +397,11 @@ static void cmd_free(struct ws_cmd *c)
 static void cmd_answer(struct http_req *req, int code, const char *body, size_t len)
 {
     struct ws_cmd *c = (struct ws_cmd *)req;
+    /* A route that asks for a retry later says so with Retry-After (429,
+     * 503, 409 in_progress): over HTTP a header, here "temporary". */
+    bool retry = memmem(req->extra, req->extra_len, "Retry-After:", 12) != NULL;
     if (c->w && !c->w->closing)
-        wscmd_reply(&c->w->replies, c->c.id, code, body, len);
+        wscmd_reply(&c->w->replies, c->c.id, code, body, len, retry);
     cmd_free(c);
 }
 
@@ -458,6 +470,8 @@ static void run_line(struct ws_conn *w, const char *line, size_t len)
     access_dispatch_as(&ctx, &w->grant); /* may answer, and free c, before it returns */
 }
 
+static size_t run_lines(struct ws_conn *w, const char *text, size_t size);
+
 /* A whole message from the client. wslay answers pings and closes itself
  * (and has checked the UTF-8 of text). */
 static void on_msg(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_recv_arg *m, void *arg)
@@ -475,8 +489,26 @@ static void on_msg(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_
         ws_close(w, WSLAY_CODE_UNSUPPORTED_DATA, "commands are text: JSON, one per line");
         return;
     }
-    const char *p = (const char *)m->msg, *end = p + m->msg_length;
-    while (p < end && !w->closing) {
+    const char *p = (const char *)m->msg;
+    size_t used = 0;
+    if (w->backlog_off == w->backlog.len && (!w->paused || w->draining))
+        used = run_lines(w, p, m->msg_length);
+    if (used < m->msg_length) { /* at ws_max_inflight: the rest waits for replies */
+        strbuf_append(&w->backlog, p + used, m->msg_length - used);
+        strbuf_append_lit(&w->backlog, "\n"); /* a message's last line ends with it */
+        if (strbuf_failed(&w->backlog))
+            ws_close(w, WSLAY_CODE_INTERNAL_SERVER_ERROR, "out of memory");
+    }
+    event_active(w->flush, 0, 0);
+}
+
+/* Runs the lines of text (len bytes) until the connection has
+ * ws_max_inflight commands without a reply (while draining, every line:
+ * each is refused); returns the bytes used. */
+static size_t run_lines(struct ws_conn *w, const char *text, size_t size)
+{
+    const char *p = text, *end = text + size;
+    while (p < end && !w->closing && (!w->paused || w->draining)) {
         const char *nl = memchr(p, '\n', (size_t)(end - p));
         const char *e = nl ? nl : end;
         size_t len = (size_t)(e - p);
@@ -489,7 +521,14 @@ static void on_msg(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_
             run_line(w, p, len);
         p = nl ? nl + 1 : end;
     }
-    event_active(w->flush, 0, 0);
+    return (size_t)(p - text);
+}
+
+static void run_backlog(struct ws_conn *w)
+{
+    w->backlog_off += run_lines(w, w->backlog.p + w->backlog_off, w->backlog.len - w->backlog_off);
+    if (w->backlog_off == w->backlog.len)
+        w->backlog.len = w->backlog_off = 0;
 }
 
 /* ---- the upgrade ---------------------------------------------------------- */

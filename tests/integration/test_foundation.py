@@ -282,6 +282,9 @@ class TestFoundation(StackTestCase):
             if path == "/ws/echo":  # a WebSocket, and off unless configured (test_websocket runs it)
                 self.assertEqual(r.status, 404, r)
                 continue
+            if path == "/ws":  # a WebSocket (test_ws_commands): a plain GET is told to upgrade
+                self.assertEqual((r.status, r.headers.get("Upgrade")), (426, "websocket"), r)
+                continue
             self.assertLess(r.status, 300, (method, path, r))
 
 

@@ -229,10 +229,16 @@ class TestWsCommands(StackTestCase):
         self.assertTrue(head.startswith(b"HTTP/1.1 101"), head)
         self.stack.kafka_pause()
         try:
+            # 200 commands in one message: the limit holds inside a message too.
+            s.sendall(frame(0x1, lines(*({"id": i, "op": "message.create", "token": self.token, "chat": chat,
+                                          "body": {"body": f"m{i}"}} for i in range(1, 201))).encode()))
+            wait_until("the limit reached", lambda: self.ws_metric("switchboard_ws_commands_in_flight") > 0, 10)
+            time.sleep(0.5)
+            self.assertEqual(self.ws_metric("switchboard_ws_commands_in_flight"), MAX_INFLIGHT)
             s.settimeout(1.0)
-            sent = 0
+            sent = 200
             try:
-                for i in range(1, n + 1):
+                for i in range(201, n + 1):
                     s.sendall(frame(0x1, json.dumps({"id": i, "op": "message.create", "token": self.token,
                                                      "chat": chat, "body": {"body": f"m{i}" + "x" * 2000}}).encode()))
                     sent = i

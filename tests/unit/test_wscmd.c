@@ -133,13 +133,16 @@ static void test_replies(void **state)
 {
     (void)state;
     struct strbuf b = {0};
-    wscmd_reply(&b, "7", 201, "{\"number\":3}", 12);
+    wscmd_reply(&b, "7", 201, "{\"number\":3}", 12, false);
     assert_string_equal(b.p, "{\"id\":7,\"status\":201,\"body\":{\"number\":3}}\n");
     b.len = 0;
     const char *err = "{\"error\":{\"code\":\"overloaded\",\"message\":\"m\"}}";
-    wscmd_reply(&b, "\"x\"", 503, err, strlen(err));
+    wscmd_reply(&b, "\"x\"", 503, err, strlen(err), false);
     assert_string_equal(b.p, "{\"id\":\"x\",\"status\":503,\"body\":{\"error\":{\"code\":\"overloaded\","
                              "\"message\":\"m\",\"temporary\":true}}}\n");
+    b.len = 0;
+    wscmd_reply(&b, "1", 409, err, strlen(err), true); /* the route asked for a retry (Retry-After) */
+    assert_non_null(strstr(b.p, "\"temporary\":true"));
     b.len = 0;
     wscmd_reply_error(&b, "null", 400, "bad_command", "why");
     assert_string_equal(b.p, "{\"id\":null,\"status\":400,\"body\":{\"error\":{\"code\":\"bad_command\","
