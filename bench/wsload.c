@@ -113,7 +113,7 @@ static void send_cmds(struct conn *c, int k, int64_t due_us)
     char text[256 * 64];
     size_t len = 0;
     int n = 0;
-    for (; n < k && n < 64 && g->sent < g->cap; n++) {
+    for (; n < k && n < 64 && g->sent < g->cap && len + 256 + strlen(c->token) < sizeof text; n++) {
         int64_t id = g->sent++;
         g->sent_us[id] = due_us;
         len += (size_t)snprintf(text + len, sizeof text - len,

@@ -176,10 +176,15 @@ static void wait_in_line(struct alloc_op *op)
     op->waiting = true;
 }
 
-/* op's scope has numbers again (or op gave up refilling it): the
- * allocations that waited for it ask Redis now, in their order, on the
- * loop's one Redis connection, which answers in that order. */
-static void release_scope(struct alloc_op *op)
+static void finish(struct alloc_op *op, enum numbers_result r, int64_t number);
+
+/* op's scope has numbers again: the allocations that waited for it ask
+ * Redis now, in their order, on the loop's one Redis connection, which
+ * answers in that order. If op could not refill it (failed: MySQL or
+ * Redis away, or its time ran out), they fail with it, at once: each
+ * trying again in turn would answer the last of them only after as many
+ * timeouts as there are before it. */
+static void release_scope(struct alloc_op *op, bool failed)
 {
     struct alloc_op *w, *next;
     for (w = TAILQ_FIRST(&op->loop->num_wait); w; w = next) {
@@ -187,7 +192,10 @@ static void release_scope(struct alloc_op *op)
         if (strcmp(w->scope, op->scope) == 0 && !w->refilling) {
             TAILQ_REMOVE(&op->loop->num_wait, w, wait_link);
             w->waiting = false;
-            step_alloc(w);
+            if (failed)
+                finish(w, NUMBERS_UNAVAILABLE, 0);
+            else
+                step_alloc(w);
         }
     }
 }
@@ -197,7 +205,7 @@ static void finish(struct alloc_op *op, enum numbers_result r, int64_t number)
     if (op->refilling) {
         TAILQ_REMOVE(&op->loop->num_wait, op, wait_link);
         op->waiting = op->refilling = false;
-        release_scope(op);
+        release_scope(op, r == NUMBERS_UNAVAILABLE);
     }
     assert(!op->waiting);
     if (!op->ahead)

@@ -64,20 +64,20 @@ static bool read_id(const cJSON *v, struct wscmd *cmd, char *errbuf, size_t errl
         strbuf_free(&b);
         return ok || sb_errf(errbuf, errlen, "%s", "out of memory");
     }
-    if (cJSON_IsNumber(v) && v->valuedouble == (double)(int64_t)v->valuedouble &&
-        v->valuedouble >= -9007199254740991.0 && v->valuedouble <= 9007199254740991.0) {
+    if (cJSON_IsNumber(v) && v->valuedouble >= -9007199254740991.0 && v->valuedouble <= 9007199254740991.0 &&
+        v->valuedouble == (double)(int64_t)v->valuedouble) {
         sb_i64_to_str((int64_t)v->valuedouble, cmd->id);
         return true;
     }
     return sb_errf(errbuf, errlen, "id must be a string of at most %d bytes or an integer", WSCMD_ID_MAX);
 }
 
-/* chat or message: a positive integer, as the path's decimal segment
- * (the route checks its range, as for a path). */
+/* chat or message: an integer, as the path's decimal segment (the route
+ * checks its range, as for a path: 400 invalid_number). */
 static bool read_number(const cJSON *v, const char *name, char *out, char *errbuf, size_t errlen)
 {
-    if (!cJSON_IsNumber(v) || v->valuedouble != (double)(int64_t)v->valuedouble || v->valuedouble < 0 ||
-        v->valuedouble > 9007199254740991.0)
+    if (!cJSON_IsNumber(v) || v->valuedouble < -9007199254740991.0 || v->valuedouble > 9007199254740991.0 ||
+        v->valuedouble != (double)(int64_t)v->valuedouble)
         return sb_errf(errbuf, errlen, "%s must be an integer", name);
     sb_i64_to_str((int64_t)v->valuedouble, out); /* at most 16 digits: no printf per command */
     return true;
@@ -129,8 +129,8 @@ static bool read_params(const struct op *o, const cJSON *obj, const char *token,
     return true;
 }
 
-static bool parse_fields(cJSON *obj, size_t len, const char *token, struct wscmd *cmd, char *errbuf,
-                         size_t errlen)
+static bool parse_fields(cJSON *obj, size_t len, size_t parsed_max, const char *token, struct wscmd *cmd,
+                         char *errbuf, size_t errlen)
 {
     static const char *const known[] = {"id", "op", "token", "chat", "message", "body"};
     const cJSON *id = cJSON_GetObjectItemCaseSensitive(obj, "id");
@@ -167,7 +167,7 @@ static bool parse_fields(cJSON *obj, size_t len, const char *token, struct wscmd
     cJSON *body = cJSON_GetObjectItemCaseSensitive(obj, "body");
     if (body && !cJSON_IsObject(body))
         return sb_errf(errbuf, errlen, "%s", "body must be an object (the route's request body)");
-    if (body && len <= ROUTE_BODY_SMALL) { /* the body is shorter than its line */
+    if (body && len <= parsed_max) { /* the body is shorter than its line */
         cmd->json = cJSON_DetachItemViaPointer(obj, body);
         cmd->body_len = len;
     } else if (body) {
@@ -179,8 +179,8 @@ static bool parse_fields(cJSON *obj, size_t len, const char *token, struct wscmd
     return true;
 }
 
-bool wscmd_parse(const char *line, size_t len, const char *token, struct wscmd *cmd, char *errbuf,
-                 size_t errlen)
+bool wscmd_parse(const char *line, size_t len, size_t parsed_max, const char *token, struct wscmd *cmd,
+                 char *errbuf, size_t errlen)
 {
     memset(cmd, 0, sizeof *cmd);
     memcpy(cmd->id, "null", 5);
@@ -188,7 +188,7 @@ bool wscmd_parse(const char *line, size_t len, const char *token, struct wscmd *
     cJSON *obj = json_parse_strict(line, len, why, sizeof why);
     if (obj == NULL)
         return sb_errf(errbuf, errlen, "a command must be a JSON object: %s", why);
-    bool ok = cJSON_IsObject(obj) ? parse_fields(obj, len, token, cmd, errbuf, errlen)
+    bool ok = cJSON_IsObject(obj) ? parse_fields(obj, len, parsed_max, token, cmd, errbuf, errlen)
                                   : sb_errf(errbuf, errlen, "%s", "a command must be a JSON object");
     cJSON_Delete(obj);
     if (!ok)

@@ -31,9 +31,9 @@ struct wscmd {
     int nparams; /* the route's path parameters: token, chat, message */
     char params[ROUTE_MAX_PARAMS][ROUTE_PARAM_MAX];
     char path[ROUTE_PARAM_MAX + 96]; /* the REST path, for messages */
-    /* The route's body: parsed (json) when the line is within the least
-     * body limit of any route, so it cannot be over its route's; else as
-     * text (body, malloc'd), for the route to measure and parse. Both NULL:
+    /* The route's body: parsed (json) when the line is within parsed_max
+     * (wscmd_parse), so it cannot be over its route's limit; else as text
+     * (body, malloc'd), for the route to measure and parse. Both NULL:
      * none. */
     cJSON *json;
     char *body;
@@ -42,11 +42,13 @@ struct wscmd {
 
 /* Parses one line. token: the application a connection opened with an
  * application token is bound to ("" for an admin key), the default of a
- * command's "token". False (errbuf says why; cmd->id as far as it was
+ * command's "token". parsed_max: the least body limit of any route; a
+ * line no longer than that hands its body over parsed (it cannot be over
+ * its route's limit). False (errbuf says why; cmd->id as far as it was
  * read) for a command the protocol cannot take: the reply is 400
  * bad_command. */
-bool wscmd_parse(const char *line, size_t len, const char *token, struct wscmd *cmd, char *errbuf,
-                 size_t errlen) SB_NODISCARD;
+bool wscmd_parse(const char *line, size_t len, size_t parsed_max, const char *token, struct wscmd *cmd,
+                 char *errbuf, size_t errlen) SB_NODISCARD;
 void wscmd_clear(struct wscmd *cmd);
 
 /* Appends the reply line for id: {"id":..,"status":..,"body":..} and a

@@ -14,6 +14,7 @@
 
 #include "access.h"
 #include "httpconn.h"
+#include "log.h"
 #include "strbuf.h"
 #include "wscmd.h"
 
@@ -23,6 +24,11 @@
 #define WS_OUT_CHUNK ((size_t)64 << 10)
 /* After a close went out, how long the client has to answer it. */
 #define WS_CLOSE_WAIT_MS 2000
+/* Replies at ws_max_reply_bytes that the client takes none of for this
+ * long: it does not read them (close 1008). */
+#define WS_STALL_MS 2000
+/* A reply or backlog buffer grown past this is given back once empty. */
+#define WS_KEEP_BYTES ((size_t)64 << 10)
 
 struct ws_cmd;
 
@@ -43,6 +49,7 @@ struct ws_conn {
     bool closing;   /* a close is queued: replies are dropped, the timer frees */
     bool sock_failed; /* recv saw the peer's end or an error */
     bool cut;         /* send_cb took less than wslay gave: a frame is half out */
+    int64_t stall_ms; /* since when replies sit at ws_max_reply_bytes untaken (0: they do not) */
     int inflight;   /* commands without a reply */
     int64_t last_rx_ms; /* the client's last bytes */
     long long queued;   /* reply bytes counted in d->ws_queued */
@@ -152,6 +159,10 @@ static void ws_close(struct ws_conn *w, uint16_t code, const char *reason)
         return;
     w->closing = true;
     w->paused = true;
+    if (code == WSLAY_CODE_POLICY_VIOLATION || code == WSLAY_CODE_INTERNAL_SERVER_ERROR)
+        log_info("websocket closed", "code=%u reason=\"%s\" in_flight=%d", (unsigned)code, reason, w->inflight);
+    else
+        log_debug("websocket closed", "code=%u reason=\"%s\"", (unsigned)code, reason);
     strbuf_free(&w->replies);
     wslay_event_queue_close(w->ctx, code, (const uint8_t *)reason, strlen(reason));
     struct timeval tv = {WS_CLOSE_WAIT_MS / 1000, (WS_CLOSE_WAIT_MS % 1000) * 1000};
@@ -223,6 +234,7 @@ static int flush_out(struct ws_conn *w)
         if (n <= 0)
             return -1;
         w->out_off += (size_t)n;
+        w->stall_ms = 0; /* the client takes its replies */
     }
     w->out.len = w->out_off = 0;
     return 1;
@@ -237,6 +249,56 @@ static void flush_replies(struct ws_conn *w)
     if (wslay_event_queue_msg(w->ctx, &m) != 0)
         ws_close(w, WSLAY_CODE_INTERNAL_SERVER_ERROR, "cannot queue replies");
     w->replies.len = 0;
+    if (w->replies.cap > WS_KEEP_BYTES) /* wslay has its copy */
+        strbuf_free(&w->replies);
+}
+
+/* Replies past ws_max_reply_bytes: no more lines run and the socket is
+ * not read until the client takes some (the echo has no replies). */
+static bool replies_full(const struct ws_conn *w)
+{
+    return !w->echo && held_bytes(w) >= (size_t)w->loop->d->cfg->ws_max_reply_bytes;
+}
+
+/* Lines wait to run: reading waits for them (the backlog's bound). */
+static bool backlogged(const struct ws_conn *w)
+{
+    return w->backlog_off < w->backlog.len;
+}
+
+static bool may_read(const struct ws_conn *w)
+{
+    /* closing: only the answer to the close is awaited */
+    return w->closing || (!w->paused && !backlogged(w) && !replies_full(w));
+}
+
+/* May the connection run its next line? Draining, each is refused (503). */
+static bool may_run(const struct ws_conn *w)
+{
+    return !w->closing && (!w->paused || w->draining) && !replies_full(w);
+}
+
+/* Draining, once every reply has left wslay's queue (a queued close goes
+ * before queued messages): time for the 1001. */
+static bool drain_done(const struct ws_conn *w)
+{
+    return w->draining && !w->closing && w->inflight == 0 && w->replies.len == 0 &&
+           !backlogged(w) && !wslay_event_want_write(w->ctx);
+}
+
+/* Frames from wslay into the output, and the output to the socket, as
+ * long as the socket takes it; -1 if it failed. */
+static int send_all(struct ws_conn *w)
+{
+    for (;;) {
+        if (wslay_event_want_write(w->ctx) && wslay_event_send(w->ctx) != 0)
+            return -1;
+        int f = flush_out(w);
+        if (f < 0)
+            return -1;
+        if (f == 0 || !wslay_event_want_write(w->ctx))
+            return 0;
+    }
 }
 
 static void set_event(struct event *ev, bool *on, bool want)
@@ -257,8 +319,9 @@ static void set_event(struct event *ev, bool *on, bool want)
 static bool send_protocol_error(struct ws_conn *w)
 {
     static const char close_1002[] = {(char)0x88, 0x02, 0x03, (char)0xEA};
-    if (w->out_off < w->out.len || w->cut || wslay_event_get_queued_msg_count(w->ctx) > 1)
-        return false; /* more than wslay's close is waiting */
+    if (w->out_off < w->out.len || w->cut || wslay_event_get_queued_msg_count(w->ctx) > 1 || w->closing ||
+        wslay_event_get_close_sent(w->ctx) || wslay_event_get_close_received(w->ctx))
+        return false; /* more than wslay's close is waiting, or a close was exchanged already */
     strbuf_append(&w->out, close_1002, sizeof close_1002);
     (void)flush_out(w);
     return true;
@@ -269,12 +332,11 @@ static bool send_protocol_error(struct ws_conn *w)
 static void pump(struct ws_conn *w, bool readable)
 {
     int rv = 0;
-    if (w->backlog_off < w->backlog.len && !w->closing && (!w->paused || w->draining))
-        run_backlog(w);
-    bool may_read = !w->paused || w->closing; /* closing: only its answer is awaited */
-    if (readable && may_read && wslay_event_want_read(w->ctx)) {
+    if (readable && may_read(w) && wslay_event_want_read(w->ctx)) {
         rv = wslay_event_recv(w->ctx);
-        if (rv != 0 && !w->sock_failed) {
+        if (rv == WSLAY_ERR_NOMEM) {
+            rv = 0; /* wslay's close goes out */
+        } else if (rv != 0 && !w->sock_failed) {
             if (send_protocol_error(w)) {
                 ws_free(w);
                 return;
@@ -282,36 +344,46 @@ static void pump(struct ws_conn *w, bool readable)
             rv = 0; /* wslay's close (no status) goes out, then the connection ends */
         }
     }
-    flush_replies(w);
-    /* Draining: the close goes out after the last reply (wslay sends a
-     * queued close before queued messages). */
-    if (w->draining && !w->closing && w->inflight == 0 && w->replies.len == 0 &&
-        w->backlog_off == w->backlog.len && wslay_event_get_queued_msg_count(w->ctx) == 0)
-        ws_close(w, WSLAY_CODE_GOING_AWAY, "shutting down");
-    while (rv == 0) {
-        if (wslay_event_want_write(w->ctx) && wslay_event_send(w->ctx) != 0)
-            rv = -1;
-        int f = rv ? 0 : flush_out(w);
-        if (f < 0)
-            rv = -1;
-        if (f <= 0 || !wslay_event_want_write(w->ctx))
+    /* Lines, their replies, frames to the socket; again while lines wait
+     * and the client takes the replies as fast as they come. */
+    for (int round = 0; rv == 0 && round < 8; round++) {
+        if (backlogged(w) && may_run(w))
+            run_backlog(w);
+        flush_replies(w);
+        rv = send_all(w);
+        if (rv == 0 && drain_done(w)) { /* SIGTERM: the last reply went, the 1001 follows */
+            ws_close(w, WSLAY_CODE_GOING_AWAY, "shutting down");
+            rv = send_all(w);
+        }
+        if (!backlogged(w) || !may_run(w))
             break;
+        if (round == 7) /* more lines: next turn, after the other connections */
+            event_active(w->flush, 0, 0);
     }
     bool more = w->out_off < w->out.len || wslay_event_want_write(w->ctx);
     if (rv != 0 || (!wslay_event_want_read(w->ctx) && !more)) {
         ws_free(w);
         return;
     }
-    /* A reply buffer the client does not empty is closed (issue: memory
-     * per connection is bounded). */
-    size_t held = held_bytes(w);
-    if (held > (size_t)w->loop->d->cfg->ws_max_reply_bytes && !w->closing && !w->echo) {
-        ws_close(w, WSLAY_CODE_POLICY_VIOLATION, "replies not read");
-        more = true;
+    /* Replies at the limit stop the reading (replies_full); a client that
+     * then takes none of them for WS_STALL_MS does not read them, and is
+     * closed: memory per connection stays bounded. */
+    if (replies_full(w) && !w->closing) {
+        int64_t now = sb_mono_ms();
+        if (w->stall_ms == 0) {
+            w->stall_ms = now;
+            struct timeval tv = {WS_STALL_MS / 1000, (WS_STALL_MS % 1000) * 1000};
+            event_add(w->timer, &tv);
+        } else if (now - w->stall_ms >= WS_STALL_MS) {
+            ws_close(w, WSLAY_CODE_POLICY_VIOLATION, "replies not read");
+            more = true;
+        }
     }
-    count_held(w, (long long)held);
+    if (!backlogged(w) && w->backlog.cap > WS_KEEP_BYTES)
+        strbuf_free(&w->backlog);
+    count_held(w, (long long)held_bytes(w));
     set_event(w->wev, &w->writing, more);
-    set_event(w->rev, &w->reading, (!w->paused || w->closing) && wslay_event_want_read(w->ctx));
+    set_event(w->rev, &w->reading, may_read(w) && wslay_event_want_read(w->ctx));
 }
 
 static void on_readable(evutil_socket_t fd, short what, void *arg)
@@ -351,16 +423,22 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
         return;
     }
     int64_t now = sb_mono_ms();
-    if (w->paused) /* our back-pressure, not the client's silence */
+    if (w->paused || backlogged(w) || replies_full(w)) /* our back-pressure, not the client's silence */
         w->last_rx_ms = now;
     int64_t quiet = now - w->last_rx_ms, next = cfg->ws_ping_interval_ms;
-    if (quiet >= cfg->ws_idle_timeout_ms) {
+    if (w->stall_ms && replies_full(w) && now - w->stall_ms >= WS_STALL_MS) {
+        ws_close(w, WSLAY_CODE_POLICY_VIOLATION, "replies not read");
+    } else if (quiet >= cfg->ws_idle_timeout_ms) {
         ws_close(w, WSLAY_CODE_GOING_AWAY, "idle");
     } else {
-        if (quiet >= cfg->ws_ping_interval_ms) {
+        if (quiet >= cfg->ws_ping_interval_ms) { /* then again after as long */
             struct wslay_event_msg ping = {WSLAY_PING, NULL, 0};
             (void)wslay_event_queue_msg(w->ctx, &ping);
+        } else { /* when the silence reaches the interval */
+            next = cfg->ws_ping_interval_ms - quiet;
         }
+        if (w->stall_ms && WS_STALL_MS - (now - w->stall_ms) < next)
+            next = WS_STALL_MS - (now - w->stall_ms) + 1;
         if (cfg->ws_idle_timeout_ms - quiet < next)
             next = cfg->ws_idle_timeout_ms - quiet;
         struct timeval tv = {next / 1000, (next % 1000) * 1000};
@@ -430,12 +508,14 @@ static void run_line(struct ws_conn *w, const char *line, size_t len)
         wscmd_reply_error(&w->replies, "null", 503, "overloaded", "out of memory");
         return;
     }
-    if (!wscmd_parse(line, len, w->grant.app, &c->c, err, sizeof err)) {
+    /* The least body limit of any route, within max_body_bytes. */
+    size_t cap = (size_t)l->d->cfg->max_body_bytes, parsed_max = cap < ROUTE_BODY_SMALL ? cap : ROUTE_BODY_SMALL;
+    if (!wscmd_parse(line, len, parsed_max, w->grant.app, &c->c, err, sizeof err)) {
         wscmd_reply_error(&w->replies, c->c.id, 400, "bad_command", err);
         free(c);
         return;
     }
-    if (w->draining) { /* read before SIGTERM, parsed after it (wslay's buffer) */
+    if (w->draining) { /* a backlog line: read before SIGTERM, run after it */
         wscmd_reply_error(&w->replies, c->c.id, 503, "shutting_down",
                           "the server is shutting down; send it again on a new connection");
         wscmd_clear(&c->c);
@@ -491,7 +571,7 @@ static void on_msg(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_
     }
     const char *p = (const char *)m->msg;
     size_t used = 0;
-    if (w->backlog_off == w->backlog.len && (!w->paused || w->draining))
+    if (!backlogged(w) && may_run(w))
         used = run_lines(w, p, m->msg_length);
     if (used < m->msg_length) { /* at ws_max_inflight: the rest waits for replies */
         strbuf_append(&w->backlog, p + used, m->msg_length - used);
@@ -508,7 +588,7 @@ static void on_msg(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_
 static size_t run_lines(struct ws_conn *w, const char *text, size_t size)
 {
     const char *p = text, *end = text + size;
-    while (p < end && !w->closing && (!w->paused || w->draining)) {
+    while (p < end && may_run(w)) {
         const char *nl = memchr(p, '\n', (size_t)(end - p));
         const char *e = nl ? nl : end;
         size_t len = (size_t)(e - p);
@@ -724,11 +804,14 @@ void wsconn_free_all(struct loop *l)
 {
     while (!LIST_EMPTY(&l->ws)) {
         struct ws_conn *w = LIST_FIRST(&l->ws);
-        /* Best effort: the loop has stopped, so one send of the close. */
+        /* Best effort: the loop has stopped, so one send of the replies
+         * there are (before the close: wslay sends a queued close first),
+         * then one of the close. */
+        flush_replies(w);
+        (void)send_all(w);
         w->closing = false;
         ws_close(w, WSLAY_CODE_GOING_AWAY, "shutting down");
-        if (wslay_event_send(w->ctx) == 0)
-            (void)flush_out(w);
+        (void)send_all(w);
         ws_free(w);
     }
 }

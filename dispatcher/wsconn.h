@@ -14,12 +14,14 @@
  * send().
  *
  * Bounds, per connection: ws_max_inflight commands without a reply (at
- * it the socket is not read, so TCP pushes back; what one read already
- * brought, at most a few KiB, is still taken), one message of
- * ws_max_message_bytes being received, and ws_max_reply_bytes of replies
- * the client has not read (past it: close 1008).
+ * it no more lines run and the socket is not read, so TCP pushes back;
+ * the lines already read wait in a backlog of at most one message and one
+ * 4 KiB read), one message of ws_max_message_bytes being received, and
+ * ws_max_reply_bytes of replies the client has not taken (at it, the
+ * same; none taken for 2 s: close 1008).
  *
- * Liveness: a ping after ws_ping_interval_ms of silence, close 1001 after
+ * Liveness: a ping after ws_ping_interval_ms of silence, and after each
+ * such interval, close 1001 after
  * ws_idle_timeout_ms; a close that gets no answer frees the connection
  * after 2 s. On SIGTERM (wsconn_drain) a connection reads no more
  * commands, sends the replies of those in flight, then closes with 1001.

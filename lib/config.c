@@ -136,8 +136,8 @@ static const struct config_def defs[] = {
      "until replies go out (TCP pushes back)"},
     {"ws_max_reply_bytes", "SB_WS_MAX_REPLY_BYTES", "--ws-max-reply-bytes", CFG_INT, "1048576", 65536,
      1 << 30, D, S(ws_max_reply_bytes),
-     "GET /ws: replies a client has not read yet, per connection; past it the connection is closed "
-     "(1008)"},
+     "GET /ws: replies a client has not read yet, per connection; at it no more commands are read, "
+     "and a client that takes none of them for 2 s is closed (1008)"},
     {"ws_ping_interval_ms", "SB_WS_PING_INTERVAL_MS", "--ws-ping-interval-ms", CFG_INT, "20000", 100,
      3600000, D, S(ws_ping_interval_ms), "WebSockets: a ping goes out after this long without a frame from the client"},
     {"ws_idle_timeout_ms", "SB_WS_IDLE_TIMEOUT_MS", "--ws-idle-timeout-ms", CFG_INT, "60000", 200,

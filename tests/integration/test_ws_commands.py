@@ -15,7 +15,7 @@ import subprocess
 import time
 import unittest
 
-from harness import ROOT, StackTestCase, metric_samples, request, wait_until
+from harness import ROOT, StackTestCase, log_lines, metric_samples, request, wait_until
 from test_websocket import frame, read_frame, read_until, upgrade_request
 
 from websockets.asyncio.client import connect
@@ -44,8 +44,8 @@ class TestWsCommands(StackTestCase):
             "SB_WS_MAX_INFLIGHT": str(MAX_INFLIGHT),
             "SB_WS_MAX_MESSAGE_BYTES": str(MAX_MESSAGE),
             "SB_WS_MAX_REPLY_BYTES": "65536",
-            "SB_WS_PING_INTERVAL_MS": "400",
-            "SB_WS_IDLE_TIMEOUT_MS": "2000",
+            "SB_WS_PING_INTERVAL_MS": "1000",
+            "SB_WS_IDLE_TIMEOUT_MS": "3000",
         })
 
     @classmethod
@@ -268,39 +268,79 @@ class TestWsCommands(StackTestCase):
         self.assertEqual([int(r[0]) for r in rows], list(range(1, n + 1)))
 
     def test_06_replies_not_read(self):
-        """A client that sends and never reads: once its replies pass
-        ws_max_reply_bytes the connection is closed with 1008, which it
-        finds after the replies that fit."""
-        chat = self.new_chat()
+        """A client that sends and does not read: once its replies fill
+        ws_max_reply_bytes (beyond what the sockets' buffers took) the
+        server stops reading it, and when it has taken none of them for
+        2 s closes it with 1008, which it finds after the replies that
+        fit."""
         s = socket.socket()
         s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         s.connect(("127.0.0.1", self.port))
         self.addCleanup(s.close)
         s.sendall(upgrade_request("/ws", extra=f"Authorization: Bearer {self.stack.api_key}\r\n"))
         head, _, rest = read_until(s, b"\r\n\r\n").partition(b"\r\n\r\n")
-        s.settimeout(5)
-        cmds = lines(*({"id": f"reply-{i:06d}-" + "p" * 40, "op": "message.create", "token": self.token,
-                        "chat": chat, "body": {"body": "x"}} for i in range(100)))
+        s.settimeout(0.5)
+        refused = frame(0x1, "\n".join("1" for _ in range(30000)).encode())  # 30,000 replies of ~120 bytes
+        before = len(log_lines(self.stack, "dispatcher", "replies not read"))
         try:
-            for _ in range(400):
-                s.sendall(frame(0x1, cmds.encode()))
-        except (socket.timeout, BrokenPipeError, ConnectionResetError):
-            pass
-        code = None
-        replies = 0
-        try:
-            while code is None:
-                op, payload, rest = read_frame(s, rest)
-                if op == 0x8:
-                    code = struct.unpack("!H", payload[:2])[0]
-                elif op == 0x1:
-                    replies += len(payload.splitlines())
-        except (EOFError, ConnectionResetError):
-            pass
-        self.assertEqual(code, 1008)
+            for _ in range(20):
+                s.sendall(refused)
+        except socket.timeout:
+            pass  # the server stopped reading and the socket buffers are full: TCP pushes back
+        # What the server holds for it stays near ws_max_reply_bytes (the
+        # lines not run wait, read, in the socket buffers), not 72 MB.
+        time.sleep(0.5)
+        self.assertLess(self.ws_metric("switchboard_ws_reply_bytes_queued"), 4 * 65536)
+        # Reads nothing until the server gives up on it (it then waits 2 s
+        # for the answer to its close).
+        wait_until("the 1008", lambda: len(log_lines(self.stack, "dispatcher", "replies not read")) > before, 20)
+        s.settimeout(10)
+        code, replies = None, 0
+        while code is None:
+            op, payload, rest = read_frame(s, rest)
+            if op == 0x8:
+                code = struct.unpack("!H", payload[:2])[0]
+            elif op == 0x1:
+                replies += len(payload.splitlines())
+        self.assertEqual(code, 1008, f"after {replies} replies")
+        # Some replies, not all: the server stopped running lines (72 MB of
+        # replies) once they filled the buffers.
         self.assertGreater(replies, 0)
+        self.assertLess(replies, 600000)
         self.assertEqual(request(self.port, "GET", "/healthz").status, 200)
         wait_until("the connection gone", lambda: self.ws_metric("switchboard_ws_connections") == 0, 10)
+
+    def test_06b_reading_client_is_never_cut_off(self):
+        """Replies beyond ws_max_reply_bytes at once, to a client that
+        reads: 20,000 refused lines in one message (2 MB of replies), and
+        40 updates each echoing a 5,000-character body. The server runs
+        lines only as fast as the client takes replies: every reply
+        arrives, and the connection stays."""
+        chat = self.new_chat()
+        got = run(self.exchange([{"id": "m", "op": "message.create", "token": self.token, "chat": chat,
+                                  "body": {"body": "x"}}]))
+        self.assertEqual(got["m"]["status"], 201)
+        big = "y" * 5000
+
+        async def go():
+            async with self.ws() as ws:
+                await ws.send("\n".join("1" for _ in range(20000)))
+                for i in range(40):
+                    await ws.send(json.dumps({"id": i, "op": "message.update", "token": self.token, "chat": chat,
+                                              "message": 1, "body": {"body": big}}))
+                refused, updated = 0, 0
+                while refused + updated < 20040:
+                    for line in (await ws.recv()).splitlines():
+                        r = json.loads(line)
+                        if r["id"] is None:
+                            self.assertEqual(r["status"], 400)
+                            refused += 1
+                        else:
+                            self.assertEqual((r["status"], len(r["body"]["body"])), (200, 5000))
+                            updated += 1
+                await ws.send(json.dumps({"id": "after", "op": "chat.create", "token": self.token}))
+                return json.loads(await ws.recv())
+        self.assertEqual(run(go())["status"], 201)
 
     # -- hostile input and liveness ------------------------------------------
     def raw_ws(self):
@@ -416,16 +456,19 @@ class TestWsCommands(StackTestCase):
                                              "body": {"body": "late"}}).encode()))
         finally:
             self.stack.kafka_resume()
-        got, code = {}, None
+        got, code, last_reply = {}, None, None
         while code is None:
             op, payload, rest = read_frame(s, rest)
             if op == 0x8:
                 code = struct.unpack("!H", payload[:2])[0]
+                closed_after = time.monotonic() - last_reply
             elif op == 0x1:
+                last_reply = time.monotonic()
                 for line in payload.decode().splitlines():
                     r = json.loads(line)
                     got[r["id"]] = r
         self.assertEqual(code, 1001)
+        self.assertLess(closed_after, 0.5)  # at once, not at the next ping (1 s)
         self.assertEqual(sorted(got), list(range(1, 11)))  # the late one was never read
         self.assertEqual([got[i]["body"]["number"] for i in range(1, 11)], list(range(1, 11)))
         self.assertEqual(self.stack.stop("dispatcher"), 0)

@@ -18,7 +18,7 @@
 
 static bool parse(const char *line, const char *token, struct wscmd *c, char *err)
 {
-    return wscmd_parse(line, strlen(line), token, c, err, ERRBUF_LEN);
+    return wscmd_parse(line, strlen(line), ROUTE_BODY_SMALL, token, c, err, ERRBUF_LEN);
 }
 
 static void test_each_op(void **state)
@@ -93,6 +93,7 @@ static void test_params(void **state)
         "{\"id\":1,\"op\":\"message.create\",\"token\":\"" TOKEN "\"}",                 /* no chat */
         "{\"id\":1,\"op\":\"message.create\",\"token\":\"" TOKEN "\",\"chat\":\"3\"}",   /* chat a string */
         "{\"id\":1,\"op\":\"message.create\",\"token\":\"" TOKEN "\",\"chat\":1.5}",     /* not an integer */
+        "{\"id\":1,\"op\":\"message.create\",\"token\":\"" TOKEN "\",\"chat\":1e300}",   /* far out of range */
         "{\"id\":1,\"op\":\"chat.create\",\"token\":\"" TOKEN "\",\"chat\":1}",         /* chat.create takes none */
         "{\"id\":1,\"op\":\"sms.send\",\"token\":\"" TOKEN "\"}",                      /* sms takes no token */
         "{\"id\":1,\"op\":\"chat.create\",\"token\":\"" TOKEN "\",\"body\":[]}",        /* body an array */
@@ -121,7 +122,7 @@ static void test_ids(void **state)
     char line[200];
     snprintf(line, sizeof line, "{\"id\":\"%065d\",\"op\":\"notification.send\"}", 0); /* 65 bytes */
     assert_false(parse(line, "", &c, err));
-    static const char *const unread[] = {"not json", "[1]", "{\"op\":\"chat.create\"}", "{\"id\":1.5}",
+    static const char *const unread[] = {"not json", "[1]", "{\"op\":\"chat.create\"}", "{\"id\":1.5}", "{\"id\":1e300}",
                                          "{\"id\":null}", "{\"id\":{}}"};
     for (size_t i = 0; i < sizeof unread / sizeof unread[0]; i++) {
         assert_false(parse(unread[i], "", &c, err));
