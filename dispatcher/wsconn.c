@@ -696,6 +696,17 @@ static bool handshake_ok(struct http_ctx *ctx, char accept[29])
     return true;
 }
 
+/* The handshake checked: its upgrade, to fill in; NULL after answering. */
+static struct upgrade *upgrade_new(struct http_ctx *ctx, char accept[29])
+{
+    if (!handshake_ok(ctx, accept))
+        return NULL;
+    struct upgrade *u = calloc(1, sizeof *u);
+    if (u == NULL)
+        http_reply_error(ctx, 503, "overloaded", "out of memory");
+    return u;
+}
+
 /* Answers 101 and takes the socket over. */
 static void upgrade(struct http_ctx *ctx, struct upgrade *u, const char *accept, const char *protocol)
 {
@@ -716,13 +727,9 @@ void ws_echo(struct http_ctx *ctx)
         return;
     }
     char accept[29];
-    if (!handshake_ok(ctx, accept))
+    struct upgrade *u = upgrade_new(ctx, accept);
+    if (u == NULL)
         return;
-    struct upgrade *u = calloc(1, sizeof *u);
-    if (u == NULL) {
-        http_reply_error(ctx, 503, "overloaded", "out of memory");
-        return;
-    }
     u->echo = true;
     u->max_message = max;
     upgrade(ctx, u, accept, NULL);
@@ -759,13 +766,9 @@ void ws_commands(struct http_ctx *ctx)
 {
     char accept[29], cred[160];
     bool proto;
-    if (!handshake_ok(ctx, accept))
+    struct upgrade *u = upgrade_new(ctx, accept);
+    if (u == NULL)
         return;
-    struct upgrade *u = calloc(1, sizeof *u);
-    if (u == NULL) {
-        http_reply_error(ctx, 503, "overloaded", "out of memory");
-        return;
-    }
     if (!credential(ctx->req, cred, sizeof cred, &proto) || !access_grant_for(cred, &u->grant)) {
         free(u);
         http_req_add_header(ctx->req, "WWW-Authenticate", "Bearer realm=\"switchboard\"");
