@@ -501,7 +501,8 @@ void numbers_confirm(struct loop *l, const char *token, int64_t chat, int64_t ms
         return;
     }
     *k = (struct known_op){cb, arg};
-    if (!redis_client_command(l->redis, on_marked, k, "SETBIT %s %s 1", key, bit)) {
+    const char *argv[] = {"SETBIT", key, bit, "1"}; /* argv: no format string parsed per create */
+    if (!redis_client_command_argv(l->redis, on_marked, k, 4, argv, NULL)) {
         free(k);
         cb(arg, NUMBERS_UNAVAILABLE, 0);
     }
