@@ -109,7 +109,7 @@ static void redis_schedule_reconnect(struct redis_client *rc)
     if (rc->closing)
         return;
     int64_t ms = backoff_next(&rc->backoff);
-    struct timeval tv = {.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
+    struct timeval tv = sb_timeval_ms(ms);
     evtimer_add(rc->reconnect_ev, &tv);
 }
 
@@ -240,7 +240,7 @@ struct redis_client *redis_client_new(struct event_base *base, const struct redi
         redis_client_free(rc);
         return NULL;
     }
-    struct timeval tv = {.tv_sec = REDIS_PING_MS / 1000, .tv_usec = (REDIS_PING_MS % 1000) * 1000};
+    struct timeval tv = sb_timeval_ms(REDIS_PING_MS);
     event_add(rc->ping_ev, &tv);
     redis_dial(rc);
     return rc;

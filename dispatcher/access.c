@@ -116,11 +116,6 @@ static void unauthorized(struct http_ctx *ctx, const char *fmt, const char *deta
     http_reply_error(ctx, 401, "unauthorized", fmt, detail);
 }
 
-static void forbidden(struct http_ctx *ctx, const char *fmt, const char *detail)
-{
-    http_reply_error(ctx, 403, "forbidden", fmt, detail);
-}
-
 /* Who is asking, for the rate limit: "k:<digest prefix>" for an admin key,
  * "t:<token>" for an application; false after answering 401 or 403.
  * g: the connection's grant (access_dispatch_as), else the request's
@@ -131,10 +126,11 @@ static bool authenticate(struct http_ctx *ctx, char *principal, size_t cap, cons
     if (ctx->route->access == ACCESS_OPEN)
         return true;
     if (g && !g->admin[0] && (ctx->route->access != ACCESS_APP || strcmp(ctx->params[0], g->app) != 0)) {
-        forbidden(ctx, "%s", ctx->route->access == ACCESS_APP
-                                 ? "this connection was opened with another application's token"
-                                 : "this connection was opened with an application token: this command "
-                                   "needs an admin API key");
+        http_reply_error(ctx, 403, "forbidden", "%s",
+                         ctx->route->access == ACCESS_APP
+                             ? "this connection was opened with another application's token"
+                             : "this connection was opened with an application token: this command "
+                               "needs an admin API key");
         return false;
     }
     if (ctx->route->access == ACCESS_APP) {

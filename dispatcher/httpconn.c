@@ -332,7 +332,7 @@ static void conn_linger(struct http_conn *c)
 {
     c->lingering = true;
     c->in_len = 0;
-    struct timeval tv = {LINGER_MS / 1000, (LINGER_MS % 1000) * 1000};
+    struct timeval tv = sb_timeval_ms(LINGER_MS);
     if (shutdown(c->fd, SHUT_WR) != 0 || event_add(c->rev, NULL) != 0 ||
         event_add(c->timer, &tv) != 0) {
         conn_free(c);

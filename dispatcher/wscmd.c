@@ -64,9 +64,9 @@ static bool read_id(const cJSON *v, struct wscmd *cmd, char *errbuf, size_t errl
         strbuf_free(&b);
         return ok || sb_errf(errbuf, errlen, "%s", "out of memory");
     }
-    if (cJSON_IsNumber(v) && v->valuedouble >= -9007199254740991.0 && v->valuedouble <= 9007199254740991.0 &&
-        v->valuedouble == (double)(int64_t)v->valuedouble) {
-        sb_i64_to_str((int64_t)v->valuedouble, cmd->id);
+    int64_t n;
+    if (json_exact_int(v, &n)) {
+        sb_i64_to_str(n, cmd->id);
         return true;
     }
     return sb_errf(errbuf, errlen, "id must be a string of at most %d bytes or an integer", WSCMD_ID_MAX);
@@ -76,10 +76,10 @@ static bool read_id(const cJSON *v, struct wscmd *cmd, char *errbuf, size_t errl
  * checks its range, as for a path: 400 invalid_number). */
 static bool read_number(const cJSON *v, const char *name, char *out, char *errbuf, size_t errlen)
 {
-    if (!cJSON_IsNumber(v) || v->valuedouble < -9007199254740991.0 || v->valuedouble > 9007199254740991.0 ||
-        v->valuedouble != (double)(int64_t)v->valuedouble)
+    int64_t n;
+    if (!json_exact_int(v, &n))
         return sb_errf(errbuf, errlen, "%s must be an integer", name);
-    sb_i64_to_str((int64_t)v->valuedouble, out); /* at most 16 digits: no printf per command */
+    sb_i64_to_str(n, out); /* at most 16 digits: no printf per command */
     return true;
 }
 
@@ -201,44 +201,52 @@ bool wscmd_temporary(int status)
     return status == 408 || status == 429 || status == 502 || status == 503 || status == 504;
 }
 
-/* The error body with "temporary" added; NULL if it is not one. */
-static char *with_temporary(bool temporary, const char *body, size_t len)
+/* error (an {"error":{...}} body) gains "temporary"; false if it is not one. */
+static bool add_temporary(cJSON *body, bool temporary)
 {
-    cJSON *o = cJSON_ParseWithLength(body, len);
-    cJSON *err = cJSON_GetObjectItemCaseSensitive(o, "error");
-    char *text = NULL;
-    if (cJSON_IsObject(err) && cJSON_GetObjectItemCaseSensitive(err, "temporary") == NULL &&
-        cJSON_AddBoolToObject(err, "temporary", temporary))
-        text = json_print(o);
-    cJSON_Delete(o);
-    return text;
+    cJSON *err = cJSON_GetObjectItemCaseSensitive(body, "error");
+    return cJSON_IsObject(err) && cJSON_GetObjectItemCaseSensitive(err, "temporary") == NULL &&
+           cJSON_AddBoolToObject(err, "temporary", temporary) != NULL;
 }
 
-void wscmd_reply(struct strbuf *b, const char *id, int status, const char *body, size_t len, bool retry_after)
+/* The reply line around a body that is final as it stands. */
+static void append_reply(struct strbuf *b, const char *id, int status, const char *body, size_t len)
 {
-    char *err = status >= 400 ? with_temporary(retry_after || wscmd_temporary(status), body, len) : NULL;
     strbuf_append_lit(b, "{\"id\":");
     strbuf_append(b, id, strlen(id));
     strbuf_append_lit(b, ",\"status\":");
     strbuf_append_i64(b, status);
     strbuf_append_lit(b, ",\"body\":");
-    if (err)
-        strbuf_append(b, err, strlen(err));
-    else if (len)
+    if (len)
         strbuf_append(b, body, len);
     else
         strbuf_append_lit(b, "{}");
     strbuf_append_lit(b, "}\n");
+}
+
+void wscmd_reply(struct strbuf *b, const char *id, int status, const char *body, size_t len, bool retry_after)
+{
+    char *err = NULL;
+    if (status >= 400) { /* the route's error body, with "temporary" */
+        cJSON *o = cJSON_ParseWithLength(body, len);
+        if (add_temporary(o, retry_after || wscmd_temporary(status)))
+            err = json_print(o);
+        cJSON_Delete(o);
+    }
+    if (err)
+        append_reply(b, id, status, err, strlen(err));
+    else
+        append_reply(b, id, status, body, len);
     free(err);
 }
 
 void wscmd_reply_error(struct strbuf *b, const char *id, int status, const char *code, const char *msg)
 {
     cJSON *body = json_error_body(code, msg);
-    char *text = body ? json_print(body) : NULL;
+    char *text = body && add_temporary(body, wscmd_temporary(status)) ? json_print(body) : NULL;
     cJSON_Delete(body);
     if (text)
-        wscmd_reply(b, id, status, text, strlen(text), false);
+        append_reply(b, id, status, text, strlen(text));
     else
         wscmd_reply(b, id, 500, HTTP_OOM_BODY, sizeof HTTP_OOM_BODY - 1, false);
     free(text);

@@ -165,7 +165,7 @@ static void ws_close(struct ws_conn *w, uint16_t code, const char *reason)
         log_debug("websocket closed", "code=%u reason=\"%s\"", (unsigned)code, reason);
     strbuf_free(&w->replies);
     wslay_event_queue_close(w->ctx, code, (const uint8_t *)reason, strlen(reason));
-    struct timeval tv = {WS_CLOSE_WAIT_MS / 1000, (WS_CLOSE_WAIT_MS % 1000) * 1000};
+    struct timeval tv = sb_timeval_ms(WS_CLOSE_WAIT_MS);
     event_add(w->timer, &tv);
 }
 
@@ -372,7 +372,7 @@ static void pump(struct ws_conn *w, bool readable)
         int64_t now = sb_mono_ms();
         if (w->stall_ms == 0) {
             w->stall_ms = now;
-            struct timeval tv = {WS_STALL_MS / 1000, (WS_STALL_MS % 1000) * 1000};
+            struct timeval tv = sb_timeval_ms(WS_STALL_MS);
             event_add(w->timer, &tv);
         } else if (now - w->stall_ms >= WS_STALL_MS) {
             ws_close(w, WSLAY_CODE_POLICY_VIOLATION, "replies not read");
@@ -441,7 +441,7 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
             next = WS_STALL_MS - (now - w->stall_ms) + 1;
         if (cfg->ws_idle_timeout_ms - quiet < next)
             next = cfg->ws_idle_timeout_ms - quiet;
-        struct timeval tv = {next / 1000, (next % 1000) * 1000};
+        struct timeval tv = sb_timeval_ms(next);
         event_add(w->timer, &tv);
     }
     pump(w, false);
@@ -650,7 +650,7 @@ static void take_over(struct loop *l, int fd, const char *left, size_t len, void
     w->timer = evtimer_new(l->base, on_timer, w);
     w->flush = event_new(l->base, -1, 0, on_flush, w);
     int64_t ping = l->d->cfg->ws_ping_interval_ms;
-    struct timeval tv = {ping / 1000, (ping % 1000) * 1000};
+    struct timeval tv = sb_timeval_ms(ping);
     bool ok = w->rev && w->wev && w->timer && w->flush && !strbuf_failed(&w->out) &&
               wslay_event_context_server_init(&w->ctx, &cbs, w) == 0 && event_add(w->timer, &tv) == 0;
     if (ok)

@@ -201,9 +201,8 @@ static bool check_field(const cJSON *item, const struct json_field *f, char *err
             break;
         /* Beyond 2^53 a double no longer holds every integer: the value
          * may already be rounded, so it is refused, never changed. */
-        double v = item->valuedouble;
-        if (!isfinite(v) || floor(v) != v || v < (double)f->min || v > (double)f->max ||
-            fabs(v) > JSON_INT_EXACT_MAX) {
+        int64_t v;
+        if (!json_exact_int(item, &v) || v < f->min || v > f->max) {
             sb_errf(errbuf, errlen, "field '%s' must be an integer from %lld to %lld", f->name,
                     (long long)f->min, (long long)f->max);
             return false;
@@ -271,6 +270,17 @@ bool json_check_object(const cJSON *obj, const struct json_field *fields, size_t
             sb_errf(errbuf, errlen, "missing field '%s'", fields[i].name);
             return false;
         }
+    return true;
+}
+
+bool json_exact_int(const cJSON *item, int64_t *out)
+{
+    if (!cJSON_IsNumber(item))
+        return false;
+    double v = item->valuedouble;
+    if (!isfinite(v) || floor(v) != v || fabs(v) > JSON_INT_EXACT_MAX)
+        return false;
+    *out = (int64_t)v; /* after the range check: exact */
     return true;
 }
 

@@ -84,6 +84,10 @@ void json_append_string(struct strbuf *b, const char *s);
  * that is an error, from the dispatcher and the workers' status port). */
 cJSON *json_error_body(const char *code, const char *message);
 
+/* item is a number holding an integer exactly (|v| <= JSON_INT_EXACT_MAX:
+ * beyond, the value may already be rounded); *out gets it. */
+bool json_exact_int(const cJSON *item, int64_t *out);
+
 /* Typed getters for fields already checked; defaults when absent. */
 const char *json_str(const cJSON *obj, const char *name, const char *def);
 int64_t json_i64(const cJSON *obj, const char *name, int64_t def);

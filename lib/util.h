@@ -6,6 +6,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/time.h>
 
 #define SB_NODISCARD __attribute__((warn_unused_result))
 #define SB_PRINTF(a, b) __attribute__((format(printf, a, b)))
@@ -41,6 +42,12 @@ char *sb_read_file(const char *path, size_t *len_out, char *errbuf, size_t errle
 /* Parses a base-10 integer that must span the whole string and lie in
  * [min, max]. */
 bool sb_parse_i64(const char *s, int64_t min, int64_t max, int64_t *out) SB_NODISCARD;
+/* ms milliseconds as a struct timeval (event_add's timeouts). */
+static inline struct timeval sb_timeval_ms(int64_t ms)
+{
+    return (struct timeval){.tv_sec = (time_t)(ms / 1000), .tv_usec = (suseconds_t)(ms % 1000) * 1000};
+}
+
 /* v in decimal into out (NUL-terminated), without printf; returns its length. */
 #define SB_I64_STR 21
 size_t sb_i64_to_str(int64_t v, char out[SB_I64_STR]);

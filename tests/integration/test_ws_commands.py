@@ -93,6 +93,20 @@ class TestWsCommands(StackTestCase):
         self.assertEqual(r.status, 201, r)
         return r.json()["number"]
 
+    def raw_ws(self, rcvbuf=None):
+        """A raw socket upgraded to /ws (the admin key), and the bytes read
+        after the 101. rcvbuf: a small receive buffer, set before connecting."""
+        s = socket.socket()
+        self.addCleanup(s.close)
+        if rcvbuf:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        s.settimeout(10)
+        s.connect(("127.0.0.1", self.port))
+        s.sendall(upgrade_request("/ws", extra=f"Authorization: Bearer {self.stack.api_key}\r\n"))
+        head, _, rest = read_until(s, b"\r\n\r\n").partition(b"\r\n\r\n")
+        self.assertTrue(head.startswith(b"HTTP/1.1 101"), head)
+        return s, rest
+
     def check_stream(self, chat, numbers, n):
         """Replies in the order sent: command i got number i; then every
         row is in MySQL with its text."""
@@ -222,11 +236,7 @@ class TestWsCommands(StackTestCase):
         and persisted."""
         chat = self.new_chat()
         n = 5000  # 10 MB: more than the socket buffers hold
-        s = socket.create_connection(("127.0.0.1", self.port), timeout=10)
-        self.addCleanup(s.close)
-        s.sendall(upgrade_request("/ws", extra=f"Authorization: Bearer {self.stack.api_key}\r\n"))
-        head, _, rest = read_until(s, b"\r\n\r\n").partition(b"\r\n\r\n")
-        self.assertTrue(head.startswith(b"HTTP/1.1 101"), head)
+        s, rest = self.raw_ws()
         self.stack.kafka_pause()
         try:
             # 200 commands in one message: the limit holds inside a message too.
@@ -273,12 +283,7 @@ class TestWsCommands(StackTestCase):
         server stops reading it, and when it has taken none of them for
         2 s closes it with 1008, which it finds after the replies that
         fit."""
-        s = socket.socket()
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        s.connect(("127.0.0.1", self.port))
-        self.addCleanup(s.close)
-        s.sendall(upgrade_request("/ws", extra=f"Authorization: Bearer {self.stack.api_key}\r\n"))
-        head, _, rest = read_until(s, b"\r\n\r\n").partition(b"\r\n\r\n")
+        s, rest = self.raw_ws(rcvbuf=4096)
         s.settimeout(0.5)
         refused = frame(0x1, "\n".join("1" for _ in range(30000)).encode())  # 30,000 replies of ~120 bytes
         before = len(log_lines(self.stack, "dispatcher", "replies not read"))
@@ -343,13 +348,6 @@ class TestWsCommands(StackTestCase):
         self.assertEqual(run(go())["status"], 201)
 
     # -- hostile input and liveness ------------------------------------------
-    def raw_ws(self):
-        s = socket.create_connection(("127.0.0.1", self.port), timeout=10)
-        self.addCleanup(s.close)
-        s.sendall(upgrade_request("/ws", extra=f"Authorization: Bearer {self.stack.api_key}\r\n"))
-        head, _, rest = read_until(s, b"\r\n\r\n").partition(b"\r\n\r\n")
-        self.assertTrue(head.startswith(b"HTTP/1.1 101"), head)
-        return s, rest
 
     def close_code(self, s, rest):
         while True:
