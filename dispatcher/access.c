@@ -138,11 +138,11 @@ static bool authenticate(struct http_ctx *ctx, char *principal, size_t cap, cons
          * handler's 404. Only well-formed tokens get a bucket. */
         const char *t = ctx->params[0];
         if (sb_token_valid(t, TOKEN_LEN, TOKEN_LEN))
-            snprintf(principal, cap, "t:%.22s", t); /* TOKEN_LEN characters, just checked */
+            sb_join(principal, cap, "t:", t, (char *)NULL); /* TOKEN_LEN characters, just checked */
         return true;
     }
     if (g) {
-        snprintf(principal, cap, "%s", g->admin);
+        sb_join(principal, cap, g->admin, (char *)NULL);
         return true;
     }
     const char *h = http_req_header(ctx->req, "Authorization");
@@ -221,10 +221,10 @@ void access_dispatch_as(struct http_ctx *ctx, const struct access_grant *g)
     struct http_ctx *a = NULL;
     if (*principal && rate_rps > 0 && (a = malloc(sizeof *a)) != NULL) {
         *a = *ctx;
-        char key[80], rate[24], burst[24];
-        snprintf(key, sizeof key, "sb:rl:%s", principal);
-        snprintf(rate, sizeof rate, "%lld", (long long)rate_rps);
-        snprintf(burst, sizeof burst, "%lld", (long long)rate_burst);
+        char key[80], rate[SB_I64_STR], burst[SB_I64_STR]; /* every request: no printf */
+        sb_join(key, sizeof key, "sb:rl:", principal, (char *)NULL);
+        sb_i64_to_str(rate_rps, rate);
+        sb_i64_to_str(rate_burst, burst);
         const char *argv[] = {"EVAL", bucket_lua, "1", key, rate, burst};
         atomic_fetch_add(&ctx->loop->d->inflight, 1);
         if (redis_client_command_argv(ctx->loop->redis, on_bucket, a, 6, argv, NULL))

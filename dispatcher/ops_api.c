@@ -68,6 +68,11 @@ void ops_metrics(struct http_ctx *ctx)
     /* Saturation, read at the scrape (registering is a lookup after the
      * first time). */
     struct dispatcher *d = ctx->loop->d;
+    long long ws_commands = 0, ws_queued = 0;
+    for (int i = 0, n = atomic_load(&d->nloops); i < n; i++) {
+        ws_commands += atomic_load_explicit(&d->loops[i].ws_commands, memory_order_relaxed);
+        ws_queued += atomic_load_explicit(&d->loops[i].ws_queued, memory_order_relaxed);
+    }
     metric_set(metrics_gauge("switchboard_http_connections", "", "open client connections"),
                atomic_load(&d->connections));
     metric_set(metrics_gauge("switchboard_http_output_bytes", "",
@@ -80,10 +85,10 @@ void ops_metrics(struct http_ctx *ctx)
                              "switchboard_http_connections)"), atomic_load(&d->ws_open));
     metric_set(metrics_gauge("switchboard_ws_commands_in_flight", "",
                              "WebSocket commands without a reply (at most ws_max_inflight per connection)"),
-               atomic_load(&d->ws_commands));
+               (double)ws_commands);
     metric_set(metrics_gauge("switchboard_ws_reply_bytes_queued", "",
                              "WebSocket replies not yet taken by their clients (at most ws_max_reply_bytes "
-                             "per connection)"), (double)atomic_load(&d->ws_queued));
+                             "per connection)"), (double)ws_queued);
     metric_set(metrics_gauge("switchboard_kafka_outstanding", "",
                              "jobs produced and not yet acknowledged by Kafka"),
                kafka_producer_outstanding(d->producer));

@@ -67,8 +67,6 @@ struct dispatcher {
     atomic_int nloops;    /* set once every loop is initialised */
     atomic_bool draining; /* SIGTERM received */
     atomic_int ws_open;      /* WebSocket connections (also in connections) */
-    atomic_int ws_commands;  /* WebSocket commands without a reply */
-    atomic_llong ws_queued;  /* WebSocket reply bytes not yet taken by their clients */
 };
 
 struct loop {
@@ -92,9 +90,22 @@ struct loop {
     uint64_t num_seq;
     struct net_accept_guard *accept_guard; /* rests the listener after an accept() error */
     struct log_every refused_log; /* connections refused at max_connections */
+    /* Counted by this loop's thread alone with loop_count (no locked
+     * instruction per command), summed at the scrape (ops_metrics). */
+    atomic_llong ws_commands; /* WebSocket commands without a reply */
+    atomic_llong ws_queued; /* WebSocket reply bytes not yet taken by their clients */
     /* Routes a whole request: server_dispatch (a test may put its own). */
     void (*dispatch)(struct loop *l, struct http_req *req);
 };
+
+/* Adds delta to a counter of the calling loop's own (struct loop): one
+ * writer, so a plain load and store; readers on other threads see each
+ * value whole. */
+static inline void loop_count(atomic_llong *counter, long long delta)
+{
+    atomic_store_explicit(counter, atomic_load_explicit(counter, memory_order_relaxed) + delta,
+                          memory_order_relaxed);
+}
 
 /* Everything a handler gets. */
 struct http_ctx {

@@ -84,12 +84,12 @@ static bool read_number(const cJSON *v, const char *name, char *out, char *errbu
 }
 
 /* Fills the path parameters op needs from the command's fields. */
-static bool read_params(const struct op *o, const cJSON *obj, const char *token, struct wscmd *cmd,
-                        char *errbuf, size_t errlen)
+static bool read_params(const struct op *o, const cJSON *const field[3], const char *token,
+                        struct wscmd *cmd, char *errbuf, size_t errlen)
 {
     static const char *const names[] = {"token", "chat", "message"};
     for (int i = 0; i < 3; i++) {
-        const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, names[i]);
+        const cJSON *v = field[i];
         if (i >= o->nparams) {
             if (v)
                 return sb_errf(errbuf, errlen, "%s takes no %s", o->name, names[i]);
@@ -129,25 +129,32 @@ static bool read_params(const struct op *o, const cJSON *obj, const char *token,
     return true;
 }
 
+enum { F_ID, F_OP, F_TOKEN, F_CHAT, F_MESSAGE, F_BODY, F_N };
+
 static bool parse_fields(cJSON *obj, size_t len, size_t parsed_max, const char *token, struct wscmd *cmd,
                          char *errbuf, size_t errlen)
 {
-    static const char *const known[] = {"id", "op", "token", "chat", "message", "body"};
-    const cJSON *id = cJSON_GetObjectItemCaseSensitive(obj, "id");
-    if (id == NULL)
-        return sb_errf(errbuf, errlen, "%s", "a command needs an id");
-    if (!read_id(id, cmd, errbuf, errlen))
-        return false;
-    const cJSON *f;
+    static const char *const known[F_N] = {"id", "op", "token", "chat", "message", "body"};
+    /* One pass over the members (each lookup would be another): the first
+     * of a name counts, as for cJSON's lookups. */
+    cJSON *field[F_N] = {0}, *f, *unknown = NULL;
     cJSON_ArrayForEach(f, obj) {
         size_t i = 0;
-        while (i < SB_ARRAY_LEN(known) && strcmp(f->string, known[i]) != 0)
+        while (i < F_N && strcmp(f->string, known[i]) != 0)
             i++;
-        if (i == SB_ARRAY_LEN(known))
-            return sb_errf(errbuf, errlen, "unknown field '%.64s' (a command has id, op, token, chat, "
-                           "message, body)", f->string);
+        if (i == F_N && unknown == NULL)
+            unknown = f;
+        else if (i < F_N && field[i] == NULL)
+            field[i] = f;
     }
-    const cJSON *op = cJSON_GetObjectItemCaseSensitive(obj, "op");
+    if (field[F_ID] == NULL)
+        return sb_errf(errbuf, errlen, "%s", "a command needs an id");
+    if (!read_id(field[F_ID], cmd, errbuf, errlen)) /* first: an error echoes it */
+        return false;
+    if (unknown)
+        return sb_errf(errbuf, errlen, "unknown field '%.64s' (a command has id, op, token, chat, "
+                       "message, body)", unknown->string);
+    const cJSON *op = field[F_OP];
     const struct op *o = NULL;
     for (size_t i = 0; cJSON_IsString(op) && i < SB_ARRAY_LEN(ops) && o == NULL; i++)
         if (strcmp(op->valuestring, ops[i].name) == 0)
@@ -162,9 +169,9 @@ static bool parse_fields(cJSON *obj, size_t len, size_t parsed_max, const char *
     pthread_once(&op_routes_once, find_op_routes);
     cmd->route = op_routes[o - ops];
     assert(cmd->route != NULL); /* every op names a route of the table */
-    if (!read_params(o, obj, token, cmd, errbuf, errlen))
+    if (!read_params(o, (const cJSON *const *)&field[F_TOKEN], token, cmd, errbuf, errlen))
         return false;
-    cJSON *body = cJSON_GetObjectItemCaseSensitive(obj, "body");
+    cJSON *body = field[F_BODY];
     if (body && !cJSON_IsObject(body))
         return sb_errf(errbuf, errlen, "%s", "body must be an object (the route's request body)");
     if (body && len <= parsed_max) { /* the body is shorter than its line */

@@ -49,10 +49,12 @@ struct ws_conn {
     bool closing;   /* a close is queued: replies are dropped, the timer frees */
     bool sock_failed; /* recv saw the peer's end or an error */
     bool cut;         /* send_cb took less than wslay gave: a frame is half out */
+    bool flush_armed; /* on_flush is due this turn: event_active (a locked call) once */
+    bool rx_short;    /* this pump's last recv filled less than asked: the socket is empty */
     int64_t stall_ms; /* since when replies sit at ws_max_reply_bytes untaken (0: they do not) */
     int inflight;   /* commands without a reply */
     int64_t last_rx_ms; /* the client's last bytes */
-    long long queued;   /* reply bytes counted in d->ws_queued */
+    long long queued;   /* reply bytes counted in loop->ws_queued */
     struct access_grant grant;
     struct strbuf replies; /* reply lines for the next message */
     /* Lines received but not yet run: the rest of a message that reached
@@ -119,7 +121,7 @@ static size_t held_bytes(const struct ws_conn *w)
 
 static void count_held(struct ws_conn *w, long long now)
 {
-    atomic_fetch_add(&w->loop->d->ws_queued, now - w->queued);
+    loop_count(&w->loop->ws_queued, now - w->queued);
     w->queued = now;
 }
 
@@ -185,11 +187,18 @@ static ssize_t recv_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, in
         w->left_off += n;
         return (ssize_t)n;
     }
+    /* wslay reads until EAGAIN; after a short read that recv would almost
+     * always be one: the loop tells if bytes came since (level-triggered). */
+    if (w->rx_short) {
+        wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
+        return -1;
+    }
     ssize_t n;
     do
         n = recv(w->fd, buf, len, 0);
     while (n < 0 && errno == EINTR);
     if (n > 0) {
+        w->rx_short = (size_t)n < len;
         w->last_rx_ms = sb_mono_ms();
         return n;
     }
@@ -329,10 +338,22 @@ static bool send_protocol_error(struct ws_conn *w)
 
 /* Reads and writes what wslay wants; frees the connection when both
  * sides are done or the socket failed. */
+/* on_flush runs once this turn, after the other ready events: replies of
+ * one turn go out in one frame. event_active takes the base's lock, so a
+ * turn that answers many commands calls it once. */
+static void arm_flush(struct ws_conn *w)
+{
+    if (!w->flush_armed) {
+        w->flush_armed = true;
+        event_active(w->flush, 0, 0);
+    }
+}
+
 static void pump(struct ws_conn *w, bool readable)
 {
     int rv = 0;
     if (readable && may_read(w) && wslay_event_want_read(w->ctx)) {
+        w->rx_short = false;
         rv = wslay_event_recv(w->ctx);
         if (rv == WSLAY_ERR_NOMEM) {
             rv = 0; /* wslay's close goes out */
@@ -358,7 +379,7 @@ static void pump(struct ws_conn *w, bool readable)
         if (!backlogged(w) || !may_run(w))
             break;
         if (round == 7) /* more lines: next turn, after the other connections */
-            event_active(w->flush, 0, 0);
+            arm_flush(w);
     }
     bool more = w->out_off < w->out.len || wslay_event_want_write(w->ctx);
     if (rv != 0 || (!wslay_event_want_read(w->ctx) && !more)) {
@@ -406,7 +427,11 @@ static void on_flush(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     struct ws_conn *w = arg;
-    pump(w, !w->paused); /* a resumed connection reads what wslay holds */
+    w->flush_armed = false;
+    /* wslay holds no whole frame between pumps (it parses until it needs
+     * bytes): the socket's own are the loop's to report. Only the bytes
+     * that came with the upgrade, held while paused, need reading here. */
+    pump(w, w->left_off < w->left_len);
 }
 
 /* Pings a quiet client; closes one quiet past ws_idle_timeout_ms (a
@@ -457,10 +482,10 @@ static void cmd_free(struct ws_cmd *c)
         w->inflight--;
         if (w->paused && !w->closing && !w->draining && w->inflight < w->loop->d->cfg->ws_max_inflight)
             w->paused = false;
-        event_active(w->flush, 0, 0);
+        arm_flush(w);
     }
     struct loop *l = c->loop;
-    atomic_fetch_sub(&l->d->ws_commands, 1);
+    loop_count(&l->ws_commands, -1);
     cJSON_Delete(c->req.json); /* not taken: the route answered before reading its body */
     wscmd_clear(&c->c);
     if (l->ws_nspare >= 0 && l->ws_nspare < WS_SPARE_MAX) {
@@ -542,7 +567,7 @@ static void run_line(struct ws_conn *w, const char *line, size_t len)
     LIST_INSERT_HEAD(&w->cmds, c, link);
     if (++w->inflight >= l->d->cfg->ws_max_inflight)
         w->paused = true; /* TCP pushes back until replies go out */
-    atomic_fetch_add(&l->d->ws_commands, 1);
+    loop_count(&l->ws_commands, 1);
     struct http_ctx ctx = {.loop = l, .req = &c->req, .path = c->c.path, .start_us = sb_mono_us(),
                            .route = c->c.route, .nparams = c->c.nparams};
     memcpy(ctx.params, c->c.params, sizeof ctx.params);
@@ -579,7 +604,7 @@ static void on_msg(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_
         if (strbuf_failed(&w->backlog))
             ws_close(w, WSLAY_CODE_INTERNAL_SERVER_ERROR, "out of memory");
     }
-    event_active(w->flush, 0, 0);
+    arm_flush(w);
 }
 
 /* Runs the lines of text (len bytes) until the connection has

@@ -227,6 +227,23 @@ void sb_mask_kv_list(const char *list, char *out, size_t cap)
     }
 }
 
+size_t sb_join(char *dst, size_t cap, ...)
+{
+    size_t len = 0;
+    va_list ap;
+    va_start(ap, cap);
+    for (const char *s = va_arg(ap, const char *); s; s = va_arg(ap, const char *)) {
+        size_t n = strlen(s);
+        if (len < cap)
+            memcpy(dst + len, s, len + n < cap ? n : cap - len - 1);
+        len += n;
+    }
+    va_end(ap);
+    if (cap)
+        dst[len < cap ? len : cap - 1] = '\0';
+    return len;
+}
+
 size_t sb_i64_to_str(int64_t v, char out[SB_I64_STR])
 {
     char tmp[SB_I64_STR];

@@ -52,6 +52,11 @@ static inline struct timeval sb_timeval_ms(int64_t ms)
 #define SB_I64_STR 21
 size_t sb_i64_to_str(int64_t v, char out[SB_I64_STR]);
 
+/* The strings after cap, up to a NULL, joined into dst (NUL-terminated;
+ * cut if dst is too small). Returns the joined length, which is >= cap
+ * when it was cut. For keys built on every request: no format parsed. */
+size_t sb_join(char *dst, size_t cap, ...) __attribute__((sentinel));
+
 /* Parses the "host[:port]" of a URL at *p, which ends at the first '/' or
  * at the end of the string, and moves *p there. host must be 1..hostlen-1
  * characters; a port, if given, 1..65535 (else *port is left as it is). */

@@ -178,6 +178,30 @@ static void test_parse_i64_strict(void **state)
     assert_false(sb_parse_i64("99999999999999999999", 0, INT64_MAX, &v));
 }
 
+/* The key builders of the create path: joined and printed without a
+ * format string, cut safely when the buffer is short. */
+static void test_join_and_i64_to_str(void **state)
+{
+    (void)state;
+    char buf[16], n[SB_I64_STR];
+    assert_int_equal(sb_join(buf, sizeof buf, "sb:{", "abc", "}:c", (char *)NULL), 10);
+    assert_string_equal(buf, "sb:{abc}:c");
+    assert_int_equal(sb_join(buf, sizeof buf, (char *)NULL), 0);
+    assert_string_equal(buf, "");
+    assert_int_equal(sb_join(buf, 8, "0123", "45678", "9", (char *)NULL), 10); /* >= cap: cut */
+    assert_string_equal(buf, "0123456");
+    assert_int_equal(sb_join(buf, 5, "0123", "4", (char *)NULL), 5);
+    assert_string_equal(buf, "0123");
+    assert_int_equal(sb_i64_to_str(0, n), 1);
+    assert_string_equal(n, "0");
+    assert_int_equal(sb_i64_to_str(-42, n), 3);
+    assert_string_equal(n, "-42");
+    assert_int_equal(sb_i64_to_str(INT64_MIN, n), 20);
+    assert_string_equal(n, "-9223372036854775808");
+    assert_int_equal(sb_i64_to_str(INT64_MAX, n), 19);
+    assert_string_equal(n, "9223372036854775807");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -188,6 +212,7 @@ int main(void)
         cmocka_unit_test(test_help_lists_settings),
         cmocka_unit_test(test_positional_args),
         cmocka_unit_test(test_parse_i64_strict),
+        cmocka_unit_test(test_join_and_i64_to_str),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
