@@ -30,6 +30,14 @@ static void start_create(struct chat_req *r);
 
 static void reply_result(struct chat_req *r)
 {
+    if (r->result == NULL) { /* a create's {"number": N}: written, not printed from a tree */
+        char n[SB_I64_STR], body[sizeof "{\"number\":}" + SB_I64_STR];
+        sb_i64_to_str(r->created, n);
+        size_t len = sb_join(body, sizeof body, "{\"number\":", n, "}", (char *)NULL);
+        http_pending_reply_text(r->p, r->status, body, len);
+        chat_req_free(r);
+        return;
+    }
     cJSON *body = r->result;
     r->result = NULL;
     chat_req_reply(r, r->status, body);
@@ -66,11 +74,31 @@ static void job_delivered(void *arg, rd_kafka_resp_err_t err)
 }
 
 /* Enqueues the job; the reply (r->status, r->result) goes out on Kafka's ack. */
-static void enqueue(struct chat_req *r, const char *type, cJSON *payload)
+static void enqueue(struct chat_req *r, const char *type, int64_t number)
 {
     char err[ERRBUF_LEN];
-    char *job = envelope_encode(type, r->token, r->p->request_id, sb_now_ms(), payload, err,
-                                sizeof err);
+    /* The payload as text (message_fields, chat_create_fields): one per
+     * create, so no tree to build, check and print. */
+    struct strbuf b = {0};
+    strbuf_append_lit(&b, "{\"application_token\":");
+    json_append_string(&b, r->token);
+    if (r->chat) {
+        strbuf_append_lit(&b, ",\"chat_number\":");
+        strbuf_append_i64(&b, r->chat);
+    }
+    strbuf_append_lit(&b, ",\"number\":");
+    strbuf_append_i64(&b, number);
+    if (r->chat) {
+        strbuf_append_lit(&b, ",\"body\":");
+        json_append_string(&b, r->text);
+    }
+    strbuf_append_lit(&b, "}");
+    char *job = strbuf_failed(&b) ? NULL
+                                  : envelope_encode_text(type, r->token, r->p->request_id, sb_now_ms(), b.p,
+                                                         b.len, err, sizeof err);
+    if (strbuf_failed(&b))
+        snprintf(err, sizeof err, "out of memory");
+    strbuf_free(&b);
     if (job == NULL) {
         chat_req_error(r, 500, "internal", "%s", err);
         return;
@@ -158,19 +186,9 @@ static void on_number(void *arg, enum numbers_result res, int64_t number)
         chat_req_submit(r, parent_work, parent_done);
         return;
     }
-    cJSON *payload = cJSON_CreateObject();
-    cJSON_AddStringToObject(payload, "application_token", r->token);
-    if (r->chat) {
-        cJSON_AddNumberToObject(payload, "chat_number", (double)r->chat);
-        cJSON_AddNumberToObject(payload, "number", (double)number);
-        cJSON_AddStringToObject(payload, "body", r->text);
-    } else {
-        cJSON_AddNumberToObject(payload, "number", (double)number);
-    }
     r->status = 201;
-    r->result = number_body(number);
-    r->created = number;
-    enqueue(r, r->chat ? "message.create" : "chat.create", payload);
+    r->created = number; /* the answer: {"number": N} (reply_result) */
+    enqueue(r, r->chat ? "message.create" : "chat.create", number);
 }
 
 static void start_create(struct chat_req *r)
@@ -245,15 +263,10 @@ void chat_create_message(struct http_ctx *ctx)
 
 static void enqueue_update(struct chat_req *r)
 {
-    cJSON *payload = cJSON_CreateObject();
-    cJSON_AddStringToObject(payload, "application_token", r->token);
-    cJSON_AddNumberToObject(payload, "chat_number", (double)r->chat);
-    cJSON_AddNumberToObject(payload, "number", (double)r->msg);
-    cJSON_AddStringToObject(payload, "body", r->text);
     r->status = 200;
     r->result = number_body(r->msg);
     cJSON_AddStringToObject(r->result, "body", r->text);
-    enqueue(r, "message.update", payload);
+    enqueue(r, "message.update", r->msg);
 }
 
 static void message_exists_work(void *ctx, void *arg)

@@ -217,21 +217,25 @@ struct http_pending *http_pending_new(struct http_ctx *ctx)
     return p;
 }
 
-void http_pending_reply(struct http_pending *p, int code, const cJSON *body)
+void http_pending_reply_text(struct http_pending *p, int code, const char *json, size_t len)
 {
-    char *text = NULL;
-    if (http_req_gone(p->req)) {
+    if (http_req_gone(p->req))
         http_req_abandon(p->req); /* the client left: nobody to answer */
-    } else if ((text = json_print(body)) != NULL) {
-        code = httpconn_send(p->req, p->request_id, code, "application/json", text, strlen(text));
-        free(text);
-    } else {
-        httpconn_send(p->req, p->request_id, 500, "application/json", HTTP_OOM_BODY, sizeof HTTP_OOM_BODY - 1);
-        code = 500;
-    }
+    else
+        code = httpconn_send(p->req, p->request_id, code, "application/json", json, len);
     count_reply(p->route, code, p->start_us);
     atomic_fetch_sub(&p->loop->d->inflight, 1);
     free(p);
+}
+
+void http_pending_reply(struct http_pending *p, int code, const cJSON *body)
+{
+    char *text = http_req_gone(p->req) ? NULL : json_print(body);
+    if (text == NULL && !http_req_gone(p->req))
+        http_pending_reply_text(p, 500, HTTP_OOM_BODY, sizeof HTTP_OOM_BODY - 1);
+    else
+        http_pending_reply_text(p, code, text ? text : "", text ? strlen(text) : 0);
+    free(text);
 }
 
 void http_pending_error(struct http_pending *p, int code, const char *errcode, const char *msg)

@@ -260,6 +260,8 @@ void http_req_abandon(struct http_req *req);
 struct http_pending *http_pending_new(struct http_ctx *ctx);
 /* Finishes a pending answer with a body (or an error), then frees it. */
 void http_pending_reply(struct http_pending *p, int code, const cJSON *body);
+/* The same with the body as JSON text (len bytes). */
+void http_pending_reply_text(struct http_pending *p, int code, const char *json, size_t len);
 void http_pending_error(struct http_pending *p, int code, const char *errcode, const char *msg);
 void http_pending_errorf(struct http_pending *p, int code, const char *errcode, const char *fmt, ...)
     SB_PRINTF(4, 5);

@@ -57,6 +57,13 @@ const struct job_type *envelope_job_type_at(size_t i);
  * result is heap memory for the caller to free(). NULL on bad input. */
 char *envelope_encode(const char *type, const char *key, const char *request_id,
                       int64_t created_at, cJSON *payload, char *errbuf, size_t errlen);
+/* The same with the payload as JSON text (len bytes), which the caller
+ * built to the type's fields: written as it is, not parsed nor checked
+ * (debug builds check it). For the create path, which makes one a
+ * request: no tree to build, check and print. */
+char *envelope_encode_text(const char *type, const char *key, const char *request_id,
+                           int64_t created_at, const char *payload, size_t len, char *errbuf,
+                           size_t errlen);
 
 /* Parses and validates a message (envelope and payload). On false, errbuf
  * holds the reason that goes with the job to the dead-letter topic. */

@@ -39,6 +39,33 @@ static void test_round_trip(void **state)
     free(text);
 }
 
+/* A payload given as text goes in as it is: the same envelope as from
+ * the tree, and it decodes to the same job. */
+static void test_encode_text(void **state)
+{
+    (void)state;
+    char err[ERRBUF_LEN];
+    const char *payload = "{\"application_token\":\"abcdefghijklmnopqrstuv\",\"chat_number\":3,"
+                          "\"number\":7,\"body\":\"h\\u00e9 \\\"x\\\"\"}";
+    char *text = envelope_encode_text("message.create", "abcdefghijklmnopqrstuv", "r1", 5, payload,
+                                      strlen(payload), err, sizeof err);
+    assert_non_null(text);
+    cJSON *tree = cJSON_Parse(payload);
+    char *from_tree = envelope_encode("message.create", "abcdefghijklmnopqrstuv", "r1", 5, tree, err,
+                                      sizeof err);
+    assert_non_null(from_tree);
+    struct envelope a, b;
+    assert_true(decode(text, &a, err));
+    assert_true(decode(from_tree, &b, err));
+    assert_true(cJSON_Compare(a.root, b.root, true));
+    assert_string_equal(json_str(a.payload, "body", ""), "h\xc3\xa9 \"x\"");
+    envelope_clear(&a);
+    envelope_clear(&b);
+    free(text);
+    free(from_tree);
+    assert_null(envelope_encode_text("no.such", "k", "r", 1, "{}", 2, err, sizeof err));
+}
+
 static void test_encode_rejects(void **state)
 {
     (void)state;
@@ -116,6 +143,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_round_trip),
+        cmocka_unit_test(test_encode_text),
         cmocka_unit_test(test_encode_rejects),
         cmocka_unit_test(test_decode_rejects),
         cmocka_unit_test(test_schemas_match_code),
