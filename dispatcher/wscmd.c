@@ -2,6 +2,7 @@
 #include "wscmd.h"
 
 #include <assert.h>
+#include <limits.h>
 #include <cjson/cJSON.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -186,11 +187,198 @@ static bool parse_fields(cJSON *obj, size_t len, size_t parsed_max, const char *
     return true;
 }
 
-bool wscmd_parse(const char *line, size_t len, size_t parsed_max, const char *token, struct wscmd *cmd,
-                 char *errbuf, size_t errlen)
+/* ---- the plain line, read without a tree --------------------------------
+ *
+ * Nearly every command is plain: known fields once each, ASCII strings
+ * without escapes, integers, a body object. Such a line is read here
+ * without a cJSON tree for its fields (a dozen and more allocations a
+ * command): each field becomes a cJSON node on the stack, the body is
+ * parsed alone, and parse_fields reads them as it reads a parsed line.
+ * Anything else (an escape, another kind of value, a duplicate, an error
+ * of any kind) goes the general way, which also words the error: this
+ * path only ever says yes. fuzz/fuzz_wscmd checks that both agree. */
+
+#define PLAIN_STR_MAX 128 /* longer strings go the general way */
+
+static const char *skip_ws(const char *p, const char *end)
+{
+    while (p < end && (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n'))
+        p++;
+    return p;
+}
+
+/* A string of printable ASCII without escapes at p ('"'): copied into out
+ * (cap bytes, NUL-terminated); the byte after its closing quote, or NULL. */
+static const char *plain_string(const char *p, const char *end, char *out, size_t cap)
+{
+    const char *q = ++p;
+    while (q < end && *q != '"') {
+        if ((unsigned char)*q < 0x20 || (unsigned char)*q > 0x7e || *q == '\\')
+            return NULL;
+        q++;
+    }
+    if (q == end || (size_t)(q - p) >= cap)
+        return NULL;
+    memcpy(out, p, (size_t)(q - p));
+    out[q - p] = '\0';
+    return q + 1;
+}
+
+/* An integer of at most 15 digits without sign games ("-0", leading
+ * zeros), fraction or exponent: the byte after it, or NULL. */
+static const char *plain_int(const char *p, const char *end, double *out)
+{
+    bool neg = p < end && *p == '-';
+    const char *d = p + neg, *q = d;
+    int64_t v = 0;
+    while (q < end && *q >= '0' && *q <= '9' && q - d < 16)
+        v = v * 10 + (*q++ - '0');
+    if (q == d || q - d > 15 || (*d == '0' && (q - d > 1 || neg)) ||
+        (q < end && (*q == '.' || *q == 'e' || *q == 'E' || (*q >= '0' && *q <= '9'))))
+        return NULL;
+    *out = neg ? -(double)v : (double)v;
+    return q;
+}
+
+/* The end of the object at p ('{'), past its '}', or NULL; *depth: its
+ * deepest nesting (1 for an object of scalars). Strings are skipped with
+ * their escapes; whether the text is JSON is the parser's to say. */
+static const char *object_end(const char *p, const char *end, int *depth)
+{
+    int d = 0;
+    *depth = 0;
+    for (; p < end; p++) {
+        if (*p == '"') {
+            for (p++; p < end && *p != '"'; p++)
+                if (*p == '\\')
+                    p++;
+            if (p >= end)
+                return NULL;
+        } else if (*p == '{' || *p == '[') {
+            if (++d > *depth)
+                *depth = d;
+        } else if ((*p == '}' || *p == ']') && --d == 0) {
+            return p + 1;
+        }
+    }
+    return NULL;
+}
+
+static void cmd_reset(struct wscmd *cmd)
 {
     memset(cmd, 0, sizeof *cmd);
     memcpy(cmd->id, "null", 5);
+}
+
+bool wscmd_parse_plain(const char *line, size_t len, size_t parsed_max, const char *token,
+                       struct wscmd *cmd)
+{
+    static const char *const known[F_N] = {"id", "op", "token", "chat", "message", "body"};
+    cJSON node[F_N], root = {.type = cJSON_Object};
+    char key[F_N][8], val[F_N][PLAIN_STR_MAX];
+    cJSON *body = NULL;
+    int n = 0;
+    cmd_reset(cmd);
+    const char *p = skip_ws(line, line + len), *end = line + len;
+    if (p == end || *p++ != '{')
+        return false;
+    p = skip_ws(p, end);
+    if (p < end && *p == '}') {
+        p++;
+    } else {
+        for (;; n++) {
+            if (n == F_N || p == end || *p != '"' || !(p = plain_string(p, end, key[n], sizeof key[n])))
+                goto general;
+            int k = 0;
+            while (k < F_N && strcmp(key[n], known[k]) != 0)
+                k++;
+            for (int i = 0; i < n; i++)
+                if (strcmp(node[i].string, key[n]) == 0)
+                    goto general; /* a duplicate */
+            p = skip_ws(p, end);
+            if (k == F_N || p == end || *p++ != ':')
+                goto general;
+            p = skip_ws(p, end);
+            node[n] = (cJSON){.string = key[n]};
+            if (k == F_BODY) {
+                int depth;
+                const char *e = p < end && *p == '{' ? object_end(p, end, &depth) : NULL;
+                char why[ERRBUF_LEN];
+                if (e == NULL || depth + 1 > JSON_MAX_DEPTH ||
+                    (body = json_parse_strict(p, (size_t)(e - p), why, sizeof why)) == NULL)
+                    goto general;
+                p = e;
+            } else if (p < end && *p == '"') {
+                if (!(p = plain_string(p, end, val[n], sizeof val[n])))
+                    goto general;
+                node[n].type = cJSON_String;
+                node[n].valuestring = val[n];
+            } else {
+                if (!(p = plain_int(p, end, &node[n].valuedouble)))
+                    goto general;
+                node[n].type = cJSON_Number;
+                double v = node[n].valuedouble; /* valueint as cJSON sets it */
+                node[n].valueint = v >= INT_MAX ? INT_MAX : v <= (double)INT_MIN ? INT_MIN : (int)v;
+            }
+            p = skip_ws(p, end);
+            if (p < end && *p == ',') {
+                p = skip_ws(p + 1, end);
+                continue;
+            }
+            if (p == end || *p++ != '}')
+                goto general;
+            n++;
+            break;
+        }
+    }
+    if (skip_ws(p, end) != end)
+        goto general;
+    /* The fields as a parsed object: a list (the body in its place), prev
+     * of the first naming the last, as cJSON keeps it. */
+    for (int i = 0; i < n; i++) {
+        cJSON *it = strcmp(key[i], "body") == 0 ? body : &node[i];
+        it->string = key[i]; /* the body's: taken back below, before anything frees it */
+        it->next = NULL;
+        if (root.child == NULL) {
+            root.child = it;
+        } else {
+            root.child->prev->next = it;
+            it->prev = root.child->prev;
+        }
+        root.child->prev = it;
+    }
+    char err[ERRBUF_LEN];
+    bool ok = parse_fields(&root, len, parsed_max, token, cmd, err, sizeof err);
+    if (body) {
+        body->string = NULL; /* a stack key */
+        if (cmd->json != body) { /* printed (a long line), or an error: still in the stack list */
+            body->next = body->prev = NULL;
+            cJSON_Delete(body);
+        }
+    }
+    if (!ok) { /* the general way words the error */
+        wscmd_clear(cmd);
+        cmd_reset(cmd);
+    }
+    return ok;
+general:
+    cJSON_Delete(body);
+    return false;
+}
+
+
+bool wscmd_parse(const char *line, size_t len, size_t parsed_max, const char *token, struct wscmd *cmd,
+                 char *errbuf, size_t errlen)
+{
+    if (wscmd_parse_plain(line, len, parsed_max, token, cmd))
+        return true;
+    return wscmd_parse_general(line, len, parsed_max, token, cmd, errbuf, errlen);
+}
+
+bool wscmd_parse_general(const char *line, size_t len, size_t parsed_max, const char *token,
+                         struct wscmd *cmd, char *errbuf, size_t errlen)
+{
+    cmd_reset(cmd); /* the plain way may have read part of it */
     char why[ERRBUF_LEN];
     cJSON *obj = json_parse_strict(line, len, why, sizeof why);
     if (obj == NULL)
@@ -201,6 +389,26 @@ bool wscmd_parse(const char *line, size_t len, size_t parsed_max, const char *to
     if (!ok)
         wscmd_clear(cmd);
     return ok;
+}
+
+bool wscmd_same(const struct wscmd *a, const struct wscmd *b)
+{
+    if (strcmp(a->id, b->id) != 0 || a->route != b->route || a->op != b->op || a->nparams != b->nparams ||
+        strcmp(a->path, b->path) != 0 || a->body_len != b->body_len || !a->json != !b->json ||
+        !a->body != !b->body || (a->body && strcmp(a->body, b->body) != 0))
+        return false;
+    for (int i = 0; i < a->nparams; i++)
+        if (strcmp(a->params[i], b->params[i]) != 0)
+            return false;
+    if (a->json == NULL)
+        return true;
+    /* As text: cJSON_Compare finds members by name, so it tells two
+     * bodies with a name twice apart even when they are the same. */
+    char *ta = json_print(a->json), *tb = json_print(b->json);
+    bool same = ta && tb && strcmp(ta, tb) == 0;
+    free(ta);
+    free(tb);
+    return same;
 }
 
 bool wscmd_temporary(int status)

@@ -49,7 +49,19 @@ struct wscmd {
  * bad_command. */
 bool wscmd_parse(const char *line, size_t len, size_t parsed_max, const char *token, struct wscmd *cmd,
                  char *errbuf, size_t errlen) SB_NODISCARD;
+/* wscmd_parse is these two: a plain line (known fields once each, ASCII
+ * strings without escapes, integers, a body object) read without a tree
+ * of its fields, else the general way, through a cJSON tree of the whole
+ * line. The plain way says only yes (cmd as the general way fills it) or
+ * "not plain" (false, cmd cleared); errors are the general way's. The
+ * unit test and fuzz/fuzz_wscmd check the two agree. */
+bool wscmd_parse_plain(const char *line, size_t len, size_t parsed_max, const char *token,
+                       struct wscmd *cmd) SB_NODISCARD;
+bool wscmd_parse_general(const char *line, size_t len, size_t parsed_max, const char *token,
+                         struct wscmd *cmd, char *errbuf, size_t errlen) SB_NODISCARD;
 void wscmd_clear(struct wscmd *cmd);
+/* Do two parsed commands say the same (the plain and the general way)? */
+bool wscmd_same(const struct wscmd *a, const struct wscmd *b);
 
 /* Appends the reply line for id: {"id":..,"status":..,"body":..} and a
  * newline; an error body gains "temporary": true when retry_after (the

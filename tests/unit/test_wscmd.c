@@ -156,6 +156,77 @@ static void test_replies(void **state)
     assert_false(wscmd_temporary(500));
 }
 
+/* The plain way (no tree of the fields) gives what the general way gives,
+ * and takes only what it can read exactly; the rest goes the general way. */
+static void check_ways(const char *line, size_t parsed_max, bool plain)
+{
+    struct wscmd a, b;
+    char err[ERRBUF_LEN];
+    bool general = wscmd_parse_general(line, strlen(line), parsed_max, "", &b, err, sizeof err);
+    if (!wscmd_parse_plain(line, strlen(line), parsed_max, "", &a)) {
+        if (plain)
+            fail_msg("not read the plain way: %s", line);
+    } else {
+        if (!plain)
+            fail_msg("read the plain way: %s", line);
+        assert_true(general);
+        if (!wscmd_same(&a, &b))
+            fail_msg("the two ways differ: %s", line);
+        wscmd_clear(&a);
+    }
+    if (general)
+        wscmd_clear(&b);
+}
+
+static void test_plain_way(void **state)
+{
+    (void)state;
+    static const char *const plain[] = {
+        "{\"id\":1,\"op\":\"chat.create\",\"token\":\"" TOKEN "\"}",
+        " { \"id\" : \"a b\" ,\t\"op\":\"message.create\", \"token\":\"" TOKEN "\",\"chat\":-3,"
+        "\"body\":{\"body\":\"h\\u00e9\\\"}\\\\\",\"x\":[1,{\"y\":\"}\"}]}}\r",
+        "{\"body\":{},\"op\":\"notification.send\",\"id\":999999999999999}",
+        "{\"id\":0,\"op\":\"message.update\",\"token\":\"" TOKEN "\",\"chat\":1,\"message\":2,"
+        "\"body\":{\"body\":\"b\"}}",
+    };
+    static const char *const general[] = {
+        "{\"id\":1,\"op\":\"chat.create\",\"token\":\"" TOKEN "\",\"id\":2}", /* a duplicate */
+        "{\"id\":\"\\u0041\",\"op\":\"chat.create\",\"token\":\"" TOKEN "\"}", /* an escape */
+        "{\"id\":\"\xc3\xa9\",\"op\":\"chat.create\",\"token\":\"" TOKEN "\"}", /* not ASCII */
+        "{\"id\":1.0,\"op\":\"chat.create\",\"token\":\"" TOKEN "\"}",
+        "{\"id\":1e2,\"op\":\"chat.create\",\"token\":\"" TOKEN "\"}",
+        "{\"id\":-0,\"op\":\"chat.create\",\"token\":\"" TOKEN "\"}",
+        "{\"id\":01,\"op\":\"chat.create\",\"token\":\"" TOKEN "\"}",
+        "{\"id\":1234567890123456,\"op\":\"chat.create\",\"token\":\"" TOKEN "\"}",
+        "{\"id\":true,\"op\":\"chat.create\",\"token\":\"" TOKEN "\"}",
+        "{\"id\":1,\"op\":\"chat.create\",\"token\":\"" TOKEN "\"} x", /* trailing bytes */
+        "{\"id\":1,\"op\":\"chat.create\",\"token\":\"" TOKEN "\",}",
+        "{\"id\":1,\"op\":\"chat.remove\",\"token\":\"" TOKEN "\"}", /* an error */
+        "{\"id\":1,\"op\":\"notification.send\",\"body\":[]}",
+        "{\"id\":1,\"op\":\"notification.send\",\"body\":{\"a\":}}",
+        "{\"id\":1,\"op\":\"notification.send\",\"body\":{\"a\":\"\\u0000\"}}",
+        "{\"id\":1,\"op\":\"notification.send\",\"x\":1}",
+        "[]", "", "{", "{\"id\"", "{\"id\":\"", "{}",
+    };
+    for (size_t i = 0; i < sizeof plain / sizeof plain[0]; i++) {
+        check_ways(plain[i], ROUTE_BODY_SMALL, true);
+        check_ways(plain[i], 10, true); /* a long line: the body as text */
+    }
+    for (size_t i = 0; i < sizeof general / sizeof general[0]; i++)
+        check_ways(general[i], ROUTE_BODY_SMALL, false);
+    /* Nesting: the line is one level deeper than its body. */
+    for (int depth = JSON_MAX_DEPTH - 1; depth <= JSON_MAX_DEPTH; depth++) {
+        char line[256] = "{\"id\":1,\"op\":\"notification.send\",\"body\":{\"a\":";
+        size_t n = strlen(line);
+        for (int d = 1; d < depth; d++)
+            line[n++] = '[';
+        for (int d = 1; d < depth; d++)
+            line[n++] = ']';
+        memcpy(line + n, "}}", 3);
+        check_ways(line, ROUTE_BODY_SMALL, depth + 1 <= JSON_MAX_DEPTH);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -164,6 +235,7 @@ int main(void)
         cmocka_unit_test(test_params),
         cmocka_unit_test(test_ids),
         cmocka_unit_test(test_replies),
+        cmocka_unit_test(test_plain_way),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
