@@ -132,22 +132,25 @@ static bool read_params(const struct op *o, const cJSON *const field[3], const c
 
 enum { F_ID, F_OP, F_TOKEN, F_CHAT, F_MESSAGE, F_BODY, F_N };
 
-static bool parse_fields(cJSON *obj, size_t len, size_t parsed_max, const char *token, struct wscmd *cmd,
-                         char *errbuf, size_t errlen)
+/* The field a member name (n bytes) is, or F_N. */
+static int field_index(const char *s, size_t n)
 {
-    static const char *const known[F_N] = {"id", "op", "token", "chat", "message", "body"};
-    /* One pass over the members (each lookup would be another): the first
-     * of a name counts, as for cJSON's lookups. */
-    cJSON *field[F_N] = {0}, *f, *unknown = NULL;
-    cJSON_ArrayForEach(f, obj) {
-        size_t i = 0;
-        while (i < F_N && strcmp(f->string, known[i]) != 0)
-            i++;
-        if (i == F_N && unknown == NULL)
-            unknown = f;
-        else if (i < F_N && field[i] == NULL)
-            field[i] = f;
+    switch (n) {
+    case 2: return memcmp(s, "id", 2) == 0 ? F_ID : memcmp(s, "op", 2) == 0 ? F_OP : F_N;
+    case 4: return memcmp(s, "chat", 4) == 0 ? F_CHAT : memcmp(s, "body", 4) == 0 ? F_BODY : F_N;
+    case 5: return memcmp(s, "token", 5) == 0 ? F_TOKEN : F_N;
+    case 7: return memcmp(s, "message", 7) == 0 ? F_MESSAGE : F_N;
+    default: return F_N;
     }
+}
+
+/* The command from its fields (unknown: the first member of another name,
+ * or NULL). *body (field[F_BODY], standalone: no parent) is taken into
+ * cmd->json when the line is within parsed_max; else printed into
+ * cmd->body and left to the caller. */
+static bool read_fields(const cJSON *const field[F_N], const cJSON *unknown, cJSON **body, size_t len,
+                        size_t parsed_max, const char *token, struct wscmd *cmd, char *errbuf, size_t errlen)
+{
     if (field[F_ID] == NULL)
         return sb_errf(errbuf, errlen, "%s", "a command needs an id");
     if (!read_id(field[F_ID], cmd, errbuf, errlen)) /* first: an error echoes it */
@@ -170,21 +173,43 @@ static bool parse_fields(cJSON *obj, size_t len, size_t parsed_max, const char *
     pthread_once(&op_routes_once, find_op_routes);
     cmd->route = op_routes[o - ops];
     assert(cmd->route != NULL); /* every op names a route of the table */
-    if (!read_params(o, (const cJSON *const *)&field[F_TOKEN], token, cmd, errbuf, errlen))
+    if (!read_params(o, &field[F_TOKEN], token, cmd, errbuf, errlen))
         return false;
-    cJSON *body = field[F_BODY];
-    if (body && !cJSON_IsObject(body))
+    if (*body && !cJSON_IsObject(*body))
         return sb_errf(errbuf, errlen, "%s", "body must be an object (the route's request body)");
-    if (body && len <= parsed_max) { /* the body is shorter than its line */
-        cmd->json = cJSON_DetachItemViaPointer(obj, body);
+    if (*body && len <= parsed_max) { /* the body is shorter than its line */
+        cmd->json = *body;
+        *body = NULL;
         cmd->body_len = len;
-    } else if (body) {
-        cmd->body = json_print(body);
+    } else if (*body) {
+        cmd->body = json_print(*body);
         if (cmd->body == NULL)
             return sb_errf(errbuf, errlen, "%s", "out of memory");
         cmd->body_len = strlen(cmd->body);
     }
     return true;
+}
+
+/* The general way: the fields of a parsed line. One pass over the members
+ * (each lookup would be another): the first of a name counts, as for
+ * cJSON's lookups. */
+static bool parse_fields(cJSON *obj, size_t len, size_t parsed_max, const char *token, struct wscmd *cmd,
+                         char *errbuf, size_t errlen)
+{
+    const cJSON *field[F_N] = {0}, *unknown = NULL;
+    cJSON *f, *body = NULL;
+    cJSON_ArrayForEach(f, obj) {
+        int i = field_index(f->string, strlen(f->string));
+        if (i == F_N && unknown == NULL)
+            unknown = f;
+        else if (i < F_N && field[i] == NULL)
+            field[i] = i == F_BODY ? (body = f) : f;
+    }
+    if (body)
+        cJSON_DetachItemViaPointer(obj, body);
+    bool ok = read_fields(field, unknown, &body, len, parsed_max, token, cmd, errbuf, errlen);
+    cJSON_Delete(body); /* not taken */
+    return ok;
 }
 
 /* ---- the plain line, read without a tree --------------------------------
@@ -273,11 +298,10 @@ static void cmd_reset(struct wscmd *cmd)
 bool wscmd_parse_plain(const char *line, size_t len, size_t parsed_max, const char *token,
                        struct wscmd *cmd)
 {
-    static const char *const known[F_N] = {"id", "op", "token", "chat", "message", "body"};
-    cJSON node[F_N], root = {.type = cJSON_Object};
-    char key[F_N][8], val[F_N][PLAIN_STR_MAX];
+    cJSON node[F_N];
+    const cJSON *field[F_N] = {0};
+    char val[F_N][PLAIN_STR_MAX];
     cJSON *body = NULL;
-    int n = 0;
     cmd_reset(cmd);
     const char *p = skip_ws(line, line + len), *end = line + len;
     if (p == end || *p++ != '{')
@@ -286,20 +310,15 @@ bool wscmd_parse_plain(const char *line, size_t len, size_t parsed_max, const ch
     if (p < end && *p == '}') {
         p++;
     } else {
-        for (;; n++) {
-            if (n == F_N || p == end || *p != '"' || !(p = plain_string(p, end, key[n], sizeof key[n])))
+        for (;;) {
+            char key[8];
+            if (p == end || *p != '"' || !(p = plain_string(p, end, key, sizeof key)))
                 goto general;
-            int k = 0;
-            while (k < F_N && strcmp(key[n], known[k]) != 0)
-                k++;
-            for (int i = 0; i < n; i++)
-                if (strcmp(node[i].string, key[n]) == 0)
-                    goto general; /* a duplicate */
+            int k = field_index(key, strlen(key));
             p = skip_ws(p, end);
-            if (k == F_N || p == end || *p++ != ':')
+            if (k == F_N || field[k] || p == end || *p++ != ':') /* unknown, or a duplicate */
                 goto general;
             p = skip_ws(p, end);
-            node[n] = (cJSON){.string = key[n]};
             if (k == F_BODY) {
                 int depth;
                 const char *e = p < end && *p == '{' ? object_end(p, end, &depth) : NULL;
@@ -307,18 +326,21 @@ bool wscmd_parse_plain(const char *line, size_t len, size_t parsed_max, const ch
                 if (e == NULL || depth + 1 > JSON_MAX_DEPTH ||
                     (body = json_parse_strict(p, (size_t)(e - p), why, sizeof why)) == NULL)
                     goto general;
+                field[k] = body;
                 p = e;
             } else if (p < end && *p == '"') {
-                if (!(p = plain_string(p, end, val[n], sizeof val[n])))
+                if (!(p = plain_string(p, end, val[k], sizeof val[k])))
                     goto general;
-                node[n].type = cJSON_String;
-                node[n].valuestring = val[n];
+                node[k] = (cJSON){.type = cJSON_String, .valuestring = val[k]};
+                field[k] = &node[k];
             } else {
-                if (!(p = plain_int(p, end, &node[n].valuedouble)))
+                double v;
+                if (!(p = plain_int(p, end, &v)))
                     goto general;
-                node[n].type = cJSON_Number;
-                double v = node[n].valuedouble; /* valueint as cJSON sets it */
-                node[n].valueint = v >= INT_MAX ? INT_MAX : v <= (double)INT_MIN ? INT_MIN : (int)v;
+                /* valueint as cJSON sets it */
+                node[k] = (cJSON){.type = cJSON_Number, .valuedouble = v,
+                                  .valueint = v >= INT_MAX ? INT_MAX : v <= (double)INT_MIN ? INT_MIN : (int)v};
+                field[k] = &node[k];
             }
             p = skip_ws(p, end);
             if (p < end && *p == ',') {
@@ -327,45 +349,22 @@ bool wscmd_parse_plain(const char *line, size_t len, size_t parsed_max, const ch
             }
             if (p == end || *p++ != '}')
                 goto general;
-            n++;
             break;
         }
     }
     if (skip_ws(p, end) != end)
         goto general;
-    /* The fields as a parsed object: a list (the body in its place), prev
-     * of the first naming the last, as cJSON keeps it. */
-    for (int i = 0; i < n; i++) {
-        cJSON *it = strcmp(key[i], "body") == 0 ? body : &node[i];
-        it->string = key[i]; /* the body's: taken back below, before anything frees it */
-        it->next = NULL;
-        if (root.child == NULL) {
-            root.child = it;
-        } else {
-            root.child->prev->next = it;
-            it->prev = root.child->prev;
-        }
-        root.child->prev = it;
-    }
     char err[ERRBUF_LEN];
-    bool ok = parse_fields(&root, len, parsed_max, token, cmd, err, sizeof err);
-    if (body) {
-        body->string = NULL; /* a stack key */
-        if (cmd->json != body) { /* printed (a long line), or an error: still in the stack list */
-            body->next = body->prev = NULL;
-            cJSON_Delete(body);
-        }
+    if (read_fields(field, NULL, &body, len, parsed_max, token, cmd, err, sizeof err)) {
+        cJSON_Delete(body); /* printed (a long line) */
+        return true;
     }
-    if (!ok) { /* the general way words the error */
-        wscmd_clear(cmd);
-        cmd_reset(cmd);
-    }
-    return ok;
+    wscmd_clear(cmd); /* the general way words the error */
+    cmd_reset(cmd);
 general:
     cJSON_Delete(body);
     return false;
 }
-
 
 bool wscmd_parse(const char *line, size_t len, size_t parsed_max, const char *token, struct wscmd *cmd,
                  char *errbuf, size_t errlen)
