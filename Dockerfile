@@ -7,7 +7,7 @@ FROM debian:12 AS build
 RUN apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
       build-essential cmake pkg-config ca-certificates python3 \
       libevent-dev libhiredis-dev librdkafka-dev libmariadb-dev libmariadb-dev-compat \
-      libmongoc-dev libbson-dev libcjson-dev libcurl4-openssl-dev libssl-dev libcmocka-dev libwslay-dev \
+      libmongoc-dev libbson-dev libcjson-dev libcurl4-openssl-dev libssl-dev libcmocka-dev libwslay-dev libjemalloc-dev \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY CMakeLists.txt ./
@@ -37,7 +37,7 @@ CMD ["/src/tests/compose/run"]
 FROM debian:12-slim AS runtime
 RUN apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
       libevent-2.1-7 libevent-pthreads-2.1-7 libhiredis0.14 librdkafka1 libmariadb3 \
-      libmongoc-1.0-0 libbson-1.0-0 libcjson1 libcurl4 libssl3 libwslay1 ca-certificates \
+      libmongoc-1.0-0 libbson-1.0-0 libcjson1 libcurl4 libssl3 libwslay1 libjemalloc2 ca-certificates \
     && rm -rf /var/lib/apt/lists/* \
     && useradd --system --no-create-home --shell /usr/sbin/nologin switchboard
 COPY --from=build /src/build/bin/switchboard-dispatcher /src/build/bin/switchboard-worker \

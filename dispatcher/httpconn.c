@@ -4,7 +4,6 @@
 #include <assert.h>
 #include <errno.h>
 #include <event2/listener.h>
-#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +11,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "heap.h"
 #include "log.h"
 #include "strbuf.h"
 
@@ -56,13 +56,13 @@ static void conn_process(struct http_conn *c);
 
 /* After a large answer: hands free heap pages back to the system, at most
  * once a second. The rows of such an answer were allocated on pool
- * threads, in their own malloc arenas, in pieces below the mmap threshold;
- * without this, the RSS a burst of large answers raised would stay. */
+ * threads, in their own arenas, in small pieces; without this, the RSS a
+ * burst of large answers raised would stay (heap.h). */
 static void give_back(struct dispatcher *d)
 {
     long long now = sb_mono_ms(), last = atomic_load(&d->trimmed_ms);
     if (now - last >= 1000 && atomic_compare_exchange_strong(&d->trimmed_ms, &last, now))
-        malloc_trim(0);
+        heap_give_back();
 }
 
 /* Frees the connection's output buffer (it must hold nothing unsent that

@@ -3,19 +3,15 @@
  * Reads the configuration, starts the dispatcher (dispatcher.c), waits
  * for SIGTERM/SIGINT and drains. */
 #include <event2/thread.h>
-#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 
 #include "dispatcher.h"
+#include "heap.h"
 
 int main(int argc, char **argv)
 {
-    /* Large answers (a page of long messages) are their own mappings, so
-     * their memory goes back to the system when they are sent: glibc's
-     * moving threshold would otherwise grow to their size and keep them in
-     * the heap, and the RSS a burst of slow readers raised would stay. */
-    mallopt(M_MMAP_THRESHOLD, 256 << 10);
+    heap_init();
     struct sb_config cfg;
     char err[ERRBUF_LEN];
     switch (config_load(&cfg, SCOPE_DISPATCHER, "switchboard-dispatcher", "[options]", argc, argv,
