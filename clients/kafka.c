@@ -245,6 +245,11 @@ int kafka_producer_flush(struct kafka_producer *p, int timeout_ms)
     return rd_kafka_outq_len(p->rk);
 }
 
+rd_kafka_t *kafka_producer_handle(struct kafka_producer *p)
+{
+    return p->rk;
+}
+
 int kafka_producer_outstanding(struct kafka_producer *p)
 {
     return rd_kafka_outq_len(p->rk);

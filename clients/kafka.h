@@ -66,6 +66,8 @@ bool kafka_producer_know(struct kafka_producer *p, const char *const *topics, si
 bool kafka_producer_check(struct kafka_producer *p, int timeout_ms, char *errbuf, size_t errlen);
 /* Messages waiting for acknowledgement. */
 int kafka_producer_outstanding(struct kafka_producer *p);
+/* The producer's handle, for requests of the Admin API (kafka_admin.h). */
+rd_kafka_t *kafka_producer_handle(struct kafka_producer *p);
 
 struct kafka_consumer;
 struct kafka_consumer *kafka_consumer_new(const char *brokers, const char *extra_conf,

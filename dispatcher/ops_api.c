@@ -5,13 +5,17 @@
  *                   (else 503); the optional ones are listed too
  *   GET  /metrics   Prometheus text
  *   POST /ops/ping  sends a system.ping job through Kafka to the persister;
- *                   202 once Kafka acknowledged it (a pipeline probe) */
+ *                   202 once Kafka acknowledged it (a pipeline probe)
+ *   GET  /ops/v1/overview  the dependencies, every topic's partitions with
+ *                   their offsets, every consumer group (idle ones too)
+ *                   with its committed offsets and lag (kafka_admin.h) */
 #include <stdlib.h>
 #include <string.h>
 
 #include "ops_api.h"
 
 #include "envelope.h"
+#include "kafka_admin.h"
 #include "log.h"
 #include "readiness.h"
 #include "server.h"
@@ -34,9 +38,10 @@ static void add_dep(cJSON *deps, const char *name, bool ok, bool required, const
         cJSON_AddBoolToObject(o, "required", false);
 }
 
-void ops_readyz(struct http_ctx *ctx)
+/* Every dependency's last probe into body's "dependencies"; true if the
+ * dispatcher is ready (every required one answered, not draining). */
+static bool add_dependencies(struct dispatcher *d, cJSON *body)
 {
-    struct dispatcher *d = ctx->loop->d;
     /* Every loop's own Redis connection: a request may land on any loop. */
     int nloops = atomic_load(&d->nloops);
     bool redis_ok = nloops > 0;
@@ -51,16 +56,83 @@ void ops_readyz(struct http_ctx *ctx)
         if (probed[i] && !state[i].ok && readiness_required(i))
             ready = false;
     }
-
-    cJSON *body = cJSON_CreateObject();
     cJSON_AddStringToObject(body, "status", ready ? "ready" : draining ? "draining" : "not_ready");
     cJSON *deps = cJSON_AddObjectToObject(body, "dependencies");
     add_dep(deps, "redis", redis_ok, true, "not connected or not answering PING");
     for (int i = 0; i < DEP_COUNT; i++)
         if (probed[i])
             add_dep(deps, readiness_name(i), state[i].ok, readiness_required(i), state[i].error);
+    return ready;
+}
+
+void ops_readyz(struct http_ctx *ctx)
+{
+    cJSON *body = cJSON_CreateObject();
+    bool ready = add_dependencies(ctx->loop->d, body);
     http_reply_json(ctx, ready ? 200 : 503, body);
     cJSON_Delete(body);
+}
+
+/* ---- GET /ops/v1/overview ------------------------------------------------ */
+
+#define OVERVIEW_KAFKA_TIMEOUT_MS 5000
+
+struct overview_req {
+    struct http_pending *p;
+    struct dispatcher *d;
+    cJSON *kafka; /* kafka_admin_overview's, or NULL (err) */
+    bool expired;
+    char err[ERRBUF_LEN];
+};
+
+static void overview_work(void *ctx, void *arg)
+{
+    (void)ctx;
+    struct overview_req *o = arg;
+    o->kafka = kafka_admin_overview(kafka_producer_handle(o->d->producer), OVERVIEW_KAFKA_TIMEOUT_MS, o->err,
+                                    sizeof o->err);
+}
+
+static void overview_expire(void *arg)
+{
+    ((struct overview_req *)arg)->expired = true;
+}
+
+static void overview_done(void *arg)
+{
+    struct overview_req *o = arg;
+    if (o->expired) {
+        http_pending_busy(o->p);
+    } else if (o->kafka == NULL) {
+        log_warn("ops overview: Kafka did not answer", "err=\"%s\"", o->err);
+        http_pending_errorf(o->p, 503, "kafka_unavailable", "Kafka did not answer: %s", o->err);
+    } else {
+        cJSON *body = cJSON_CreateObject();
+        cJSON_AddNumberToObject(body, "at", (double)sb_now_ms());
+        add_dependencies(o->d, body);
+        cJSON_AddItemToObject(body, "topics", cJSON_DetachItemFromObject(o->kafka, "topics"));
+        cJSON_AddItemToObject(body, "groups", cJSON_DetachItemFromObject(o->kafka, "groups"));
+        http_pending_reply(o->p, 200, body);
+        cJSON_Delete(body);
+    }
+    cJSON_Delete(o->kafka);
+    free(o);
+}
+
+void ops_overview(struct http_ctx *ctx)
+{
+    struct overview_req *o = calloc(1, sizeof *o);
+    if (o == NULL || (o->p = http_pending_new(ctx)) == NULL) {
+        if (o == NULL)
+            http_reply_error(ctx, 503, "overloaded", "out of memory");
+        free(o);
+        return;
+    }
+    o->d = ctx->loop->d;
+    /* Broker round trips: on a pool thread, never on the loop. */
+    if (!http_pool_submit(o->p, o->d->dbpool, threadpool_tenant(ctx->principal), overview_work, overview_expire,
+                          overview_done, o))
+        free(o);
 }
 
 void ops_metrics(struct http_ctx *ctx)

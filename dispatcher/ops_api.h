@@ -8,5 +8,6 @@ void ops_healthz(struct http_ctx *ctx);
 void ops_readyz(struct http_ctx *ctx);
 void ops_metrics(struct http_ctx *ctx);
 void ops_ping(struct http_ctx *ctx);
+void ops_overview(struct http_ctx *ctx);
 
 #endif

@@ -1,0 +1,115 @@
+"""The operator's view (GET /ops/v1/overview, issue 25): every topic's
+partitions with their end offsets, and every consumer group, an idle one
+too, with its committed offsets and lag, read from the real broker."""
+
+import json
+import time
+import unittest
+
+from harness import StackTestCase, kcat_produce, wait_until
+
+API = "/api/v1/applications"
+
+
+class TestOps(StackTestCase):
+    ROLES = ("persister",)
+
+    def overview(self):
+        r = self.http("GET", "/ops/v1/overview")
+        self.assertEqual(r.status, 200, r)
+        return r.json()
+
+    def group(self, name):
+        return next((g for g in self.overview()["groups"] if g["group"] == name), None)
+
+    def test_01_admin_only(self):
+        r = self.http("GET", "/ops/v1/overview", headers={"Authorization": "Bearer not-a-key"})
+        self.assertEqual((r.status, r.json()["error"]["code"]), (401, "unauthorized"))
+
+    def test_02_offsets_and_lag_of_an_idle_group(self):
+        token = self.create_app("ops")
+        self.assertEqual(self.http("POST", f"{API}/{token}/chats").status, 201)
+        wait_until("persister caught up", lambda: (self.group("switchboard-persister") or {}).get("lag") == 0, 30)
+        o = self.overview()
+        self.assertEqual(o["status"], "ready")
+        self.assertTrue(o["dependencies"]["kafka"]["ok"])
+        topics = {t["topic"]: t for t in o["topics"]}
+        self.assertIn("chat.commands.dlq", topics)
+        self.assertFalse([t for t in topics if t.startswith("__")])  # internal topics left out
+        chat = topics["chat.commands"]
+        self.assertEqual(len(chat["partitions"]), self.stack.partitions)
+        self.assertEqual(chat["end_offset"], sum(p["high"] for p in chat["partitions"]))
+        end_before = chat["end_offset"]
+
+        # The persister stops: its group is idle (no member), and what is
+        # created meanwhile shows as its lag, partition by partition.
+        self.stack.stop("worker-persister")
+        try:
+            wait_until("group empty", lambda: self.group("switchboard-persister")["state"] == "Empty", 60)
+            for _ in range(12):
+                self.assertEqual(self.http("POST", f"{API}/{token}/chats/1/messages", {"body": "x"}).status, 201)
+            g = self.group("switchboard-persister")
+            self.assertEqual(g["lag"], 12)
+            self.assertEqual(sum(p["lag"] for p in g["partitions"] if p["topic"] == "chat.commands"), 12)
+            for p in g["partitions"]:
+                self.assertEqual(p["lag"], p["end"] - p["committed"])
+            self.assertEqual({t["topic"]: t for t in self.overview()["topics"]}["chat.commands"]["end_offset"],
+                             end_before + 12)
+        finally:
+            self.stack.start_worker("persister")
+        wait_until("lag back to zero", lambda: self.group("switchboard-persister")["lag"] == 0, 60)
+        self.assertEqual(self.stack.sql(f"SELECT COUNT(*) FROM messages WHERE application_token='{token}'"),
+                         [["12"]])
+
+    def letters(self, query=""):
+        r = self.http("GET", "/ops/v1/dead-letters" + query)
+        self.assertEqual(r.status, 200, r)
+        return r.json()
+
+    def test_03_dead_letters_found_without_kcat(self):
+        """Poison jobs on chat.commands become dead letters; the operator
+        sees each with its reason, origin and body, counts them by cause,
+        and narrows them by reason, type, application and time."""
+        t0 = int(time.time() * 1000)
+        app = "opsPoisonApp0123456789"
+        bad = [  # (value, cause)
+            (b"not json at all", "malformed JSON near offset 0"),
+            (json.dumps({"type": "message.create", "version": 1, "key": app, "request_id": "r1", "created_at": 1,
+                         "payload": {"application_token": app, "chat_number": 1, "number": 0,
+                                     "body": "x"}}).encode(), "payload"),
+            (json.dumps({"type": "message.create", "version": 1, "key": app, "request_id": "r2", "created_at": 1,
+                         "payload": {"application_token": app, "chat_number": 1, "number": -5,
+                                     "body": "y"}}).encode(), "payload"),
+        ]
+        for i, (value, _) in enumerate(bad):
+            kcat_produce(self.stack, "chat.commands", f"ops-poison-{i}", value)
+        wait_until("three dead letters", lambda: self.letters(f"?since={t0}")["count"] == 3, 30)
+        got = self.letters(f"?since={t0}")
+        self.assertEqual(len(got["items"]), 3, got)
+        self.assertEqual(sum(got["causes"].values()), 3)
+        for it in got["items"]:
+            self.assertEqual(it["dead_letter"]["topic"], "chat.commands.dlq")
+            self.assertEqual(it["original"]["topic"], "chat.commands")
+            self.assertEqual(it["consumer_group"], "switchboard-persister")
+            self.assertGreaterEqual(it["failed_at"], t0)
+            self.assertIn(it["body"].encode(), [b for b, _ in bad])
+        times = [it["failed_at"] for it in got["items"]]
+        self.assertEqual(times, sorted(times, reverse=True))  # newest first
+        typed = self.letters(f"?since={t0}&type=message.create&application={app}")
+        self.assertEqual(typed["count"], 2)
+        self.assertEqual({it["application"] for it in typed["items"]}, {app})
+        self.assertEqual(self.letters(f"?since={t0}&reason=MALFORMED")["count"], 1)  # words, any case
+        self.assertEqual(self.letters(f"?since={t0}&limit=1")["count"], 3)
+        self.assertEqual(len(self.letters(f"?since={t0}&limit=1")["items"]), 1)
+        self.assertEqual(self.letters(f"?since={t0 + 3_600_000}")["count"], 0)
+        self.assertEqual(self.letters(f"?topic=notify.requests.dlq&since={t0}")["count"], 0)
+        for q in ("?topic=chat.commands", "?limit=501", "?since=yesterday", "?reason=", "?colour=red"):
+            r = self.http("GET", "/ops/v1/dead-letters" + q)
+            self.assertEqual(r.status, 400, q)
+            self.assertIn(r.json()["error"]["code"], ("invalid_parameter",), q)
+        r = self.http("GET", "/ops/v1/dead-letters?topic=no.such.dlq")
+        self.assertEqual((r.status, r.json()["error"]["code"]), (404, "not_found"), r)
+
+
+if __name__ == "__main__":
+    unittest.main()
