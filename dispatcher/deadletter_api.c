@@ -24,6 +24,7 @@ struct dl_req {
     /* the filter */
     char topic[256];
     char reason[128];
+    char cause[DL_CAUSE_MAX + 1];
     char type[64];
     char app[128];
     int64_t since, until; /* ms; 0: open */
@@ -47,20 +48,29 @@ static void header(const rd_kafka_message_t *m, const char *name, char *out, siz
 }
 
 /* The cause a reason belongs to: its words before the first ':' (the
- * detail after it names the job or the provider's answer). */
+ * detail after it names the job or the provider's answer), each number
+ * as N ("gave up after N attempts", "malformed JSON near offset N"). */
 static void cause_of(const char *reason, char out[DL_CAUSE_MAX + 1])
 {
-    size_t n = strcspn(reason, ":");
-    if (n > DL_CAUSE_MAX)
-        n = DL_CAUSE_MAX;
-    memcpy(out, reason, n);
+    size_t n = 0;
+    for (const char *p = reason; *p && *p != ':' && n < DL_CAUSE_MAX; p++) {
+        if (*p >= '0' && *p <= '9') {
+            while (p[1] >= '0' && p[1] <= '9')
+                p++;
+            out[n++] = 'N';
+        } else {
+            out[n++] = *p;
+        }
+    }
     out[n] = '\0';
     json_utf8_trim(out);
 }
 
-static bool matches(const struct dl_req *r, const char *reason, int64_t at, const char *type, const char *app)
+static bool matches(const struct dl_req *r, const char *reason, const char *cause, int64_t at, const char *type,
+                    const char *app)
 {
-    return (!r->reason[0] || strcasestr(reason, r->reason)) && (!r->type[0] || strcmp(type, r->type) == 0) &&
+    return (!r->reason[0] || strcasestr(reason, r->reason)) && (!r->cause[0] || strcmp(cause, r->cause) == 0) &&
+           (!r->type[0] || strcmp(type, r->type) == 0) &&
            (!r->app[0] || strcmp(app, r->app) == 0) && (!r->since || at >= r->since) &&
            (!r->until || at < r->until);
 }
@@ -118,10 +128,10 @@ static bool on_letter(void *arg, const rd_kafka_message_t *m)
     const cJSON *payload = cJSON_GetObjectItemCaseSensitive(job, "payload");
     const char *type = json_str(job, "type", "");
     const char *app = json_str(payload, "application_token", json_str(job, "key", ""));
-    if (matches(r, reason, at, type, app)) {
+    char cause[DL_CAUSE_MAX + 1];
+    cause_of(reason, cause);
+    if (matches(r, reason, cause, at, type, app)) {
         r->count++;
-        char cause[DL_CAUSE_MAX + 1];
-        cause_of(reason, cause);
         cJSON *c = cJSON_GetObjectItemCaseSensitive(r->causes, cause);
         if (c)
             cJSON_SetNumberValue(c, c->valuedouble + 1);
@@ -259,6 +269,7 @@ void deadletter_list(struct http_ctx *ctx)
     }
     ok = ok && time_param(ctx, "since", &r->since) && time_param(ctx, "until", &r->until);
     ok = ok && text_param(ctx, "reason", r->reason, sizeof r->reason) &&
+         text_param(ctx, "cause", r->cause, sizeof r->cause) &&
          text_param(ctx, "type", r->type, sizeof r->type) && text_param(ctx, "application", r->app, sizeof r->app);
     if (ok) {
         r->limit = (int)lim;

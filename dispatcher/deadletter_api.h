@@ -2,7 +2,7 @@
  *
  *   GET /ops/v1/dead-letters  every dead letter of the .dlq topics (or of
  *                   one: topic=), filtered by reason (words it contains),
- *                   job type, application and failure time; the count of
+ *                   cause, job type, application and failure time; the count of
  *                   those that match, grouped by cause, and the newest
  *                   of them (limit=) with where they came from and why.
  *

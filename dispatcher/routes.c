@@ -7,6 +7,7 @@
 #include "notify.h"
 #include "notify_api.h"
 #include "ops_api.h"
+#include "console.h"
 #include "deadletter_api.h"
 #include "phone.h"
 #include "phonebook_api.h"
@@ -38,9 +39,10 @@ struct route dispatcher_routes[] = {
     R("GET", "/readyz", ops_readyz, "readyz", ACCESS_OPEN, SMALL),
     R("GET", "/metrics", ops_metrics, "metrics", ACCESS_OPEN, SMALL),
     R("POST", "/ops/ping", ops_ping, "ops_ping", ACCESS_ADMIN, SMALL),
+    R("GET", "/ops/console", console_page_get, "ops_console", ACCESS_OPEN, SMALL), /* the page; data needs the key */
     R("GET", "/ops/v1/overview", ops_overview, "ops_overview", ACCESS_ADMIN, SMALL),
     RQ("GET", "/ops/v1/dead-letters", deadletter_list, "dead_letters", ACCESS_ADMIN, SMALL,
-       ",topic,reason,type,application,since,until,limit,"),
+       ",topic,reason,cause,type,application,since,until,limit,"),
     R("POST", "/api/v1/applications", app_create, "app_create", ACCESS_ADMIN, SMALL),
     RQ("GET", "/api/v1/applications", app_list, "app_list", ACCESS_ADMIN, SMALL, ",limit,after,"),
     R("GET", APP, app_get, "app_get", ACCESS_APP, SMALL),

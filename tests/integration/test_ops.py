@@ -3,10 +3,17 @@ partitions with their end offsets, and every consumer group, an idle one
 too, with its committed offsets and lag, read from the real broker."""
 
 import json
+import os
+import shutil
+import subprocess
 import time
 import unittest
 
-from harness import StackTestCase, kcat_produce, wait_until
+from harness import ROOT, StackTestCase, kcat_produce, wait_until
+
+NODE_DIR = os.path.join(ROOT, ".cache", "ws-node")
+# SB_UPDATE_SCREENSHOTS=1: the console's screenshots also go to docs/console/.
+DOCS_SHOTS = os.path.join(ROOT, "docs", "console")
 
 API = "/api/v1/applications"
 
@@ -86,7 +93,7 @@ class TestOps(StackTestCase):
         wait_until("three dead letters", lambda: self.letters(f"?since={t0}")["count"] == 3, 30)
         got = self.letters(f"?since={t0}")
         self.assertEqual(len(got["items"]), 3, got)
-        self.assertEqual(sum(got["causes"].values()), 3)
+        self.assertEqual(got["causes"], {"malformed JSON near offset N": 1, "payload": 2})  # numbers as N
         for it in got["items"]:
             self.assertEqual(it["dead_letter"]["topic"], "chat.commands.dlq")
             self.assertEqual(it["original"]["topic"], "chat.commands")
@@ -99,6 +106,7 @@ class TestOps(StackTestCase):
         self.assertEqual(typed["count"], 2)
         self.assertEqual({it["application"] for it in typed["items"]}, {app})
         self.assertEqual(self.letters(f"?since={t0}&reason=MALFORMED")["count"], 1)  # words, any case
+        self.assertEqual(self.letters(f"?since={t0}&cause=payload")["count"], 2)
         self.assertEqual(self.letters(f"?since={t0}&limit=1")["count"], 3)
         self.assertEqual(len(self.letters(f"?since={t0}&limit=1")["items"]), 1)
         self.assertEqual(self.letters(f"?since={t0 + 3_600_000}")["count"], 0)
@@ -109,6 +117,48 @@ class TestOps(StackTestCase):
             self.assertIn(r.json()["error"]["code"], ("invalid_parameter",), q)
         r = self.http("GET", "/ops/v1/dead-letters?topic=no.such.dlq")
         self.assertEqual((r.status, r.json()["error"]["code"]), (404, "not_found"), r)
+
+    def test_04_console_in_a_browser(self):
+        """The page an operator opens: in headless Chromium it shows the
+        groups and their lag, the dead letters counted by cause (the same
+        as the API says), narrows them to a cause, and looks a
+        notification up. Each view is a screenshot."""
+        t0 = int(time.time() * 1000)
+        for i in range(2):
+            kcat_produce(self.stack, "chat.commands", f"console-poison-{i}", b"{broken")
+        wait_until("dead-lettered", lambda: self.letters(f"?since={t0}")["count"] == 2, 30)
+        api = self.letters()
+        r = self.http("POST", "/v1/messages", {"channel": "email", "to": "ops@example.com", "title": "t",
+                                               "payload": "p", "idempotencyKey": "console-1"})
+        self.assertEqual(r.status, 202, r)
+        note = r.json()["id"]
+        page = self.http("GET", "/ops/console", headers={"Authorization": ""})
+        self.assertEqual(page.status, 200)
+        self.assertIn("frame-ancestors 'none'", page.headers.get("Content-Security-Policy", ""))
+        shots = self.stack.path("shots")
+        os.makedirs(shots, exist_ok=True)
+        out = subprocess.run(["node", os.path.join(ROOT, "tests", "ws", "console.js"),
+                              f"http://127.0.0.1:{self.port}", self.stack.api_key, shots, note],
+                             env={**os.environ, "NODE_PATH": os.path.join(NODE_DIR, "node_modules")},
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=180)
+        text = out.stdout.decode()
+        self.assertEqual(out.returncode, 0, text[-3000:])
+        got = json.loads(text.strip().splitlines()[-1])
+        self.assertEqual(got["errors"], [])
+        groups = {g["group"]: g for g in got["groups"]}
+        self.assertEqual(groups["switchboard-persister"]["lag"], self.group("switchboard-persister")["lag"])
+        self.assertTrue(all(d["ok"] for d in got["deps"]), got["deps"])
+        self.assertTrue(got["summary"].startswith(f"{api['count']} dead letter"), got["summary"])
+        self.assertEqual({c["cause"]: c["count"] for c in got["causes"]}, api["causes"])
+        self.assertEqual(got["letters"], min(api["count"], 50))
+        top = max(api["causes"].values())
+        self.assertTrue(got["narrowed"].startswith(f"{top} dead letter"), got["narrowed"])
+        self.assertIn(note, got["lookup"])
+        for name in ("console-overview.png", "console-dead-letters.png", "console-lookup.png"):
+            self.assertGreater(os.path.getsize(os.path.join(shots, name)), 10_000, name)
+            if os.environ.get("SB_UPDATE_SCREENSHOTS"):
+                os.makedirs(DOCS_SHOTS, exist_ok=True)
+                shutil.copy(os.path.join(shots, name), DOCS_SHOTS)
 
 
 if __name__ == "__main__":
