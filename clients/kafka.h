@@ -134,5 +134,10 @@ bool kafka_conf_set(rd_kafka_conf_t *conf, const char *k, const char *v, char *e
 
 /* Reads a header's value as a NUL-terminated copy into out; false if absent. */
 bool kafka_header(const rd_kafka_message_t *m, const char *name, char *out, size_t cap);
+/* On a job an operator produced back from its dead letter (POST
+ * /ops/v1/dead-letters/redrive): that letter's "topic/partition/offset".
+ * A role that would refuse the job as already settled (a dead
+ * notification) takes it again. */
+#define KAFKA_REDRIVE_HEADER "x-redrive-of"
 
 #endif

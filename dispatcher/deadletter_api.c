@@ -1,6 +1,8 @@
 /* deadletter_api.c - see deadletter_api.h. */
 #include "deadletter_api.h"
 
+#include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -9,6 +11,8 @@
 #include "kafka.h"
 #include "kafka_admin.h"
 #include "log.h"
+#include "metrics.h"
+#include "strbuf.h"
 #include "util.h"
 
 #define DL_SCAN_TIMEOUT_MS 10000
@@ -18,9 +22,37 @@
 #define DL_BODY_MAX (64 << 10) /* of a body shown; longer ones are cut, and say so */
 #define DL_CAUSE_MAX 80
 
+enum dl_mode { DL_LIST, DL_REDRIVE, DL_DISCARD };
+enum dl_state { DL_ANY, DL_NEW, DL_REDRIVEN, DL_DISCARDED };
+static const char *const state_names[] = {"any", "new", "redriven", "discarded"};
+
+#define DL_ACT_MAX 10000 /* letters one redrive or discard handles; the rest stay for the next */
+#define DL_ID_MAX (249 + 24) /* "topic/partition/offset" */
+#define DL_LETTERS_MAX (64 << 10) /* letters=, the list a request names */
+
+/* A letter picked for a redrive: where it goes, what it carries. */
+struct dl_pick {
+    char id[DL_ID_MAX]; /* its dead letter's "topic/partition/offset" */
+    char topic[250];    /* the original topic */
+    void *key, *body;
+    size_t keylen, len;
+    rd_kafka_resp_err_t err; /* of its delivery */
+    bool done;
+    struct dl_req *r;
+};
+
 struct dl_req {
     struct http_pending *p;
     struct dispatcher *d;
+    enum dl_mode mode;
+    char actor[40]; /* the principal (admin key digest) */
+    /* The letters operators handled (sorted "topic/partition/offset" with
+     * the state after a tab), and those a request names (letters=). */
+    char **handled;
+    size_t nhandled;
+    char **named;
+    size_t nnamed;
+    enum dl_state state;
     /* the filter */
     char topic[256];
     char reason[128];
@@ -35,8 +67,16 @@ struct dl_req {
     int64_t top_at[DL_LIMIT_MAX];
     int ntop;
     cJSON *causes; /* {cause: count} */
+    struct dl_pick *picks; /* redrive and discard: the letters to handle */
+    size_t npicks;
+    bool more; /* matched more than DL_ACT_MAX */
+    long long acted, failed_n;
+    pthread_mutex_t lock; /* deliveries of a redrive */
+    pthread_cond_t cond;
+    size_t pending;
     bool expired, failed;
     bool unknown; /* topic= names no dead-letter topic */
+    bool db_failed;
     char err[ERRBUF_LEN];
 };
 
@@ -112,9 +152,80 @@ static cJSON *item(const rd_kafka_message_t *m, const char *reason, const char *
     return it;
 }
 
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Does the sorted set hold id ("topic/partition/offset"), as a whole or
+ * followed by a tab? Returns the entry or NULL. */
+static const char *set_find(char **set, size_t n, const char *id)
+{
+    size_t lo = 0, hi = n, len = strlen(id);
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        int c = strncmp(set[mid], id, len);
+        if (c == 0 && (set[mid][len] == '\0' || set[mid][len] == '\t'))
+            return set[mid];
+        if (c < 0 || (c == 0 && set[mid][len] < '\t'))
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return NULL;
+}
+
+static enum dl_state state_of(const struct dl_req *r, const char *id)
+{
+    const char *h = set_find(r->handled, r->nhandled, id);
+    return h == NULL ? DL_NEW : strcmp(strchr(h, '\t') + 1, "redriven") == 0 ? DL_REDRIVEN : DL_DISCARDED;
+}
+
+static void free_set(char **set, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(set[i]);
+    free(set);
+}
+
+/* A redrive's or discard's letter, kept for after the scan. */
+static void pick(struct dl_req *r, const rd_kafka_message_t *m, const char *id, const char *otopic)
+{
+    if (r->npicks == DL_ACT_MAX) {
+        r->more = true;
+        return;
+    }
+    struct dl_pick *k = &r->picks[r->npicks];
+    *k = (struct dl_pick){.r = r};
+    snprintf(k->id, sizeof k->id, "%s", id);
+    snprintf(k->topic, sizeof k->topic, "%s", otopic);
+    if (r->mode == DL_REDRIVE) {
+        k->keylen = m->key_len;
+        k->len = m->len;
+        k->key = malloc(m->key_len + 1);
+        k->body = malloc(m->len + 1);
+        if (k->key == NULL || k->body == NULL) {
+            free(k->key);
+            free(k->body);
+            r->more = true;
+            return;
+        }
+        if (m->key_len)
+            memcpy(k->key, m->key, m->key_len);
+        if (m->len)
+            memcpy(k->body, m->payload, m->len);
+    }
+    r->npicks++;
+}
+
 static bool on_letter(void *arg, const rd_kafka_message_t *m)
 {
     struct dl_req *r = arg;
+    char id[DL_ID_MAX];
+    snprintf(id, sizeof id, "%s/%d/%lld", rd_kafka_topic_name(m->rkt), (int)m->partition, (long long)m->offset);
+    enum dl_state st = state_of(r, id);
+    if ((r->state != DL_ANY && st != r->state) || (r->named && !set_find(r->named, r->nnamed, id)))
+        return true;
     char reason[1024], otopic[256], opart[16], ooff[24], at_s[24], group[256];
     header(m, "x-dlq-reason", reason, sizeof reason);
     header(m, "x-original-topic", otopic, sizeof otopic);
@@ -130,7 +241,10 @@ static bool on_letter(void *arg, const rd_kafka_message_t *m)
     const char *app = json_str(payload, "application_token", json_str(job, "key", ""));
     char cause[DL_CAUSE_MAX + 1];
     cause_of(reason, cause);
-    if (matches(r, reason, cause, at, type, app)) {
+    if (matches(r, reason, cause, at, type, app) && r->mode != DL_LIST) {
+        r->count++;
+        pick(r, m, id, otopic);
+    } else if (matches(r, reason, cause, at, type, app)) {
         r->count++;
         cJSON *c = cJSON_GetObjectItemCaseSensitive(r->causes, cause);
         if (c)
@@ -146,6 +260,7 @@ static bool on_letter(void *arg, const rd_kafka_message_t *m)
             idx--;
         if (idx < r->limit) {
             cJSON *it = item(m, reason, cause, otopic, opart, ooff, at, group, type, app, payload);
+            cJSON_AddStringToObject(it, "state", state_names[st]);
             if (r->ntop == r->limit)
                 cJSON_Delete(r->top[--r->ntop]);
             memmove(r->top + idx + 1, r->top + idx, (size_t)(r->ntop - idx) * sizeof *r->top);
@@ -159,11 +274,118 @@ static bool on_letter(void *arg, const rd_kafka_message_t *m)
     return true;
 }
 
-static void list_work(void *ctx, void *arg)
+/* Pool thread: the letters operators handled, from MySQL. */
+static bool load_handled(struct dl_req *r, struct db *db)
 {
-    (void)ctx;
+    MYSQL_RES *res = NULL;
+    if (db_query(db, "SELECT CONCAT(dlq_topic, '/', dlq_partition, '/', dlq_offset, '\t', action)"
+                     " FROM dead_letter_actions", &res, r->err, sizeof r->err) != DB_OK)
+        return false;
+    size_t n = (size_t)mysql_num_rows(res);
+    r->handled = calloc(n + 1, sizeof *r->handled);
+    MYSQL_ROW row;
+    while (r->handled && (row = mysql_fetch_row(res)) != NULL)
+        if (row[0] && (r->handled[r->nhandled] = strdup(row[0])) != NULL)
+            r->nhandled++;
+    mysql_free_result(res);
+    if (r->handled == NULL)
+        return sb_errf(r->err, sizeof r->err, "out of memory");
+    qsort(r->handled, r->nhandled, sizeof *r->handled, cmp_str);
+    return true;
+}
+
+static void on_redriven(void *opaque, rd_kafka_resp_err_t err)
+{
+    struct dl_pick *k = opaque;
+    struct dl_req *r = k->r;
+    pthread_mutex_lock(&r->lock);
+    k->err = err;
+    k->done = true;
+    r->pending--;
+    pthread_cond_signal(&r->cond);
+    pthread_mutex_unlock(&r->lock);
+}
+
+/* Each picked letter back to its original topic, with its key and body as
+ * they were and a header naming the dead letter it came from (the roles
+ * honour it: a dead notification is queued again); waits for Kafka's
+ * acknowledgements (message.timeout.ms bounds the wait). */
+static void redrive(struct dl_req *r)
+{
+    pthread_mutex_lock(&r->lock);
+    for (size_t i = 0; i < r->npicks; i++) {
+        struct dl_pick *k = &r->picks[i];
+        rd_kafka_headers_t *h = rd_kafka_headers_new(2);
+        rd_kafka_header_add(h, KAFKA_REDRIVE_HEADER, -1, k->id, -1);
+        rd_kafka_header_add(h, "x-redriven-by", -1, r->actor, -1);
+        char err[ERRBUF_LEN];
+        r->pending++;
+        if (!kafka_produce(r->d->producer, k->topic, k->key, k->keylen, k->body, k->len, h, on_redriven, k, err,
+                           sizeof err)) {
+            r->pending--;
+            k->err = RD_KAFKA_RESP_ERR__FAIL;
+            k->done = true;
+            log_warn("dead letter not redriven", "letter=%s err=\"%s\"", k->id, err);
+        }
+    }
+    while (r->pending > 0)
+        pthread_cond_wait(&r->cond, &r->lock);
+    pthread_mutex_unlock(&r->lock);
+}
+
+/* Records what was done to the picked letters (those Kafka took, for a
+ * redrive), 500 a statement; INSERT IGNORE: a letter handled meanwhile by
+ * another request stays as that one recorded it. */
+static bool record(struct dl_req *r, struct db *db)
+{
+    const char *action = r->mode == DL_REDRIVE ? "redriven" : "discarded";
+    for (size_t i = 0; i < r->npicks;) {
+        struct strbuf b = {0};
+        MYSQL *conn = db_conn(db, r->err, sizeof r->err);
+        if (conn == NULL)
+            return false;
+        strbuf_append_lit(&b, "INSERT IGNORE INTO dead_letter_actions"
+                              " (dlq_topic, dlq_partition, dlq_offset, action, actor, acted_at) VALUES ");
+        size_t rows = 0;
+        for (; i < r->npicks && rows < 500; i++) {
+            struct dl_pick *k = &r->picks[i];
+            if (r->mode == DL_REDRIVE && k->err) {
+                r->failed_n++;
+                continue;
+            }
+            char topic[250];
+            int part = 0;
+            long long off = 0;
+            const char *slash = strchr(k->id, '/');
+            snprintf(topic, sizeof topic, "%.*s", (int)(slash - k->id), k->id);
+            sscanf(slash + 1, "%d/%lld", &part, &off);
+            strbuf_appendf(&b, "%s(", rows ? "," : "");
+            db_quote(&b, conn, topic);
+            strbuf_appendf(&b, ",%d,%lld,'%s',", part, off, action);
+            db_quote(&b, conn, r->actor);
+            strbuf_append_lit(&b, ",NOW(3))");
+            rows++;
+        }
+        uint64_t n = 0;
+        enum db_status st = rows == 0 || strbuf_failed(&b) ? (rows ? DB_FATAL : DB_OK)
+                                                          : db_exec_count(db, b.p, &n, r->err, sizeof r->err);
+        strbuf_free(&b);
+        if (st != DB_OK)
+            return false;
+        r->acted += (long long)n;
+    }
+    return true;
+}
+
+static void dl_work(void *ctx, void *arg)
+{
     struct dl_req *r = arg;
+    struct db *db = ctx;
     const struct sb_config *cfg = r->d->cfg;
+    if (!load_handled(r, db)) {
+        r->failed = r->db_failed = true;
+        return;
+    }
     char *topics[DL_TOPICS_MAX];
     int n = kafka_admin_topics(kafka_producer_handle(r->d->producer), ".dlq", topics, DL_TOPICS_MAX,
                                DL_SCAN_TIMEOUT_MS, r->err, sizeof r->err);
@@ -179,9 +401,18 @@ static void list_work(void *ctx, void *arg)
             r->failed = true;
         free(topics[i]);
     }
+    if (r->failed || r->unknown || r->mode == DL_LIST)
+        return;
+    if (r->mode == DL_REDRIVE)
+        redrive(r);
+    /* Produced first, recorded after: a crash between the two leaves a
+     * letter that may be redriven twice (the roles take a job twice
+     * safely), never one marked redriven that was not. */
+    if (!record(r, db))
+        r->failed = r->db_failed = true;
 }
 
-static void list_expire(void *arg)
+static void dl_expire(void *arg)
 {
     ((struct dl_req *)arg)->expired = true;
 }
@@ -191,10 +422,19 @@ static void dl_free(struct dl_req *r)
     for (int i = 0; i < r->ntop; i++)
         cJSON_Delete(r->top[i]);
     cJSON_Delete(r->causes);
+    for (size_t i = 0; i < r->npicks; i++) {
+        free(r->picks[i].key);
+        free(r->picks[i].body);
+    }
+    free(r->picks);
+    free_set(r->handled, r->nhandled);
+    free_set(r->named, r->nnamed);
+    pthread_mutex_destroy(&r->lock);
+    pthread_cond_destroy(&r->cond);
     free(r);
 }
 
-static void list_done(void *arg)
+static void dl_done(void *arg)
 {
     struct dl_req *r = arg;
     if (r->expired) {
@@ -202,9 +442,10 @@ static void list_done(void *arg)
     } else if (r->unknown && !r->failed) {
         http_pending_errorf(r->p, 404, "not_found", "no dead-letter topic %s", r->topic);
     } else if (r->failed) {
-        log_warn("dead letters: Kafka did not answer", "err=\"%s\"", r->err);
-        http_pending_errorf(r->p, 503, "kafka_unavailable", "cannot read the dead letters: %s", r->err);
-    } else {
+        log_warn("dead letters: a dependency did not answer", "err=\"%s\"", r->err);
+        http_pending_errorf(r->p, 503, r->db_failed ? "database_unavailable" : "kafka_unavailable",
+                            "cannot %s the dead letters: %s", r->mode == DL_LIST ? "read" : "handle", r->err);
+    } else if (r->mode == DL_LIST) {
         cJSON *body = cJSON_CreateObject();
         cJSON_AddNumberToObject(body, "count", (double)r->count);
         cJSON_AddItemToObject(body, "causes", r->causes);
@@ -213,6 +454,26 @@ static void list_done(void *arg)
             cJSON_AddItemToArray(items, r->top[i]);
         r->ntop = 0;
         r->causes = NULL;
+        http_pending_reply(r->p, 200, body);
+        cJSON_Delete(body);
+    } else {
+        const char *done = r->mode == DL_REDRIVE ? "redriven" : "discarded";
+        /* Who did what to how many: the audit trail of the operators. */
+        log_info(r->mode == DL_REDRIVE ? "dead letters redriven" : "dead letters discarded",
+                 "by=%s matched=%lld done=%lld failed=%lld more=%s topic=%s reason=\"%s\" cause=\"%s\" type=%s"
+                 " application=%s since=%lld until=%lld",
+                 r->actor, r->count, r->acted, r->failed_n, r->more ? "yes" : "no", r->topic, r->reason, r->cause,
+                 r->type, r->app, (long long)r->since, (long long)r->until);
+        metric_add(metrics_counter(r->mode == DL_REDRIVE ? "switchboard_dead_letters_redriven_total"
+                                                        : "switchboard_dead_letters_discarded_total",
+                                   "", r->mode == DL_REDRIVE ? "dead letters produced back to their topic by an operator"
+                                                             : "dead letters an operator marked handled"),
+                   (double)r->acted);
+        cJSON *body = cJSON_CreateObject();
+        cJSON_AddNumberToObject(body, "matched", (double)r->count);
+        cJSON_AddNumberToObject(body, done, (double)r->acted);
+        cJSON_AddNumberToObject(body, "failed", (double)r->failed_n);
+        cJSON_AddBoolToObject(body, "more", r->more);
         http_pending_reply(r->p, 200, body);
         cJSON_Delete(body);
     }
@@ -244,47 +505,129 @@ static bool text_param(struct http_ctx *ctx, const char *name, char *out, size_t
     return true;
 }
 
-void deadletter_list(struct http_ctx *ctx)
+static bool topic_name_ok(const char *t, size_t n)
+{
+    return n > 0 && n < 250 && strspn(t, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") == n;
+}
+
+/* letters=topic/partition/offset,...: the letters a request names. */
+static bool letters_param(struct http_ctx *ctx, struct dl_req *r)
+{
+    char *buf = malloc(DL_LETTERS_MAX);
+    if (buf == NULL) {
+        http_reply_error(ctx, 503, "overloaded", "out of memory");
+        return false;
+    }
+    if (!http_query_param(ctx, "letters", buf, DL_LETTERS_MAX)) {
+        free(buf);
+        return true;
+    }
+    bool ok = buf[0] != '\0';
+    size_t cap = 1;
+    for (const char *c = buf; *c; c++)
+        cap += *c == ',';
+    r->named = ok ? calloc(cap, sizeof *r->named) : NULL;
+    ok = ok && r->named;
+    for (char *save = NULL, *it = ok ? strtok_r(buf, ",", &save) : NULL; ok && it; it = strtok_r(NULL, ",", &save)) {
+        char *a = strchr(it, '/'), *b = a ? strchr(a + 1, '/') : NULL;
+        int64_t v;
+        ok = a && b && topic_name_ok(it, (size_t)(a - it)) && (*b = '\0', sb_parse_i64(a + 1, 0, INT32_MAX, &v)) &&
+             sb_parse_i64(b + 1, 0, INT64_MAX, &v);
+        if (ok) {
+            *b = '/';
+            ok = (r->named[r->nnamed] = strdup(it)) != NULL;
+            r->nnamed += ok;
+        }
+    }
+    free(buf);
+    if (!ok) {
+        http_reply_error(ctx, 400, "invalid_parameter",
+                         "letters must be dead letters as topic/partition/offset, comma-separated");
+        return false;
+    }
+    qsort(r->named, r->nnamed, sizeof *r->named, cmp_str);
+    return true;
+}
+
+/* The filter every dead-letter route takes, from the query. */
+static struct dl_req *dl_req_new(struct http_ctx *ctx, enum dl_mode mode)
 {
     struct dl_req *r = calloc(1, sizeof *r);
     if (r == NULL) {
         http_reply_error(ctx, 503, "overloaded", "out of memory");
-        return;
+        return NULL;
     }
-    char limit[16];
+    pthread_mutex_init(&r->lock, NULL);
+    pthread_cond_init(&r->cond, NULL);
+    r->mode = mode;
+    r->state = mode == DL_LIST ? DL_ANY : DL_NEW; /* an action takes only letters nobody handled */
+    char limit[16], state[16];
     int64_t lim = DL_LIMIT_DEFAULT;
     bool ok = true;
     if (http_query_param(ctx, "topic", r->topic, sizeof r->topic)) {
-        /* A Kafka topic name (letters, digits, '.', '_', '-'), of a .dlq */
         size_t n = strlen(r->topic);
-        if (n < 5 || strcmp(r->topic + n - 4, ".dlq") != 0 ||
-            strspn(r->topic, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") != n) {
+        if (n < 5 || strcmp(r->topic + n - 4, ".dlq") != 0 || !topic_name_ok(r->topic, n)) {
             http_reply_error(ctx, 400, "invalid_parameter", "topic must name a dead-letter topic (<topic>.dlq)");
             ok = false;
         }
     }
-    if (ok && http_query_param(ctx, "limit", limit, sizeof limit) && !sb_parse_i64(limit, 0, DL_LIMIT_MAX, &lim)) {
+    if (ok && mode == DL_LIST && http_query_param(ctx, "limit", limit, sizeof limit) &&
+        !sb_parse_i64(limit, 0, DL_LIMIT_MAX, &lim)) {
         http_reply_error(ctx, 400, "invalid_parameter", "limit must be 0 to %d", DL_LIMIT_MAX);
         ok = false;
+    }
+    if (ok && mode == DL_LIST && http_query_param(ctx, "state", state, sizeof state)) {
+        int k = 0;
+        while (k < (int)SB_ARRAY_LEN(state_names) && strcmp(state, state_names[k]) != 0)
+            k++;
+        if (k == (int)SB_ARRAY_LEN(state_names)) {
+            http_reply_error(ctx, 400, "invalid_parameter", "state must be any, new, redriven or discarded");
+            ok = false;
+        }
+        r->state = (enum dl_state)k;
     }
     ok = ok && time_param(ctx, "since", &r->since) && time_param(ctx, "until", &r->until);
     ok = ok && text_param(ctx, "reason", r->reason, sizeof r->reason) &&
          text_param(ctx, "cause", r->cause, sizeof r->cause) &&
          text_param(ctx, "type", r->type, sizeof r->type) && text_param(ctx, "application", r->app, sizeof r->app);
+    ok = ok && letters_param(ctx, r);
     if (ok) {
         r->limit = (int)lim;
         r->d = ctx->loop->d;
+        snprintf(r->actor, sizeof r->actor, "%s", ctx->principal);
         r->causes = cJSON_CreateObject();
-        ok = r->causes && (r->p = http_pending_new(ctx)) != NULL;
+        r->picks = mode == DL_LIST ? NULL : calloc(DL_ACT_MAX, sizeof *r->picks);
+        ok = r->causes && (mode == DL_LIST || r->picks) && (r->p = http_pending_new(ctx)) != NULL;
         if (!ok)
             http_reply_error(ctx, 503, "overloaded", "out of memory");
     }
     if (!ok) {
         dl_free(r);
-        return;
+        return NULL;
     }
-    /* Kafka round trips and a read of whole topics: on a pool thread. */
-    if (!http_pool_submit(r->p, r->d->dbpool, threadpool_tenant(ctx->principal), list_work, list_expire, list_done,
-                          r))
+    return r;
+}
+
+static void dl_start(struct http_ctx *ctx, enum dl_mode mode)
+{
+    struct dl_req *r = dl_req_new(ctx, mode);
+    /* Kafka round trips, a read of whole topics, MySQL: on a pool thread. */
+    if (r && !http_pool_submit(r->p, r->d->dbpool, threadpool_tenant(ctx->principal), dl_work, dl_expire, dl_done,
+                               r))
         dl_free(r);
+}
+
+void deadletter_list(struct http_ctx *ctx)
+{
+    dl_start(ctx, DL_LIST);
+}
+
+void deadletter_redrive(struct http_ctx *ctx)
+{
+    dl_start(ctx, DL_REDRIVE);
+}
+
+void deadletter_discard(struct http_ctx *ctx)
+{
+    dl_start(ctx, DL_DISCARD);
 }

@@ -42,7 +42,11 @@ struct route dispatcher_routes[] = {
     R("GET", "/ops/console", console_page_get, "ops_console", ACCESS_OPEN, SMALL), /* the page; data needs the key */
     R("GET", "/ops/v1/overview", ops_overview, "ops_overview", ACCESS_ADMIN, SMALL),
     RQ("GET", "/ops/v1/dead-letters", deadletter_list, "dead_letters", ACCESS_ADMIN, SMALL,
-       ",topic,reason,cause,type,application,since,until,limit,"),
+       ",topic,reason,cause,type,application,since,until,limit,state,letters,"),
+    RQ("POST", "/ops/v1/dead-letters/redrive", deadletter_redrive, "dead_letters_redrive", ACCESS_ADMIN, SMALL,
+       ",topic,reason,cause,type,application,since,until,letters,"),
+    RQ("POST", "/ops/v1/dead-letters/discard", deadletter_discard, "dead_letters_discard", ACCESS_ADMIN, SMALL,
+       ",topic,reason,cause,type,application,since,until,letters,"),
     R("POST", "/api/v1/applications", app_create, "app_create", ACCESS_ADMIN, SMALL),
     RQ("GET", "/api/v1/applications", app_list, "app_list", ACCESS_ADMIN, SMALL, ",limit,after,"),
     R("GET", APP, app_get, "app_get", ACCESS_APP, SMALL),

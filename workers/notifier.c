@@ -395,7 +395,10 @@ static enum db_status handle_one(struct sender *s, struct notestore *store, stru
     const cJSON *p = j->env.payload;
     struct note_msg m;
     struct note n = {0}, existing;
-    char why[ERRBUF_LEN];
+    char why[ERRBUF_LEN], redrive_of[300];
+    /* Read here, while the message is the batch's (a detached delivery
+     * outlives it). */
+    bool redriven = j->msg && kafka_header(j->msg, KAFKA_REDRIVE_HEADER, redrive_of, sizeof redrive_of);
     snprintf(n.id, sizeof n.id, "%s", json_str(p, "id", ""));
     snprintf(n.idem, sizeof n.idem, "%s", json_str(p, "idempotency_key", ""));
     snprintf(n.tracking_id, sizeof n.tracking_id, "%s", json_str(p, "tracking_id", ""));
@@ -427,6 +430,20 @@ static enum db_status handle_one(struct sender *s, struct notestore *store, stru
         return st;
     if (!created && strcmp(existing.id, n.id) != 0)
         return key_taken(nf, store, j, &n, &existing, errbuf, errlen);
+    if (!created && existing.status == NOTE_DEAD && redriven) {
+        /* An operator sent its dead letter back (KAFKA_REDRIVE_HEADER): it
+         * is queued again and delivered from its first attempt. Once sent,
+         * another copy of the same redrive finds it sent, a no-op. */
+        log_info("dead notification redriven: queued again", "id=%s letter=%s", existing.id, redrive_of);
+        existing.status = NOTE_QUEUED;
+        existing.attempts = 0;
+        existing.last_error[0] = '\0';
+        existing.updated_ms = sb_now_ms();
+        if ((st = notestore_update(store, &existing, errbuf, errlen)) != DB_OK)
+            return st;
+        n = existing;
+        created = true; /* from here on as a new one: no attempts carried over */
+    }
     if (!created) {
         /* Redelivered after it was settled. A dead one is dead-lettered
          * again: its batch may have been rewound (another sender's store
@@ -447,7 +464,7 @@ static enum db_status handle_one(struct sender *s, struct notestore *store, stru
         }
         n = existing;
     }
-    int64_t attempts = json_i64(p, "attempt", 0);
+    int64_t attempts = redriven ? 0 : json_i64(p, "attempt", 0);
     if (existing.attempts > attempts && !created)
         attempts = existing.attempts;
 

@@ -471,6 +471,46 @@ class TestNotify(StackTestCase):
         self.assertEqual(len(self.records("/push")), 1)
         self.assertEqual(self.note(nid)["attempts"], 1)
 
+    def test_18b_a_redriven_dead_notification_is_sent_once(self):
+        """Issue 25: an operator redrives a dead notification's letter
+        (POST /ops/v1/dead-letters/redrive) once the provider is back: the
+        notifier honours the marker, queues it again and sends it once; a
+        second redrive finds nothing new; a discarded letter is never
+        redriven."""
+        t0 = int(time.time() * 1000)
+        ids = []
+        for dev in ("device-redrive", "device-discard"):
+            self.fail_next(1, status=400)
+            r = self.http("POST", "/v1/messages", {"channel": "push", "to": dev, "payload": "again"})
+            ids.append(r.json()["id"])
+            self.wait_status(ids[-1], "dead")
+        nid, gone = ids
+
+        def letters(query):
+            r = self.http("GET", f"/ops/v1/dead-letters?since={t0}&{query}")
+            self.assertEqual(r.status, 200, r)
+            return r.json()
+        wait_until("both dead letters", lambda: letters("")["count"] == 2, 30, 0.5)
+        self.fail_next(0)
+        r = self.http("POST", f"/ops/v1/dead-letters/discard?since={t0}&application={gone}")
+        self.assertEqual((r.status, r.json()), (200, {"matched": 1, "discarded": 1, "failed": 0, "more": False}))
+        r = self.http("POST", f"/ops/v1/dead-letters/redrive?since={t0}")  # the discarded one stays
+        self.assertEqual((r.status, r.json()), (200, {"matched": 1, "redriven": 1, "failed": 0, "more": False}))
+        n = self.wait_status(nid, "sent", 30)
+        self.assertEqual(n["attempts"], 1)  # counted afresh
+        pushed = [x for x in self.records("/push") if "device-redrive" in json.dumps(x)]
+        self.assertEqual(len(pushed), 2)  # the refused one, then the one sent
+        r = self.http("POST", f"/ops/v1/dead-letters/redrive?since={t0}")  # safe to run twice
+        self.assertEqual(r.json(), {"matched": 0, "redriven": 0, "failed": 0, "more": False})
+        states = {it["application"]: it["state"] for it in letters("")["items"]}
+        self.assertEqual(states, {nid: "redriven", gone: "discarded"})
+        self.assertEqual(letters("state=new")["count"], 0)
+        time.sleep(1.5)  # a second delivery, if there were one, would show by now
+        self.assertEqual(len([x for x in self.records("/push") if "device-redrive" in json.dumps(x)]), 2)
+        self.assertEqual(self.note(gone)["status"], "dead")
+        self.assertEqual(self.stack.sql("SELECT action, COUNT(*) FROM dead_letter_actions GROUP BY action"
+                                        " ORDER BY action"), [["redriven", "1"], ["discarded", "1"]])
+
     def test_22_an_older_copy_waits_for_the_retry(self):
         """The job again (a producer repeats it, or a rewound batch) while
         its notification waits for a retry: the retry owns it. The copy used

@@ -127,7 +127,7 @@ class TestOps(StackTestCase):
         for i in range(2):
             kcat_produce(self.stack, "chat.commands", f"console-poison-{i}", b"{broken")
         wait_until("dead-lettered", lambda: self.letters(f"?since={t0}")["count"] == 2, 30)
-        api = self.letters()
+        api = self.letters("?state=new")
         r = self.http("POST", "/v1/messages", {"channel": "email", "to": "ops@example.com", "title": "t",
                                                "payload": "p", "idempotencyKey": "console-1"})
         self.assertEqual(r.status, 202, r)
@@ -153,6 +153,12 @@ class TestOps(StackTestCase):
         self.assertEqual(got["letters"], min(api["count"], 50))
         top = max(api["causes"].values())
         self.assertTrue(got["narrowed"].startswith(f"{top} dead letter"), got["narrowed"])
+        self.assertEqual(got["acted"], f"{top} discarded of {top}")
+        self.assertTrue(got["after"].startswith("0 dead letters match"), got["after"])
+        discarded = self.letters("?state=discarded")
+        self.assertEqual(discarded["count"], top)
+        self.assertEqual({it["cause"] for it in discarded["items"]}, {got["causes"][0]["cause"]})
+        self.assertEqual(self.letters("?state=new")["count"], api["count"] - top)
         self.assertIn(note, got["lookup"])
         for name in ("console-overview.png", "console-dead-letters.png", "console-lookup.png"):
             self.assertGreater(os.path.getsize(os.path.join(shots, name)), 10_000, name)

@@ -45,12 +45,23 @@ const { chromium } = require('playwright-core');
                                causes[0].cause, { timeout: 30000 });
     const narrowed = await page.textContent('#dlsummary');
 
+    // Those discarded from the page (the confirmation accepted): the list of
+    // letters nobody handled no longer has them.
+    page.on('dialog', (d) => d.accept());
+    await page.click('#discard');
+    await page.waitForFunction(() => /discarded of/.test(document.querySelector('#acted').textContent), null,
+                               { timeout: 30000 });
+    const acted = await page.textContent('#acted');
+    await page.waitForFunction(() => /^0 dead letters match/.test(document.querySelector('#dlsummary').textContent),
+                               null, { timeout: 30000 });
+    const after = await page.textContent('#dlsummary');
+
     await page.fill('#lookform [name=note]', noteId);
     await page.click('#lookform button');
     await page.waitForFunction(() => document.querySelector('#lookout').textContent.length > 0, null, { timeout: 20000 });
     const lookup = await page.textContent('#lookout');
     await page.screenshot({ path: path.join(shotdir, 'console-lookup.png'), fullPage: true });
-    console.log(JSON.stringify({ groups, deps, summary, causes, letters, narrowed, lookup, errors }));
+    console.log(JSON.stringify({ groups, deps, summary, causes, letters, narrowed, acted, after, lookup, errors }));
   } finally {
     await browser.close();
   }
