@@ -220,7 +220,11 @@ bool kafka_admin_scan(const char *brokers, const char *extra_conf, const char *t
     if (conf == NULL || !kafka_conf_set(conf, "bootstrap.servers", brokers, errbuf, errlen) ||
         !kafka_conf_set(conf, "group.id", "switchboard-ops-scan", errbuf, errlen) ||
         !kafka_conf_set(conf, "enable.auto.commit", "false", errbuf, errlen) ||
-        !kafka_conf_set(conf, "enable.partition.eof", "false", errbuf, errlen) ||
+        /* The end of a partition is told (its last offset may never come
+         * as a message: a transaction marker, a compacted record), and a
+         * start trimmed by retention meanwhile is read from what is left. */
+        !kafka_conf_set(conf, "enable.partition.eof", "true", errbuf, errlen) ||
+        !kafka_conf_set(conf, "auto.offset.reset", "earliest", errbuf, errlen) ||
         !kafka_conf_apply(conf, extra_conf, errbuf, errlen)) {
         if (conf)
             rd_kafka_conf_destroy(conf);
@@ -280,19 +284,19 @@ bool kafka_admin_scan(const char *brokers, const char *extra_conf, const char *t
         rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, (int)(wait < 200 ? wait : 200));
         if (m == NULL)
             continue;
-        if (m->err) {
-            if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF && m->err != RD_KAFKA_RESP_ERR__TRANSPORT)
-                log_warn("dead letter scan", "topic=%s err=\"%s\"", topic, rd_kafka_message_errstr(m));
-            rd_kafka_message_destroy(m);
-            continue;
-        }
         int k = 0;
         while (k < np && md->topics[0].partitions[k].id != m->partition)
             k++;
-        if (k < np && m->offset < end[k]) {
+        if (m->err && m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF && m->err != RD_KAFKA_RESP_ERR__TRANSPORT)
+            log_warn("dead letter scan", "topic=%s err=\"%s\"", topic, rd_kafka_message_errstr(m));
+        if (k < np && end[k] > 0 && !m->err && m->offset < end[k])
             stop = !fn(arg, m);
-            if (m->offset + 1 >= end[k])
-                left--;
+        /* Done with a partition at its end as it was (end[k] -1 from then
+         * on): its last message, or the broker saying it has no more. */
+        if (k < np && end[k] > 0 &&
+            ((!m->err && m->offset + 1 >= end[k]) || m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF)) {
+            end[k] = -1;
+            left--;
         }
         rd_kafka_message_destroy(m);
     }

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include "json.h"
 #include "kafka.h"
@@ -77,6 +78,9 @@ struct dl_req {
     bool expired, failed;
     bool unknown; /* topic= names no dead-letter topic */
     bool db_failed;
+    bool busy;       /* another redrive or discard holds the lock */
+    bool orphaned;   /* deliveries never reported: left allocated */
+    bool unrecorded; /* done, but dead_letter_actions could not say so */
     char err[ERRBUF_LEN];
 };
 
@@ -284,11 +288,12 @@ static bool load_handled(struct dl_req *r, struct db *db)
     size_t n = (size_t)mysql_num_rows(res);
     r->handled = calloc(n + 1, sizeof *r->handled);
     MYSQL_ROW row;
-    while (r->handled && (row = mysql_fetch_row(res)) != NULL)
-        if (row[0] && (r->handled[r->nhandled] = strdup(row[0])) != NULL)
-            r->nhandled++;
+    bool ok = r->handled != NULL;
+    while (ok && (row = mysql_fetch_row(res)) != NULL)
+        if (row[0]) /* a letter not known as handled would be handled again: all or nothing */
+            ok = (r->handled[r->nhandled++] = strdup(row[0])) != NULL;
     mysql_free_result(res);
-    if (r->handled == NULL)
+    if (!ok)
         return sb_errf(r->err, sizeof r->err, "out of memory");
     qsort(r->handled, r->nhandled, sizeof *r->handled, cmp_str);
     return true;
@@ -310,27 +315,43 @@ static void on_redriven(void *opaque, rd_kafka_resp_err_t err)
  * they were and a header naming the dead letter it came from (the roles
  * honour it: a dead notification is queued again); waits for Kafka's
  * acknowledgements (message.timeout.ms bounds the wait). */
-static void redrive(struct dl_req *r)
+static bool redrive(struct dl_req *r)
 {
-    pthread_mutex_lock(&r->lock);
     for (size_t i = 0; i < r->npicks; i++) {
         struct dl_pick *k = &r->picks[i];
         rd_kafka_headers_t *h = rd_kafka_headers_new(2);
         rd_kafka_header_add(h, KAFKA_REDRIVE_HEADER, -1, k->id, -1);
         rd_kafka_header_add(h, "x-redriven-by", -1, r->actor, -1);
         char err[ERRBUF_LEN];
+        pthread_mutex_lock(&r->lock);
         r->pending++;
+        pthread_mutex_unlock(&r->lock);
         if (!kafka_produce(r->d->producer, k->topic, k->key, k->keylen, k->body, k->len, h, on_redriven, k, err,
                            sizeof err)) {
+            pthread_mutex_lock(&r->lock);
             r->pending--;
             k->err = RD_KAFKA_RESP_ERR__FAIL;
             k->done = true;
+            pthread_mutex_unlock(&r->lock);
             log_warn("dead letter not redriven", "letter=%s err=\"%s\"", k->id, err);
         }
     }
-    while (r->pending > 0)
-        pthread_cond_wait(&r->cond, &r->lock);
+    /* librdkafka reports every message within its timeout (the producer's
+     * is request_timeout_ms); a wait past that means nobody serves the
+     * reports (the dispatcher is stopping): the request is then left, not
+     * freed, since reports may still come for it. */
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += (time_t)(r->d->cfg->request_timeout_ms / 1000 + 10);
+    pthread_mutex_lock(&r->lock);
+    int rc = 0;
+    while (r->pending > 0 && rc == 0)
+        rc = pthread_cond_timedwait(&r->cond, &r->lock, &until);
+    bool all = r->pending == 0;
     pthread_mutex_unlock(&r->lock);
+    if (!all)
+        sb_errf(r->err, sizeof r->err, "Kafka did not report the deliveries (stopping?)");
+    return all;
 }
 
 /* Records what was done to the picked letters (those Kafka took, for a
@@ -377,14 +398,34 @@ static bool record(struct dl_req *r, struct db *db)
     return true;
 }
 
+/* One redrive or discard at a time, across dispatchers (a MySQL named
+ * lock, held by this pool thread's connection): two at once would both
+ * find the same letters unhandled and both produce them. */
+#define DL_LOCK "switchboard.dead_letter_actions"
+
+static bool take_lock(struct dl_req *r, struct db *db)
+{
+    MYSQL_RES *res = NULL;
+    if (db_query(db, "SELECT GET_LOCK('" DL_LOCK "', 0)", &res, r->err, sizeof r->err) != DB_OK) {
+        r->failed = r->db_failed = true;
+        return false;
+    }
+    MYSQL_ROW row = mysql_fetch_row(res);
+    r->busy = !(row && row[0] && strcmp(row[0], "1") == 0);
+    mysql_free_result(res);
+    return !r->busy;
+}
+
 static void dl_work(void *ctx, void *arg)
 {
     struct dl_req *r = arg;
     struct db *db = ctx;
     const struct sb_config *cfg = r->d->cfg;
+    if (r->mode != DL_LIST && !take_lock(r, db))
+        return;
     if (!load_handled(r, db)) {
         r->failed = r->db_failed = true;
-        return;
+        goto unlock;
     }
     char *topics[DL_TOPICS_MAX];
     int n = kafka_admin_topics(kafka_producer_handle(r->d->producer), ".dlq", topics, DL_TOPICS_MAX,
@@ -402,14 +443,25 @@ static void dl_work(void *ctx, void *arg)
         free(topics[i]);
     }
     if (r->failed || r->unknown || r->mode == DL_LIST)
-        return;
-    if (r->mode == DL_REDRIVE)
-        redrive(r);
+        goto unlock;
+    if (r->mode == DL_REDRIVE && !redrive(r)) {
+        r->orphaned = true; /* its reports may still come: never freed */
+        r->failed = true;
+        goto unlock;
+    }
     /* Produced first, recorded after: a crash between the two leaves a
      * letter that may be redriven twice (the roles take a job twice
      * safely), never one marked redriven that was not. */
-    if (!record(r, db))
-        r->failed = r->db_failed = true;
+    if (!record(r, db)) {
+        r->unrecorded = true; /* done, but a later call may do it again: said so, and logged */
+        log_error("dead letters handled but not recorded", "by=%s err=\"%s\"", r->actor, r->err);
+    }
+unlock:
+    if (r->mode != DL_LIST) {
+        char why[ERRBUF_LEN];
+        if (db_exec(db, "DO RELEASE_LOCK('" DL_LOCK "')", why, sizeof why) != DB_OK) /* gone with the connection */
+            log_debug("dead-letter lock not released", "err=\"%s\"", why);
+    }
 }
 
 static void dl_expire(void *arg)
@@ -439,6 +491,9 @@ static void dl_done(void *arg)
     struct dl_req *r = arg;
     if (r->expired) {
         http_pending_busy(r->p);
+    } else if (r->busy) {
+        http_req_add_header(r->p->req, "Retry-After", "1");
+        http_pending_errorf(r->p, 409, "in_progress", "another redrive or discard is running; retry when it is done");
     } else if (r->unknown && !r->failed) {
         http_pending_errorf(r->p, 404, "not_found", "no dead-letter topic %s", r->topic);
     } else if (r->failed) {
@@ -474,10 +529,14 @@ static void dl_done(void *arg)
         cJSON_AddNumberToObject(body, done, (double)r->acted);
         cJSON_AddNumberToObject(body, "failed", (double)r->failed_n);
         cJSON_AddBoolToObject(body, "more", r->more);
+        cJSON_AddBoolToObject(body, "recorded", !r->unrecorded);
         http_pending_reply(r->p, 200, body);
         cJSON_Delete(body);
     }
-    dl_free(r);
+    if (r->orphaned)
+        log_error("dead-letter redrive left waiting for Kafka's reports", "by=%s letters=%zu", r->actor, r->npicks);
+    else
+        dl_free(r);
 }
 
 /* A time bound: milliseconds since the epoch, or absent. */
@@ -597,9 +656,11 @@ static struct dl_req *dl_req_new(struct http_ctx *ctx, enum dl_mode mode)
         snprintf(r->actor, sizeof r->actor, "%s", ctx->principal);
         r->causes = cJSON_CreateObject();
         r->picks = mode == DL_LIST ? NULL : calloc(DL_ACT_MAX, sizeof *r->picks);
-        ok = r->causes && (mode == DL_LIST || r->picks) && (r->p = http_pending_new(ctx)) != NULL;
+        ok = r->causes && (mode == DL_LIST || r->picks);
         if (!ok)
             http_reply_error(ctx, 503, "overloaded", "out of memory");
+        else
+            ok = (r->p = http_pending_new(ctx)) != NULL; /* on NULL it answered itself */
     }
     if (!ok) {
         dl_free(r);

@@ -457,7 +457,7 @@ static enum db_status handle_one(struct sender *s, struct notestore *store, stru
          * notify.retry (a rewound batch, or a producer sending the job
          * again): that retry owns the notification. Delivering it now
          * would skip the backoff and spend an attempt. */
-        if (existing.status == NOTE_FAILED && json_i64(p, "attempt", 0) < existing.attempts) {
+        if (existing.status == NOTE_FAILED && (redriven ? 0 : json_i64(p, "attempt", 0)) < existing.attempts) {
             log_info("older copy of a notification waiting for its retry; skipped", "id=%s attempts=%lld",
                      n.id, (long long)existing.attempts);
             return DB_OK;

@@ -493,15 +493,17 @@ class TestNotify(StackTestCase):
         wait_until("both dead letters", lambda: letters("")["count"] == 2, 30, 0.5)
         self.fail_next(0)
         r = self.http("POST", f"/ops/v1/dead-letters/discard?since={t0}&application={gone}")
-        self.assertEqual((r.status, r.json()), (200, {"matched": 1, "discarded": 1, "failed": 0, "more": False}))
+        self.assertEqual((r.status, r.json()), (200, {"matched": 1, "discarded": 1, "failed": 0, "more": False,
+                                                          "recorded": True}))
         r = self.http("POST", f"/ops/v1/dead-letters/redrive?since={t0}")  # the discarded one stays
-        self.assertEqual((r.status, r.json()), (200, {"matched": 1, "redriven": 1, "failed": 0, "more": False}))
+        self.assertEqual((r.status, r.json()), (200, {"matched": 1, "redriven": 1, "failed": 0, "more": False,
+                                                          "recorded": True}))
         n = self.wait_status(nid, "sent", 30)
         self.assertEqual(n["attempts"], 1)  # counted afresh
         pushed = [x for x in self.records("/push") if "device-redrive" in json.dumps(x)]
         self.assertEqual(len(pushed), 2)  # the refused one, then the one sent
         r = self.http("POST", f"/ops/v1/dead-letters/redrive?since={t0}")  # safe to run twice
-        self.assertEqual(r.json(), {"matched": 0, "redriven": 0, "failed": 0, "more": False})
+        self.assertEqual(r.json(), {"matched": 0, "redriven": 0, "failed": 0, "more": False, "recorded": True})
         states = {it["application"]: it["state"] for it in letters("")["items"]}
         self.assertEqual(states, {nid: "redriven", gone: "discarded"})
         self.assertEqual(letters("state=new")["count"], 0)

@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import subprocess
+import threading
 import time
 import unittest
 
@@ -117,6 +118,28 @@ class TestOps(StackTestCase):
             self.assertIn(r.json()["error"]["code"], ("invalid_parameter",), q)
         r = self.http("GET", "/ops/v1/dead-letters?topic=no.such.dlq")
         self.assertEqual((r.status, r.json()["error"]["code"]), (404, "not_found"), r)
+
+    def test_03b_one_action_at_a_time(self):
+        """While one redrive or discard runs (its MySQL lock held, here by
+        a session of the test), another is refused with 409 and does
+        nothing; once the lock is free it goes through."""
+        held = threading.Event()
+
+        def hold():
+            held.set()
+            self.stack.sql("SELECT GET_LOCK('switchboard.dead_letter_actions', 0); SELECT SLEEP(3)")
+        t = threading.Thread(target=hold)
+        t.start()
+        held.wait()
+        time.sleep(0.5)  # the session has the lock
+        try:
+            r = self.http("POST", "/ops/v1/dead-letters/discard?letters=chat.commands.dlq/0/999999")
+            self.assertEqual((r.status, r.json()["error"]["code"]), (409, "in_progress"), r)
+            self.assertEqual(r.headers.get("Retry-After"), "1")
+        finally:
+            t.join()
+        r = self.http("POST", "/ops/v1/dead-letters/discard?letters=chat.commands.dlq/0/999999")
+        self.assertEqual((r.status, r.json()["matched"]), (200, 0), r)
 
     def test_04_console_in_a_browser(self):
         """The page an operator opens: in headless Chromium it shows the
