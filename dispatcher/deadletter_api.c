@@ -34,6 +34,9 @@ static const char *const state_names[] = {"any", "new", "redriven", "discarded"}
 /* A letter picked for a redrive: where it goes, what it carries. */
 struct dl_pick {
     char id[DL_ID_MAX]; /* its dead letter's "topic/partition/offset" */
+    int dlq_len;        /* of that topic, in id */
+    int32_t dlq_partition;
+    int64_t dlq_offset;
     char topic[250];    /* the original topic */
     void *key, *body;
     size_t keylen, len;
@@ -69,8 +72,8 @@ struct dl_req {
     int ntop;
     cJSON *causes; /* {cause: count} */
     struct dl_pick *picks; /* redrive and discard: the letters to handle */
-    size_t npicks;
-    bool more; /* matched more than DL_ACT_MAX */
+    size_t npicks, cap_picks; /* grown as letters match, up to DL_ACT_MAX */
+    bool more; /* matched more than DL_ACT_MAX (or no memory for more) */
     long long acted, failed_n;
     pthread_mutex_t lock; /* deliveries of a redrive */
     pthread_cond_t cond;
@@ -195,12 +198,21 @@ static void free_set(char **set, size_t n)
 /* A redrive's or discard's letter, kept for after the scan. */
 static void pick(struct dl_req *r, const rd_kafka_message_t *m, const char *id, const char *otopic)
 {
-    if (r->npicks == DL_ACT_MAX) {
-        r->more = true;
-        return;
+    if (r->npicks == r->cap_picks) {
+        size_t cap = r->cap_picks ? 2 * r->cap_picks : 64;
+        if (cap > DL_ACT_MAX)
+            cap = DL_ACT_MAX;
+        struct dl_pick *grown = cap > r->cap_picks ? realloc(r->picks, cap * sizeof *r->picks) : NULL;
+        if (grown == NULL) { /* at DL_ACT_MAX (or out of memory): the rest stay for another call */
+            r->more = true;
+            return;
+        }
+        r->picks = grown;
+        r->cap_picks = cap;
     }
     struct dl_pick *k = &r->picks[r->npicks];
-    *k = (struct dl_pick){.r = r};
+    *k = (struct dl_pick){.r = r, .dlq_len = (int)strlen(rd_kafka_topic_name(m->rkt)),
+                          .dlq_partition = m->partition, .dlq_offset = m->offset};
     snprintf(k->id, sizeof k->id, "%s", id);
     snprintf(k->topic, sizeof k->topic, "%s", otopic);
     if (r->mode == DL_REDRIVE) {
@@ -245,10 +257,12 @@ static bool on_letter(void *arg, const rd_kafka_message_t *m)
     const char *app = json_str(payload, "application_token", json_str(job, "key", ""));
     char cause[DL_CAUSE_MAX + 1];
     cause_of(reason, cause);
-    if (matches(r, reason, cause, at, type, app) && r->mode != DL_LIST) {
+    if (!matches(r, reason, cause, at, type, app)) {
+        /* not one of those asked for */
+    } else if (r->mode != DL_LIST) {
         r->count++;
         pick(r, m, id, otopic);
-    } else if (matches(r, reason, cause, at, type, app)) {
+    } else {
         r->count++;
         cJSON *c = cJSON_GetObjectItemCaseSensitive(r->causes, cause);
         if (c)
@@ -375,14 +389,10 @@ static bool record(struct dl_req *r, struct db *db)
                 continue;
             }
             char topic[250];
-            int part = 0;
-            long long off = 0;
-            const char *slash = strchr(k->id, '/');
-            snprintf(topic, sizeof topic, "%.*s", (int)(slash - k->id), k->id);
-            sscanf(slash + 1, "%d/%lld", &part, &off);
+            snprintf(topic, sizeof topic, "%.*s", k->dlq_len, k->id);
             strbuf_appendf(&b, "%s(", rows ? "," : "");
             db_quote(&b, conn, topic);
-            strbuf_appendf(&b, ",%d,%lld,'%s',", part, off, action);
+            strbuf_appendf(&b, ",%d,%lld,'%s',", (int)k->dlq_partition, (long long)k->dlq_offset, action);
             db_quote(&b, conn, r->actor);
             strbuf_append_lit(&b, ",NOW(3))");
             rows++;
@@ -655,8 +665,7 @@ static struct dl_req *dl_req_new(struct http_ctx *ctx, enum dl_mode mode)
         r->d = ctx->loop->d;
         snprintf(r->actor, sizeof r->actor, "%s", ctx->principal);
         r->causes = cJSON_CreateObject();
-        r->picks = mode == DL_LIST ? NULL : calloc(DL_ACT_MAX, sizeof *r->picks);
-        ok = r->causes && (mode == DL_LIST || r->picks);
+        ok = r->causes != NULL;
         if (!ok)
             http_reply_error(ctx, 503, "overloaded", "out of memory");
         else

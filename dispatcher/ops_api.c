@@ -107,13 +107,9 @@ static void overview_done(void *arg)
         log_warn("ops overview: Kafka did not answer", "err=\"%s\"", o->err);
         http_pending_errorf(o->p, 503, "kafka_unavailable", "Kafka did not answer: %s", o->err);
     } else {
-        cJSON *body = cJSON_CreateObject();
-        cJSON_AddNumberToObject(body, "at", (double)sb_now_ms());
-        add_dependencies(o->d, body);
-        cJSON_AddItemToObject(body, "topics", cJSON_DetachItemFromObject(o->kafka, "topics"));
-        cJSON_AddItemToObject(body, "groups", cJSON_DetachItemFromObject(o->kafka, "groups"));
-        http_pending_reply(o->p, 200, body);
-        cJSON_Delete(body);
+        cJSON_AddNumberToObject(o->kafka, "at", (double)sb_now_ms()); /* beside topics and groups */
+        add_dependencies(o->d, o->kafka);
+        http_pending_reply(o->p, 200, o->kafka);
     }
     cJSON_Delete(o->kafka);
     free(o);

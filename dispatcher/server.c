@@ -230,11 +230,15 @@ void http_pending_reply_text(struct http_pending *p, int code, const char *json,
 
 void http_pending_reply(struct http_pending *p, int code, const cJSON *body)
 {
-    char *text = http_req_gone(p->req) ? NULL : json_print(body);
-    if (text == NULL && !http_req_gone(p->req))
-        http_pending_reply_text(p, 500, HTTP_OOM_BODY, sizeof HTTP_OOM_BODY - 1);
+    if (http_req_gone(p->req)) { /* nothing to print: nobody to answer */
+        http_pending_reply_text(p, code, "", 0);
+        return;
+    }
+    char *text = json_print(body);
+    if (text)
+        http_pending_reply_text(p, code, text, strlen(text));
     else
-        http_pending_reply_text(p, code, text ? text : "", text ? strlen(text) : 0);
+        http_pending_reply_text(p, 500, HTTP_OOM_BODY, sizeof HTTP_OOM_BODY - 1);
     free(text);
 }
 
