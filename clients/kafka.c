@@ -10,6 +10,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include "json.h"
 #include "log.h"
 #include "metrics.h"
 
@@ -757,4 +758,20 @@ bool kafka_header(const rd_kafka_message_t *m, const char *name, char *out, size
 void kafka_dlq_name(const char *topic, char out[KAFKA_DLQ_NAME_MAX])
 {
     snprintf(out, KAFKA_DLQ_NAME_MAX, "%s.dlq", topic);
+}
+
+void kafka_dlq_cause(const char *reason, char out[KAFKA_DLQ_CAUSE_MAX + 1])
+{
+    size_t n = 0;
+    for (const char *p = reason; *p && *p != ':' && n < KAFKA_DLQ_CAUSE_MAX; p++) {
+        if (*p >= '0' && *p <= '9') {
+            while (p[1] >= '0' && p[1] <= '9')
+                p++;
+            out[n++] = 'N';
+        } else {
+            out[n++] = *p;
+        }
+    }
+    out[n] = '\0';
+    json_utf8_trim(out); /* a multibyte character cut at the limit */
 }

@@ -124,6 +124,13 @@ void kafka_consumer_free(struct kafka_consumer *c);
  * there, and switchboard-migrate topics makes it beside the topic. */
 #define KAFKA_DLQ_NAME_MAX 300
 void kafka_dlq_name(const char *topic, char out[KAFKA_DLQ_NAME_MAX]);
+/* The cause a dead letter's reason belongs to: its words before the first
+ * ':' (the detail after it names the job or the provider's answer), each
+ * number as N ("gave up after N attempts", "malformed JSON near offset
+ * N"). The ops API groups dead letters by it and the workers count them by
+ * it in /metrics, so both say the same. */
+#define KAFKA_DLQ_CAUSE_MAX 80
+void kafka_dlq_cause(const char *reason, char out[KAFKA_DLQ_CAUSE_MAX + 1]);
 
 /* Shared by the clients of this folder (kafka_topics.c): librdkafka's log
  * and error callbacks, routed to our log, and one setting with its

@@ -14,6 +14,7 @@
 #define DIGEST_LEN 32
 
 static unsigned char key_digests[MAX_KEYS][DIGEST_LEN];
+static bool key_read_only[MAX_KEYS]; /* ops_read_key_hashes: GET routes of class ACCESS_READ only */
 static size_t nkeys;
 static int64_t rate_rps, rate_burst;
 
@@ -43,38 +44,47 @@ static int hexval(char c)
     return -1;
 }
 
-bool access_init(const struct sb_config *cfg, char *errbuf, size_t errlen)
+/* Appends the digests of a comma-separated list (option name) to the
+ * table, each marked read_only or not. */
+static bool parse_digests(const char *list, const char *name, bool read_only, char *errbuf, size_t errlen)
 {
-    nkeys = 0;
-    rate_rps = cfg->rate_limit_rps;
-    rate_burst = cfg->rate_limit_burst > 0 ? cfg->rate_limit_burst : 2 * cfg->rate_limit_rps;
-    for (const char *p = cfg->api_key_hashes; p && *p;) {
+    size_t entry = 0;
+    for (const char *p = list; p && *p;) {
         while (*p == ',' || *p == ' ')
             p++;
         if (*p == '\0')
             break;
+        entry++;
         if (nkeys == MAX_KEYS) {
-            sb_errf(errbuf, errlen, "api_key_hashes: at most %d keys", MAX_KEYS);
+            sb_errf(errbuf, errlen, "%s: at most %d keys in all", name, MAX_KEYS);
             return false;
         }
         for (int i = 0; i < DIGEST_LEN; i++) {
             int hi = hexval(p[2 * i]), lo = hi < 0 ? -1 : hexval(p[2 * i + 1]);
             if (hi < 0 || lo < 0) {
-                sb_errf(errbuf, errlen, "api_key_hashes: entry %zu is not a SHA-256 hex digest "
-                        "(64 hex characters)", nkeys + 1);
+                sb_errf(errbuf, errlen, "%s: entry %zu is not a SHA-256 hex digest (64 hex characters)", name,
+                        entry);
                 return false;
             }
             key_digests[nkeys][i] = (unsigned char)(hi << 4 | lo);
         }
         p += 2 * DIGEST_LEN;
         if (*p != '\0' && *p != ',' && *p != ' ') {
-            sb_errf(errbuf, errlen, "api_key_hashes: entry %zu is longer than a SHA-256 digest",
-                    nkeys + 1);
+            sb_errf(errbuf, errlen, "%s: entry %zu is longer than a SHA-256 digest", name, entry);
             return false;
         }
-        nkeys++;
+        key_read_only[nkeys++] = read_only;
     }
     return true;
+}
+
+bool access_init(const struct sb_config *cfg, char *errbuf, size_t errlen)
+{
+    nkeys = 0;
+    rate_rps = cfg->rate_limit_rps;
+    rate_burst = cfg->rate_limit_burst > 0 ? cfg->rate_limit_burst : 2 * cfg->rate_limit_rps;
+    return parse_digests(cfg->api_key_hashes, "api_key_hashes", false, errbuf, errlen) &&
+           parse_digests(cfg->ops_read_key_hashes, "ops_read_key_hashes", true, errbuf, errlen);
 }
 
 size_t access_key_count(void)
@@ -82,27 +92,37 @@ size_t access_key_count(void)
     return nkeys;
 }
 
-/* The presented key's digest matches a configured one. Every digest is
- * compared in full, so the time taken does not tell which one was close. */
-static bool key_valid(const char *key, unsigned char digest[DIGEST_LEN])
+/* What the presented key may do: 0 nothing, 1 read (a read-only key), 2
+ * everything (an admin key). Every digest is compared in full, so the
+ * time taken does not tell which one was close. */
+static int key_level(const char *key, unsigned char digest[DIGEST_LEN])
 {
     unsigned int len = 0;
     if (!EVP_Digest(key, strlen(key), digest, &len, EVP_sha256(), NULL) || len != DIGEST_LEN)
-        return false;
-    int match = 0;
-    for (size_t i = 0; i < nkeys; i++)
-        match |= CRYPTO_memcmp(digest, key_digests[i], DIGEST_LEN) == 0;
-    return match != 0;
+        return 0;
+    int level = 0;
+    for (size_t i = 0; i < nkeys; i++) {
+        int match = CRYPTO_memcmp(digest, key_digests[i], DIGEST_LEN) == 0;
+        int l = match * (key_read_only[i] ? 1 : 2);
+        level = l > level ? l : level;
+    }
+    return level;
 }
 
 bool access_key_principal(const char *key, char *principal, size_t cap)
 {
     unsigned char digest[DIGEST_LEN];
-    if (!key_valid(key, digest))
+    int level = key_level(key, digest);
+    if (level == 0)
         return false;
-    snprintf(principal, cap, "k:%02x%02x%02x%02x%02x%02x%02x%02x", digest[0], digest[1], digest[2],
-             digest[3], digest[4], digest[5], digest[6], digest[7]);
+    snprintf(principal, cap, "%c:%02x%02x%02x%02x%02x%02x%02x%02x", level == 2 ? 'k' : 'r', digest[0],
+             digest[1], digest[2], digest[3], digest[4], digest[5], digest[6], digest[7]);
     return true;
+}
+
+bool access_read_only(const char *principal)
+{
+    return principal[0] == 'r';
 }
 
 const char *access_bucket_script(void)
@@ -114,6 +134,18 @@ static void unauthorized(struct http_ctx *ctx, const char *fmt, const char *deta
 {
     http_req_add_header(ctx->req, "WWW-Authenticate", "Bearer realm=\"switchboard\"");
     http_reply_error(ctx, 401, "unauthorized", fmt, detail);
+}
+
+/* A read-only key may use only routes of class ACCESS_READ; false after
+ * answering 403. */
+static bool may_write(struct http_ctx *ctx, const char *principal)
+{
+    if (ctx->route->access != ACCESS_ADMIN || !access_read_only(principal))
+        return true;
+    http_reply_error(ctx, 403, "forbidden", "%s",
+                     "this API key is read-only (ops_read_key_hashes): it may read the ops API and look "
+                     "notifications up, nothing else");
+    return false;
 }
 
 /* Who is asking, for the rate limit: "k:<digest prefix>" for an admin key,
@@ -130,7 +162,7 @@ static bool authenticate(struct http_ctx *ctx, char *principal, size_t cap, cons
                          ctx->route->access == ACCESS_APP
                              ? "this connection was opened with another application's token"
                              : "this connection was opened with an application token: this command "
-                               "needs an admin API key");
+                               "needs an API key");
         return false;
     }
     if (ctx->route->access == ACCESS_APP) {
@@ -143,7 +175,7 @@ static bool authenticate(struct http_ctx *ctx, char *principal, size_t cap, cons
     }
     if (g) {
         sb_join(principal, cap, g->admin, (char *)NULL);
-        return true;
+        return may_write(ctx, principal);
     }
     const char *h = http_req_header(ctx->req, "Authorization");
     if (h == NULL || strncasecmp(h, "Bearer ", 7) != 0 || h[7] == '\0') {
@@ -158,7 +190,7 @@ static bool authenticate(struct http_ctx *ctx, char *principal, size_t cap, cons
         unauthorized(ctx, "%s", "the API key is not valid");
         return false;
     }
-    return true;
+    return may_write(ctx, principal);
 }
 
 static void run_handler(struct http_ctx *ctx)

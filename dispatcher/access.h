@@ -1,8 +1,11 @@
 /* access.h - who may call a route, and how often.
  *
  * Each route has an access class: open (health, readiness, metrics), admin
- * (application management, phonebook, SMS and notifications, /ops/ping:
- * "Authorization: Bearer <admin API key>"), or app (the chat routes of one
+ * (application management, phonebook, SMS and notifications, /ops/ping,
+ * the dead-letter actions: "Authorization: Bearer <admin API key>"), read
+ * (the ops API's reads and the notification and SMS lookups: an admin key
+ * or a read-only key from ops_read_key_hashes, for an operator who may
+ * look but not act), or app (the chat routes of one
  * application, authorized by the application token in their path). Admin
  * keys are configured as SHA-256 digests only, so the dispatcher never
  * holds a key; a presented key is hashed and compared with every digest in
@@ -23,9 +26,12 @@
 bool access_init(const struct sb_config *cfg, char *errbuf, size_t errlen) SB_NODISCARD;
 /* Number of admin keys configured (0: admin routes answer 401). */
 size_t access_key_count(void);
-/* The rate-limit principal of an admin key ("k:" and the first 8 bytes of
- * its digest, in hex); false if the key is not one configured. */
+/* The rate-limit principal of a key ("k:" for an admin key, "r:" for a
+ * read-only one, then the first 8 bytes of its digest in hex); false if
+ * the key is not one configured. */
 bool access_key_principal(const char *key, char *principal, size_t cap) SB_NODISCARD;
+/* The principal is a read-only key's. */
+bool access_read_only(const char *principal);
 /* The token bucket, a Lua script run by EVAL with KEYS[1] = the bucket's
  * key, ARGV = rate (per second), burst: 0 when a token was taken, else the
  * milliseconds until one is there. */

@@ -21,7 +21,6 @@
 #define DL_LIMIT_MAX 500
 #define DL_TOPICS_MAX 64
 #define DL_BODY_MAX (64 << 10) /* of a body shown; longer ones are cut, and say so */
-#define DL_CAUSE_MAX 80
 
 enum dl_mode { DL_LIST, DL_REDRIVE, DL_DISCARD };
 enum dl_state { DL_ANY, DL_NEW, DL_REDRIVEN, DL_DISCARDED };
@@ -60,7 +59,7 @@ struct dl_req {
     /* the filter */
     char topic[256];
     char reason[128];
-    char cause[DL_CAUSE_MAX + 1];
+    char cause[KAFKA_DLQ_CAUSE_MAX + 1];
     char type[64];
     char app[128];
     int64_t since, until; /* ms; 0: open */
@@ -92,25 +91,6 @@ static void header(const rd_kafka_message_t *m, const char *name, char *out, siz
 {
     if (!kafka_header(m, name, out, cap))
         out[0] = '\0';
-}
-
-/* The cause a reason belongs to: its words before the first ':' (the
- * detail after it names the job or the provider's answer), each number
- * as N ("gave up after N attempts", "malformed JSON near offset N"). */
-static void cause_of(const char *reason, char out[DL_CAUSE_MAX + 1])
-{
-    size_t n = 0;
-    for (const char *p = reason; *p && *p != ':' && n < DL_CAUSE_MAX; p++) {
-        if (*p >= '0' && *p <= '9') {
-            while (p[1] >= '0' && p[1] <= '9')
-                p++;
-            out[n++] = 'N';
-        } else {
-            out[n++] = *p;
-        }
-    }
-    out[n] = '\0';
-    json_utf8_trim(out);
 }
 
 static bool matches(const struct dl_req *r, const char *reason, const char *cause, int64_t at, const char *type,
@@ -255,8 +235,8 @@ static bool on_letter(void *arg, const rd_kafka_message_t *m)
     const cJSON *payload = cJSON_GetObjectItemCaseSensitive(job, "payload");
     const char *type = json_str(job, "type", "");
     const char *app = json_str(payload, "application_token", json_str(job, "key", ""));
-    char cause[DL_CAUSE_MAX + 1];
-    cause_of(reason, cause);
+    char cause[KAFKA_DLQ_CAUSE_MAX + 1];
+    kafka_dlq_cause(reason, cause);
     if (!matches(r, reason, cause, at, type, app)) {
         /* not one of those asked for */
     } else if (r->mode != DL_LIST) {

@@ -16,6 +16,7 @@
 #include "pbpool.h"
 #include "phonebook_api.h"
 #include "readiness.h"
+#include "throughput.h"
 #include "wsconn.h"
 
 /* Longest wait at start for every loop's Redis connection. */
@@ -106,6 +107,9 @@ static bool start_shared(struct dispatcher *d, const struct sb_config *cfg, char
     d->readiness = readiness_new(d, why, sizeof why);
     if (d->readiness == NULL)
         return sb_errf(err, errlen, "cannot start readiness probes: %s", why);
+    d->throughput = throughput_new(d, why, sizeof why);
+    if (d->throughput == NULL)
+        return sb_errf(err, errlen, "%s", why);
     return true;
 }
 
@@ -203,6 +207,7 @@ void dispatcher_stop(struct dispatcher *d)
     threadpool_stop(d->dbpool);
     threadpool_stop(d->notepool);
     readiness_free(d->readiness);
+    throughput_free(d->throughput); /* before the producer its samples ask through */
     kafka_producer_free(d->producer, 2000);
     for (int i = 0; i < nloops; i++)
         loop_destroy(&d->loops[i]);

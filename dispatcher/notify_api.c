@@ -335,6 +335,7 @@ struct get_req {
     struct http_pending *p;
     struct loop *loop;
     char id[NOTE_ID_MAX + 1];
+    char idem[NOTE_IDEM_STORED_MAX + 1]; /* by idempotency key: the key, else "" */
     struct note note;
     bool found, expired;
     enum db_status st;
@@ -351,7 +352,8 @@ static void get_expire(void *arg)
 static void get_work(void *ctx, void *arg)
 {
     struct get_req *g = arg;
-    g->st = notestore_get(ctx, g->id, &g->note, &g->found, g->err, sizeof g->err);
+    g->st = *g->idem ? notestore_find_idem(ctx, g->idem, &g->note, &g->found, g->err, sizeof g->err)
+                     : notestore_get(ctx, g->id, &g->note, &g->found, g->err, sizeof g->err);
 }
 
 static void on_accepted_marker(redisAsyncContext *ac, void *rep, void *priv)
@@ -378,6 +380,31 @@ static void on_accepted_marker(redisAsyncContext *ac, void *rep, void *priv)
     free(g);
 }
 
+/* Not in the store by that key: an accepted request whose notification
+ * the notifier has not recorded yet still holds the key in Redis
+ * ("done|<fingerprint>|<id>"), and is answered as GET by that id would.
+ * "pending" is a request not yet acknowledged: not found. */
+static void on_idem_marker(redisAsyncContext *ac, void *rep, void *priv)
+{
+    (void)ac;
+    struct get_req *g = priv;
+    redisReply *r = rep;
+    const char *id = r && r->type == REDIS_REPLY_STRING && strncmp(r->str, "done|", 5) == 0
+                         ? strchr(r->str + 5, '|') : NULL;
+    if (r == NULL) {
+        http_pending_error(g->p, 503, "cache_unavailable", "cannot look the notification up now");
+    } else if (id == NULL || !notify_id_valid(id + 1)) {
+        http_pending_errorf(g->p, 404, "not_found", "no notification has idempotencyKey %s", g->idem);
+    } else {
+        snprintf(g->id, sizeof g->id, "%s", id + 1);
+        if (redis_client_command(g->loop->redis, on_accepted_marker, g, "GET " NOTE_PREFIX "%s", g->id))
+            return;
+        on_accepted_marker(NULL, NULL, g);
+        return;
+    }
+    free(g);
+}
+
 static void get_done(void *arg)
 {
     struct get_req *g = arg;
@@ -393,6 +420,9 @@ static void get_done(void *arg)
         http_pending_reply(g->p, 200, o);
         cJSON_Delete(o);
         free(g);
+    } else if (*g->idem) {
+        if (!redis_client_command(g->loop->redis, on_idem_marker, g, "GET " IDEM_PREFIX "%s", g->idem))
+            on_idem_marker(NULL, NULL, g);
     } else if (!redis_client_command(g->loop->redis, on_accepted_marker, g, "GET " NOTE_PREFIX "%s",
                                      g->id)) {
         on_accepted_marker(NULL, NULL, g);
@@ -404,12 +434,9 @@ bool notify_id_valid(const char *id)
     return sb_token_valid(id, 8, NOTE_ID_MAX);
 }
 
-void notify_get(struct http_ctx *ctx)
+/* GET /v1/messages/{id} (idem NULL) and GET /v1/messages?idempotencyKey=. */
+static void get_start(struct http_ctx *ctx, const char *id, const char *idem)
 {
-    if (!notify_id_valid(ctx->params[0])) {
-        http_reply_error(ctx, 400, "invalid_id", "a notification id is 8 to 64 characters [A-Za-z0-9_-]");
-        return;
-    }
     struct get_req *g = calloc(1, sizeof *g);
     if (g == NULL || (g->p = http_pending_new(ctx)) == NULL) {
         if (g == NULL)
@@ -418,8 +445,33 @@ void notify_get(struct http_ctx *ctx)
         return;
     }
     g->loop = ctx->loop;
-    snprintf(g->id, sizeof g->id, "%.64s", ctx->params[0]);
+    snprintf(g->id, sizeof g->id, "%s", id ? id : "");
+    snprintf(g->idem, sizeof g->idem, "%s", idem ? idem : "");
     if (!http_pool_submit(g->p, ctx->loop->d->notepool, threadpool_tenant(ctx->principal), get_work, get_expire,
                           get_done, g))
         free(g);
+}
+
+void notify_get(struct http_ctx *ctx)
+{
+    if (!notify_id_valid(ctx->params[0])) {
+        http_reply_error(ctx, 400, "invalid_id", "a notification id is 8 to 64 characters [A-Za-z0-9_-]");
+        return;
+    }
+    get_start(ctx, ctx->params[0], NULL);
+}
+
+void notify_find(struct http_ctx *ctx)
+{
+    char key[NOTE_IDEM_STORED_MAX + 1];
+    bool ok = http_query_param(ctx, "idempotencyKey", key, sizeof key) && *key;
+    for (const unsigned char *c = (const unsigned char *)key; ok && *c; c++)
+        ok = *c >= 0x20 && *c != 0x7f;
+    if (!ok) {
+        http_reply_error(ctx, 400, "invalid_parameter", "%s",
+                         "idempotencyKey is required: 1 to 136 bytes, no control characters (a send-many "
+                         "part's key is <key>#<part>)");
+        return;
+    }
+    get_start(ctx, NULL, key);
 }

@@ -57,5 +57,8 @@ bool notify_id_valid(const char *id);
 
 void notify_create(struct http_ctx *ctx);
 void notify_get(struct http_ctx *ctx);
+/* GET /v1/messages?idempotencyKey=K: the notification a send with that key
+ * made, as GET /v1/messages/{id} answers it. */
+void notify_find(struct http_ctx *ctx);
 
 #endif

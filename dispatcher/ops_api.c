@@ -8,17 +8,21 @@
  *                   202 once Kafka acknowledged it (a pipeline probe)
  *   GET  /ops/v1/overview  the dependencies, every topic's partitions with
  *                   their offsets, every consumer group (idle ones too)
- *                   with its committed offsets and lag (kafka_admin.h) */
+ *                   with its committed offsets and lag (kafka_admin.h),
+ *                   each topic's throughput over the last minutes
+ *                   (throughput.h), and whether the key may act */
 #include <stdlib.h>
 #include <string.h>
 
 #include "ops_api.h"
 
+#include "access.h"
 #include "envelope.h"
 #include "kafka_admin.h"
 #include "log.h"
 #include "readiness.h"
 #include "server.h"
+#include "throughput.h"
 
 void ops_healthz(struct http_ctx *ctx)
 {
@@ -82,6 +86,7 @@ struct overview_req {
     struct dispatcher *d;
     cJSON *kafka; /* kafka_admin_overview's, or NULL (err) */
     bool expired;
+    bool read_only; /* asked with a read-only key: the console hides its actions */
     char err[ERRBUF_LEN];
 };
 
@@ -108,7 +113,11 @@ static void overview_done(void *arg)
         http_pending_errorf(o->p, 503, "kafka_unavailable", "Kafka did not answer: %s", o->err);
     } else {
         cJSON_AddNumberToObject(o->kafka, "at", (double)sb_now_ms()); /* beside topics and groups */
+        cJSON_AddStringToObject(o->kafka, "access", o->read_only ? "read" : "admin");
         add_dependencies(o->d, o->kafka);
+        cJSON *rates = throughput_history(o->d->throughput);
+        if (rates)
+            cJSON_AddItemToObject(o->kafka, "throughput", rates);
         http_pending_reply(o->p, 200, o->kafka);
     }
     cJSON_Delete(o->kafka);
@@ -125,6 +134,7 @@ void ops_overview(struct http_ctx *ctx)
         return;
     }
     o->d = ctx->loop->d;
+    o->read_only = access_read_only(ctx->principal);
     /* Broker round trips: on a pool thread, never on the loop. */
     if (!http_pool_submit(o->p, o->d->dbpool, threadpool_tenant(ctx->principal), overview_work, overview_expire,
                           overview_done, o))

@@ -40,8 +40,8 @@ struct route dispatcher_routes[] = {
     R("GET", "/metrics", ops_metrics, "metrics", ACCESS_OPEN, SMALL),
     R("POST", "/ops/ping", ops_ping, "ops_ping", ACCESS_ADMIN, SMALL),
     R("GET", "/ops/console", console_page_get, "ops_console", ACCESS_OPEN, SMALL), /* the page; data needs the key */
-    R("GET", "/ops/v1/overview", ops_overview, "ops_overview", ACCESS_ADMIN, SMALL),
-    RQ("GET", "/ops/v1/dead-letters", deadletter_list, "dead_letters", ACCESS_ADMIN, SMALL,
+    R("GET", "/ops/v1/overview", ops_overview, "ops_overview", ACCESS_READ, SMALL),
+    RQ("GET", "/ops/v1/dead-letters", deadletter_list, "dead_letters", ACCESS_READ, SMALL,
        ",topic,reason,cause,type,application,since,until,limit,state,letters,"),
     RQ("POST", "/ops/v1/dead-letters/redrive", deadletter_redrive, "dead_letters_redrive", ACCESS_ADMIN, SMALL,
        ",topic,reason,cause,type,application,since,until,letters,"),
@@ -65,11 +65,12 @@ struct route dispatcher_routes[] = {
     R("POST", "/phonebook/assign", pb_assign, "phonebook_assign", ACCESS_ADMIN, SMALL),
     R("POST", "/sms/send/one", sms_send_one, "sms_send_one", ACCESS_ADMIN, SMS_ITEM),
     R("POST", "/sms/send/many", sms_send_many, "sms_send_many", ACCESS_ADMIN, ROUTE_BODY_PER_SMS),
-    R("GET", "/sms/requests/{tracking}", sms_request_get, "sms_request_get", ACCESS_ADMIN, SMALL),
+    R("GET", "/sms/requests/{tracking}", sms_request_get, "sms_request_get", ACCESS_READ, SMALL),
     R("GET", "/ws", ws_commands, "ws", ACCESS_OPEN, SMALL), /* authenticates itself (wsconn.c) */
     R("GET", "/ws/echo", ws_echo, "ws_echo", ACCESS_OPEN, SMALL),
     R("POST", "/v1/messages", notify_create, "notify_create", ACCESS_ADMIN, NOTIFY),
-    R("GET", "/v1/messages/{id}", notify_get, "notify_get", ACCESS_ADMIN, SMALL),
+    RQ("GET", "/v1/messages", notify_find, "notify_find", ACCESS_READ, SMALL, ",idempotencyKey,"),
+    R("GET", "/v1/messages/{id}", notify_get, "notify_get", ACCESS_READ, SMALL),
 };
 const size_t dispatcher_nroutes = sizeof dispatcher_routes / sizeof dispatcher_routes[0];
 const size_t route_sms_item_body = SMS_ITEM;

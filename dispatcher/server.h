@@ -36,6 +36,7 @@
 #include "router.h"
 
 struct readiness;
+struct throughput;
 struct http_conn;
 struct ws_conn;
 struct alloc_op;
@@ -53,6 +54,7 @@ struct dispatcher {
     struct redis_url redis_url;
     struct db_url db_url;
     struct readiness *readiness;
+    struct throughput *throughput; /* the overview's rates (throughput.h) */
     atomic_int inflight;  /* requests waiting for an async completion */
     atomic_int connections; /* open client connections, every loop */
     atomic_llong out_bytes; /* answers written but not yet sent, every connection */
@@ -142,6 +144,7 @@ enum access_class {
     ACCESS_OPEN,  /* anyone */
     ACCESS_ADMIN, /* an admin API key */
     ACCESS_APP,   /* the application whose token is the route's first parameter */
+    ACCESS_READ,  /* an admin API key or a read-only key (ops_read_key_hashes) */
 };
 
 struct route {

@@ -95,6 +95,13 @@ static const struct config_def defs[] = {
     {"api_key_hashes", "SB_API_KEY_HASHES", "--api-key-hashes", CFG_STR, "", 0, 0, D,
      S(api_key_hashes),
      "admin API keys as SHA-256 hex digests, comma-separated (printf %s KEY | sha256sum)"},
+    {"ops_read_key_hashes", "SB_OPS_READ_KEY_HASHES", "--ops-read-key-hashes", CFG_STR, "", 0, 0, D,
+     S(ops_read_key_hashes),
+     "read-only operator keys as SHA-256 hex digests, comma-separated: they may read the ops API "
+     "(overview, dead letters) and look notifications and SMS requests up, nothing else"},
+    {"ops_sample_interval_ms", "SB_OPS_SAMPLE_INTERVAL_MS", "--ops-sample-interval-ms", CFG_INT, "10000", 200,
+     600000, D, S(ops_sample_interval_ms),
+     "how often every topic's end offsets are sampled for the overview's throughput (the last 60 intervals are kept)"},
     {"rate_limit_rps", "SB_RATE_LIMIT_RPS", "--rate-limit-rps", CFG_INT, "2000", 0, 10000000, D,
      S(rate_limit_rps), "requests per second per API key and per application token; 0 = no limit"},
     {"rate_limit_burst", "SB_RATE_LIMIT_BURST", "--rate-limit-burst", CFG_INT, "0", 0, 100000000, D,

@@ -47,6 +47,8 @@ struct sb_config {
     int64_t readiness_interval_ms;
     int64_t number_block;
     char *api_key_hashes;
+    char *ops_read_key_hashes;
+    int64_t ops_sample_interval_ms;
     int64_t rate_limit_rps;
     int64_t rate_limit_burst;
     char *es_url;

@@ -54,7 +54,15 @@ enum db_status notestore_get(struct notestore *s, const char *id, struct note *o
 {
     if (missing(s, errbuf, errlen))
         return DB_TRANSIENT;
-    return s->ops->get(s, id, out, found, errbuf, errlen);
+    return s->ops->get(s, false, id, out, found, errbuf, errlen);
+}
+
+enum db_status notestore_find_idem(struct notestore *s, const char *idem, struct note *out, bool *found,
+                                   char *errbuf, size_t errlen)
+{
+    if (missing(s, errbuf, errlen))
+        return DB_TRANSIENT;
+    return s->ops->get(s, true, idem, out, found, errbuf, errlen);
 }
 
 enum db_status notestore_track_put(struct notestore *s, const char *tracking_id, int64_t total,

@@ -52,7 +52,8 @@ struct notestore_ops {
     enum db_status (*claim)(struct notestore *s, const struct note *n, bool *created,
                             struct note *existing, char *errbuf, size_t errlen);
     enum db_status (*update)(struct notestore *s, const struct note *n, char *errbuf, size_t errlen);
-    enum db_status (*get)(struct notestore *s, const char *id, struct note *out, bool *found,
+    /* by_idem: value is an idempotency key, else an id. */
+    enum db_status (*get)(struct notestore *s, bool by_idem, const char *value, struct note *out, bool *found,
                           char *errbuf, size_t errlen);
     enum db_status (*track_put)(struct notestore *s, const char *tracking_id, int64_t total,
                                 const cJSON *errors, int64_t created_ms, char *errbuf, size_t errlen);
@@ -83,6 +84,10 @@ enum db_status notestore_update(struct notestore *s, const struct note *n, char 
                                 size_t errlen) SB_NODISCARD;
 enum db_status notestore_get(struct notestore *s, const char *id, struct note *out, bool *found,
                              char *errbuf, size_t errlen) SB_NODISCARD;
+/* The record holding idempotency key idem (a send-many part's is
+ * "<key>#<part>"). */
+enum db_status notestore_find_idem(struct notestore *s, const char *idem, struct note *out, bool *found,
+                                   char *errbuf, size_t errlen) SB_NODISCARD;
 /* Records a send-many request (again = no change). errors: a JSON array. */
 enum db_status notestore_track_put(struct notestore *s, const char *tracking_id, int64_t total,
                                    const cJSON *errors, int64_t created_ms, char *errbuf,

@@ -204,11 +204,11 @@ static enum db_status g_update(struct notestore *s, const struct note *n, char *
     return ok ? DB_OK : classify(&e, errbuf, errlen);
 }
 
-static enum db_status g_get(struct notestore *s, const char *id, struct note *out, bool *found,
+static enum db_status g_get(struct notestore *s, bool by_idem, const char *value, struct note *out, bool *found,
                             char *errbuf, size_t errlen)
 {
     struct gstore *g = (struct gstore *)s;
-    bson_t *filter = BCON_NEW("_id", BCON_UTF8(id));
+    bson_t *filter = BCON_NEW(by_idem ? "idempotency_key" : "_id", BCON_UTF8(value));
     enum db_status st = find_one(g->notes, filter, out, NULL, found, errbuf, errlen);
     bson_destroy(filter);
     return st;

@@ -148,7 +148,7 @@ static enum db_status m_update(struct notestore *s, const struct note *n, char *
     return st;
 }
 
-static enum db_status m_get(struct notestore *s, const char *id, struct note *out, bool *found,
+static enum db_status m_get(struct notestore *s, bool by_idem, const char *value, struct note *out, bool *found,
                             char *errbuf, size_t errlen)
 {
     struct mstore *m = (struct mstore *)s;
@@ -156,8 +156,8 @@ static enum db_status m_get(struct notestore *s, const char *id, struct note *ou
     if (conn == NULL)
         return DB_TRANSIENT;
     struct strbuf sql = {0};
-    strbuf_appendf(&sql, "SELECT " NOTE_COLUMNS " FROM notifications WHERE id = ");
-    db_quote(&sql, conn, id);
+    strbuf_appendf(&sql, "SELECT " NOTE_COLUMNS " FROM notifications WHERE %s = ", by_idem ? "idempotency_key" : "id");
+    db_quote(&sql, conn, value);
     enum db_status st = DB_TRANSIENT;
     if (strbuf_failed(&sql))
         sb_errf(errbuf, errlen, "out of memory");

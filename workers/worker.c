@@ -22,6 +22,39 @@ static bool role_acts_on(const struct role *r, const char *type)
     return false;
 }
 
+/* FNV-1a: which label sets were made is all it tells apart. */
+static uint64_t fnv1a(uint64_t h, const char *s)
+{
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * UINT64_C(1099511628211);
+    return h;
+}
+
+/* The counter of topic's dead letters of reason's cause. */
+static struct metric *dead_metric(struct worker *w, const char *topic, const char *reason)
+{
+    char cause[KAFKA_DLQ_CAUSE_MAX + 1];
+    kafka_dlq_cause(reason, cause);
+    for (char *c = cause; *c; c++) /* a label value: no quote, backslash or line break to escape */
+        if (*c == '"' || *c == '\\' || *c == '\n')
+            *c = '\'';
+    uint64_t h = fnv1a(fnv1a(UINT64_C(14695981039346656037), topic) * 31, cause);
+    size_t i = 0;
+    while (i < w->n_dead_causes && w->dead_causes[i] != h)
+        i++;
+    if (i == w->n_dead_causes) {
+        if (w->n_dead_causes == WORKER_DEAD_CAUSES)
+            strcpy(cause, "other");
+        else
+            w->dead_causes[w->n_dead_causes++] = h;
+    }
+    char labels[400];
+    snprintf(labels, sizeof labels, "role=\"%s\",topic=\"%s\",cause=\"%s\"", w->role->name, topic, cause);
+    return metrics_counter("switchboard_dead_letters_total", labels,
+                           "jobs dead-lettered, by source topic and cause (the reason's words before ':', "
+                           "numbers as N)");
+}
+
 bool worker_dead_letter(struct worker *w, const struct deadletter_src *src, const char *reason)
 {
     char err[ERRBUF_LEN];
@@ -33,6 +66,7 @@ bool worker_dead_letter(struct worker *w, const struct deadletter_src *src, cons
     log_warn("job dead-lettered", "topic=%s partition=%d offset=%lld reason=\"%s\"", src->topic,
              (int)src->partition, (long long)src->offset, reason);
     metric_add(w->m_dead, 1);
+    metric_add(dead_metric(w, src->topic, reason), 1);
     return true;
 }
 

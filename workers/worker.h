@@ -78,6 +78,8 @@ struct role {
     void (*turn)(struct worker *w);
 };
 
+#define WORKER_DEAD_CAUSES 32
+
 struct worker {
     const struct sb_config *cfg;
     const struct role *role;
@@ -92,6 +94,12 @@ struct worker {
     struct pins pins; /* jobs the role goes on with after their batch */
     struct metric *m_processed, *m_dead, *m_retries, *m_batches;
     struct metric *m_last_batch; /* unix seconds of the last committed batch */
+    /* Dead letters by topic and cause (kafka_dlq_cause): the label sets
+     * made so far, at most WORKER_DEAD_CAUSES; later causes count as
+     * "other", so a reason that embeds what varies cannot grow /metrics
+     * without bound. */
+    size_t n_dead_causes;
+    uint64_t dead_causes[WORKER_DEAD_CAUSES];
 };
 
 const struct role *role_find(const char *name);

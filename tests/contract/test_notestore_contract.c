@@ -114,6 +114,17 @@ static void test_claim_same_key(void **state)
     assert_false(claim(&second, &existing));
     assert_string_equal(existing.id, first.id);
     assert_string_equal(existing.fingerprint, first.fingerprint);
+    /* Looked up by the key: the first one's record. */
+    char err[256];
+    bool found = false;
+    struct note got;
+    assert_int_equal(notestore_find_idem(store, first.idem, &got, &found, err, sizeof err), DB_OK);
+    assert_true(found);
+    assert_string_equal(got.id, first.id);
+    char other[sizeof first.idem + 2];
+    snprintf(other, sizeof other, "%s-x", first.idem);
+    assert_int_equal(notestore_find_idem(store, other, &got, &found, err, sizeof err), DB_OK);
+    assert_false(found);
 }
 
 /* Notifications without a key never collide with each other. */

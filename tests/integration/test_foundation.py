@@ -263,7 +263,7 @@ class TestFoundation(StackTestCase):
         sms = {"sms": {"idempotencyKey": "openapi-1", "fromPhoneNumber": "+12125550100",
                        "toPhoneNumber": "+12125550101", "content": "hi"}}
         bodies["/one"], bodies["/many"] = sms, [sms]
-        note = {"channel": "push", "to": "device-1", "payload": "hi"}
+        note = {"channel": "push", "to": "device-1", "payload": "hi", "idempotencyKey": "openapi-note"}
         nid = self.http("POST", "/v1/messages", note).json()["id"]
         tid = self.http("POST", "/sms/send/many", [sms]).json()["trackingId"]
         for method, p in sorted(documented):
@@ -272,11 +272,13 @@ class TestFoundation(StackTestCase):
             path = path.replace("{tracking}", tid)
             if path.endswith("/search") and method == "GET":
                 path += "?q=hi"
+            if path == "/v1/messages" and method == "GET":
+                path += "?idempotencyKey=openapi-note"
             body = None
             if method in ("POST", "PUT"):
                 key = "/" + path.rsplit("/", 1)[1] if not path.rsplit("/", 1)[1].isdigit() else "/messages"
                 body = bodies.get(key, {"name": "n"} if method == "PUT" and "/chats" not in path else None)
-            if path == "/v1/messages":
+            if path == "/v1/messages" and method == "POST":
                 body = note
             r = self.http(method, path, body)
             if path == "/ws/echo":  # a WebSocket, and off unless configured (test_websocket runs it)

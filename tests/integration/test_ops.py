@@ -1,7 +1,11 @@
-"""The operator's view (GET /ops/v1/overview, issue 25): every topic's
-partitions with their end offsets, and every consumer group, an idle one
-too, with its committed offsets and lag, read from the real broker."""
+"""The operator's view (issue 25), against the real broker, MySQL, the
+notifier with a provider stand-in, and Chromium: the overview (every
+topic's partitions with their end offsets and throughput, every consumer
+group, an idle one too, with its lag), the dead letters and their
+redrive and discard, the read-only key, the lookups, the dead letters in
+the workers' /metrics, and the whole story in the console."""
 
+import hashlib
 import json
 import os
 import shutil
@@ -9,8 +13,9 @@ import subprocess
 import threading
 import time
 import unittest
+import urllib.request
 
-from harness import ROOT, StackTestCase, kcat_produce, wait_until
+from harness import (FakeServer, ROOT, StackTestCase, kcat_produce, metric_samples, request, wait_until)
 
 NODE_DIR = os.path.join(ROOT, ".cache", "ws-node")
 # SB_UPDATE_SCREENSHOTS=1: the console's screenshots also go to docs/console/.
@@ -19,8 +24,54 @@ DOCS_SHOTS = os.path.join(ROOT, "docs", "console")
 API = "/api/v1/applications"
 
 
+READ_KEY = "ops-read-only-key-for-tests"
+
+
+def post_json(url, path, body):
+    req = urllib.request.Request(url + path, data=json.dumps(body).encode(),
+                                 headers={"Content-Type": "application/json"}, method="POST")
+    return json.load(urllib.request.urlopen(req, timeout=10))
+
+
 class TestOps(StackTestCase):
-    ROLES = ("persister",)
+    ROLES = ("persister", "notifier")
+
+    @classmethod
+    def configure(cls, stack):
+        cls.provider = FakeServer("provider.py", stack.path("logs"), folder="scripts/dev")
+        stack.extra_env.update({
+            "SB_PUSH_URL": f"http://127.0.0.1:{cls.provider.port}/push",
+            "SB_NOTIFY_MAX_ATTEMPTS": "2",
+            "SB_NOTIFY_BACKOFF_MS": "200",
+            "SB_NOTIFY_BACKOFF_CAP_MS": "500",
+            "SB_NOTIFY_TIMEOUT_MS": "1000",
+            "SB_OPS_READ_KEY_HASHES": hashlib.sha256(READ_KEY.encode()).hexdigest(),
+            "SB_OPS_SAMPLE_INTERVAL_MS": "1000",
+        })
+
+    @classmethod
+    def setUpClass(cls):
+        try:
+            super().setUpClass()
+        except Exception:
+            cls.provider.stop()
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        super().tearDownClass()
+        cls.provider.stop()
+
+    def provider_fails(self, n):
+        """The push provider answers 503 to the next n requests (0: none)."""
+        post_json(self.provider.url, "/_control", {"fail": n, "status": 503, "hang": 0})
+
+    def pushes(self, device):
+        with urllib.request.urlopen(self.provider.url + "/_records", timeout=10) as r:
+            return [x for x in json.load(r) if x["path"] == "/push" and device in json.dumps(x)]
+
+    def read(self, method, path):
+        return self.http(method, path, headers={"Authorization": f"Bearer {READ_KEY}"})
 
     def overview(self):
         r = self.http("GET", "/ops/v1/overview")
@@ -30,9 +81,30 @@ class TestOps(StackTestCase):
     def group(self, name):
         return next((g for g in self.overview()["groups"] if g["group"] == name), None)
 
-    def test_01_admin_only(self):
+    def test_01_keys(self):
+        """The ops API needs a key; a read-only key reads it and looks
+        things up, and is refused (403, nothing done) everything else."""
         r = self.http("GET", "/ops/v1/overview", headers={"Authorization": "Bearer not-a-key"})
         self.assertEqual((r.status, r.json()["error"]["code"]), (401, "unauthorized"))
+        self.assertEqual(self.overview()["access"], "admin")
+        r = self.read("GET", "/ops/v1/overview")
+        self.assertEqual((r.status, r.json()["access"]), (200, "read"), r)
+        self.assertEqual(self.read("GET", "/ops/v1/dead-letters?limit=1").status, 200)
+        self.assertEqual(self.read("GET", "/v1/messages/unknownNote0001").status, 404)
+        self.assertEqual(self.read("GET", "/v1/messages?idempotencyKey=nothing-here").status, 404)
+        self.assertEqual(self.read("GET", "/sms/requests/unknownTrack01").status, 404)
+        sent_before = len(self.pushes("read-only-device"))
+        for method, path in (("POST", "/ops/v1/dead-letters/redrive"), ("POST", "/ops/v1/dead-letters/discard"),
+                             ("POST", "/ops/ping"), ("GET", API), ("POST", API)):
+            r = self.read(method, path)
+            self.assertEqual((r.status, r.json()["error"]["code"]), (403, "forbidden"), (method, path))
+            self.assertIn("read-only", r.json()["error"]["message"])
+        r = self.http("POST", "/v1/messages", {"channel": "push", "to": "read-only-device", "payload": "p"},
+                      headers={"Authorization": f"Bearer {READ_KEY}"})
+        self.assertEqual(r.status, 403, r)
+        time.sleep(1)
+        self.assertEqual(len(self.pushes("read-only-device")), sent_before)  # nothing was sent
+        self.assertEqual(self.stack.sql("SELECT COUNT(*) FROM dead_letter_actions"), [["0"]])
 
     def test_02_offsets_and_lag_of_an_idle_group(self):
         token = self.create_app("ops")
@@ -68,6 +140,33 @@ class TestOps(StackTestCase):
         wait_until("lag back to zero", lambda: self.group("switchboard-persister")["lag"] == 0, 60)
         self.assertEqual(self.stack.sql(f"SELECT COUNT(*) FROM messages WHERE application_token='{token}'"),
                          [["12"]])
+
+    def test_02b_throughput_over_the_last_minutes(self):
+        """The overview carries each topic's rate between the dispatcher's
+        samples (every second here); the rates times the intervals add up
+        to exactly the jobs produced."""
+        token = self.create_app("rates")
+        self.assertEqual(self.http("POST", f"{API}/{token}/chats").status, 201)
+        time.sleep(2.5)  # a sample after every earlier job
+        t0 = int(time.time() * 1000)
+        for _ in range(20):
+            self.assertEqual(self.http("POST", f"{API}/{token}/chats/1/messages", {"body": "r"}).status, 201)
+        t1 = int(time.time() * 1000)
+
+        def after_the_burst():
+            tp = self.overview()["throughput"]
+            return tp if len(tp["at"]) >= 2 and tp["at"][-2] > t1 else None  # an interval all after
+        tp = wait_until("two samples after the creates", after_the_burst, 30)
+        self.assertEqual(tp["interval_ms"], 1000)
+        rates = tp["topics"]["chat.commands"]
+        self.assertEqual(len(rates), len(tp["at"]))
+        self.assertLessEqual(len(rates), 60)
+        starts = [tp["since"]] + tp["at"][:-1]
+        jobs = sum(r * (end - start) / 1000 for r, start, end in zip(rates, starts, tp["at"])
+                   if r is not None and end > t0)
+        self.assertEqual(round(jobs), 20, tp)
+        quiet = [r for r, start in zip(rates, starts) if start > t1]
+        self.assertTrue(quiet and all(r == 0 for r in quiet), tp)  # nothing since
 
     def letters(self, query=""):
         r = self.http("GET", "/ops/v1/dead-letters" + query)
@@ -118,6 +217,12 @@ class TestOps(StackTestCase):
             self.assertIn(r.json()["error"]["code"], ("invalid_parameter",), q)
         r = self.http("GET", "/ops/v1/dead-letters?topic=no.such.dlq")
         self.assertEqual((r.status, r.json()["error"]["code"]), (404, "not_found"), r)
+        # The persister counts them by topic and cause, as the API groups
+        # them (it was restarted in test_02: these are all it has seen).
+        r = request(self.stack.status_ports["worker-persister"], "GET", "/metrics", timeout=10)
+        dead = metric_samples(r.body.decode(), "switchboard_dead_letters_total")
+        self.assertEqual(dead, {'{role="persister",topic="chat.commands",cause="malformed JSON near offset N"}': 1,
+                                '{role="persister",topic="chat.commands",cause="payload"}': 2})
 
     def test_03b_one_action_at_a_time(self):
         """While one redrive or discard runs (its MySQL lock held, here by
@@ -184,6 +289,106 @@ class TestOps(StackTestCase):
         self.assertEqual(self.letters("?state=new")["count"], api["count"] - top)
         self.assertIn(note, got["lookup"])
         for name in ("console-overview.png", "console-dead-letters.png", "console-lookup.png"):
+            self.assertGreater(os.path.getsize(os.path.join(shots, name)), 10_000, name)
+            if os.environ.get("SB_UPDATE_SCREENSHOTS"):
+                os.makedirs(DOCS_SHOTS, exist_ok=True)
+                shutil.copy(os.path.join(shots, name), DOCS_SHOTS)
+
+    def wait_status(self, nid, status, timeout=30):
+        def reached():
+            r = self.http("GET", f"/v1/messages/{nid}")
+            self.assertEqual(r.status, 200, r)
+            return r.json() if r.json()["status"] == status else None
+        return wait_until(f"notification {nid} {status}", reached, timeout)
+
+    def test_05_a_notification_found_by_its_idempotency_key(self):
+        """GET /v1/messages?idempotencyKey= answers the notification a send
+        with that key made: at once after the 202, while no notifier has
+        recorded it (the dispatcher's Redis marker), and once it is sent
+        (the store), for a read-only key too."""
+        self.stack.stop("worker-notifier")
+        try:
+            r = self.http("POST", "/v1/messages", {"channel": "push", "to": "idem-device", "payload": "k",
+                                                   "idempotencyKey": "lookup key 05"})
+            self.assertEqual(r.status, 202, r)
+            nid = r.json()["id"]
+            r = self.read("GET", "/v1/messages?idempotencyKey=lookup%20key%2005")
+            self.assertEqual((r.status, r.json()["id"], r.json()["status"]), (200, nid, "queued"), r)
+        finally:
+            self.stack.start_worker("notifier")
+        self.wait_status(nid, "sent", 60)
+        r = self.read("GET", "/v1/messages?idempotencyKey=lookup%20key%2005")
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.json(), self.note_json(nid))
+        self.assertEqual(r.json()["status"], "sent")
+        r = self.http("GET", "/v1/messages?idempotencyKey=lookup%20key%2006")
+        self.assertEqual((r.status, r.json()["error"]["code"]), (404, "not_found"), r)
+        for q in ("", "?idempotencyKey=", "?idempotencyKey=a%01b", "?idempotencyKey=" + "k" * 137, "?id=x"):
+            r = self.http("GET", "/v1/messages" + q)
+            self.assertEqual(r.status, 400, q)
+
+    def note_json(self, nid):
+        r = self.http("GET", f"/v1/messages/{nid}")
+        self.assertEqual(r.status, 200, r)
+        return r.json()
+
+    def test_06_the_whole_story_in_the_console(self):
+        """Issue 25 end to end, as an operator lives it: a provider fails
+        and a topic is poisoned; in the console the dead letters show
+        grouped by cause; the provider is back; from the page the
+        notifications are redriven and the poison discarded; each
+        notification is sent exactly once, and the page shows every lag
+        back at zero."""
+        r = self.http("POST", "/ops/v1/dead-letters/discard")  # a clean slate: earlier tests' letters
+        self.assertEqual(r.status, 200, r)
+        self.assertFalse(r.json()["more"])
+        t0 = int(time.time() * 1000)
+        self.provider_fails(1000)
+        ids, devices = [], [f"story-device-{i}" for i in range(3)]
+        for dev in devices:
+            r = self.http("POST", "/v1/messages", {"channel": "push", "to": dev, "payload": "story"})
+            self.assertEqual(r.status, 202, r)
+            ids.append(r.json()["id"])
+        for i in range(2):
+            kcat_produce(self.stack, "chat.commands", f"story-poison-{i}", b"{poison")
+        for nid in ids:
+            self.wait_status(nid, "dead", 60)
+        wait_until("five dead letters", lambda: self.letters("?state=new")["count"] == 5, 30)
+        self.provider_fails(0)  # the provider is back
+        for dev in devices:
+            self.assertEqual([x["status"] for x in self.pushes(dev)], [503, 503])  # two attempts, refused
+
+        shots = self.stack.path("shots")
+        os.makedirs(shots, exist_ok=True)
+        out = subprocess.run(["node", os.path.join(ROOT, "tests", "ws", "console_story.js"),
+                              f"http://127.0.0.1:{self.port}", self.stack.api_key, shots, ids[0]],
+                             env={**os.environ, "NODE_PATH": os.path.join(NODE_DIR, "node_modules")},
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=240)
+        text = out.stdout.decode()
+        self.assertEqual(out.returncode, 0, text[-3000:])
+        got = json.loads(text.strip().splitlines()[-1])
+        self.assertEqual(got["errors"], [])
+        self.assertEqual(got["causes"], {"gave up after N attempts": 3, "malformed JSON near offset N": 2})
+        self.assertEqual(got["redriven"], "3 redriven of 3")
+        self.assertEqual(got["discarded"], "2 discarded of 2")
+        self.assertTrue(got["after"].startswith("0 dead letters match"), got["after"])
+        self.assertEqual({g: got["lags"][g] for g in ("switchboard-notifier", "switchboard-persister")},
+                         {"switchboard-notifier": 0, "switchboard-persister": 0})
+        self.assertIn('"status": "sent"', got["lookup"])
+
+        # Each notification went out exactly once after its two refusals,
+        # its attempts counted afresh; the letters are marked for what was
+        # done with them, and nothing is left to handle.
+        time.sleep(1.5)  # a second delivery, if there were one, would show by now
+        for nid, dev in zip(ids, devices):
+            self.assertEqual(self.note_json(nid)["status"], "sent")
+            self.assertEqual(self.note_json(nid)["attempts"], 1)
+            self.assertEqual([x["status"] for x in self.pushes(dev)], [503, 503, 201])
+        self.assertEqual(self.letters(f"?since={t0}&state=redriven")["count"], 3)
+        self.assertEqual(self.letters(f"?since={t0}&state=discarded")["count"], 2)
+        self.assertEqual(self.letters("?state=new")["count"], 0)
+        self.assertEqual(self.group("switchboard-notifier")["lag"], 0)
+        for name in ("console-story-failing.png", "console-story-handled.png", "console-story-recovered.png"):
             self.assertGreater(os.path.getsize(os.path.join(shots, name)), 10_000, name)
             if os.environ.get("SB_UPDATE_SCREENSHOTS"):
                 os.makedirs(DOCS_SHOTS, exist_ok=True)

@@ -23,13 +23,19 @@
 #define D1 "0bd9ecec2cffc1bd5e4d3d3ef89fe2b9de55aca36de8dfd2e9e8bba6f87ed5be"
 #define D2 "b5a8c20c8aeb3fa4c0ba4bf0fdd5ae9c1f5d7f3da5b9f6a01ef4f4bd4e4a1b71"
 
-static bool init_with(const char *hashes, char *err, size_t errlen)
+static bool init_with_read(const char *hashes, const char *read_hashes, char *err, size_t errlen)
 {
     struct sb_config cfg;
     memset(&cfg, 0, sizeof cfg);
     cfg.api_key_hashes = (char *)hashes;
+    cfg.ops_read_key_hashes = (char *)read_hashes;
     cfg.rate_limit_rps = 10;
     return access_init(&cfg, err, errlen);
+}
+
+static bool init_with(const char *hashes, char *err, size_t errlen)
+{
+    return init_with_read(hashes, "", err, errlen);
 }
 
 static void digest_hex(const char *key, char out[65])
@@ -78,6 +84,39 @@ static void test_key_digests(void **state)
     /* No keys: nothing is accepted. */
     assert_true(init_with("", err, sizeof err));
     assert_int_equal(access_key_count(), 0);
+    assert_false(access_key_principal("secret-one", principal, sizeof principal));
+}
+
+/* Read-only keys (ops_read_key_hashes): accepted, with an "r:" principal
+ * that access_read_only tells apart; a key in both lists is an admin key;
+ * a malformed read list is refused by its own name. */
+static void test_read_only_keys(void **state)
+{
+    (void)state;
+    char err[256], d1[65], d2[65], d3[65], admin[200], read[200];
+    digest_hex("secret-one", d1);
+    digest_hex("secret-two", d2);
+    digest_hex("secret-three", d3);
+    snprintf(admin, sizeof admin, "%s,%s", d1, d3);
+    snprintf(read, sizeof read, "%s,%s", d2, d3);
+    assert_true(init_with_read(admin, read, err, sizeof err));
+    assert_int_equal(access_key_count(), 4);
+    char principal[40], want[40];
+    assert_true(access_key_principal("secret-two", principal, sizeof principal));
+    snprintf(want, sizeof want, "r:%.16s", d2);
+    assert_string_equal(principal, want);
+    assert_true(access_read_only(principal));
+    assert_true(access_key_principal("secret-one", principal, sizeof principal));
+    assert_false(access_read_only(principal));
+    assert_true(access_key_principal("secret-three", principal, sizeof principal)); /* in both */
+    assert_false(access_read_only(principal));
+    assert_false(access_key_principal("secret-four", principal, sizeof principal));
+    assert_false(init_with_read(D1, "nope", err, sizeof err));
+    assert_non_null(strstr(err, "ops_read_key_hashes: entry 1"));
+    /* Only read keys: still one list, nothing admin. */
+    assert_true(init_with_read("", d2, err, sizeof err));
+    assert_true(access_key_principal("secret-two", principal, sizeof principal));
+    assert_true(access_read_only(principal));
     assert_false(access_key_principal("secret-one", principal, sizeof principal));
 }
 
@@ -166,6 +205,7 @@ int main(void)
 {
     const struct CMUnitTest plain[] = {
         cmocka_unit_test(test_key_digests),
+        cmocka_unit_test(test_read_only_keys),
     };
     const struct CMUnitTest with_redis[] = {
         cmocka_unit_test(test_bucket),
