@@ -755,6 +755,28 @@ bool kafka_header(const rd_kafka_message_t *m, const char *name, char *out, size
     return true;
 }
 
+bool kafka_redrive_origin(const rd_kafka_message_t *m, int32_t *partition, int64_t *offset)
+{
+    char of[256], part[16], off[24];
+    *partition = -1;
+    *offset = -1;
+    if (!kafka_header(m, KAFKA_REDRIVE_HEADER, of, sizeof of))
+        return false;
+    char *end;
+    if (kafka_header(m, KAFKA_ORIGINAL_PARTITION_HEADER, part, sizeof part) &&
+        kafka_header(m, KAFKA_ORIGINAL_OFFSET_HEADER, off, sizeof off)) {
+        long p = strtol(part, &end, 10);
+        if (*part && !*end && p >= 0 && p <= INT32_MAX) {
+            long long o = strtoll(off, &end, 10);
+            if (*off && !*end && o >= 0) {
+                *partition = (int32_t)p;
+                *offset = o;
+            }
+        }
+    }
+    return true;
+}
+
 void kafka_dlq_name(const char *topic, char out[KAFKA_DLQ_NAME_MAX])
 {
     snprintf(out, KAFKA_DLQ_NAME_MAX, "%s.dlq", topic);

@@ -146,5 +146,12 @@ bool kafka_header(const rd_kafka_message_t *m, const char *name, char *out, size
  * A role that would refuse the job as already settled (a dead
  * notification) takes it again. */
 #define KAFKA_REDRIVE_HEADER "x-redrive-of"
+/* The copy also carries the partition and offset of the job it copies
+ * (x-original-partition, x-original-offset, as on its dead letter). */
+#define KAFKA_ORIGINAL_PARTITION_HEADER "x-original-partition"
+#define KAFKA_ORIGINAL_OFFSET_HEADER "x-original-offset"
+/* Whether m is a redriven copy; then *partition and *offset are where the
+ * job it copies was (-1 when the copy does not say). */
+bool kafka_redrive_origin(const rd_kafka_message_t *m, int32_t *partition, int64_t *offset);
 
 #endif

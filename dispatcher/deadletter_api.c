@@ -37,6 +37,7 @@ struct dl_pick {
     int32_t dlq_partition;
     int64_t dlq_offset;
     char topic[250];    /* the original topic */
+    char opart[16], ooff[24]; /* and where the job was there ("" if the letter does not say) */
     void *key, *body;
     size_t keylen, len;
     rd_kafka_resp_err_t err; /* of its delivery */
@@ -176,7 +177,8 @@ static void free_set(char **set, size_t n)
 }
 
 /* A redrive's or discard's letter, kept for after the scan. */
-static void pick(struct dl_req *r, const rd_kafka_message_t *m, const char *id, const char *otopic)
+static void pick(struct dl_req *r, const rd_kafka_message_t *m, const char *id, const char *otopic,
+                 const char *opart, const char *ooff)
 {
     if (r->npicks == r->cap_picks) {
         size_t cap = r->cap_picks ? 2 * r->cap_picks : 64;
@@ -195,6 +197,8 @@ static void pick(struct dl_req *r, const rd_kafka_message_t *m, const char *id, 
                           .dlq_partition = m->partition, .dlq_offset = m->offset};
     snprintf(k->id, sizeof k->id, "%s", id);
     snprintf(k->topic, sizeof k->topic, "%s", otopic);
+    snprintf(k->opart, sizeof k->opart, "%s", opart);
+    snprintf(k->ooff, sizeof k->ooff, "%s", ooff);
     if (r->mode == DL_REDRIVE) {
         k->keylen = m->key_len;
         k->len = m->len;
@@ -225,8 +229,8 @@ static bool on_letter(void *arg, const rd_kafka_message_t *m)
     char reason[1024], otopic[256], opart[16], ooff[24], at_s[24], group[256];
     header(m, "x-dlq-reason", reason, sizeof reason);
     header(m, "x-original-topic", otopic, sizeof otopic);
-    header(m, "x-original-partition", opart, sizeof opart);
-    header(m, "x-original-offset", ooff, sizeof ooff);
+    header(m, KAFKA_ORIGINAL_PARTITION_HEADER, opart, sizeof opart);
+    header(m, KAFKA_ORIGINAL_OFFSET_HEADER, ooff, sizeof ooff);
     header(m, "x-failed-at", at_s, sizeof at_s);
     header(m, "x-consumer-group", group, sizeof group);
     int64_t at = strtoll(at_s, NULL, 10);
@@ -241,7 +245,7 @@ static bool on_letter(void *arg, const rd_kafka_message_t *m)
         /* not one of those asked for */
     } else if (r->mode != DL_LIST) {
         r->count++;
-        pick(r, m, id, otopic);
+        pick(r, m, id, otopic, opart, ooff);
     } else {
         r->count++;
         cJSON *c = cJSON_GetObjectItemCaseSensitive(r->causes, cause);
@@ -313,9 +317,15 @@ static bool redrive(struct dl_req *r)
 {
     for (size_t i = 0; i < r->npicks; i++) {
         struct dl_pick *k = &r->picks[i];
-        rd_kafka_headers_t *h = rd_kafka_headers_new(2);
+        rd_kafka_headers_t *h = rd_kafka_headers_new(4);
         rd_kafka_header_add(h, KAFKA_REDRIVE_HEADER, -1, k->id, -1);
         rd_kafka_header_add(h, "x-redriven-by", -1, r->actor, -1);
+        /* Where the job stood: a role that orders writes by it (the
+         * indexer's versions) puts the copy there, not at its new offset. */
+        if (*k->opart && *k->ooff) {
+            rd_kafka_header_add(h, KAFKA_ORIGINAL_PARTITION_HEADER, -1, k->opart, -1);
+            rd_kafka_header_add(h, KAFKA_ORIGINAL_OFFSET_HEADER, -1, k->ooff, -1);
+        }
         char err[ERRBUF_LEN];
         pthread_mutex_lock(&r->lock);
         r->pending++;

@@ -19,8 +19,8 @@ bool deadletter_send(struct kafka_producer *p, const struct deadletter_src *src,
     }
     rd_kafka_header_add(h, "x-dlq-reason", -1, reason, -1);
     rd_kafka_header_add(h, "x-original-topic", -1, src->topic, -1);
-    rd_kafka_header_add(h, "x-original-partition", -1, part, -1);
-    rd_kafka_header_add(h, "x-original-offset", -1, off, -1);
+    rd_kafka_header_add(h, KAFKA_ORIGINAL_PARTITION_HEADER, -1, part, -1);
+    rd_kafka_header_add(h, KAFKA_ORIGINAL_OFFSET_HEADER, -1, off, -1);
     rd_kafka_header_add(h, "x-failed-at", -1, at, -1);
     rd_kafka_header_add(h, "x-consumer-group", -1, group, -1);
     return kafka_produce_sync(p, dlq, src->key, src->key_len, src->payload, src->len, h, errbuf, errlen);

@@ -14,6 +14,19 @@
 #include "log.h"
 #include "search_es.h"
 
+/* A document's version: its job's offset, plus one (0 is not a version).
+ * A redriven copy takes the offset of the job it copies, when that was in
+ * the same partition (the partition count unchanged): an update indexed
+ * since then keeps its newer body. */
+static int64_t version_of(const rd_kafka_message_t *m)
+{
+    int32_t partition;
+    int64_t offset;
+    if (kafka_redrive_origin(m, &partition, &offset) && partition == m->partition && offset >= 0)
+        return offset + 1;
+    return m->offset + 1;
+}
+
 bool indexer_prepare(struct worker *w)
 {
     if (!*w->cfg->es_url)
@@ -55,7 +68,7 @@ enum db_status indexer_handle(struct worker *w, struct job **jobs, size_t n, cha
         docs[i].chat = json_i64(p, "chat_number", 0);
         docs[i].number = json_i64(p, "number", 0);
         docs[i].body = json_str(p, "body", "");
-        docs[i].version = jobs[i]->msg->offset + 1;
+        docs[i].version = version_of(jobs[i]->msg);
     }
     enum db_status st = es_bulk_index(w->cfg->es_url, w->cfg->es_index, docs, n, errbuf, errlen);
     for (size_t i = 0; st == DB_OK && i < n; i++) {

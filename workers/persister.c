@@ -17,7 +17,10 @@
  *   really inserted.
  * Updates, in log order, are upserts: one that arrives before its create
  * inserts the row (counted) and the create is then ignored, so the update
- * wins in either order. Replaying a batch changes nothing. Rows and groups
+ * wins in either order. Replaying a batch changes nothing. A redriven
+ * update (KAFKA_REDRIVE_HEADER) changes the body only if it is newer than
+ * the stored one, so an old update sent back from its dead letter does not
+ * undo a later one. Rows and groups
  * are written in key order so concurrent transactions lock in one order.
  *
  * The per-group form alone costs about three statements per chat in a batch
@@ -244,10 +247,22 @@ static void add_updates(struct strbuf *sql, MYSQL *conn, struct job **jobs, size
         append_time(sql, j->env.created_at);
         strbuf_append(sql, ",", 1);
         append_time(sql, j->env.created_at);
+        /* In log order an update wins. A redriven copy (an operator sent
+         * its dead letter back) is older than its new place in the log:
+         * it wins only over a body older than it, never over an update
+         * made since (the assignments run left to right, so body is
+         * decided against the stored updated_at). */
+        int32_t part;
+        int64_t off;
+        if (j->msg && kafka_redrive_origin(j->msg, &part, &off))
+            strbuf_appendf(sql, ") ON DUPLICATE KEY UPDATE"
+                                " body = IF(VALUES(updated_at) > updated_at, VALUES(body), body),"
+                                " updated_at = GREATEST(updated_at, VALUES(updated_at));");
+        else
+            strbuf_appendf(sql, ") ON DUPLICATE KEY UPDATE body = VALUES(body),"
+                                " updated_at = VALUES(updated_at);");
         /* ROW_COUNT is 1 only when the upsert inserted: count that row. */
-        strbuf_appendf(sql, ") ON DUPLICATE KEY UPDATE body = VALUES(body),"
-                            " updated_at = VALUES(updated_at);"
-                            "SET @n = IF(ROW_COUNT() = 1, 1, 0);"
+        strbuf_appendf(sql, "SET @n = IF(ROW_COUNT() = 1, 1, 0);"
                             "INSERT INTO chat_count_deltas (application_token, chat_number, delta)"
                             " SELECT ");
         db_quote(sql, conn, u.token);

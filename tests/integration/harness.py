@@ -206,6 +206,15 @@ def kcat_produce(st, topic, key, value, copies=1):
     kcat(st, "-P", "-t", topic, "-k", key, data=(value + b"\n") * copies)
 
 
+def kcat_dead_letter(st, m, group, reason):
+    """Dead-letters m (a kcat_consume_all message of topic) as a worker of
+    group would have: to <topic>.dlq, with its headers."""
+    kcat(st, "-P", "-t", m["topic"] + ".dlq", "-k", m["key"], "-H", f"x-dlq-reason={reason}",
+         "-H", f"x-original-topic={m['topic']}", "-H", f"x-original-partition={m['partition']}",
+         "-H", f"x-original-offset={m['offset']}", "-H", f"x-failed-at={int(time.time() * 1000)}",
+         "-H", f"x-consumer-group={group}", data=m["payload"].encode() + b"\n")
+
+
 def kcat_consume_all(st, topic):
     """Every message on topic so far, as dicts with key, payload, headers."""
     out = kcat(st, "-C", "-t", topic, "-o", "beginning", "-e", "-J", "-q")

@@ -16,7 +16,7 @@ import time
 import unittest
 import urllib.request
 
-from harness import FakeServer, StackTestCase, drop_stack, kcat_consume_all, new_stack, wait_until
+from harness import FakeServer, StackTestCase, drop_stack, kcat_consume_all, kcat_dead_letter, new_stack, wait_until
 
 REAL_ES = os.environ.get("ES_URL")
 BIN = os.environ.get("SB_BIN_DIR") or os.path.join(os.path.dirname(__file__), "../../build/bin")
@@ -102,6 +102,40 @@ class TestSearchThroughOpenSearch(StackTestCase):
         self.stack.sql(f"DELETE FROM messages WHERE application_token='{token}'")
         res = self.http("POST", f"{API}/{token}/chats/1/messages/search", {"body": "AFTER"})
         self.assertEqual(res.json(), [{"number": 3, "body": "hello after all"}])
+
+    def test_01b_a_redriven_update_keeps_its_place(self):
+        """An update that died at the indexer, redriven (issue 25) after a
+        newer update was indexed: its copy takes the version of the job it
+        copies, so the search engine keeps the newer body (and so does
+        MySQL)."""
+        token = self.create_app("redrive")
+        self.http("POST", f"{API}/{token}/chats")
+        self.assertEqual(self.http("POST", f"{API}/{token}/chats/1/messages", {"body": "first"}).status, 201)
+        msg = f"{API}/{token}/chats/1/messages/1"
+
+        def found(q):
+            res = self.http("GET", f"{API}/{token}/chats/1/messages/search?q={q}")
+            return res.json() if res.status == 200 else None
+        for text in ("stale", "fresh"):
+            self.assertEqual(self.http("PUT", msg, {"body": text}).status, 200)
+            wait_until(f"{text} searchable", lambda: found(text) == [{"number": 1, "body": text}], 30, 0.2)
+        old = next(m for m in kcat_consume_all(self.stack, "chat.commands")
+                   if m["key"] == token and '"stale"' in m["payload"])
+        kcat_dead_letter(self.stack, old, "switchboard-indexer", "elasticsearch: mapper_parsing_exception")
+        wait_until("the letter", lambda: self.http("GET", f"/ops/v1/dead-letters?application={token}")
+                   .json()["count"] == 1, 30)
+        r = self.http("POST", f"/ops/v1/dead-letters/redrive?application={token}")
+        self.assertEqual((r.status, r.json()["redriven"]), (200, 1), r)
+
+        def lag(group):
+            return next(g["lag"] for g in self.http("GET", "/ops/v1/overview").json()["groups"]
+                        if g["group"] == group)
+        wait_until("both roles took the copy",
+                   lambda: lag("switchboard-indexer") == 0 and lag("switchboard-persister") == 0, 30)
+        time.sleep(1.5)  # the index refreshes every second
+        self.assertEqual(found("stale"), [])
+        self.assertEqual(found("fresh"), [{"number": 1, "body": "fresh"}])
+        self.assertEqual(self.http("GET", msg).json()["body"], "fresh")
 
     @unittest.skipIf(REAL_ES, "stopping the server needs the one the test started")
     def test_02_search_engine_away_is_reported_but_not_fatal(self):

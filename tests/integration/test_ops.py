@@ -15,7 +15,8 @@ import time
 import unittest
 import urllib.request
 
-from harness import (FakeServer, ROOT, StackTestCase, kcat_produce, metric_samples, request, wait_until)
+from harness import (FakeServer, ROOT, StackTestCase, kcat_consume_all, kcat_dead_letter, kcat_produce, metric_samples,
+                     request, wait_until)
 
 NODE_DIR = os.path.join(ROOT, ".cache", "ws-node")
 # SB_UPDATE_SCREENSHOTS=1: the console's screenshots also go to docs/console/.
@@ -393,6 +394,39 @@ class TestOps(StackTestCase):
             if os.environ.get("SB_UPDATE_SCREENSHOTS"):
                 os.makedirs(DOCS_SHOTS, exist_ok=True)
                 shutil.copy(os.path.join(shots, name), DOCS_SHOTS)
+
+    def test_07_a_redriven_update_never_undoes_a_newer_one(self):
+        """A message.update that died at the indexer (say, a mapping error)
+        is redriven after a newer update of the message: the persister takes
+        the copy too, and keeps the newer body; the copy says where the job
+        it copies stood, for the indexer's versions."""
+        token = self.create_app("stale")
+        self.assertEqual(self.http("POST", f"{API}/{token}/chats").status, 201)
+        self.assertEqual(self.http("POST", f"{API}/{token}/chats/1/messages", {"body": "v0"}).status, 201)
+        msg = f"{API}/{token}/chats/1/messages/1"
+
+        def body_is(text):
+            return lambda: (lambda r: r.status == 200 and r.json()["body"] == text)(self.http("GET", msg))
+        wait_until("created", body_is("v0"), 30)
+        for text in ("old", "new"):
+            self.assertEqual(self.http("PUT", msg, {"body": text}).status, 200)
+            wait_until(f"updated to {text}", body_is(text), 30)
+        old = next(m for m in kcat_consume_all(self.stack, "chat.commands")
+                   if m["key"] == token and '"old"' in m["payload"])
+        kcat_dead_letter(self.stack, old, "switchboard-indexer",
+                         "elasticsearch: mapper_parsing_exception: failed to parse field [body]")
+        wait_until("the letter", lambda: self.letters(f"?application={token}&state=new")["count"] == 1, 30)
+        r = self.http("POST", f"/ops/v1/dead-letters/redrive?application={token}")
+        self.assertEqual((r.status, r.json()["redriven"]), (200, 1), r)
+        copy = wait_until("the copy on chat.commands", lambda: next(
+            (m for m in kcat_consume_all(self.stack, "chat.commands") if m["key"] == token and
+             "x-redrive-of" in m["headers"]), None), 30)
+        self.assertEqual(copy["payload"], old["payload"])
+        self.assertEqual((copy["headers"]["x-original-partition"], copy["headers"]["x-original-offset"]),
+                         (str(old["partition"]), str(old["offset"])))
+        wait_until("the persister took the copy", lambda: self.group("switchboard-persister")["lag"] == 0, 30)
+        self.assertEqual(self.http("GET", msg).json()["body"], "new")
+        self.assertEqual(self.stack.sql(f"SELECT body FROM messages WHERE application_token='{token}'"), [["new"]])
 
 
 if __name__ == "__main__":
