@@ -23,6 +23,8 @@
 #include "db.h"
 #include "notify.h"
 
+#define NOTE_REDRIVE_MAX 300
+
 struct note {
     char id[NOTE_ID_MAX + 1];
     enum note_channel channel;
@@ -35,6 +37,10 @@ struct note {
     int64_t attempts;
     char last_error[NOTE_ERROR_MAX + 1];
     int64_t created_ms, updated_ms;
+    /* The dead letter ("topic/partition/offset") whose redrive last queued
+     * it again; "" = never redriven. Another copy of that same redrive
+     * (a rewound batch) then finds it settled. */
+    char redrive_of[NOTE_REDRIVE_MAX + 1];
 };
 
 struct note_tracking {
@@ -79,7 +85,8 @@ const char *notestore_kind(const struct notestore *s);
  * *created is false and *existing is the record that holds it. */
 enum db_status notestore_claim(struct notestore *s, const struct note *n, bool *created,
                                struct note *existing, char *errbuf, size_t errlen) SB_NODISCARD;
-/* Writes n's status, attempts, last_error and updated_ms (by id). */
+/* Writes n's status, attempts, last_error and updated_ms (by id), and its
+ * redrive_of unless that is "" (an update never forgets a redrive). */
 enum db_status notestore_update(struct notestore *s, const struct note *n, char *errbuf,
                                 size_t errlen) SB_NODISCARD;
 enum db_status notestore_get(struct notestore *s, const char *id, struct note *out, bool *found,

@@ -128,6 +128,7 @@ static void note_from_doc(const bson_t *doc, struct note *n)
     iter_str(doc, "last_error", n->last_error, sizeof n->last_error);
     n->created_ms = iter_i64(doc, "created_ms");
     n->updated_ms = iter_i64(doc, "updated_ms");
+    iter_str(doc, "redrive_of", n->redrive_of, sizeof n->redrive_of);
 }
 
 /* The first document filter matches in coll, into n. */
@@ -195,9 +196,15 @@ static enum db_status g_update(struct notestore *s, const struct note *n, char *
     struct gstore *g = (struct gstore *)s;
     bson_error_t e;
     bson_t *filter = BCON_NEW("_id", BCON_UTF8(n->id));
-    bson_t *update = BCON_NEW("$set", "{", "status", BCON_UTF8(note_status_name(n->status)),
-                              "attempts", BCON_INT64(n->attempts), "last_error",
-                              BCON_UTF8(n->last_error), "updated_ms", BCON_INT64(n->updated_ms), "}");
+    bson_t *update = bson_new(), set;
+    BSON_APPEND_DOCUMENT_BEGIN(update, "$set", &set);
+    BSON_APPEND_UTF8(&set, "status", note_status_name(n->status));
+    BSON_APPEND_INT64(&set, "attempts", n->attempts);
+    BSON_APPEND_UTF8(&set, "last_error", n->last_error);
+    BSON_APPEND_INT64(&set, "updated_ms", n->updated_ms);
+    if (*n->redrive_of) /* "" leaves the one recorded */
+        BSON_APPEND_UTF8(&set, "redrive_of", n->redrive_of);
+    bson_append_document_end(update, &set);
     bool ok = mongoc_collection_update_one(g->notes, filter, update, NULL, NULL, &e);
     bson_destroy(filter);
     bson_destroy(update);

@@ -15,7 +15,7 @@ struct mstore {
 
 #define NOTE_COLUMNS                                                                           \
     "id, channel, recipient, IFNULL(idempotency_key, ''), fingerprint, IFNULL(tracking_id, ''), " \
-    "item, status, attempts, last_error, created_ms, updated_ms"
+    "item, status, attempts, last_error, created_ms, updated_ms, IFNULL(redrive_of, '')"
 
 static void copy_cell(char *out, size_t cap, const char *v)
 {
@@ -44,6 +44,7 @@ static void note_from_row(MYSQL_ROW row, struct note *n)
     copy_cell(n->last_error, sizeof n->last_error, row[9]);
     n->created_ms = num_cell(row[10]);
     n->updated_ms = num_cell(row[11]);
+    copy_cell(n->redrive_of, sizeof n->redrive_of, row[12]);
 }
 
 /* Runs sql and reads its first row into *n (*found false when none). */
@@ -138,11 +139,17 @@ static enum db_status m_update(struct notestore *s, const struct note *n, char *
                                size_t errlen)
 {
     struct mstore *m = (struct mstore *)s;
-    char *sql = db_sqlf(m->db, errbuf, errlen,
-                        "UPDATE notifications SET status = %s, attempts = %lld, last_error = %s,"
-                        " updated_ms = %lld WHERE id = %s",
-                        note_status_name(n->status), (long long)n->attempts, n->last_error,
-                        (long long)n->updated_ms, n->id);
+    char *sql = *n->redrive_of
+                    ? db_sqlf(m->db, errbuf, errlen,
+                              "UPDATE notifications SET status = %s, attempts = %lld, last_error = %s,"
+                              " updated_ms = %lld, redrive_of = %s WHERE id = %s",
+                              note_status_name(n->status), (long long)n->attempts, n->last_error,
+                              (long long)n->updated_ms, n->redrive_of, n->id)
+                    : db_sqlf(m->db, errbuf, errlen,
+                              "UPDATE notifications SET status = %s, attempts = %lld, last_error = %s,"
+                              " updated_ms = %lld WHERE id = %s",
+                              note_status_name(n->status), (long long)n->attempts, n->last_error,
+                              (long long)n->updated_ms, n->id);
     enum db_status st = sql ? db_exec(m->db, sql, errbuf, errlen) : DB_TRANSIENT;
     free(sql);
     return st;

@@ -395,7 +395,7 @@ static enum db_status handle_one(struct sender *s, struct notestore *store, stru
     const cJSON *p = j->env.payload;
     struct note_msg m;
     struct note n = {0}, existing;
-    char why[ERRBUF_LEN], redrive_of[300];
+    char why[ERRBUF_LEN], redrive_of[NOTE_REDRIVE_MAX + 1];
     /* Read here, while the message is the batch's (a detached delivery
      * outlives it). */
     bool redriven = j->msg && kafka_header(j->msg, KAFKA_REDRIVE_HEADER, redrive_of, sizeof redrive_of);
@@ -430,15 +430,18 @@ static enum db_status handle_one(struct sender *s, struct notestore *store, stru
         return st;
     if (!created && strcmp(existing.id, n.id) != 0)
         return key_taken(nf, store, j, &n, &existing, errbuf, errlen);
-    if (!created && existing.status == NOTE_DEAD && redriven) {
+    if (!created && existing.status == NOTE_DEAD && redriven && strcmp(existing.redrive_of, redrive_of) != 0) {
         /* An operator sent its dead letter back (KAFKA_REDRIVE_HEADER): it
          * is queued again and delivered from its first attempt. Once sent,
-         * another copy of the same redrive finds it sent, a no-op. */
+         * another copy of the same redrive finds it sent, a no-op; once dead
+         * again, that copy finds this redrive recorded (redrive_of) and
+         * takes it as dead, like any copy of a settled job. */
         log_info("dead notification redriven: queued again", "id=%s letter=%s", existing.id, redrive_of);
         existing.status = NOTE_QUEUED;
         existing.attempts = 0;
         existing.last_error[0] = '\0';
         existing.updated_ms = sb_now_ms();
+        snprintf(existing.redrive_of, sizeof existing.redrive_of, "%s", redrive_of);
         if ((st = notestore_update(store, &existing, errbuf, errlen)) != DB_OK)
             return st;
         n = existing;

@@ -83,6 +83,18 @@ static void test_claim_get_update(void **state)
     assert_int_equal(got.attempts, 2);
     assert_string_equal(got.last_error, n.last_error);
     assert_int_equal(got.updated_ms, n.created_ms + 1234);
+    assert_string_equal(got.redrive_of, ""); /* never redriven */
+
+    /* A redrive is recorded, and an update without one keeps it. */
+    snprintf(n.redrive_of, sizeof n.redrive_of, "notify.requests.dlq/3/41");
+    n.status = NOTE_QUEUED;
+    assert_int_equal(notestore_update(store, &n, err, sizeof err), DB_OK);
+    n.redrive_of[0] = '\0';
+    n.status = NOTE_DEAD;
+    assert_int_equal(notestore_update(store, &n, err, sizeof err), DB_OK);
+    assert_int_equal(notestore_get(store, n.id, &got, &found, err, sizeof err), DB_OK);
+    assert_int_equal(got.status, NOTE_DEAD);
+    assert_string_equal(got.redrive_of, "notify.requests.dlq/3/41");
 
     char unknown[80];
     snprintf(unknown, sizeof unknown, "%snope", run);

@@ -15,8 +15,8 @@ import time
 import unittest
 import urllib.request
 
-from harness import (FakeServer, ROOT, StackTestCase, kcat_consume_all, kcat_dead_letter, kcat_produce, metric_samples,
-                     request, wait_until)
+from harness import (FakeServer, ROOT, StackTestCase, kcat, kcat_consume_all, kcat_dead_letter, kcat_produce,
+                     metric_samples, request, wait_until)
 
 NODE_DIR = os.path.join(ROOT, ".cache", "ws-node")
 # SB_UPDATE_SCREENSHOTS=1: the console's screenshots also go to docs/console/.
@@ -427,6 +427,40 @@ class TestOps(StackTestCase):
         wait_until("the persister took the copy", lambda: self.group("switchboard-persister")["lag"] == 0, 30)
         self.assertEqual(self.http("GET", msg).json()["body"], "new")
         self.assertEqual(self.stack.sql(f"SELECT body FROM messages WHERE application_token='{token}'"), [["new"]])
+
+    def test_08_a_second_copy_of_one_redrive_changes_nothing(self):
+        """A redrive whose notification dies again, then a second copy of
+        that same redrive (a rewound batch delivers it again): the copy
+        finds the redrive recorded on the notification and takes it as
+        dead, rather than queueing it for another round of attempts. A new
+        redrive, once the provider is back, sends it once."""
+        self.provider_fails(1000)
+        r = self.http("POST", "/v1/messages", {"channel": "push", "to": "twice-device", "payload": "p"})
+        nid = r.json()["id"]
+        self.wait_status(nid, "dead", 60)
+        wait_until("the letter", lambda: self.letters(f"?application={nid}&state=new")["count"] == 1, 30)
+        r = self.http("POST", f"/ops/v1/dead-letters/redrive?application={nid}")
+        self.assertEqual((r.status, r.json()["redriven"]), (200, 1), r)
+        wait_until("dead again", lambda: len(self.pushes("twice-device")) == 4 and
+                   self.note_json(nid)["status"] == "dead", 60)
+        # (The letter's job came from notify.retry: the last attempt's.)
+        copy = next(m for t in ("notify.requests", "notify.retry") for m in kcat_consume_all(self.stack, t)
+                    if nid in m["payload"] and "x-redrive-of" in m["headers"])
+        headers = [a for k, v in copy["headers"].items() for a in ("-H", f"{k}={v}")]
+        kcat(self.stack, "-P", "-t", copy["topic"], "-k", copy["key"], *headers,
+             data=copy["payload"].encode() + b"\n")
+        again = wait_until("the copy dead-lettered as settled", lambda: self.letters(
+            f"?application={nid}&state=new&reason=dead%20before%20this%20delivery")["items"], 30)
+        self.assertEqual(len(again), 1)
+        self.assertEqual(len(self.pushes("twice-device")), 4)  # no third round
+        self.assertEqual((self.note_json(nid)["status"], self.note_json(nid)["attempts"]), ("dead", 2))
+
+        self.provider_fails(0)
+        r = self.http("POST", f"/ops/v1/dead-letters/redrive?application={nid}")
+        self.assertEqual((r.status, r.json()["redriven"]), (200, 2), r)  # the second death and the copy's
+        self.wait_status(nid, "sent", 60)
+        time.sleep(1.5)  # a second delivery, if there were one, would show by now
+        self.assertEqual([x["status"] for x in self.pushes("twice-device")], [503, 503, 503, 503, 201])
 
 
 if __name__ == "__main__":
