@@ -183,20 +183,6 @@ cJSON *kafka_admin_overview(rd_kafka_t *rk, int timeout_ms, char *errbuf, size_t
     return out;
 }
 
-cJSON *kafka_admin_topic_offsets(rd_kafka_t *rk, int timeout_ms, char *errbuf, size_t errlen)
-{
-    cJSON *topics = cJSON_CreateArray();
-    if (topics == NULL) {
-        sb_errf(errbuf, errlen, "out of memory");
-        return NULL;
-    }
-    if (!add_topics(rk, topics, timeout_ms, errbuf, errlen)) {
-        cJSON_Delete(topics);
-        return NULL;
-    }
-    return topics;
-}
-
 int kafka_admin_topics(rd_kafka_t *rk, const char *suffix, char **names, int max, int timeout_ms, char *errbuf,
                        size_t errlen)
 {

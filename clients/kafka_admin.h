@@ -22,9 +22,6 @@
  * within timeout_ms for each step. */
 cJSON *kafka_admin_overview(rd_kafka_t *rk, int timeout_ms, char *errbuf, size_t errlen);
 
-/* Only the "topics" array of kafka_admin_overview (no group is asked). */
-cJSON *kafka_admin_topic_offsets(rd_kafka_t *rk, int timeout_ms, char *errbuf, size_t errlen);
-
 /* Called for each message of a scan, in offset order per partition;
  * false stops the scan. */
 typedef bool (*kafka_scan_fn)(void *arg, const rd_kafka_message_t *m);

@@ -16,7 +16,7 @@
 #include "pbpool.h"
 #include "phonebook_api.h"
 #include "readiness.h"
-#include "throughput.h"
+#include "history.h"
 #include "wsconn.h"
 
 /* Longest wait at start for every loop's Redis connection. */
@@ -107,8 +107,8 @@ static bool start_shared(struct dispatcher *d, const struct sb_config *cfg, char
     d->readiness = readiness_new(d, why, sizeof why);
     if (d->readiness == NULL)
         return sb_errf(err, errlen, "cannot start readiness probes: %s", why);
-    d->throughput = throughput_new(d, why, sizeof why);
-    if (d->throughput == NULL)
+    d->history = history_new(d, why, sizeof why);
+    if (d->history == NULL)
         return sb_errf(err, errlen, "%s", why);
     return true;
 }
@@ -207,7 +207,7 @@ void dispatcher_stop(struct dispatcher *d)
     threadpool_stop(d->dbpool);
     threadpool_stop(d->notepool);
     readiness_free(d->readiness);
-    throughput_free(d->throughput); /* before the producer its samples ask through */
+    history_free(d->history); /* before the producer its samples ask through */
     kafka_producer_free(d->producer, 2000);
     for (int i = 0; i < nloops; i++)
         loop_destroy(&d->loops[i]);

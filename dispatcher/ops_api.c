@@ -9,8 +9,9 @@
  *   GET  /ops/v1/overview  the dependencies, every topic's partitions with
  *                   their offsets, every consumer group (idle ones too)
  *                   with its committed offsets and lag (kafka_admin.h),
- *                   each topic's throughput over the last minutes
- *                   (throughput.h), and whether the key may act */
+ *                   each topic's throughput and each group's lag over
+ *                   the last minutes (history.h), and whether the key
+ *                   may act */
 #include <stdlib.h>
 #include <string.h>
 
@@ -22,7 +23,7 @@
 #include "log.h"
 #include "readiness.h"
 #include "server.h"
-#include "throughput.h"
+#include "history.h"
 
 void ops_healthz(struct http_ctx *ctx)
 {
@@ -115,9 +116,11 @@ static void overview_done(void *arg)
         cJSON_AddNumberToObject(o->kafka, "at", (double)sb_now_ms()); /* beside topics and groups */
         cJSON_AddStringToObject(o->kafka, "access", o->read_only ? "read" : "admin");
         add_dependencies(o->d, o->kafka);
-        cJSON *rates = throughput_history(o->d->throughput);
+        cJSON *rates = history_throughput(o->d->history), *lags = history_lag(o->d->history);
         if (rates)
             cJSON_AddItemToObject(o->kafka, "throughput", rates);
+        if (lags)
+            cJSON_AddItemToObject(o->kafka, "lag_history", lags);
         http_pending_reply(o->p, 200, o->kafka);
     }
     cJSON_Delete(o->kafka);

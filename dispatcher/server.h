@@ -36,7 +36,7 @@
 #include "router.h"
 
 struct readiness;
-struct throughput;
+struct history;
 struct http_conn;
 struct ws_conn;
 struct alloc_op;
@@ -54,7 +54,7 @@ struct dispatcher {
     struct redis_url redis_url;
     struct db_url db_url;
     struct readiness *readiness;
-    struct throughput *throughput; /* the overview's rates (throughput.h) */
+    struct history *history; /* the overview's last minutes (history.h) */
     atomic_int inflight;  /* requests waiting for an async completion */
     atomic_int connections; /* open client connections, every loop */
     atomic_llong out_bytes; /* answers written but not yet sent, every connection */

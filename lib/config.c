@@ -101,7 +101,7 @@ static const struct config_def defs[] = {
      "(overview, dead letters) and look notifications and SMS requests up, nothing else"},
     {"ops_sample_interval_ms", "SB_OPS_SAMPLE_INTERVAL_MS", "--ops-sample-interval-ms", CFG_INT, "10000", 200,
      600000, D, S(ops_sample_interval_ms),
-     "how often every topic's end offsets are sampled for the overview's throughput (the last 60 intervals are kept)"},
+     "how often the overview (end offsets, group lag) is sampled for its history of the last minutes (60 intervals kept)"},
     {"rate_limit_rps", "SB_RATE_LIMIT_RPS", "--rate-limit-rps", CFG_INT, "2000", 0, 10000000, D,
      S(rate_limit_rps), "requests per second per API key and per application token; 0 = no limit"},
     {"rate_limit_burst", "SB_RATE_LIMIT_BURST", "--rate-limit-burst", CFG_INT, "0", 0, 100000000, D,

@@ -136,9 +136,21 @@ class TestOps(StackTestCase):
                 self.assertEqual(p["lag"], p["end"] - p["committed"])
             self.assertEqual({t["topic"]: t for t in self.overview()["topics"]}["chat.commands"]["end_offset"],
                              end_before + 12)
+            # The dispatcher's samples (every second here) have the lag too.
+            t_lag = int(time.time() * 1000)
+
+            def sampled_lag():
+                h = self.overview()["lag_history"]
+                after = [v for at, v in zip(h["at"], h["groups"]["switchboard-persister"]) if at > t_lag]
+                return after or None
+            self.assertEqual(wait_until("a sample of the lag", sampled_lag, 30)[0], 12)
         finally:
             self.stack.start_worker("persister")
         wait_until("lag back to zero", lambda: self.group("switchboard-persister")["lag"] == 0, 60)
+        h = wait_until("the sampled lag back to zero", lambda: (lambda h: h if h["groups"][
+            "switchboard-persister"][-1] == 0 else None)(self.overview()["lag_history"]), 30)
+        self.assertEqual(len(h["at"]), len(h["groups"]["switchboard-persister"]))
+        self.assertIn(12, h["groups"]["switchboard-persister"])
         self.assertEqual(self.stack.sql(f"SELECT COUNT(*) FROM messages WHERE application_token='{token}'"),
                          [["12"]])
 
