@@ -92,6 +92,14 @@ size_t access_key_count(void)
     return nkeys;
 }
 
+size_t access_admin_key_count(void)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < nkeys; i++)
+        n += !key_read_only[i];
+    return n;
+}
+
 /* What the presented key may do: 0 nothing, 1 read (a read-only key), 2
  * everything (an admin key). Every digest is compared in full, so the
  * time taken does not tell which one was close. */
@@ -136,11 +144,12 @@ static void unauthorized(struct http_ctx *ctx, const char *fmt, const char *deta
     http_reply_error(ctx, 401, "unauthorized", fmt, detail);
 }
 
-/* A read-only key may use only routes of class ACCESS_READ; false after
+/* A read-only key may use only routes of class ACCESS_READ (an allowlist:
+ * a class added later is closed to it until said otherwise); false after
  * answering 403. */
 static bool may_write(struct http_ctx *ctx, const char *principal)
 {
-    if (ctx->route->access != ACCESS_ADMIN || !access_read_only(principal))
+    if (ctx->route->access == ACCESS_READ || !access_read_only(principal))
         return true;
     http_reply_error(ctx, 403, "forbidden", "%s",
                      "this API key is read-only (ops_read_key_hashes): it may read the ops API and look "
@@ -149,6 +158,7 @@ static bool may_write(struct http_ctx *ctx, const char *principal)
 }
 
 /* Who is asking, for the rate limit: "k:<digest prefix>" for an admin key,
+ * "r:<digest prefix>" for a read-only one,
  * "t:<token>" for an application; false after answering 401 or 403.
  * g: the connection's grant (access_dispatch_as), else the request's
  * Authorization header counts. */
@@ -179,7 +189,9 @@ static bool authenticate(struct http_ctx *ctx, char *principal, size_t cap, cons
     }
     const char *h = http_req_header(ctx->req, "Authorization");
     if (h == NULL || strncasecmp(h, "Bearer ", 7) != 0 || h[7] == '\0') {
-        unauthorized(ctx, "%s", "this route needs an admin API key: Authorization: Bearer <key>");
+        unauthorized(ctx, "%s", ctx->route->access == ACCESS_READ
+                                    ? "this route needs an API key (admin or read-only): Authorization: Bearer <key>"
+                                    : "this route needs an admin API key: Authorization: Bearer <key>");
         return false;
     }
     if (nkeys == 0) {

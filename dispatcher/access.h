@@ -24,8 +24,11 @@
 
 /* Parses cfg's key digests; false (and errbuf) if one is malformed. */
 bool access_init(const struct sb_config *cfg, char *errbuf, size_t errlen) SB_NODISCARD;
-/* Number of admin keys configured (0: admin routes answer 401). */
+/* Number of keys configured, admin and read-only (0: every keyed route
+ * answers 401). */
 size_t access_key_count(void);
+/* Of which admin keys (0: admin routes answer 401 or 403). */
+size_t access_admin_key_count(void);
 /* The rate-limit principal of a key ("k:" for an admin key, "r:" for a
  * read-only one, then the first 8 bytes of its digest in hex); false if
  * the key is not one configured. */

@@ -89,7 +89,7 @@ static bool start_shared(struct dispatcher *d, const struct sb_config *cfg, char
     threadpool_set_limits(d->notepool, (size_t)cfg->pool_queue_max);
     if (!access_init(cfg, why, sizeof why))
         return sb_errf(err, errlen, "bad configuration: %s", why);
-    if (access_key_count() == 0)
+    if (access_admin_key_count() == 0)
         log_warn("no admin API keys configured: admin routes answer 401", "setting=%s",
                  "api_key_hashes");
     register_route_metrics();
@@ -206,11 +206,20 @@ void dispatcher_stop(struct dispatcher *d)
      * land in the queues likewise. */
     threadpool_stop(d->dbpool);
     threadpool_stop(d->notepool);
-    readiness_free(d->readiness);
-    history_free(d->history); /* before the producer its samples ask through */
+    /* The probe and sampler threads ask Kafka through the producer: joined
+     * before it goes. What they recorded is freed only after the loops'
+     * queues ran the last completions, which read it (a /readyz or an
+     * overview that finished in the pools). */
+    readiness_stop(d->readiness);
+    history_stop(d->history);
     kafka_producer_free(d->producer, 2000);
+    /* A completion run by loop_destroy that asks about every loop's Redis
+     * (add_dependencies) must not reach one destroyed before it. */
+    atomic_store(&d->nloops, 0);
     for (int i = 0; i < nloops; i++)
         loop_destroy(&d->loops[i]);
+    readiness_free(d->readiness);
+    history_free(d->history);
     threadpool_free(d->dbpool);
     threadpool_free(d->notepool);
     free(d->loops);

@@ -8,9 +8,10 @@
 #include "kafka_admin.h"
 #include "log.h"
 
-/* Broker round trips of one sample: bounded, so a Kafka that hangs delays
- * the next sample, never the process's stop. */
-#define SAMPLE_TIMEOUT_MS 5000
+/* Each broker step of one sample (metadata, a partition's offsets, a
+ * group's) waits at most this long: a Kafka that hangs delays the next
+ * sample, and a stop by at most the steps of the sample under way. */
+#define SAMPLE_TIMEOUT_MS 2000
 
 /* One number per name per sample; -1 = not known then. */
 struct series {
@@ -23,6 +24,7 @@ struct history {
     struct dispatcher *d;
     pthread_t thread;
     atomic_int stop;
+    bool stopped; /* the sampler is joined */
     pthread_mutex_t lock;
     int64_t interval_ms;
     /* The ring: count samples, the newest at head. */
@@ -190,12 +192,20 @@ struct history *history_new(struct dispatcher *d, char *errbuf, size_t errlen)
     return h;
 }
 
+void history_stop(struct history *h)
+{
+    if (h == NULL || h->stopped)
+        return;
+    atomic_store(&h->stop, 1);
+    pthread_join(h->thread, NULL);
+    h->stopped = true;
+}
+
 void history_free(struct history *h)
 {
     if (h == NULL)
         return;
-    atomic_store(&h->stop, 1);
-    pthread_join(h->thread, NULL);
+    history_stop(h);
     pthread_mutex_destroy(&h->lock);
     free(h);
 }

@@ -25,6 +25,11 @@ struct history;
 
 /* Starts the sampler thread; NULL and errbuf if it cannot. */
 struct history *history_new(struct dispatcher *d, char *errbuf, size_t errlen);
+/* Joins the sampler (it uses the Kafka producer: call before that is
+ * freed); what it recorded stays readable. */
+void history_stop(struct history *h);
+/* Call once the loops are destroyed: a request's completion (the overview)
+ * may read the history until their queues are run. */
 void history_free(struct history *h);
 /* Records one sample at at_ms: overview as kafka_admin_overview answers
  * ({"topics": [{"topic", "end_offset"}], "groups": [{"group", "lag"}]}). */

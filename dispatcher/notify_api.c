@@ -336,6 +336,7 @@ struct get_req {
     struct loop *loop;
     char id[NOTE_ID_MAX + 1];
     char idem[NOTE_IDEM_STORED_MAX + 1]; /* by idempotency key: the key, else "" */
+    uint64_t tenant; /* of the pool queue */
     struct note note;
     bool found, expired;
     enum db_status st;
@@ -380,10 +381,14 @@ static void on_accepted_marker(redisAsyncContext *ac, void *rep, void *priv)
     free(g);
 }
 
+static void get_done(void *arg);
+
 /* Not in the store by that key: an accepted request whose notification
- * the notifier has not recorded yet still holds the key in Redis
- * ("done|<fingerprint>|<id>"), and is answered as GET by that id would.
- * "pending" is a request not yet acknowledged: not found. */
+ * the notifier had not recorded yet holds the key in Redis
+ * ("done|<fingerprint>|<id>"); it is then looked up as GET by that id
+ * would (the store again, which may have it by now or without its key,
+ * then the accepted marker). "pending" is a request not yet
+ * acknowledged: not found. */
 static void on_idem_marker(redisAsyncContext *ac, void *rep, void *priv)
 {
     (void)ac;
@@ -391,15 +396,16 @@ static void on_idem_marker(redisAsyncContext *ac, void *rep, void *priv)
     redisReply *r = rep;
     const char *id = r && r->type == REDIS_REPLY_STRING && strncmp(r->str, "done|", 5) == 0
                          ? strchr(r->str + 5, '|') : NULL;
-    if (r == NULL) {
+    if (r == NULL || r->type == REDIS_REPLY_ERROR) {
         http_pending_error(g->p, 503, "cache_unavailable", "cannot look the notification up now");
     } else if (id == NULL || !notify_id_valid(id + 1)) {
         http_pending_errorf(g->p, 404, "not_found", "no notification has idempotencyKey %s", g->idem);
     } else {
         snprintf(g->id, sizeof g->id, "%s", id + 1);
-        if (redis_client_command(g->loop->redis, on_accepted_marker, g, "GET " NOTE_PREFIX "%s", g->id))
-            return;
-        on_accepted_marker(NULL, NULL, g);
+        g->idem[0] = '\0';
+        g->found = false;
+        if (!http_pool_submit(g->p, g->loop->d->notepool, g->tenant, get_work, get_expire, get_done, g))
+            free(g); /* answered 503 */
         return;
     }
     free(g);
@@ -445,10 +451,10 @@ static void get_start(struct http_ctx *ctx, const char *id, const char *idem)
         return;
     }
     g->loop = ctx->loop;
+    g->tenant = threadpool_tenant(ctx->principal);
     snprintf(g->id, sizeof g->id, "%s", id ? id : "");
     snprintf(g->idem, sizeof g->idem, "%s", idem ? idem : "");
-    if (!http_pool_submit(g->p, ctx->loop->d->notepool, threadpool_tenant(ctx->principal), get_work, get_expire,
-                          get_done, g))
+    if (!http_pool_submit(g->p, ctx->loop->d->notepool, g->tenant, get_work, get_expire, get_done, g))
         free(g);
 }
 
@@ -464,13 +470,13 @@ void notify_get(struct http_ctx *ctx)
 void notify_find(struct http_ctx *ctx)
 {
     char key[NOTE_IDEM_STORED_MAX + 1];
-    bool ok = http_query_param(ctx, "idempotencyKey", key, sizeof key) && *key;
+    bool ok = http_query_param(ctx, "idempotencyKey", key, sizeof key) && *key && json_utf8_valid(key, strlen(key));
     for (const unsigned char *c = (const unsigned char *)key; ok && *c; c++)
         ok = *c >= 0x20 && *c != 0x7f;
     if (!ok) {
         http_reply_error(ctx, 400, "invalid_parameter", "%s",
-                         "idempotencyKey is required: 1 to 136 bytes, no control characters (a send-many "
-                         "part's key is <key>#<part>)");
+                         "idempotencyKey is required: 1 to 136 bytes of UTF-8, no control characters (a "
+                         "send-many part's key is <key>#<part>)");
         return;
     }
     get_start(ctx, NULL, key);

@@ -23,6 +23,7 @@ struct readiness {
     struct dispatcher *d;
     pthread_t thread;
     atomic_int stop; /* read by the probe thread */
+    bool stopped;    /* the probe thread is joined */
     pthread_mutex_t lock;
     struct probe probes[DEP_COUNT];
 };
@@ -150,14 +151,24 @@ struct readiness *readiness_new(struct dispatcher *d, char *errbuf, size_t errle
     return r;
 }
 
+void readiness_stop(struct readiness *r)
+{
+    if (r == NULL || r->stopped)
+        return;
+    atomic_store(&r->stop, 1);
+    pthread_join(r->thread, NULL);
+    r->stopped = true;
+}
+
 void readiness_free(struct readiness *r)
 {
     if (r == NULL)
         return;
-    atomic_store(&r->stop, 1);
-    pthread_join(r->thread, NULL);
-    /* A probe may have sat in a pool; the pools are stopped (their jobs
-     * finished) before this is called, so nobody touches r afterwards. */
+    readiness_stop(r);
+    /* A probe may have sat in a pool, and a request's completion (/readyz,
+     * the overview) may read the state until the loops' queues are run:
+     * the pools are stopped and the loops destroyed before this is
+     * called, so nobody touches r afterwards. */
     pthread_mutex_destroy(&r->lock);
     free(r);
 }

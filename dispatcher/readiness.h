@@ -27,8 +27,12 @@ struct dep_state {
 
 /* Starts the probe thread; NULL and errbuf if it cannot. */
 struct readiness *readiness_new(struct dispatcher *d, char *errbuf, size_t errlen);
-/* Call once the MySQL and notification-store pools are stopped: a probe may
- * have been queued there. */
+/* Joins the probe thread (it uses the Kafka producer: call before that is
+ * freed); the last results stay readable. */
+void readiness_stop(struct readiness *r);
+/* Call once the MySQL and notification-store pools are stopped (a probe may
+ * have been queued there) and the loops destroyed (a request's completion
+ * may read the results). */
 void readiness_free(struct readiness *r);
 /* The last result for dep; false if dep is not probed (not configured). */
 bool readiness_get(struct readiness *r, enum readiness_dep dep, struct dep_state *out);

@@ -21,7 +21,7 @@ static const int64_t bucket_us[] = {500,    1000,   2500,    5000,    10000,   2
 struct metric {
     enum metric_kind kind;
     char name[96];
-    char labels[256];
+    char labels[METRICS_LABELS_MAX];
     char help[160];
     _Atomic int64_t value; /* counter/gauge value; histogram count */
     _Atomic int64_t sum_us;

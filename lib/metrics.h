@@ -11,7 +11,11 @@
 
 struct metric;
 
-/* labels is "" or the inside of the braces, e.g. "route=\"healthz\"". */
+/* Longest label set, with its quotes and commas. */
+#define METRICS_LABELS_MAX 400
+
+/* labels is "" or the inside of the braces, e.g. "route=\"healthz\"";
+ * shorter than METRICS_LABELS_MAX (a longer one is cut). */
 struct metric *metrics_counter(const char *name, const char *labels, const char *help);
 struct metric *metrics_gauge(const char *name, const char *labels, const char *help);
 struct metric *metrics_histogram(const char *name, const char *labels, const char *help);

@@ -22,6 +22,8 @@ static bool role_acts_on(const struct role *r, const char *type)
     return false;
 }
 
+static pthread_mutex_t dead_causes_lock = PTHREAD_MUTEX_INITIALIZER;
+
 /* FNV-1a: which label sets were made is all it tells apart. */
 static uint64_t fnv1a(uint64_t h, const char *s)
 {
@@ -39,17 +41,23 @@ static struct metric *dead_metric(struct worker *w, const char *topic, const cha
         if (*c == '"' || *c == '\\' || *c == '\n')
             *c = '\'';
     uint64_t h = fnv1a(fnv1a(UINT64_C(14695981039346656037), topic) * 31, cause);
+    /* The notifier's senders dead-letter too, each on its own thread. */
+    pthread_mutex_lock(&dead_causes_lock);
     size_t i = 0;
     while (i < w->n_dead_causes && w->dead_causes[i] != h)
         i++;
     if (i == w->n_dead_causes) {
-        if (w->n_dead_causes == WORKER_DEAD_CAUSES)
+        if (w->n_dead_causes >= WORKER_DEAD_CAUSES)
             strcpy(cause, "other");
         else
             w->dead_causes[w->n_dead_causes++] = h;
     }
-    char labels[400];
-    snprintf(labels, sizeof labels, "role=\"%s\",topic=\"%s\",cause=\"%s\"", w->role->name, topic, cause);
+    pthread_mutex_unlock(&dead_causes_lock);
+    char labels[METRICS_LABELS_MAX];
+    int n = snprintf(labels, sizeof labels, "role=\"%s\",topic=\"%s\",cause=\"%s\"", w->role->name, topic,
+                     cause);
+    if (n < 0 || (size_t)n >= sizeof labels) /* a topic name near Kafka's limit: counted by role only */
+        return NULL;
     return metrics_counter("switchboard_dead_letters_total", labels,
                            "jobs dead-lettered, by source topic and cause (the reason's words before ':', "
                            "numbers as N)");
@@ -66,7 +74,9 @@ bool worker_dead_letter(struct worker *w, const struct deadletter_src *src, cons
     log_warn("job dead-lettered", "topic=%s partition=%d offset=%lld reason=\"%s\"", src->topic,
              (int)src->partition, (long long)src->offset, reason);
     metric_add(w->m_dead, 1);
-    metric_add(dead_metric(w, src->topic, reason), 1);
+    struct metric *by_cause = dead_metric(w, src->topic, reason);
+    if (by_cause)
+        metric_add(by_cause, 1);
     return true;
 }
 

@@ -137,6 +137,18 @@ class TestSearchThroughOpenSearch(StackTestCase):
         self.assertEqual(found("fresh"), [{"number": 1, "body": "fresh"}])
         self.assertEqual(self.http("GET", msg).json()["body"], "fresh")
 
+        # An update that stood after the fresh one and died before it was
+        # indexed (made here: its letter names a later offset): redriven,
+        # it is indexed.
+        late = json.loads(old["payload"])
+        late["payload"]["body"], late["created_at"] = "latest", int(time.time() * 1000)
+        kcat_dead_letter(self.stack, {**old, "offset": old["offset"] + 1000, "payload": json.dumps(late)},
+                         "switchboard-indexer", "elasticsearch: es_rejected_execution_exception")
+        r = self.http("POST", f"/ops/v1/dead-letters/redrive?application={token}")
+        self.assertEqual((r.status, r.json()["redriven"]), (200, 1), r)
+        wait_until("latest searchable", lambda: found("latest") == [{"number": 1, "body": "latest"}], 30, 0.2)
+        self.assertEqual(self.http("GET", msg).json()["body"], "latest")
+
     @unittest.skipIf(REAL_ES, "stopping the server needs the one the test started")
     def test_02_search_engine_away_is_reported_but_not_fatal(self):
         port = int(self.stack.es_url.rsplit(":", 1)[1])

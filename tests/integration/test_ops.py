@@ -5,6 +5,7 @@ group, an idle one too, with its lag), the dead letters and their
 redrive and discard, the read-only key, the lookups, the dead letters in
 the workers' /metrics, and the whole story in the console."""
 
+import asyncio
 import hashlib
 import json
 import os
@@ -14,6 +15,8 @@ import threading
 import time
 import unittest
 import urllib.request
+
+from websockets.asyncio.client import connect as ws_connect
 
 from harness import (FakeServer, ROOT, StackTestCase, kcat, kcat_consume_all, kcat_dead_letter, kcat_produce,
                      metric_samples, request, wait_until)
@@ -103,6 +106,15 @@ class TestOps(StackTestCase):
         r = self.http("POST", "/v1/messages", {"channel": "push", "to": "read-only-device", "payload": "p"},
                       headers={"Authorization": f"Bearer {READ_KEY}"})
         self.assertEqual(r.status, 403, r)
+        # Over a WebSocket opened with it, the same: a command is refused.
+        async def ws_send():
+            async with ws_connect(f"ws://127.0.0.1:{self.port}/ws",
+                                  additional_headers={"Authorization": f"Bearer {READ_KEY}"}) as ws:
+                await ws.send(json.dumps({"id": "n", "op": "notification.send", "body": {
+                    "channel": "push", "to": "read-only-device", "payload": "p"}}))
+                return json.loads(await ws.recv())
+        got = asyncio.run(asyncio.wait_for(ws_send(), 30))
+        self.assertEqual((got["status"], got["body"]["error"]["code"]), (403, "forbidden"), got)
         time.sleep(1)
         self.assertEqual(len(self.pushes("read-only-device")), sent_before)  # nothing was sent
         self.assertEqual(self.stack.sql("SELECT COUNT(*) FROM dead_letter_actions"), [["0"]])
@@ -439,6 +451,17 @@ class TestOps(StackTestCase):
         wait_until("the persister took the copy", lambda: self.group("switchboard-persister")["lag"] == 0, 30)
         self.assertEqual(self.http("GET", msg).json()["body"], "new")
         self.assertEqual(self.stack.sql(f"SELECT body FROM messages WHERE application_token='{token}'"), [["new"]])
+
+        # An update newer than the stored body that died before any role
+        # wrote it (made here: it was never on chat.commands): redriven, it
+        # wins, as it would have in log order.
+        late = json.loads(old["payload"])
+        late["payload"]["body"], late["created_at"] = "late", int(time.time() * 1000)
+        kcat_dead_letter(self.stack, {**old, "payload": json.dumps(late)}, "switchboard-persister",
+                         "mysql: deadlock found when trying to get lock")
+        r = self.http("POST", f"/ops/v1/dead-letters/redrive?application={token}")
+        self.assertEqual((r.status, r.json()["redriven"]), (200, 1), r)
+        wait_until("the late update applied", body_is("late"), 30)
 
     def test_08_a_second_copy_of_one_redrive_changes_nothing(self):
         """A redrive whose notification dies again, then a second copy of
