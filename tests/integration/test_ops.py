@@ -279,7 +279,13 @@ class TestOps(StackTestCase):
         t0 = int(time.time() * 1000)
         for i in range(2):
             kcat_produce(self.stack, "chat.commands", f"console-poison-{i}", b"{broken")
-        wait_until("dead-lettered", lambda: self.letters(f"?since={t0}")["count"] == 2, 30)
+        # And one of another cause: a letter is left to act on after the
+        # biggest cause is discarded (the read-only key's view).
+        app = "consolePoisonApp012345"
+        kcat_produce(self.stack, "chat.commands", "console-poison-2", json.dumps({
+            "type": "message.create", "version": 1, "key": app, "request_id": "c2", "created_at": 1,
+            "payload": {"application_token": app, "chat_number": 1, "number": 0, "body": "x"}}).encode())
+        wait_until("dead-lettered", lambda: self.letters(f"?since={t0}")["count"] == 3, 30)
         api = self.letters("?state=new")
         r = self.http("POST", "/v1/messages", {"channel": "email", "to": "ops@example.com", "title": "t",
                                                "payload": "p", "idempotencyKey": "console-1"})
@@ -291,7 +297,7 @@ class TestOps(StackTestCase):
         shots = self.stack.path("shots")
         os.makedirs(shots, exist_ok=True)
         out = subprocess.run(["node", os.path.join(ROOT, "tests", "ws", "console.js"),
-                              f"http://127.0.0.1:{self.port}", self.stack.api_key, shots, note],
+                              f"http://127.0.0.1:{self.port}", self.stack.api_key, shots, note, READ_KEY],
                              env={**os.environ, "NODE_PATH": os.path.join(NODE_DIR, "node_modules")},
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=180)
         text = out.stdout.decode()
@@ -313,6 +319,9 @@ class TestOps(StackTestCase):
         self.assertEqual({it["cause"] for it in discarded["items"]}, {got["causes"][0]["cause"]})
         self.assertEqual(self.letters("?state=new")["count"], api["count"] - top)
         self.assertIn(note, got["lookup"])
+        self.assertEqual(got["readOnly"]["conn"], "connected · read-only key")
+        self.assertFalse(got["readOnly"]["summary"].startswith("0 "), got["readOnly"])  # letters to act on
+        self.assertTrue(got["readOnly"]["actionsHidden"])
         for name in ("console-overview.png", "console-dead-letters.png", "console-lookup.png"):
             self.assertGreater(os.path.getsize(os.path.join(shots, name)), 10_000, name)
             if os.environ.get("SB_UPDATE_SCREENSHOTS"):

@@ -1,14 +1,15 @@
 // The operator console (GET /ops/console) in headless Chromium (Debian's,
 // driven by playwright-core), as an operator uses it: types the admin key,
 // reads the consumer groups, finds the dead letters, narrows them to the
-// biggest cause, looks a notification up. Takes a screenshot of each view
+// biggest cause, looks a notification up, then connects with a read-only
+// key (no actions offered). Takes a screenshot of each view
 // into SHOTDIR and prints what the page showed as JSON.
 'use strict';
 const path = require('path');
 const { chromium } = require('playwright-core');
 
 (async () => {
-  const [base, key, shotdir, noteId] = process.argv.slice(2);
+  const [base, key, shotdir, noteId, readKey] = process.argv.slice(2);
   const browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: ['--no-sandbox'] });
   try {
     const page = await browser.newPage({ viewport: { width: 1366, height: 900 } });
@@ -61,7 +62,22 @@ const { chromium } = require('playwright-core');
     await page.waitForFunction(() => document.querySelector('#lookout').textContent.length > 0, null, { timeout: 20000 });
     const lookup = await page.textContent('#lookout');
     await page.screenshot({ path: path.join(shotdir, 'console-lookup.png'), fullPage: true });
-    console.log(JSON.stringify({ groups, deps, summary, causes, letters, narrowed, acted, after, lookup, errors }));
+
+    // A read-only key: the page says so and offers no redrive or discard,
+    // even for a list of letters nobody handled.
+    await page.fill('#key', readKey);
+    await page.click('#login button');
+    await page.waitForFunction(() => /read-only/.test(document.querySelector('#conn').textContent), null,
+                               { timeout: 20000 });
+    await page.selectOption('#dlform [name=state]', 'new');
+    await page.fill('#dlform [name=cause]', '');
+    await page.click('#dlform button');
+    await page.waitForFunction(() => /match/.test(document.querySelector('#dlsummary').textContent), null,
+                               { timeout: 30000 });
+    const readOnly = { conn: await page.textContent('#conn'), summary: await page.textContent('#dlsummary'),
+                       actionsHidden: await page.$eval('#actions', (a) => a.hidden) };
+    console.log(JSON.stringify({ groups, deps, summary, causes, letters, narrowed, acted, after, lookup, readOnly,
+                                 errors }));
   } finally {
     await browser.close();
   }
