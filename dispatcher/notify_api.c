@@ -51,6 +51,8 @@ struct accept *accept_new(struct loop *l, const char *request_id, const struct n
     assert(idem == NULL || strlen(idem) <= NOTE_IDEM_STORED_MAX); /* validated: kept whole */
     snprintf(a->idem, sizeof a->idem, "%s", idem ? idem : "");
     note_fingerprint(m, a->fingerprint);
+    if (m->channel == CH_SMS)
+        segments_count(m->body, &a->segs);
     a->from_field = "from";
     a->to_field = "to";
     return a;
@@ -290,6 +292,10 @@ static void created(struct accept *a)
         cJSON *o = cJSON_CreateObject();
         cJSON_AddStringToObject(o, "id", a->id);
         cJSON_AddStringToObject(o, "status", "queued");
+        if (a->channel == CH_SMS) { /* what the text costs, known at acceptance */
+            cJSON_AddStringToObject(o, "encoding", segments_encoding(&a->segs));
+            cJSON_AddNumberToObject(o, "segments", (double)a->segs.segments);
+        }
         http_pending_reply(p, 202, o);
         cJSON_Delete(o);
     }

@@ -10,6 +10,7 @@
 #define SB_NOTIFY_API_H
 
 #include "notify.h"
+#include "segments.h"
 #include "server.h"
 
 enum accept_outcome {
@@ -28,6 +29,7 @@ struct accept {
     char fingerprint[NOTE_FP_LEN + 1];
     char tracking_id[33];
     int64_t item;
+    struct segments segs; /* CH_SMS: its encoding and segments (segments.h) */
     bool check_numbers; /* from and to must be assigned phone numbers */
     const char *from_field, *to_field; /* names for messages */
     int checks_left;

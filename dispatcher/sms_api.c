@@ -79,6 +79,12 @@ static void sent_one(struct accept *a)
             http_req_add_header(p->req, "Retry-After", "1");
         http_pending_error(p, a->status, a->code, a->message);
     } else {
+        /* The body stays the seed's {"sent": true}; what the text costs
+         * goes in headers. */
+        char segs[24];
+        snprintf(segs, sizeof segs, "%lld", (long long)a->segs.segments);
+        http_req_add_header(p->req, "X-SMS-Encoding", segments_encoding(&a->segs));
+        http_req_add_header(p->req, "X-SMS-Segments", segs);
         cJSON *o = cJSON_CreateObject();
         cJSON_AddBoolToObject(o, "sent", true);
         http_pending_reply(p, 200, o);
@@ -118,9 +124,19 @@ struct batch {
     int64_t total;
     size_t pending; /* accepts not finished, +1 while they are being started */
     cJSON *errors;  /* [{"index","reason"}] */
+    struct segments *segs; /* per item; segments 0 = not accepted */
     enum db_status st;
     char err[ERRBUF_LEN];
 };
+
+static void batch_free(struct batch *b)
+{
+    if (b == NULL)
+        return;
+    cJSON_Delete(b->errors);
+    free(b->segs);
+    free(b);
+}
 
 static void batch_error(struct batch *b, int64_t index, const char *reason)
 {
@@ -149,11 +165,25 @@ static void track_done(void *arg)
         cJSON *o = cJSON_CreateObject();
         cJSON_AddStringToObject(o, "trackingId", b->tracking_id);
         cJSON_AddItemReferenceToObject(o, "errors", b->errors);
+        /* What the accepted items cost, each and in all (a repeat of an
+         * accepted one counts: it is the same message). */
+        cJSON *items = cJSON_AddArrayToObject(o, "items");
+        int64_t total = 0;
+        for (int64_t i = 0; i < b->total && items; i++) {
+            if (b->segs[i].segments == 0)
+                continue;
+            cJSON *it = cJSON_CreateObject();
+            cJSON_AddNumberToObject(it, "index", (double)i);
+            cJSON_AddStringToObject(it, "encoding", segments_encoding(&b->segs[i]));
+            cJSON_AddNumberToObject(it, "segments", (double)b->segs[i].segments);
+            cJSON_AddItemToArray(items, it);
+            total += b->segs[i].segments;
+        }
+        cJSON_AddNumberToObject(o, "segments", (double)total);
         http_pending_reply(b->p, 202, o);
         cJSON_Delete(o);
     }
-    cJSON_Delete(b->errors);
-    free(b);
+    batch_free(b);
 }
 
 static void batch_release(struct batch *b)
@@ -171,6 +201,8 @@ static void item_done(struct accept *a)
 {
     struct batch *b = a->owner;
     char reason[400];
+    if (a->outcome != ACCEPT_REFUSED)
+        b->segs[a->item] = a->segs;
     if (a->outcome == ACCEPT_REFUSED) {
         batch_error(b, a->item, a->message);
     } else if (a->outcome == ACCEPT_REPEAT) {
@@ -310,13 +342,12 @@ void sms_send_many(struct http_ctx *ctx)
     }
     struct batch *b = calloc(1, sizeof *b);
     struct accept **acc = calloc((size_t)n, sizeof *acc);
-    bool ready = b && acc && (b->errors = cJSON_CreateArray()) != NULL && sb_random_id(b->tracking_id);
+    bool ready = b && acc && (b->segs = calloc((size_t)n, sizeof *b->segs)) != NULL &&
+                 (b->errors = cJSON_CreateArray()) != NULL && sb_random_id(b->tracking_id);
     if (!ready)
         http_reply_error(ctx, 503, "overloaded", "out of memory");
     if (!ready || (b->p = http_pending_new(ctx)) == NULL) { /* http_pending_new answered */
-        if (b)
-            cJSON_Delete(b->errors);
-        free(b);
+        batch_free(b);
         free(acc);
         cJSON_Delete(items);
         return;
@@ -345,9 +376,8 @@ void sms_send_many(struct http_ctx *ctx)
     }
     cJSON_Delete(items);
     if (valid == 0) { /* nothing in it is an SMS: the request is bad, not its items */
-        cJSON_Delete(b->errors);
         http_pending_errorf(b->p, 400, "invalid_field", "no item is a valid SMS (item 0: %s)", first_err);
-        free(b);
+        batch_free(b);
         free(acc);
         return;
     }
@@ -355,9 +385,8 @@ void sms_send_many(struct http_ctx *ctx)
         for (i = 0; i < n; i++)
             accept_free(acc[i]);
         free(acc);
-        cJSON_Delete(b->errors);
         http_pending_error(b->p, 503, "overloaded", "out of memory");
-        free(b);
+        batch_free(b);
         return;
     }
     /* Counted before any starts: an item may finish inside accept_start. */
