@@ -344,10 +344,18 @@ struct get_req {
     char idem[NOTE_IDEM_STORED_MAX + 1]; /* by idempotency key: the key, else "" */
     uint64_t tenant; /* of the pool queue */
     struct note note;
+    cJSON *history; /* found: its history (notestore_history) */
     bool found, expired;
     enum db_status st;
     char err[ERRBUF_LEN];
 };
+
+static void get_free(struct get_req *g)
+{
+    if (g)
+        cJSON_Delete(g->history);
+    free(g);
+}
 
 static void get_expire(void *arg)
 {
@@ -361,6 +369,8 @@ static void get_work(void *ctx, void *arg)
     struct get_req *g = arg;
     g->st = *g->idem ? notestore_find_idem(ctx, g->idem, &g->note, &g->found, g->err, sizeof g->err)
                      : notestore_get(ctx, g->id, &g->note, &g->found, g->err, sizeof g->err);
+    if (g->st == DB_OK && g->found && (g->history = cJSON_CreateArray()) != NULL)
+        g->st = notestore_history(ctx, g->note.id, g->history, g->err, sizeof g->err);
 }
 
 static void on_accepted_marker(redisAsyncContext *ac, void *rep, void *priv)
@@ -384,7 +394,7 @@ static void on_accepted_marker(redisAsyncContext *ac, void *rep, void *priv)
     } else {
         http_pending_errorf(g->p, 404, "not_found", "no notification %s", g->id);
     }
-    free(g);
+    get_free(g);
 }
 
 static void get_done(void *arg);
@@ -411,10 +421,10 @@ static void on_idem_marker(redisAsyncContext *ac, void *rep, void *priv)
         g->idem[0] = '\0';
         g->found = false;
         if (!http_pool_submit(g->p, g->loop->d->notepool, g->tenant, get_work, get_expire, get_done, g))
-            free(g); /* answered 503 */
+            get_free(g); /* answered 503 */
         return;
     }
-    free(g);
+    get_free(g);
 }
 
 static void get_done(void *arg)
@@ -422,16 +432,26 @@ static void get_done(void *arg)
     struct get_req *g = arg;
     if (g->expired) {
         http_pending_busy(g->p);
-        free(g);
+        get_free(g);
     } else if (g->st != DB_OK) {
         log_warn("notification store unavailable", "err=\"%s\"", g->err);
         http_pending_error(g->p, 503, "store_unavailable", "the notification store is unavailable; retry later");
-        free(g);
+        get_free(g);
     } else if (g->found) {
         cJSON *o = note_to_json(&g->note);
+        cJSON *e;
+        cJSON_ArrayForEach(e, g->history) { /* its times as the record's */
+            char t[32];
+            note_iso_time((int64_t)cJSON_GetNumberValue(cJSON_GetObjectItem(e, "at")), t);
+            cJSON_ReplaceItemInObject(e, "at", cJSON_CreateString(t));
+        }
+        if (o && g->history) {
+            cJSON_AddItemToObject(o, "history", g->history);
+            g->history = NULL;
+        }
         http_pending_reply(g->p, 200, o);
         cJSON_Delete(o);
-        free(g);
+        get_free(g);
     } else if (*g->idem) {
         if (!redis_client_command(g->loop->redis, on_idem_marker, g, "GET " IDEM_PREFIX "%s", g->idem))
             on_idem_marker(NULL, NULL, g);
@@ -453,7 +473,7 @@ static void get_start(struct http_ctx *ctx, const char *id, const char *idem)
     if (g == NULL || (g->p = http_pending_new(ctx)) == NULL) {
         if (g == NULL)
             http_reply_error(ctx, 503, "overloaded", "out of memory");
-        free(g);
+        get_free(g);
         return;
     }
     g->loop = ctx->loop;
@@ -461,7 +481,7 @@ static void get_start(struct http_ctx *ctx, const char *id, const char *idem)
     snprintf(g->id, sizeof g->id, "%s", id ? id : "");
     snprintf(g->idem, sizeof g->idem, "%s", idem ? idem : "");
     if (!http_pool_submit(g->p, ctx->loop->d->notepool, g->tenant, get_work, get_expire, get_done, g))
-        free(g);
+        get_free(g);
 }
 
 void notify_get(struct http_ctx *ctx)

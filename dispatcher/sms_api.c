@@ -441,8 +441,12 @@ static void track_get_done(void *arg)
     } else if (!r->found) {
         http_pending_errorf(r->p, 404, "not_found", "no SMS request %s", r->id);
     } else {
-        int64_t sent = r->t.counts[NOTE_SENT];
-        int64_t failed = r->t.rejected + r->t.counts[NOTE_DEAD];
+        /* Sent: the provider took it (what its callbacks said since does
+         * not make it less sent); failed: refused up front, given up, or
+         * cancelled. */
+        int64_t sent = r->t.counts[NOTE_SENT] + r->t.counts[NOTE_DELIVERED] + r->t.counts[NOTE_UNDELIVERED] +
+                       r->t.counts[NOTE_FAILED];
+        int64_t failed = r->t.rejected + r->t.counts[NOTE_DEAD] + r->t.counts[NOTE_CANCELLED];
         int64_t pending = r->t.total - sent - failed;
         char t[32];
         cJSON *o = cJSON_CreateObject();

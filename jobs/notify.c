@@ -9,8 +9,8 @@
 #include "phone.h"
 
 static const char *const channel_names[CH_COUNT] = {"email", "sms", "push", "kafka"};
-static const char *const status_names[NOTE_STATUS_COUNT] = {"queued", "sending", "sent", "failed",
-                                                            "dead"};
+static const char *const status_names[NOTE_STATUS_COUNT] = {
+    "queued", "sending", "sent", "retrying", "dead", "delivered", "undelivered", "failed", "cancelled", "scheduled"};
 
 const char *note_channel_name(enum note_channel c)
 {
@@ -40,6 +40,39 @@ bool note_status_parse(const char *s, enum note_status *out)
             return true;
         }
     return false;
+}
+
+bool note_status_terminal(enum note_status s)
+{
+    return s == NOTE_DEAD || s == NOTE_DELIVERED || s == NOTE_UNDELIVERED || s == NOTE_FAILED || s == NOTE_CANCELLED;
+}
+
+bool note_status_may_move(enum note_status from, enum note_status to)
+{
+    if (from == to) /* written again: attempts, an error, a provider id */
+        return true;
+    switch (to) {
+    case NOTE_SCHEDULED:
+        return false; /* only as a record starts */
+    case NOTE_QUEUED: /* its time came; or an operator redrove a dead one */
+        return from == NOTE_SCHEDULED || from == NOTE_DEAD;
+    case NOTE_SENDING: /* an attempt, the first or a retry (or again after a crash) */
+        return from == NOTE_QUEUED || from == NOTE_RETRYING;
+    case NOTE_RETRYING:
+        return from == NOTE_SENDING;
+    case NOTE_SENT:
+        return from == NOTE_SENDING || from == NOTE_RETRYING; /* a timeout the provider had taken */
+    case NOTE_DELIVERED:
+    case NOTE_UNDELIVERED:
+    case NOTE_FAILED: /* the provider's word, possibly before ours that it was sent */
+        return from == NOTE_SENDING || from == NOTE_RETRYING || from == NOTE_SENT;
+    case NOTE_DEAD:
+        return from == NOTE_QUEUED || from == NOTE_SENDING || from == NOTE_RETRYING || from == NOTE_SCHEDULED;
+    case NOTE_CANCELLED:
+        return from == NOTE_SCHEDULED;
+    default:
+        return false;
+    }
 }
 
 /* A mailbox we hand to SMTP: one '@', something on each side, and nothing

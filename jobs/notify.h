@@ -26,14 +26,44 @@
 #define NOTE_BODY_MAX 65536 /* characters */
 #define NOTE_ERROR_MAX 255
 #define NOTE_FP_LEN 16      /* fingerprint: 64 bits in hex */
+#define NOTE_PROVIDER_ID_MAX 64 /* a provider's id of a message (Twilio's MessageSid: 34) */
 
 enum note_channel { CH_EMAIL, CH_SMS, CH_PUSH, CH_KAFKA, CH_COUNT };
-enum note_status { NOTE_QUEUED, NOTE_SENDING, NOTE_SENT, NOTE_FAILED, NOTE_DEAD, NOTE_STATUS_COUNT };
+/* A notification's status, a machine that never moves backwards:
+ *
+ *   scheduled -> queued -> sending <-> retrying     (sending again after a
+ *                             |                      passing failure)
+ *                             v
+ *                            sent -> delivered | undelivered | failed
+ *
+ * plus dead (given up: attempts spent, or refused for good) and cancelled
+ * (a scheduled one, before it went). delivered, undelivered and failed come
+ * from the provider's callbacks, late, twice or out of order: a late "sent"
+ * after "delivered" changes nothing. Those five are terminal; only an
+ * operator's redrive takes a dead one back to queued. */
+enum note_status {
+    NOTE_QUEUED,
+    NOTE_SENDING,
+    NOTE_SENT,
+    NOTE_RETRYING, /* the last attempt failed; a retry waits on notify.retry */
+    NOTE_DEAD,
+    NOTE_DELIVERED,
+    NOTE_UNDELIVERED,
+    NOTE_FAILED, /* the provider could not send it (its callback) */
+    NOTE_CANCELLED,
+    NOTE_SCHEDULED,
+    NOTE_STATUS_COUNT
+};
 
 const char *note_channel_name(enum note_channel c);
 bool note_channel_parse(const char *s, enum note_channel *out) SB_NODISCARD;
 const char *note_status_name(enum note_status s);
 bool note_status_parse(const char *s, enum note_status *out) SB_NODISCARD;
+/* The machine's edges: whether a record in from may be moved to to (a
+ * record already in to may be written again, but a terminal one only by
+ * the same status). The stores apply an update only where this holds. */
+bool note_status_may_move(enum note_status from, enum note_status to);
+bool note_status_terminal(enum note_status s);
 
 /* The fields a delivery needs (borrowed strings). */
 struct note_msg {

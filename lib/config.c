@@ -172,8 +172,13 @@ static const struct config_def defs[] = {
      S(notify_topics), "Kafka topics the kafka channel may produce to, comma-separated"},
     {"smtp_url", "SB_SMTP_URL", "--smtp-url", CFG_STR, "", 0, 0, W, S(smtp_url),
      "email channel: smtp[s]://[user:pass@]host:port; empty = email not configured"},
-    {"sms_url", "SB_SMS_URL", "--sms-url", CFG_STR, "", 0, 0, W, S(sms_url),
-     "sms channel: provider endpoint for a Twilio-style form POST (user:pass@ = basic auth)"},
+    {"sms_url", "SB_SMS_URL", "--sms-url", CFG_STR, "", 0, 0, D | W, S(sms_url),
+     "sms channel: provider endpoint for a Twilio-style form POST (user:pass@ = basic auth; the password "
+     "is the token the provider signs its callbacks with)"},
+    {"sms_callback_url", "SB_SMS_CALLBACK_URL", "--sms-callback-url", CFG_STR, "", 0, 0, D | W,
+     S(sms_callback_url),
+     "this service's base URL as the SMS provider reaches it (https://api.example.com): each SMS asks for "
+     "status callbacks at <it>/v1/callbacks/sms/<id>, whose signature is checked against it; empty = none"},
     {"push_url", "SB_PUSH_URL", "--push-url", CFG_STR, "", 0, 0, W, S(push_url),
      "push channel: webhook receiving a JSON POST"},
     {"notify_timeout_ms", "SB_NOTIFY_TIMEOUT_MS", "--notify-timeout-ms", CFG_INT, "10000", 100,

@@ -82,6 +82,7 @@ struct sb_config {
     char *notify_topics;
     char *smtp_url;
     char *sms_url;
+    char *sms_callback_url;
     char *push_url;
     int64_t notify_timeout_ms;
     int64_t notify_concurrency;

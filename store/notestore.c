@@ -1,7 +1,9 @@
 /* notestore.c - see notestore.h: picks the backend and forwards to it. */
 #include "notestore.h"
 
+#include <assert.h>
 #include <mysql.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "log.h"
@@ -41,12 +43,41 @@ enum db_status notestore_claim(struct notestore *s, const struct note *n, bool *
     return s->ops->claim(s, n, created, existing, errbuf, errlen);
 }
 
-enum db_status notestore_update(struct notestore *s, const struct note *n, char *errbuf,
+enum db_status notestore_update(struct notestore *s, const struct note *n, bool *applied, char *errbuf,
                                 size_t errlen)
+{
+    *applied = false;
+    if (missing(s, errbuf, errlen))
+        return DB_TRANSIENT;
+    return s->ops->update(s, n, applied, errbuf, errlen);
+}
+
+enum db_status notestore_history(struct notestore *s, const char *id, cJSON *out, char *errbuf, size_t errlen)
 {
     if (missing(s, errbuf, errlen))
         return DB_TRANSIENT;
-    return s->ops->update(s, n, errbuf, errlen);
+    return s->ops->history(s, id, out, errbuf, errlen);
+}
+
+const char *note_event_detail(const struct note *n)
+{
+    bool why = n->status == NOTE_RETRYING || n->status == NOTE_DEAD || n->status == NOTE_UNDELIVERED ||
+               n->status == NOTE_FAILED;
+    return why ? n->last_error : "";
+}
+
+bool note_status_sources(enum note_status to, char *out, size_t cap)
+{
+    size_t len = 0;
+    out[0] = '\0';
+    for (int i = 0; i < NOTE_STATUS_COUNT; i++) {
+        if ((enum note_status)i == to || !note_status_may_move((enum note_status)i, to))
+            continue;
+        int n = snprintf(out + len, cap - len, "%s'%s'", len ? "," : "", note_status_name((enum note_status)i));
+        assert(n > 0 && (size_t)n < cap - len); /* the names are short and few */
+        len += (size_t)n;
+    }
+    return len > 0;
 }
 
 enum db_status notestore_get(struct notestore *s, const char *id, struct note *out, bool *found,
@@ -109,6 +140,8 @@ cJSON *note_to_json(const struct note *n)
     cJSON_AddStringToObject(o, "createdAt", t);
     note_iso_time(n->updated_ms, t);
     cJSON_AddStringToObject(o, "updatedAt", t);
+    if (*n->provider_id)
+        cJSON_AddStringToObject(o, "providerMessageId", n->provider_id);
     return o;
 }
 

@@ -34,9 +34,12 @@ struct note {
     char tracking_id[NOTE_ID_MAX + 1];  /* "" = not part of a send-many */
     int64_t item;                       /* its index in that request */
     enum note_status status;
-    int64_t attempts;
+    int64_t attempts; /* an update with attempts < 0 leaves them as they are */
     char last_error[NOTE_ERROR_MAX + 1];
     int64_t created_ms, updated_ms;
+    /* The provider's id of the message (Twilio's MessageSid), once it took
+     * it; "" = none yet. An update never clears it. */
+    char provider_id[NOTE_PROVIDER_ID_MAX + 1];
     /* The dead letter ("topic/partition/offset") whose redrive last queued
      * it again; "" = never redriven. Another copy of that same redrive
      * (a rewound batch) then finds it settled. */
@@ -57,7 +60,8 @@ struct notestore_ops {
     const char *kind;
     enum db_status (*claim)(struct notestore *s, const struct note *n, bool *created,
                             struct note *existing, char *errbuf, size_t errlen);
-    enum db_status (*update)(struct notestore *s, const struct note *n, char *errbuf, size_t errlen);
+    enum db_status (*update)(struct notestore *s, const struct note *n, bool *applied, char *errbuf, size_t errlen);
+    enum db_status (*history)(struct notestore *s, const char *id, cJSON *out, char *errbuf, size_t errlen);
     /* by_idem: value is an idempotency key, else an id. */
     enum db_status (*get)(struct notestore *s, bool by_idem, const char *value, struct note *out, bool *found,
                           char *errbuf, size_t errlen);
@@ -85,10 +89,24 @@ const char *notestore_kind(const struct notestore *s);
  * *created is false and *existing is the record that holds it. */
 enum db_status notestore_claim(struct notestore *s, const struct note *n, bool *created,
                                struct note *existing, char *errbuf, size_t errlen) SB_NODISCARD;
-/* Writes n's status, attempts, last_error and updated_ms (by id), and its
- * redrive_of unless that is "" (an update never forgets a redrive). */
-enum db_status notestore_update(struct notestore *s, const struct note *n, char *errbuf,
+/* Writes n's status, attempts (unless < 0), last_error and updated_ms (by
+ * id), and its redrive_of and provider_id unless "" (an update never
+ * forgets them), if the stored status may move to n's
+ * (note_status_may_move): *applied says whether it did. A move of status
+ * adds {status, at: updated_ms, detail} to the record's history (detail:
+ * last_error for retrying, dead, undelivered and failed), in the same
+ * transaction. */
+enum db_status notestore_update(struct notestore *s, const struct note *n, bool *applied, char *errbuf,
                                 size_t errlen) SB_NODISCARD;
+/* The record's history, oldest first, appended to out (a JSON array) as
+ * {"status", "at" (ms), "detail" (only when there is one)}. */
+enum db_status notestore_history(struct notestore *s, const char *id, cJSON *out, char *errbuf,
+                                 size_t errlen) SB_NODISCARD;
+/* The detail a status move records (see notestore_update). */
+const char *note_event_detail(const struct note *n);
+/* The statuses from which a record may move to to, but to itself, as SQL
+ * string literals ("'queued','retrying'") into out; false if none. */
+bool note_status_sources(enum note_status to, char *out, size_t cap);
 enum db_status notestore_get(struct notestore *s, const char *id, struct note *out, bool *found,
                              char *errbuf, size_t errlen) SB_NODISCARD;
 /* The record holding idempotency key idem (a send-many part's is

@@ -129,6 +129,7 @@ static void note_from_doc(const bson_t *doc, struct note *n)
     n->created_ms = iter_i64(doc, "created_ms");
     n->updated_ms = iter_i64(doc, "updated_ms");
     iter_str(doc, "redrive_of", n->redrive_of, sizeof n->redrive_of);
+    iter_str(doc, "provider_id", n->provider_id, sizeof n->provider_id);
 }
 
 /* The first document filter matches in coll, into n. */
@@ -150,6 +151,14 @@ static enum db_status find_one(mongoc_collection_t *coll, const bson_t *filter, 
     return st;
 }
 
+/* A history entry: {status, at_ms, detail}. */
+static void append_event(bson_t *e, const struct note *n, int64_t at_ms)
+{
+    BSON_APPEND_UTF8(e, "status", note_status_name(n->status));
+    BSON_APPEND_INT64(e, "at_ms", at_ms);
+    BSON_APPEND_UTF8(e, "detail", note_event_detail(n));
+}
+
 static enum db_status g_claim(struct notestore *s, const struct note *n, bool *created,
                               struct note *existing, char *errbuf, size_t errlen)
 {
@@ -169,6 +178,13 @@ static enum db_status g_claim(struct notestore *s, const struct note *n, bool *c
         BSON_APPEND_UTF8(doc, "tracking_id", n->tracking_id);
         BSON_APPEND_INT64(doc, "item", n->item);
     }
+    /* The history starts with it. */
+    bson_t history, first;
+    BSON_APPEND_ARRAY_BEGIN(doc, "history", &history);
+    BSON_APPEND_DOCUMENT_BEGIN(&history, "0", &first);
+    append_event(&first, n, n->created_ms);
+    bson_append_document_end(&history, &first);
+    bson_append_array_end(doc, &history);
     bson_error_t e;
     *created = mongoc_collection_insert_one(g->notes, doc, NULL, NULL, &e);
     bson_destroy(doc);
@@ -190,25 +206,111 @@ static enum db_status g_claim(struct notestore *s, const struct note *n, bool *c
     return st;
 }
 
-static enum db_status g_update(struct notestore *s, const struct note *n, char *errbuf,
+/* The $set of an update: attempts (unless < 0), last_error, updated_ms,
+ * and redrive_of and provider_id when given ("" leaves the one recorded). */
+static void append_set(bson_t *update, const struct note *n, bool with_status)
+{
+    bson_t set;
+    BSON_APPEND_DOCUMENT_BEGIN(update, "$set", &set);
+    if (with_status)
+        BSON_APPEND_UTF8(&set, "status", note_status_name(n->status));
+    if (n->attempts >= 0)
+        BSON_APPEND_INT64(&set, "attempts", n->attempts);
+    BSON_APPEND_UTF8(&set, "last_error", n->last_error);
+    BSON_APPEND_INT64(&set, "updated_ms", n->updated_ms);
+    if (*n->redrive_of)
+        BSON_APPEND_UTF8(&set, "redrive_of", n->redrive_of);
+    if (*n->provider_id)
+        BSON_APPEND_UTF8(&set, "provider_id", n->provider_id);
+    bson_append_document_end(update, &set);
+}
+
+/* Runs one update_one; *matched: whether its filter matched a record. */
+static enum db_status update_matched(struct gstore *g, const bson_t *filter, const bson_t *update, bool *matched,
+                                     char *errbuf, size_t errlen)
+{
+    bson_error_t e;
+    bson_t reply;
+    bson_iter_t it;
+    bool ok = mongoc_collection_update_one(g->notes, filter, update, NULL, &reply, &e);
+    *matched = ok && bson_iter_init_find(&it, &reply, "matchedCount") && BSON_ITER_HOLDS_NUMBER(&it) &&
+               bson_iter_as_int64(&it) > 0;
+    bson_destroy(&reply);
+    return ok ? DB_OK : classify(&e, errbuf, errlen);
+}
+
+/* The move, from a status that may move to n's, with its history entry
+ * (one atomic update of the one document); or else the same status
+ * written again. */
+static enum db_status g_update(struct notestore *s, const struct note *n, bool *applied, char *errbuf,
                                size_t errlen)
 {
     struct gstore *g = (struct gstore *)s;
-    bson_error_t e;
     bson_t *filter = BCON_NEW("_id", BCON_UTF8(n->id));
-    bson_t *update = bson_new(), set;
-    BSON_APPEND_DOCUMENT_BEGIN(update, "$set", &set);
-    BSON_APPEND_UTF8(&set, "status", note_status_name(n->status));
-    BSON_APPEND_INT64(&set, "attempts", n->attempts);
-    BSON_APPEND_UTF8(&set, "last_error", n->last_error);
-    BSON_APPEND_INT64(&set, "updated_ms", n->updated_ms);
-    if (*n->redrive_of) /* "" leaves the one recorded */
-        BSON_APPEND_UTF8(&set, "redrive_of", n->redrive_of);
-    bson_append_document_end(update, &set);
-    bool ok = mongoc_collection_update_one(g->notes, filter, update, NULL, NULL, &e);
+    bson_t in, from;
+    BSON_APPEND_DOCUMENT_BEGIN(filter, "status", &in);
+    BSON_APPEND_ARRAY_BEGIN(&in, "$in", &from);
+    int k = 0;
+    for (int i = 0; i < NOTE_STATUS_COUNT; i++)
+        if ((enum note_status)i != n->status && note_status_may_move((enum note_status)i, n->status)) {
+            char key[16];
+            const char *kp;
+            bson_uint32_to_string((uint32_t)k++, &kp, key, sizeof key);
+            BSON_APPEND_UTF8(&from, kp, note_status_name((enum note_status)i));
+        }
+    bson_append_array_end(&in, &from);
+    bson_append_document_end(filter, &in);
+    bson_t *update = bson_new(), push, event;
+    append_set(update, n, true);
+    BSON_APPEND_DOCUMENT_BEGIN(update, "$push", &push);
+    BSON_APPEND_DOCUMENT_BEGIN(&push, "history", &event);
+    append_event(&event, n, n->updated_ms);
+    bson_append_document_end(&push, &event);
+    bson_append_document_end(update, &push);
+    enum db_status st = update_matched(g, filter, update, applied, errbuf, errlen);
     bson_destroy(filter);
     bson_destroy(update);
-    return ok ? DB_OK : classify(&e, errbuf, errlen);
+    if (st != DB_OK || *applied)
+        return st;
+    filter = BCON_NEW("_id", BCON_UTF8(n->id), "status", BCON_UTF8(note_status_name(n->status)));
+    update = bson_new();
+    append_set(update, n, false);
+    st = update_matched(g, filter, update, applied, errbuf, errlen);
+    bson_destroy(filter);
+    bson_destroy(update);
+    return st;
+}
+
+static enum db_status g_history(struct notestore *s, const char *id, cJSON *out, char *errbuf, size_t errlen)
+{
+    struct gstore *g = (struct gstore *)s;
+    bson_t *filter = BCON_NEW("_id", BCON_UTF8(id));
+    bson_t *copy = NULL;
+    bool found = false;
+    enum db_status st = find_one(g->notes, filter, NULL, &copy, &found, errbuf, errlen);
+    bson_destroy(filter);
+    bson_iter_t it, arr, f;
+    if (st == DB_OK && found && bson_iter_init_find(&it, copy, "history") && BSON_ITER_HOLDS_ARRAY(&it) &&
+        bson_iter_recurse(&it, &arr)) {
+        while (bson_iter_next(&arr)) {
+            if (!BSON_ITER_HOLDS_DOCUMENT(&arr) || !bson_iter_recurse(&arr, &f))
+                continue;
+            cJSON *e = cJSON_CreateObject();
+            while (bson_iter_next(&f)) {
+                const char *k = bson_iter_key(&f);
+                if (strcmp(k, "status") == 0 && BSON_ITER_HOLDS_UTF8(&f))
+                    cJSON_AddStringToObject(e, "status", bson_iter_utf8(&f, NULL));
+                else if (strcmp(k, "at_ms") == 0 && BSON_ITER_HOLDS_NUMBER(&f))
+                    cJSON_AddNumberToObject(e, "at", (double)bson_iter_as_int64(&f));
+                else if (strcmp(k, "detail") == 0 && BSON_ITER_HOLDS_UTF8(&f) && *bson_iter_utf8(&f, NULL))
+                    cJSON_AddStringToObject(e, "detail", bson_iter_utf8(&f, NULL));
+            }
+            cJSON_AddItemToArray(out, e);
+        }
+    }
+    if (copy)
+        bson_destroy(copy);
+    return st;
 }
 
 static enum db_status g_get(struct notestore *s, bool by_idem, const char *value, struct note *out, bool *found,
@@ -348,7 +450,7 @@ static void g_free(struct notestore *s)
 }
 
 static const struct notestore_ops mongo_ops = {
-    "mongodb", g_claim, g_update, g_get, g_track_put, g_track_get, g_ping, g_free,
+    "mongodb", g_claim, g_update, g_history, g_get, g_track_put, g_track_get, g_ping, g_free,
 };
 
 struct notestore *notestore_mongo_new(const char *mongo_uri, char *errbuf, size_t errlen)

@@ -15,7 +15,7 @@ struct mstore {
 
 #define NOTE_COLUMNS                                                                           \
     "id, channel, recipient, IFNULL(idempotency_key, ''), fingerprint, IFNULL(tracking_id, ''), " \
-    "item, status, attempts, last_error, created_ms, updated_ms, IFNULL(redrive_of, '')"
+    "item, status, attempts, last_error, created_ms, updated_ms, IFNULL(redrive_of, ''), IFNULL(provider_id, '')"
 
 static void copy_cell(char *out, size_t cap, const char *v)
 {
@@ -45,6 +45,7 @@ static void note_from_row(MYSQL_ROW row, struct note *n)
     n->created_ms = num_cell(row[10]);
     n->updated_ms = num_cell(row[11]);
     copy_cell(n->redrive_of, sizeof n->redrive_of, row[12]);
+    copy_cell(n->provider_id, sizeof n->provider_id, row[13]);
 }
 
 /* Runs sql and reads its first row into *n (*found false when none). */
@@ -82,7 +83,7 @@ static enum db_status m_claim(struct notestore *s, const struct note *n, bool *c
         return DB_TRANSIENT;
     /* IGNORE: a duplicate id or idempotency key is the answer we look for,
      * not an error (every value was checked before it came here). */
-    strbuf_appendf(&sql, "INSERT IGNORE INTO notifications (id, channel, recipient, idempotency_key,"
+    strbuf_appendf(&sql, "START TRANSACTION; INSERT IGNORE INTO notifications (id, channel, recipient, idempotency_key,"
                          " fingerprint, tracking_id, item, status, attempts, last_error, created_ms,"
                          " updated_ms) VALUES (");
     db_quote(&sql, conn, n->id);
@@ -100,15 +101,24 @@ static enum db_status m_claim(struct notestore *s, const struct note *n, bool *c
     db_quote(&sql, conn, note_status_name(n->status));
     strbuf_appendf(&sql, ", %lld, ", (long long)n->attempts);
     db_quote(&sql, conn, n->last_error);
-    strbuf_appendf(&sql, ", %lld, %lld)", (long long)n->created_ms, (long long)n->updated_ms);
+    strbuf_appendf(&sql, ", %lld, %lld); SET @n = ROW_COUNT();"
+                         " INSERT INTO notification_events (id, status, at_ms, detail) SELECT ",
+                   (long long)n->created_ms, (long long)n->updated_ms);
+    /* The history starts with it, in the same transaction. */
+    db_quote(&sql, conn, n->id);
+    strbuf_appendf(&sql, ", '%s', %lld, ", note_status_name(n->status), (long long)n->created_ms);
+    db_quote(&sql, conn, note_event_detail(n));
+    strbuf_appendf(&sql, " FROM DUAL WHERE @n = 1; COMMIT");
     if (strbuf_failed(&sql)) {
         sb_errf(errbuf, errlen, "out of memory");
         goto done;
     }
-    uint64_t inserted = 0;
-    if ((st = db_exec_count(m->db, sql.p, &inserted, errbuf, errlen)) != DB_OK)
+    uint64_t counts[2] = {0};
+    if ((st = db_exec_counts(m->db, sql.p, counts, 2, errbuf, errlen)) != DB_OK) {
+        st = db_txn_end(m->db, st);
         goto done;
-    *created = inserted == 1;
+    }
+    *created = counts[1] == 1;
     if (*created)
         goto done;
     strbuf_free(&sql);
@@ -135,24 +145,104 @@ done:
     return st;
 }
 
-static enum db_status m_update(struct notestore *s, const struct note *n, char *errbuf,
+static enum db_status m_get(struct notestore *s, bool by_idem, const char *value, struct note *out, bool *found,
+                            char *errbuf, size_t errlen);
+
+/* Appends the columns every update writes: attempts (unless < 0),
+ * last_error, updated_ms, and redrive_of and provider_id when given. */
+static void update_columns(struct strbuf *sql, MYSQL *conn, const struct note *n)
+{
+    if (n->attempts >= 0)
+        strbuf_appendf(sql, "attempts = %lld, ", (long long)n->attempts);
+    strbuf_appendf(sql, "last_error = ");
+    db_quote(sql, conn, n->last_error);
+    strbuf_appendf(sql, ", updated_ms = %lld", (long long)n->updated_ms);
+    if (*n->redrive_of) {
+        strbuf_appendf(sql, ", redrive_of = ");
+        db_quote(sql, conn, n->redrive_of);
+    }
+    if (*n->provider_id) {
+        strbuf_appendf(sql, ", provider_id = ");
+        db_quote(sql, conn, n->provider_id);
+    }
+}
+
+/* One transaction: the move (only from a status that may move to n's),
+ * its history row, or else the same status written again. */
+static enum db_status m_update(struct notestore *s, const struct note *n, bool *applied, char *errbuf,
                                size_t errlen)
 {
     struct mstore *m = (struct mstore *)s;
-    char *sql = *n->redrive_of
-                    ? db_sqlf(m->db, errbuf, errlen,
-                              "UPDATE notifications SET status = %s, attempts = %lld, last_error = %s,"
-                              " updated_ms = %lld, redrive_of = %s WHERE id = %s",
-                              note_status_name(n->status), (long long)n->attempts, n->last_error,
-                              (long long)n->updated_ms, n->redrive_of, n->id)
-                    : db_sqlf(m->db, errbuf, errlen,
-                              "UPDATE notifications SET status = %s, attempts = %lld, last_error = %s,"
-                              " updated_ms = %lld WHERE id = %s",
-                              note_status_name(n->status), (long long)n->attempts, n->last_error,
-                              (long long)n->updated_ms, n->id);
-    enum db_status st = sql ? db_exec(m->db, sql, errbuf, errlen) : DB_TRANSIENT;
-    free(sql);
+    MYSQL *conn = db_conn(m->db, errbuf, errlen);
+    if (conn == NULL)
+        return DB_TRANSIENT;
+    char sources[256];
+    if (!note_status_sources(n->status, sources, sizeof sources))
+        snprintf(sources, sizeof sources, "''"); /* nothing moves to it: only written again */
+    const char *to = note_status_name(n->status);
+    struct strbuf sql = {0};
+    strbuf_appendf(&sql, "START TRANSACTION; UPDATE notifications SET status = '%s', ", to);
+    update_columns(&sql, conn, n);
+    strbuf_appendf(&sql, " WHERE id = ");
+    db_quote(&sql, conn, n->id);
+    strbuf_appendf(&sql, " AND status IN (%s); SET @n = ROW_COUNT();"
+                         " INSERT INTO notification_events (id, status, at_ms, detail) SELECT ", sources);
+    db_quote(&sql, conn, n->id);
+    strbuf_appendf(&sql, ", '%s', %lld, ", to, (long long)n->updated_ms);
+    db_quote(&sql, conn, note_event_detail(n));
+    strbuf_appendf(&sql, " FROM DUAL WHERE @n = 1; UPDATE notifications SET ");
+    update_columns(&sql, conn, n);
+    strbuf_appendf(&sql, " WHERE id = ");
+    db_quote(&sql, conn, n->id);
+    strbuf_appendf(&sql, " AND status = '%s' AND @n = 0; COMMIT", to);
+    enum db_status st = DB_TRANSIENT;
+    uint64_t counts[5] = {0};
+    if (strbuf_failed(&sql)) {
+        sb_errf(errbuf, errlen, "out of memory");
+    } else if ((st = db_exec_counts(m->db, sql.p, counts, 5, errbuf, errlen)) != DB_OK) {
+        st = db_txn_end(m->db, st);
+    } else if (counts[1] == 1 || counts[4] == 1) {
+        *applied = true;
+    } else { /* written again with the same values, or refused: which? */
+        bool found = false;
+        struct note now;
+        st = m_get(s, false, n->id, &now, &found, errbuf, errlen);
+        *applied = st == DB_OK && found && now.status == n->status;
+    }
+    strbuf_free(&sql);
     return st;
+}
+
+static enum db_status m_history(struct notestore *s, const char *id, cJSON *out, char *errbuf, size_t errlen)
+{
+    struct mstore *m = (struct mstore *)s;
+    MYSQL *conn = db_conn(m->db, errbuf, errlen);
+    if (conn == NULL)
+        return DB_TRANSIENT;
+    struct strbuf sql = {0};
+    strbuf_appendf(&sql, "SELECT status, at_ms, detail FROM notification_events WHERE id = ");
+    db_quote(&sql, conn, id);
+    strbuf_appendf(&sql, " ORDER BY seq");
+    MYSQL_RES *res = NULL;
+    enum db_status st = DB_TRANSIENT;
+    if (strbuf_failed(&sql))
+        sb_errf(errbuf, errlen, "out of memory");
+    else
+        st = db_query(m->db, sql.p, &res, errbuf, errlen);
+    strbuf_free(&sql);
+    if (st != DB_OK)
+        return st;
+    MYSQL_ROW row;
+    while ((row = mysql_fetch_row(res)) != NULL) {
+        cJSON *e = cJSON_CreateObject();
+        cJSON_AddStringToObject(e, "status", row[0] ? row[0] : "");
+        cJSON_AddNumberToObject(e, "at", (double)num_cell(row[1]));
+        if (row[2] && *row[2])
+            cJSON_AddStringToObject(e, "detail", row[2]);
+        cJSON_AddItemToArray(out, e);
+    }
+    mysql_free_result(res);
+    return DB_OK;
 }
 
 static enum db_status m_get(struct notestore *s, bool by_idem, const char *value, struct note *out, bool *found,
@@ -294,7 +384,7 @@ static void m_free(struct notestore *s)
 }
 
 static const struct notestore_ops mysql_ops = {
-    "mysql", m_claim, m_update, m_get, m_track_put, m_track_get, m_ping, m_free,
+    "mysql", m_claim, m_update, m_history, m_get, m_track_put, m_track_get, m_ping, m_free,
 };
 
 struct notestore *notestore_mysql_new(const char *mysql_url, char *errbuf, size_t errlen)

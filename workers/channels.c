@@ -61,6 +61,17 @@ static size_t discard(char *p, size_t size, size_t n, void *u)
     return size * n;
 }
 
+/* A provider's answer, kept up to ANSWER_MAX bytes (a JSON object naming
+ * the message is a few hundred). */
+#define ANSWER_MAX 8192
+static size_t keep(char *p, size_t size, size_t n, void *u)
+{
+    struct strbuf *b = u;
+    if (b->len + size * n <= ANSWER_MAX)
+        strbuf_append(b, p, size * n);
+    return size * n;
+}
+
 /* What an HTTP status means for another attempt. */
 static enum send_result classify_http(long code, char *errbuf, size_t errlen)
 {
@@ -72,9 +83,10 @@ static enum send_result classify_http(long code, char *errbuf, size_t errlen)
     return SEND_PERMANENT;
 }
 
+/* answer: where the provider's answer goes (NULL: nowhere). */
 static enum send_result post(struct channels *c, enum note_channel ch, const char *url,
                              const char *id, const char *content_type, const char *body,
-                             char *errbuf, size_t errlen)
+                             struct strbuf *answer, char *errbuf, size_t errlen)
 {
     CURL *h = handle(c, ch);
     if (h == NULL) {
@@ -95,7 +107,8 @@ static enum send_result post(struct channels *c, enum note_channel ch, const cha
     curl_easy_setopt(h, CURLOPT_HTTPHEADER, more);
     curl_easy_setopt(h, CURLOPT_POSTFIELDS, body);
     curl_easy_setopt(h, CURLOPT_HTTPAUTH, (long)CURLAUTH_BASIC);
-    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, discard);
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, answer ? keep : discard);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, answer);
     CURLcode rc = curl_easy_perform(h);
     long code = 0;
     curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &code);
@@ -120,7 +133,7 @@ static char *form_value(CURL *h, struct strbuf *b, const char *name, const char 
 }
 
 static enum send_result send_sms(struct channels *c, const char *id, const struct note_msg *m,
-                                 char *errbuf, size_t errlen)
+                                 char provider_id[NOTE_PROVIDER_ID_MAX + 1], char *errbuf, size_t errlen)
 {
     CURL *h = handle(c, CH_SMS);
     if (h == NULL) {
@@ -132,12 +145,26 @@ static enum send_result send_sms(struct channels *c, const char *id, const struc
     if (*m->from)
         form_value(h, &form, "From", m->from, false);
     form_value(h, &form, "Body", m->body, false);
+    if (*c->cfg->sms_callback_url) { /* where the provider tells how the message is doing */
+        char cb[1024];
+        snprintf(cb, sizeof cb, "%s/v1/callbacks/sms/%s", c->cfg->sms_callback_url, id);
+        form_value(h, &form, "StatusCallback", cb, false);
+    }
     enum send_result r = SEND_RETRY;
+    struct strbuf answer = {0};
     if (strbuf_failed(&form))
         sb_errf(errbuf, errlen, "out of memory");
     else
-        r = post(c, CH_SMS, c->cfg->sms_url, id, "application/x-www-form-urlencoded", form.p, errbuf,
+        r = post(c, CH_SMS, c->cfg->sms_url, id, "application/x-www-form-urlencoded", form.p, &answer, errbuf,
                  errlen);
+    if (r == SEND_OK && !strbuf_failed(&answer)) { /* Twilio's answer names the message "sid" */
+        cJSON *o = cJSON_ParseWithLength(answer.p ? answer.p : "", answer.len);
+        const char *sid = json_str(o, "sid", "");
+        if (strlen(sid) <= NOTE_PROVIDER_ID_MAX)
+            snprintf(provider_id, NOTE_PROVIDER_ID_MAX + 1, "%s", sid);
+        cJSON_Delete(o);
+    }
+    strbuf_free(&answer);
     strbuf_free(&form);
     return r;
 }
@@ -157,7 +184,7 @@ static enum send_result send_push(struct channels *c, const char *id, const stru
         sb_errf(errbuf, errlen, "out of memory");
         return SEND_RETRY;
     }
-    enum send_result r = post(c, CH_PUSH, c->cfg->push_url, id, "application/json", text, errbuf,
+    enum send_result r = post(c, CH_PUSH, c->cfg->push_url, id, "application/json", text, NULL, errbuf,
                               errlen);
     free(text);
     return r;
@@ -284,8 +311,9 @@ static enum send_result send_kafka(struct channels *c, const char *id, const str
 }
 
 enum send_result channels_send(struct channels *c, const char *id, const struct note_msg *m,
-                               char *errbuf, size_t errlen)
+                               char provider_id[NOTE_PROVIDER_ID_MAX + 1], char *errbuf, size_t errlen)
 {
+    provider_id[0] = '\0';
     static const char *const setting[CH_COUNT] = {"SB_SMTP_URL", "SB_SMS_URL", "SB_PUSH_URL",
                                                   "SB_NOTIFY_TOPICS"};
     const char *target[CH_COUNT] = {c->cfg->smtp_url, c->cfg->sms_url, c->cfg->push_url,
@@ -297,7 +325,7 @@ enum send_result channels_send(struct channels *c, const char *id, const struct 
     }
     switch (m->channel) {
     case CH_EMAIL: return send_email(c, id, m, errbuf, errlen);
-    case CH_SMS: return send_sms(c, id, m, errbuf, errlen);
+    case CH_SMS: return send_sms(c, id, m, provider_id, errbuf, errlen);
     case CH_PUSH: return send_push(c, id, m, errbuf, errlen);
     case CH_KAFKA: return send_kafka(c, id, m, errbuf, errlen);
     default: return SEND_PERMANENT;

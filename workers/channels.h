@@ -1,7 +1,8 @@
 /* channels.h - delivering one notification on its channel.
  *
  * email: SMTP through libcurl (smtp_url); sms: a Twilio-style form POST
- * (To, From, Body) with basic auth from the URL's user:pass; push: a JSON
+ * (To, From, Body, and StatusCallback when sms_callback_url is set) with
+ * basic auth from the URL's user:pass, whose answer's "sid" is kept; push: a JSON
  * POST to a webhook; kafka: the body produced to the topic named by "to".
  * HTTP posts carry an Idempotency-Key header (the notification id) so a
  * provider that honours it drops our at-least-once repeats. */
@@ -22,7 +23,9 @@ struct channels;
 /* Provider handles are made on first use; NULL only when out of memory. */
 struct channels *channels_new(const struct sb_config *cfg, struct kafka_producer *producer);
 void channels_free(struct channels *c);
+/* provider_id: the provider's id of the message when it gave one (an SMS
+ * provider's "sid"), else "". */
 enum send_result channels_send(struct channels *c, const char *id, const struct note_msg *m,
-                               char *errbuf, size_t errlen);
+                               char provider_id[NOTE_PROVIDER_ID_MAX + 1], char *errbuf, size_t errlen);
 
 #endif

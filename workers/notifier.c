@@ -372,7 +372,7 @@ static bool settle(struct sender *s, struct job *j, struct note *n, enum note_ch
         int64_t due = sb_now_ms() + backoff_next(&s->backoff);
         if (!schedule_retry(w, j, attempts, due, errbuf, errlen))
             return false;
-        n->status = NOTE_FAILED;
+        n->status = NOTE_RETRYING;
         metric_add(nf->m_failed, 1);
         log_warn("notification failed, will retry", "id=%s channel=%s attempt=%lld err=\"%s\"", n->id,
                  note_channel_name(ch), (long long)attempts, why);
@@ -442,8 +442,11 @@ static enum db_status handle_one(struct sender *s, struct notestore *store, stru
         existing.last_error[0] = '\0';
         existing.updated_ms = sb_now_ms();
         snprintf(existing.redrive_of, sizeof existing.redrive_of, "%s", redrive_of);
-        if ((st = notestore_update(store, &existing, errbuf, errlen)) != DB_OK)
+        bool applied;
+        if ((st = notestore_update(store, &existing, &applied, errbuf, errlen)) != DB_OK)
             return st;
+        if (!applied) /* no longer dead: another copy of the redrive took it */
+            return DB_OK;
         n = existing;
         created = true; /* from here on as a new one: no attempts carried over */
     }
@@ -454,13 +457,13 @@ static enum db_status handle_one(struct sender *s, struct notestore *store, stru
          * letter is better than a lost one. */
         if (existing.status == NOTE_DEAD)
             job_dead(j, "dead before this delivery of the job: %.200s", existing.last_error);
-        if (existing.status == NOTE_SENT || existing.status == NOTE_DEAD)
+        if (existing.status == NOTE_SENT || note_status_terminal(existing.status))
             return DB_OK;
         /* An older copy than the retry its last failure put on
          * notify.retry (a rewound batch, or a producer sending the job
          * again): that retry owns the notification. Delivering it now
          * would skip the backoff and spend an attempt. */
-        if (existing.status == NOTE_FAILED && (redriven ? 0 : json_i64(p, "attempt", 0)) < existing.attempts) {
+        if (existing.status == NOTE_RETRYING && (redriven ? 0 : json_i64(p, "attempt", 0)) < existing.attempts) {
             log_info("older copy of a notification waiting for its retry; skipped", "id=%s attempts=%lld",
                      n.id, (long long)existing.attempts);
             return DB_OK;
@@ -478,12 +481,22 @@ static enum db_status handle_one(struct sender *s, struct notestore *store, stru
     n.status = NOTE_SENDING;
     n.attempts = ++attempts;
     n.updated_ms = sb_now_ms();
-    if ((st = notestore_update(store, &n, errbuf, errlen)) != DB_OK)
+    bool applied;
+    if ((st = notestore_update(store, &n, &applied, errbuf, errlen)) != DB_OK)
         return st;
-    enum send_result r = channels_send(s->channels, n.id, &m, why, sizeof why);
+    if (!applied) { /* settled meanwhile (cancelled, or another copy got it through): not sent again */
+        log_info("notification settled before this attempt; not sent", "id=%s", n.id);
+        return DB_OK;
+    }
+    enum send_result r = channels_send(s->channels, n.id, &m, n.provider_id, why, sizeof why);
     if (!settle(s, j, &n, m.channel, r, why, errbuf, errlen))
         return DB_TRANSIENT;
-    return notestore_update(store, &n, errbuf, errlen);
+    /* Not applied: the provider's callback said more already (delivered
+     * before our "sent"); the record keeps it. */
+    st = notestore_update(store, &n, &applied, errbuf, errlen);
+    if (st == DB_OK && !applied)
+        log_info("the provider's word came first; kept", "id=%s would_be=%s", n.id, note_status_name(n.status));
+    return st;
 }
 
 /* After a detached delivery, on its sender's thread: what the batch would

@@ -73,28 +73,90 @@ static void test_claim_get_update(void **state)
     assert_int_equal(got.attempts, 0);
     assert_int_equal(got.created_ms, n.created_ms);
 
-    n.status = NOTE_SENT;
+    /* The machine: queued -> sending -> sent, each move applied and in
+     * the history with its time. */
+    bool applied;
+    n.status = NOTE_SENDING;
     n.attempts = 2;
+    n.updated_ms = n.created_ms + 1000;
+    assert_int_equal(notestore_update(store, &n, &applied, err, sizeof err), DB_OK);
+    assert_true(applied);
+    n.status = NOTE_SENT;
     snprintf(n.last_error, sizeof n.last_error, "provider answered HTTP 500 – ünïcode");
+    snprintf(n.provider_id, sizeof n.provider_id, "SM0123456789abcdef");
     n.updated_ms = n.created_ms + 1234;
-    assert_int_equal(notestore_update(store, &n, err, sizeof err), DB_OK);
+    assert_int_equal(notestore_update(store, &n, &applied, err, sizeof err), DB_OK);
+    assert_true(applied);
     assert_int_equal(notestore_get(store, n.id, &got, &found, err, sizeof err), DB_OK);
     assert_int_equal(got.status, NOTE_SENT);
     assert_int_equal(got.attempts, 2);
     assert_string_equal(got.last_error, n.last_error);
     assert_int_equal(got.updated_ms, n.created_ms + 1234);
+    assert_string_equal(got.provider_id, "SM0123456789abcdef");
     assert_string_equal(got.redrive_of, ""); /* never redriven */
 
-    /* A redrive is recorded, and an update without one keeps it. */
-    snprintf(n.redrive_of, sizeof n.redrive_of, "notify.requests.dlq/3/41");
-    n.status = NOTE_QUEUED;
-    assert_int_equal(notestore_update(store, &n, err, sizeof err), DB_OK);
-    n.redrive_of[0] = '\0';
-    n.status = NOTE_DEAD;
-    assert_int_equal(notestore_update(store, &n, err, sizeof err), DB_OK);
+    /* The provider's callback: delivered, without touching attempts or the
+     * provider id; then a late "sent" changes nothing, nor does a second
+     * "delivered" add to the history. */
+    struct note cb = n;
+    cb.status = NOTE_DELIVERED;
+    cb.attempts = -1;
+    cb.provider_id[0] = '\0';
+    cb.last_error[0] = '\0';
+    cb.updated_ms = n.created_ms + 2000;
+    assert_int_equal(notestore_update(store, &cb, &applied, err, sizeof err), DB_OK);
+    assert_true(applied);
+    assert_int_equal(notestore_update(store, &cb, &applied, err, sizeof err), DB_OK);
+    assert_true(applied); /* the same status again: a no-op, not a refusal */
+    n.updated_ms = n.created_ms + 3000;
+    assert_int_equal(notestore_update(store, &n, &applied, err, sizeof err), DB_OK);
+    assert_false(applied);
     assert_int_equal(notestore_get(store, n.id, &got, &found, err, sizeof err), DB_OK);
+    assert_int_equal(got.status, NOTE_DELIVERED);
+    assert_int_equal(got.attempts, 2);
+    assert_string_equal(got.provider_id, "SM0123456789abcdef");
+    cJSON *h = cJSON_CreateArray();
+    assert_int_equal(notestore_history(store, n.id, h, err, sizeof err), DB_OK);
+    char *text = cJSON_PrintUnformatted(h);
+    char want[512];
+    snprintf(want, sizeof want,
+             "[{\"status\":\"queued\",\"at\":%lld},{\"status\":\"sending\",\"at\":%lld},"
+             "{\"status\":\"sent\",\"at\":%lld},{\"status\":\"delivered\",\"at\":%lld}]",
+             (long long)n.created_ms, (long long)n.created_ms + 1000, (long long)n.created_ms + 1234,
+             (long long)n.created_ms + 2000);
+    assert_string_equal(text, want);
+    free(text);
+    cJSON_Delete(h);
+
+    /* A redrive is recorded, and an update without one keeps it; a dead
+     * one's history says why. */
+    struct note d;
+    make_note(&d, "a2", NULL, NULL, 0);
+    assert_true(claim(&d, &existing));
+    d.status = NOTE_DEAD;
+    snprintf(d.last_error, sizeof d.last_error, "gave up after 3 attempts");
+    assert_int_equal(notestore_update(store, &d, &applied, err, sizeof err), DB_OK);
+    assert_true(applied);
+    snprintf(d.redrive_of, sizeof d.redrive_of, "notify.requests.dlq/3/41");
+    d.status = NOTE_QUEUED;
+    assert_int_equal(notestore_update(store, &d, &applied, err, sizeof err), DB_OK);
+    assert_true(applied);
+    d.redrive_of[0] = '\0';
+    d.status = NOTE_DEAD;
+    assert_int_equal(notestore_update(store, &d, &applied, err, sizeof err), DB_OK);
+    assert_int_equal(notestore_get(store, d.id, &got, &found, err, sizeof err), DB_OK);
     assert_int_equal(got.status, NOTE_DEAD);
     assert_string_equal(got.redrive_of, "notify.requests.dlq/3/41");
+    h = cJSON_CreateArray();
+    assert_int_equal(notestore_history(store, d.id, h, err, sizeof err), DB_OK);
+    assert_int_equal(cJSON_GetArraySize(h), 4);
+    assert_string_equal(cJSON_GetStringValue(cJSON_GetObjectItem(cJSON_GetArrayItem(h, 1), "detail")),
+                        "gave up after 3 attempts");
+    cJSON_Delete(h);
+    /* Cancelled only from scheduled: a queued one is not. */
+    d.status = NOTE_CANCELLED;
+    assert_int_equal(notestore_update(store, &d, &applied, err, sizeof err), DB_OK);
+    assert_false(applied);
 
     char unknown[80];
     snprintf(unknown, sizeof unknown, "%snope", run);
@@ -169,10 +231,16 @@ static void test_tracking(void **state)
         snprintf(suffix, sizeof suffix, "t%d", i);
         make_note(&n, suffix, NULL, "trk1", i);
         assert_true(claim(&n, &existing));
+        bool applied;
+        if (statuses[i] == NOTE_SENT) { /* by way of sending, as the machine goes */
+            n.status = NOTE_SENDING;
+            assert_int_equal(notestore_update(store, &n, &applied, err, sizeof err), DB_OK);
+        }
         n.status = statuses[i];
         if (statuses[i] == NOTE_DEAD)
             snprintf(n.last_error, sizeof n.last_error, "gave up after 3 attempts");
-        assert_int_equal(notestore_update(store, &n, err, sizeof err), DB_OK);
+        assert_int_equal(notestore_update(store, &n, &applied, err, sizeof err), DB_OK);
+        assert_true(applied);
     }
     assert_int_equal(notestore_track_get(store, tracking, &t, &found, err, sizeof err), DB_OK);
     assert_true(found);
