@@ -7,6 +7,7 @@
 #include "notify.h"
 #include "notify_api.h"
 #include "ops_api.h"
+#include "callbacks_api.h"
 #include "console.h"
 #include "deadletter_api.h"
 #include "phone.h"
@@ -69,6 +70,8 @@ struct route dispatcher_routes[] = {
     R("GET", "/ws", ws_commands, "ws", ACCESS_OPEN, SMALL), /* authenticates itself (wsconn.c) */
     R("GET", "/ws/echo", ws_echo, "ws_echo", ACCESS_OPEN, SMALL),
     R("POST", "/v1/messages", notify_create, "notify_create", ACCESS_ADMIN, NOTIFY),
+    /* A provider's: its signature is the credential (callbacks_api.h). */
+    R("POST", "/v1/callbacks/sms/{id}", callbacks_sms, "callbacks_sms", ACCESS_OPEN, SMALL),
     RQ("GET", "/v1/messages", notify_find, "notify_find", ACCESS_READ, SMALL, ",idempotencyKey,"),
     R("GET", "/v1/messages/{id}", notify_get, "notify_get", ACCESS_READ, SMALL),
 };

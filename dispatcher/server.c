@@ -155,7 +155,7 @@ size_t server_body_limit(struct loop *l, const char *method, const char *target)
     return unknown;
 }
 
-const char *http_body_raw(struct http_ctx *ctx, size_t *len, bool ndjson_ok)
+const char *http_body_raw(struct http_ctx *ctx, size_t *len, const char *other_type)
 {
     assert(ctx->req->json == NULL); /* only the routes of WebSocket commands, which take JSON */
     *len = ctx->req->p.body_len;
@@ -167,9 +167,9 @@ const char *http_body_raw(struct http_ctx *ctx, size_t *len, bool ndjson_ok)
     }
     const char *ct = http_req_header(ctx->req, "Content-Type");
     if (*len > 0 && ct && !media_type_is(ct, "application/json") &&
-        !(ndjson_ok && media_type_is(ct, "application/x-ndjson"))) {
-        http_reply_error(ctx, 415, "unsupported_media_type", "Content-Type must be application/json%s",
-                         ndjson_ok ? " or application/x-ndjson" : "");
+        !(other_type && media_type_is(ct, other_type))) {
+        http_reply_error(ctx, 415, "unsupported_media_type", "Content-Type must be application/json%s%s",
+                         other_type ? " or " : "", other_type ? other_type : "");
         return NULL;
     }
     return *len ? ctx->req->p.body : "";
@@ -186,7 +186,7 @@ cJSON *http_body_json(struct http_ctx *ctx, const struct json_field *fields, siz
     } else if (ctx->req->p.body_len == 0 && empty_ok) {
         return cJSON_CreateObject();
     } else {
-        const char *data = http_body_raw(ctx, &len, false);
+        const char *data = http_body_raw(ctx, &len, NULL);
         if (data == NULL)
             return NULL;
         root = json_parse_strict(data, len, err, sizeof err);

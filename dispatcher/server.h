@@ -211,9 +211,9 @@ void http_reply_error(struct http_ctx *ctx, int code, const char *errcode, const
 cJSON *http_body_json(struct http_ctx *ctx, const struct json_field *fields, size_t nfields,
                       bool empty_ok);
 
-/* The request body (size and Content-Type checked; ndjson_ok also takes
- * application/x-ndjson), or NULL after answering 413/415 itself. */
-const char *http_body_raw(struct http_ctx *ctx, size_t *len, bool ndjson_ok);
+/* The request body (size and Content-Type checked: application/json, or
+ * other_type if not NULL), or NULL after answering 413/415 itself. */
+const char *http_body_raw(struct http_ctx *ctx, size_t *len, const char *other_type);
 
 /* Hands work for the request p answers to one of the dispatcher's pools
  * (MySQL, store) as tenant, waiting at most pool_wait_ms (expire runs

@@ -325,7 +325,7 @@ void sms_send_many(struct http_ctx *ctx)
 {
     char err[ERRBUF_LEN];
     size_t len;
-    const char *data = http_body_raw(ctx, &len, true);
+    const char *data = http_body_raw(ctx, &len, "application/x-ndjson");
     if (data == NULL)
         return;
     cJSON *items = parse_items(data, len, err, sizeof err);

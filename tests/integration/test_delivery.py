@@ -1,14 +1,29 @@
 """Delivery you can trust (issue 26), end to end with real peers on
 loopback: the provider stand-in (scripts/dev/provider.py) takes the SMS and
-push deliveries. Covers what an SMS costs (its encoding and segments, at
-acceptance)."""
+push deliveries and sends Twilio-style status callbacks, signed, late,
+twice and out of order. Covers what an SMS costs (its encoding and
+segments, at acceptance), the status machine that never moves backwards
+and its history, and the callbacks' signature."""
 
+import base64
+import hashlib
+import hmac
 import json
+import time
 import unittest
+import urllib.parse
+import urllib.request
 
-from harness import FakeServer, StackTestCase
+from harness import FakeServer, StackTestCase, wait_until
 
 FROM, TO = "+12125550101", "+12125550102"
+TOKEN = "s3cret"  # the account's auth token: the password in SB_SMS_URL
+RANK = {"queued": 1, "sending": 2, "retrying": 2, "sent": 3, "delivered": 4, "undelivered": 4, "failed": 4}
+
+
+def twilio_signature(token, url, params):
+    data = url + "".join(k + v for k, v in sorted(params.items()))
+    return base64.b64encode(hmac.new(token.encode(), data.encode(), hashlib.sha1).digest()).decode()
 
 
 class TestDelivery(StackTestCase):
@@ -18,8 +33,9 @@ class TestDelivery(StackTestCase):
     def configure(cls, stack):
         cls.provider = FakeServer("provider.py", stack.path("logs"), folder="scripts/dev")
         stack.extra_env.update({
-            "SB_SMS_URL": f"http://ACtest:s3cret@127.0.0.1:{cls.provider.port}/sms",
+            "SB_SMS_URL": f"http://ACtest:{TOKEN}@127.0.0.1:{cls.provider.port}/sms",
             "SB_PUSH_URL": f"http://127.0.0.1:{cls.provider.port}/push",
+            "SB_SMS_CALLBACK_URL": f"http://127.0.0.1:{stack.api_port}",
         })
 
     @classmethod
@@ -70,6 +86,107 @@ class TestDelivery(StackTestCase):
         self.assertEqual((r.json()["encoding"], r.json()["segments"]), ("UCS-2", 1))
         r = self.http("POST", "/v1/messages", {"channel": "push", "to": "device-1", "payload": "p"})
         self.assertNotIn("segments", r.json())  # only an SMS has them
+
+    def control(self, **mode):
+        req = urllib.request.Request(self.provider.url + "/_control", data=json.dumps(mode).encode(),
+                                     headers={"Content-Type": "application/json"}, method="POST")
+        urllib.request.urlopen(req, timeout=10).read()
+
+    def callbacks(self, sid):
+        with urllib.request.urlopen(self.provider.url + "/_callbacks", timeout=10) as r:
+            return [c for c in json.load(r) if c["params"]["MessageSid"] == sid]
+
+    def note(self, nid):
+        r = self.http("GET", f"/v1/messages/{nid}")
+        self.assertEqual(r.status, 200, r)
+        return r.json()
+
+    def send_sms(self, text="status?"):
+        r = self.http("POST", "/v1/messages", {"channel": "sms", "to": TO, "payload": text})
+        self.assertEqual(r.status, 202, r)
+        return r.json()["id"]
+
+    def callback(self, nid, params, token=TOKEN, path_id=None, signature=None):
+        """A status callback as the provider sends it (signed with token)."""
+        url = f"http://127.0.0.1:{self.port}/v1/callbacks/sms/{path_id or nid}"
+        headers = {"Content-Type": "application/x-www-form-urlencoded", "Authorization": None}
+        if signature is not False:
+            headers["X-Twilio-Signature"] = signature or twilio_signature(token, url, params)
+        return self.http("POST", f"/v1/callbacks/sms/{path_id or nid}", urllib.parse.urlencode(params),
+                         headers=headers)
+
+    def assert_forward_only(self, history):
+        ranks = [RANK[h["status"]] for h in history]
+        self.assertEqual(ranks, sorted(ranks), history)
+        self.assertEqual(len({h["status"] for h in history}), len(history), history)  # each move once
+
+    def test_02_callbacks_late_twice_and_out_of_order(self):
+        """The provider says delivered, then a late sent, then delivered
+        again: the status goes to delivered and stays; the history moves
+        forward only, each status once, with its time; the provider's id of
+        the message is kept."""
+        self.control(callbacks=["delivered", "sent", "delivered"], callback_delay=0.3)
+        try:
+            nid = self.send_sms()
+            n = wait_until("delivered", lambda: (lambda n: n if n["status"] == "delivered" else None)(
+                self.note(nid)), 30)
+            sid = n["providerMessageId"]
+            self.assertRegex(sid, r"^SM[0-9a-f]{32}$")
+            cbs = wait_until("all three callbacks", lambda: (lambda c: c if len(c) == 3 else None)(
+                self.callbacks(sid)), 30)
+            self.assertEqual([c["answered"] for c in cbs], [204, 204, 204])
+        finally:
+            self.control(callbacks=[])
+        n = self.note(nid)
+        self.assertEqual(n["status"], "delivered")
+        self.assertEqual([h["status"] for h in n["history"]], ["queued", "sending", "sent", "delivered"])
+        self.assert_forward_only(n["history"])
+        for h in n["history"]:
+            self.assertRegex(h["at"], r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
+        self.assertEqual(n["attempts"], 1)
+
+    def test_03_undelivered_with_the_providers_error(self):
+        self.control(callbacks=["sent", "undelivered"], callback_delay=0.2, error_code="30003")
+        try:
+            nid = self.send_sms()
+            n = wait_until("undelivered", lambda: (lambda n: n if n["status"] == "undelivered" else None)(
+                self.note(nid)), 30)
+        finally:
+            self.control(callbacks=[])
+        self.assertIn("30003", n["lastError"])
+        self.assertEqual(n["history"][-1]["status"], "undelivered")
+        self.assertIn("30003", n["history"][-1]["detail"])
+        self.assert_forward_only(n["history"])
+
+    def test_04_a_forged_callback_is_refused(self):
+        """A wrong token, no signature, a signature for another message's
+        URL, or a changed parameter: 403, and nothing changes. A true one
+        for another message id is 409; a terminal status stays."""
+        nid = self.send_sms()
+        n = wait_until("sent", lambda: (lambda n: n if n["status"] == "sent" else None)(self.note(nid)), 30)
+        sid = n["providerMessageId"]
+        good = {"MessageSid": sid, "MessageStatus": "delivered", "AccountSid": "ACtest"}
+        other = self.send_sms("another")
+        url_other = f"http://127.0.0.1:{self.port}/v1/callbacks/sms/{other}"
+        for r in (self.callback(nid, good, token="not-the-token"),
+                  self.callback(nid, good, signature=False),
+                  self.callback(nid, good, signature=twilio_signature(TOKEN, url_other, good)),
+                  self.callback(nid, {**good, "MessageStatus": "failed"},
+                                signature=twilio_signature(TOKEN, f"http://127.0.0.1:{self.port}/v1/callbacks/sms/"
+                                                                  f"{nid}", good))):
+            self.assertEqual((r.status, r.json()["error"]["code"]), (403, "forbidden"), r)
+        n = self.note(nid)
+        self.assertEqual((n["status"], len(n["history"])), ("sent", 3))
+        r = self.callback(nid, {**good, "MessageSid": "SM" + "f" * 32})
+        self.assertEqual(r.status, 409, r)
+        self.assertEqual(self.callback(nid, good).status, 204)
+        self.assertEqual(self.note(nid)["status"], "delivered")
+        self.assertEqual(self.callback(nid, {**good, "MessageStatus": "failed", "ErrorCode": "30008"}).status, 204)
+        n = self.note(nid)
+        self.assertEqual((n["status"], [h["status"] for h in n["history"]]),
+                         ("delivered", ["queued", "sending", "sent", "delivered"]))  # terminal: stays
+        r = self.callback("nosuchnotification0", {**good})
+        self.assertEqual(r.status, 404, r)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,229 @@
+/* callbacks_api.c - see callbacks_api.h. */
+#include "callbacks_api.h"
+
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "notestore.h"
+#include "notify_api.h"
+#include "strbuf.h"
+#include "threadpool.h"
+
+#define CB_MAX_PARAMS 64
+
+static int cmp_pair(const void *x, const void *y)
+{
+    const char *const *a = x, *const *b = y;
+    int c = strcmp(a[0], b[0]);
+    return c ? c : strcmp(a[1], b[1]);
+}
+
+bool callbacks_twilio_signature(const char *token, const char *url, const char *const (*params)[2], size_t n,
+                                char *out, size_t cap)
+{
+    const char *(*sorted)[2] = n ? malloc(n * sizeof *sorted) : NULL;
+    if (n && sorted == NULL)
+        return false;
+    if (n) {
+        memcpy(sorted, params, n * sizeof *sorted);
+        qsort(sorted, n, sizeof *sorted, cmp_pair);
+    }
+    struct strbuf data = {0};
+    strbuf_append(&data, url, strlen(url));
+    for (size_t i = 0; i < n; i++) {
+        strbuf_append(&data, sorted[i][0], strlen(sorted[i][0]));
+        strbuf_append(&data, sorted[i][1], strlen(sorted[i][1]));
+    }
+    free(sorted);
+    unsigned char mac[EVP_MAX_MD_SIZE];
+    unsigned int maclen = 0;
+    bool ok = !strbuf_failed(&data) &&
+              HMAC(EVP_sha1(), token, (int)strlen(token), (const unsigned char *)(data.p ? data.p : ""), data.len,
+                   mac, &maclen) != NULL &&
+              cap >= 4 * ((maclen + 2) / 3) + 1; /* base64 and its NUL: 29 for SHA-1 */
+    if (ok)
+        EVP_EncodeBlock((unsigned char *)out, mac, (int)maclen);
+    strbuf_free(&data);
+    return ok;
+}
+
+/* The password of a URL's user:pass@ (the account's auth token), into out;
+ * false if it has none. */
+static bool url_password(const char *url, char *out, size_t cap)
+{
+    const char *p = strstr(url, "://");
+    if (p == NULL)
+        return false;
+    p += 3;
+    const char *end = p + strcspn(p, "/?#");
+    const char *at = memchr(p, '@', (size_t)(end - p));
+    const char *colon = at ? memchr(p, ':', (size_t)(at - p)) : NULL;
+    if (colon == NULL || (size_t)(at - colon - 1) >= cap || at == colon + 1)
+        return false;
+    memcpy(out, colon + 1, (size_t)(at - colon - 1));
+    out[at - colon - 1] = '\0';
+    return true;
+}
+
+/* MessageStatus -> our status; false for one that moves nothing (queued,
+ * accepted, sending, scheduled, canceled, receiving, received: the
+ * provider's own steps before it sends, or inbound). */
+static bool status_of(const char *s, enum note_status *out)
+{
+    if (strcmp(s, "sent") == 0)
+        *out = NOTE_SENT;
+    else if (strcmp(s, "delivered") == 0 || strcmp(s, "read") == 0)
+        *out = NOTE_DELIVERED;
+    else if (strcmp(s, "undelivered") == 0)
+        *out = NOTE_UNDELIVERED;
+    else if (strcmp(s, "failed") == 0)
+        *out = NOTE_FAILED;
+    else
+        return false;
+    return true;
+}
+
+struct cb_req {
+    struct http_pending *p;
+    char id[NOTE_ID_MAX + 1];
+    char sid[NOTE_PROVIDER_ID_MAX + 1];
+    char error_code[32];
+    enum note_status status;
+    bool found, applied, mismatch, expired;
+    enum db_status st;
+    char err[ERRBUF_LEN];
+};
+
+static void cb_expire(void *arg)
+{
+    struct cb_req *r = arg;
+    r->expired = true;
+}
+
+/* On a store thread: the record, then the move (the store refuses a step
+ * back, so a late or repeated callback changes nothing). */
+static void cb_work(void *ctx, void *arg)
+{
+    struct cb_req *r = arg;
+    struct note n;
+    r->st = notestore_get(ctx, r->id, &n, &r->found, r->err, sizeof r->err);
+    if (r->st != DB_OK || !r->found)
+        return;
+    if (*n.provider_id && strcmp(n.provider_id, r->sid) != 0) {
+        r->mismatch = true; /* another message's callback, or a forged path */
+        return;
+    }
+    n.status = r->status;
+    n.attempts = -1; /* the notifier's to count */
+    n.updated_ms = sb_now_ms();
+    snprintf(n.provider_id, sizeof n.provider_id, "%s", r->sid);
+    n.redrive_of[0] = '\0';
+    if (r->status == NOTE_UNDELIVERED || r->status == NOTE_FAILED)
+        snprintf(n.last_error, sizeof n.last_error, "provider: %s%s%s", r->status == NOTE_FAILED ? "failed" : "undelivered",
+                 *r->error_code ? ", error " : "", r->error_code);
+    r->st = notestore_update(ctx, &n, &r->applied, r->err, sizeof r->err);
+}
+
+static void cb_done(void *arg)
+{
+    struct cb_req *r = arg;
+    if (r->expired) {
+        http_pending_busy(r->p);
+    } else if (r->st != DB_OK) {
+        log_warn("status callback not recorded", "id=%s err=\"%s\"", r->id, r->err);
+        http_pending_error(r->p, 503, "store_unavailable", "the notification store is unavailable; retry later");
+    } else if (!r->found) {
+        http_pending_errorf(r->p, 404, "not_found", "no notification %s", r->id);
+    } else if (r->mismatch) {
+        http_pending_errorf(r->p, 409, "conflict", "notification %s went out as another message, not %s", r->id,
+                            r->sid);
+    } else {
+        log_info("status callback", "id=%s sid=%s status=%s applied=%d", r->id, r->sid, note_status_name(r->status),
+                 r->applied);
+        http_pending_reply_text(r->p, 204, "", 0);
+    }
+    free(r);
+}
+
+void callbacks_sms(struct http_ctx *ctx)
+{
+    const struct sb_config *cfg = ctx->loop->d->cfg;
+    char token[256];
+    if (!*cfg->sms_callback_url || !url_password(cfg->sms_url, token, sizeof token)) {
+        http_reply_error(ctx, 404, "not_found", "%s",
+                         "SMS status callbacks are not configured (sms_callback_url, and sms_url with the "
+                         "account's user:token@)");
+        return;
+    }
+    size_t len;
+    const char *body = http_body_raw(ctx, &len, "application/x-www-form-urlencoded");
+    if (body == NULL)
+        return;
+    char *text = strndup(body, len);
+    struct evkeyvalq q;
+    TAILQ_INIT(&q);
+    if (text == NULL || evhttp_parse_query_str(text, &q) != 0) {
+        free(text);
+        http_reply_error(ctx, 400, "bad_form", "%s", "the body is not a form (application/x-www-form-urlencoded)");
+        return;
+    }
+    const char *params[CB_MAX_PARAMS][2];
+    size_t n = 0;
+    struct evkeyval *kv;
+    bool too_many = false;
+    TAILQ_FOREACH(kv, &q, next) {
+        if (n == CB_MAX_PARAMS) {
+            too_many = true;
+            break;
+        }
+        params[n][0] = kv->key;
+        params[n][1] = kv->value;
+        n++;
+    }
+    /* The URL the provider called: ours as it knows it, and this path. */
+    char url[2048], want[64];
+    snprintf(url, sizeof url, "%s/v1/callbacks/sms/%s%s%s", cfg->sms_callback_url, ctx->params[0],
+             ctx->query ? "?" : "", ctx->query ? ctx->query : "");
+    const char *got = http_req_header(ctx->req, "X-Twilio-Signature");
+    bool signed_ok = !too_many && got &&
+                     callbacks_twilio_signature(token, url, (const char *const (*)[2])params, n, want, sizeof want) &&
+                     strlen(got) == strlen(want) && CRYPTO_memcmp(got, want, strlen(want)) == 0;
+    const char *sid = evhttp_find_header(&q, "MessageSid"), *status = evhttp_find_header(&q, "MessageStatus");
+    const char *code = evhttp_find_header(&q, "ErrorCode");
+    enum note_status st = NOTE_QUEUED;
+    if (!signed_ok) {
+        log_warn("status callback refused: signature", "id=%.64s", ctx->params[0]);
+        http_reply_error(ctx, 403, "forbidden", "%s", "X-Twilio-Signature is missing or does not match");
+    } else if (!notify_id_valid(ctx->params[0]) || sid == NULL || !*sid || strlen(sid) > NOTE_PROVIDER_ID_MAX ||
+               status == NULL || (code && strlen(code) > 16)) {
+        http_reply_error(ctx, 400, "invalid_field", "%s",
+                         "a status callback names its message (MessageSid, at most 64 characters) and its "
+                         "MessageStatus");
+    } else if (!status_of(status, &st)) {
+        http_reply_raw(ctx, 204, "application/json", "", 0); /* a step of the provider's own */
+    } else {
+        struct cb_req *r = calloc(1, sizeof *r);
+        if (r == NULL || (r->p = http_pending_new(ctx)) == NULL) {
+            if (r == NULL)
+                http_reply_error(ctx, 503, "overloaded", "out of memory");
+            free(r);
+        } else {
+            snprintf(r->id, sizeof r->id, "%.64s", ctx->params[0]); /* checked: at most 64 */
+            snprintf(r->sid, sizeof r->sid, "%s", sid);
+            snprintf(r->error_code, sizeof r->error_code, "%s", code ? code : "");
+            r->status = st;
+            if (!http_pool_submit(r->p, ctx->loop->d->notepool, threadpool_tenant("sms-callbacks"), cb_work,
+                                  cb_expire, cb_done, r))
+                free(r);
+        }
+    }
+    evhttp_clear_headers(&q);
+    free(text);
+}

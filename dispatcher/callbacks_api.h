@@ -1,0 +1,31 @@
+/* callbacks_api.h - what providers tell us about the messages they took.
+ *
+ *   POST /v1/callbacks/sms/{id}   an SMS provider's status callback, as
+ *        Twilio sends it (a form of MessageSid, MessageStatus, ErrorCode),
+ *        to the StatusCallback URL the notifier gave with the message
+ *        (sms_callback_url). Authenticated as Twilio signs it:
+ *        X-Twilio-Signature, base64 HMAC-SHA1 with the account's auth token
+ *        (the password of sms_url) over the URL it called and each
+ *        parameter's name and value sorted by name; anything else is 403
+ *        and changes nothing. sent, delivered (and read), undelivered and
+ *        failed move the notification's status (jobs/notify.h): a late or
+ *        repeated callback is a no-op, never a step back. 204 once the
+ *        store has it.
+ *
+ * The route has no API key: the signature is the credential. */
+#ifndef SB_CALLBACKS_API_H
+#define SB_CALLBACKS_API_H
+
+#include <stddef.h>
+
+#include "server.h"
+
+void callbacks_sms(struct http_ctx *ctx);
+
+/* Twilio's signature of a request to url with params (count n, decoded
+ * name/value pairs, any order) under token, base64, into out (at least
+ * 29 bytes); false if out is too small. Exposed for the unit test. */
+bool callbacks_twilio_signature(const char *token, const char *url, const char *const (*params)[2], size_t n,
+                                char *out, size_t cap);
+
+#endif
