@@ -13,6 +13,8 @@
 #include "log.h"
 #include "notestore.h"
 #include "notify_api.h"
+#include "phone.h"
+#include "suppress.h"
 #include "strbuf.h"
 #include "threadpool.h"
 
@@ -152,36 +154,36 @@ static void cb_done(void *arg)
     free(r);
 }
 
-void callbacks_sms(struct http_ctx *ctx)
+/* A Twilio webhook's form, parsed into q, and whether its signature is
+ * true for url_path (after sms_callback_url); false after answering
+ * 400/403/404/413/415 itself. The caller clears q and frees *text. */
+static bool twilio_request(struct http_ctx *ctx, const char *url_path, struct evkeyvalq *q, char **text)
 {
     const struct sb_config *cfg = ctx->loop->d->cfg;
     char token[256];
+    TAILQ_INIT(q);
+    *text = NULL;
     if (!*cfg->sms_callback_url || !url_password(cfg->sms_url, token, sizeof token)) {
         http_reply_error(ctx, 404, "not_found", "%s",
-                         "SMS status callbacks are not configured (sms_callback_url, and sms_url with the "
+                         "the SMS provider's webhooks are not configured (sms_callback_url, and sms_url with the "
                          "account's user:token@)");
-        return;
+        return false;
     }
     size_t len;
     const char *body = http_body_raw(ctx, &len, "application/x-www-form-urlencoded");
     if (body == NULL)
-        return;
-    char *text = strndup(body, len);
-    struct evkeyvalq q;
-    TAILQ_INIT(&q);
-    if (text == NULL || evhttp_parse_query_str(text, &q) != 0) {
-        free(text);
+        return false;
+    if ((*text = strndup(body, len)) == NULL || evhttp_parse_query_str(*text, q) != 0) {
         http_reply_error(ctx, 400, "bad_form", "%s", "the body is not a form (application/x-www-form-urlencoded)");
-        return;
+        return false;
     }
     const char *params[CB_MAX_PARAMS][2];
     size_t n = 0;
     struct evkeyval *kv;
-    bool too_many = false;
-    TAILQ_FOREACH(kv, &q, next) {
+    TAILQ_FOREACH(kv, q, next) {
         if (n == CB_MAX_PARAMS) {
-            too_many = true;
-            break;
+            http_reply_error(ctx, 400, "bad_form", "more than %d form parameters", CB_MAX_PARAMS);
+            return false;
         }
         params[n][0] = kv->key;
         params[n][1] = kv->value;
@@ -189,20 +191,37 @@ void callbacks_sms(struct http_ctx *ctx)
     }
     /* The URL the provider called: ours as it knows it, and this path. */
     char url[2048], want[64];
-    snprintf(url, sizeof url, "%s/v1/callbacks/sms/%s%s%s", cfg->sms_callback_url, ctx->params[0],
-             ctx->query ? "?" : "", ctx->query ? ctx->query : "");
+    snprintf(url, sizeof url, "%s%s%s%s", cfg->sms_callback_url, url_path, ctx->query ? "?" : "",
+             ctx->query ? ctx->query : "");
     const char *got = http_req_header(ctx->req, "X-Twilio-Signature");
-    bool signed_ok = !too_many && got &&
-                     callbacks_twilio_signature(token, url, (const char *const (*)[2])params, n, want, sizeof want) &&
-                     strlen(got) == strlen(want) && CRYPTO_memcmp(got, want, strlen(want)) == 0;
+    if (got == NULL || !callbacks_twilio_signature(token, url, (const char *const (*)[2])params, n, want, sizeof want) ||
+        strlen(got) != strlen(want) || CRYPTO_memcmp(got, want, strlen(want)) != 0) {
+        log_warn("provider webhook refused: signature", "path=%s", url_path);
+        http_reply_error(ctx, 403, "forbidden", "%s", "X-Twilio-Signature is missing or does not match");
+        return false;
+    }
+    return true;
+}
+
+void callbacks_sms(struct http_ctx *ctx)
+{
+    struct evkeyvalq q;
+    char *text, path[128];
+    snprintf(path, sizeof path, "/v1/callbacks/sms/%.64s", ctx->params[0]);
+    if (strlen(ctx->params[0]) > NOTE_ID_MAX) {
+        http_reply_error(ctx, 404, "not_found", "%s", "no such notification");
+        return;
+    }
+    if (!twilio_request(ctx, path, &q, &text)) {
+        evhttp_clear_headers(&q);
+        free(text);
+        return;
+    }
     const char *sid = evhttp_find_header(&q, "MessageSid"), *status = evhttp_find_header(&q, "MessageStatus");
     const char *code = evhttp_find_header(&q, "ErrorCode");
     enum note_status st = NOTE_QUEUED;
-    if (!signed_ok) {
-        log_warn("status callback refused: signature", "id=%.64s", ctx->params[0]);
-        http_reply_error(ctx, 403, "forbidden", "%s", "X-Twilio-Signature is missing or does not match");
-    } else if (!notify_id_valid(ctx->params[0]) || sid == NULL || !*sid || strlen(sid) > NOTE_PROVIDER_ID_MAX ||
-               status == NULL || (code && strlen(code) > 16)) {
+    if (!notify_id_valid(ctx->params[0]) || sid == NULL || !*sid || strlen(sid) > NOTE_PROVIDER_ID_MAX ||
+        status == NULL || (code && strlen(code) > 16)) {
         http_reply_error(ctx, 400, "invalid_field", "%s",
                          "a status callback names its message (MessageSid, at most 64 characters) and its "
                          "MessageStatus");
@@ -221,6 +240,126 @@ void callbacks_sms(struct http_ctx *ctx)
             r->status = st;
             if (!http_pool_submit(r->p, ctx->loop->d->notepool, threadpool_tenant("sms-callbacks"), cb_work,
                                   cb_expire, cb_done, r))
+                free(r);
+        }
+    }
+    evhttp_clear_headers(&q);
+    free(text);
+}
+
+/* ---- POST /v1/inbound/sms ---------------------------------------------------- */
+
+enum keyword { KW_NONE, KW_STOP, KW_START, KW_HELP };
+
+/* The opt-out keywords carriers and Twilio honour, as a whole message in
+ * any case, spaces around it ignored. */
+static enum keyword keyword_of(const char *body, char *word, size_t cap)
+{
+    while (*body == ' ' || *body == '\t' || *body == '\r' || *body == '\n')
+        body++;
+    size_t n = 0;
+    while (body[n] && body[n] != ' ' && body[n] != '\t' && body[n] != '\r' && body[n] != '\n' && n + 1 < cap) {
+        word[n] = (char)(body[n] >= 'a' && body[n] <= 'z' ? body[n] - 32 : body[n]);
+        n++;
+    }
+    word[n] = '\0';
+    for (const char *rest = body + n; *rest; rest++)
+        if (*rest != ' ' && *rest != '\t' && *rest != '\r' && *rest != '\n')
+            return KW_NONE; /* more than one word: a message, not a keyword */
+    static const char *const stop[] = {"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT"};
+    for (size_t i = 0; i < sizeof stop / sizeof *stop; i++)
+        if (strcmp(word, stop[i]) == 0)
+            return KW_STOP;
+    if (strcmp(word, "START") == 0 || strcmp(word, "UNSTOP") == 0)
+        return KW_START;
+    if (strcmp(word, "HELP") == 0 || strcmp(word, "INFO") == 0)
+        return KW_HELP;
+    return KW_NONE;
+}
+
+struct inbound_req {
+    struct http_pending *p;
+    enum keyword kw;
+    char from[NOTE_TO_MAX + 1], to[NOTE_TO_MAX + 1], word[16];
+    enum db_status st;
+    char err[ERRBUF_LEN];
+};
+
+static void inbound_expire(void *arg)
+{
+    struct inbound_req *r = arg;
+    r->st = DB_TRANSIENT;
+    snprintf(r->err, sizeof r->err, "the database pool was busy");
+}
+
+static void inbound_work(void *ctx, void *arg)
+{
+    struct inbound_req *r = arg;
+    bool removed;
+    if (r->kw == KW_STOP)
+        r->st = suppress_add(ctx, CH_SMS, r->from, r->to, r->word, sb_now_ms(), r->err, sizeof r->err);
+    else
+        r->st = suppress_remove(ctx, CH_SMS, r->from, r->to, &removed, r->err, sizeof r->err);
+}
+
+/* TwiML: the reply the provider texts back (none: an empty Response). */
+static void twiml(struct http_pending *p, const char *message)
+{
+    char xml[512];
+    int n = message ? snprintf(xml, sizeof xml, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>"
+                                                 "<Response><Message>%s</Message></Response>", message)
+                    : snprintf(xml, sizeof xml, "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response/>");
+    http_pending_reply_typed(p, 200, "text/xml", xml, (size_t)n);
+}
+
+static void inbound_done(void *arg)
+{
+    struct inbound_req *r = arg;
+    if (r->st != DB_OK) {
+        /* The provider retries a webhook that fails: the opt-out is not lost. */
+        log_warn("inbound keyword not recorded", "from=%s to=%s err=\"%s\"", r->from, r->to, r->err);
+        http_pending_error(r->p, 503, "database_unavailable", "cannot record it now; retry later");
+    } else {
+        log_info(r->kw == KW_STOP ? "opted out" : "opted in", "from=%s to=%s keyword=%s", r->from, r->to, r->word);
+        twiml(r->p, r->kw == KW_STOP ? "You are unsubscribed and will get no more messages from this number. "
+                                       "Reply START to subscribe again."
+                                     : "You are subscribed again. Reply STOP to unsubscribe, HELP for help.");
+    }
+    free(r);
+}
+
+void callbacks_inbound_sms(struct http_ctx *ctx)
+{
+    struct evkeyvalq q;
+    char *text;
+    if (!twilio_request(ctx, "/v1/inbound/sms", &q, &text)) {
+        evhttp_clear_headers(&q);
+        free(text);
+        return;
+    }
+    const char *from = evhttp_find_header(&q, "From"), *to = evhttp_find_header(&q, "To");
+    const char *body = evhttp_find_header(&q, "Body");
+    char word[16];
+    enum keyword kw = body ? keyword_of(body, word, sizeof word) : KW_NONE;
+    if (from == NULL || to == NULL || !phone_valid(from) || !phone_valid(to)) {
+        http_reply_error(ctx, 400, "invalid_field", "%s", "an inbound SMS names From and To as E.164 numbers");
+    } else if (kw == KW_NONE || kw == KW_HELP) {
+        struct http_pending *p = http_pending_new(ctx);
+        if (p)
+            twiml(p, kw == KW_HELP ? ctx->loop->d->cfg->sms_help_text : NULL);
+    } else {
+        struct inbound_req *r = calloc(1, sizeof *r);
+        if (r == NULL || (r->p = http_pending_new(ctx)) == NULL) {
+            if (r == NULL)
+                http_reply_error(ctx, 503, "overloaded", "out of memory");
+            free(r);
+        } else {
+            r->kw = kw;
+            snprintf(r->from, sizeof r->from, "%s", from);
+            snprintf(r->to, sizeof r->to, "%s", to);
+            snprintf(r->word, sizeof r->word, "%s", word);
+            if (!http_pool_submit(r->p, ctx->loop->d->dbpool, threadpool_tenant("sms-inbound"), inbound_work,
+                                  inbound_expire, inbound_done, r))
                 free(r);
         }
     }

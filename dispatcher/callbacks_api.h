@@ -12,7 +12,7 @@
  *        repeated callback is a no-op, never a step back. 204 once the
  *        store has it.
  *
- * The route has no API key: the signature is the credential. */
+ * The routes have no API key: the signature is the credential. */
 #ifndef SB_CALLBACKS_API_H
 #define SB_CALLBACKS_API_H
 
@@ -21,6 +21,12 @@
 #include "server.h"
 
 void callbacks_sms(struct http_ctx *ctx);
+/* POST /v1/inbound/sms: a text to one of our numbers, as Twilio forwards
+ * it (From, To, Body; signed the same way). STOP, STOPALL, UNSUBSCRIBE,
+ * CANCEL, END or QUIT suppresses From for messages from To (suppress.h);
+ * START or UNSTOP lifts it; HELP is answered with sms_help_text. The
+ * answer is TwiML, the text the provider sends back. */
+void callbacks_inbound_sms(struct http_ctx *ctx);
 
 /* Twilio's signature of a request to url with params (count n, decoded
  * name/value pairs, any order) under token, base64, into out (at least

@@ -10,6 +10,7 @@
 #include "envelope.h"
 #include "log.h"
 #include "notestore.h"
+#include "suppress.h"
 #include "phonebook_api.h"
 #include "threadpool.h"
 
@@ -219,6 +220,61 @@ static void claim_key(struct accept *a)
                "the idempotency store is unavailable; retry later");
 }
 
+/* ---- 1b. suppression ------------------------------------------------------ */
+
+/* The recipient's suppressions, asked of MySQL on a pool thread: nothing
+ * goes to someone who opted out or whose address bounced (suppress.h). A
+ * MySQL that cannot answer refuses the send (503) rather than risk it. */
+struct supp_check {
+    struct accept *a;
+    bool found;
+    struct suppression s;
+    enum db_status st;
+    char err[ERRBUF_LEN];
+};
+
+static void supp_work(void *ctx, void *arg)
+{
+    struct supp_check *c = arg;
+    c->st = suppress_find(ctx, c->a->channel, c->a->to, c->a->from, &c->found, &c->s, c->err, sizeof c->err);
+}
+
+static void supp_done(void *arg)
+{
+    struct supp_check *c = arg;
+    struct accept *a = c->a;
+    if (c->st != DB_OK) {
+        log_warn("suppression not checked", "err=\"%s\"", c->err);
+        finish(a, ACCEPT_REFUSED, 503, "database_unavailable", "cannot check the suppression list now; retry later");
+    } else if (c->found) {
+        char t[32];
+        note_iso_time(c->s.created_ms, t);
+        finish(a, ACCEPT_REFUSED, 422, "suppressed", "%s %s is suppressed for %s (%s, since %s)", a->to_field,
+               a->to, strcmp(c->s.scope, SUPPRESS_SCOPE_ALL) == 0 ? "every sender" : c->s.scope, c->s.reason, t);
+    } else {
+        claim_key(a);
+    }
+    free(c);
+}
+
+static void check_suppressed(struct accept *a)
+{
+    if (a->channel != CH_SMS && a->channel != CH_EMAIL) {
+        claim_key(a);
+        return;
+    }
+    struct supp_check *c = calloc(1, sizeof *c);
+    if (c == NULL) {
+        finish(a, ACCEPT_REFUSED, 503, "overloaded", "out of memory");
+        return;
+    }
+    c->a = a;
+    if (!threadpool_submit(a->loop->d->dbpool, supp_work, supp_done, a->loop->q, c)) {
+        free(c);
+        finish(a, ACCEPT_REFUSED, 503, "overloaded", "the database pool is full; retry later");
+    }
+}
+
 /* ---- 1. phone numbers ---------------------------------------------------- */
 
 struct check {
@@ -247,13 +303,13 @@ static void checked(void *arg, bool ok, bool exists)
         finish(a, ACCEPT_REFUSED, 404, "unknown_number", "%s is not an assigned phone number",
                a->unknown);
     else
-        claim_key(a);
+        check_suppressed(a);
 }
 
 void accept_start(struct accept *a)
 {
     if (!a->check_numbers) {
-        claim_key(a);
+        check_suppressed(a);
         return;
     }
     const char *fields[2] = {a->from_field, a->to_field};

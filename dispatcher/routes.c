@@ -11,6 +11,7 @@
 #include "console.h"
 #include "deadletter_api.h"
 #include "phone.h"
+#include "suppress_api.h"
 #include "phonebook_api.h"
 #include "sms_api.h"
 #include "wsconn.h"
@@ -72,6 +73,11 @@ struct route dispatcher_routes[] = {
     R("POST", "/v1/messages", notify_create, "notify_create", ACCESS_ADMIN, NOTIFY),
     /* A provider's: its signature is the credential (callbacks_api.h). */
     R("POST", "/v1/callbacks/sms/{id}", callbacks_sms, "callbacks_sms", ACCESS_OPEN, SMALL),
+    R("POST", "/v1/inbound/sms", callbacks_inbound_sms, "inbound_sms", ACCESS_OPEN, SMALL),
+    RQ("GET", "/v1/suppressions", suppress_list_get, "suppress_list", ACCESS_READ, SMALL, ",address,limit,"),
+    R("POST", "/v1/suppressions", suppress_add_post, "suppress_add", ACCESS_ADMIN, SMALL),
+    RQ("DELETE", "/v1/suppressions", suppress_remove_delete, "suppress_remove", ACCESS_ADMIN, SMALL,
+       ",channel,address,scope,"),
     RQ("GET", "/v1/messages", notify_find, "notify_find", ACCESS_READ, SMALL, ",idempotencyKey,"),
     R("GET", "/v1/messages/{id}", notify_get, "notify_get", ACCESS_READ, SMALL),
 };

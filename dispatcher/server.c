@@ -219,10 +219,16 @@ struct http_pending *http_pending_new(struct http_ctx *ctx)
 
 void http_pending_reply_text(struct http_pending *p, int code, const char *json, size_t len)
 {
+    http_pending_reply_typed(p, code, "application/json", json, len);
+}
+
+void http_pending_reply_typed(struct http_pending *p, int code, const char *content_type, const char *body,
+                              size_t len)
+{
     if (http_req_gone(p->req))
         http_req_abandon(p->req); /* the client left: nobody to answer */
     else
-        code = httpconn_send(p->req, p->request_id, code, "application/json", json, len);
+        code = httpconn_send(p->req, p->request_id, code, content_type, body, len);
     count_reply(p->route, code, p->start_us);
     atomic_fetch_sub(&p->loop->d->inflight, 1);
     free(p);

@@ -265,6 +265,9 @@ struct http_pending *http_pending_new(struct http_ctx *ctx);
 void http_pending_reply(struct http_pending *p, int code, const cJSON *body);
 /* The same with the body as JSON text (len bytes). */
 void http_pending_reply_text(struct http_pending *p, int code, const char *json, size_t len);
+/* The same with a body of another type. */
+void http_pending_reply_typed(struct http_pending *p, int code, const char *content_type, const char *body,
+                              size_t len);
 void http_pending_error(struct http_pending *p, int code, const char *errcode, const char *msg);
 void http_pending_errorf(struct http_pending *p, int code, const char *errcode, const char *fmt, ...)
     SB_PRINTF(4, 5);

@@ -179,6 +179,9 @@ static const struct config_def defs[] = {
      S(sms_callback_url),
      "this service's base URL as the SMS provider reaches it (https://api.example.com): each SMS asks for "
      "status callbacks at <it>/v1/callbacks/sms/<id>, whose signature is checked against it; empty = none"},
+    {"sms_help_text", "SB_SMS_HELP_TEXT", "--sms-help-text", CFG_STR,
+     "Reply STOP to unsubscribe, START to subscribe again.", 0, 0, D, S(sms_help_text),
+     "the answer to an inbound HELP (POST /v1/inbound/sms)"},
     {"push_url", "SB_PUSH_URL", "--push-url", CFG_STR, "", 0, 0, W, S(push_url),
      "push channel: webhook receiving a JSON POST"},
     {"notify_timeout_ms", "SB_NOTIFY_TIMEOUT_MS", "--notify-timeout-ms", CFG_INT, "10000", 100,

@@ -83,6 +83,7 @@ struct sb_config {
     char *smtp_url;
     char *sms_url;
     char *sms_callback_url;
+    char *sms_help_text;
     char *push_url;
     int64_t notify_timeout_ms;
     int64_t notify_concurrency;

@@ -59,6 +59,7 @@
 #include "log.h"
 #include "noteplan.h"
 #include "notestore.h"
+#include "suppress.h"
 #include "threadpool.h"
 
 /* A held partition resumes at the latest this long after the most the
@@ -82,6 +83,7 @@ struct sender {
     struct worker *w;
     struct notifier *nf;
     struct channels *channels;
+    struct db *db; /* MySQL: the suppression list (its own connection) */
     struct backoff backoff;
     bool busy;        /* sender_work queued or running */
     bool detached;    /* its job in hand outlasted its batch (detach) */
@@ -135,8 +137,10 @@ static void notifier_free(struct notifier *nf, bool curl)
 {
     if (nf) {
         threadpool_free(nf->pool); /* joins the senders' threads */
-        for (size_t i = 0; nf->senders && i < nf->nsenders; i++)
+        for (size_t i = 0; nf->senders && i < nf->nsenders; i++) {
             channels_free(nf->senders[i].channels);
+            db_free(nf->senders[i].db);
+        }
         free(nf->senders);
         free(nf->finished);
         free(nf->busy);
@@ -203,12 +207,15 @@ bool notifier_prepare(struct worker *w)
     notestore_free(probe);
     if ((nf->pool = notestore_pool_new(w->cfg, n, err, sizeof err)) == NULL)
         goto fail;
+    struct db_url url;
+    if (!db_parse_url(w->cfg->mysql_url, &url, err, sizeof err))
+        goto fail;
     for (size_t i = 0; i < n; i++) {
         struct sender *s = &nf->senders[i];
         s->w = w;
         s->nf = nf;
         backoff_init(&s->backoff, w->cfg->notify_backoff_ms, w->cfg->notify_backoff_cap_ms);
-        if ((s->channels = channels_new(w->cfg, w->producer)) == NULL) {
+        if ((s->channels = channels_new(w->cfg, w->producer)) == NULL || (s->db = db_new(&url)) == NULL) {
             sb_errf(err, sizeof err, "out of memory");
             goto fail;
         }
@@ -473,6 +480,24 @@ static enum db_status handle_one(struct sender *s, struct notestore *store, stru
     int64_t attempts = redriven ? 0 : json_i64(p, "attempt", 0);
     if (existing.attempts > attempts && !created)
         attempts = existing.attempts;
+
+    /* Nothing goes to someone who opted out or whose address bounced, from
+     * whichever producer the job came (the API refuses it already). Not a
+     * failure to retry or redrive: dead, saying why. A MySQL that cannot
+     * answer holds the job (unacknowledged) rather than risk it. */
+    bool suppressed = false;
+    struct suppression sup;
+    if ((st = suppress_find(s->db, m.channel, m.to, m.from, &suppressed, &sup, errbuf, errlen)) != DB_OK)
+        return st;
+    if (suppressed) {
+        n.status = NOTE_DEAD;
+        n.updated_ms = sb_now_ms();
+        snprintf(n.last_error, sizeof n.last_error, "suppressed: %.64s opted out of %.64s (%.64s)", m.to,
+                 strcmp(sup.scope, SUPPRESS_SCOPE_ALL) == 0 ? "every sender" : sup.scope, sup.reason);
+        log_info("notification suppressed; not sent", "id=%s to=%s reason=\"%s\"", n.id, m.to, sup.reason);
+        bool applied;
+        return notestore_update(store, &n, &applied, errbuf, errlen);
+    }
 
     if (!bucket_take(nf, m.channel, w->stop)) {
         sb_errf(errbuf, errlen, "stopping");

@@ -14,9 +14,9 @@ import unittest
 import urllib.parse
 import urllib.request
 
-from harness import FakeServer, StackTestCase, wait_until
+from harness import FakeServer, StackTestCase, kcat_produce, wait_until
 
-FROM, TO = "+12125550101", "+12125550102"
+FROM, TO, OTHER = "+12125550101", "+12125550102", "+12125550103"
 TOKEN = "s3cret"  # the account's auth token: the password in SB_SMS_URL
 RANK = {"queued": 1, "sending": 2, "retrying": 2, "sent": 3, "delivered": 4, "undelivered": 4, "failed": 4}
 
@@ -46,7 +46,7 @@ class TestDelivery(StackTestCase):
             cls.provider.stop()
             raise
         cls.stack.seed(users=4, numbers=0, area_codes="212")
-        for user, phone in ((1, FROM), (2, TO)):
+        for user, phone in ((1, FROM), (2, TO), (3, OTHER)):
             cls.stack.sql(f"UPDATE users SET phone_number='{phone}' WHERE user_id={user}")
 
     @classmethod
@@ -187,6 +187,82 @@ class TestDelivery(StackTestCase):
                          ("delivered", ["queued", "sending", "sent", "delivered"]))  # terminal: stays
         r = self.callback("nosuchnotification0", {**good})
         self.assertEqual(r.status, 404, r)
+
+    def inbound(self, frm, body, to=FROM, token=TOKEN):
+        """A text to one of our numbers, as the provider forwards it."""
+        url = f"http://127.0.0.1:{self.port}/v1/inbound/sms"
+        params = {"From": frm, "To": to, "Body": body, "MessageSid": "SMin" + frm[-4:], "AccountSid": "ACtest"}
+        return self.http("POST", "/v1/inbound/sms", urllib.parse.urlencode(params), headers={
+            "Content-Type": "application/x-www-form-urlencoded", "Authorization": None,
+            "X-Twilio-Signature": twilio_signature(token, url, params)})
+
+    def sms_texts(self, to):
+        with urllib.request.urlopen(self.provider.url + "/_records", timeout=10) as r:
+            return [urllib.parse.parse_qs(x["body"])["Body"][0] for x in json.load(r)
+                    if x["path"] == "/sms" and urllib.parse.parse_qs(x["body"]).get("To") == [to]]
+
+    def test_05_stop_and_start(self):
+        """A recipient texts STOP to one of our numbers: every send to them
+        from that number is refused at once with a clear error (from
+        another of our numbers it goes), a job from another producer is not
+        sent either; HELP is answered; START lifts it. A forged inbound
+        text changes nothing."""
+        r = self.inbound(TO, "  stop ", token="forged")
+        self.assertEqual(r.status, 403, r)
+        self.assertEqual(self.http("POST", "/sms/send/one", self.sms("stop-0", "before")).status, 200)
+        r = self.inbound(TO, "  stop ")
+        self.assertEqual((r.status, r.headers.get("Content-Type")), (200, "text/xml"), r)
+        self.assertIn(b"<Message>You are unsubscribed", r.body)
+        r = self.http("POST", "/sms/send/one", self.sms("stop-1", "after"))
+        self.assertEqual((r.status, r.json()["error"]["code"]), (422, "suppressed"), r)
+        self.assertIn(f"toPhoneNumber {TO} is suppressed for {FROM} (STOP", r.json()["error"]["message"])
+        for frm in (FROM, None):  # from that number, or from the provider's default (maybe that one)
+            body = {"channel": "sms", "to": TO, "payload": "x", **({"from": frm} if frm else {})}
+            self.assertEqual(self.http("POST", "/v1/messages", body).status, 422, frm)
+        ok = {"sms": {"idempotencyKey": "stop-2", "fromPhoneNumber": OTHER, "toPhoneNumber": TO, "content": "other"}}
+        self.assertEqual(self.http("POST", "/sms/send/one", ok).status, 200)
+        # Another producer's job, straight onto the topic: not sent, dead, saying why.
+        nid = "externalstop0000001"
+        job = {"type": "notify.send", "version": 1, "key": nid, "request_id": "ext-stop",
+               "created_at": int(time.time() * 1000),
+               "payload": {"id": nid, "channel": "sms", "to": TO, "from": FROM, "body": "from elsewhere"}}
+        kcat_produce(self.stack, "notify.requests", nid, json.dumps(job).encode())
+        n = wait_until("the job settled", lambda: (lambda r: r.json() if r.status == 200 and r.json()["status"] ==
+                                                   "dead" else None)(self.http("GET", f"/v1/messages/{nid}")), 30)
+        self.assertIn("suppressed", n["lastError"])
+        wait_until("the other number's SMS out", lambda: "other" in self.sms_texts(TO), 30)
+        self.assertNotIn("after", self.sms_texts(TO))
+        self.assertNotIn("from elsewhere", self.sms_texts(TO))
+        listed = self.http("GET", f"/v1/suppressions?address=%2B{TO[1:]}").json()
+        self.assertEqual([(e["channel"], e["scope"], e["reason"]) for e in listed], [("sms", FROM, "STOP")])
+        r = self.inbound(TO, "help")
+        self.assertIn(b"<Message>Reply STOP to unsubscribe", r.body)
+        self.assertEqual(self.inbound(TO, "stop please, no").body.count(b"<Message>"), 0)  # a message, not a keyword
+        r = self.inbound(TO, "START")
+        self.assertIn(b"subscribed again", r.body)
+        self.assertEqual(self.http("POST", "/sms/send/one", self.sms("stop-3", "welcome back")).status, 200)
+        self.assertEqual(self.http("GET", f"/v1/suppressions?address=%2B{TO[1:]}").json(), [])
+
+    def test_06_the_suppression_list(self):
+        """An operator suppresses an email address (every sender) and
+        lifts it; bad entries are refused."""
+        r = self.http("POST", "/v1/suppressions", {"channel": "email", "address": "ada@example.com",
+                                                   "reason": "bounce"})
+        self.assertEqual((r.status, r.json()["scope"]), (201, "*"), r)
+        self.assertEqual(self.http("POST", "/v1/suppressions", {"channel": "email", "address": "ada@example.com",
+                                                                "reason": "again"}).json()["reason"], "bounce")
+        mail = {"channel": "email", "to": "ada@example.com", "title": "t", "payload": "p"}
+        r = self.http("POST", "/v1/messages", mail)
+        self.assertEqual((r.status, r.json()["error"]["code"]), (422, "suppressed"), r)
+        self.assertIn("every sender (bounce", r.json()["error"]["message"])
+        for bad in ({"channel": "push", "address": "x"}, {"channel": "email", "address": "not-an-address"},
+                    {"channel": "email", "address": "a@b.c", "scope": "+12125550101"},
+                    {"channel": "sms", "address": "12345"}):
+            self.assertEqual(self.http("POST", "/v1/suppressions", bad).status, 400, bad)
+        r = self.http("DELETE", "/v1/suppressions?channel=email&address=ada@example.com")
+        self.assertEqual(r.status, 204, r)
+        self.assertEqual(self.http("DELETE", "/v1/suppressions?channel=email&address=ada@example.com").status, 404)
+        self.assertEqual(self.http("POST", "/v1/messages", mail).status, 202)
 
 
 if __name__ == "__main__":
