@@ -366,3 +366,219 @@ void callbacks_inbound_sms(struct http_ctx *ctx)
     evhttp_clear_headers(&q);
     free(text);
 }
+
+/* ---- POST /v1/callbacks/email ------------------------------------------------ */
+
+/* Feedback older or newer than this is refused: a captured request cannot
+ * be played again later. */
+#define FEEDBACK_SKEW_S 300
+#define FEEDBACK_MAX_RECIPIENTS 50
+
+bool callbacks_feedback_signature(const char *secret, const char *timestamp, const char *body, size_t len,
+                                  char out[65])
+{
+    struct strbuf data = {0};
+    strbuf_append(&data, timestamp, strlen(timestamp));
+    strbuf_append(&data, ".", 1);
+    strbuf_append(&data, body, len);
+    unsigned char mac[EVP_MAX_MD_SIZE];
+    unsigned int maclen = 0;
+    bool ok = !strbuf_failed(&data) &&
+              HMAC(EVP_sha256(), secret, (int)strlen(secret), (const unsigned char *)(data.p ? data.p : ""), data.len,
+                   mac, &maclen) != NULL &&
+              maclen == 32;
+    for (unsigned i = 0; ok && i < maclen; i++)
+        snprintf(out + 2 * i, 3, "%02x", mac[i]);
+    strbuf_free(&data);
+    return ok;
+}
+
+struct feedback_req {
+    struct http_pending *p;
+    struct loop *loop;
+    char kind[16];                   /* Bounce, Complaint, Delivery */
+    char note[NOTE_ID_MAX + 1];      /* the notification it is about, "" = none of ours */
+    char detail[NOTE_ERROR_MAX + 1]; /* a bounce's diagnostic */
+    bool permanent;                  /* a hard bounce */
+    char (*recipients)[NOTE_TO_MAX + 1];
+    size_t nrecipients;
+    bool found, applied, expired;
+    enum db_status st;
+    char err[ERRBUF_LEN];
+};
+
+static void feedback_free(struct feedback_req *r)
+{
+    free(r->recipients);
+    free(r);
+}
+
+static void feedback_expire(void *arg)
+{
+    struct feedback_req *r = arg;
+    r->expired = true;
+}
+
+/* Step 2, on a store thread: the notification's status. */
+static void feedback_note_work(void *ctx, void *arg)
+{
+    struct feedback_req *r = arg;
+    struct note n;
+    r->st = notestore_get(ctx, r->note, &n, &r->found, r->err, sizeof r->err);
+    if (r->st != DB_OK || !r->found)
+        return;
+    n.status = strcmp(r->kind, "Delivery") == 0 ? NOTE_DELIVERED : NOTE_UNDELIVERED;
+    n.attempts = -1;
+    n.updated_ms = sb_now_ms();
+    n.redrive_of[0] = n.provider_id[0] = '\0';
+    if (n.status == NOTE_UNDELIVERED)
+        snprintf(n.last_error, sizeof n.last_error, "bounced: %.240s", r->detail);
+    r->st = notestore_update(ctx, &n, &r->applied, r->err, sizeof r->err);
+}
+
+static void feedback_done(void *arg)
+{
+    struct feedback_req *r = arg;
+    if (r->expired) {
+        http_pending_busy(r->p);
+    } else if (r->st != DB_OK) {
+        /* The feed sends it again: nothing is lost. */
+        log_warn("email feedback not recorded", "kind=%s note=%s err=\"%s\"", r->kind, r->note, r->err);
+        http_pending_error(r->p, 503, "store_unavailable", "cannot record the feedback now; retry later");
+    } else {
+        log_info("email feedback", "kind=%s note=%s recipients=%zu permanent=%d applied=%d", r->kind, r->note,
+                 r->nrecipients, r->permanent, r->applied);
+        http_pending_reply_text(r->p, 204, "", 0);
+    }
+    feedback_free(r);
+}
+
+/* Step 1, on a MySQL thread: a hard bounce or a complaint suppresses
+ * each recipient for every sender. */
+static void feedback_suppress_work(void *ctx, void *arg)
+{
+    struct feedback_req *r = arg;
+    char reason[SUPPRESS_REASON_MAX + 1];
+    snprintf(reason, sizeof reason, "%s%s%.200s", strcmp(r->kind, "Complaint") == 0 ? "complaint" : "bounce",
+             *r->detail ? ": " : "", r->detail);
+    for (size_t i = 0; i < r->nrecipients && r->st == DB_OK; i++)
+        r->st = suppress_add(ctx, CH_EMAIL, r->recipients[i], SUPPRESS_SCOPE_ALL, reason, sb_now_ms(), r->err,
+                             sizeof r->err);
+}
+
+static void feedback_suppressed(void *arg)
+{
+    struct feedback_req *r = arg;
+    bool moves = strcmp(r->kind, "Delivery") == 0 || (strcmp(r->kind, "Bounce") == 0 && r->permanent);
+    if (r->expired || r->st != DB_OK || !*r->note || !moves) {
+        feedback_done(r);
+        return;
+    }
+    if (!http_pool_submit(r->p, r->loop->d->notepool, threadpool_tenant("email-feedback"), feedback_note_work,
+                          feedback_expire, feedback_done, r))
+        feedback_free(r); /* answered 503 */
+}
+
+/* The notification a message id names: "<id@switchboard>", as the
+ * notifier sets Message-ID. */
+static void note_of(const char *message_id, char out[NOTE_ID_MAX + 1])
+{
+    out[0] = '\0';
+    const char *s = message_id ? message_id : "";
+    s += *s == '<';
+    const char *at = strstr(s, "@switchboard");
+    if (at && (size_t)(at - s) <= NOTE_ID_MAX) {
+        memcpy(out, s, (size_t)(at - s));
+        out[at - s] = '\0';
+        if (!notify_id_valid(out))
+            out[0] = '\0';
+    }
+}
+
+/* Adds the addresses of array (of strings, or of objects with
+ * emailAddress) to r; false if one is not a string or there are too many. */
+static bool add_recipients(struct feedback_req *r, const cJSON *array)
+{
+    const cJSON *it;
+    cJSON_ArrayForEach(it, array)
+    {
+        const char *a = cJSON_IsString(it) ? it->valuestring : json_str(it, "emailAddress", NULL);
+        if (a == NULL || strlen(a) > NOTE_TO_MAX || r->nrecipients == FEEDBACK_MAX_RECIPIENTS)
+            return false;
+        snprintf(r->recipients[r->nrecipients++], NOTE_TO_MAX + 1, "%s", a);
+    }
+    return true;
+}
+
+void callbacks_email(struct http_ctx *ctx)
+{
+    const struct sb_config *cfg = ctx->loop->d->cfg;
+    if (!*cfg->email_feedback_secret) {
+        http_reply_error(ctx, 404, "not_found", "%s", "email feedback is not configured (email_feedback_secret)");
+        return;
+    }
+    size_t len;
+    const char *body = http_body_raw(ctx, &len, NULL);
+    if (body == NULL)
+        return;
+    /* X-Feedback-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of "t.body">. */
+    const char *sig = http_req_header(ctx->req, "X-Feedback-Signature");
+    char t[24] = "", v1[65] = "", want[65];
+    long long ts = 0;
+    bool ok = sig && sscanf(sig, "t=%23[0-9],v1=%64[0-9a-f]", t, v1) == 2 && (ts = strtoll(t, NULL, 10)) > 0 &&
+              llabs(ts - sb_now_ms() / 1000) <= FEEDBACK_SKEW_S &&
+              callbacks_feedback_signature(cfg->email_feedback_secret, t, body, len, want) && strlen(v1) == 64 &&
+              CRYPTO_memcmp(v1, want, 64) == 0;
+    if (!ok) {
+        log_warn("email feedback refused: signature", "%s", "");
+        http_reply_error(ctx, 403, "forbidden", "%s",
+                         "X-Feedback-Signature is missing, does not match, or is more than 5 minutes old");
+        return;
+    }
+    char err[ERRBUF_LEN];
+    cJSON *o = json_parse_strict(body, len, err, sizeof err);
+    struct feedback_req *r = calloc(1, sizeof *r);
+    if (r)
+        r->recipients = calloc(FEEDBACK_MAX_RECIPIENTS, sizeof *r->recipients);
+    const char *kind = json_str(o, "notificationType", json_str(o, "eventType", ""));
+    const cJSON *mail = cJSON_GetObjectItemCaseSensitive(o, "mail");
+    const cJSON *bounce = cJSON_GetObjectItemCaseSensitive(o, "bounce");
+    const cJSON *complaint = cJSON_GetObjectItemCaseSensitive(o, "complaint");
+    const cJSON *delivery = cJSON_GetObjectItemCaseSensitive(o, "delivery");
+    bool known = strcmp(kind, "Bounce") == 0 || strcmp(kind, "Complaint") == 0 || strcmp(kind, "Delivery") == 0;
+    bool parsed = r && r->recipients && o && known;
+    if (parsed) {
+        r->loop = ctx->loop;
+        snprintf(r->kind, sizeof r->kind, "%s", kind);
+        note_of(json_str(cJSON_GetObjectItemCaseSensitive(mail, "commonHeaders"), "messageId", NULL), r->note);
+        /* Each kind comes with its own object. */
+        const cJSON *own = strcmp(kind, "Bounce") == 0 ? bounce : strcmp(kind, "Complaint") == 0 ? complaint : delivery;
+        if (!cJSON_IsObject(own)) {
+            parsed = false;
+        } else if (strcmp(kind, "Bounce") == 0) {
+            r->permanent = strcmp(json_str(bounce, "bounceType", ""), "Permanent") == 0;
+            const cJSON *rec = cJSON_GetObjectItemCaseSensitive(bounce, "bouncedRecipients");
+            snprintf(r->detail, sizeof r->detail, "%s", json_str(cJSON_GetArrayItem(rec, 0), "diagnosticCode", ""));
+            /* A soft bounce (mailbox full) suppresses nobody. */
+            parsed = !r->permanent || add_recipients(r, rec);
+        } else if (strcmp(kind, "Complaint") == 0) {
+            parsed = add_recipients(r, cJSON_GetObjectItemCaseSensitive(complaint, "complainedRecipients"));
+        }
+    }
+    cJSON_Delete(o);
+    if (!parsed) {
+        if (r)
+            feedback_free(r);
+        http_reply_error(ctx, 400, "invalid_field", "%s",
+                         "expected an SES notification: notificationType Bounce, Complaint or Delivery, with "
+                         "its bounce, complaint or delivery object and mail.commonHeaders.messageId");
+        return;
+    }
+    if ((r->p = http_pending_new(ctx)) == NULL) {
+        feedback_free(r);
+        return;
+    }
+    if (!http_pool_submit(r->p, ctx->loop->d->dbpool, threadpool_tenant("email-feedback"), feedback_suppress_work,
+                          feedback_expire, feedback_suppressed, r))
+        feedback_free(r);
+}

@@ -27,6 +27,20 @@ void callbacks_sms(struct http_ctx *ctx);
  * START or UNSTOP lifts it; HELP is answered with sms_help_text. The
  * answer is TwiML, the text the provider sends back. */
 void callbacks_inbound_sms(struct http_ctx *ctx);
+/* POST /v1/callbacks/email: email feedback as Amazon SES publishes it (a
+ * JSON notification: Bounce, Complaint or Delivery, with the message's
+ * mail.commonHeaders.messageId, which the notifier sets to
+ * <id@switchboard>). Authenticated by a shared secret
+ * (email_feedback_secret): X-Feedback-Signature: t=<unix seconds>,v1=<hex
+ * HMAC-SHA256 of "<t>.<body>">, at most 5 minutes off (no replay); 403
+ * otherwise. A hard bounce or a complaint suppresses each recipient for
+ * every sender; a hard bounce makes the notification undelivered, a
+ * delivery delivered (never backwards). 204 once recorded. */
+void callbacks_email(struct http_ctx *ctx);
+/* The v1 signature of a feedback body sent at timestamp (hex, 64
+ * characters and a NUL into out). Exposed for the unit test. */
+bool callbacks_feedback_signature(const char *secret, const char *timestamp, const char *body, size_t len,
+                                  char out[65]);
 
 /* Twilio's signature of a request to url with params (count n, decoded
  * name/value pairs, any order) under token, base64, into out (at least

@@ -179,6 +179,9 @@ static const struct config_def defs[] = {
      S(sms_callback_url),
      "this service's base URL as the SMS provider reaches it (https://api.example.com): each SMS asks for "
      "status callbacks at <it>/v1/callbacks/sms/<id>, whose signature is checked against it; empty = none"},
+    {"email_feedback_secret", "SB_EMAIL_FEEDBACK_SECRET", "--email-feedback-secret", CFG_STR, "", 0, 0, D,
+     S(email_feedback_secret),
+     "shared secret of the email feedback feed (POST /v1/callbacks/email signs with it); empty = no feed"},
     {"sms_help_text", "SB_SMS_HELP_TEXT", "--sms-help-text", CFG_STR,
      "Reply STOP to unsubscribe, START to subscribe again.", 0, 0, D, S(sms_help_text),
      "the answer to an inbound HELP (POST /v1/inbound/sms)"},
@@ -346,8 +349,12 @@ void config_print(const struct sb_config *cfg, unsigned scope, FILE *out)
                     (long long)*int_field((struct sb_config *)cfg, d));
         } else {
             char masked[4096];
+            size_t nl = strlen(d->name);
+            const char *v = *str_field((struct sb_config *)cfg, d);
             if (d->type == CFG_KV)
-                sb_mask_kv_list(*str_field((struct sb_config *)cfg, d), masked, sizeof masked);
+                sb_mask_kv_list(v, masked, sizeof masked);
+            else if (nl > 7 && strcmp(d->name + nl - 7, "_secret") == 0) /* a secret whole */
+                snprintf(masked, sizeof masked, "%s", v && *v ? "***" : "");
             else
                 mask_secret(*str_field((struct sb_config *)cfg, d), masked, sizeof masked);
             fprintf(out, "%s = %s\n", d->name, masked);

@@ -18,6 +18,7 @@ from harness import FakeServer, StackTestCase, kcat_produce, wait_until
 
 FROM, TO, OTHER = "+12125550101", "+12125550102", "+12125550103"
 TOKEN = "s3cret"  # the account's auth token: the password in SB_SMS_URL
+FEEDBACK_SECRET = "feedback-secret-for-tests"
 RANK = {"queued": 1, "sending": 2, "retrying": 2, "sent": 3, "delivered": 4, "undelivered": 4, "failed": 4}
 
 
@@ -32,10 +33,15 @@ class TestDelivery(StackTestCase):
     @classmethod
     def configure(cls, stack):
         cls.provider = FakeServer("provider.py", stack.path("logs"), folder="scripts/dev")
+        # aiosmtpd is Debian's package: run it with Debian's interpreter.
+        cls.smtp = FakeServer("smtp_sink.py", stack.path("logs"), folder="scripts/dev", python="/usr/bin/python3",
+                              args=(stack.path("logs", "mail.jsonl"),))
         stack.extra_env.update({
+            "SB_SMTP_URL": f"smtp://127.0.0.1:{cls.smtp.port}",
             "SB_SMS_URL": f"http://ACtest:{TOKEN}@127.0.0.1:{cls.provider.port}/sms",
             "SB_PUSH_URL": f"http://127.0.0.1:{cls.provider.port}/push",
             "SB_SMS_CALLBACK_URL": f"http://127.0.0.1:{stack.api_port}",
+            "SB_EMAIL_FEEDBACK_SECRET": FEEDBACK_SECRET,
         })
 
     @classmethod
@@ -44,6 +50,7 @@ class TestDelivery(StackTestCase):
             super().setUpClass()
         except Exception:
             cls.provider.stop()
+            cls.smtp.stop()
             raise
         cls.stack.seed(users=4, numbers=0, area_codes="212")
         for user, phone in ((1, FROM), (2, TO), (3, OTHER)):
@@ -53,6 +60,7 @@ class TestDelivery(StackTestCase):
     def tearDownClass(cls):
         super().tearDownClass()
         cls.provider.stop()
+        cls.smtp.stop()
 
     def sms(self, key, content):
         return {"sms": {"idempotencyKey": key, "fromPhoneNumber": FROM, "toPhoneNumber": TO, "content": content}}
@@ -263,6 +271,62 @@ class TestDelivery(StackTestCase):
         self.assertEqual(r.status, 204, r)
         self.assertEqual(self.http("DELETE", "/v1/suppressions?channel=email&address=ada@example.com").status, 404)
         self.assertEqual(self.http("POST", "/v1/messages", mail).status, 202)
+
+    def feedback(self, event, secret=FEEDBACK_SECRET, at=None):
+        """Email feedback as the feed posts it: signed with the shared secret."""
+        body = json.dumps(event)
+        t = str(int(at if at is not None else time.time()))
+        mac = hmac.new(secret.encode(), (t + "." + body).encode(), hashlib.sha256).hexdigest()
+        return self.http("POST", "/v1/callbacks/email", body,
+                         headers={"Authorization": None, "X-Feedback-Signature": f"t={t},v1={mac}"})
+
+    def test_07_email_bounces_and_complaints(self):
+        """SES-style feedback: a hard bounce suppresses the address and
+        makes its notification undelivered; a complaint suppresses; a
+        delivery makes it delivered; a soft bounce suppresses nobody; a
+        wrong secret or an old timestamp is refused and changes nothing."""
+        def email(to):
+            r = self.http("POST", "/v1/messages", {"channel": "email", "to": to, "title": "t", "payload": "p"})
+            self.assertEqual(r.status, 202, r)
+            return r.json()["id"]
+
+        def event(kind, nid, **extra):
+            return {"notificationType": kind, "mail": {"messageId": "0100abc", "commonHeaders": {
+                "messageId": f"<{nid}@switchboard>"}}, **extra}
+        hard, soft, angry, fine = (email(a) for a in ("hard@example.com", "soft@example.com", "angry@example.com",
+                                                      "fine@example.com"))
+
+        def status(nid):
+            return self.http("GET", f"/v1/messages/{nid}").json()["status"]
+        for nid in (hard, soft, angry, fine):
+            wait_until("sent over SMTP", lambda: status(nid) == "sent", 30)
+        bounce = event("Bounce", hard, bounce={"bounceType": "Permanent", "bouncedRecipients": [
+            {"emailAddress": "hard@example.com", "diagnosticCode": "smtp; 550 5.1.1 user unknown"}]})
+        for r in (self.feedback(bounce, secret="wrong"), self.feedback(bounce, at=time.time() - 3600)):
+            self.assertEqual((r.status, r.json()["error"]["code"]), (403, "forbidden"), r)
+        self.assertEqual(self.http("GET", "/v1/suppressions?address=hard%40example.com").json(), [])
+        self.assertEqual(self.feedback(bounce).status, 204)
+        self.assertEqual(self.feedback(event("Bounce", soft, bounce={"bounceType": "Transient", "bouncedRecipients": [
+            {"emailAddress": "soft@example.com"}]})).status, 204)
+        self.assertEqual(self.feedback(event("Complaint", angry, complaint={"complainedRecipients": [
+            {"emailAddress": "angry@example.com"}], "complaintFeedbackType": "abuse"})).status, 204)
+        self.assertEqual(self.feedback(event("Delivery", fine, delivery={"recipients": ["fine@example.com"]})).status,
+                         204)
+        self.assertEqual(self.feedback({"notificationType": "Bounce"}).status, 400)
+        reasons = {e["address"]: e["reason"] for e in self.http("GET", "/v1/suppressions").json()}
+        self.assertEqual(reasons["hard@example.com"], "bounce: smtp; 550 5.1.1 user unknown")
+        self.assertEqual(reasons["angry@example.com"], "complaint")
+        self.assertNotIn("soft@example.com", reasons)
+        self.assertNotIn("fine@example.com", reasons)
+        for to in ("hard@example.com", "angry@example.com"):
+            r = self.http("POST", "/v1/messages", {"channel": "email", "to": to, "title": "t", "payload": "p"})
+            self.assertEqual((r.status, r.json()["error"]["code"]), (422, "suppressed"), to)
+        self.assertEqual([status(n) for n in (hard, soft, angry, fine)], ["undelivered", "sent", "sent", "delivered"])
+        n = self.http("GET", f"/v1/messages/{hard}").json()
+        self.assertEqual(n["lastError"], "bounced: smtp; 550 5.1.1 user unknown")
+        self.assertEqual(self.feedback(event("Delivery", hard, delivery={"recipients": ["hard@example.com"]})).status,
+                         204)
+        self.assertEqual(status(hard), "undelivered")  # terminal: a late delivery changes nothing
 
 
 if __name__ == "__main__":

@@ -64,10 +64,29 @@ static void test_signature(void **state)
     assert_false(callbacks_twilio_signature("s3cret", url, params, 4, other, 28));
 }
 
+/* The email feed's: hex HMAC-SHA256 of "<t>.<body>" under the secret. */
+static void test_feedback_signature(void **state)
+{
+    (void)state;
+    const char *body = "{\"notificationType\":\"Bounce\"}";
+    char got[65], want[80], other[65];
+    assert_true(callbacks_feedback_signature("topsecret", "1764900000", body, strlen(body), got));
+    FILE *f = popen("printf '%s' '1764900000.{\"notificationType\":\"Bounce\"}' | "
+                    "openssl dgst -sha256 -hmac topsecret | sed 's/.*= //'", "r");
+    assert_non_null(f);
+    assert_non_null(fgets(want, sizeof want, f));
+    pclose(f);
+    want[strcspn(want, "\n")] = '\0';
+    assert_string_equal(got, want);
+    assert_true(callbacks_feedback_signature("topsecret", "1764900001", body, strlen(body), other));
+    assert_string_not_equal(other, got); /* the time is signed: no replay with another one */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_signature),
+        cmocka_unit_test(test_feedback_signature),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
