@@ -150,6 +150,8 @@ static void enqueue(struct accept *a)
     char err[ERRBUF_LEN];
     struct note_msg m = {a->channel, a->to, a->from, a->title, a->body};
     cJSON *payload = note_job_payload(a->id, &m, a->idem, a->tracking_id, a->item);
+    if (payload && a->send_at > 0)
+        cJSON_AddNumberToObject(payload, "send_at", (double)a->send_at);
     char *job = payload ? envelope_encode("notify.send", a->id, a->request_id, sb_now_ms(), payload,
                                           err, sizeof err)
                         : NULL;
@@ -337,6 +339,7 @@ static const struct json_field create_fields[] = {
     {"title", JSON_K_STRING, false, 0, NOTE_TITLE_MAX},
     {"payload", JSON_K_STRING, true, 0, NOTE_BODY_MAX},
     {"idempotencyKey", JSON_K_BYTES, false, 1, NOTE_IDEM_MAX},
+    {"sendAt", JSON_K_STRING, false, 20, 40},
 };
 
 static void created(struct accept *a)
@@ -347,7 +350,12 @@ static void created(struct accept *a)
     } else {
         cJSON *o = cJSON_CreateObject();
         cJSON_AddStringToObject(o, "id", a->id);
-        cJSON_AddStringToObject(o, "status", "queued");
+        cJSON_AddStringToObject(o, "status", a->send_at > 0 ? "scheduled" : "queued");
+        if (a->send_at > 0) {
+            char t[32];
+            note_iso_time(a->send_at, t);
+            cJSON_AddStringToObject(o, "sendAt", t);
+        }
         if (a->channel == CH_SMS) { /* what the text costs, known at acceptance */
             cJSON_AddStringToObject(o, "encoding", segments_encoding(&a->segs));
             cJSON_AddNumberToObject(o, "segments", (double)a->segs.segments);
@@ -370,8 +378,16 @@ void notify_create(struct http_ctx *ctx)
         .title = json_str(body, "title", ""),
         .body = json_str(body, "payload", ""),
     };
+    const char *send_at_text = json_str(body, "sendAt", NULL);
+    int64_t send_at = 0, now = sb_now_ms(), max_ms = ctx->loop->d->cfg->notify_schedule_max_s * 1000;
     if (!note_channel_parse(json_str(body, "channel", ""), &m.channel)) {
         http_reply_error(ctx, 400, "invalid_field", "channel must be email, sms, push or kafka");
+    } else if (send_at_text && (!note_parse_time(send_at_text, &send_at) || send_at <= now ||
+                                send_at > now + max_ms)) {
+        http_reply_error(ctx, 400, "invalid_field",
+                         "sendAt must be an RFC 3339 time (2026-12-24T09:00:00Z) after now and at most %lld "
+                         "seconds ahead (notify_schedule_max_s)",
+                         (long long)ctx->loop->d->cfg->notify_schedule_max_s);
     } else if (!note_msg_check(&m, ctx->loop->d->cfg->notify_topics, err, sizeof err) ||
                !note_idem_check(json_str(body, "idempotencyKey", ""), "idempotencyKey", err, sizeof err)) {
         http_reply_error(ctx, 400, "invalid_field", "%s", err);
@@ -385,6 +401,7 @@ void notify_create(struct http_ctx *ctx)
         } else {
             a->owner = p;
             a->done = created;
+            a->send_at = send_at;
             accept_start(a);
         }
     }
@@ -562,4 +579,83 @@ void notify_find(struct http_ctx *ctx)
         return;
     }
     get_start(ctx, NULL, key);
+}
+
+/* ---- POST /v1/messages/{id}/cancel ------------------------------------------ */
+
+struct cancel_req {
+    struct http_pending *p;
+    char id[NOTE_ID_MAX + 1];
+    struct note note;
+    bool found, applied, expired;
+    enum db_status st;
+    char err[ERRBUF_LEN];
+};
+
+static void cancel_expire(void *arg)
+{
+    ((struct cancel_req *)arg)->expired = true;
+}
+
+/* The store cancels only a scheduled one (note_status_may_move): once it
+ * has gone to the queue, it is too late. */
+static void cancel_work(void *ctx, void *arg)
+{
+    struct cancel_req *r = arg;
+    r->st = notestore_get(ctx, r->id, &r->note, &r->found, r->err, sizeof r->err);
+    if (r->st != DB_OK || !r->found || r->note.status != NOTE_SCHEDULED)
+        return;
+    struct note n = r->note;
+    n.status = NOTE_CANCELLED;
+    n.attempts = -1;
+    n.updated_ms = sb_now_ms();
+    r->st = notestore_update(ctx, &n, &r->applied, r->err, sizeof r->err);
+    if (r->st == DB_OK && r->applied)
+        r->note = n;
+    else if (r->st == DB_OK) /* it went meanwhile: say as what */
+        r->st = notestore_get(ctx, r->id, &r->note, &r->found, r->err, sizeof r->err);
+}
+
+static void cancel_done(void *arg)
+{
+    struct cancel_req *r = arg;
+    if (r->expired) {
+        http_pending_busy(r->p);
+    } else if (r->st != DB_OK) {
+        log_warn("notification store unavailable", "err=\"%s\"", r->err);
+        http_pending_error(r->p, 503, "store_unavailable", "the notification store is unavailable; retry later");
+    } else if (!r->found) {
+        /* Accepted a moment ago, perhaps, and not recorded yet. */
+        http_req_add_header(r->p->req, "Retry-After", "1");
+        http_pending_errorf(r->p, 404, "not_found", "no notification %s (one accepted just now is recorded "
+                            "within moments)", r->id);
+    } else if (!r->applied) {
+        http_pending_errorf(r->p, 409, "not_cancellable", "notification %s is %s: only a scheduled one can be "
+                            "cancelled, before it goes", r->id, note_status_name(r->note.status));
+    } else {
+        log_info("notification cancelled", "id=%s", r->id);
+        cJSON *o = note_to_json(&r->note);
+        http_pending_reply(r->p, 200, o);
+        cJSON_Delete(o);
+    }
+    free(r);
+}
+
+void notify_cancel(struct http_ctx *ctx)
+{
+    if (!notify_id_valid(ctx->params[0])) {
+        http_reply_error(ctx, 400, "invalid_id", "a notification id is 8 to 64 characters [A-Za-z0-9_-]");
+        return;
+    }
+    struct cancel_req *r = calloc(1, sizeof *r);
+    if (r == NULL || (r->p = http_pending_new(ctx)) == NULL) {
+        if (r == NULL)
+            http_reply_error(ctx, 503, "overloaded", "out of memory");
+        free(r);
+        return;
+    }
+    snprintf(r->id, sizeof r->id, "%.64s", ctx->params[0]); /* checked: at most 64 */
+    if (!http_pool_submit(r->p, ctx->loop->d->notepool, threadpool_tenant(ctx->principal), cancel_work,
+                          cancel_expire, cancel_done, r))
+        free(r);
 }

@@ -30,6 +30,7 @@ struct accept {
     char tracking_id[33];
     int64_t item;
     struct segments segs; /* CH_SMS: its encoding and segments (segments.h) */
+    int64_t send_at;      /* a scheduled send: Unix ms; 0 = now */
     bool check_numbers; /* from and to must be assigned phone numbers */
     const char *from_field, *to_field; /* names for messages */
     int checks_left;
@@ -62,5 +63,8 @@ void notify_get(struct http_ctx *ctx);
 /* GET /v1/messages?idempotencyKey=K: the notification a send with that key
  * made, as GET /v1/messages/{id} answers it. */
 void notify_find(struct http_ctx *ctx);
+/* POST /v1/messages/{id}/cancel: a scheduled notification, before it goes
+ * (409 after). */
+void notify_cancel(struct http_ctx *ctx);
 
 #endif

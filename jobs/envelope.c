@@ -54,6 +54,7 @@ static const struct json_field notify_send_fields[] = {
     {"item", JSON_K_INT, false, 0, 1000000},
     {"attempt", JSON_K_INT, false, 1, 1000},
     {"not_before", JSON_K_INT, false, 0, INT64_C(1) << 52},
+    {"send_at", JSON_K_INT, false, 0, INT64_C(1) << 52},
 };
 
 static const struct job_type job_types[] = {

@@ -219,6 +219,49 @@ void note_iso_time(int64_t ms, char out[32])
     snprintf(out, 32, "%s.%03dZ", date, (int)(ms % 1000));
 }
 
+bool note_parse_time(const char *s, int64_t *ms)
+{
+    struct tm tm = {0};
+    int n = 0;
+    if (sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d%n", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &tm.tm_hour, &tm.tm_min,
+               &tm.tm_sec, &n) != 6 || n != 19 || tm.tm_mon < 1 || tm.tm_mon > 12 || tm.tm_mday < 1 ||
+        tm.tm_mday > 31 || tm.tm_hour > 23 || tm.tm_min > 59 || tm.tm_sec > 60)
+        return false;
+    const char *p = s + 19;
+    int64_t frac = 0, scale = 1000;
+    if (*p == '.') {
+        p++;
+        if (*p < '0' || *p > '9')
+            return false;
+        for (; *p >= '0' && *p <= '9'; p++)
+            if (scale > 1) {
+                scale /= 10;
+                frac += (*p - '0') * scale;
+            }
+    }
+    int64_t offset = 0;
+    if (*p == 'Z' || *p == 'z') {
+        p++;
+    } else if (*p == '+' || *p == '-') {
+        int hh, mm, k = 0;
+        if (sscanf(p + 1, "%2d:%2d%n", &hh, &mm, &k) != 2 || k != 5 || hh > 23 || mm > 59)
+            return false;
+        offset = (*p == '+' ? 1 : -1) * ((int64_t)hh * 3600 + mm * 60);
+        p += 6;
+    } else {
+        return false;
+    }
+    if (*p)
+        return false;
+    tm.tm_year -= 1900;
+    tm.tm_mon -= 1;
+    time_t t = timegm(&tm);
+    if (t == (time_t)-1)
+        return false;
+    *ms = ((int64_t)t - offset) * 1000 + frac;
+    return true;
+}
+
 bool note_idem_check(const char *key, const char *field, char *errbuf, size_t errlen)
 {
     for (const unsigned char *p = (const unsigned char *)key; *p; p++)

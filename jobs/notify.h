@@ -95,5 +95,9 @@ cJSON *note_job_payload(const char *id, const struct note_msg *m, const char *id
 
 /* "2026-11-22T13:25:33.378Z" from Unix milliseconds. */
 void note_iso_time(int64_t ms, char out[32]);
+/* Unix milliseconds from an RFC 3339 time: "2026-11-22T13:25:33Z", with
+ * optional fractions of a second and a "Z" or "+hh:mm"/"-hh:mm" offset;
+ * false if s is not one. */
+bool note_parse_time(const char *s, int64_t *ms) SB_NODISCARD;
 
 #endif

@@ -187,6 +187,8 @@ static const struct config_def defs[] = {
      "the answer to an inbound HELP (POST /v1/inbound/sms)"},
     {"push_url", "SB_PUSH_URL", "--push-url", CFG_STR, "", 0, 0, W, S(push_url),
      "push channel: webhook receiving a JSON POST"},
+    {"notify_schedule_max_s", "SB_NOTIFY_SCHEDULE_MAX_S", "--notify-schedule-max-s", CFG_INT, "604800", 60,
+     31622400, D, S(notify_schedule_max_s), "how far ahead a notification's sendAt may be (7 days)"},
     {"notify_timeout_ms", "SB_NOTIFY_TIMEOUT_MS", "--notify-timeout-ms", CFG_INT, "10000", 100,
      600000, W, S(notify_timeout_ms), "longest a provider may take to accept one notification"},
     {"notify_concurrency", "SB_NOTIFY_CONCURRENCY", "--notify-concurrency", CFG_INT, "8", 1, 256,

@@ -85,6 +85,7 @@ struct sb_config {
     char *sms_callback_url;
     char *sms_help_text;
     char *email_feedback_secret;
+    int64_t notify_schedule_max_s;
     char *push_url;
     int64_t notify_timeout_ms;
     int64_t notify_concurrency;

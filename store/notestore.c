@@ -59,6 +59,15 @@ enum db_status notestore_history(struct notestore *s, const char *id, cJSON *out
     return s->ops->history(s, id, out, errbuf, errlen);
 }
 
+enum db_status notestore_due(struct notestore *s, int64_t now_ms, int64_t stale_ms, struct note_due *out,
+                             size_t max, size_t *n, char *errbuf, size_t errlen)
+{
+    *n = 0;
+    if (missing(s, errbuf, errlen))
+        return DB_TRANSIENT;
+    return s->ops->due(s, now_ms, stale_ms, out, max, n, errbuf, errlen);
+}
+
 const char *note_event_detail(const struct note *n)
 {
     bool why = n->status == NOTE_RETRYING || n->status == NOTE_DEAD || n->status == NOTE_UNDELIVERED ||

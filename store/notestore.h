@@ -44,6 +44,17 @@ struct note {
      * it again; "" = never redriven. Another copy of that same redrive
      * (a rewound batch) then finds it settled. */
     char redrive_of[NOTE_REDRIVE_MAX + 1];
+    /* A scheduled send: when it goes (0 = not scheduled), and the job to
+     * produce then (claim stores it; NULL elsewhere; borrowed). */
+    int64_t send_at_ms;
+    const char *job;
+};
+
+/* A scheduled notification whose time has come (notestore_due). */
+struct note_due {
+    char id[NOTE_ID_MAX + 1];
+    bool claimed; /* queued already: a scheduler took it and may not have produced it */
+    char *job;    /* malloc'd */
 };
 
 struct note_tracking {
@@ -62,6 +73,8 @@ struct notestore_ops {
                             struct note *existing, char *errbuf, size_t errlen);
     enum db_status (*update)(struct notestore *s, const struct note *n, bool *applied, char *errbuf, size_t errlen);
     enum db_status (*history)(struct notestore *s, const char *id, cJSON *out, char *errbuf, size_t errlen);
+    enum db_status (*due)(struct notestore *s, int64_t now_ms, int64_t stale_ms, struct note_due *out, size_t max,
+                          size_t *n, char *errbuf, size_t errlen);
     /* by_idem: value is an idempotency key, else an id. */
     enum db_status (*get)(struct notestore *s, bool by_idem, const char *value, struct note *out, bool *found,
                           char *errbuf, size_t errlen);
@@ -102,6 +115,13 @@ enum db_status notestore_update(struct notestore *s, const struct note *n, bool 
  * {"status", "at" (ms), "detail" (only when there is one)}. */
 enum db_status notestore_history(struct notestore *s, const char *id, cJSON *out, char *errbuf,
                                  size_t errlen) SB_NODISCARD;
+/* Scheduled notifications whose time has come, at most max, into out
+ * (*n of them; the caller frees each job): those still scheduled with
+ * send_at_ms <= now_ms, and those a scheduler moved to queued before
+ * stale_ms but whose job may never have gone out (it stopped between the
+ * two), to be produced again (a repeat the notifier sends once). */
+enum db_status notestore_due(struct notestore *s, int64_t now_ms, int64_t stale_ms, struct note_due *out,
+                             size_t max, size_t *n, char *errbuf, size_t errlen) SB_NODISCARD;
 /* The detail a status move records (see notestore_update). */
 const char *note_event_detail(const struct note *n);
 /* The statuses from which a record may move to to, but to itself, as SQL

@@ -178,6 +178,10 @@ static enum db_status g_claim(struct notestore *s, const struct note *n, bool *c
         BSON_APPEND_UTF8(doc, "tracking_id", n->tracking_id);
         BSON_APPEND_INT64(doc, "item", n->item);
     }
+    if (n->send_at_ms > 0) { /* a scheduled send, and the job to produce then */
+        BSON_APPEND_INT64(doc, "send_at_ms", n->send_at_ms);
+        BSON_APPEND_UTF8(doc, "job", n->job ? n->job : "");
+    }
     /* The history starts with it. */
     bson_t history, first;
     BSON_APPEND_ARRAY_BEGIN(doc, "history", &history);
@@ -278,6 +282,41 @@ static enum db_status g_update(struct notestore *s, const struct note *n, bool *
     st = update_matched(g, filter, update, applied, errbuf, errlen);
     bson_destroy(filter);
     bson_destroy(update);
+    return st;
+}
+
+static enum db_status g_due(struct notestore *s, int64_t now_ms, int64_t stale_ms, struct note_due *out,
+                            size_t max, size_t *n, char *errbuf, size_t errlen)
+{
+    struct gstore *g = (struct gstore *)s;
+    bson_t *filter = BCON_NEW("$or", "[", "{", "status", BCON_UTF8("scheduled"), "send_at_ms", "{", "$lte",
+                              BCON_INT64(now_ms), "}", "}", "{", "status", BCON_UTF8("queued"), "send_at_ms", "{",
+                              "$gt", BCON_INT64(0), "}", "updated_ms", "{", "$lt", BCON_INT64(stale_ms), "}", "}",
+                              "]");
+    bson_t *opts = BCON_NEW("limit", BCON_INT64((int64_t)max), "sort", "{", "send_at_ms", BCON_INT32(1), "}",
+                            "projection", "{", "status", BCON_INT32(1), "job", BCON_INT32(1), "}");
+    mongoc_cursor_t *c = mongoc_collection_find_with_opts(g->notes, filter, opts, NULL);
+    const bson_t *doc;
+    while (*n < max && mongoc_cursor_next(c, &doc)) {
+        char status[16];
+        bson_iter_t it;
+        uint32_t len = 0;
+        const char *text = bson_iter_init_find(&it, doc, "job") && BSON_ITER_HOLDS_UTF8(&it)
+                               ? bson_iter_utf8(&it, &len) : NULL;
+        char *job = text ? strndup(text, len) : NULL;
+        if (job == NULL)
+            continue;
+        iter_str(doc, "_id", out[*n].id, sizeof out[*n].id);
+        iter_str(doc, "status", status, sizeof status);
+        out[*n].claimed = strcmp(status, "queued") == 0;
+        out[*n].job = job;
+        (*n)++;
+    }
+    bson_error_t e;
+    enum db_status st = mongoc_cursor_error(c, &e) ? classify(&e, errbuf, errlen) : DB_OK;
+    mongoc_cursor_destroy(c);
+    bson_destroy(filter);
+    bson_destroy(opts);
     return st;
 }
 
@@ -450,7 +489,7 @@ static void g_free(struct notestore *s)
 }
 
 static const struct notestore_ops mongo_ops = {
-    "mongodb", g_claim, g_update, g_history, g_get, g_track_put, g_track_get, g_ping, g_free,
+    "mongodb", g_claim, g_update, g_history, g_due, g_get, g_track_put, g_track_get, g_ping, g_free,
 };
 
 struct notestore *notestore_mongo_new(const char *mongo_uri, char *errbuf, size_t errlen)

@@ -85,7 +85,7 @@ static enum db_status m_claim(struct notestore *s, const struct note *n, bool *c
      * not an error (every value was checked before it came here). */
     strbuf_appendf(&sql, "START TRANSACTION; INSERT IGNORE INTO notifications (id, channel, recipient, idempotency_key,"
                          " fingerprint, tracking_id, item, status, attempts, last_error, created_ms,"
-                         " updated_ms) VALUES (");
+                         " updated_ms, send_at_ms, job) VALUES (");
     db_quote(&sql, conn, n->id);
     strbuf_appendf(&sql, ", ");
     db_quote(&sql, conn, note_channel_name(n->channel));
@@ -101,9 +101,15 @@ static enum db_status m_claim(struct notestore *s, const struct note *n, bool *c
     db_quote(&sql, conn, note_status_name(n->status));
     strbuf_appendf(&sql, ", %lld, ", (long long)n->attempts);
     db_quote(&sql, conn, n->last_error);
-    strbuf_appendf(&sql, ", %lld, %lld); SET @n = ROW_COUNT();"
-                         " INSERT INTO notification_events (id, status, at_ms, detail) SELECT ",
-                   (long long)n->created_ms, (long long)n->updated_ms);
+    strbuf_appendf(&sql, ", %lld, %lld, ", (long long)n->created_ms, (long long)n->updated_ms);
+    if (n->send_at_ms > 0) {
+        strbuf_appendf(&sql, "%lld, ", (long long)n->send_at_ms);
+        db_quote(&sql, conn, n->job ? n->job : "");
+    } else {
+        strbuf_appendf(&sql, "NULL, NULL");
+    }
+    strbuf_appendf(&sql, "); SET @n = ROW_COUNT();"
+                         " INSERT INTO notification_events (id, status, at_ms, detail) SELECT ");
     /* The history starts with it, in the same transaction. */
     db_quote(&sql, conn, n->id);
     strbuf_appendf(&sql, ", '%s', %lld, ", note_status_name(n->status), (long long)n->created_ms);
@@ -211,6 +217,31 @@ static enum db_status m_update(struct notestore *s, const struct note *n, bool *
     }
     strbuf_free(&sql);
     return st;
+}
+
+static enum db_status m_due(struct notestore *s, int64_t now_ms, int64_t stale_ms, struct note_due *out,
+                            size_t max, size_t *n, char *errbuf, size_t errlen)
+{
+    struct mstore *m = (struct mstore *)s;
+    char sql[512];
+    snprintf(sql, sizeof sql,
+             "SELECT id, status, job FROM notifications WHERE (status = 'scheduled' AND send_at_ms <= %lld) OR"
+             " (status = 'queued' AND send_at_ms IS NOT NULL AND updated_ms < %lld) ORDER BY send_at_ms LIMIT %zu",
+             (long long)now_ms, (long long)stale_ms, max);
+    MYSQL_RES *res = NULL;
+    enum db_status st = db_query(m->db, sql, &res, errbuf, errlen);
+    if (st != DB_OK)
+        return st;
+    MYSQL_ROW row;
+    while (*n < max && (row = mysql_fetch_row(res)) != NULL) {
+        if (row[0] == NULL || row[2] == NULL || (out[*n].job = strdup(row[2])) == NULL)
+            continue;
+        snprintf(out[*n].id, sizeof out[*n].id, "%s", row[0]);
+        out[*n].claimed = row[1] && strcmp(row[1], "queued") == 0;
+        (*n)++;
+    }
+    mysql_free_result(res);
+    return DB_OK;
 }
 
 static enum db_status m_history(struct notestore *s, const char *id, cJSON *out, char *errbuf, size_t errlen)
@@ -384,7 +415,7 @@ static void m_free(struct notestore *s)
 }
 
 static const struct notestore_ops mysql_ops = {
-    "mysql", m_claim, m_update, m_history, m_get, m_track_put, m_track_get, m_ping, m_free,
+    "mysql", m_claim, m_update, m_history, m_due, m_get, m_track_put, m_track_get, m_ping, m_free,
 };
 
 struct notestore *notestore_mysql_new(const char *mysql_url, char *errbuf, size_t errlen)

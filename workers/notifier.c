@@ -105,7 +105,11 @@ struct finished {
 };
 
 struct notifier {
+    struct worker *w;
     struct threadpool *pool; /* one store connection per sender */
+    pthread_t scheduler;     /* releases scheduled sends when their time comes */
+    bool scheduler_started;
+    atomic_int scheduler_stop;
     struct sender *senders;
     size_t nsenders;
     pthread_mutex_t lock;    /* the buckets and everything below */
@@ -135,6 +139,10 @@ struct notifier {
 /* Frees what notifier_prepare made; curl says whether libcurl started. */
 static void notifier_free(struct notifier *nf, bool curl)
 {
+    if (nf && nf->scheduler_started) {
+        atomic_store(&nf->scheduler_stop, 1);
+        pthread_join(nf->scheduler, NULL);
+    }
     if (nf) {
         threadpool_free(nf->pool); /* joins the senders' threads */
         for (size_t i = 0; nf->senders && i < nf->nsenders; i++) {
@@ -163,6 +171,73 @@ static void know_event_topics(struct worker *w)
     for (char *t = strtok_r(list, ",", &save); t && n < SB_ARRAY_LEN(topics); t = strtok_r(NULL, ",", &save))
         topics[n++] = t;
     worker_know_topics(w, topics, n);
+}
+
+/* ---- scheduled sends ------------------------------------------------------ */
+
+#define RELEASE_POLL_MS 1000
+#define RELEASE_BATCH 100
+/* A send a scheduler marked queued this long ago and that is queued still
+ * may never have gone out (it stopped between the mark and the produce):
+ * produced again. The notifier sends a repeat once. */
+#define RELEASE_STALE_MS 60000
+
+/* One due send: marked queued (unless cancelled meanwhile), then its job
+ * produced to notify.requests, keyed by its id as any notification. */
+static void release_one(struct notifier *nf, struct notestore *store, const struct note_due *d)
+{
+    char err[ERRBUF_LEN];
+    struct note cur;
+    bool found = false, applied = false;
+    if (notestore_get(store, d->id, &cur, &found, err, sizeof err) != DB_OK || !found ||
+        (cur.status != NOTE_SCHEDULED && cur.status != NOTE_QUEUED))
+        return;
+    cur.status = NOTE_QUEUED;
+    cur.attempts = -1;
+    cur.updated_ms = sb_now_ms();
+    if (notestore_update(store, &cur, &applied, err, sizeof err) != DB_OK || !applied)
+        return; /* cancelled, or the store is away: the next poll sees */
+    if (kafka_produce_sync(nf->w->producer, "notify.requests", d->id, strlen(d->id), d->job, strlen(d->job), NULL,
+                           err, sizeof err))
+        log_info(d->claimed ? "scheduled notification released again" : "scheduled notification released",
+                 "id=%s", d->id);
+    else
+        log_warn("scheduled notification not released; again later", "id=%s err=\"%s\"", d->id, err);
+}
+
+/* A thread of its own: every RELEASE_POLL_MS, the scheduled sends whose time
+ * has come, from the store (so they survive a restart of every process;
+ * several notifiers may release the same one, which is then sent once). */
+static void *scheduler_main(void *arg)
+{
+    struct notifier *nf = arg;
+    mysql_thread_init(); /* the MySQL store's client library, on this thread */
+    char err[ERRBUF_LEN];
+    struct notestore *store = notestore_new(nf->w->cfg, err, sizeof err);
+    struct note_due due[RELEASE_BATCH];
+    bool warned = false;
+    while (store && !atomic_load(&nf->scheduler_stop)) {
+        size_t n = 0;
+        int64_t now = sb_now_ms();
+        if (notestore_due(store, now, now - RELEASE_STALE_MS, due, RELEASE_BATCH, &n, err, sizeof err) != DB_OK) {
+            if (!warned)
+                log_warn("scheduled sends not looked up; again later", "err=\"%s\"", err);
+            warned = true;
+        } else {
+            warned = false;
+        }
+        for (size_t i = 0; i < n; i++) {
+            if (!atomic_load(&nf->scheduler_stop))
+                release_one(nf, store, &due[i]);
+            free(due[i].job);
+        }
+        sb_sleep_ms_unless(n == RELEASE_BATCH ? 0 : RELEASE_POLL_MS, &nf->scheduler_stop);
+    }
+    if (store == NULL)
+        log_error("no scheduler: cannot make a notification store", "err=\"%s\"", err);
+    notestore_free(store);
+    mysql_thread_end();
+    return NULL;
 }
 
 bool notifier_prepare(struct worker *w)
@@ -235,6 +310,13 @@ bool notifier_prepare(struct worker *w)
     nf->m_dupes = metrics_counter("switchboard_notifications_total", "outcome=\"duplicate\"", NULL);
     nf->m_detached = metrics_counter("switchboard_notifier_detached_total", "",
                                      "deliveries that outlasted their batch (notify_straggler_ms)");
+    nf->w = w;
+    int rc = pthread_create(&nf->scheduler, NULL, scheduler_main, nf);
+    if (rc != 0) {
+        sb_errf(err, sizeof err, "cannot start the scheduler: %s", strerror(rc));
+        goto fail;
+    }
+    nf->scheduler_started = true;
     log_info("notifier ready", "store=%s senders=%zu", kind, n);
     w->state = nf;
     return true;
@@ -431,12 +513,42 @@ static enum db_status handle_one(struct sender *s, struct notestore *store, stru
     }
 
     bool created = false;
-    n.status = NOTE_QUEUED;
+    /* A scheduled send whose time has not come: recorded as scheduled,
+     * with the job, for the scheduler to produce again then (scheduler
+     * below); nothing goes now. */
+    int64_t send_at = json_i64(p, "send_at", 0);
+    bool later = send_at > sb_now_ms();
+    char *job_text = later && j->msg ? strndup(j->msg->payload, j->msg->len) : NULL;
+    if (later && job_text == NULL) {
+        sb_errf(errbuf, errlen, "out of memory");
+        return DB_TRANSIENT;
+    }
+    n.status = later ? NOTE_SCHEDULED : NOTE_QUEUED;
+    n.send_at_ms = later ? send_at : 0;
+    n.job = job_text;
     enum db_status st = notestore_claim(store, &n, &created, &existing, errbuf, errlen);
+    n.job = NULL;
+    free(job_text);
     if (st != DB_OK)
         return st;
     if (!created && strcmp(existing.id, n.id) != 0)
         return key_taken(nf, store, j, &n, &existing, errbuf, errlen);
+    if (later && (created || existing.status == NOTE_SCHEDULED)) {
+        if (created)
+            log_info("notification scheduled", "id=%s send_at=%lld", n.id, (long long)send_at);
+        return DB_OK;
+    }
+    if (!created && existing.status == NOTE_SCHEDULED) {
+        /* Its time has come and this copy is the one to send (a scheduler
+         * produced it before it could mark it queued). */
+        existing.status = NOTE_QUEUED;
+        existing.updated_ms = sb_now_ms();
+        bool moved;
+        if ((st = notestore_update(store, &existing, &moved, errbuf, errlen)) != DB_OK)
+            return st;
+        if (!moved) /* cancelled meanwhile */
+            return DB_OK;
+    }
     if (!created && existing.status == NOTE_DEAD && redriven && strcmp(existing.redrive_of, redrive_of) != 0) {
         /* An operator sent its dead letter back (KAFKA_REDRIVE_HEADER): it
          * is queued again and delivered from its first attempt. Once sent,

@@ -328,6 +328,52 @@ class TestDelivery(StackTestCase):
                          204)
         self.assertEqual(status(hard), "undelivered")  # terminal: a late delivery changes nothing
 
+    def pushes(self, device):
+        with urllib.request.urlopen(self.provider.url + "/_records", timeout=10) as r:
+            return [x for x in json.load(r) if x["path"] == "/push" and device in x["body"]]
+
+    def test_08_scheduled_sends(self):
+        """sendAt holds a notification until its time, across a restart of
+        the notifier (it is kept in the store, not in a process), and it
+        can be cancelled until then, not after."""
+        def iso(t):
+            return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t * 1000) % 1000:03d}Z"
+        for bad in ("yesterday", iso(time.time() - 60), iso(time.time() + 8 * 86400), "2026-13-01T00:00:00Z"):
+            r = self.http("POST", "/v1/messages", {"channel": "push", "to": "d", "payload": "p", "sendAt": bad})
+            self.assertEqual(r.status, 400, bad)
+        due = time.time() + 6
+        ids = {}
+        for dev in ("sched-go", "sched-cancel"):
+            r = self.http("POST", "/v1/messages", {"channel": "push", "to": dev, "payload": "later",
+                                                   "sendAt": iso(due)})
+            self.assertEqual((r.status, r.json()["status"], r.json()["sendAt"]), (202, "scheduled", iso(due)), r)
+            ids[dev] = r.json()["id"]
+        for nid in ids.values():
+            wait_until("recorded as scheduled", lambda: self.http("GET", f"/v1/messages/{nid}").status == 200 and
+                       self.note(nid)["status"] == "scheduled", 30)
+        r = self.http("POST", f"/v1/messages/{ids['sched-cancel']}/cancel")
+        self.assertEqual((r.status, r.json()["status"]), (200, "cancelled"), r)
+        r = self.http("POST", f"/v1/messages/{ids['sched-cancel']}/cancel")
+        self.assertEqual((r.status, r.json()["error"]["code"]), (409, "not_cancellable"), r)
+        # The notifier stops before the time and comes back after it.
+        self.stack.stop("worker-notifier")
+        try:
+            time.sleep(max(0.0, due - time.time()) + 1)
+            self.assertEqual(self.pushes("sched-go"), [])
+        finally:
+            self.stack.start_worker("notifier")
+        n = wait_until("sent after the restart", lambda: (lambda n: n if n["status"] == "sent" else None)(
+            self.note(ids["sched-go"])), 60)
+        got = self.pushes("sched-go")
+        self.assertEqual(len(got), 1)
+        self.assertGreaterEqual(got[0]["at"], due - 0.01)
+        self.assertEqual([h["status"] for h in n["history"]], ["scheduled", "queued", "sending", "sent"])
+        time.sleep(1.5)  # the cancelled one, if it went, would show by now
+        self.assertEqual(self.pushes("sched-cancel"), [])
+        self.assertEqual(self.note(ids["sched-cancel"])["status"], "cancelled")
+        r = self.http("POST", f"/v1/messages/{ids['sched-go']}/cancel")
+        self.assertEqual((r.status, r.json()["error"]["code"]), (409, "not_cancellable"), r)
+
 
 if __name__ == "__main__":
     unittest.main()

@@ -113,6 +113,29 @@ static void test_iso_time(void **state)
     assert_string_equal(t, "2025-11-22T13:25:33.378Z");
 }
 
+/* RFC 3339 times, in ms: the expected values from Python's
+ * calendar.timegm, not from the code under test. */
+static void test_parse_time(void **state)
+{
+    (void)state;
+    int64_t ms = 0;
+    assert_true(note_parse_time("2026-12-24T09:00:00Z", &ms));
+    assert_int_equal(ms, INT64_C(1798102800) * 1000);
+    assert_true(note_parse_time("2026-12-24T09:00:00.25z", &ms));
+    assert_int_equal(ms, INT64_C(1798102800) * 1000 + 250);
+    assert_true(note_parse_time("2026-12-24T10:30:00+01:30", &ms)); /* the same instant, elsewhere */
+    assert_int_equal(ms, INT64_C(1798102800) * 1000);
+    assert_true(note_parse_time("2024-02-29T23:59:59.123456-00:00", &ms));
+    assert_int_equal(ms, INT64_C(1709251199) * 1000 + 123);
+    assert_true(note_parse_time("2025-11-22T13:25:33.378Z", &ms)); /* note_iso_time's own */
+    assert_int_equal(ms, INT64_C(1763817933378));
+    const char *bad[] = {"", "2026-12-24", "2026-12-24T09:00:00", "2026-12-24 09:00:00Z", "2026-13-01T00:00:00Z",
+                         "2026-12-24T24:00:00Z", "2026-12-24T09:00:00Zjunk", "2026-12-24T09:00:00.Z",
+                         "2026-12-24T09:00:00+1:00", "tomorrow"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
+        assert_false(note_parse_time(bad[i], &ms));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -121,6 +144,7 @@ int main(void)
         cmocka_unit_test(test_fingerprint),
         cmocka_unit_test(test_job_payload_decodes),
         cmocka_unit_test(test_iso_time),
+        cmocka_unit_test(test_parse_time),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
