@@ -112,7 +112,9 @@ static enum db_status m_claim(struct notestore *s, const struct note *n, bool *c
                          " INSERT INTO notification_events (id, status, at_ms, detail) SELECT ");
     /* The history starts with it, in the same transaction. */
     db_quote(&sql, conn, n->id);
-    strbuf_appendf(&sql, ", '%s', %lld, ", note_status_name(n->status), (long long)n->created_ms);
+    strbuf_appendf(&sql, ", ");
+    db_quote(&sql, conn, note_status_name(n->status));
+    strbuf_appendf(&sql, ", %lld, ", (long long)n->created_ms);
     db_quote(&sql, conn, note_event_detail(n));
     strbuf_appendf(&sql, " FROM DUAL WHERE @n = 1; COMMIT");
     if (strbuf_failed(&sql)) {
@@ -187,20 +189,26 @@ static enum db_status m_update(struct notestore *s, const struct note *n, bool *
         snprintf(sources, sizeof sources, "''"); /* nothing moves to it: only written again */
     const char *to = note_status_name(n->status);
     struct strbuf sql = {0};
-    strbuf_appendf(&sql, "START TRANSACTION; UPDATE notifications SET status = '%s', ", to);
+    strbuf_appendf(&sql, "START TRANSACTION; UPDATE notifications SET status = ");
+    db_quote(&sql, conn, to);
+    strbuf_appendf(&sql, ", ");
     update_columns(&sql, conn, n);
     strbuf_appendf(&sql, " WHERE id = ");
     db_quote(&sql, conn, n->id);
     strbuf_appendf(&sql, " AND status IN (%s); SET @n = ROW_COUNT();"
                          " INSERT INTO notification_events (id, status, at_ms, detail) SELECT ", sources);
     db_quote(&sql, conn, n->id);
-    strbuf_appendf(&sql, ", '%s', %lld, ", to, (long long)n->updated_ms);
+    strbuf_appendf(&sql, ", ");
+    db_quote(&sql, conn, to);
+    strbuf_appendf(&sql, ", %lld, ", (long long)n->updated_ms);
     db_quote(&sql, conn, note_event_detail(n));
     strbuf_appendf(&sql, " FROM DUAL WHERE @n = 1; UPDATE notifications SET ");
     update_columns(&sql, conn, n);
     strbuf_appendf(&sql, " WHERE id = ");
     db_quote(&sql, conn, n->id);
-    strbuf_appendf(&sql, " AND status = '%s' AND @n = 0; COMMIT", to);
+    strbuf_appendf(&sql, " AND status = ");
+    db_quote(&sql, conn, to);
+    strbuf_appendf(&sql, " AND @n = 0; COMMIT");
     enum db_status st = DB_TRANSIENT;
     uint64_t counts[5] = {0};
     if (strbuf_failed(&sql)) {
