@@ -4,6 +4,7 @@
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 #include <openssl/crypto.h>
+#include <strings.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <stdio.h>
@@ -163,7 +164,9 @@ static bool twilio_request(struct http_ctx *ctx, const char *url_path, struct ev
     char token[256];
     TAILQ_INIT(q);
     *text = NULL;
-    if (!*cfg->sms_callback_url || !url_password(cfg->sms_url, token, sizeof token)) {
+    if (*cfg->sms_auth_token)
+        snprintf(token, sizeof token, "%s", cfg->sms_auth_token);
+    if (!*cfg->sms_callback_url || (!*cfg->sms_auth_token && !url_password(cfg->sms_url, token, sizeof token))) {
         http_reply_error(ctx, 404, "not_found", "%s",
                          "the SMS provider's webhooks are not configured (sms_callback_url, and sms_url with the "
                          "account's user:token@)");
@@ -302,14 +305,30 @@ static void inbound_work(void *ctx, void *arg)
         r->st = suppress_remove(ctx, CH_SMS, r->from, r->to, &removed, r->err, sizeof r->err);
 }
 
-/* TwiML: the reply the provider texts back (none: an empty Response). */
+/* TwiML: the reply the provider texts back (none: an empty Response),
+ * the text XML-escaped (a help text may hold "&"). */
 static void twiml(struct http_pending *p, const char *message)
 {
-    char xml[512];
-    int n = message ? snprintf(xml, sizeof xml, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>"
-                                                 "<Response><Message>%s</Message></Response>", message)
-                    : snprintf(xml, sizeof xml, "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response/>");
-    http_pending_reply_typed(p, 200, "text/xml", xml, (size_t)n);
+    struct strbuf x = {0};
+    strbuf_appendf(&x, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>");
+    if (message) {
+        strbuf_appendf(&x, "<Response><Message>");
+        for (const char *c = message; *c; c++) {
+            const char *e = *c == '&' ? "&amp;" : *c == '<' ? "&lt;" : *c == '>' ? "&gt;" : NULL;
+            if (e)
+                strbuf_append(&x, e, strlen(e));
+            else
+                strbuf_append(&x, c, 1);
+        }
+        strbuf_appendf(&x, "</Message></Response>");
+    } else {
+        strbuf_appendf(&x, "<Response/>");
+    }
+    if (strbuf_failed(&x))
+        http_pending_error(p, 503, "overloaded", "out of memory");
+    else
+        http_pending_reply_typed(p, 200, "text/xml", x.p, x.len);
+    strbuf_free(&x);
 }
 
 static void inbound_done(void *arg)
@@ -518,7 +537,8 @@ void callbacks_email(struct http_ctx *ctx)
         return;
     }
     size_t len;
-    const char *body = http_body_raw(ctx, &len, NULL);
+    /* SNS posts its messages as text/plain. */
+    const char *body = http_body_raw(ctx, &len, "text/plain");
     if (body == NULL)
         return;
     /* X-Feedback-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of "t.body">. */
@@ -550,7 +570,18 @@ void callbacks_email(struct http_ctx *ctx)
     if (parsed) {
         r->loop = ctx->loop;
         snprintf(r->kind, sizeof r->kind, "%s", kind);
-        note_of(json_str(cJSON_GetObjectItemCaseSensitive(mail, "commonHeaders"), "messageId", NULL), r->note);
+        /* The notification: our own header (SES keeps it, in mail.headers
+         * when the feed includes headers), else the Message-ID we set
+         * (kept by relays other than SES). */
+        const cJSON *h;
+        cJSON_ArrayForEach(h, cJSON_GetObjectItemCaseSensitive(mail, "headers"))
+        {
+            const char *v = json_str(h, "value", "");
+            if (strcasecmp(json_str(h, "name", ""), "X-Switchboard-Notification") == 0 && notify_id_valid(v))
+                snprintf(r->note, sizeof r->note, "%s", v);
+        }
+        if (!*r->note)
+            note_of(json_str(cJSON_GetObjectItemCaseSensitive(mail, "commonHeaders"), "messageId", NULL), r->note);
         /* Each kind comes with its own object. */
         const cJSON *own = strcmp(kind, "Bounce") == 0 ? bounce : strcmp(kind, "Complaint") == 0 ? complaint : delivery;
         if (!cJSON_IsObject(own)) {

@@ -235,6 +235,13 @@ struct supp_check {
     char err[ERRBUF_LEN];
 };
 
+static void supp_expire(void *arg)
+{
+    struct supp_check *c = arg;
+    c->st = DB_TRANSIENT;
+    snprintf(c->err, sizeof c->err, "the database pool was busy past pool_wait_ms");
+}
+
 static void supp_work(void *ctx, void *arg)
 {
     struct supp_check *c = arg;
@@ -271,7 +278,12 @@ static void check_suppressed(struct accept *a)
         return;
     }
     c->a = a;
-    if (!threadpool_submit(a->loop->d->dbpool, supp_work, supp_done, a->loop->q, c)) {
+    /* One tenant for every send's lookup: a burst of them (a large
+     * send-many) waits its turn behind other requests' queries, bounded by
+     * the pool's queue and pool_wait_ms like any of them. */
+    const struct sb_config *cfg = a->loop->d->cfg;
+    if (threadpool_submit_for(a->loop->d->dbpool, threadpool_tenant("suppression"), sb_mono_ms() + cfg->pool_wait_ms,
+                              supp_work, supp_expire, supp_done, a->loop->q, c) != TP_OK) {
         free(c);
         finish(a, ACCEPT_REFUSED, 503, "overloaded", "the database pool is full; retry later");
     }
@@ -402,6 +414,12 @@ void notify_create(struct http_ctx *ctx)
             a->owner = p;
             a->done = created;
             a->send_at = send_at;
+            if (send_at > 0) { /* the same key with another time is another request */
+                char mixed[64];
+                snprintf(mixed, sizeof mixed, "%s@%lld", a->fingerprint, (long long)send_at);
+                struct note_msg fm = {a->channel, mixed, "", "", ""};
+                note_fingerprint(&fm, a->fingerprint);
+            }
             accept_start(a);
         }
     }

@@ -74,7 +74,7 @@ struct route dispatcher_routes[] = {
     /* A provider's: its signature is the credential (callbacks_api.h). */
     R("POST", "/v1/callbacks/sms/{id}", callbacks_sms, "callbacks_sms", ACCESS_OPEN, SMALL),
     R("POST", "/v1/inbound/sms", callbacks_inbound_sms, "inbound_sms", ACCESS_OPEN, SMALL),
-    R("POST", "/v1/callbacks/email", callbacks_email, "callbacks_email", ACCESS_OPEN, SMALL),
+    R("POST", "/v1/callbacks/email", callbacks_email, "callbacks_email", ACCESS_OPEN, NOTIFY), /* with headers */
     RQ("GET", "/v1/suppressions", suppress_list_get, "suppress_list", ACCESS_READ, SMALL, ",address,limit,"),
     R("POST", "/v1/suppressions", suppress_add_post, "suppress_add", ACCESS_ADMIN, SMALL),
     RQ("DELETE", "/v1/suppressions", suppress_remove_delete, "suppress_remove", ACCESS_ADMIN, SMALL,

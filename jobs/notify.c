@@ -64,8 +64,9 @@ bool note_status_may_move(enum note_status from, enum note_status to)
         return from == NOTE_SENDING || from == NOTE_RETRYING; /* a timeout the provider had taken */
     case NOTE_DELIVERED:
     case NOTE_UNDELIVERED:
-    case NOTE_FAILED: /* the provider's word, possibly before ours that it was sent */
-        return from == NOTE_SENDING || from == NOTE_RETRYING || from == NOTE_SENT;
+    case NOTE_FAILED: /* the provider's word, possibly before ours that it was sent, or after we gave up on
+                         an attempt it had taken (a timeout): it knows */
+        return from == NOTE_SENDING || from == NOTE_RETRYING || from == NOTE_SENT || from == NOTE_DEAD;
     case NOTE_DEAD:
         return from == NOTE_QUEUED || from == NOTE_SENDING || from == NOTE_RETRYING || from == NOTE_SCHEDULED;
     case NOTE_CANCELLED:

@@ -40,7 +40,9 @@ enum note_channel { CH_EMAIL, CH_SMS, CH_PUSH, CH_KAFKA, CH_COUNT };
  * (a scheduled one, before it went). delivered, undelivered and failed come
  * from the provider's callbacks, late, twice or out of order: a late "sent"
  * after "delivered" changes nothing. Those five are terminal; only an
- * operator's redrive takes a dead one back to queued. */
+ * operator's redrive takes a dead one back to queued, and the provider's
+ * word (delivered, undelivered, failed) still moves a dead one: an attempt
+ * we gave up on may have reached it after all. */
 enum note_status {
     NOTE_QUEUED,
     NOTE_SENDING,

@@ -175,6 +175,9 @@ static const struct config_def defs[] = {
     {"sms_url", "SB_SMS_URL", "--sms-url", CFG_STR, "", 0, 0, D | W, S(sms_url),
      "sms channel: provider endpoint for a Twilio-style form POST (user:pass@ = basic auth; the password "
      "is the token the provider signs its callbacks with)"},
+    {"sms_auth_token", "SB_SMS_AUTH_TOKEN", "--sms-auth-token", CFG_STR, "", 0, 0, D, S(sms_auth_token),
+     "the token the SMS provider signs its callbacks with (Twilio's account auth token; masked); empty = the "
+     "password in sms_url (needed when sms_url holds an API key's secret)"},
     {"sms_callback_url", "SB_SMS_CALLBACK_URL", "--sms-callback-url", CFG_STR, "", 0, 0, D | W,
      S(sms_callback_url),
      "this service's base URL as the SMS provider reaches it (https://api.example.com): each SMS asks for "
@@ -355,7 +358,8 @@ void config_print(const struct sb_config *cfg, unsigned scope, FILE *out)
             const char *v = *str_field((struct sb_config *)cfg, d);
             if (d->type == CFG_KV)
                 sb_mask_kv_list(v, masked, sizeof masked);
-            else if (nl > 7 && strcmp(d->name + nl - 7, "_secret") == 0) /* a secret whole */
+            else if ((nl > 7 && strcmp(d->name + nl - 7, "_secret") == 0) ||
+                     (nl > 6 && strcmp(d->name + nl - 6, "_token") == 0)) /* a secret whole */
                 snprintf(masked, sizeof masked, "%s", v && *v ? "***" : "");
             else
                 mask_secret(*str_field((struct sb_config *)cfg, d), masked, sizeof masked);

@@ -83,6 +83,7 @@ struct sb_config {
     char *smtp_url;
     char *sms_url;
     char *sms_callback_url;
+    char *sms_auth_token;
     char *sms_help_text;
     char *email_feedback_secret;
     int64_t notify_schedule_max_s;

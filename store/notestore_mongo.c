@@ -86,6 +86,17 @@ static enum db_status ensure_indexes(struct gstore *g, char *errbuf, size_t errl
     }
     ok = ok && create_index(g, BCON_NEW("name", BCON_UTF8("ix_tracking"), "key", "{", "tracking_id",
                                         BCON_INT32(1), "status", BCON_INT32(1), "}"), &e);
+    /* The scheduler's: the scheduled sends whose time has come. */
+    ok = ok && create_index(g, BCON_NEW("name", BCON_UTF8("ix_due"), "key", "{", "status", BCON_INT32(1),
+                                        "send_at_ms", BCON_INT32(1), "}"), &e);
+    /* "failed" meant "waiting for a retry" before the status machine (now
+     * "retrying"); those records have no history. MySQL's migration 009
+     * does the same. */
+    bson_t *old = BCON_NEW("status", BCON_UTF8("failed"), "history", "{", "$exists", BCON_BOOL(false), "}");
+    bson_t *set = BCON_NEW("$set", "{", "status", BCON_UTF8("retrying"), "}");
+    ok = ok && mongoc_collection_update_many(g->notes, old, set, NULL, NULL, &e);
+    bson_destroy(old);
+    bson_destroy(set);
     if (!ok)
         return classify(&e, errbuf, errlen);
     g->indexed = true;

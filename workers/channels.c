@@ -223,6 +223,9 @@ static char *email_text(const char *id, const struct note_msg *m, const char *fr
     struct tm tm;
     gmtime_r(&now, &tm);
     strftime(date, sizeof date, "%a, %d %b %Y %H:%M:%S +0000", &tm);
+    /* X-Switchboard-Notification names it in the provider's feedback:
+     * Amazon SES replaces a Message-ID with its own. */
+    strbuf_appendf(&b, "X-Switchboard-Notification: %s\r\n", id);
     strbuf_appendf(&b, "Date: %s\r\nFrom: <%s>\r\nTo: <%s>\r\nMessage-ID: <%s@switchboard>\r\n",
                    date, from, m->to, id);
     if (ascii(m->title)) {

@@ -508,6 +508,18 @@ static enum db_status handle_one(struct sender *s, struct notestore *store, stru
         enum db_status st = notestore_claim(store, &n, &created, &existing, errbuf, errlen);
         if (st == DB_TRANSIENT)
             return st;
+        if (st == DB_OK && !created && strcmp(existing.id, n.id) == 0 && !note_status_terminal(existing.status)) {
+            /* Recorded before, valid then (a scheduled send released after
+             * the rules changed): dead now, or its scheduler would release
+             * it again and again. */
+            existing.status = NOTE_DEAD;
+            existing.attempts = -1;
+            existing.updated_ms = sb_now_ms();
+            snprintf(existing.last_error, sizeof existing.last_error, "%s", why);
+            bool applied;
+            if ((st = notestore_update(store, &existing, &applied, errbuf, errlen)) == DB_TRANSIENT)
+                return st;
+        }
         job_dead(j, "invalid notification: %.200s", why);
         return DB_OK;
     }

@@ -113,6 +113,35 @@ static void test_iso_time(void **state)
     assert_string_equal(t, "2025-11-22T13:25:33.378Z");
 }
 
+/* The status machine: forward moves only, terminal ones stay (but for an
+ * operator's redrive of a dead one, and the provider's word on it). */
+static void test_status_machine(void **state)
+{
+    (void)state;
+    const enum note_status path[] = {NOTE_SCHEDULED, NOTE_QUEUED, NOTE_SENDING, NOTE_SENT, NOTE_DELIVERED};
+    for (size_t i = 0; i + 1 < sizeof path / sizeof *path; i++) {
+        assert_true(note_status_may_move(path[i], path[i + 1]));
+        assert_false(note_status_may_move(path[i + 1], path[i])); /* never backwards */
+    }
+    assert_true(note_status_may_move(NOTE_SENDING, NOTE_RETRYING));
+    assert_true(note_status_may_move(NOTE_RETRYING, NOTE_SENDING));
+    assert_true(note_status_may_move(NOTE_SENDING, NOTE_DELIVERED)); /* the provider before our "sent" */
+    assert_false(note_status_may_move(NOTE_DELIVERED, NOTE_SENT));
+    assert_false(note_status_may_move(NOTE_DELIVERED, NOTE_FAILED));
+    assert_false(note_status_may_move(NOTE_UNDELIVERED, NOTE_DELIVERED));
+    assert_true(note_status_may_move(NOTE_SCHEDULED, NOTE_CANCELLED));
+    assert_false(note_status_may_move(NOTE_QUEUED, NOTE_CANCELLED)); /* too late */
+    assert_false(note_status_may_move(NOTE_CANCELLED, NOTE_QUEUED));
+    assert_true(note_status_may_move(NOTE_DEAD, NOTE_QUEUED));     /* a redrive */
+    assert_true(note_status_may_move(NOTE_DEAD, NOTE_DELIVERED));  /* it got there after all */
+    assert_false(note_status_may_move(NOTE_DEAD, NOTE_SENT));
+    assert_false(note_status_may_move(NOTE_QUEUED, NOTE_SCHEDULED));
+    for (int i = 0; i < NOTE_STATUS_COUNT; i++)
+        assert_true(note_status_may_move((enum note_status)i, (enum note_status)i)); /* written again */
+    assert_true(note_status_terminal(NOTE_CANCELLED) && note_status_terminal(NOTE_DEAD));
+    assert_false(note_status_terminal(NOTE_SCHEDULED) || note_status_terminal(NOTE_SENT));
+}
+
 /* RFC 3339 times, in ms: the expected values from Python's
  * calendar.timegm, not from the code under test. */
 static void test_parse_time(void **state)
@@ -145,6 +174,7 @@ int main(void)
         cmocka_unit_test(test_job_payload_decodes),
         cmocka_unit_test(test_iso_time),
         cmocka_unit_test(test_parse_time),
+        cmocka_unit_test(test_status_machine),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
