@@ -11,6 +11,7 @@
 #include "log.h"
 #include "notestore.h"
 #include "suppress.h"
+#include "webhook.h"
 #include "phonebook_api.h"
 #include "threadpool.h"
 
@@ -152,6 +153,10 @@ static void enqueue(struct accept *a)
     cJSON *payload = note_job_payload(a->id, &m, a->idem, a->tracking_id, a->item);
     if (payload && a->send_at > 0)
         cJSON_AddNumberToObject(payload, "send_at", (double)a->send_at);
+    if (payload && *a->callback) {
+        cJSON_AddStringToObject(payload, "status_callback", a->callback);
+        cJSON_AddStringToObject(payload, "webhook_key", a->webhook_key);
+    }
     char *job = payload ? envelope_encode("notify.send", a->id, a->request_id, sb_now_ms(), payload,
                                           err, sizeof err)
                         : NULL;
@@ -352,7 +357,19 @@ static const struct json_field create_fields[] = {
     {"payload", JSON_K_STRING, true, 0, NOTE_BODY_MAX},
     {"idempotencyKey", JSON_K_BYTES, false, 1, NOTE_IDEM_MAX},
     {"sendAt", JSON_K_STRING, false, 20, 40},
+    {"statusCallback", JSON_K_BYTES, false, 8, NOTE_CALLBACK_MAX},
 };
+
+/* An http(s) URL with nothing in it that could split a request line. */
+static bool callback_valid(const char *u)
+{
+    if (strncmp(u, "http://", 7) != 0 && strncmp(u, "https://", 8) != 0)
+        return false;
+    for (const unsigned char *c = (const unsigned char *)u; *c; c++)
+        if (*c <= ' ' || *c == 0x7f)
+            return false;
+    return u[strncmp(u, "https://", 8) == 0 ? 8 : 7] != '\0';
+}
 
 static void created(struct accept *a)
 {
@@ -394,6 +411,11 @@ void notify_create(struct http_ctx *ctx)
     int64_t send_at = 0, now = sb_now_ms(), max_ms = ctx->loop->d->cfg->notify_schedule_max_s * 1000;
     if (!note_channel_parse(json_str(body, "channel", ""), &m.channel)) {
         http_reply_error(ctx, 400, "invalid_field", "channel must be email, sms, push or kafka");
+    } else if (json_str(body, "statusCallback", NULL) && !callback_valid(json_str(body, "statusCallback", ""))) {
+        http_reply_error(ctx, 400, "invalid_field", "%s", "statusCallback must be an http:// or https:// URL");
+    } else if (json_str(body, "statusCallback", NULL) && !*ctx->loop->d->cfg->webhook_signing_secret) {
+        http_reply_error(ctx, 400, "invalid_field", "%s",
+                         "statusCallback is not available here: webhook_signing_secret is not configured");
     } else if (send_at_text && (!note_parse_time(send_at_text, &send_at) || send_at <= now ||
                                 send_at > now + max_ms)) {
         http_reply_error(ctx, 400, "invalid_field",
@@ -414,6 +436,8 @@ void notify_create(struct http_ctx *ctx)
             a->owner = p;
             a->done = created;
             a->send_at = send_at;
+            snprintf(a->callback, sizeof a->callback, "%s", json_str(body, "statusCallback", ""));
+            snprintf(a->webhook_key, sizeof a->webhook_key, "%s", ctx->principal);
             if (send_at > 0) { /* the same key with another time is another request */
                 char mixed[64];
                 snprintf(mixed, sizeof mixed, "%s@%lld", a->fingerprint, (long long)send_at);
@@ -676,4 +700,26 @@ void notify_cancel(struct http_ctx *ctx)
     if (!http_pool_submit(r->p, ctx->loop->d->notepool, threadpool_tenant(ctx->principal), cancel_work,
                           cancel_expire, cancel_done, r))
         free(r);
+}
+
+/* ---- GET /v1/webhooks/secret ---------------------------------------------------- */
+
+void notify_webhook_secret(struct http_ctx *ctx)
+{
+    const struct sb_config *cfg = ctx->loop->d->cfg;
+    char secret[WEBHOOK_SECRET_LEN + 1];
+    if (!*cfg->webhook_signing_secret) {
+        http_reply_error(ctx, 404, "not_found", "%s", "webhooks are not configured (webhook_signing_secret)");
+        return;
+    }
+    if (!webhook_key_secret(cfg->webhook_signing_secret, ctx->principal, secret)) {
+        http_reply_error(ctx, 503, "overloaded", "%s", "cannot derive the secret now");
+        return;
+    }
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "secret", secret);
+    cJSON_AddStringToObject(o, "header", "X-Switchboard-Signature");
+    cJSON_AddStringToObject(o, "scheme", "t=<unix seconds>,v1=<hex HMAC-SHA256 of \"<t>.<body>\" with secret>");
+    http_reply_json(ctx, 200, o);
+    cJSON_Delete(o);
 }

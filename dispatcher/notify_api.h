@@ -31,6 +31,8 @@ struct accept {
     int64_t item;
     struct segments segs; /* CH_SMS: its encoding and segments (segments.h) */
     int64_t send_at;      /* a scheduled send: Unix ms; 0 = now */
+    char callback[NOTE_CALLBACK_MAX + 1]; /* statusCallback: "" = none */
+    char webhook_key[40];                 /* the principal that sent it (its secret signs) */
     bool check_numbers; /* from and to must be assigned phone numbers */
     const char *from_field, *to_field; /* names for messages */
     int checks_left;
@@ -66,5 +68,8 @@ void notify_find(struct http_ctx *ctx);
 /* POST /v1/messages/{id}/cancel: a scheduled notification, before it goes
  * (409 after). */
 void notify_cancel(struct http_ctx *ctx);
+/* GET /v1/webhooks/secret: the calling key's secret for its statusCallback
+ * signatures (webhook.h). */
+void notify_webhook_secret(struct http_ctx *ctx);
 
 #endif

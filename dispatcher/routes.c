@@ -80,6 +80,7 @@ struct route dispatcher_routes[] = {
     RQ("DELETE", "/v1/suppressions", suppress_remove_delete, "suppress_remove", ACCESS_ADMIN, SMALL,
        ",channel,address,scope,"),
     RQ("GET", "/v1/messages", notify_find, "notify_find", ACCESS_READ, SMALL, ",idempotencyKey,"),
+    R("GET", "/v1/webhooks/secret", notify_webhook_secret, "webhook_secret", ACCESS_ADMIN, SMALL),
     R("POST", "/v1/messages/{id}/cancel", notify_cancel, "notify_cancel", ACCESS_ADMIN, SMALL),
     R("GET", "/v1/messages/{id}", notify_get, "notify_get", ACCESS_READ, SMALL),
 };

@@ -55,6 +55,8 @@ static const struct json_field notify_send_fields[] = {
     {"attempt", JSON_K_INT, false, 1, 1000},
     {"not_before", JSON_K_INT, false, 0, INT64_C(1) << 52},
     {"send_at", JSON_K_INT, false, 0, INT64_C(1) << 52},
+    {"status_callback", JSON_K_BYTES, false, 8, NOTE_CALLBACK_MAX},
+    {"webhook_key", JSON_K_BYTES, false, 1, 40},
 };
 
 static const struct job_type job_types[] = {

@@ -26,6 +26,7 @@
 #define NOTE_BODY_MAX 65536 /* characters */
 #define NOTE_ERROR_MAX 255
 #define NOTE_FP_LEN 16      /* fingerprint: 64 bits in hex */
+#define NOTE_CALLBACK_MAX 2048 /* a statusCallback URL */
 #define NOTE_PROVIDER_ID_MAX 64 /* a provider's id of a message (Twilio's MessageSid: 34) */
 
 enum note_channel { CH_EMAIL, CH_SMS, CH_PUSH, CH_KAFKA, CH_COUNT };

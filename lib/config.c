@@ -185,6 +185,13 @@ static const struct config_def defs[] = {
     {"email_feedback_secret", "SB_EMAIL_FEEDBACK_SECRET", "--email-feedback-secret", CFG_STR, "", 0, 0, D,
      S(email_feedback_secret),
      "shared secret of the email feedback feed (POST /v1/callbacks/email signs with it); empty = no feed"},
+    {"webhook_signing_secret", "SB_WEBHOOK_SIGNING_SECRET", "--webhook-signing-secret", CFG_STR, "", 0, 0, D | W,
+     S(webhook_signing_secret),
+     "derives each API key's webhook secret (GET /v1/webhooks/secret), which signs a message's statusCallback "
+     "POSTs; empty = statusCallback refused (masked)"},
+    {"webhook_backoff_cap_ms", "SB_WEBHOOK_BACKOFF_CAP_MS", "--webhook-backoff-cap-ms", CFG_INT, "300000", 100,
+     86400000, W, S(webhook_backoff_cap_ms),
+     "longest wait before a failed statusCallback POST is tried again (from notify_backoff_ms, doubling)"},
     {"sms_help_text", "SB_SMS_HELP_TEXT", "--sms-help-text", CFG_STR,
      "Reply STOP to unsubscribe, START to subscribe again.", 0, 0, D, S(sms_help_text),
      "the answer to an inbound HELP (POST /v1/inbound/sms)"},

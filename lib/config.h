@@ -86,6 +86,8 @@ struct sb_config {
     char *sms_auth_token;
     char *sms_help_text;
     char *email_feedback_secret;
+    char *webhook_signing_secret;
+    int64_t webhook_backoff_cap_ms;
     int64_t notify_schedule_max_s;
     char *push_url;
     int64_t notify_timeout_ms;

@@ -68,6 +68,23 @@ enum db_status notestore_due(struct notestore *s, int64_t now_ms, int64_t stale_
     return s->ops->due(s, now_ms, stale_ms, out, max, n, errbuf, errlen);
 }
 
+enum db_status notestore_webhooks_due(struct notestore *s, int64_t now_ms, char (*ids)[NOTE_ID_MAX + 1], size_t max,
+                                      size_t *n, char *errbuf, size_t errlen)
+{
+    *n = 0;
+    if (missing(s, errbuf, errlen))
+        return DB_TRANSIENT;
+    return s->ops->webhooks_due(s, now_ms, ids, max, n, errbuf, errlen);
+}
+
+enum db_status notestore_webhook_progress(struct notestore *s, const char *id, int64_t sent, int64_t attempts,
+                                          int64_t retry_at_ms, int64_t now_ms, char *errbuf, size_t errlen)
+{
+    if (missing(s, errbuf, errlen))
+        return DB_TRANSIENT;
+    return s->ops->webhook_progress(s, id, sent, attempts, retry_at_ms, now_ms, errbuf, errlen);
+}
+
 const char *note_event_detail(const struct note *n)
 {
     bool why = n->status == NOTE_RETRYING || n->status == NOTE_DEAD || n->status == NOTE_UNDELIVERED ||

@@ -48,6 +48,13 @@ struct note {
      * produce then (claim stores it; NULL elsewhere; borrowed). */
     int64_t send_at_ms;
     const char *job;
+    /* Its own webhook (statusCallback; "" = none), the key that sent it
+     * (whose secret signs), and how far its delivery has come: events of
+     * the history delivered, failures of the next. Set at claim; the
+     * webhook thread moves them (notestore_webhook_progress). */
+    char callback_url[NOTE_CALLBACK_MAX + 1];
+    char webhook_key[41];
+    int64_t webhook_sent, webhook_attempts;
 };
 
 /* A scheduled notification whose time has come (notestore_due). */
@@ -73,6 +80,10 @@ struct notestore_ops {
                             struct note *existing, char *errbuf, size_t errlen);
     enum db_status (*update)(struct notestore *s, const struct note *n, bool *applied, char *errbuf, size_t errlen);
     enum db_status (*history)(struct notestore *s, const char *id, cJSON *out, char *errbuf, size_t errlen);
+    enum db_status (*webhooks_due)(struct notestore *s, int64_t now_ms, char (*ids)[NOTE_ID_MAX + 1], size_t max,
+                                   size_t *n, char *errbuf, size_t errlen);
+    enum db_status (*webhook_progress)(struct notestore *s, const char *id, int64_t sent, int64_t attempts,
+                                       int64_t retry_at_ms, int64_t now_ms, char *errbuf, size_t errlen);
     enum db_status (*due)(struct notestore *s, int64_t now_ms, int64_t stale_ms, struct note_due *out, size_t max,
                           size_t *n, char *errbuf, size_t errlen);
     /* by_idem: value is an idempotency key, else an id. */
@@ -122,6 +133,17 @@ enum db_status notestore_history(struct notestore *s, const char *id, cJSON *out
  * two), to be produced again (a repeat the notifier sends once). */
 enum db_status notestore_due(struct notestore *s, int64_t now_ms, int64_t stale_ms, struct note_due *out,
                              size_t max, size_t *n, char *errbuf, size_t errlen) SB_NODISCARD;
+/* Notifications whose webhook has events to deliver now (a move since, or
+ * a retry's time come), at most max. */
+enum db_status notestore_webhooks_due(struct notestore *s, int64_t now_ms, char (*ids)[NOTE_ID_MAX + 1], size_t max,
+                                      size_t *n, char *errbuf, size_t errlen) SB_NODISCARD;
+/* Records a webhook's progress: sent events delivered; then, with
+ * retry_at_ms, the next failed (attempts so far) and is tried again then;
+ * without (0), it is tried again now if the history has more events (a
+ * move since), else not until the next move. */
+enum db_status notestore_webhook_progress(struct notestore *s, const char *id, int64_t sent, int64_t attempts,
+                                          int64_t retry_at_ms, int64_t now_ms, char *errbuf,
+                                          size_t errlen) SB_NODISCARD;
 /* The detail a status move records (see notestore_update). */
 const char *note_event_detail(const struct note *n);
 /* The statuses from which a record may move to to, but to itself, as SQL

@@ -89,6 +89,9 @@ static enum db_status ensure_indexes(struct gstore *g, char *errbuf, size_t errl
     /* The scheduler's: the scheduled sends whose time has come. */
     ok = ok && create_index(g, BCON_NEW("name", BCON_UTF8("ix_due"), "key", "{", "status", BCON_INT32(1),
                                         "send_at_ms", BCON_INT32(1), "}"), &e);
+    /* The webhook thread's: the messages whose webhook has events due. */
+    ok = ok && create_index(g, BCON_NEW("name", BCON_UTF8("ix_webhook"), "key", "{", "webhook_next_ms",
+                                        BCON_INT32(1), "}"), &e);
     /* "failed" meant "waiting for a retry" before the status machine (now
      * "retrying"); those records have no history. MySQL's migration 009
      * does the same. */
@@ -141,6 +144,10 @@ static void note_from_doc(const bson_t *doc, struct note *n)
     n->updated_ms = iter_i64(doc, "updated_ms");
     iter_str(doc, "redrive_of", n->redrive_of, sizeof n->redrive_of);
     iter_str(doc, "provider_id", n->provider_id, sizeof n->provider_id);
+    iter_str(doc, "callback_url", n->callback_url, sizeof n->callback_url);
+    iter_str(doc, "webhook_key", n->webhook_key, sizeof n->webhook_key);
+    n->webhook_sent = iter_i64(doc, "webhook_sent");
+    n->webhook_attempts = iter_i64(doc, "webhook_attempts");
 }
 
 /* The first document filter matches in coll, into n. */
@@ -188,6 +195,11 @@ static enum db_status g_claim(struct notestore *s, const struct note *n, bool *c
     if (*n->tracking_id) {
         BSON_APPEND_UTF8(doc, "tracking_id", n->tracking_id);
         BSON_APPEND_INT64(doc, "item", n->item);
+    }
+    if (*n->callback_url) { /* its own webhook: the first event goes out at once */
+        BSON_APPEND_UTF8(doc, "callback_url", n->callback_url);
+        BSON_APPEND_UTF8(doc, "webhook_key", n->webhook_key);
+        BSON_APPEND_INT64(doc, "webhook_next_ms", n->created_ms);
     }
     if (n->send_at_ms > 0) { /* a scheduled send, and the job to produce then */
         BSON_APPEND_INT64(doc, "send_at_ms", n->send_at_ms);
@@ -285,6 +297,14 @@ static enum db_status g_update(struct notestore *s, const struct note *n, bool *
     enum db_status st = update_matched(g, filter, update, applied, errbuf, errlen);
     bson_destroy(filter);
     bson_destroy(update);
+    if (st == DB_OK && *applied) { /* a move is an event for the message's webhook, if it has one: due now */
+        bool had;
+        filter = BCON_NEW("_id", BCON_UTF8(n->id), "callback_url", "{", "$exists", BCON_BOOL(true), "}");
+        update = BCON_NEW("$min", "{", "webhook_next_ms", BCON_INT64(n->updated_ms), "}");
+        st = update_matched(g, filter, update, &had, errbuf, errlen);
+        bson_destroy(filter);
+        bson_destroy(update);
+    }
     if (st != DB_OK || *applied)
         return st;
     filter = BCON_NEW("_id", BCON_UTF8(n->id), "status", BCON_UTF8(note_status_name(n->status)));
@@ -328,6 +348,59 @@ static enum db_status g_due(struct notestore *s, int64_t now_ms, int64_t stale_m
     mongoc_cursor_destroy(c);
     bson_destroy(filter);
     bson_destroy(opts);
+    return st;
+}
+
+static enum db_status g_webhooks_due(struct notestore *s, int64_t now_ms, char (*ids)[NOTE_ID_MAX + 1], size_t max,
+                                     size_t *n, char *errbuf, size_t errlen)
+{
+    struct gstore *g = (struct gstore *)s;
+    bson_t *filter = BCON_NEW("webhook_next_ms", "{", "$lte", BCON_INT64(now_ms), "}");
+    bson_t *opts = BCON_NEW("limit", BCON_INT64((int64_t)max), "sort", "{", "webhook_next_ms", BCON_INT32(1), "}",
+                            "projection", "{", "_id", BCON_INT32(1), "}");
+    mongoc_cursor_t *c = mongoc_collection_find_with_opts(g->notes, filter, opts, NULL);
+    const bson_t *doc;
+    while (*n < max && mongoc_cursor_next(c, &doc))
+        iter_str(doc, "_id", ids[(*n)++], NOTE_ID_MAX + 1);
+    bson_error_t e;
+    enum db_status st = mongoc_cursor_error(c, &e) ? classify(&e, errbuf, errlen) : DB_OK;
+    mongoc_cursor_destroy(c);
+    bson_destroy(filter);
+    bson_destroy(opts);
+    return st;
+}
+
+static enum db_status g_webhook_progress(struct notestore *s, const char *id, int64_t sent, int64_t attempts,
+                                         int64_t retry_at_ms, int64_t now_ms, char *errbuf, size_t errlen)
+{
+    struct gstore *g = (struct gstore *)s;
+    bool matched = false;
+    enum db_status st;
+    if (retry_at_ms > 0) {
+        bson_t *filter = BCON_NEW("_id", BCON_UTF8(id));
+        bson_t *update = BCON_NEW("$set", "{", "webhook_sent", BCON_INT64(sent), "webhook_attempts",
+                                  BCON_INT64(attempts), "webhook_next_ms", BCON_INT64(retry_at_ms), "}");
+        st = update_matched(g, filter, update, &matched, errbuf, errlen);
+        bson_destroy(filter);
+        bson_destroy(update);
+        return st;
+    }
+    /* Done with what it had: not due again unless the history grew since
+     * (a move that came while these went out). */
+    bson_t *filter = BCON_NEW("_id", BCON_UTF8(id), "history", "{", "$size", BCON_INT64(sent), "}");
+    bson_t *update = BCON_NEW("$set", "{", "webhook_sent", BCON_INT64(sent), "webhook_attempts", BCON_INT64(0), "}",
+                              "$unset", "{", "webhook_next_ms", BCON_UTF8(""), "}");
+    st = update_matched(g, filter, update, &matched, errbuf, errlen);
+    bson_destroy(filter);
+    bson_destroy(update);
+    if (st != DB_OK || matched)
+        return st;
+    filter = BCON_NEW("_id", BCON_UTF8(id));
+    update = BCON_NEW("$set", "{", "webhook_sent", BCON_INT64(sent), "webhook_attempts", BCON_INT64(0),
+                      "webhook_next_ms", BCON_INT64(now_ms), "}");
+    st = update_matched(g, filter, update, &matched, errbuf, errlen);
+    bson_destroy(filter);
+    bson_destroy(update);
     return st;
 }
 
@@ -500,7 +573,7 @@ static void g_free(struct notestore *s)
 }
 
 static const struct notestore_ops mongo_ops = {
-    "mongodb", g_claim, g_update, g_history, g_due, g_get, g_track_put, g_track_get, g_ping, g_free,
+    "mongodb", g_claim, g_update, g_history, g_webhooks_due, g_webhook_progress, g_due, g_get, g_track_put, g_track_get, g_ping, g_free,
 };
 
 struct notestore *notestore_mongo_new(const char *mongo_uri, char *errbuf, size_t errlen)

@@ -15,7 +15,8 @@ struct mstore {
 
 #define NOTE_COLUMNS                                                                           \
     "id, channel, recipient, IFNULL(idempotency_key, ''), fingerprint, IFNULL(tracking_id, ''), " \
-    "item, status, attempts, last_error, created_ms, updated_ms, IFNULL(redrive_of, ''), IFNULL(provider_id, '')"
+    "item, status, attempts, last_error, created_ms, updated_ms, IFNULL(redrive_of, ''), IFNULL(provider_id, ''), " \
+    "IFNULL(callback_url, ''), IFNULL(webhook_key, ''), webhook_sent, webhook_attempts"
 
 static void copy_cell(char *out, size_t cap, const char *v)
 {
@@ -46,6 +47,10 @@ static void note_from_row(MYSQL_ROW row, struct note *n)
     n->updated_ms = num_cell(row[11]);
     copy_cell(n->redrive_of, sizeof n->redrive_of, row[12]);
     copy_cell(n->provider_id, sizeof n->provider_id, row[13]);
+    copy_cell(n->callback_url, sizeof n->callback_url, row[14]);
+    copy_cell(n->webhook_key, sizeof n->webhook_key, row[15]);
+    n->webhook_sent = num_cell(row[16]);
+    n->webhook_attempts = num_cell(row[17]);
 }
 
 /* Runs sql and reads its first row into *n (*found false when none). */
@@ -85,7 +90,7 @@ static enum db_status m_claim(struct notestore *s, const struct note *n, bool *c
      * not an error (every value was checked before it came here). */
     strbuf_appendf(&sql, "START TRANSACTION; INSERT IGNORE INTO notifications (id, channel, recipient, idempotency_key,"
                          " fingerprint, tracking_id, item, status, attempts, last_error, created_ms,"
-                         " updated_ms, send_at_ms, job) VALUES (");
+                         " updated_ms, send_at_ms, job, callback_url, webhook_key, webhook_next_ms) VALUES (");
     db_quote(&sql, conn, n->id);
     strbuf_appendf(&sql, ", ");
     db_quote(&sql, conn, note_channel_name(n->channel));
@@ -108,6 +113,14 @@ static enum db_status m_claim(struct notestore *s, const struct note *n, bool *c
     } else {
         strbuf_appendf(&sql, "NULL, NULL");
     }
+    strbuf_appendf(&sql, ", ");
+    quote_or_null(&sql, conn, n->callback_url);
+    strbuf_appendf(&sql, ", ");
+    quote_or_null(&sql, conn, n->webhook_key);
+    if (*n->callback_url) /* its first event, "queued" or "scheduled", goes out at once */
+        strbuf_appendf(&sql, ", %lld", (long long)n->created_ms);
+    else
+        strbuf_appendf(&sql, ", NULL");
     strbuf_appendf(&sql, "); SET @n = ROW_COUNT();"
                          " INSERT INTO notification_events (id, status, at_ms, detail) SELECT ");
     /* The history starts with it, in the same transaction. */
@@ -193,6 +206,9 @@ static enum db_status m_update(struct notestore *s, const struct note *n, bool *
     db_quote(&sql, conn, to);
     strbuf_appendf(&sql, ", ");
     update_columns(&sql, conn, n);
+    /* A move is an event for the message's webhook: due now. */
+    strbuf_appendf(&sql, ", webhook_next_ms = IF(callback_url IS NULL, NULL, LEAST(IFNULL(webhook_next_ms, %lld),"
+                         " %lld))", (long long)n->updated_ms, (long long)n->updated_ms);
     strbuf_appendf(&sql, " WHERE id = ");
     db_quote(&sql, conn, n->id);
     strbuf_appendf(&sql, " AND status IN (%s); SET @n = ROW_COUNT();"
@@ -250,6 +266,46 @@ static enum db_status m_due(struct notestore *s, int64_t now_ms, int64_t stale_m
     }
     mysql_free_result(res);
     return DB_OK;
+}
+
+static enum db_status m_webhooks_due(struct notestore *s, int64_t now_ms, char (*ids)[NOTE_ID_MAX + 1], size_t max,
+                                     size_t *n, char *errbuf, size_t errlen)
+{
+    struct mstore *m = (struct mstore *)s;
+    char sql[256];
+    snprintf(sql, sizeof sql, "SELECT id FROM notifications WHERE webhook_next_ms <= %lld ORDER BY webhook_next_ms"
+             " LIMIT %zu", (long long)now_ms, max);
+    MYSQL_RES *res = NULL;
+    enum db_status st = db_query(m->db, sql, &res, errbuf, errlen);
+    if (st != DB_OK)
+        return st;
+    MYSQL_ROW row;
+    while (*n < max && (row = mysql_fetch_row(res)) != NULL)
+        if (row[0])
+            snprintf(ids[(*n)++], NOTE_ID_MAX + 1, "%s", row[0]);
+    mysql_free_result(res);
+    return DB_OK;
+}
+
+static enum db_status m_webhook_progress(struct notestore *s, const char *id, int64_t sent, int64_t attempts,
+                                         int64_t retry_at_ms, int64_t now_ms, char *errbuf, size_t errlen)
+{
+    struct mstore *m = (struct mstore *)s;
+    /* Done with what it had: due again at once if the history grew since
+     * (a move that came while these went out), else not. */
+    char *sql = retry_at_ms > 0
+                    ? db_sqlf(m->db, errbuf, errlen,
+                              "UPDATE notifications SET webhook_sent = %lld, webhook_attempts = %lld,"
+                              " webhook_next_ms = %lld WHERE id = %s",
+                              (long long)sent, (long long)attempts, (long long)retry_at_ms, id)
+                    : db_sqlf(m->db, errbuf, errlen,
+                              "UPDATE notifications SET webhook_sent = %lld, webhook_attempts = 0,"
+                              " webhook_next_ms = IF((SELECT COUNT(*) FROM notification_events e WHERE e.id = %s)"
+                              " > %lld, %lld, NULL) WHERE id = %s",
+                              (long long)sent, id, (long long)sent, (long long)now_ms, id);
+    enum db_status st = sql ? db_exec(m->db, sql, errbuf, errlen) : DB_TRANSIENT;
+    free(sql);
+    return st;
 }
 
 static enum db_status m_history(struct notestore *s, const char *id, cJSON *out, char *errbuf, size_t errlen)
@@ -423,7 +479,7 @@ static void m_free(struct notestore *s)
 }
 
 static const struct notestore_ops mysql_ops = {
-    "mysql", m_claim, m_update, m_history, m_due, m_get, m_track_put, m_track_get, m_ping, m_free,
+    "mysql", m_claim, m_update, m_history, m_webhooks_due, m_webhook_progress, m_due, m_get, m_track_put, m_track_get, m_ping, m_free,
 };
 
 struct notestore *notestore_mysql_new(const char *mysql_url, char *errbuf, size_t errlen)

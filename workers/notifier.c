@@ -60,6 +60,7 @@
 #include "noteplan.h"
 #include "notestore.h"
 #include "suppress.h"
+#include "webhooks.h"
 #include "threadpool.h"
 
 /* A held partition resumes at the latest this long after the most the
@@ -108,6 +109,7 @@ struct notifier {
     struct worker *w;
     struct threadpool *pool; /* one store connection per sender */
     pthread_t scheduler;     /* releases scheduled sends when their time comes */
+    struct webhooks *webhooks; /* each message's statusCallback (webhooks.h) */
     bool scheduler_started;
     atomic_int scheduler_stop;
     struct sender *senders;
@@ -143,6 +145,8 @@ static void notifier_free(struct notifier *nf, bool curl)
         atomic_store(&nf->scheduler_stop, 1);
         pthread_join(nf->scheduler, NULL);
     }
+    if (nf)
+        webhooks_stop(nf->webhooks);
     if (nf) {
         threadpool_free(nf->pool); /* joins the senders' threads */
         for (size_t i = 0; nf->senders && i < nf->nsenders; i++) {
@@ -317,6 +321,8 @@ bool notifier_prepare(struct worker *w)
         goto fail;
     }
     nf->scheduler_started = true;
+    if ((nf->webhooks = webhooks_start(w, err, sizeof err)) == NULL)
+        goto fail;
     log_info("notifier ready", "store=%s senders=%zu", kind, n);
     w->state = nf;
     return true;
@@ -491,6 +497,8 @@ static enum db_status handle_one(struct sender *s, struct notestore *store, stru
     snprintf(n.id, sizeof n.id, "%s", json_str(p, "id", ""));
     snprintf(n.idem, sizeof n.idem, "%s", json_str(p, "idempotency_key", ""));
     snprintf(n.tracking_id, sizeof n.tracking_id, "%s", json_str(p, "tracking_id", ""));
+    snprintf(n.callback_url, sizeof n.callback_url, "%s", json_str(p, "status_callback", ""));
+    snprintf(n.webhook_key, sizeof n.webhook_key, "%s", json_str(p, "webhook_key", ""));
     n.item = json_i64(p, "item", 0);
     n.created_ms = j->env.created_at;
     n.updated_ms = sb_now_ms();

@@ -19,6 +19,7 @@ from harness import FakeServer, StackTestCase, kcat_produce, wait_until
 FROM, TO, OTHER = "+12125550101", "+12125550102", "+12125550103"
 TOKEN = "s3cret"  # the account's auth token: the password in SB_SMS_URL
 FEEDBACK_SECRET = "feedback-secret-for-tests"
+WEBHOOK_SECRET = "webhook-signing-secret-for-tests"
 RANK = {"queued": 1, "sending": 2, "retrying": 2, "sent": 3, "delivered": 4, "undelivered": 4, "failed": 4}
 
 
@@ -33,6 +34,8 @@ class TestDelivery(StackTestCase):
     @classmethod
     def configure(cls, stack):
         cls.provider = FakeServer("provider.py", stack.path("logs"), folder="scripts/dev")
+        # A customer's webhook: the same recording endpoint, told to fail at will.
+        cls.hooks = FakeServer("provider.py", stack.path("logs"), folder="scripts/dev")
         # aiosmtpd is Debian's package: run it with Debian's interpreter.
         cls.smtp = FakeServer("smtp_sink.py", stack.path("logs"), folder="scripts/dev", python="/usr/bin/python3",
                               args=(stack.path("logs", "mail.jsonl"),))
@@ -42,6 +45,9 @@ class TestDelivery(StackTestCase):
             "SB_PUSH_URL": f"http://127.0.0.1:{cls.provider.port}/push",
             "SB_SMS_CALLBACK_URL": f"http://127.0.0.1:{stack.api_port}",
             "SB_EMAIL_FEEDBACK_SECRET": FEEDBACK_SECRET,
+            "SB_WEBHOOK_SIGNING_SECRET": WEBHOOK_SECRET,
+            "SB_NOTIFY_BACKOFF_MS": "200",
+            "SB_WEBHOOK_BACKOFF_CAP_MS": "1000",
         })
 
     @classmethod
@@ -50,6 +56,7 @@ class TestDelivery(StackTestCase):
             super().setUpClass()
         except Exception:
             cls.provider.stop()
+            cls.hooks.stop()
             cls.smtp.stop()
             raise
         cls.stack.seed(users=4, numbers=0, area_codes="212")
@@ -60,6 +67,7 @@ class TestDelivery(StackTestCase):
     def tearDownClass(cls):
         super().tearDownClass()
         cls.provider.stop()
+        cls.hooks.stop()
         cls.smtp.stop()
 
     def sms(self, key, content):
@@ -388,6 +396,54 @@ class TestDelivery(StackTestCase):
         self.assertEqual(self.note(ids["sched-cancel"])["status"], "cancelled")
         r = self.http("POST", f"/v1/messages/{ids['sched-go']}/cancel")
         self.assertEqual((r.status, r.json()["error"]["code"]), (409, "not_cancellable"), r)
+
+    def hook_records(self, nid):
+        with urllib.request.urlopen(self.hooks.url + "/_records", timeout=10) as r:
+            return [x for x in json.load(r) if json.loads(x["body"])["id"] == nid]
+
+    def test_09_your_webhook(self):
+        """A message with a statusCallback: each change of its status is
+        POSTed there, signed with the key's secret and timestamped, in
+        order, each event again after a failure (with backoff) before the
+        next, until it is taken."""
+        r = self.http("POST", "/v1/messages", {"channel": "push", "to": "d", "payload": "p",
+                                               "statusCallback": "ftp://example.com/hook"})
+        self.assertEqual(r.status, 400, r)
+        secret = self.http("GET", "/v1/webhooks/secret").json()["secret"]
+        self.assertRegex(secret, r"^[0-9a-f]{64}$")
+        post = urllib.request.Request(self.hooks.url + "/_control", data=json.dumps(
+            {"fail": 2, "status": 500}).encode(), headers={"Content-Type": "application/json"}, method="POST")
+        urllib.request.urlopen(post, timeout=10).read()
+        self.control(callbacks=["delivered"], callback_delay=0.5)
+        try:
+            r = self.http("POST", "/v1/messages", {"channel": "sms", "to": TO, "payload": "hooked",
+                                                   "statusCallback": self.hooks.url + "/hook"})
+            self.assertEqual(r.status, 202, r)
+            nid = r.json()["id"]
+            wait_until("delivered", lambda: self.note(nid)["status"] == "delivered", 30)
+            n = self.note(nid)
+            wait_until("every change at the webhook", lambda: len(
+                [x for x in self.hook_records(nid) if x["status"] < 300]) == len(n["history"]), 30)
+        finally:
+            self.control(callbacks=[])
+        recs = self.hook_records(nid)
+        self.assertEqual([x["status"] for x in recs[:2]], [500, 500])  # refused twice, then taken
+        taken = [json.loads(x["body"]) for x in recs if x["status"] < 300]
+        self.assertEqual([e["sequence"] for e in taken], list(range(1, len(taken) + 1)))  # in order, once each
+        self.assertEqual([e["status"] for e in taken], [h["status"] for h in n["history"]])
+        self.assertEqual(json.loads(recs[0]["body"])["sequence"], 1)
+        self.assertEqual(json.loads(recs[1]["body"])["sequence"], 1)  # the same event again, not the next
+        for x in recs:
+            sig = dict(p.split("=", 1) for p in x["headers"]["X-Switchboard-Signature"].split(","))
+            mac = hmac.new(secret.encode(), (sig["t"] + "." + x["body"]).encode(), hashlib.sha256).hexdigest()
+            self.assertEqual(sig["v1"], mac)
+            self.assertLess(abs(int(sig["t"]) - time.time()), 300)
+        self.assertGreaterEqual(recs[2]["at"] - recs[1]["at"], 0.15)  # a backoff between tries
+        # A message without one: nothing at the webhook.
+        other = self.send_sms("no hook")
+        wait_until("sent", lambda: self.note(other)["status"] in ("sent", "delivered"), 30)
+        time.sleep(1)
+        self.assertEqual(self.hook_records(other), [])
 
 
 if __name__ == "__main__":
