@@ -283,7 +283,8 @@ static enum keyword keyword_of(const char *body, char *word, size_t cap)
 struct inbound_req {
     struct http_pending *p;
     enum keyword kw;
-    char from[NOTE_TO_MAX + 1], to[NOTE_TO_MAX + 1], word[16];
+    char from[NOTE_TO_MAX + 1], to[NOTE_TO_MAX + 1], word[16], sid[NOTE_PROVIDER_ID_MAX + 1];
+    bool again; /* this MessageSid was acted on before */
     enum db_status st;
     char err[ERRBUF_LEN];
 };
@@ -299,6 +300,15 @@ static void inbound_work(void *ctx, void *arg)
 {
     struct inbound_req *r = arg;
     bool removed;
+    /* Once per text: a repeat (a retry, or a replay) changes nothing. */
+    char *sql = db_sqlf(ctx, r->err, sizeof r->err,
+                        "INSERT IGNORE INTO inbound_sms (message_sid, received_ms) VALUES (%s, %lld)", r->sid,
+                        (long long)sb_now_ms());
+    uint64_t inserted = 0;
+    r->st = sql ? db_exec_count(ctx, sql, &inserted, r->err, sizeof r->err) : DB_TRANSIENT;
+    free(sql);
+    if (r->st != DB_OK || (r->again = inserted == 0))
+        return;
     if (r->kw == KW_STOP)
         r->st = suppress_add(ctx, CH_SMS, r->from, r->to, r->word, sb_now_ms(), r->err, sizeof r->err);
     else
@@ -339,7 +349,8 @@ static void inbound_done(void *arg)
         log_warn("inbound keyword not recorded", "from=%s to=%s err=\"%s\"", r->from, r->to, r->err);
         http_pending_error(r->p, 503, "database_unavailable", "cannot record it now; retry later");
     } else {
-        log_info(r->kw == KW_STOP ? "opted out" : "opted in", "from=%s to=%s keyword=%s", r->from, r->to, r->word);
+        log_info(r->again ? "inbound text seen before; nothing changed" : r->kw == KW_STOP ? "opted out" : "opted in",
+                 "from=%s to=%s keyword=%s sid=%s", r->from, r->to, r->word, r->sid);
         twiml(r->p, r->kw == KW_STOP ? "You are unsubscribed and will get no more messages from this number. "
                                        "Reply START to subscribe again."
                                      : "You are subscribed again. Reply STOP to unsubscribe, HELP for help.");
@@ -357,11 +368,13 @@ void callbacks_inbound_sms(struct http_ctx *ctx)
         return;
     }
     const char *from = evhttp_find_header(&q, "From"), *to = evhttp_find_header(&q, "To");
-    const char *body = evhttp_find_header(&q, "Body");
+    const char *body = evhttp_find_header(&q, "Body"), *sid = evhttp_find_header(&q, "MessageSid");
     char word[16];
     enum keyword kw = body ? keyword_of(body, word, sizeof word) : KW_NONE;
-    if (from == NULL || to == NULL || !phone_valid(from) || !phone_valid(to)) {
-        http_reply_error(ctx, 400, "invalid_field", "%s", "an inbound SMS names From and To as E.164 numbers");
+    if (from == NULL || to == NULL || !phone_valid(from) || !phone_valid(to) || sid == NULL || !*sid ||
+        strlen(sid) > NOTE_PROVIDER_ID_MAX) {
+        http_reply_error(ctx, 400, "invalid_field", "%s",
+                         "an inbound SMS names From and To as E.164 numbers, and its MessageSid");
     } else if (kw == KW_NONE || kw == KW_HELP) {
         struct http_pending *p = http_pending_new(ctx);
         if (p)
@@ -377,6 +390,7 @@ void callbacks_inbound_sms(struct http_ctx *ctx)
             snprintf(r->from, sizeof r->from, "%s", from);
             snprintf(r->to, sizeof r->to, "%s", to);
             snprintf(r->word, sizeof r->word, "%s", word);
+            snprintf(r->sid, sizeof r->sid, "%s", sid);
             if (!http_pool_submit(r->p, ctx->loop->d->dbpool, threadpool_tenant("sms-inbound"), inbound_work,
                                   inbound_expire, inbound_done, r))
                 free(r);

@@ -207,10 +207,12 @@ class TestDelivery(StackTestCase):
         r = self.callback("nosuchnotification0", {**good})
         self.assertEqual(r.status, 404, r)
 
-    def inbound(self, frm, body, to=FROM, token=TOKEN):
+    def inbound(self, frm, body, to=FROM, token=TOKEN, sid=None):
         """A text to one of our numbers, as the provider forwards it."""
         url = f"http://127.0.0.1:{self.port}/v1/inbound/sms"
-        params = {"From": frm, "To": to, "Body": body, "MessageSid": "SMin" + frm[-4:], "AccountSid": "ACtest"}
+        self.inbound_seq = getattr(self, "inbound_seq", 0) + 1
+        params = {"From": frm, "To": to, "Body": body, "MessageSid": sid or f"SMin{self.inbound_seq:030d}",
+                  "AccountSid": "ACtest"}
         return self.http("POST", "/v1/inbound/sms", urllib.parse.urlencode(params), headers={
             "Content-Type": "application/x-www-form-urlencoded", "Authorization": None,
             "X-Twilio-Signature": twilio_signature(token, url, params)})
@@ -257,6 +259,13 @@ class TestDelivery(StackTestCase):
         r = self.inbound(TO, "help")
         self.assertIn(b"<Message>Reply STOP to unsubscribe", r.body)
         self.assertEqual(self.inbound(TO, "stop please, no").body.count(b"<Message>"), 0)  # a message, not a keyword
+        # The STOP played back later (Twilio's signature has no time in
+        # it) after a START: nothing changes.
+        stop_sid = "SMreplay" + "0" * 26
+        self.assertEqual(self.inbound(OTHER, "STOP", sid=stop_sid).status, 200)
+        self.assertEqual(self.inbound(OTHER, "START").status, 200)
+        self.assertEqual(self.inbound(OTHER, "STOP", sid=stop_sid).status, 200)
+        self.assertEqual(self.http("GET", f"/v1/suppressions?address=%2B{OTHER[1:]}").json(), [])
         r = self.inbound(TO, "START")
         self.assertIn(b"subscribed again", r.body)
         self.assertEqual(self.http("POST", "/sms/send/one", self.sms("stop-3", "welcome back")).status, 200)
