@@ -32,16 +32,12 @@ void callbacks_inbound_sms(struct http_ctx *ctx);
  * mail.commonHeaders.messageId, which the notifier sets to
  * <id@switchboard>). Authenticated by a shared secret
  * (email_feedback_secret): X-Feedback-Signature: t=<unix seconds>,v1=<hex
- * HMAC-SHA256 of "<t>.<body>">, at most 5 minutes off (no replay); 403
+ * HMAC-SHA256 of "<t>.<body>">, the scheme of our own webhooks,
+ * webhook.h), at most 5 minutes off (no replay); 403
  * otherwise. A hard bounce or a complaint suppresses each recipient for
  * every sender; a hard bounce makes the notification undelivered, a
  * delivery delivered (never backwards). 204 once recorded. */
 void callbacks_email(struct http_ctx *ctx);
-/* The v1 signature of a feedback body sent at timestamp (hex, 64
- * characters and a NUL into out). Exposed for the unit test. */
-bool callbacks_feedback_signature(const char *secret, const char *timestamp, const char *body, size_t len,
-                                  char out[65]);
-
 /* Twilio's signature of a request to url with params (count n, decoded
  * name/value pairs, any order) under token, base64, into out (at least
  * 29 bytes); false if out is too small. Exposed for the unit test. */

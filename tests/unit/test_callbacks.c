@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "callbacks_api.h"
+#include "webhook.h"
 
 static void openssl_signature(const char *token, const char *data, char out[64])
 {
@@ -64,29 +65,42 @@ static void test_signature(void **state)
     assert_false(callbacks_twilio_signature("s3cret", url, params, 4, other, 28));
 }
 
-/* The email feed's: hex HMAC-SHA256 of "<t>.<body>" under the secret. */
-static void test_feedback_signature(void **state)
+/* The email feed's and our webhooks' (webhook.h): t=<t>,v1=<hex
+ * HMAC-SHA256 of "<t>.<body>" under the secret>. */
+static void test_timestamped_signature(void **state)
 {
     (void)state;
     const char *body = "{\"notificationType\":\"Bounce\"}";
-    char got[65], want[80], other[65];
-    assert_true(callbacks_feedback_signature("topsecret", "1764900000", body, strlen(body), got));
+    char got[160], want[80], other[160];
+    assert_true(webhook_signature("topsecret", 1764900000, body, strlen(body), got, sizeof got));
     FILE *f = popen("printf '%s' '1764900000.{\"notificationType\":\"Bounce\"}' | "
                     "openssl dgst -sha256 -hmac topsecret | sed 's/.*= //'", "r");
     assert_non_null(f);
     assert_non_null(fgets(want, sizeof want, f));
     pclose(f);
     want[strcspn(want, "\n")] = '\0';
-    assert_string_equal(got, want);
-    assert_true(callbacks_feedback_signature("topsecret", "1764900001", body, strlen(body), other));
-    assert_string_not_equal(other, got); /* the time is signed: no replay with another one */
+    char expect[160];
+    snprintf(expect, sizeof expect, "t=1764900000,v1=%s", want);
+    assert_string_equal(got, expect);
+    assert_true(webhook_signature("topsecret", 1764900001, body, strlen(body), other, sizeof other));
+    assert_string_not_equal(other + 13, got + 13); /* the time is signed: no replay with another one */
+    assert_false(webhook_signature("topsecret", 1764900000, body, strlen(body), other, 40)); /* no room */
+    /* A key's secret: HMAC-SHA256 of its principal, hex. */
+    char secret[65];
+    assert_true(webhook_key_secret("signing", "k:0011223344556677", secret));
+    f = popen("printf '%s' 'k:0011223344556677' | openssl dgst -sha256 -hmac signing | sed 's/.*= //'", "r");
+    assert_non_null(f);
+    assert_non_null(fgets(want, sizeof want, f));
+    pclose(f);
+    want[strcspn(want, "\n")] = '\0';
+    assert_string_equal(secret, want);
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_signature),
-        cmocka_unit_test(test_feedback_signature),
+        cmocka_unit_test(test_timestamped_signature),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
