@@ -5,7 +5,9 @@
  * WEBHOOK_POLL_MS it asks the store for the messages whose webhook has
  * events due (a move since the last POST, or a retry's time come) and
  * POSTs each one's events oldest first, the next only once the one before
- * was answered 2xx. A failure is tried again after a backoff
+ * was answered 2xx. Up to WEBHOOK_SLOTS messages are on their way at once
+ * (one libcurl multi handle), so a receiver that hangs holds up its own
+ * message's events, not the others'. A failure is tried again after a backoff
  * (notify_backoff_ms, doubling to webhook_backoff_cap_ms) with the
  * message's later events behind it, so they arrive in order, at least once
  * (a stop between the answer and its record sends that event again); other

@@ -454,6 +454,35 @@ class TestDelivery(StackTestCase):
         time.sleep(1)
         self.assertEqual(self.hook_records(other), [])
 
+    def test_10_a_slow_webhook_holds_up_only_its_own_message(self):
+        """One customer's receiver takes 4 s to answer each event; another
+        message's events, sent just after, all arrive meanwhile."""
+        post = urllib.request.Request(self.hooks.url + "/_control", data=json.dumps(
+            {"fail": 0, "slow": {"slow-hook-device": 4}}).encode(), headers={"Content-Type": "application/json"},
+            method="POST")
+        urllib.request.urlopen(post, timeout=10).read()
+        try:
+            ids = {}
+            for dev in ("slow-hook-device", "fast-hook-device"):
+                r = self.http("POST", "/v1/messages", {"channel": "push", "to": dev, "payload": "p",
+                                                       "statusCallback": self.hooks.url + "/hook"})
+                self.assertEqual(r.status, 202, r)
+                ids[dev] = r.json()["id"]
+            fast = ids["fast-hook-device"]
+            wait_until("the fast one sent", lambda: self.note(fast)["status"] == "sent", 30)
+            wait_until("all the fast one's events", lambda: len(
+                [x for x in self.hook_records(fast) if x["status"] < 300]) == 3, 30, 0.1)
+            # They arrived while the slow one's first event, which the
+            # receiver holds 4 s before answering, was still unanswered.
+            slow_first = wait_until("the slow one's first event", lambda: self.hook_records(
+                ids["slow-hook-device"]), 30)[0]["at"]
+            for x in self.hook_records(fast):
+                self.assertLess(x["at"], slow_first + 4, x)
+        finally:
+            post = urllib.request.Request(self.hooks.url + "/_control", data=json.dumps({"slow": {}}).encode(),
+                                          headers={"Content-Type": "application/json"}, method="POST")
+            urllib.request.urlopen(post, timeout=10).read()
+
 
 if __name__ == "__main__":
     unittest.main()
