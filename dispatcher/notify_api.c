@@ -545,12 +545,7 @@ static void on_idem_marker(redisAsyncContext *ac, void *rep, void *priv)
 static void get_done(void *arg)
 {
     struct get_req *g = arg;
-    if (g->expired) {
-        http_pending_busy(g->p);
-        get_free(g);
-    } else if (g->st != DB_OK) {
-        log_warn("notification store unavailable", "err=\"%s\"", g->err);
-        http_pending_error(g->p, 503, "store_unavailable", "the notification store is unavailable; retry later");
+    if (notify_store_failed(g->p, g->expired, g->st, g->err)) {
         get_free(g);
     } else if (g->found) {
         cJSON *o = note_to_json(&g->note);
@@ -574,6 +569,17 @@ static void get_done(void *arg)
                                      g->id)) {
         on_accepted_marker(NULL, NULL, g);
     }
+}
+
+bool notify_store_failed(struct http_pending *p, bool expired, enum db_status st, const char *err)
+{
+    if (expired) {
+        http_pending_busy(p);
+    } else if (st != DB_OK) {
+        log_warn("notification store unavailable", "err=\"%s\"", err);
+        http_pending_error(p, 503, "store_unavailable", "the notification store is unavailable; retry later");
+    }
+    return expired || st != DB_OK;
 }
 
 bool notify_id_valid(const char *id)
@@ -661,11 +667,8 @@ static void cancel_work(void *ctx, void *arg)
 static void cancel_done(void *arg)
 {
     struct cancel_req *r = arg;
-    if (r->expired) {
-        http_pending_busy(r->p);
-    } else if (r->st != DB_OK) {
-        log_warn("notification store unavailable", "err=\"%s\"", r->err);
-        http_pending_error(r->p, 503, "store_unavailable", "the notification store is unavailable; retry later");
+    if (notify_store_failed(r->p, r->expired, r->st, r->err)) {
+        /* answered */
     } else if (!r->found) {
         /* Accepted a moment ago, perhaps, and not recorded yet. */
         http_req_add_header(r->p->req, "Retry-After", "1");

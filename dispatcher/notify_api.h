@@ -56,6 +56,11 @@ void accept_free(struct accept *a);
  * accept_start returns. */
 void accept_start(struct accept *a);
 
+/* After a read of the notification store on a pool thread: answers 503
+ * (busy: the wait for a thread ran out; else the store failed, logged)
+ * and returns true unless the read went through. */
+bool notify_store_failed(struct http_pending *p, bool expired, enum db_status st, const char *err);
+
 /* An id (notification or tracking) of plausible shape: 8 to 64 of
  * [A-Za-z0-9_-], so nothing odd reaches a store. */
 bool notify_id_valid(const char *id);

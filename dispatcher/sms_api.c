@@ -433,11 +433,8 @@ static void track_get_work(void *ctx, void *arg)
 static void track_get_done(void *arg)
 {
     struct track_req *r = arg;
-    if (r->expired) {
-        http_pending_busy(r->p);
-    } else if (r->st != DB_OK) {
-        log_warn("notification store unavailable", "err=\"%s\"", r->err);
-        http_pending_error(r->p, 503, "store_unavailable", "the notification store is unavailable; retry later");
+    if (notify_store_failed(r->p, r->expired, r->st, r->err)) {
+        /* answered */
     } else if (!r->found) {
         http_pending_errorf(r->p, 404, "not_found", "no SMS request %s", r->id);
     } else {

@@ -150,11 +150,19 @@ static void note_from_doc(const bson_t *doc, struct note *n)
     n->webhook_attempts = iter_i64(doc, "webhook_attempts");
 }
 
+/* How a cursor's reads went, and the cursor gone. */
+static enum db_status cursor_end(mongoc_cursor_t *c, char *errbuf, size_t errlen)
+{
+    bson_error_t e;
+    enum db_status st = mongoc_cursor_error(c, &e) ? classify(&e, errbuf, errlen) : DB_OK;
+    mongoc_cursor_destroy(c);
+    return st;
+}
+
 /* The first document filter matches in coll, into n. */
 static enum db_status find_one(mongoc_collection_t *coll, const bson_t *filter, struct note *n,
                                bson_t **copy, bool *found, char *errbuf, size_t errlen)
 {
-    bson_error_t e;
     const bson_t *doc;
     bson_t *opts = BCON_NEW("limit", BCON_INT64(1));
     mongoc_cursor_t *c = mongoc_collection_find_with_opts(coll, filter, opts, NULL);
@@ -163,8 +171,7 @@ static enum db_status find_one(mongoc_collection_t *coll, const bson_t *filter, 
         note_from_doc(doc, n);
     if (*found && copy)
         *copy = bson_copy(doc);
-    enum db_status st = mongoc_cursor_error(c, &e) ? classify(&e, errbuf, errlen) : DB_OK;
-    mongoc_cursor_destroy(c);
+    enum db_status st = cursor_end(c, errbuf, errlen);
     bson_destroy(opts);
     return st;
 }
@@ -343,9 +350,7 @@ static enum db_status g_due(struct notestore *s, int64_t now_ms, int64_t stale_m
         out[*n].job = job;
         (*n)++;
     }
-    bson_error_t e;
-    enum db_status st = mongoc_cursor_error(c, &e) ? classify(&e, errbuf, errlen) : DB_OK;
-    mongoc_cursor_destroy(c);
+    enum db_status st = cursor_end(c, errbuf, errlen);
     bson_destroy(filter);
     bson_destroy(opts);
     return st;
@@ -362,9 +367,7 @@ static enum db_status g_webhooks_due(struct notestore *s, int64_t now_ms, char (
     const bson_t *doc;
     while (*n < max && mongoc_cursor_next(c, &doc))
         iter_str(doc, "_id", ids[(*n)++], NOTE_ID_MAX + 1);
-    bson_error_t e;
-    enum db_status st = mongoc_cursor_error(c, &e) ? classify(&e, errbuf, errlen) : DB_OK;
-    mongoc_cursor_destroy(c);
+    enum db_status st = cursor_end(c, errbuf, errlen);
     bson_destroy(filter);
     bson_destroy(opts);
     return st;

@@ -24,10 +24,8 @@ enum db_status suppress_find(struct db *db, enum note_channel channel, const cha
                                   "SELECT scope, reason, created_ms FROM suppressions WHERE channel = %s AND"
                                   " address = %s LIMIT 1",
                                   note_channel_name(channel), address);
-    if (sql == NULL)
-        return DB_TRANSIENT;
     MYSQL_RES *res = NULL;
-    enum db_status st = db_query(db, sql, &res, errbuf, errlen);
+    enum db_status st = sql ? db_query(db, sql, &res, errbuf, errlen) : DB_TRANSIENT;
     free(sql);
     if (st != DB_OK)
         return st;
@@ -78,10 +76,8 @@ enum db_status suppress_list(struct db *db, const char *address, int limit, cJSO
                                   "SELECT channel, address, scope, reason, created_ms FROM suppressions"
                                   " ORDER BY created_ms DESC LIMIT %d",
                                   limit);
-    if (sql == NULL)
-        return DB_TRANSIENT;
     MYSQL_RES *res = NULL;
-    enum db_status st = db_query(db, sql, &res, errbuf, errlen);
+    enum db_status st = sql ? db_query(db, sql, &res, errbuf, errlen) : DB_TRANSIENT;
     free(sql);
     if (st != DB_OK)
         return st;
