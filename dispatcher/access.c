@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "envelope.h"
+#include "jwks.h"
 #include "log.h"
 
 #define MAX_KEYS 64
@@ -144,6 +145,17 @@ static void unauthorized(struct http_ctx *ctx, const char *fmt, const char *deta
     http_reply_error(ctx, 401, "unauthorized", fmt, detail);
 }
 
+/* RFC 6750 3.1: a credential that was presented and failed says why in
+ * the challenge too. The description is one of our own fixed texts (no
+ * quote or backslash in them), never the token. */
+static void invalid_token(struct http_ctx *ctx, const char *why)
+{
+    char h[320];
+    snprintf(h, sizeof h, "Bearer realm=\"switchboard\", error=\"invalid_token\", error_description=\"%s\"", why);
+    http_req_add_header(ctx->req, "WWW-Authenticate", h);
+    http_reply_error(ctx, 401, "invalid_token", "%s", why);
+}
+
 /* A read-only key may use only routes of class ACCESS_READ (an allowlist:
  * a class added later is closed to it until said otherwise); false after
  * answering 403. */
@@ -157,23 +169,168 @@ static bool may_write(struct http_ctx *ctx, const char *principal)
     return false;
 }
 
+enum auth { AUTH_DENIED, AUTH_OK, AUTH_PARKED };
+
+/* Tokens this loop checked, by SHA-256 of the token: a signature check
+ * costs 16 us (RS256) to 64 us (ES256) of CPU, a client sends the same
+ * token for minutes. An entry holds while its key set is the current one
+ * (a new set, as after a rotation, checks every token again) and until
+ * the token's exp; one per slot, the newest wins. Thread-local: each loop
+ * has its own, no lock. */
+#define SEEN_SLOTS 256
+struct seen_token {
+    unsigned char digest[DIGEST_LEN];
+    uint64_t generation; /* 0: empty */
+    int64_t exp;
+    struct jwt_grant grant;
+};
+static _Thread_local struct seen_token seen[SEEN_SLOTS];
+
+/* Requests whose token named a key not yet fetched wait for the fetch
+ * that jwks_refresh asked for (a provider that rotated its keys), polled
+ * on their loop, then are checked once more. */
+#define KID_POLL_MS 20
+#define KID_WAIT_MS 7000 /* a fetch times out after 5 s */
+struct kid_wait {
+    struct http_ctx ctx; /* a copy, as while waiting for the rate limit */
+    struct event *ev;
+    uint64_t fetches;
+    int64_t deadline_ms;
+};
+static void dispatch(struct http_ctx *ctx, const struct access_grant *g, bool may_wait);
+
+static void kid_wait_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct kid_wait *w = arg;
+    if (!http_req_gone(w->ctx.req) && jwks_fetches() == w->fetches && sb_mono_ms() < w->deadline_ms) {
+        struct timeval tv = sb_timeval_ms(KID_POLL_MS);
+        evtimer_add(w->ev, &tv);
+        return;
+    }
+    atomic_fetch_sub(&w->ctx.loop->d->inflight, 1);
+    if (http_req_gone(w->ctx.req))
+        http_req_abandon(w->ctx.req);
+    else
+        dispatch(&w->ctx, NULL, false);
+    event_free(w->ev);
+    free(w);
+}
+
+static bool park_for_keys(struct http_ctx *ctx)
+{
+    struct kid_wait *w = malloc(sizeof *w);
+    if (w == NULL)
+        return false;
+    w->ctx = *ctx;
+    w->fetches = jwks_fetches();
+    w->deadline_ms = sb_mono_ms() + KID_WAIT_MS;
+    w->ev = evtimer_new(ctx->loop->base, kid_wait_cb, w);
+    struct timeval tv = sb_timeval_ms(KID_POLL_MS);
+    if (w->ev == NULL || evtimer_add(w->ev, &tv) != 0) {
+        if (w->ev)
+            event_free(w->ev);
+        free(w);
+        return false;
+    }
+    atomic_fetch_add(&ctx->loop->d->inflight, 1);
+    return true;
+}
+
+/* Checks an access token, from this loop's cache when it can. JWT_OK
+ * fills *g. *keys_missing: no key set was ever fetched, so none could be
+ * checked. */
+static enum jwt_status token_grant(const char *token, struct jwt_grant *g, bool *keys_missing)
+{
+    *keys_missing = false;
+    unsigned char d[DIGEST_LEN];
+    unsigned int dlen = 0;
+    if (strlen(token) > JWT_MAX_LEN || !EVP_Digest(token, strlen(token), d, &dlen, EVP_sha256(), NULL))
+        return JWT_MALFORMED;
+    int64_t now = sb_now_ms() / 1000;
+    uint64_t gen = jwks_generation();
+    struct seen_token *e = &seen[d[0]];
+    if (gen != 0 && e->generation == gen && memcmp(e->digest, d, DIGEST_LEN) == 0 &&
+        now <= e->exp + jwks_policy()->leeway_s) {
+        *g = e->grant;
+        return JWT_OK;
+    }
+    struct jwt_keyset *ks = jwks_get(&gen);
+    if (ks == NULL) {
+        *keys_missing = true;
+        return JWT_UNKNOWN_KID;
+    }
+    enum jwt_status st = jwt_verify(token, ks, jwks_policy(), now, g);
+    jwt_keyset_unref(ks);
+    if (st == JWT_OK) {
+        memcpy(e->digest, d, DIGEST_LEN);
+        e->generation = gen;
+        e->exp = g->exp;
+        e->grant = *g;
+    }
+    return st;
+}
+
+/* The bearer credential is a JWT access token: its principal ("k:j." or
+ * "r:j." and 16 hex characters of its subject), or an answer given. */
+static enum auth token_auth(struct http_ctx *ctx, const char *token, char *principal, size_t cap, bool may_wait)
+{
+    static _Thread_local struct log_every refused_log;
+    struct jwt_grant g;
+    bool keys_missing;
+    enum jwt_status st = token_grant(token, &g, &keys_missing);
+    if (keys_missing) {
+        /* Never fetched: the provider has been away since we started. */
+        (void)jwks_refresh();
+        http_req_add_header(ctx->req, "Retry-After", "1");
+        http_reply_error(ctx, 503, "keys_unavailable", "%s",
+                         "the token provider's keys could not be fetched yet; retry shortly");
+        return AUTH_DENIED;
+    }
+    if (st == JWT_UNKNOWN_KID && may_wait && jwks_refresh() && park_for_keys(ctx))
+        return AUTH_PARKED;
+    if (st != JWT_OK) {
+        int64_t skipped;
+        if (log_every_due(&refused_log, 1000, &skipped))
+            log_info("access token refused", "request_id=%s reason=\"%s\" refused_before=%lld", ctx->request_id,
+                     jwt_status_text(st), (long long)skipped);
+        invalid_token(ctx, jwt_status_text(st));
+        return AUTH_DENIED;
+    }
+    const struct jwt_policy *p = jwks_policy();
+    if (g.level == 0 || (g.level == 1 && ctx->route->access != ACCESS_READ)) {
+        char h[320];
+        snprintf(h, sizeof h, "Bearer realm=\"switchboard\", error=\"insufficient_scope\", scope=\"%s\"",
+                 g.level == 0 && ctx->route->access == ACCESS_READ ? p->read_scope : p->admin_scope);
+        http_req_add_header(ctx->req, "WWW-Authenticate", h);
+        http_reply_error(ctx, 403, "insufficient_scope", "the token's %s does not hold %s", p->scope_claim,
+                         g.level == 0 && ctx->route->access == ACCESS_READ ? p->read_scope : p->admin_scope);
+        return AUTH_DENIED;
+    }
+    snprintf(principal, cap, "%c:j.%s", g.level == 2 ? 'k' : 'r', g.subject);
+    return AUTH_OK;
+}
+
 /* Who is asking, for the rate limit: "k:<digest prefix>" for an admin key,
- * "r:<digest prefix>" for a read-only one,
- * "t:<token>" for an application; false after answering 401 or 403.
- * g: the connection's grant (access_dispatch_as), else the request's
- * Authorization header counts. */
-static bool authenticate(struct http_ctx *ctx, char *principal, size_t cap, const struct access_grant *g)
+ * "r:<digest prefix>" for a read-only one, "k:j.<subject>" or
+ * "r:j.<subject>" for an access token, "t:<token>" for an application;
+ * AUTH_DENIED after answering 401 or 403, AUTH_PARKED when it waits for
+ * the provider's keys. g: the connection's grant (access_dispatch_as),
+ * else the request's Authorization header counts. */
+static enum auth authenticate(struct http_ctx *ctx, char *principal, size_t cap, const struct access_grant *g,
+                              bool may_wait)
 {
     principal[0] = '\0';
     if (ctx->route->access == ACCESS_OPEN)
-        return true;
+        return AUTH_OK;
     if (g && !g->admin[0] && (ctx->route->access != ACCESS_APP || strcmp(ctx->params[0], g->app) != 0)) {
         http_reply_error(ctx, 403, "forbidden", "%s",
                          ctx->route->access == ACCESS_APP
                              ? "this connection was opened with another application's token"
                              : "this connection was opened with an application token: this command "
                                "needs an API key");
-        return false;
+        return AUTH_DENIED;
     }
     if (ctx->route->access == ACCESS_APP) {
         /* The token in the path is the credential; an unknown one is the
@@ -181,28 +338,32 @@ static bool authenticate(struct http_ctx *ctx, char *principal, size_t cap, cons
         const char *t = ctx->params[0];
         if (sb_token_valid(t, TOKEN_LEN, TOKEN_LEN))
             sb_join(principal, cap, "t:", t, (char *)NULL); /* TOKEN_LEN characters, just checked */
-        return true;
+        return AUTH_OK;
     }
     if (g) {
         sb_join(principal, cap, g->admin, (char *)NULL);
-        return may_write(ctx, principal);
+        return may_write(ctx, principal) ? AUTH_OK : AUTH_DENIED;
     }
     const char *h = http_req_header(ctx->req, "Authorization");
     if (h == NULL || strncasecmp(h, "Bearer ", 7) != 0 || h[7] == '\0') {
         unauthorized(ctx, "%s", ctx->route->access == ACCESS_READ
-                                    ? "this route needs an API key (admin or read-only): Authorization: Bearer <key>"
-                                    : "this route needs an admin API key: Authorization: Bearer <key>");
-        return false;
+                                    ? "this route needs an API key (admin or read-only) or an access token: "
+                                      "Authorization: Bearer <key or token>"
+                                    : "this route needs an admin API key or access token: Authorization: Bearer "
+                                      "<key or token>");
+        return AUTH_DENIED;
     }
-    if (nkeys == 0) {
-        unauthorized(ctx, "%s", "no admin API keys are configured (api_key_hashes)");
-        return false;
+    if (nkeys == 0 && !jwks_enabled()) {
+        unauthorized(ctx, "%s", "no API keys (api_key_hashes) and no token issuer (jwt_issuer) are configured");
+        return AUTH_DENIED;
     }
-    if (!access_key_principal(h + 7, principal, cap)) {
-        unauthorized(ctx, "%s", "the API key is not valid");
-        return false;
-    }
-    return may_write(ctx, principal);
+    if (access_key_principal(h + 7, principal, cap))
+        return may_write(ctx, principal) ? AUTH_OK : AUTH_DENIED;
+    if (jwks_enabled() && jwt_shaped(h + 7))
+        return token_auth(ctx, h + 7, principal, cap, may_wait);
+    invalid_token(ctx, jwks_enabled() ? "the credential is neither a valid API key nor an access token"
+                                      : "the API key is not valid");
+    return AUTH_DENIED;
 }
 
 static void run_handler(struct http_ctx *ctx)
@@ -243,6 +404,16 @@ bool access_grant_for(const char *credential, struct access_grant *g)
     memset(g, 0, sizeof *g);
     if (access_key_principal(credential, g->admin, sizeof g->admin))
         return true;
+    if (jwks_enabled() && jwt_shaped(credential)) {
+        /* A WebSocket is granted once, at its handshake: a token that
+         * names a key not fetched yet is refused, not waited for. */
+        struct jwt_grant jg;
+        bool keys_missing;
+        if (token_grant(credential, &jg, &keys_missing) != JWT_OK || jg.level == 0)
+            return false;
+        snprintf(g->admin, sizeof g->admin, "%c:j.%s", jg.level == 2 ? 'k' : 'r', jg.subject);
+        return true;
+    }
     if (!sb_token_valid(credential, TOKEN_LEN, TOKEN_LEN))
         return false;
     memcpy(g->app, credential, TOKEN_LEN);
@@ -256,8 +427,13 @@ void access_dispatch(struct http_ctx *ctx)
 
 void access_dispatch_as(struct http_ctx *ctx, const struct access_grant *g)
 {
+    dispatch(ctx, g, true);
+}
+
+static void dispatch(struct http_ctx *ctx, const struct access_grant *g, bool may_wait)
+{
     char *principal = ctx->principal;
-    if (!authenticate(ctx, principal, sizeof ctx->principal, g))
+    if (authenticate(ctx, principal, sizeof ctx->principal, g, may_wait) != AUTH_OK)
         return;
     /* A request waiting for its verdict keeps a copy of its context
      * (ctx->path stays valid: it lives in the connection's input until the

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "access.h"
+#include "jwks.h"
 #include "notestore.h"
 #include "pbpool.h"
 #include "phonebook_api.h"
@@ -89,7 +90,9 @@ static bool start_shared(struct dispatcher *d, const struct sb_config *cfg, char
     threadpool_set_limits(d->notepool, (size_t)cfg->pool_queue_max);
     if (!access_init(cfg, why, sizeof why))
         return sb_errf(err, errlen, "bad configuration: %s", why);
-    if (access_admin_key_count() == 0)
+    if (!jwks_start(cfg, why, sizeof why))
+        return sb_errf(err, errlen, "bad configuration: %s", why);
+    if (access_admin_key_count() == 0 && !jwks_enabled())
         log_warn("no admin API keys configured: admin routes answer 401", "setting=%s",
                  "api_key_hashes");
     register_route_metrics();
@@ -220,6 +223,7 @@ void dispatcher_stop(struct dispatcher *d)
         loop_destroy(&d->loops[i]);
     readiness_free(d->readiness);
     history_free(d->history);
+    jwks_stop(); /* after the loops: a request waiting for keys asks it */
     threadpool_free(d->dbpool);
     threadpool_free(d->notepool);
     free(d->loops);

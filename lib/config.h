@@ -49,6 +49,14 @@ struct sb_config {
     char *api_key_hashes;
     char *ops_read_key_hashes;
     int64_t ops_sample_interval_ms;
+    char *jwt_issuer;
+    char *jwt_jwks_url;
+    char *jwt_audience;
+    char *jwt_scope_claim;
+    char *jwt_admin_scope;
+    char *jwt_read_scope;
+    int64_t jwt_leeway_s;
+    int64_t jwt_refresh_min_s;
     int64_t rate_limit_rps;
     int64_t rate_limit_burst;
     char *es_url;

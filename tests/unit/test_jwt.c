@@ -1,0 +1,312 @@
+/* JWT access tokens (dispatcher/jwt.c): keys made here with OpenSSL, put
+ * in a JWKS document as a provider publishes them, tokens signed here.
+ * A good RS256 and ES256 token pass, with their scopes; every hostile
+ * case fails with its own status: expired, not yet valid (each with the
+ * leeway), another issuer or audience, "none", HS256 keyed with the
+ * public key, an EC key's kid on an RS256 token, a tampered payload or
+ * signature, an unknown kid, a token over the limit, keys the set must
+ * skip. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <openssl/core_names.h>
+#include <openssl/ecdsa.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "jwt.h"
+
+static EVP_PKEY *rsa, *ec, *rsa_small;
+static const int64_t NOW = 1800000000;
+
+static void b64url(const unsigned char *in, size_t len, char *out)
+{
+    static const char a[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    size_t o = 0;
+    for (size_t i = 0; i < len; i += 3) {
+        uint32_t v = (uint32_t)in[i] << 16 | (i + 1 < len ? (uint32_t)in[i + 1] << 8 : 0) |
+                     (i + 2 < len ? in[i + 2] : 0);
+        out[o++] = a[v >> 18 & 63];
+        out[o++] = a[v >> 12 & 63];
+        if (i + 1 < len)
+            out[o++] = a[v >> 6 & 63];
+        if (i + 2 < len)
+            out[o++] = a[v & 63];
+    }
+    out[o] = '\0';
+}
+
+static void bn_b64(EVP_PKEY *k, const char *param, size_t pad, char *out)
+{
+    BIGNUM *bn = NULL;
+    assert_true(EVP_PKEY_get_bn_param(k, param, &bn));
+    unsigned char buf[1024];
+    int n = pad ? BN_bn2binpad(bn, buf, (int)pad) : BN_bn2bin(bn, buf);
+    assert_true(n > 0);
+    b64url(buf, (size_t)n, out);
+    BN_free(bn);
+}
+
+/* The public JWK of k, as a provider's JWKS lists it. */
+static void jwk(EVP_PKEY *k, const char *kid, const char *extra, char *out, size_t cap)
+{
+    char a[1024], b[1024];
+    if (EVP_PKEY_is_a(k, "RSA")) {
+        bn_b64(k, OSSL_PKEY_PARAM_RSA_N, 0, a);
+        bn_b64(k, OSSL_PKEY_PARAM_RSA_E, 0, b);
+        snprintf(out, cap, "{\"kty\":\"RSA\",\"kid\":\"%s\",\"use\":\"sig\",\"n\":\"%s\",\"e\":\"%s\"%s}", kid, a, b,
+                 extra);
+    } else {
+        bn_b64(k, OSSL_PKEY_PARAM_EC_PUB_X, 32, a);
+        bn_b64(k, OSSL_PKEY_PARAM_EC_PUB_Y, 32, b);
+        snprintf(out, cap, "{\"kty\":\"EC\",\"crv\":\"P-256\",\"kid\":\"%s\",\"x\":\"%s\",\"y\":\"%s\"%s}", kid, a, b,
+                 extra);
+    }
+}
+
+/* header.payload.signature, signed with k (RS256 or ES256 by its type),
+ * or with alg "none" (k NULL) or HS256 keyed by hmac_key. */
+static char *token(const char *header, const char *payload, EVP_PKEY *k, const char *hmac_key)
+{
+    static char out[3 * JWT_MAX_LEN];
+    char h[2048], p[JWT_MAX_LEN * 2];
+    b64url((const unsigned char *)header, strlen(header), h);
+    b64url((const unsigned char *)payload, strlen(payload), p);
+    char signing[sizeof h + sizeof p + 2];
+    snprintf(signing, sizeof signing, "%s.%s", h, p);
+    unsigned char sig[1024];
+    size_t siglen = 0;
+    if (hmac_key) {
+        unsigned int l = 0;
+        HMAC(EVP_sha256(), hmac_key, (int)strlen(hmac_key), (unsigned char *)signing, strlen(signing), sig, &l);
+        siglen = l;
+    } else if (k) {
+        EVP_MD_CTX *mc = EVP_MD_CTX_new();
+        unsigned char der[1024];
+        size_t dl = sizeof der;
+        assert_int_equal(EVP_DigestSignInit(mc, NULL, EVP_sha256(), NULL, k), 1);
+        assert_int_equal(EVP_DigestSign(mc, der, &dl, (unsigned char *)signing, strlen(signing)), 1);
+        EVP_MD_CTX_free(mc);
+        if (EVP_PKEY_is_a(k, "EC")) {
+            const unsigned char *d = der;
+            ECDSA_SIG *es = d2i_ECDSA_SIG(NULL, &d, (long)dl);
+            assert_non_null(es);
+            BN_bn2binpad(ECDSA_SIG_get0_r(es), sig, 32);
+            BN_bn2binpad(ECDSA_SIG_get0_s(es), sig + 32, 32);
+            ECDSA_SIG_free(es);
+            siglen = 64;
+        } else {
+            memcpy(sig, der, dl);
+            siglen = dl;
+        }
+    }
+    char s[2048];
+    b64url(sig, siglen, s);
+    snprintf(out, sizeof out, "%s.%s", signing, s);
+    return out;
+}
+
+static char *claims(int64_t exp, int64_t nbf, const char *iss, const char *aud, const char *scope)
+{
+    static char out[2048];
+    snprintf(out, sizeof out,
+             "{\"iss\":\"%s\",\"sub\":\"svc-1\",\"aud\":%s,\"exp\":%lld,\"nbf\":%lld,\"iat\":%lld,%s}", iss, aud,
+             (long long)exp, (long long)nbf, (long long)nbf, scope);
+    return out;
+}
+
+static const struct jwt_policy policy = {.issuer = "http://idp.test/",
+                                         .audience = "switchboard",
+                                         .scope_claim = "scp",
+                                         .admin_scope = "switchboard:admin",
+                                         .read_scope = "switchboard:read",
+                                         .leeway_s = 30};
+
+#define GOOD claims(NOW + 600, NOW - 10, "http://idp.test/", "[\"other\",\"switchboard\"]", "\"scp\":[\"switchboard:admin\"]")
+
+static struct jwt_keyset *keyset(void)
+{
+    char a[4096], b[4096], c[4096], d[4096], doc[20000];
+    jwk(rsa, "r1", "", a, sizeof a);
+    jwk(ec, "e1", ",\"alg\":\"ES256\"", b, sizeof b);
+    jwk(rsa_small, "small", "", c, sizeof c); /* skipped: 1024 bits */
+    jwk(rsa, "enc", "", d, sizeof d); /* skipped: made a key for encryption below */
+    memcpy(strstr(d, "\"sig\""), "\"enc\"", 5);
+    snprintf(doc, sizeof doc,
+             "{\"keys\":[%s,%s,%s,%s,{\"kty\":\"oct\",\"kid\":\"h\",\"k\":\"c2VjcmV0\"},"
+             "{\"kty\":\"RSA\",\"kid\":\"r512\",\"alg\":\"RS512\",\"n\":\"AQAB\",\"e\":\"AQAB\"}]}",
+             a, b, c, d);
+    size_t skipped = 99;
+    char err[256];
+    struct jwt_keyset *ks = jwt_keyset_parse(doc, strlen(doc), &skipped, err, sizeof err);
+    assert_non_null(ks);
+    assert_int_equal(jwt_keyset_count(ks), 2);
+    assert_int_equal(skipped, 4);
+    return ks;
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    rsa = EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t)2048);
+    rsa_small = EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t)1024);
+    ec = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
+    return rsa && ec && rsa_small ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    EVP_PKEY_free(rsa);
+    EVP_PKEY_free(rsa_small);
+    EVP_PKEY_free(ec);
+    return 0;
+}
+
+static enum jwt_status check(struct jwt_keyset *ks, const char *t, int64_t now, struct jwt_grant *g)
+{
+    return jwt_verify(t, ks, &policy, now, g);
+}
+
+static void good_tokens(void **state)
+{
+    (void)state;
+    struct jwt_keyset *ks = keyset();
+    struct jwt_grant g;
+    const char *t = token("{\"alg\":\"RS256\",\"kid\":\"r1\",\"typ\":\"at+jwt\"}", GOOD, rsa, NULL);
+    assert_true(jwt_shaped(t));
+    assert_int_equal(check(ks, t, NOW, &g), JWT_OK);
+    assert_int_equal(g.level, 2);
+    assert_int_equal(g.exp, NOW + 600);
+    assert_int_equal(strlen(g.subject), 16);
+    char first[17];
+    memcpy(first, g.subject, sizeof first);
+
+    t = token("{\"alg\":\"ES256\",\"kid\":\"e1\"}",
+              claims(NOW + 600, NOW, "http://idp.test/", "\"switchboard\"", "\"scp\":\"openid switchboard:read\""), ec,
+              NULL);
+    assert_int_equal(check(ks, t, NOW, &g), JWT_OK);
+    assert_int_equal(g.level, 1);                /* a string of scopes, read only */
+    assert_string_equal(g.subject, first);       /* same iss and sub: same principal */
+
+    t = token("{\"alg\":\"RS256\",\"kid\":\"r1\"}",
+              claims(NOW + 600, NOW, "http://idp.test/", "\"switchboard\"", "\"scp\":\"switchboard:administrator\""),
+              rsa, NULL);
+    assert_int_equal(check(ks, t, NOW, &g), JWT_OK);
+    assert_int_equal(g.level, 0); /* a scope is a whole word */
+    jwt_keyset_unref(ks);
+}
+
+static void times_and_names(void **state)
+{
+    (void)state;
+    struct jwt_keyset *ks = keyset();
+    struct jwt_grant g;
+    const char *h = "{\"alg\":\"RS256\",\"kid\":\"r1\"}", *aud = "\"switchboard\"", *sc = "\"x\":1";
+    /* exp: within the leeway still good, past it expired */
+    assert_int_equal(check(ks, token(h, claims(NOW - 20, NOW - 100, "http://idp.test/", aud, sc), rsa, NULL), NOW, &g),
+                     JWT_OK);
+    assert_int_equal(check(ks, token(h, claims(NOW - 31, NOW - 100, "http://idp.test/", aud, sc), rsa, NULL), NOW, &g),
+                     JWT_EXPIRED);
+    /* nbf likewise */
+    assert_int_equal(check(ks, token(h, claims(NOW + 600, NOW + 25, "http://idp.test/", aud, sc), rsa, NULL), NOW, &g),
+                     JWT_OK);
+    assert_int_equal(check(ks, token(h, claims(NOW + 600, NOW + 60, "http://idp.test/", aud, sc), rsa, NULL), NOW, &g),
+                     JWT_NOT_YET_VALID);
+    assert_int_equal(
+        check(ks, token(h, claims(NOW + 600, NOW, "http://idp.test", aud, sc), rsa, NULL), NOW, &g), JWT_ISSUER);
+    assert_int_equal(check(ks, token(h, claims(NOW + 600, NOW, "http://idp.test/", "[\"other\"]", sc), rsa, NULL), NOW, &g),
+                     JWT_AUDIENCE);
+    assert_int_equal(check(ks, token(h, claims(NOW + 600, NOW, "http://idp.test/", "\"switchboard2\"", sc), rsa, NULL),
+                           NOW, &g),
+                     JWT_AUDIENCE);
+    /* no exp at all */
+    assert_int_equal(check(ks, token(h, "{\"iss\":\"http://idp.test/\",\"aud\":\"switchboard\"}", rsa, NULL), NOW, &g),
+                     JWT_MALFORMED);
+    jwt_keyset_unref(ks);
+}
+
+static void hostile(void **state)
+{
+    (void)state;
+    struct jwt_keyset *ks = keyset();
+    struct jwt_grant g;
+    assert_int_equal(check(ks, token("{\"alg\":\"none\",\"kid\":\"r1\"}", GOOD, NULL, NULL), NOW, &g), JWT_ALG);
+    /* HS256 keyed with the RSA key's public modulus, the classic confusion */
+    char pub[4096];
+    bn_b64(rsa, OSSL_PKEY_PARAM_RSA_N, 0, pub);
+    assert_int_equal(check(ks, token("{\"alg\":\"HS256\",\"kid\":\"r1\"}", GOOD, NULL, pub), NOW, &g), JWT_ALG);
+    /* an RS256 token naming the EC key, and an ES256 one naming the RSA key */
+    assert_int_equal(check(ks, token("{\"alg\":\"RS256\",\"kid\":\"e1\"}", GOOD, rsa, NULL), NOW, &g), JWT_ALG);
+    assert_int_equal(check(ks, token("{\"alg\":\"ES256\",\"kid\":\"r1\"}", GOOD, ec, NULL), NOW, &g), JWT_ALG);
+    /* a critical extension we do not know */
+    assert_int_equal(check(ks, token("{\"alg\":\"RS256\",\"kid\":\"r1\",\"crit\":[\"x\"]}", GOOD, rsa, NULL), NOW, &g),
+                     JWT_ALG);
+    assert_int_equal(check(ks, token("{\"alg\":\"RS256\",\"kid\":\"r9\"}", GOOD, rsa, NULL), NOW, &g), JWT_UNKNOWN_KID);
+    assert_int_equal(check(ks, token("{\"alg\":\"RS256\"}", GOOD, rsa, NULL), NOW, &g), JWT_UNKNOWN_KID);
+    assert_int_equal(check(ks, token("{\"alg\":\"RS256\",\"kid\":\"small\"}", GOOD, rsa_small, NULL), NOW, &g),
+                     JWT_UNKNOWN_KID);
+
+    /* tampered: the payload swapped for another, the signature's last
+     * character changed */
+    char t[3 * JWT_MAX_LEN], other[3 * JWT_MAX_LEN];
+    snprintf(t, sizeof t, "%s", token("{\"alg\":\"RS256\",\"kid\":\"r1\"}", GOOD, rsa, NULL));
+    snprintf(other, sizeof other, "%s",
+             token("{\"alg\":\"RS256\",\"kid\":\"r1\"}",
+                   claims(NOW + 600, NOW, "http://idp.test/", "\"switchboard\"", "\"scp\":\"switchboard:read\""), rsa,
+                   NULL));
+    char *d1 = strchr(t, '.'), *d2 = strrchr(t, '.'), *o1 = strchr(other, '.'), *o2 = strrchr(other, '.');
+    char mixed[3 * JWT_MAX_LEN];
+    snprintf(mixed, sizeof mixed, "%.*s%.*s%s", (int)(d1 - t), t, (int)(o2 - o1), o1, d2);
+    assert_int_equal(check(ks, mixed, NOW, &g), JWT_SIGNATURE);
+    assert_int_equal(check(ks, t, NOW, &g), JWT_OK);
+    t[strlen(t) - 2] = t[strlen(t) - 2] == 'A' ? 'B' : 'A';
+    assert_int_equal(check(ks, t, NOW, &g), JWT_SIGNATURE);
+    snprintf(t, sizeof t, "%s", token("{\"alg\":\"ES256\",\"kid\":\"e1\"}", GOOD, ec, NULL));
+    t[strlen(t) - 2] = t[strlen(t) - 2] == 'A' ? 'B' : 'A';
+    assert_int_equal(check(ks, t, NOW, &g), JWT_SIGNATURE);
+
+    /* shapes */
+    assert_int_equal(check(ks, "abc.def", NOW, &g), JWT_MALFORMED);
+    assert_int_equal(check(ks, "a.b.c.d", NOW, &g), JWT_MALFORMED);
+    assert_int_equal(check(ks, "!!!.b.c", NOW, &g), JWT_MALFORMED);
+    assert_false(jwt_shaped("a key with spaces"));
+    assert_false(jwt_shaped("a.b"));
+    /* over the limit: refused unread, however well signed */
+    char big[JWT_MAX_LEN + 200];
+    snprintf(big, sizeof big, "{\"iss\":\"http://idp.test/\",\"aud\":\"switchboard\",\"exp\":%lld,\"pad\":\"%0*d\"}",
+             (long long)NOW + 600, JWT_MAX_LEN - 80, 0);
+    assert_int_equal(check(ks, token("{\"alg\":\"RS256\",\"kid\":\"r1\"}", big, rsa, NULL), NOW, &g), JWT_MALFORMED);
+    jwt_keyset_unref(ks);
+}
+
+static void not_a_jwks(void **state)
+{
+    (void)state;
+    size_t skipped;
+    char err[256];
+    assert_null(jwt_keyset_parse("{\"keys\":{}}", 11, &skipped, err, sizeof err));
+    assert_non_null(strstr(err, "keys"));
+    assert_null(jwt_keyset_parse("<html>", 6, &skipped, err, sizeof err));
+    struct jwt_keyset *ks = jwt_keyset_parse("{\"keys\":[]}", 11, &skipped, err, sizeof err);
+    assert_non_null(ks);
+    assert_int_equal(jwt_keyset_count(ks), 0);
+    jwt_keyset_unref(ks);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(good_tokens),
+        cmocka_unit_test(times_and_names),
+        cmocka_unit_test(hostile),
+        cmocka_unit_test(not_a_jwks),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
