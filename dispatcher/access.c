@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "envelope.h"
+#include "httpconn.h"
 #include "jwks.h"
 #include "log.h"
 
@@ -212,8 +213,11 @@ static void kid_wait_cb(evutil_socket_t fd, short what, void *arg)
     atomic_fetch_sub(&w->ctx.loop->d->inflight, 1);
     if (http_req_gone(w->ctx.req))
         http_req_abandon(w->ctx.req);
-    else
+    else {
+        http_req_log_trace(w->ctx.req);
         dispatch(&w->ctx, NULL, false);
+        log_set_trace(NULL);
+    }
     event_free(w->ev);
     free(w);
 }
@@ -382,6 +386,7 @@ static void on_bucket(redisAsyncContext *ac, void *rep, void *priv)
     if (http_req_gone(ctx->req)) {
         http_req_abandon(ctx->req); /* the client left meanwhile: skip the work */
     } else {
+        http_req_log_trace(ctx->req);
         if (r && r->type == REDIS_REPLY_INTEGER && r->integer > 0) {
             char after[24];
             snprintf(after, sizeof after, "%lld", (long long)((r->integer + 999) / 1000));
@@ -395,6 +400,7 @@ static void on_bucket(redisAsyncContext *ac, void *rep, void *priv)
                 log_debug("rate limit not checked (Redis)", "request_id=%s", ctx->request_id);
             run_handler(ctx);
         }
+        log_set_trace(NULL);
     }
     free(ctx);
 }

@@ -18,6 +18,7 @@
 
 #include "chat_req.h"
 #include "envelope.h"
+#include "httpconn.h"
 #include "log.h"
 #include "numbers.h"
 #include "search.h"
@@ -104,7 +105,7 @@ static void enqueue(struct chat_req *r, const char *type, int64_t number)
         return;
     }
     const struct job_type *jt = envelope_job_type(type);
-    if (!http_enqueue(&r->eq, r->loop, jt->topic, r->token, TOKEN_LEN, job, job_delivered, r, err,
+    if (!http_enqueue(&r->eq, r->loop, &r->p->req->span.ctx, jt->topic, r->token, TOKEN_LEN, job, job_delivered, r, err,
                       sizeof err)) {
         log_warn("enqueue refused", "request_id=%s err=\"%s\"", r->p->request_id, err);
         chat_req_error(r, 503, "queue_unavailable", "the job queue is full or unavailable; retry later");
@@ -173,6 +174,8 @@ static void parent_done(void *arg)
 static void on_number(void *arg, enum numbers_result res, int64_t number)
 {
     struct chat_req *r = arg;
+    trace_span_attr_i64(&r->redis_span, "number", number);
+    trace_span_end(&r->redis_span, res == NUMBERS_UNAVAILABLE);
     if (res == NUMBERS_UNAVAILABLE) {
         chat_req_error(r, 503, "numbers_unavailable", "cannot allocate a number now; retry later");
         return;
@@ -193,6 +196,7 @@ static void on_number(void *arg, enum numbers_result res, int64_t number)
 
 static void start_create(struct chat_req *r)
 {
+    trace_span_start(&r->redis_span, &r->p->req->span.ctx, "redis.numbers_next", TRACE_CLIENT);
     numbers_next(r->loop, r->token, r->chat, on_number, r);
 }
 

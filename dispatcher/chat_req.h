@@ -35,6 +35,7 @@ struct chat_req {
     int64_t created; /* the number of a chat or message being created */
     uint64_t tenant; /* for the pool's fair share (threadpool.h) */
     struct http_enqueue eq; /* its job's way to Kafka and back */
+    struct trace_span redis_span; /* a number's allocation in Redis */
     size_t reserve;  /* the size of the answer it built (chat_req_hold) */
     bool reserved;   /* reserve counted in the dispatcher's out_reserved */
     bool retry_after;

@@ -18,6 +18,8 @@
 
 #include "httpparse.h"
 #include "server.h"
+#include "log.h"
+#include "trace.h"
 
 #define HTTPCONN_IO_TIMEOUT_S 10 /* from accept or the last reply to a whole request */
 #define HTTPCONN_EXTRA_HEADERS 256 /* headers a handler adds (Allow, Retry-After, ...) */
@@ -44,7 +46,19 @@ struct http_req {
     struct httpparse_req p;
     size_t extra_len;
     char extra[HTTPCONN_EXTRA_HEADERS];
+    /* The request's span (server.c): its context is the parent of the
+     * request's Redis calls and produces; not valid when untraced. */
+    struct trace_span span;
 };
+
+/* The lines this thread logs from now on carry req's trace id (none when
+ * it is untraced): called where a request's work resumes on its loop. */
+static inline void http_req_log_trace(const struct http_req *req)
+{
+    char tid[33];
+    trace_id_hex(&req->span.ctx, tid);
+    log_set_trace(tid);
+}
 
 /* Answer to send when even an error body cannot be built. */
 #define HTTP_OOM_BODY "{\"error\":{\"code\":\"internal\",\"message\":\"out of memory\"}}"

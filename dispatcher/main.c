@@ -8,6 +8,7 @@
 
 #include "dispatcher.h"
 #include "heap.h"
+#include "trace.h"
 
 int main(int argc, char **argv)
 {
@@ -36,6 +37,8 @@ int main(int argc, char **argv)
     if (mysql_library_init(0, NULL, NULL) != 0)
         die("cannot initialise the MySQL client library", "%s", "");
 
+    if (!trace_setup("switchboard-dispatcher", &cfg, err, sizeof err))
+        die("bad configuration", "err=\"%s\"", err);
     struct dispatcher d = {0};
     if (!dispatcher_start(&d, &cfg, err, sizeof err))
         die("cannot start", "err=\"%s\"", err);
@@ -43,6 +46,7 @@ int main(int argc, char **argv)
     sigwait(&sigs, &sig);
     log_info("signal received", "signal=%d", sig);
     dispatcher_stop(&d);
+    trace_shutdown();
     mysql_library_end();
     log_info("dispatcher stopped", "%s", "");
     config_free(&cfg);

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "envelope.h"
+#include "httpconn.h"
 #include "log.h"
 #include "notestore.h"
 #include "suppress.h"
@@ -33,13 +34,14 @@ static char *dup_str(const char *s)
     return strdup(s ? s : "");
 }
 
-struct accept *accept_new(struct loop *l, const char *request_id, const struct note_msg *m,
-                          const char *idem)
+struct accept *accept_new(struct loop *l, const char *request_id, const struct trace_ctx *trace,
+                          const struct note_msg *m, const char *idem)
 {
     struct accept *a = calloc(1, sizeof *a);
     if (a == NULL)
         return NULL;
     a->loop = l;
+    a->trace = *trace;
     a->channel = m->channel;
     a->to = dup_str(m->to);
     a->from = dup_str(m->from);
@@ -165,7 +167,7 @@ static void enqueue(struct accept *a)
         finish(a, ACCEPT_REFUSED, 500, "internal", "cannot encode the job");
         return;
     }
-    if (!http_enqueue(&a->eq, a->loop, "notify.requests", a->id, strlen(a->id), job, delivered, a, err,
+    if (!http_enqueue(&a->eq, a->loop, &a->trace, "notify.requests", a->id, strlen(a->id), job, delivered, a, err,
                       sizeof err)) {
         log_warn("enqueue refused", "request_id=%s err=\"%s\"", a->request_id, err);
         release_key(a);
@@ -426,7 +428,7 @@ void notify_create(struct http_ctx *ctx)
                !note_idem_check(json_str(body, "idempotencyKey", ""), "idempotencyKey", err, sizeof err)) {
         http_reply_error(ctx, 400, "invalid_field", "%s", err);
     } else {
-        struct accept *a = accept_new(ctx->loop, ctx->request_id, &m, json_str(body, "idempotencyKey", ""));
+        struct accept *a = accept_new(ctx->loop, ctx->request_id, &ctx->req->span.ctx, &m, json_str(body, "idempotencyKey", ""));
         struct http_pending *p = a ? http_pending_new(ctx) : NULL;
         if (a == NULL)
             http_reply_error(ctx, 503, "overloaded", "out of memory");

@@ -46,11 +46,12 @@ struct accept {
     void (*done)(struct accept *a);
     void *owner;
     struct http_enqueue eq; /* the job's way to Kafka and back */
+    struct trace_ctx trace; /* the request's, for the job */
 };
 
 /* Copies the message's strings; NULL when out of memory. */
-struct accept *accept_new(struct loop *l, const char *request_id, const struct note_msg *m,
-                          const char *idem);
+struct accept *accept_new(struct loop *l, const char *request_id, const struct trace_ctx *trace,
+                          const struct note_msg *m, const char *idem);
 void accept_free(struct accept *a);
 /* Runs the steps; a->done is called once, on this loop, perhaps before
  * accept_start returns. */

@@ -19,11 +19,13 @@
 
 #include "access.h"
 #include "envelope.h"
+#include "httpconn.h"
 #include "kafka_admin.h"
 #include "log.h"
 #include "readiness.h"
 #include "server.h"
 #include "history.h"
+#include "httpconn.h"
 
 void ops_healthz(struct http_ctx *ctx)
 {
@@ -236,7 +238,7 @@ void ops_ping(struct http_ctx *ctx)
         return;
     }
     pd->pending = p;
-    if (!http_enqueue(&pd->eq, ctx->loop, jt->topic, ctx->request_id, strlen(ctx->request_id), job,
+    if (!http_enqueue(&pd->eq, ctx->loop, &ctx->req->span.ctx, jt->topic, ctx->request_id, strlen(ctx->request_id), job,
                       ping_answer, pd, err, sizeof err)) {
         log_warn("enqueue refused", "request_id=%s err=\"%s\"", ctx->request_id, err);
         http_pending_error(p, 503, "queue_unavailable", "the job queue is full or unavailable; retry later");

@@ -22,6 +22,7 @@
 
 #include "envelope.h"
 #include "findcache.h"
+#include "httpconn.h"
 #include "log.h"
 #include "pbpool.h"
 #include "phone.h"
@@ -441,7 +442,7 @@ static void enqueue_assign(struct pb_req *r)
         pb_error(r, 500, "internal", "%s", err);
         return;
     }
-    if (!http_enqueue(&r->eq, r->loop, "phonebook.commands", r->phone, strlen(r->phone), job,
+    if (!http_enqueue(&r->eq, r->loop, &r->p->req->span.ctx, "phonebook.commands", r->phone, strlen(r->phone), job,
                       assign_delivered, r, err, sizeof err)) {
         log_warn("enqueue refused", "request_id=%s err=\"%s\"", r->p->request_id, err);
         assign_undo(r);

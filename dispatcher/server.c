@@ -77,9 +77,20 @@ static void count_reply(const struct route *r, int code, int64_t start_us)
     metric_add(code >= 500 ? r->c5xx : code >= 400 ? r->c4xx : r->c2xx, 1);
 }
 
+/* Ends the request's span with its status (before the answer goes: a
+ * keep-alive connection's next request reuses req). */
+static void end_request_span(struct http_req *req, int code)
+{
+    if (!req->span.ctx.valid)
+        return;
+    trace_span_attr_i64(&req->span, "http.response.status_code", code);
+    trace_span_end(&req->span, code >= 500);
+}
+
 void http_reply_raw(struct http_ctx *ctx, int code, const char *content_type, const char *body,
                     size_t len)
 {
+    end_request_span(ctx->req, code);
     count_reply(ctx->route, httpconn_send(ctx->req, ctx->request_id, code, content_type, body, len),
                 ctx->start_us);
 }
@@ -225,6 +236,7 @@ void http_pending_reply_text(struct http_pending *p, int code, const char *json,
 void http_pending_reply_typed(struct http_pending *p, int code, const char *content_type, const char *body,
                               size_t len)
 {
+    end_request_span(p->req, code);
     if (http_req_gone(p->req))
         http_req_abandon(p->req); /* the client left: nobody to answer */
     else
@@ -280,7 +292,14 @@ static void pick_request_id(struct http_req *req, char out[65])
 static void enqueued_on_loop(void *arg)
 {
     struct http_enqueue *e = arg;
+    char tid[33] = "";
+    if (e->span.ctx.valid) {
+        trace_id_hex(&e->span.ctx, tid);
+        trace_span_end(&e->span, e->err != 0);
+    }
+    log_set_trace(tid);
     e->done(e->arg, e->err); /* may free e */
+    log_set_trace(NULL);
 }
 
 /* On librdkafka's delivery-report thread. */
@@ -291,13 +310,32 @@ static void enqueue_delivered(void *opaque, rd_kafka_resp_err_t err)
     loopq_post_item(e->loop->q, &e->item, enqueued_on_loop, e);
 }
 
-bool http_enqueue(struct http_enqueue *e, struct loop *l, const char *topic, const char *key,
-                  size_t keylen, const char *job, http_enqueued_fn done, void *arg, char *errbuf,
+bool http_enqueue(struct http_enqueue *e, struct loop *l, const struct trace_ctx *trace, const char *topic,
+                  const char *key, size_t keylen, const char *job, http_enqueued_fn done, void *arg, char *errbuf,
                   size_t errlen)
 {
-    *e = (struct http_enqueue){.loop = l, .done = done, .arg = arg};
-    return kafka_produce(l->d->producer, topic, key, keylen, job, strlen(job), NULL, enqueue_delivered, e,
-                         errbuf, errlen);
+    e->loop = l;
+    e->done = done;
+    e->arg = arg;
+    e->err = 0;
+    e->span.ctx.valid = false;
+    rd_kafka_headers_t *h = NULL;
+    if (trace && trace->valid) {
+        /* The job's traceparent names the produce span: the worker's job
+         * span is its child. Sampled or not, the decision travels. */
+        trace_span_start(&e->span, trace, "kafka.produce", TRACE_PRODUCER);
+        trace_span_attr(&e->span, "messaging.destination.name", topic);
+        char tp[TRACEPARENT_LEN + 1];
+        trace_format(&e->span.ctx, tp);
+        h = rd_kafka_headers_new(1);
+        if (h)
+            rd_kafka_header_add(h, "traceparent", -1, tp, TRACEPARENT_LEN);
+    }
+    if (kafka_produce(l->d->producer, topic, key, keylen, job, strlen(job), h, enqueue_delivered, e, errbuf,
+                      errlen))
+        return true;
+    trace_span_end(&e->span, true);
+    return false;
 }
 
 void http_pending_busy(struct http_pending *p)
@@ -369,9 +407,25 @@ static bool query_ok(struct http_ctx *ctx)
     return ok && !*unknown;
 }
 
+/* The request's span: a child of the client's traceparent, or the root
+ * of a new trace; the trace id goes on the lines this turn logs. */
+static void start_request_span(struct http_ctx *ctx)
+{
+    struct http_req *req = ctx->req;
+    struct trace_ctx parent;
+    /* A malformed traceparent starts a new trace (W3C Trace Context 4.3). */
+    bool given = trace_parse(http_req_header(req, "traceparent"), &parent);
+    trace_span_start(&req->span, given ? &parent : NULL, ctx->route->name, TRACE_SERVER);
+    trace_span_attr(&req->span, "http.request.method", req->p.method);
+    trace_span_attr(&req->span, "http.route", ctx->route->path);
+    trace_span_attr(&req->span, "request_id", ctx->request_id);
+    http_req_log_trace(req);
+}
+
 void server_dispatch(struct loop *l, struct http_req *req)
 {
     struct http_ctx ctx = {.loop = l, .req = req, .start_us = sb_mono_us()};
+    req->span.ctx.valid = false;
     pick_request_id(req, ctx.request_id);
 
     const char *path;
@@ -401,7 +455,10 @@ void server_dispatch(struct loop *l, struct http_req *req)
     if (ctx.route && ctx.query && !query_ok(&ctx))
         return;
     if (ctx.route) {
+        if (trace_on())
+            start_request_span(&ctx);
         access_dispatch(&ctx);
+        log_set_trace(NULL);
     } else if (path_known) {
         http_req_add_header(req, "Allow", allow);
         http_reply_error(&ctx, 405, "method_not_allowed", "%s is not allowed on %s (allowed: %s)",

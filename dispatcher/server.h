@@ -29,6 +29,7 @@
 #include "json.h"
 #include "kafka.h"
 #include "log.h"
+#include "trace.h"
 #include "loopq.h"
 #include "metrics.h"
 #include "db.h"
@@ -234,12 +235,14 @@ struct http_enqueue {
     http_enqueued_fn done; /* on the loop: err 0 = Kafka has the job */
     void *arg;
     rd_kafka_resp_err_t err;
+    struct trace_span span; /* the produce, from the call to Kafka's answer */
 };
 /* Produces job (to topic, with key) for a request on loop l; done(arg, err)
- * runs on l once Kafka answered. False (and errbuf) if the producer would
- * not take it: done is then not called. */
-bool http_enqueue(struct http_enqueue *e, struct loop *l, const char *topic, const char *key,
-                  size_t keylen, const char *job, http_enqueued_fn done, void *arg, char *errbuf,
+ * runs on l once Kafka answered. trace (NULL or not valid: none): the
+ * request's context, carried in the job's traceparent header. False (and
+ * errbuf) if the producer would not take it: done is then not called. */
+bool http_enqueue(struct http_enqueue *e, struct loop *l, const struct trace_ctx *trace, const char *topic,
+                  const char *key, size_t keylen, const char *job, http_enqueued_fn done, void *arg, char *errbuf,
                   size_t errlen) SB_NODISCARD;
 
 /* 503 overloaded with Retry-After: 1 (a pool busy past pool_wait_ms). */

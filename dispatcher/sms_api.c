@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "httpconn.h"
 #include "log.h"
 #include "notestore.h"
 #include "notify_api.h"
@@ -34,7 +35,7 @@ static const struct json_field sms_fields[] = {
 /* Checks the object inside {"sms": ...} and makes its accept; NULL and
  * errbuf (a 400's message) if it is refused, or *oom on a memory failure.
  * The wrapper was checked by the caller. */
-static struct accept *sms_item(struct loop *l, const char *request_id, const cJSON *sms,
+static struct accept *sms_item(struct loop *l, const char *request_id, const struct trace_ctx *trace, const cJSON *sms,
                                bool *oom, char *errbuf, size_t errlen)
 {
     *oom = false;
@@ -57,7 +58,7 @@ static struct accept *sms_item(struct loop *l, const char *request_id, const cJS
         sb_errf(errbuf, errlen, "toPhoneNumber must be E.164, like +14155550123");
         return NULL;
     }
-    struct accept *a = accept_new(l, request_id, &m, json_str(sms, "idempotencyKey", ""));
+    struct accept *a = accept_new(l, request_id, trace, &m, json_str(sms, "idempotencyKey", ""));
     if (a == NULL) {
         *oom = true;
         sb_errf(errbuf, errlen, "out of memory");
@@ -100,7 +101,7 @@ void sms_send_one(struct http_ctx *ctx)
     cJSON *body = http_body_json(ctx, wrapper_fields, SB_ARRAY_LEN(wrapper_fields), false);
     if (body == NULL)
         return;
-    struct accept *a = sms_item(ctx->loop, ctx->request_id, cJSON_GetObjectItemCaseSensitive(body, "sms"),
+    struct accept *a = sms_item(ctx->loop, ctx->request_id, &ctx->req->span.ctx, cJSON_GetObjectItemCaseSensitive(body, "sms"),
                                 &oom, err, sizeof err);
     cJSON_Delete(body);
     if (a == NULL) {
@@ -363,7 +364,7 @@ void sms_send_many(struct http_ctx *ctx)
         if (cJSON_IsRaw(item)) /* a document that did not parse */
             snprintf(err, sizeof err, "%s", item->valuestring);
         else if (json_check_object(item, wrapper_fields, SB_ARRAY_LEN(wrapper_fields), err, sizeof err))
-            acc[i] = sms_item(ctx->loop, ctx->request_id, cJSON_GetObjectItemCaseSensitive(item, "sms"),
+            acc[i] = sms_item(ctx->loop, ctx->request_id, &ctx->req->span.ctx, cJSON_GetObjectItemCaseSensitive(item, "sms"),
                               &oom, err, sizeof err);
         if (acc[i] == NULL)
             batch_error(b, i, err);

@@ -86,10 +86,13 @@ struct ws_cmd {
 static struct ws_cmd *cmd_alloc(struct loop *l)
 {
     struct ws_cmd *c = l->ws_spare;
-    if (c == NULL)
-        return malloc(sizeof *c);
-    l->ws_spare = c->next_spare;
-    l->ws_nspare--;
+    if (c == NULL && (c = malloc(sizeof *c)) == NULL)
+        return NULL;
+    if (c == l->ws_spare) {
+        l->ws_spare = c->next_spare;
+        l->ws_nspare--;
+    }
+    c->req.span.ctx.valid = false; /* WebSocket commands are not traced */
     return c;
 }
 

@@ -108,6 +108,11 @@ struct sb_config {
     int64_t rate_sms;
     int64_t rate_push;
     int64_t rate_kafka;
+    /* tracing */
+    char *trace_otlp_url;
+    char *trace_sample_ratio;
+    int64_t trace_queue_max;
+    int64_t trace_flush_ms;
     /* counts */
     int64_t every_s;
     int64_t rollup_chunk;

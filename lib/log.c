@@ -149,11 +149,24 @@ static void kv_format(char *buf, size_t cap, const char *fmt, va_list ap)
     strbuf_free(&b);
 }
 
+/* The trace of the request or job this thread works on (log_set_trace). */
+static _Thread_local char g_trace[33];
+
+void log_set_trace(const char *trace_id)
+{
+    size_t n = trace_id ? strnlen(trace_id, sizeof g_trace - 1) : 0;
+    memcpy(g_trace, trace_id ? trace_id : "", n);
+    g_trace[n] = '\0';
+}
+
 static void log_vwrite(enum log_level lvl, const char *msg, const char *kvfmt, va_list ap)
 {
     char kv[2048] = "";
+    size_t k = 0;
+    if (g_trace[0])
+        k = (size_t)snprintf(kv, sizeof kv, "trace_id=%s%s", g_trace, kvfmt && *kvfmt ? " " : "");
     if (kvfmt && *kvfmt)
-        kv_format(kv, sizeof kv, kvfmt, ap);
+        kv_format(kv + k, sizeof kv - k, kvfmt, ap);
 
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);

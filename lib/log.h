@@ -15,6 +15,10 @@ enum log_level { LOG_DEBUG, LOG_INFO, LOG_WARN, LOG_ERROR };
 bool log_setup(const char *level, const char *format, const char *program) SB_NODISCARD;
 void log_msg(enum log_level lvl, const char *msg, const char *kvfmt, ...) SB_PRINTF(3, 4);
 bool log_enabled(enum log_level lvl);
+/* The trace id (32 hex) of the request or job this thread works on now;
+ * every line it logs until the next call carries trace_id=<id> first.
+ * NULL or "" clears it. */
+void log_set_trace(const char *trace_id);
 
 #define log_debug(msg, ...) log_msg(LOG_DEBUG, msg, __VA_ARGS__)
 #define log_info(msg, ...) log_msg(LOG_INFO, msg, __VA_ARGS__)

@@ -37,7 +37,7 @@ DB_PASS = "switchboard"
 
 # Also used by the tests and scripts/bench as stack.free_port and so on.
 from stackparts import (KafkaNode, ferretdb_binary, find_tool, free_port, http_get,  # noqa: E402
-                        ferretdb_argv, kafka_cluster_id, kafka_libs, opensearch_argv, opensearch_home,
+                        ferretdb_argv, hydra_argv_env, jaeger_argv, kafka_cluster_id, kafka_libs, opensearch_argv, opensearch_home,
                         port_open,
                         wait_for)
 
@@ -446,6 +446,28 @@ class Stack:
                           env=dict(self.env(), DO_NOT_TRACK="1"))
         wait_for(name, lambda: port_open(port), 60, proc, self.log(name))
         self.mongo_uri = f"mongodb://127.0.0.1:{port}/switchboard"
+
+    def start_hydra(self, name="hydra", access_ttl=None):
+        """Ory Hydra, an OpenID provider, in memory: returns (issuer URL,
+        admin URL). The dispatcher takes its tokens once jwt_issuer names
+        it (extra_env SB_JWT_ISSUER)."""
+        public, admin = free_port(), free_port()
+        argv, env = hydra_argv_env(public, admin, self.env(), access_ttl)
+        proc = self.spawn(name, argv, env=env)
+        for port in (public, admin):
+            wait_for(name, lambda: http_get(f"http://127.0.0.1:{port}/health/ready")[0] == 200, 60, proc,
+                     self.log(name))
+        return f"http://127.0.0.1:{public}/", f"http://127.0.0.1:{admin}"
+
+    def start_jaeger(self, name="jaeger"):
+        """Jaeger, receiving OTLP/HTTP: returns (the traces endpoint for
+        trace_otlp_url, the query API's base URL)."""
+        otlp, query, grpc = free_port(), free_port(), free_port()
+        proc = self.spawn(name, jaeger_argv(self.path("data", name), otlp, query, grpc))
+        # The query API opens before the receiver: both, or a first export is refused.
+        wait_for(name, lambda: http_get(f"http://127.0.0.1:{query}/api/services")[0] == 200 and port_open(otlp),
+                 60, proc, self.log(name))
+        return f"http://127.0.0.1:{otlp}/v1/traces", f"http://127.0.0.1:{query}"
 
     def make_topics(self):
         """switchboard-migrate topics: every topic of schema/topics/ (and

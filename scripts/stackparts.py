@@ -12,6 +12,7 @@ import shutil
 import secrets
 import socket
 import subprocess
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -402,9 +403,7 @@ def ferretdb_binary():
 def build_ferretdb(binary):
     # The module as the proxy serves it, copied: its build wants a
     # build/version/version.txt that only its release tooling writes.
-    # scripts/setup puts a Go toolchain there when the machine's is missing or too old.
-    own = os.path.join(ROOT, ".cache", "go", "bin", "go")
-    go = own if os.access(own, os.X_OK) else find_tool("go")
+    go = go_tool()
     env = dict(os.environ, CGO_ENABLED="0", GOFLAGS="-modcacherw -buildvcs=false",  # pure Go SQLite
                GOTOOLCHAIN="local")
     r = subprocess.run([go, "mod", "download", "-json", f"github.com/FerretDB/FerretDB@{FERRETDB_VERSION}"],
@@ -439,3 +438,133 @@ def ferretdb_argv(node_dir, port):
     return [ferretdb_binary(), "--handler=sqlite", f"--sqlite-url=file:{os.path.join(node_dir, 'data')}/",
             f"--listen-addr=127.0.0.1:{port}", f"--state-dir={os.path.join(node_dir, 'state')}",
             "--debug-addr=-", "--telemetry=disable", "--log-level=warn"]
+
+
+# -- Go programs from the module proxy: Ory Hydra and Jaeger ---------------
+
+def go_tool():
+    """The Go toolchain scripts/setup provides (its own when the machine's
+    is missing or too old)."""
+    own = os.path.join(ROOT, ".cache", "go", "bin", "go")
+    return own if os.access(own, os.X_OK) else find_tool("go")
+
+
+def go_build_tool(pkg, version, binary, what, cgo=False, tags=None, ldflags=None, replaces=()):
+    """Builds the program pkg@version into binary in a throwaway module
+    (go get -tool, then go build). replaces: (old, new@version) pairs the
+    program's own go.mod has, which Go ignores in a dependency."""
+    go = go_tool()
+    env = dict(os.environ, CGO_ENABLED="1" if cgo else "0", GOTOOLCHAIN="local",
+               GOFLAGS="-modcacherw -buildvcs=false")
+    work = tempfile.mkdtemp(prefix="gobuild-")
+
+    def run(*argv):
+        r = subprocess.run([go, *argv], cwd=work, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        if r.returncode != 0:
+            raise RuntimeError(f"building {what}: go {' '.join(argv)} failed:\n" + r.stdout.decode(errors="replace"))
+        return r.stdout.decode(errors="replace")
+    try:
+        run("mod", "init", "switchboard.local/" + what.lower())
+        for old, new in replaces:
+            run("mod", "edit", f"-replace={old}={new}")
+        run("get", "-tool", f"{pkg}@{version}")
+        tmp = binary + ".tmp"
+        run("build", "-trimpath", *(["-tags", tags] if tags else []), *(["-ldflags", ldflags] if ldflags else []),
+            "-o", tmp, pkg)
+        os.rename(tmp, binary)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+# Ory Hydra, a real OpenID provider: client credentials, JWT access tokens,
+# its keys in a JWKS, and an admin API to rotate or import them.
+HYDRA_VERSION = "v2.3.0"
+HYDRA_DIR = os.path.join(ROOT, ".cache", f"hydra-{HYDRA_VERSION.lstrip('v')}")
+# Hydra's go.mod replaces pop with Ory's fork; a consumer module must say so
+# itself (the build fails on p.conn.Store.SQLDB otherwise).
+HYDRA_REPLACES = (("github.com/gobuffalo/pop/v6", "github.com/ory/pop/v6@v6.2.1-0.20241121111754-e5dfc0f3344b"),)
+
+
+def hydra_binary():
+    """Hydra's binary, built on first use (about 100 s cold on two cores,
+    CGO for its SQLite, which DSN=memory needs)."""
+    binary = os.path.join(HYDRA_DIR, "bin", "hydra")
+    os.makedirs(os.path.dirname(binary), exist_ok=True)
+    once(HYDRA_DIR, binary, lambda: go_build_tool(
+        "github.com/ory/hydra/v2", HYDRA_VERSION, binary, "Hydra", cgo=True,
+        tags="sqlite,sqlite_omit_load_extension",
+        ldflags=f"-X github.com/ory/hydra/v2/driver/config.Version={HYDRA_VERSION}", replaces=HYDRA_REPLACES))
+    return binary
+
+
+def hydra_argv_env(public_port, admin_port, base_env, access_ttl=None):
+    """Hydra on 127.0.0.1, in memory (it migrates itself at start), JWT
+    access tokens with the scopes in "scp", no usage reports."""
+    env = dict(base_env, DSN="memory", SERVE_PUBLIC_HOST="127.0.0.1", SERVE_PUBLIC_PORT=str(public_port),
+               SERVE_ADMIN_HOST="127.0.0.1", SERVE_ADMIN_PORT=str(admin_port),
+               URLS_SELF_ISSUER=f"http://127.0.0.1:{public_port}/", STRATEGIES_ACCESS_TOKEN="jwt",
+               SECRETS_SYSTEM="switchboard-test-system-secret-0123456789", SQA_OPT_OUT="true", LOG_LEVEL="warn")
+    if access_ttl:
+        env["TTL_ACCESS_TOKEN"] = access_ttl
+    return [hydra_binary(), "serve", "all", "--dev", "--sqa-opt-out"], env
+
+
+# Jaeger (v2: an OpenTelemetry Collector inside): OTLP/HTTP in, traces in
+# memory, its query API out.
+JAEGER_VERSION = "v1.75.0"
+JAEGER_DIR = os.path.join(ROOT, ".cache", f"jaeger-{JAEGER_VERSION.lstrip('v')}")
+JAEGER_CONFIG = """\
+service:
+  extensions: [jaeger_storage, jaeger_query]
+  pipelines:
+    traces:
+      receivers: [otlp]
+      exporters: [jaeger_storage_exporter]
+  telemetry:
+    metrics:
+      level: none
+      readers: []
+extensions:
+  jaeger_storage:
+    backends:
+      mem:
+        memory:
+          max_traces: 100000
+  jaeger_query:
+    storage:
+      traces: mem
+    enable_tracing: false
+    http:
+      endpoint: "127.0.0.1:{query}"
+    grpc:
+      endpoint: "127.0.0.1:{grpc}"
+receivers:
+  otlp:
+    protocols:
+      http:
+        endpoint: "127.0.0.1:{otlp}"
+exporters:
+  jaeger_storage_exporter:
+    trace_storage: mem
+"""
+
+
+def jaeger_binary():
+    """Jaeger's binary, built on first use (about 5 minutes cold on two
+    cores, 20 s with Go's build cache)."""
+    binary = os.path.join(JAEGER_DIR, "bin", "jaeger")
+    os.makedirs(os.path.dirname(binary), exist_ok=True)
+    once(JAEGER_DIR, binary, lambda: go_build_tool(
+        "github.com/jaegertracing/jaeger/cmd/jaeger", JAEGER_VERSION, binary, "Jaeger",
+        ldflags=f"-s -w -X github.com/jaegertracing/jaeger/internal/version.latestVersion={JAEGER_VERSION}"))
+    return binary
+
+
+def jaeger_argv(node_dir, otlp_port, query_port, grpc_port):
+    """Jaeger with every listener on 127.0.0.1 (its query gRPC port cannot
+    be turned off), its config written under node_dir."""
+    os.makedirs(node_dir, exist_ok=True)
+    conf = os.path.join(node_dir, "jaeger.yaml")
+    with open(conf, "w") as f:
+        f.write(JAEGER_CONFIG.format(otlp=otlp_port, query=query_port, grpc=grpc_port))
+    return [jaeger_binary(), "--config", conf]

@@ -17,6 +17,9 @@ struct channels {
     const struct sb_config *cfg;
     struct kafka_producer *producer;
     CURL *http[CH_COUNT];
+    /* The provider call's traceparent while one is made ("" untraced):
+     * one sender per channels, so no lock. */
+    char traceparent[TRACEPARENT_LEN + 1];
 };
 
 struct channels *channels_new(const struct sb_config *cfg, struct kafka_producer *producer)
@@ -98,6 +101,11 @@ static enum send_result post(struct channels *c, enum note_channel ch, const cha
     snprintf(hdr_idem, sizeof hdr_idem, "Idempotency-Key: %s", id);
     struct curl_slist *hdrs = curl_slist_append(NULL, hdr_type);
     struct curl_slist *more = hdrs ? curl_slist_append(hdrs, hdr_idem) : NULL;
+    if (more && c->traceparent[0]) {
+        char hdr_tp[16 + TRACEPARENT_LEN];
+        snprintf(hdr_tp, sizeof hdr_tp, "traceparent: %s", c->traceparent);
+        more = curl_slist_append(more, hdr_tp); /* NULL: hdrs is still the whole list, freed below */
+    }
     if (more == NULL) {
         curl_slist_free_all(hdrs);
         sb_errf(errbuf, errlen, "out of memory");
@@ -307,16 +315,18 @@ done:
 static enum send_result send_kafka(struct channels *c, const char *id, const struct note_msg *m,
                                    char *errbuf, size_t errlen)
 {
-    if (!kafka_produce_sync(c->producer, m->to, id, strlen(id), m->body, strlen(m->body), NULL,
+    rd_kafka_headers_t *h = NULL;
+    if (c->traceparent[0] && (h = rd_kafka_headers_new(1)) != NULL)
+        rd_kafka_header_add(h, "traceparent", -1, c->traceparent, TRACEPARENT_LEN);
+    if (!kafka_produce_sync(c->producer, m->to, id, strlen(id), m->body, strlen(m->body), h,
                             errbuf, errlen))
         return SEND_RETRY;
     return SEND_OK;
 }
 
-enum send_result channels_send(struct channels *c, const char *id, const struct note_msg *m,
-                               char provider_id[NOTE_PROVIDER_ID_MAX + 1], char *errbuf, size_t errlen)
+static enum send_result send_on(struct channels *c, const char *id, const struct note_msg *m,
+                                char provider_id[NOTE_PROVIDER_ID_MAX + 1], char *errbuf, size_t errlen)
 {
-    provider_id[0] = '\0';
     static const char *const setting[CH_COUNT] = {"SB_SMTP_URL", "SB_SMS_URL", "SB_PUSH_URL",
                                                   "SB_NOTIFY_TOPICS"};
     const char *target[CH_COUNT] = {c->cfg->smtp_url, c->cfg->sms_url, c->cfg->push_url,
@@ -333,4 +343,24 @@ enum send_result channels_send(struct channels *c, const char *id, const struct 
     case CH_KAFKA: return send_kafka(c, id, m, errbuf, errlen);
     default: return SEND_PERMANENT;
     }
+}
+
+enum send_result channels_send(struct channels *c, const char *id, const struct note_msg *m,
+                               const struct trace_ctx *trace, char provider_id[NOTE_PROVIDER_ID_MAX + 1],
+                               char *errbuf, size_t errlen)
+{
+    provider_id[0] = '\0';
+    /* The provider call's span; HTTP providers (SMS, push) and the Kafka
+     * channel get its traceparent, so their side joins the trace. */
+    struct trace_span span;
+    trace_span_start(&span, trace, "provider.send", TRACE_CLIENT);
+    trace_span_attr(&span, "channel", note_channel_name(m->channel));
+    trace_span_attr(&span, "notification.id", id);
+    if (span.ctx.valid)
+        trace_format(&span.ctx, c->traceparent);
+    enum send_result r = send_on(c, id, m, provider_id, errbuf, errlen);
+    c->traceparent[0] = '\0';
+    trace_span_attr(&span, "outcome", r == SEND_OK ? "sent" : r == SEND_RETRY ? "retry" : "refused");
+    trace_span_end(&span, r != SEND_OK);
+    return r;
 }

@@ -12,6 +12,7 @@
 #include "config.h"
 #include "kafka.h"
 #include "notify.h"
+#include "trace.h"
 
 enum send_result {
     SEND_OK,
@@ -25,7 +26,10 @@ struct channels *channels_new(const struct sb_config *cfg, struct kafka_producer
 void channels_free(struct channels *c);
 /* provider_id: the provider's id of the message when it gave one (an SMS
  * provider's "sid"), else "". */
+/* trace: the job's context (NULL or not valid: untraced); the call gets a
+ * span of its own and passes it on to the provider. */
 enum send_result channels_send(struct channels *c, const char *id, const struct note_msg *m,
-                               char provider_id[NOTE_PROVIDER_ID_MAX + 1], char *errbuf, size_t errlen);
+                               const struct trace_ctx *trace, char provider_id[NOTE_PROVIDER_ID_MAX + 1],
+                               char *errbuf, size_t errlen);
 
 #endif

@@ -645,7 +645,7 @@ static enum db_status handle_one(struct sender *s, struct notestore *store, stru
         log_info("notification settled before this attempt; not sent", "id=%s", n.id);
         return DB_OK;
     }
-    enum send_result r = channels_send(s->channels, n.id, &m, n.provider_id, why, sizeof why);
+    enum send_result r = channels_send(s->channels, n.id, &m, &j->span.ctx, n.provider_id, why, sizeof why);
     if (!settle(s, j, &n, m.channel, r, why, errbuf, errlen))
         return DB_TRANSIENT;
     /* Not applied: the provider's callback said more already (delivered
@@ -704,11 +704,13 @@ static void sender_work(void *ctx, void *arg)
             if (nf->next_group >= nf->ngroups) /* the batch may be waiting to detach it */
                 pthread_cond_broadcast(&nf->changed);
             pthread_mutex_unlock(&nf->lock);
+            log_set_trace(job.trace_id);
             st = handle_one(s, ctx, &job, s->err, sizeof s->err);
             if (st == DB_FATAL) {
                 job_dead(&job, "store refused the record: %.200s", s->err);
                 st = DB_OK;
             }
+            log_set_trace(NULL);
             pthread_mutex_lock(&nf->lock);
             s->orig = NULL;
             if ((detached = s->detached)) {

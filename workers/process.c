@@ -11,6 +11,7 @@
 #include "deadletter.h"
 #include "log.h"
 #include "statusport.h"
+#include "trace.h"
 
 #define STATUS_MAX_PARTITIONS 1024
 #define STATUS_LAG_TIMEOUT_MS 2000 /* the committed offsets' round trip */
@@ -51,6 +52,10 @@ int worker_process_run(const struct sb_config *cfg, const struct role *role, con
     char group[96];
     snprintf(group, sizeof group, "switchboard-%s", role->name);
     struct worker w = {.cfg = cfg, .role = role, .group = group, .stop = stop};
+    char service[64];
+    snprintf(service, sizeof service, "switchboard-%s", role->name);
+    if (!trace_setup(service, cfg, err, sizeof err))
+        die("bad configuration", "err=\"%s\"", err);
     char labels[96];
     snprintf(labels, sizeof labels, "role=\"%s\"", role->name);
     w.m_processed = metrics_counter("switchboard_worker_jobs_total", labels, "jobs consumed");
@@ -99,5 +104,6 @@ int worker_process_run(const struct sb_config *cfg, const struct role *role, con
     db_free(w.db);
     if (w.redis)
         redisFree(w.redis);
+    trace_shutdown(); /* the last spans, after the role's last jobs ended */
     return rc;
 }

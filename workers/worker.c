@@ -87,6 +87,34 @@ struct batch {
     size_t n;
 };
 
+/* The job's span: its name is the role's, its parent the producer's. */
+static void start_job_span(struct worker *w, struct job *j)
+{
+    char tp[TRACEPARENT_LEN + 8];
+    struct trace_ctx parent;
+    bool given = kafka_header(j->msg, "traceparent", tp, sizeof tp) && trace_parse(tp, &parent);
+    trace_span_start(&j->span, given ? &parent : NULL, w->role->name, TRACE_CONSUMER);
+    trace_span_attr(&j->span, "messaging.destination.name", rd_kafka_topic_name(j->msg->rkt));
+    trace_span_attr_i64(&j->span, "messaging.kafka.offset", j->msg->offset);
+    trace_span_attr_i64(&j->span, "messaging.kafka.partition", j->msg->partition);
+    if (j->valid)
+        trace_span_attr(&j->span, "job.type", j->env.type);
+    trace_id_hex(&j->span.ctx, j->trace_id);
+}
+
+/* Ends the spans of a batch's jobs with its outcome. */
+static void end_job_spans(struct job *jobs, size_t n, enum db_status st)
+{
+    for (size_t i = 0; i < n; i++) {
+        struct job *j = &jobs[i];
+        if (!j->span.ctx.valid)
+            continue;
+        trace_span_attr(&j->span, "job.outcome",
+                        st != DB_OK ? "retried" : j->defer_until_ms ? "deferred" : j->dead ? "dead-lettered" : "done");
+        trace_span_end(&j->span, st != DB_OK || j->dead);
+    }
+}
+
 /* Polls a batch and decodes its jobs (decoding is a third of a worker's
  * CPU, so it is the part worth doing ahead). */
 static void batch_fetch(struct worker *w, struct batch *b)
@@ -100,6 +128,8 @@ static void batch_fetch(struct worker *w, struct batch *b)
         j->valid = envelope_decode(&j->env, j->msg->payload, j->msg->len, j->reason,
                                    sizeof j->reason);
         j->dead = !j->valid && w->role->owns_topics;
+        if (trace_on())
+            start_job_span(w, j);
     }
 }
 
@@ -253,7 +283,16 @@ static enum db_status process_batch(struct worker *w, struct job *jobs, size_t n
     for (size_t i = 0; i < n; i++)
         if (jobs[i].valid && role_acts_on(w->role, jobs[i].env.type))
             act[k++] = &jobs[i];
+    int64_t t0 = trace_on() ? trace_now_ns() : 0;
     enum db_status st = k ? w->role->handle(w, act, k, err, sizeof err) : DB_OK;
+    /* Each traced job gets the batch's write as a child span: a batch
+     * holds jobs of many traces, and each trace shows what its job waited on. */
+    for (size_t i = 0; t0 && i < k; i++) {
+        struct trace_span bs;
+        trace_span_start_at(&bs, &act[i]->span.ctx, "batch", TRACE_INTERNAL, t0);
+        trace_span_attr_i64(&bs, "batch.size", (int64_t)k);
+        trace_span_end(&bs, st != DB_OK);
+    }
     if (st == DB_FATAL) {
         /* One job poisons the transaction: apply them one by one so only
          * that job goes to the dead-letter topic. */
@@ -281,7 +320,10 @@ static enum db_status process_batch(struct worker *w, struct job *jobs, size_t n
         if (!jobs[i].dead || jobs[i].defer_until_ms)
             continue; /* a deferred one is dead-lettered when it comes again */
         const struct deadletter_src src = deadletter_src_of(jobs[i].msg);
-        if (!worker_dead_letter(w, &src, jobs[i].reason))
+        log_set_trace(jobs[i].trace_id);
+        bool sent = worker_dead_letter(w, &src, jobs[i].reason);
+        log_set_trace(NULL);
+        if (!sent)
             return DB_TRANSIENT;
     }
     return DB_OK;
@@ -481,6 +523,7 @@ int worker_run(struct worker *w)
             log_warn("offset store failed", "err=\"%s\"", err);
             st = DB_TRANSIENT;
         }
+        end_job_spans(cur.jobs, n, st);
         if (helping) {
             helper_wait(&helper);
             have_next = next.n > 0;

@@ -18,6 +18,7 @@
 #include "db.h"
 #include "holds.h"
 #include "redis.h"
+#include "trace.h"
 
 struct job {
     rd_kafka_message_t *msg;
@@ -38,6 +39,10 @@ struct job {
      * stays at this job until worker_unpin with this tag. 0 = not pinned. */
     uint64_t pin;
     char reason[ERRBUF_LEN];
+    /* The job's span, from its fetch to its outcome: a child of the
+     * traceparent header its producer gave it, else a new trace. */
+    struct trace_span span;
+    char trace_id[33]; /* for its log lines ("" untraced) */
 };
 
 struct worker;
