@@ -189,13 +189,19 @@ static _Thread_local struct seen_token seen[SEEN_SLOTS];
 
 /* Requests whose token named a key not yet fetched wait for the fetch
  * that jwks_refresh asked for (a provider that rotated its keys), polled
- * on their loop, then are checked once more. */
+ * on their loop, then are checked once more. That fetch comes at most
+ * jwt_refresh_min_s after the last, so tokens with made-up key ids cannot
+ * make the dispatcher hammer the provider; and at most KID_WAITERS wait
+ * at once per process (the rest are refused at once), so they cannot
+ * pile up either. */
 #define KID_POLL_MS 20
-#define KID_WAIT_MS 7000 /* a fetch times out after 5 s */
+#define KID_FETCH_MS 6000 /* a fetch times out after 5 s */
+#define KID_WAITERS 256
+static atomic_int kid_waiters;
 struct kid_wait {
     struct http_ctx ctx; /* a copy, as while waiting for the rate limit */
     struct event *ev;
-    uint64_t fetches;
+    uint64_t target; /* the fetch to wait for (jwks_refresh) */
     int64_t deadline_ms;
 };
 static void dispatch(struct http_ctx *ctx, const struct access_grant *g, bool may_wait);
@@ -205,12 +211,13 @@ static void kid_wait_cb(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     struct kid_wait *w = arg;
-    if (!http_req_gone(w->ctx.req) && jwks_fetches() == w->fetches && sb_mono_ms() < w->deadline_ms) {
+    if (!http_req_gone(w->ctx.req) && jwks_fetches() < w->target && sb_mono_ms() < w->deadline_ms) {
         struct timeval tv = sb_timeval_ms(KID_POLL_MS);
         evtimer_add(w->ev, &tv);
         return;
     }
     atomic_fetch_sub(&w->ctx.loop->d->inflight, 1);
+    atomic_fetch_sub(&kid_waiters, 1);
     if (http_req_gone(w->ctx.req))
         http_req_abandon(w->ctx.req);
     else {
@@ -224,18 +231,25 @@ static void kid_wait_cb(evutil_socket_t fd, short what, void *arg)
 
 static bool park_for_keys(struct http_ctx *ctx)
 {
-    struct kid_wait *w = malloc(sizeof *w);
-    if (w == NULL)
+    if (atomic_fetch_add(&kid_waiters, 1) >= KID_WAITERS) {
+        atomic_fetch_sub(&kid_waiters, 1);
         return false;
+    }
+    struct kid_wait *w = malloc(sizeof *w);
+    if (w == NULL) {
+        atomic_fetch_sub(&kid_waiters, 1);
+        return false;
+    }
     w->ctx = *ctx;
-    w->fetches = jwks_fetches();
-    w->deadline_ms = sb_mono_ms() + KID_WAIT_MS;
+    w->target = jwks_refresh();
+    w->deadline_ms = sb_mono_ms() + jwks_refresh_min_ms() + KID_FETCH_MS;
     w->ev = evtimer_new(ctx->loop->base, kid_wait_cb, w);
     struct timeval tv = sb_timeval_ms(KID_POLL_MS);
     if (w->ev == NULL || evtimer_add(w->ev, &tv) != 0) {
         if (w->ev)
             event_free(w->ev);
         free(w);
+        atomic_fetch_sub(&kid_waiters, 1);
         return false;
     }
     atomic_fetch_add(&ctx->loop->d->inflight, 1);
@@ -292,7 +306,7 @@ static enum auth token_auth(struct http_ctx *ctx, const char *token, char *princ
                          "the token provider's keys could not be fetched yet; retry shortly");
         return AUTH_DENIED;
     }
-    if (st == JWT_UNKNOWN_KID && may_wait && jwks_refresh() && park_for_keys(ctx))
+    if (st == JWT_UNKNOWN_KID && may_wait && park_for_keys(ctx))
         return AUTH_PARKED;
     if (st != JWT_OK) {
         int64_t skipped;

@@ -33,7 +33,8 @@ static struct {
     atomic_ullong generation; /* written under mu, read without it */
     bool stop, wanted;
     int64_t last_fetch_ms; /* monotonic, 0 = never */
-    atomic_ullong fetches;
+    uint64_t started;      /* fetches begun */
+    atomic_ullong fetches; /* fetches finished, good or bad */
 } j = {.mu = PTHREAD_MUTEX_INITIALIZER};
 
 struct fetched {
@@ -168,6 +169,7 @@ static void *fetch_main(void *arg)
             continue;
         }
         j.wanted = false;
+        j.started++;
         pthread_mutex_unlock(&j.mu);
         char why[512] = "";
         int64_t age_s = 0;
@@ -286,14 +288,20 @@ uint64_t jwks_fetches(void)
     return atomic_load(&j.fetches);
 }
 
-bool jwks_refresh(void)
+uint64_t jwks_refresh(void)
 {
     pthread_mutex_lock(&j.mu);
-    bool soon = j.last_fetch_ms == 0 || sb_mono_ms() - j.last_fetch_ms >= j.refresh_min_ms;
-    if (soon && !j.wanted) {
+    if (!j.wanted) {
         j.wanted = true;
         pthread_cond_signal(&j.cv);
     }
+    /* The next fetch to begin sees the provider as it is now. */
+    uint64_t target = j.started + 1;
     pthread_mutex_unlock(&j.mu);
-    return soon;
+    return target;
+}
+
+int64_t jwks_refresh_min_ms(void)
+{
+    return j.refresh_min_ms;
 }

@@ -34,8 +34,11 @@ struct jwt_keyset *jwks_get(uint64_t *generation);
 uint64_t jwks_generation(void);
 /* Fetches finished so far, good or bad (a waiter watches it move). */
 uint64_t jwks_fetches(void);
-/* Asks for a fetch now (a token named an unknown key); false if the last
- * fetch is too recent (jwt_refresh_min_s), so none will come soon. */
-bool jwks_refresh(void);
+/* Asks for a fetch (a token named an unknown key): it begins at once, or
+ * jwt_refresh_min_s after the last one. Returns the number the fetch that
+ * sees the provider as it is now will have: once jwks_fetches() reaches
+ * it, the key set is as fresh as it gets. */
+uint64_t jwks_refresh(void);
+int64_t jwks_refresh_min_ms(void);
 
 #endif
