@@ -38,6 +38,7 @@ struct dl_pick {
     int64_t dlq_offset;
     char topic[250];    /* the original topic */
     char opart[16], ooff[24]; /* and where the job was there ("" if the letter does not say) */
+    char traceparent[TRACEPARENT_LEN + 1]; /* the job's trace, which the copy goes on in ("" none) */
     void *key, *body;
     size_t keylen, len;
     rd_kafka_resp_err_t err; /* of its delivery */
@@ -199,6 +200,8 @@ static void pick(struct dl_req *r, const rd_kafka_message_t *m, const char *id, 
     snprintf(k->topic, sizeof k->topic, "%s", otopic);
     snprintf(k->opart, sizeof k->opart, "%s", opart);
     snprintf(k->ooff, sizeof k->ooff, "%s", ooff);
+    if (!kafka_header(m, "traceparent", k->traceparent, sizeof k->traceparent))
+        k->traceparent[0] = '\0';
     if (r->mode == DL_REDRIVE) {
         k->keylen = m->key_len;
         k->len = m->len;
@@ -317,8 +320,10 @@ static bool redrive(struct dl_req *r)
 {
     for (size_t i = 0; i < r->npicks; i++) {
         struct dl_pick *k = &r->picks[i];
-        rd_kafka_headers_t *h = rd_kafka_headers_new(4);
+        rd_kafka_headers_t *h = rd_kafka_headers_new(5);
         rd_kafka_header_add(h, KAFKA_REDRIVE_HEADER, -1, k->id, -1);
+        if (*k->traceparent)
+            rd_kafka_header_add(h, "traceparent", -1, k->traceparent, -1);
         rd_kafka_header_add(h, "x-redriven-by", -1, r->actor, -1);
         /* Where the job stood: a role that orders writes by it (the
          * indexer's versions) puts the copy there, not at its new offset. */

@@ -23,11 +23,16 @@ bool deadletter_send(struct kafka_producer *p, const struct deadletter_src *src,
     rd_kafka_header_add(h, KAFKA_ORIGINAL_OFFSET_HEADER, -1, off, -1);
     rd_kafka_header_add(h, "x-failed-at", -1, at, -1);
     rd_kafka_header_add(h, "x-consumer-group", -1, group, -1);
+    if (src->traceparent[0]) /* a redriven copy goes on in the job's trace */
+        rd_kafka_header_add(h, "traceparent", -1, src->traceparent, -1);
     return kafka_produce_sync(p, dlq, src->key, src->key_len, src->payload, src->len, h, errbuf, errlen);
 }
 
 struct deadletter_src deadletter_src_of(const rd_kafka_message_t *m)
 {
-    return (struct deadletter_src){rd_kafka_topic_name(m->rkt), m->partition, m->offset, m->key, m->key_len,
-                                   m->payload, m->len};
+    struct deadletter_src s = {rd_kafka_topic_name(m->rkt), m->partition, m->offset, m->key, m->key_len,
+                               m->payload, m->len, ""};
+    if (!kafka_header(m, "traceparent", s.traceparent, sizeof s.traceparent))
+        s.traceparent[0] = '\0';
+    return s;
 }

@@ -10,6 +10,7 @@
 #define SB_DEADLETTER_H
 
 #include "kafka.h"
+#include "trace.h"
 
 /* Where a job came from and its bytes: what its dead letter carries. */
 struct deadletter_src {
@@ -20,6 +21,7 @@ struct deadletter_src {
     size_t key_len;
     const void *payload;
     size_t len;
+    char traceparent[TRACEPARENT_LEN + 1]; /* the job's, passed on ("" none) */
 };
 
 /* The source of a fetched message (borrowed: valid while m is). A job whose

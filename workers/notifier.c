@@ -395,8 +395,15 @@ static bool schedule_retry(struct worker *w, struct job *j, int64_t attempts, in
                                  payload, errbuf, errlen);
     if (text == NULL)
         return false;
+    /* The retry continues the job's trace: its job span is the parent. */
+    rd_kafka_headers_t *h = NULL;
+    if (j->span.ctx.valid && (h = rd_kafka_headers_new(1)) != NULL) {
+        char tp[TRACEPARENT_LEN + 1];
+        trace_format(&j->span.ctx, tp);
+        rd_kafka_header_add(h, "traceparent", -1, tp, TRACEPARENT_LEN);
+    }
     bool ok = kafka_produce_sync(w->producer, "notify.retry", j->env.key, strlen(j->env.key), text,
-                                 strlen(text), NULL, errbuf, errlen);
+                                 strlen(text), h, errbuf, errlen);
     free(text);
     return ok;
 }
@@ -768,7 +775,9 @@ static bool detach(struct notifier *nf, struct sender *s, int64_t until)
     if (payload)
         memcpy(payload, m->payload, m->len);
     snprintf(s->src_topic, sizeof s->src_topic, "%s", rd_kafka_topic_name(m->rkt));
-    s->src = (struct deadletter_src){s->src_topic, m->partition, m->offset, key, m->key_len, payload, m->len};
+    s->src = (struct deadletter_src){s->src_topic, m->partition, m->offset, key, m->key_len, payload, m->len, ""};
+    if (!kafka_header(m, "traceparent", s->src.traceparent, sizeof s->src.traceparent))
+        s->src.traceparent[0] = '\0';
     s->detached = true;
     s->tag = ++nf->tags;
     nf->running--;

@@ -13,9 +13,14 @@ import secrets
 import time
 import urllib.request
 
-from harness import FakeServer, StackTestCase, kcat, request, wait_until
+from harness import FakeServer, StackTestCase, kcat, kcat_consume_all, request, wait_until
 
 API = "/api/v1/applications"
+
+
+def read_lines(path):
+    with open(path, errors="replace") as f:
+        return f.readlines()
 
 
 def jaeger_trace(query_url, trace_id):
@@ -55,6 +60,7 @@ class TestTracing(StackTestCase):
             "SB_TRACE_OTLP_URL": cls.otlp_url,
             "SB_TRACE_SAMPLE_RATIO": "1",
             "SB_TRACE_FLUSH_MS": "100",
+            "SB_NOTIFY_BACKOFF_MS": "200",
             "SB_SMS_URL": f"http://ACtest:tok@127.0.0.1:{cls.provider.port}/sms",
             "SB_PUSH_URL": f"http://127.0.0.1:{cls.provider.port}/push",
         })
@@ -110,7 +116,7 @@ class TestTracing(StackTestCase):
             f"SELECT body FROM messages WHERE application_token='{token}' AND chat_number=1 AND number=1")[0][0],
             "follow me")
 
-        lines = [ln for ln in open(self.stack.log("dispatcher"), errors="replace") if f"request_id={rid}" in ln]
+        lines = [ln for ln in read_lines(self.stack.log("dispatcher")) if f"request_id={rid}" in ln]
         self.assertTrue(lines, "the request logged nothing at debug level")
         for ln in lines:
             self.assertIn(f"trace_id={trace_id}", ln)
@@ -124,7 +130,7 @@ class TestTracing(StackTestCase):
             rid = "fresh-" + secrets.token_hex(4)
             r = self.http("POST", f"{API}/{token}/chats", headers={**header, "X-Request-Id": rid})
             self.assertEqual(r.status, 201, r)
-            line = next(ln for ln in open(self.stack.log("dispatcher"), errors="replace") if f"request_id={rid}" in ln)
+            line = next(ln for ln in read_lines(self.stack.log("dispatcher")) if f"request_id={rid}" in ln)
             self.assertIn("trace_id=", line)
             trace_id = line.split("trace_id=")[1].split()[0]
             self.assertNotEqual(trace_id, "0" * 32)
@@ -157,6 +163,34 @@ class TestTracing(StackTestCase):
         headers = {k.lower(): v for k, v in got[0]["headers"].items()}
         self.assertEqual(headers.get("traceparent"), f"00-{trace_id}-{call_id}-01")
 
+    def test_03b_retry_stays_in_the_trace(self):
+        """The provider refuses the first attempt: the retry job (through
+        notify.retry) is a child of the first job, both calls are in the
+        trace, the first marked an error."""
+        self.provider_reset()
+        request(self.provider.port, "POST", "/_control", {"fail": 1, "status": 503})
+        trace_id = secrets.token_hex(16)
+        r = self.http("POST", "/v1/messages", {"channel": "push", "to": "device-8", "payload": "again"},
+                      headers={"traceparent": f"00-{trace_id}-{secrets.token_hex(8)}-01"})
+        self.assertEqual(r.status, 202, r)
+
+        def two_calls():
+            spans = jaeger_trace(self.query_url, trace_id)
+            return len([s for s in spans.values() if s[1] == "provider.send"]) == 2 and spans
+        spans = wait_until("two provider calls in the trace", two_calls, timeout=30)
+        jobs = {sid: s for sid, s in spans.items() if s[0] == "switchboard-notifier" and s[1] == "notifier"}
+        first = next(sid for sid, s in jobs.items() if s[3]["messaging.destination.name"] == "notify.requests")
+        # The retry job may be fetched before it is due (deferred, a span of
+        # its own) and again when it is: each a child of the first job.
+        retries = {sid: s for sid, s in jobs.items() if s[3]["messaging.destination.name"] == "notify.retry"}
+        self.assertTrue(retries and all(s[2] == first for s in retries.values()), jobs)
+        self.assertEqual(len(jobs), 1 + len(retries), jobs)
+        second = next(sid for sid, s in retries.items() if s[3]["job.outcome"] == "done")
+        calls = {s[2]: s for s in spans.values() if s[1] == "provider.send"}
+        self.assertEqual(calls[first][3].get("outcome"), "retry")
+        self.assertEqual(calls[first][3].get("otel.status_code"), "ERROR")
+        self.assertEqual(calls[second][3].get("outcome"), "sent")
+
     def test_04_job_from_another_producer(self):
         """A job another service produced with a traceparent joins that
         trace; a bad one's dead-letter line carries the trace id."""
@@ -170,7 +204,11 @@ class TestTracing(StackTestCase):
         self.assertEqual(job[3].get("otel.status_code"), "ERROR")
         wait_until("the dead letter's log line", lambda: any(
             "job dead-lettered" in ln and f"trace_id={trace_id}" in ln
-            for ln in open(self.stack.log("worker-persister"), errors="replace")))
+            for ln in read_lines(self.stack.log("worker-persister"))))
+        # The dead letter keeps the traceparent: a redriven copy goes on in the trace.
+        letters = [m for m in kcat_consume_all(self.stack, "chat.commands.dlq")
+                   if m["headers"].get("traceparent", "").startswith(f"00-{trace_id}-")]
+        self.assertEqual(len(letters), 1, letters)
 
     def test_05_unsampled_travels_unrecorded(self):
         """A traceparent whose sampled flag is off is followed: no span of
