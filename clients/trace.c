@@ -202,8 +202,10 @@ void trace_span_attr(struct trace_span *s, const char *key, const char *value)
 {
     if (!trace_sampled(&s->ctx) || s->nattrs == TRACE_ATTRS)
         return;
+    size_t n = strnlen(value, sizeof s->attr_val[0] - 1);
     s->attr_key[s->nattrs] = key;
-    snprintf(s->attr_val[s->nattrs], sizeof s->attr_val[0], "%s", value);
+    memcpy(s->attr_val[s->nattrs], value, n);
+    s->attr_val[s->nattrs][n] = '\0';
     s->nattrs++;
 }
 
@@ -242,13 +244,23 @@ void trace_span_end(struct trace_span *s, bool error)
 
 static void put_attr(struct strbuf *b, const char *key, const char *val)
 {
-    strbuf_appendf(b, "{\"key\":\"%s\",\"value\":{\"stringValue\":", key);
+    strbuf_append_lit(b, "{\"key\":\"");
+    strbuf_append(b, key, strlen(key)); /* our literals: nothing to escape */
+    strbuf_append_lit(b, "\",\"value\":{\"stringValue\":");
     json_append_string(b, val);
     strbuf_append_lit(b, "}}");
 }
 
+static void put_hex(struct strbuf *b, const uint8_t *id, size_t len)
+{
+    char h[33];
+    to_hex(id, len, h);
+    strbuf_append(b, h, 2 * len);
+}
+
 /* OTLP/HTTP JSON (opentelemetry-proto, ExportTraceServiceRequest): ids
- * in hex, times as decimal strings. */
+ * in hex, times as decimal strings. No printf per span: the exporter
+ * shares the cores with the loops. */
 static void otlp_body(struct strbuf *b, const struct trace_span *spans, size_t n)
 {
     char host[128] = "";
@@ -262,25 +274,35 @@ static void otlp_body(struct strbuf *b, const struct trace_span *spans, size_t n
     strbuf_append_lit(b, ",");
     put_attr(b, "process.pid", pid);
     strbuf_append_lit(b, "]},\"scopeSpans\":[{\"scope\":{\"name\":\"switchboard\"},\"spans\":[");
+    static const uint8_t no_parent[8];
     for (size_t i = 0; i < n; i++) {
         const struct trace_span *s = &spans[i];
-        char tid[33], sid[17], pid_hex[17];
-        to_hex(s->ctx.trace_id, 16, tid);
-        to_hex(s->ctx.span_id, 8, sid);
-        to_hex(s->parent, 8, pid_hex);
-        bool root = strcmp(pid_hex, "0000000000000000") == 0;
-        strbuf_appendf(b, "%s{\"traceId\":\"%s\",\"spanId\":\"%s\",%s%s%s\"name\":", i ? "," : "", tid, sid,
-                       root ? "" : "\"parentSpanId\":\"", root ? "" : pid_hex, root ? "" : "\",");
+        strbuf_append_lit(b, "{\"traceId\":\"");
+        put_hex(b, s->ctx.trace_id, 16);
+        strbuf_append_lit(b, "\",\"spanId\":\"");
+        put_hex(b, s->ctx.span_id, 8);
+        if (memcmp(s->parent, no_parent, 8) != 0) {
+            strbuf_append_lit(b, "\",\"parentSpanId\":\"");
+            put_hex(b, s->parent, 8);
+        }
+        strbuf_append_lit(b, "\",\"name\":");
         json_append_string(b, s->name);
-        strbuf_appendf(b, ",\"kind\":%d,\"startTimeUnixNano\":\"%" PRId64 "\",\"endTimeUnixNano\":\"%" PRId64
-                          "\",\"attributes\":[",
-                       (int)s->kind, s->start_ns, s->end_ns);
+        strbuf_append_lit(b, ",\"kind\":");
+        strbuf_append_i64(b, s->kind);
+        strbuf_append_lit(b, ",\"startTimeUnixNano\":\"");
+        strbuf_append_i64(b, s->start_ns);
+        strbuf_append_lit(b, "\",\"endTimeUnixNano\":\"");
+        strbuf_append_i64(b, s->end_ns);
+        strbuf_append_lit(b, "\",\"attributes\":[");
         for (int a = 0; a < s->nattrs; a++) {
             if (a)
                 strbuf_append_lit(b, ",");
             put_attr(b, s->attr_key[a], s->attr_val[a]);
         }
-        strbuf_appendf(b, "],\"status\":{\"code\":%d}}", s->error ? 2 : 0);
+        strbuf_append_lit(b, "],\"status\":{\"code\":");
+        strbuf_append(b, s->error ? "2}}" : "0}}", 3); /* STATUS_CODE_ERROR : UNSET */
+        if (i + 1 < n)
+            strbuf_append_lit(b, ",");
     }
     strbuf_append_lit(b, "]}]}]}");
 }

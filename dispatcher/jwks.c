@@ -10,6 +10,7 @@
 
 #include "json.h"
 #include "log.h"
+#include "metrics.h"
 #include "strbuf.h"
 
 #define JWKS_MAX_BYTES (1 << 20)
@@ -35,6 +36,7 @@ static struct {
     int64_t last_fetch_ms; /* monotonic, 0 = never */
     uint64_t started;      /* fetches begun */
     atomic_ullong fetches; /* fetches finished, good or bad */
+    struct metric *m_ok, *m_failed, *m_keys;
 } j = {.mu = PTHREAD_MUTEX_INITIALIZER};
 
 struct fetched {
@@ -137,8 +139,8 @@ static struct jwt_keyset *fetch(CURL *c, int64_t *age_s, char *errbuf, size_t er
     if ((j.jwks_url || discover(c, &f, errbuf, errlen)) && http_get(c, j.jwks_url, &f, errbuf, errlen) &&
         (ks = jwt_keyset_parse(f.body.p, f.body.len - 1, &skipped, errbuf, errlen)) != NULL) {
         *age_s = f.max_age_s < 0 ? JWKS_DEFAULT_AGE_S : f.max_age_s;
-        log_info("JWKS fetched", "url=%s keys=%zu skipped=%zu max_age_s=%lld", j.jwks_url,
-                 jwt_keyset_count(ks), skipped, (long long)f.max_age_s);
+        log_debug("JWKS fetched", "url=%s keys=%zu skipped=%zu max_age_s=%lld", j.jwks_url,
+                  jwt_keyset_count(ks), skipped, (long long)f.max_age_s);
     }
     strbuf_free(&f.body);
     return ks;
@@ -178,15 +180,24 @@ static void *fetch_main(void *arg)
             snprintf(why, sizeof why, "%s", "cannot make a curl handle");
         pthread_mutex_lock(&j.mu);
         j.last_fetch_ms = sb_mono_ms();
-        if (ks) {
-            struct jwt_keyset *old = j.keys;
+        bool ok = ks != NULL;
+        metric_add(ok ? j.m_ok : j.m_failed, 1);
+        if (ok && jwt_keyset_equal(ks, j.keys)) {
+            /* Nothing changed (a provider that says no-cache is asked every
+             * jwt_refresh_min_s): the checked tokens stay checked. */
+            jwt_keyset_unref(ks);
+        } else if (ok) {
+            log_info("the provider's keys are new or changed", "url=%s keys=%zu", j.jwks_url, jwt_keyset_count(ks));
+            metric_set(j.m_keys, (int64_t)jwt_keyset_count(ks));
+            jwt_keyset_unref(j.keys);
             j.keys = ks;
             atomic_fetch_add(&j.generation, 1);
+        }
+        if (ok) {
             int64_t min_s = (j.refresh_min_ms + 999) / 1000;
             age_s = age_s < min_s ? min_s : age_s > JWKS_MAX_AGE_S ? JWKS_MAX_AGE_S : age_s;
             next_ms = j.last_fetch_ms + age_s * 1000;
             backoff_ms = JWKS_BACKOFF_MIN_MS;
-            jwt_keyset_unref(old);
         } else {
             log_warn("cannot fetch the provider's keys: the old ones stay in use", "error=\"%s\" retry_ms=%lld",
                      why, (long long)backoff_ms);
@@ -225,6 +236,11 @@ bool jwks_start(const struct sb_config *cfg, char *errbuf, size_t errlen)
                                    .read_scope = cfg->jwt_read_scope,
                                    .leeway_s = cfg->jwt_leeway_s};
     j.refresh_min_ms = cfg->jwt_refresh_min_s * 1000;
+    j.m_ok = metrics_counter("switchboard_jwks_fetches_total", "result=\"ok\"",
+                             "fetches of the token provider's keys (JWKS), by result");
+    j.m_failed = metrics_counter("switchboard_jwks_fetches_total", "result=\"failed\"",
+                                 "fetches of the token provider's keys (JWKS), by result");
+    j.m_keys = metrics_gauge("switchboard_jwks_keys", "", "the provider's keys in use (RS256 and ES256 ones)");
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
         return sb_errf(errbuf, errlen, "cannot initialise libcurl");
     /* Waits are timed on the monotonic clock: a wall clock set back must

@@ -194,6 +194,17 @@ size_t jwt_keyset_count(const struct jwt_keyset *ks)
     return ks->n;
 }
 
+bool jwt_keyset_equal(const struct jwt_keyset *a, const struct jwt_keyset *b)
+{
+    if (a == NULL || b == NULL || a->n != b->n)
+        return false;
+    for (size_t i = 0; i < a->n; i++)
+        if (strcmp(a->keys[i].kid, b->keys[i].kid) != 0 || a->keys[i].alg != b->keys[i].alg ||
+            EVP_PKEY_eq(a->keys[i].pkey, b->keys[i].pkey) != 1)
+            return false;
+    return true;
+}
+
 struct jwt_keyset *jwt_keyset_ref(struct jwt_keyset *ks)
 {
     atomic_fetch_add(&ks->refs, 1);

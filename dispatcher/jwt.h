@@ -33,6 +33,8 @@ struct jwt_keyset;
 struct jwt_keyset *jwt_keyset_parse(const char *json, size_t len, size_t *skipped, char *errbuf,
                                     size_t errlen);
 size_t jwt_keyset_count(const struct jwt_keyset *ks);
+/* The same keys (kids, algorithms and key material) in the same order. */
+bool jwt_keyset_equal(const struct jwt_keyset *a, const struct jwt_keyset *b);
 struct jwt_keyset *jwt_keyset_ref(struct jwt_keyset *ks);
 void jwt_keyset_unref(struct jwt_keyset *ks);
 

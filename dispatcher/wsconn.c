@@ -14,6 +14,7 @@
 
 #include "access.h"
 #include "httpconn.h"
+#include "jwt.h"
 #include "log.h"
 #include "strbuf.h"
 #include "wscmd.h"
@@ -792,7 +793,7 @@ static bool credential(const struct http_req *req, char *out, size_t cap, bool *
 
 void ws_commands(struct http_ctx *ctx)
 {
-    char accept[29], cred[160];
+    char accept[29], cred[JWT_MAX_LEN + 1]; /* an API key, an application token or an access token */
     bool proto;
     struct upgrade *u = upgrade_new(ctx, accept);
     if (u == NULL)
@@ -800,8 +801,9 @@ void ws_commands(struct http_ctx *ctx)
     if (!credential(ctx->req, cred, sizeof cred, &proto) || !access_grant_for(cred, &u->grant)) {
         free(u);
         http_req_add_header(ctx->req, "WWW-Authenticate", "Bearer realm=\"switchboard\"");
-        http_reply_error(ctx, 401, "unauthorized", "%s", cred[0] ? "the credential is neither an admin API key nor "
-                         "an application token" : "a WebSocket needs an admin API key or an application token: "
+        http_reply_error(ctx, 401, "unauthorized", "%s", cred[0] ? "the credential is neither an API key, an access "
+                         "token nor an application token" : "a WebSocket needs an API key, an access token or an "
+                         "application token: "
                          "Authorization: Bearer <credential>, or the subprotocols " WS_PROTOCOL
                          " and bearer.<credential>");
         return;

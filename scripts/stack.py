@@ -37,7 +37,7 @@ DB_PASS = "switchboard"
 
 # Also used by the tests and scripts/bench as stack.free_port and so on.
 from stackparts import (KafkaNode, ferretdb_binary, find_tool, free_port, http_get,  # noqa: E402
-                        ferretdb_argv, hydra_argv_env, jaeger_argv, kafka_cluster_id, kafka_libs, opensearch_argv, opensearch_home,
+                        ferretdb_argv, hydra_argv_env, hydra_binary, jaeger_argv, jaeger_binary, kafka_cluster_id, kafka_libs, opensearch_argv, opensearch_home,
                         port_open,
                         wait_for)
 
@@ -486,16 +486,16 @@ class Stack:
             raise RuntimeError("switchboard-migrate failed:\n" + r.stdout.decode(errors="replace"))
 
     def start_dispatcher(self, name="dispatcher", extra=(), wait_ready=True, share_port=False, port=None,
-                         nofile=None):
+                         nofile=None, binary=None):
         """A dispatcher on the stack's API port (or on port); nofile as for
-        spawn."""
+        spawn; binary: another build's (a benchmark's baseline)."""
         port = port or self.api_port
         url = f"http://127.0.0.1:{port}"
         # SO_REUSEPORT would let a stray dispatcher share the port silently.
         if not share_port and port_open(port):
             raise RuntimeError(f"port {port} is already in use (another dispatcher? "
                                f"scripts/down, or set SB_API_PORT)")
-        argv = [self.binary("switchboard-dispatcher"), "--listen", f"127.0.0.1:{port}"]
+        argv = [binary or self.binary("switchboard-dispatcher"), "--listen", f"127.0.0.1:{port}"]
         proc = self.spawn(name, argv + list(extra), nofile=nofile)
         wait_for("dispatcher /healthz", lambda: http_get(url + "/healthz")[0] == 200,
                  20, proc, self.log(name))
@@ -820,6 +820,8 @@ def main():
         print(kafka_libs())
         print(opensearch_home())
         print(ferretdb_binary())
+        print(hydra_binary())  # Go builds: ~2 and ~5 minutes cold on two cores, seconds with Go's cache
+        print(jaeger_binary())
         return 0
     return {"up": cmd_up, "down": cmd_down, "status": cmd_status}[args.command](args)
 

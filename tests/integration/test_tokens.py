@@ -15,6 +15,7 @@ import hmac
 import json
 import os
 import secrets
+import socket
 import subprocess
 import tempfile
 import time
@@ -22,7 +23,7 @@ import unittest
 import urllib.parse
 import urllib.request
 
-from harness import StackTestCase, request, stackmod, wait_until
+from harness import StackTestCase, metric_samples, request, stackmod, wait_until
 
 CLIENT, SECRET = "switchboard-test", "switchboard-test-secret-0123456789"
 AUDIENCE = "switchboard"
@@ -225,8 +226,8 @@ class TestTokens(StackTestCase):
         are fetched at most once per jwt_refresh_min_s (1 s here), not once
         per token."""
         def fetches():
-            with open(self.stack.log("dispatcher"), errors="replace") as f:
-                return sum('msg="JWKS fetched"' in ln for ln in f)
+            text = request(self.port, "GET", "/metrics").body.decode()
+            return sum(metric_samples(text, "switchboard_jwks_fetches_total").values())
         jwk = rsa_jwk("made-up")
         tokens = []
         for i in range(50):
@@ -287,6 +288,17 @@ class TestTokens(StackTestCase):
         r = request(port, "GET", "/ops/v1/overview", headers={"Authorization": f"Bearer {self.stack.api_key}"})
         self.assertEqual(r.status, 200, r)
 
+
+    def test_09_websocket(self):
+        """A WebSocket opens with an access token as with a key (checked
+        once, at the upgrade); a bad one gets 401."""
+        for tok, want in ((self.token(), b"101"), (self.token("switchboard:read"), b"101"),
+                          (sign_rs256(rsa_jwk("nobody"), self.claims()), b"401")):
+            with socket.create_connection(("127.0.0.1", self.port), timeout=15) as s:
+                s.sendall(("GET /ws HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                           "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                           f"Authorization: Bearer {tok}\r\n\r\n").encode())
+                self.assertEqual(s.recv(65536).split(b" ")[1], want)
 
 if __name__ == "__main__":
     unittest.main()

@@ -286,6 +286,33 @@ static void hostile(void **state)
     jwt_keyset_unref(ks);
 }
 
+static void same_keys(void **state)
+{
+    (void)state;
+    struct jwt_keyset *a = keyset(), *b = keyset();
+    assert_true(jwt_keyset_equal(a, b)); /* fetched again, unchanged */
+    char one[4096], doc[9000], err[256];
+    jwk(rsa, "r1", "", one, sizeof one);
+    snprintf(doc, sizeof doc, "{\"keys\":[%s]}", one);
+    size_t skipped;
+    struct jwt_keyset *c = jwt_keyset_parse(doc, strlen(doc), &skipped, err, sizeof err);
+    assert_false(jwt_keyset_equal(a, c)); /* a key fewer */
+    EVP_PKEY *other = EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t)2048);
+    jwk(other, "r1", "", one, sizeof one); /* the same kid, another key */
+    char ec1[4096];
+    jwk(ec, "e1", ",\"alg\":\"ES256\"", ec1, sizeof ec1);
+    snprintf(doc, sizeof doc, "{\"keys\":[%s,%s]}", one, ec1);
+    struct jwt_keyset *d = jwt_keyset_parse(doc, strlen(doc), &skipped, err, sizeof err);
+    assert_int_equal(jwt_keyset_count(d), 2);
+    assert_false(jwt_keyset_equal(a, d));
+    assert_false(jwt_keyset_equal(a, NULL));
+    EVP_PKEY_free(other);
+    jwt_keyset_unref(a);
+    jwt_keyset_unref(b);
+    jwt_keyset_unref(c);
+    jwt_keyset_unref(d);
+}
+
 static void not_a_jwks(void **state)
 {
     (void)state;
@@ -306,6 +333,7 @@ int main(void)
         cmocka_unit_test(good_tokens),
         cmocka_unit_test(times_and_names),
         cmocka_unit_test(hostile),
+        cmocka_unit_test(same_keys),
         cmocka_unit_test(not_a_jwks),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
