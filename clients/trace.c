@@ -30,6 +30,7 @@ static struct {
     pthread_cond_t cv;
     /* under mu */
     struct trace_span *q;
+    struct trace_span *spare; /* the exporter's: the queue and it swap at each send */
     size_t n;
     bool stop;
     struct metric *m_queued, *m_exported, *m_full, *m_export;
@@ -318,6 +319,8 @@ static bool post(CURL *c, const char *body, size_t len, char *why, size_t whylen
 {
     curl_easy_reset(c);
     struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/json");
+    if (h == NULL)
+        return sb_errf(why, whylen, "out of memory");
     curl_easy_setopt(c, CURLOPT_URL, t.url);
     curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
@@ -341,7 +344,7 @@ static void *export_main(void *arg)
 {
     (void)arg;
     CURL *c = curl_easy_init();
-    struct trace_span *batch = malloc(t.cap * sizeof *batch);
+    struct trace_span *batch = t.spare;
     struct log_every failed = {0};
     pthread_mutex_lock(&t.mu);
     for (;;) {
@@ -360,20 +363,24 @@ static void *export_main(void *arg)
         /* Swap the queue out: the loops go on queueing while we send. */
         size_t n = t.n;
         struct trace_span *full = t.q;
-        if (batch && n > 0) {
+        if (n > 0) {
             t.q = batch;
             t.n = 0;
             batch = full;
         }
         pthread_mutex_unlock(&t.mu);
-        for (size_t off = 0; batch && off < n; off += t.batch_max) {
+        bool gave_up = false;
+        for (size_t off = 0; off < n; off += t.batch_max) {
             size_t k = n - off < t.batch_max ? n - off : t.batch_max;
             struct strbuf b = {0};
             otlp_body(&b, batch + off, k);
             char why[256] = "out of memory";
-            if (c && !strbuf_failed(&b) && post(c, b.p, b.len, why, sizeof why)) {
+            if (!gave_up && c && !strbuf_failed(&b) && post(c, b.p, b.len, why, sizeof why)) {
                 metric_add(t.m_exported, (int64_t)k);
             } else {
+                /* Stopping, one failure is enough: the rest would each wait
+                 * out the export timeout while the process wants to exit. */
+                gave_up = gave_up || stopping;
                 int64_t skipped;
                 metric_add(t.m_export, (int64_t)k);
                 if (log_every_due(&failed, 10000, &skipped))
@@ -387,7 +394,7 @@ static void *export_main(void *arg)
             break;
     }
     pthread_mutex_unlock(&t.mu);
-    free(batch);
+    t.spare = batch; /* freed by trace_shutdown, with the queue */
     curl_easy_cleanup(c);
     return NULL;
 }
@@ -412,7 +419,10 @@ bool trace_setup(const char *service, const struct sb_config *cfg, char *errbuf,
     t.batch_max = t.cap < 512 ? t.cap : 512;
     t.flush_ms = cfg->trace_flush_ms;
     t.q = malloc(t.cap * sizeof *t.q);
-    if (t.url == NULL || t.q == NULL)
+    t.spare = malloc(t.cap * sizeof *t.spare);
+    t.n = 0;
+    t.stop = false;
+    if (t.url == NULL || t.q == NULL || t.spare == NULL)
         return sb_errf(errbuf, errlen, "out of memory");
     t.m_queued = metrics_counter("switchboard_trace_spans_total", "", "spans recorded (sampled)");
     t.m_exported = metrics_counter("switchboard_trace_spans_exported_total", "", "spans the collector took");
@@ -445,8 +455,9 @@ void trace_shutdown(void)
     pthread_join(t.thread, NULL);
     t.on = false;
     free(t.q);
+    free(t.spare);
     free(t.url);
-    t.q = NULL;
+    t.q = t.spare = NULL;
     t.url = NULL;
     curl_global_cleanup();
 }

@@ -50,6 +50,7 @@ void access_dispatch(struct http_ctx *ctx);
 struct access_grant {
     char admin[40];
     char app[TOKEN_LEN + 1];
+    int64_t expires_s; /* an access token's: its commands answer 401 from then on; 0 = a key's, never */
 };
 /* The grant a credential gives: an admin key, else anything shaped like
  * an application token (whether that application exists is each

@@ -21,7 +21,7 @@
 #define JWKS_BACKOFF_MAX_MS 60000
 
 static struct {
-    bool enabled;
+    bool enabled, allow_http;
     struct jwt_policy policy;
     char *issuer, *jwks_url; /* jwks_url: configured, else found by discovery */
     int64_t refresh_min_ms;
@@ -102,6 +102,24 @@ static bool http_get(CURL *c, const char *url, struct fetched *f, char *errbuf, 
     return !strbuf_failed(&f->body) || sb_errf(errbuf, errlen, "out of memory");
 }
 
+/* The keys decide who may act as admin: they come over TLS, or over
+ * plain HTTP from this machine (a provider beside the dispatcher, as in
+ * the tests), or from anywhere when jwt_allow_http says the network is
+ * trusted. */
+static bool url_allowed(const char *url)
+{
+    if (strncmp(url, "https://", 8) == 0)
+        return true;
+    if (strncmp(url, "http://", 7) != 0)
+        return false;
+    if (j.allow_http)
+        return true;
+    const char *host = url + 7;
+    size_t n = strcspn(host, ":/?#");
+    return (n == 9 && strncmp(host, "localhost", 9) == 0) || strncmp(host, "127.", 4) == 0 ||
+           strncmp(host, "[::1]", 5) == 0;
+}
+
 /* The JWKS URL from the issuer's discovery document. */
 static bool discover(CURL *c, struct fetched *f, char *errbuf, size_t errlen)
 {
@@ -120,8 +138,8 @@ static bool discover(CURL *c, struct fetched *f, char *errbuf, size_t errlen)
      * asked, or its keys may be another's. */
     if (strcmp(iss, j.issuer) != 0)
         sb_errf(errbuf, errlen, "%s names issuer \"%.200s\", not jwt_issuer", url, iss);
-    else if (uri == NULL || (strncmp(uri, "https://", 8) != 0 && strncmp(uri, "http://", 7) != 0))
-        sb_errf(errbuf, errlen, "%s has no http(s) jwks_uri", url);
+    else if (uri == NULL || !url_allowed(uri))
+        sb_errf(errbuf, errlen, "%s has no https jwks_uri (plain http: loopback only, unless jwt_allow_http)", url);
     else if ((j.jwks_url = strdup(uri)) == NULL)
         sb_errf(errbuf, errlen, "out of memory");
     else
@@ -225,6 +243,10 @@ bool jwks_start(const struct sb_config *cfg, char *errbuf, size_t errlen)
                                        "service of the provider would pass");
     if (cfg->jwt_admin_scope[0] == '\0' && cfg->jwt_read_scope[0] == '\0')
         return sb_errf(errbuf, errlen, "jwt_admin_scope and jwt_read_scope are both empty: no token could do anything");
+    j.allow_http = cfg->jwt_allow_http != 0;
+    if (!url_allowed(cfg->jwt_issuer) || (cfg->jwt_jwks_url[0] && !url_allowed(cfg->jwt_jwks_url)))
+        return sb_errf(errbuf, errlen, "jwt_issuer and jwt_jwks_url must be https URLs (plain http: loopback only, "
+                                       "unless jwt_allow_http = 1)");
     j.issuer = strdup(cfg->jwt_issuer);
     j.jwks_url = dup_or_null(cfg->jwt_jwks_url);
     if (j.issuer == NULL || (cfg->jwt_jwks_url[0] && j.jwks_url == NULL))

@@ -25,28 +25,31 @@ struct jwt_keyset {
     struct jwt_key keys[];
 };
 
+/* base64url's alphabet: value + 1 (0: not base64url). */
+static const unsigned char b64_val[256] = {
+    ['A'] = 1,  ['B'] = 2,  ['C'] = 3,  ['D'] = 4,  ['E'] = 5,  ['F'] = 6,  ['G'] = 7,  ['H'] = 8,
+    ['I'] = 9,  ['J'] = 10, ['K'] = 11, ['L'] = 12, ['M'] = 13, ['N'] = 14, ['O'] = 15, ['P'] = 16,
+    ['Q'] = 17, ['R'] = 18, ['S'] = 19, ['T'] = 20, ['U'] = 21, ['V'] = 22, ['W'] = 23, ['X'] = 24,
+    ['Y'] = 25, ['Z'] = 26, ['a'] = 27, ['b'] = 28, ['c'] = 29, ['d'] = 30, ['e'] = 31, ['f'] = 32,
+    ['g'] = 33, ['h'] = 34, ['i'] = 35, ['j'] = 36, ['k'] = 37, ['l'] = 38, ['m'] = 39, ['n'] = 40,
+    ['o'] = 41, ['p'] = 42, ['q'] = 43, ['r'] = 44, ['s'] = 45, ['t'] = 46, ['u'] = 47, ['v'] = 48,
+    ['w'] = 49, ['x'] = 50, ['y'] = 51, ['z'] = 52, ['0'] = 53, ['1'] = 54, ['2'] = 55, ['3'] = 56,
+    ['4'] = 57, ['5'] = 58, ['6'] = 59, ['7'] = 60, ['8'] = 61, ['9'] = 62, ['-'] = 63, ['_'] = 64,
+};
+
 /* base64url without padding (RFC 7515 section 2) into out (cap bytes);
- * the decoded length, or -1 if s is not base64url or does not fit. */
+ * the decoded length, or -1 if s is not canonical base64url (the bits
+ * left over at the end must be zero: one value, one encoding) or does not
+ * fit. */
 static long b64url_decode(const char *s, size_t len, unsigned char *out, size_t cap)
 {
-    static signed char val[256];
-    static atomic_int ready;
-    if (!atomic_load_explicit(&ready, memory_order_acquire)) {
-        /* Idempotent: racing threads write the same bytes. */
-        for (int i = 0; i < 256; i++)
-            val[i] = -1;
-        const char *a = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-        for (int i = 0; i < 64; i++)
-            val[(unsigned char)a[i]] = (signed char)i;
-        atomic_store_explicit(&ready, 1, memory_order_release);
-    }
     if (len % 4 == 1)
         return -1;
     size_t n = 0;
     uint32_t acc = 0;
     int bits = 0;
     for (size_t i = 0; i < len; i++) {
-        int v = val[(unsigned char)s[i]];
+        int v = b64_val[(unsigned char)s[i]] - 1;
         if (v < 0)
             return -1;
         acc = (acc << 6) | (uint32_t)v;
@@ -58,6 +61,8 @@ static long b64url_decode(const char *s, size_t len, unsigned char *out, size_t 
             out[n++] = (unsigned char)(acc >> bits);
         }
     }
+    if (acc & ((1u << bits) - 1))
+        return -1;
     return (long)n;
 }
 
@@ -140,7 +145,9 @@ static bool parse_jwk(const cJSON *jwk, struct jwt_key *k)
 {
     const char *kty = json_str(jwk, "kty", ""), *kid = json_str(jwk, "kid", NULL);
     const char *use = json_str(jwk, "use", "sig"), *alg = json_str(jwk, "alg", NULL);
-    if (kid == NULL || kid[0] == '\0' || strlen(kid) >= sizeof k->kid || strcmp(use, "sig") != 0)
+    if (kid == NULL)
+        kid = ""; /* a kid-less key serves tokens without a kid (when it is the only one of its kind) */
+    if (strlen(kid) >= sizeof k->kid || strcmp(use, "sig") != 0)
         return false;
     if (strcmp(kty, "RSA") == 0 && (alg == NULL || strcmp(alg, "RS256") == 0)) {
         k->alg = JWT_RS256;
@@ -320,25 +327,30 @@ static bool has_audience(const cJSON *aud, const char *want)
     return false;
 }
 
-/* A NumericDate claim (seconds, maybe with a fraction); false if absent
- * or not a number. */
-static bool numeric_date(const cJSON *claims, const char *name, int64_t *out)
+/* A NumericDate claim (seconds, maybe with a fraction): 1 read, 0
+ * absent, -1 present but not a number we can take. */
+static int numeric_date(const cJSON *claims, const char *name, int64_t *out)
 {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(claims, name);
+    if (v == NULL)
+        return 0;
     if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble) || fabs(v->valuedouble) > 1e15)
-        return false;
+        return -1;
     *out = (int64_t)floor(v->valuedouble);
-    return true;
+    return 1;
 }
 
 static enum jwt_status check_claims(const cJSON *c, const struct jwt_policy *p, int64_t now, struct jwt_grant *g)
 {
     int64_t exp = 0, nbf = 0;
-    if (!numeric_date(c, "exp", &exp))
+    if (numeric_date(c, "exp", &exp) != 1)
         return JWT_MALFORMED; /* an access token without an end is not one we take */
-    if (now > exp + p->leeway_s)
+    int has_nbf = numeric_date(c, "nbf", &nbf);
+    if (has_nbf < 0)
+        return JWT_MALFORMED;
+    if (now >= exp + p->leeway_s) /* RFC 7519 4.1.4: on or after exp, refused */
         return JWT_EXPIRED;
-    if (numeric_date(c, "nbf", &nbf) && now + p->leeway_s < nbf)
+    if (has_nbf && now + p->leeway_s < nbf)
         return JWT_NOT_YET_VALID;
     const char *iss = json_str(c, "iss", NULL);
     if (iss == NULL || strcmp(iss, p->issuer) != 0)
@@ -348,7 +360,9 @@ static enum jwt_status check_claims(const cJSON *c, const struct jwt_policy *p, 
     const cJSON *scope = cJSON_GetObjectItemCaseSensitive(c, p->scope_claim);
     g->level = has_scope(scope, p->admin_scope) ? 2 : has_scope(scope, p->read_scope) ? 1 : 0;
     g->exp = exp;
-    const char *sub = json_str(c, "sub", json_str(c, "client_id", ""));
+    const char *sub = json_str(c, "sub", json_str(c, "client_id", NULL));
+    if (sub == NULL || sub[0] == '\0')
+        return JWT_MALFORMED; /* no one to account it to (rate limit, webhook secret) */
     unsigned char d[32];
     unsigned int dlen = 0;
     EVP_MD_CTX *mc = EVP_MD_CTX_new();
@@ -382,12 +396,23 @@ enum jwt_status jwt_verify(const char *token, const struct jwt_keyset *ks, const
     if (want == 0 || cJSON_GetObjectItemCaseSensitive(header, "crit") != NULL)
         st = JWT_ALG;
     const struct jwt_key *k = NULL;
-    for (size_t i = 0; st == JWT_OK && kid && i < ks->n && k == NULL; i++)
-        if (strcmp(ks->keys[i].kid, kid) == 0)
-            k = &ks->keys[i];
-    if (st == JWT_OK && k == NULL)
-        st = JWT_UNKNOWN_KID;
-    else if (st == JWT_OK && k->alg != want)
+    if (st == JWT_OK && kid) {
+        for (size_t i = 0; i < ks->n && k == NULL; i++)
+            if (strcmp(ks->keys[i].kid, kid) == 0)
+                k = &ks->keys[i];
+        if (k == NULL)
+            st = JWT_UNKNOWN_KID;
+    } else if (st == JWT_OK) {
+        /* No kid (RFC 7515 allows it): the one key of the token's
+         * algorithm, if the provider has exactly one; never a fetch. */
+        size_t n = 0;
+        for (size_t i = 0; i < ks->n; i++)
+            if (ks->keys[i].alg == want && n++ == 0)
+                k = &ks->keys[i];
+        if (n != 1)
+            st = JWT_MALFORMED;
+    }
+    if (st == JWT_OK && k->alg != want)
         st = JWT_ALG; /* the key pins the algorithm, not the token */
     cJSON_Delete(header);
     if (st != JWT_OK)
@@ -412,7 +437,7 @@ const char *jwt_status_text(enum jwt_status s)
     case JWT_OK:
         return "the token is valid";
     case JWT_MALFORMED:
-        return "the token is not a well-formed signed JWT with an exp claim";
+        return "the token is not a well-formed signed JWT with exp and sub, naming its key";
     case JWT_ALG:
         return "the token's algorithm is not the one its key is for (RS256 or ES256)";
     case JWT_UNKNOWN_KID:

@@ -422,7 +422,7 @@ static void start_request_span(struct http_ctx *ctx)
     http_req_log_trace(req);
 }
 
-void server_dispatch(struct loop *l, struct http_req *req)
+static void dispatch_request(struct loop *l, struct http_req *req)
 {
     struct http_ctx ctx = {.loop = l, .req = req, .start_us = sb_mono_us()};
     req->span.ctx.valid = false;
@@ -458,7 +458,6 @@ void server_dispatch(struct loop *l, struct http_req *req)
         if (trace_on())
             start_request_span(&ctx);
         access_dispatch(&ctx);
-        log_set_trace(NULL);
     } else if (path_known) {
         http_req_add_header(req, "Allow", allow);
         http_reply_error(&ctx, 405, "method_not_allowed", "%s is not allowed on %s (allowed: %s)",
@@ -466,6 +465,22 @@ void server_dispatch(struct loop *l, struct http_req *req)
     } else {
         http_reply_error(&ctx, 404, "not_found", "no route for %s %s", req->p.method, path);
     }
+}
+
+void server_dispatch(struct loop *l, struct http_req *req)
+{
+    if (!trace_on()) {
+        dispatch_request(l, req);
+        return;
+    }
+    /* A pipelined request can be dispatched from within another's
+     * completion: that one's trace id goes back on when this one is
+     * done, and none of it is on this one's lines. */
+    char outer[33];
+    snprintf(outer, sizeof outer, "%s", log_get_trace());
+    log_set_trace(NULL);
+    dispatch_request(l, req);
+    log_set_trace(outer);
 }
 
 bool loop_init(struct loop *l, struct dispatcher *d, int index, int listen_fd, char *errbuf,

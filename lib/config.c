@@ -129,6 +129,9 @@ static const struct config_def defs[] = {
     {"jwt_refresh_min_s", "SB_JWT_REFRESH_MIN_S", "--jwt-refresh-min-s", CFG_INT, "5", 1, 3600, D,
      S(jwt_refresh_min_s),
      "least time between two fetches of the provider's keys (a token with an unknown kid asks for one)"},
+    {"jwt_allow_http", "SB_JWT_ALLOW_HTTP", "--jwt-allow-http", CFG_INT, "0", 0, 1, D, S(jwt_allow_http),
+     "1: fetch the provider's keys over plain http from any host (a trusted network); else https, or http on "
+     "loopback only"},
     {"rate_limit_rps", "SB_RATE_LIMIT_RPS", "--rate-limit-rps", CFG_INT, "2000", 0, 10000000, D,
      S(rate_limit_rps), "requests per second per API key and per application token; 0 = no limit"},
     {"rate_limit_burst", "SB_RATE_LIMIT_BURST", "--rate-limit-burst", CFG_INT, "0", 0, 100000000, D,

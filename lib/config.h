@@ -57,6 +57,7 @@ struct sb_config {
     char *jwt_read_scope;
     int64_t jwt_leeway_s;
     int64_t jwt_refresh_min_s;
+    int64_t jwt_allow_http;
     int64_t rate_limit_rps;
     int64_t rate_limit_burst;
     char *es_url;

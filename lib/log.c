@@ -152,6 +152,11 @@ static void kv_format(char *buf, size_t cap, const char *fmt, va_list ap)
 /* The trace of the request or job this thread works on (log_set_trace). */
 static _Thread_local char g_trace[33];
 
+const char *log_get_trace(void)
+{
+    return g_trace;
+}
+
 void log_set_trace(const char *trace_id)
 {
     size_t n = trace_id ? strnlen(trace_id, sizeof g_trace - 1) : 0;

@@ -19,6 +19,8 @@ bool log_enabled(enum log_level lvl);
  * every line it logs until the next call carries trace_id=<id> first.
  * NULL or "" clears it. */
 void log_set_trace(const char *trace_id);
+/* The trace id set on this thread ("" none). */
+const char *log_get_trace(void);
 
 #define log_debug(msg, ...) log_msg(LOG_DEBUG, msg, __VA_ARGS__)
 #define log_info(msg, ...) log_msg(LOG_INFO, msg, __VA_ARGS__)

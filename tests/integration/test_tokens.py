@@ -8,6 +8,7 @@ in at the provider (ES256) and one removed, tokens of 9 KB and 100 KB.
 Tokens with claims of our choosing are signed with a key imported into
 Hydra, so the provider publishes it in its JWKS like its own."""
 
+import asyncio
 import base64
 import concurrent.futures
 import hashlib
@@ -126,12 +127,12 @@ class TestTokens(StackTestCase):
 
     def imported_key(self):
         """A key of ours that Hydra publishes (imported into its access-token
-        set), made once."""
+        set; made once, put again each time: test_06 may have removed it)."""
         if not hasattr(type(self), "jwk"):
-            jwk = rsa_jwk("imported-" + secrets.token_hex(4))
-            self.hydra_admin("PUT", f"/admin/keys/hydra.jwt.access-token/{jwk['kid']}", jwk)
-            type(self).jwk = jwk
-        return type(self).jwk
+            type(self).jwk = rsa_jwk("imported-" + secrets.token_hex(4))
+        jwk = type(self).jwk
+        self.hydra_admin("PUT", f"/admin/keys/hydra.jwt.access-token/{jwk['kid']}", jwk)
+        return jwk
 
     def assert_refused(self, r, status=401, error="invalid_token", why=None):
         self.assertEqual(r.status, status, r)
@@ -299,6 +300,29 @@ class TestTokens(StackTestCase):
                            "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
                            f"Authorization: Bearer {tok}\r\n\r\n").encode())
                 self.assertEqual(s.recv(65536).split(b" ")[1], want)
+
+    def test_10_websocket_token_expires(self):
+        """A WebSocket opened with a token serves until the token's exp
+        (with the leeway): the commands after it answer 401."""
+        from websockets.asyncio.client import connect  # PyPI: websockets (the venv's)
+        app = self.http("POST", "/api/v1/applications", {"name": "ws-exp"}).json()["token"]
+        jwk = self.imported_key()
+        self.assertEqual(self.with_token("GET", "/ops/v1/overview", sign_rs256(jwk, self.claims())).status, 200)
+        now = int(time.time())
+        tok = sign_rs256(jwk, self.claims(exp=now - 26, iat=now - 600, nbf=now - 600))  # 4 s of leeway left
+
+        async def run():
+            async with connect(f"ws://127.0.0.1:{self.port}/ws",
+                               additional_headers={"Authorization": f"Bearer {tok}"}) as ws:
+                await ws.send(json.dumps({"id": 1, "op": "chat.create", "token": app}))
+                first = json.loads(await ws.recv())
+                await asyncio.sleep(5)
+                await ws.send(json.dumps({"id": 2, "op": "chat.create", "token": app}))
+                return first, json.loads(await ws.recv())
+        first, second = asyncio.run(run())
+        self.assertEqual(first["status"], 201, first)
+        self.assertEqual(second["status"], 401, second)
+        self.assertEqual(second["body"]["error"]["code"], "invalid_token")
 
 if __name__ == "__main__":
     unittest.main()

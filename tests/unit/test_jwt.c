@@ -226,6 +226,16 @@ static void times_and_names(void **state)
     assert_int_equal(check(ks, token(h, claims(NOW + 600, NOW, "http://idp.test/", "\"switchboard2\"", sc), rsa, NULL),
                            NOW, &g),
                      JWT_AUDIENCE);
+    /* on exp + leeway exactly: expired (RFC 7519: on or after) */
+    assert_int_equal(check(ks, token(h, claims(NOW - 30, NOW - 100, "http://idp.test/", aud, sc), rsa, NULL), NOW, &g),
+                     JWT_EXPIRED);
+    /* an nbf that is not a number, no subject */
+    assert_int_equal(check(ks, token(h, "{\"iss\":\"http://idp.test/\",\"aud\":\"switchboard\",\"sub\":\"s\","
+                                        "\"exp\":1800000600,\"nbf\":\"1900000000\"}", rsa, NULL), NOW, &g),
+                     JWT_MALFORMED);
+    assert_int_equal(check(ks, token(h, "{\"iss\":\"http://idp.test/\",\"aud\":\"switchboard\",\"exp\":1800000600}",
+                                     rsa, NULL), NOW, &g),
+                     JWT_MALFORMED);
     /* no exp at all */
     assert_int_equal(check(ks, token(h, "{\"iss\":\"http://idp.test/\",\"aud\":\"switchboard\"}", rsa, NULL), NOW, &g),
                      JWT_MALFORMED);
@@ -249,7 +259,9 @@ static void hostile(void **state)
     assert_int_equal(check(ks, token("{\"alg\":\"RS256\",\"kid\":\"r1\",\"crit\":[\"x\"]}", GOOD, rsa, NULL), NOW, &g),
                      JWT_ALG);
     assert_int_equal(check(ks, token("{\"alg\":\"RS256\",\"kid\":\"r9\"}", GOOD, rsa, NULL), NOW, &g), JWT_UNKNOWN_KID);
-    assert_int_equal(check(ks, token("{\"alg\":\"RS256\"}", GOOD, rsa, NULL), NOW, &g), JWT_UNKNOWN_KID);
+    /* no kid: the provider's one key of that algorithm, else refused */
+    assert_int_equal(check(ks, token("{\"alg\":\"RS256\"}", GOOD, rsa, NULL), NOW, &g), JWT_OK);
+    assert_int_equal(check(ks, token("{\"alg\":\"RS256\"}", GOOD, rsa_small, NULL), NOW, &g), JWT_SIGNATURE);
     assert_int_equal(check(ks, token("{\"alg\":\"RS256\",\"kid\":\"small\"}", GOOD, rsa_small, NULL), NOW, &g),
                      JWT_UNKNOWN_KID);
 
@@ -271,6 +283,15 @@ static void hostile(void **state)
     snprintf(t, sizeof t, "%s", token("{\"alg\":\"ES256\",\"kid\":\"e1\"}", GOOD, ec, NULL));
     t[strlen(t) - 2] = t[strlen(t) - 2] == 'A' ? 'B' : 'A';
     assert_int_equal(check(ks, t, NOW, &g), JWT_SIGNATURE);
+
+    /* a second encoding of the same signature (bits past its end set):
+     * refused, so one token has one form */
+    snprintf(t, sizeof t, "%s", token("{\"alg\":\"ES256\",\"kid\":\"e1\"}", GOOD, ec, NULL));
+    assert_int_equal(check(ks, t, NOW, &g), JWT_OK);
+    char *last = t + strlen(t) - 1; /* 64 bytes: 86 characters, the last holds 4 bits and 2 spare */
+    const char *alpha = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    *last = alpha[(strchr(alpha, *last) - alpha) | 1];
+    assert_int_equal(check(ks, t, NOW, &g), JWT_MALFORMED);
 
     /* shapes */
     assert_int_equal(check(ks, "abc.def", NOW, &g), JWT_MALFORMED);
