@@ -2,7 +2,10 @@
 #include "loopq.h"
 
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
+
+#include "log.h"
 
 struct loopq {
     pthread_mutex_t lock;
@@ -20,8 +23,12 @@ static void loopq_run(struct loopq *q)
     pthread_mutex_unlock(&q->lock);
     while (it) {
         struct loopq_item *next = it->next;
-        bool owned = it->owned;
+        bool owned = it->owned, traced = it->trace[0] != '\0';
+        if (traced)
+            log_set_trace(it->trace);
         it->fn(it->arg); /* may free an owned item: read before */
+        if (traced)
+            log_set_trace(NULL);
         if (!owned)
             free(it);
         it = next;
@@ -77,7 +84,8 @@ static void push(struct loopq *q, struct loopq_item *it)
 
 void loopq_post_item(struct loopq *q, struct loopq_item *it, loopq_fn fn, void *arg)
 {
-    *it = (struct loopq_item){NULL, fn, arg, true};
+    *it = (struct loopq_item){NULL, fn, arg, true, ""};
+    snprintf(it->trace, sizeof it->trace, "%s", log_get_trace());
     push(q, it);
 }
 
@@ -86,7 +94,8 @@ bool loopq_post(struct loopq *q, loopq_fn fn, void *arg)
     struct loopq_item *it = malloc(sizeof *it);
     if (it == NULL)
         return false;
-    *it = (struct loopq_item){NULL, fn, arg, false};
+    *it = (struct loopq_item){NULL, fn, arg, false, ""};
+    snprintf(it->trace, sizeof it->trace, "%s", log_get_trace());
     push(q, it);
     return true;
 }

@@ -4,7 +4,8 @@
  * off the loop; the HTTP reply must be sent on the loop that owns the
  * connection. loopq_post appends to a mutex-guarded list and activates one
  * event; the loop runs every queued call in order. Needs
- * evthread_use_pthreads() before the base is created. */
+ * evthread_use_pthreads() before the base is created. The trace id the
+ * posting thread logs with (log_set_trace) is the call's too. */
 #ifndef SB_LOOPQ_H
 #define SB_LOOPQ_H
 
@@ -23,6 +24,7 @@ struct loopq_item {
     loopq_fn fn;
     void *arg;
     bool owned; /* the caller's: not freed by the queue */
+    char trace[33]; /* the poster's trace id (log.h), on the lines fn logs */
 };
 
 /* NULL only when out of memory. */

@@ -3,6 +3,7 @@
 
 #include <assert.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
 
@@ -18,6 +19,7 @@ struct tp_job {
     uint64_t tenant;     /* 0: the pool's own work, never held back */
     int64_t deadline_ms; /* tenants' jobs */
     struct tp_tenant *slot; /* its tenant's (stays put while it has jobs) */
+    char trace[33]; /* the submitter's trace id (log.h): on the lines work and done log */
 };
 
 #define DEADLINE_CHECK_MS 50
@@ -124,8 +126,10 @@ static void run_expired(struct tp_job *expired)
 {
     for (struct tp_job *e = expired, *n; e; e = n) {
         n = e->next;
+        log_set_trace(e->trace);
         e->expire(e->arg);
         post_done(e);
+        log_set_trace(NULL);
         free(e);
     }
 }
@@ -196,8 +200,10 @@ static void *tp_main(void *arg)
                 continue;
             break; /* stopping and drained */
         }
+        log_set_trace(job->trace); /* and loopq_post hands it on to done */
         job->work(ctx, job->arg);
         post_done(job);
+        log_set_trace(NULL);
         if (job->slot) { /* its tenant may run another one now */
             pthread_mutex_lock(&tp->lock);
             struct tp_tenant *t = job->slot;
@@ -313,7 +319,8 @@ enum tp_submit threadpool_submit_for(struct threadpool *tp, uint64_t tenant, int
     struct tp_job *job = malloc(sizeof *job);
     if (job == NULL)
         return TP_STOPPED;
-    *job = (struct tp_job){NULL, work, expire, done, reply, arg, tenant, deadline_ms, NULL};
+    *job = (struct tp_job){NULL, work, expire, done, reply, arg, tenant, deadline_ms, NULL, ""};
+    snprintf(job->trace, sizeof job->trace, "%s", log_get_trace());
     enum tp_submit res = TP_OK;
     pthread_mutex_lock(&tp->lock);
     struct tp_tenant *t = tp->max_queue ? tenant_of(tp, tenant) : NULL;
@@ -347,7 +354,8 @@ bool threadpool_submit(struct threadpool *tp, threadpool_work_fn work, loopq_fn 
     struct tp_job *job = malloc(sizeof *job);
     if (job == NULL)
         return false;
-    *job = (struct tp_job){NULL, work, NULL, done, reply, arg, 0, 0, NULL};
+    *job = (struct tp_job){NULL, work, NULL, done, reply, arg, 0, 0, NULL, ""};
+    snprintf(job->trace, sizeof job->trace, "%s", log_get_trace());
     pthread_mutex_lock(&tp->lock);
     if (tp->stopping) {
         pthread_mutex_unlock(&tp->lock);

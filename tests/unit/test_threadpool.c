@@ -8,9 +8,12 @@
 #include <event2/event.h>
 #include <event2/thread.h>
 #include <pthread.h>
+#include <stdio.h>
+#include <string.h>
 #include <stdatomic.h>
 #include <unistd.h>
 
+#include "log.h"
 #include "threadpool.h"
 
 #define JOBS 1000
@@ -28,6 +31,8 @@ struct job {
     struct shared *s;
     int n;
     int result;
+    char trace[33];      /* the trace id it was submitted under ("" none) */
+    bool trace_in_work;  /* work logged with it */
 };
 
 static void *ctx_new(void *user)
@@ -42,6 +47,7 @@ static void work(void *ctx, void *arg)
     struct job *j = arg;
     assert_ptr_equal(ctx, j->s);
     j->result = j->n * 2;
+    j->trace_in_work = strcmp(log_get_trace(), j->trace) == 0;
     atomic_fetch_add(&j->s->worked, 1);
 }
 
@@ -51,6 +57,10 @@ static void done(void *arg)
     if (!pthread_equal(pthread_self(), j->s->loop_thread))
         j->s->done_off_loop++;
     assert_int_equal(j->result, j->n * 2);
+    /* The request's trace id is on the lines of its work and its
+     * completion (log.h), whichever thread runs them. */
+    assert_true(j->trace_in_work);
+    assert_string_equal(log_get_trace(), j->trace);
     if (++j->s->done == JOBS)
         event_base_loopbreak(j->s->base);
 }
@@ -67,9 +77,13 @@ static void test_pool_posts_back_to_loop(void **state)
     assert_non_null(tp);
     static struct job jobs[JOBS];
     for (int i = 0; i < JOBS; i++) {
-        jobs[i] = (struct job){&s, i, -1};
+        jobs[i] = (struct job){&s, i, -1, "", false};
+        if (i % 2) /* every other one submitted within a traced request */
+            snprintf(jobs[i].trace, sizeof jobs[i].trace, "%032x", i);
+        log_set_trace(jobs[i].trace);
         assert_true(threadpool_submit(tp, work, done, q, &jobs[i]));
     }
+    log_set_trace(NULL);
     struct timeval limit = {.tv_sec = 20};
     event_base_loopexit(s.base, &limit);
     event_base_dispatch(s.base);
