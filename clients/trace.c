@@ -196,7 +196,9 @@ void trace_span_start_at(struct trace_span *s, const struct trace_ctx *parent, c
 
 void trace_span_start(struct trace_span *s, const struct trace_ctx *parent, const char *name, enum trace_kind kind)
 {
-    trace_span_start_at(s, parent, name, kind, t.on ? trace_now_ns() : 0);
+    trace_span_start_at(s, parent, name, kind, 0);
+    if (trace_sampled(&s->ctx)) /* the clock only for spans that are recorded */
+        s->start_ns = trace_now_ns();
 }
 
 void trace_span_attr(struct trace_span *s, const char *key, const char *value)

@@ -477,7 +477,7 @@ void server_dispatch(struct loop *l, struct http_req *req)
      * completion: that one's trace id goes back on when this one is
      * done, and none of it is on this one's lines. */
     char outer[33];
-    snprintf(outer, sizeof outer, "%s", log_get_trace());
+    log_copy_trace(outer);
     log_set_trace(NULL);
     dispatch_request(l, req);
     log_set_trace(outer);

@@ -157,6 +157,11 @@ const char *log_get_trace(void)
     return g_trace;
 }
 
+void log_copy_trace(char out[33])
+{
+    memcpy(out, g_trace, sizeof g_trace);
+}
+
 void log_set_trace(const char *trace_id)
 {
     size_t n = trace_id ? strnlen(trace_id, sizeof g_trace - 1) : 0;

@@ -21,6 +21,8 @@ bool log_enabled(enum log_level lvl);
 void log_set_trace(const char *trace_id);
 /* The trace id set on this thread ("" none). */
 const char *log_get_trace(void);
+/* Copies it into out (a caller keeping it for another thread or later). */
+void log_copy_trace(char out[33]);
 
 #define log_debug(msg, ...) log_msg(LOG_DEBUG, msg, __VA_ARGS__)
 #define log_info(msg, ...) log_msg(LOG_INFO, msg, __VA_ARGS__)

@@ -2,7 +2,6 @@
 #include "loopq.h"
 
 #include <pthread.h>
-#include <stdio.h>
 #include <stdlib.h>
 
 #include "log.h"
@@ -85,7 +84,7 @@ static void push(struct loopq *q, struct loopq_item *it)
 void loopq_post_item(struct loopq *q, struct loopq_item *it, loopq_fn fn, void *arg)
 {
     *it = (struct loopq_item){NULL, fn, arg, true, ""};
-    snprintf(it->trace, sizeof it->trace, "%s", log_get_trace());
+    log_copy_trace(it->trace);
     push(q, it);
 }
 
@@ -95,7 +94,7 @@ bool loopq_post(struct loopq *q, loopq_fn fn, void *arg)
     if (it == NULL)
         return false;
     *it = (struct loopq_item){NULL, fn, arg, false, ""};
-    snprintf(it->trace, sizeof it->trace, "%s", log_get_trace());
+    log_copy_trace(it->trace);
     push(q, it);
     return true;
 }

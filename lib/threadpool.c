@@ -3,7 +3,6 @@
 
 #include <assert.h>
 #include <pthread.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
 
@@ -320,7 +319,7 @@ enum tp_submit threadpool_submit_for(struct threadpool *tp, uint64_t tenant, int
     if (job == NULL)
         return TP_STOPPED;
     *job = (struct tp_job){NULL, work, expire, done, reply, arg, tenant, deadline_ms, NULL, ""};
-    snprintf(job->trace, sizeof job->trace, "%s", log_get_trace());
+    log_copy_trace(job->trace);
     enum tp_submit res = TP_OK;
     pthread_mutex_lock(&tp->lock);
     struct tp_tenant *t = tp->max_queue ? tenant_of(tp, tenant) : NULL;
@@ -355,7 +354,7 @@ bool threadpool_submit(struct threadpool *tp, threadpool_work_fn work, loopq_fn 
     if (job == NULL)
         return false;
     *job = (struct tp_job){NULL, work, NULL, done, reply, arg, 0, 0, NULL, ""};
-    snprintf(job->trace, sizeof job->trace, "%s", log_get_trace());
+    log_copy_trace(job->trace);
     pthread_mutex_lock(&tp->lock);
     if (tp->stopping) {
         pthread_mutex_unlock(&tp->lock);
