@@ -93,6 +93,17 @@ class TestTokens(StackTestCase):
             "scope": "switchboard:admin switchboard:read other:scope", "audience": [AUDIENCE, "other-api"]})
         stack.extra_env.update({"SB_JWT_ISSUER": cls.issuer, "SB_JWT_AUDIENCE": AUDIENCE,
                                 "SB_JWT_SCOPE_CLAIM": "scp", "SB_JWT_REFRESH_MIN_S": "1"})
+        # Hydra makes its signing keys (RSA-4096) on first use, which takes
+        # seconds on a busy machine: a deployed provider has them already.
+        urllib.request.urlopen(cls.issuer + ".well-known/jwks.json", timeout=120).read()
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        # The dispatcher's first fetch of the keys is done (until then a
+        # token gets 503 keys_unavailable: test_08).
+        wait_until("the dispatcher has the provider's keys", lambda: sum(metric_samples(
+            request(cls.port, "GET", "/metrics").body.decode(), "switchboard_jwks_keys").values()) > 0, timeout=60)
 
     @classmethod
     def hydra_admin(cls, method, path, body=None):
@@ -112,7 +123,7 @@ class TestTokens(StackTestCase):
         req = urllib.request.Request(self.issuer + "oauth2/token", data=urllib.parse.urlencode(form).encode(),
                                      headers={"Authorization": f"Basic {basic}",
                                               "Content-Type": "application/x-www-form-urlencoded"})
-        with urllib.request.urlopen(req, timeout=10) as r:
+        with urllib.request.urlopen(req, timeout=60) as r:
             return json.loads(r.read())["access_token"]
 
     def with_token(self, method, path, token, body=None):
