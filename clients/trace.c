@@ -409,9 +409,10 @@ bool trace_setup(const char *service, const struct sb_config *cfg, char *errbuf,
     if (end == cfg->trace_sample_ratio || *end != '\0' || !(ratio >= 0.0 && ratio <= 1.0))
         return sb_errf(errbuf, errlen, "trace_sample_ratio must be a number from 0 to 1, not \"%s\"",
                        cfg->trace_sample_ratio);
+    /* Below 1, ratio * 2^64 is below 2^64 (and a double's rounding of
+     * it at most 2^64 - 2048): it fits. At 1, every trace. */
     t.sample_all = ratio >= 1.0;
-    t.threshold = (uint64_t)(ratio * 18446744073709551616.0 > 18446744073709549568.0 ? UINT64_MAX
-                                                                                     : ratio * 18446744073709551616.0);
+    t.threshold = t.sample_all ? 0 : (uint64_t)(ratio * 18446744073709551616.0);
     if (cfg->trace_otlp_url[0] == '\0')
         return true;
     if (strncmp(cfg->trace_otlp_url, "http://", 7) != 0 && strncmp(cfg->trace_otlp_url, "https://", 8) != 0)
