@@ -351,14 +351,7 @@ static void *export_main(void *arg)
     pthread_mutex_lock(&t.mu);
     for (;;) {
         if (t.n < t.batch_max && !t.stop) {
-            struct timespec ts;
-            clock_gettime(CLOCK_MONOTONIC, &ts);
-            ts.tv_sec += t.flush_ms / 1000;
-            ts.tv_nsec += (t.flush_ms % 1000) * 1000000;
-            if (ts.tv_nsec >= 1000000000) {
-                ts.tv_sec++;
-                ts.tv_nsec -= 1000000000;
-            }
+            struct timespec ts = sb_mono_deadline(sb_mono_ms() + t.flush_ms);
             pthread_cond_timedwait(&t.cv, &t.mu, &ts);
         }
         bool stopping = t.stop;
@@ -433,11 +426,8 @@ bool trace_setup(const char *service, const struct sb_config *cfg, char *errbuf,
                                "spans dropped: the queue was full (trace_queue_max), or the collector refused them");
     t.m_export = metrics_counter("switchboard_trace_spans_dropped_total", "reason=\"export\"",
                                  "spans dropped: the queue was full (trace_queue_max), or the collector refused them");
-    pthread_condattr_t ca;
-    if (pthread_condattr_init(&ca) != 0 || pthread_condattr_setclock(&ca, CLOCK_MONOTONIC) != 0 ||
-        pthread_cond_init(&t.cv, &ca) != 0)
+    if (!sb_cond_init_mono(&t.cv))
         return sb_errf(errbuf, errlen, "cannot make the exporter's condition variable");
-    pthread_condattr_destroy(&ca);
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
         return sb_errf(errbuf, errlen, "cannot initialise libcurl");
     if (pthread_create(&t.thread, NULL, export_main, NULL) != 0)

@@ -176,15 +176,7 @@ static void *fetch_main(void *arg)
         if (j.wanted && j.last_fetch_ms + j.refresh_min_ms < wake)
             wake = j.last_fetch_ms + j.refresh_min_ms;
         if (now < wake) {
-            struct timespec ts;
-            clock_gettime(CLOCK_MONOTONIC, &ts);
-            int64_t ms = wake - now;
-            ts.tv_sec += ms / 1000;
-            ts.tv_nsec += (ms % 1000) * 1000000;
-            if (ts.tv_nsec >= 1000000000) {
-                ts.tv_sec++;
-                ts.tv_nsec -= 1000000000;
-            }
+            struct timespec ts = sb_mono_deadline(wake);
             pthread_cond_timedwait(&j.cv, &j.mu, &ts);
             continue;
         }
@@ -267,11 +259,8 @@ bool jwks_start(const struct sb_config *cfg, char *errbuf, size_t errlen)
         return sb_errf(errbuf, errlen, "cannot initialise libcurl");
     /* Waits are timed on the monotonic clock: a wall clock set back must
      * not hold the next fetch. */
-    pthread_condattr_t ca;
-    if (pthread_condattr_init(&ca) != 0 || pthread_condattr_setclock(&ca, CLOCK_MONOTONIC) != 0 ||
-        pthread_cond_init(&j.cv, &ca) != 0)
+    if (!sb_cond_init_mono(&j.cv))
         return sb_errf(errbuf, errlen, "cannot make the JWKS thread's condition variable");
-    pthread_condattr_destroy(&ca);
     j.stop = false;
     if (pthread_create(&j.thread, NULL, fetch_main, NULL) != 0)
         return sb_errf(errbuf, errlen, "cannot start the JWKS thread");

@@ -41,6 +41,21 @@ int64_t sb_mono_us(void)
     return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
+bool sb_cond_init_mono(pthread_cond_t *cv)
+{
+    pthread_condattr_t ca;
+    if (pthread_condattr_init(&ca) != 0)
+        return false;
+    bool ok = pthread_condattr_setclock(&ca, CLOCK_MONOTONIC) == 0 && pthread_cond_init(cv, &ca) == 0;
+    pthread_condattr_destroy(&ca);
+    return ok;
+}
+
+struct timespec sb_mono_deadline(int64_t mono_ms)
+{
+    return (struct timespec){.tv_sec = (time_t)(mono_ms / 1000), .tv_nsec = (long)(mono_ms % 1000) * 1000000};
+}
+
 static bool getrandom_all(void *buf, size_t len)
 {
     size_t off = 0;

@@ -2,6 +2,7 @@
 #ifndef SB_UTIL_H
 #define SB_UTIL_H
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -26,6 +27,11 @@ int64_t sb_now_ms(void);
 int64_t sb_mono_ms(void);
 /* Monotonic clock in microseconds (latency histograms). */
 int64_t sb_mono_us(void);
+/* A condition variable whose timed waits count on the monotonic clock (a
+ * wall clock set back must not stretch a wait), and the deadline such a
+ * wait takes for a time on sb_mono_ms's clock. */
+bool sb_cond_init_mono(pthread_cond_t *cv) SB_NODISCARD;
+struct timespec sb_mono_deadline(int64_t mono_ms);
 
 /* Fills buf with len random bytes from getrandom(2) (small requests from a
  * per-thread pool of its output). */

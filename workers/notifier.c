@@ -254,14 +254,7 @@ bool notifier_prepare(struct worker *w)
         goto fail;
     nf->lock = (pthread_mutex_t)PTHREAD_MUTEX_INITIALIZER;
     /* Waited on with a deadline (the next straggler check): monotonic. */
-    pthread_condattr_t ca;
-    bool cond = pthread_condattr_init(&ca) == 0;
-    if (cond) {
-        cond = pthread_condattr_setclock(&ca, CLOCK_MONOTONIC) == 0 &&
-               pthread_cond_init(&nf->changed, &ca) == 0;
-        pthread_condattr_destroy(&ca);
-    }
-    if (!cond) {
+    if (!sb_cond_init_mono(&nf->changed)) {
         sb_errf(err, sizeof err, "cannot make a condition variable");
         free(nf);
         nf = NULL;
@@ -896,8 +889,7 @@ static void wait_change(struct notifier *nf, int64_t until_mono_ms)
         pthread_cond_wait(&nf->changed, &nf->lock);
         return;
     }
-    struct timespec ts = {.tv_sec = until_mono_ms / 1000,
-                          .tv_nsec = (until_mono_ms % 1000) * 1000000};
+    struct timespec ts = sb_mono_deadline(until_mono_ms);
     pthread_cond_timedwait(&nf->changed, &nf->lock, &ts);
 }
 
