@@ -5,7 +5,6 @@
  * at start, and never seen by it: a token that verified would be a
  * forgery); a status is always one of the enum's. Input starting with '{'
  * is read as a JWKS, anything else as a token. */
-#include <openssl/core_names.h>
 #include <openssl/evp.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -13,36 +12,9 @@
 #include <string.h>
 
 #include "jwt.h"
+#include "jwtmint.h"
 
 static struct jwt_keyset *keys;
-
-static void b64url(const unsigned char *in, size_t len, char *out)
-{
-    static const char a[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    size_t o = 0;
-    for (size_t i = 0; i < len; i += 3) {
-        uint32_t v = (uint32_t)in[i] << 16 | (i + 1 < len ? (uint32_t)in[i + 1] << 8 : 0) |
-                     (i + 2 < len ? in[i + 2] : 0);
-        out[o++] = a[v >> 18 & 63];
-        out[o++] = a[v >> 12 & 63];
-        if (i + 1 < len)
-            out[o++] = a[v >> 6 & 63];
-        if (i + 2 < len)
-            out[o++] = a[v & 63];
-    }
-    out[o] = '\0';
-}
-
-static void param(EVP_PKEY *k, const char *name, size_t pad, char *out)
-{
-    BIGNUM *bn = NULL;
-    unsigned char buf[600];
-    if (!EVP_PKEY_get_bn_param(k, name, &bn))
-        abort();
-    int n = pad ? BN_bn2binpad(bn, buf, (int)pad) : BN_bn2bin(bn, buf);
-    b64url(buf, (size_t)n, out);
-    BN_free(bn);
-}
 
 /* The provider's keys: an RSA and a P-256 one, kids "r" and "e" (the
  * seeds name them), made once per process. */
@@ -50,15 +22,10 @@ static void make_keys(void)
 {
     EVP_PKEY *rsa = EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t)2048);
     EVP_PKEY *ec = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
-    char n[600], e[16], x[64], y[64], doc[2048], err[256];
-    param(rsa, OSSL_PKEY_PARAM_RSA_N, 0, n);
-    param(rsa, OSSL_PKEY_PARAM_RSA_E, 0, e);
-    param(ec, OSSL_PKEY_PARAM_EC_PUB_X, 32, x);
-    param(ec, OSSL_PKEY_PARAM_EC_PUB_Y, 32, y);
-    snprintf(doc, sizeof doc,
-             "{\"keys\":[{\"kty\":\"RSA\",\"kid\":\"r\",\"n\":\"%s\",\"e\":\"%s\"},"
-             "{\"kty\":\"EC\",\"crv\":\"P-256\",\"kid\":\"e\",\"x\":\"%s\",\"y\":\"%s\"}]}",
-             n, e, x, y);
+    char rj[2048], ej[512], doc[3000], err[256];
+    if (!jwtmint_jwk(rsa, "r", "", rj, sizeof rj) || !jwtmint_jwk(ec, "e", "", ej, sizeof ej))
+        abort();
+    snprintf(doc, sizeof doc, "{\"keys\":[%s,%s]}", rj, ej);
     size_t skipped;
     keys = jwt_keyset_parse(doc, strlen(doc), &skipped, err, sizeof err);
     if (keys == NULL || jwt_keyset_count(keys) != 2)

@@ -12,62 +12,22 @@
 #include <stdint.h>
 #include <cmocka.h>
 #include <openssl/core_names.h>
-#include <openssl/ecdsa.h>
 #include <openssl/evp.h>
-#include <openssl/hmac.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "jwt.h"
+#include "jwtmint.h"
 
 static EVP_PKEY *rsa, *ec, *rsa_small;
 static const int64_t NOW = 1800000000;
 
-static void b64url(const unsigned char *in, size_t len, char *out)
-{
-    static const char a[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    size_t o = 0;
-    for (size_t i = 0; i < len; i += 3) {
-        uint32_t v = (uint32_t)in[i] << 16 | (i + 1 < len ? (uint32_t)in[i + 1] << 8 : 0) |
-                     (i + 2 < len ? in[i + 2] : 0);
-        out[o++] = a[v >> 18 & 63];
-        out[o++] = a[v >> 12 & 63];
-        if (i + 1 < len)
-            out[o++] = a[v >> 6 & 63];
-        if (i + 2 < len)
-            out[o++] = a[v & 63];
-    }
-    out[o] = '\0';
-}
-
-static void bn_b64(EVP_PKEY *k, const char *param, size_t pad, char *out)
-{
-    BIGNUM *bn = NULL;
-    assert_true(EVP_PKEY_get_bn_param(k, param, &bn));
-    unsigned char buf[1024];
-    int n = pad ? BN_bn2binpad(bn, buf, (int)pad) : BN_bn2bin(bn, buf);
-    assert_true(n > 0);
-    b64url(buf, (size_t)n, out);
-    BN_free(bn);
-}
-
 /* The public JWK of k, as a provider's JWKS lists it. */
 static void jwk(EVP_PKEY *k, const char *kid, const char *extra, char *out, size_t cap)
 {
-    char a[1024], b[1024];
-    if (EVP_PKEY_is_a(k, "RSA")) {
-        bn_b64(k, OSSL_PKEY_PARAM_RSA_N, 0, a);
-        bn_b64(k, OSSL_PKEY_PARAM_RSA_E, 0, b);
-        snprintf(out, cap, "{\"kty\":\"RSA\",\"kid\":\"%s\",\"use\":\"sig\",\"n\":\"%s\",\"e\":\"%s\"%s}", kid, a, b,
-                 extra);
-    } else {
-        bn_b64(k, OSSL_PKEY_PARAM_EC_PUB_X, 32, a);
-        bn_b64(k, OSSL_PKEY_PARAM_EC_PUB_Y, 32, b);
-        snprintf(out, cap, "{\"kty\":\"EC\",\"crv\":\"P-256\",\"kid\":\"%s\",\"x\":\"%s\",\"y\":\"%s\"%s}", kid, a, b,
-                 extra);
-    }
+    assert_true(jwtmint_jwk(k, kid, extra, out, cap));
 }
 
 /* header.payload.signature, signed with k (RS256 or ES256 by its type),
@@ -75,40 +35,7 @@ static void jwk(EVP_PKEY *k, const char *kid, const char *extra, char *out, size
 static char *token(const char *header, const char *payload, EVP_PKEY *k, const char *hmac_key)
 {
     static char out[3 * JWT_MAX_LEN];
-    char h[2048], p[JWT_MAX_LEN * 2];
-    b64url((const unsigned char *)header, strlen(header), h);
-    b64url((const unsigned char *)payload, strlen(payload), p);
-    char signing[sizeof h + sizeof p + 2];
-    snprintf(signing, sizeof signing, "%s.%s", h, p);
-    unsigned char sig[1024];
-    size_t siglen = 0;
-    if (hmac_key) {
-        unsigned int l = 0;
-        HMAC(EVP_sha256(), hmac_key, (int)strlen(hmac_key), (unsigned char *)signing, strlen(signing), sig, &l);
-        siglen = l;
-    } else if (k) {
-        EVP_MD_CTX *mc = EVP_MD_CTX_new();
-        unsigned char der[1024];
-        size_t dl = sizeof der;
-        assert_int_equal(EVP_DigestSignInit(mc, NULL, EVP_sha256(), NULL, k), 1);
-        assert_int_equal(EVP_DigestSign(mc, der, &dl, (unsigned char *)signing, strlen(signing)), 1);
-        EVP_MD_CTX_free(mc);
-        if (EVP_PKEY_is_a(k, "EC")) {
-            const unsigned char *d = der;
-            ECDSA_SIG *es = d2i_ECDSA_SIG(NULL, &d, (long)dl);
-            assert_non_null(es);
-            BN_bn2binpad(ECDSA_SIG_get0_r(es), sig, 32);
-            BN_bn2binpad(ECDSA_SIG_get0_s(es), sig + 32, 32);
-            ECDSA_SIG_free(es);
-            siglen = 64;
-        } else {
-            memcpy(sig, der, dl);
-            siglen = dl;
-        }
-    }
-    char s[2048];
-    b64url(sig, siglen, s);
-    snprintf(out, sizeof out, "%s.%s", signing, s);
+    assert_true(jwtmint_token(header, payload, k, hmac_key, out, sizeof out));
     return out;
 }
 
@@ -249,8 +176,8 @@ static void hostile(void **state)
     struct jwt_grant g;
     assert_int_equal(check(ks, token("{\"alg\":\"none\",\"kid\":\"r1\"}", GOOD, NULL, NULL), NOW, &g), JWT_ALG);
     /* HS256 keyed with the RSA key's public modulus, the classic confusion */
-    char pub[4096];
-    bn_b64(rsa, OSSL_PKEY_PARAM_RSA_N, 0, pub);
+    char pub[1400];
+    assert_true(jwtmint_param(rsa, OSSL_PKEY_PARAM_RSA_N, 0, pub));
     assert_int_equal(check(ks, token("{\"alg\":\"HS256\",\"kid\":\"r1\"}", GOOD, NULL, pub), NOW, &g), JWT_ALG);
     /* an RS256 token naming the EC key, and an ES256 one naming the RSA key */
     assert_int_equal(check(ks, token("{\"alg\":\"RS256\",\"kid\":\"e1\"}", GOOD, rsa, NULL), NOW, &g), JWT_ALG);
