@@ -10,9 +10,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "json.h"
 #include "log.h"
 #include "metrics.h"
+#include "otlp.h"
 #include "strbuf.h"
 
 #define EXPORT_TIMEOUT_MS 5000
@@ -23,6 +23,7 @@ static struct {
     bool sample_all;
     char service[64];
     char *url;
+    enum otlp_format format;
     size_t cap, batch_max;
     int64_t flush_ms;
     pthread_t thread;
@@ -140,22 +141,12 @@ bool trace_parse(const char *s, struct trace_ctx *out)
     return true;
 }
 
-static void to_hex(const uint8_t *b, size_t len, char *out)
-{
-    static const char h[] = "0123456789abcdef";
-    for (size_t i = 0; i < len; i++) {
-        out[2 * i] = h[b[i] >> 4];
-        out[2 * i + 1] = h[b[i] & 15];
-    }
-    out[2 * len] = '\0';
-}
-
 void trace_format(const struct trace_ctx *c, char out[TRACEPARENT_LEN + 1])
 {
     memcpy(out, "00-", 3);
-    to_hex(c->trace_id, 16, out + 3);
+    sb_hex(c->trace_id, 16, out + 3);
     out[35] = '-';
-    to_hex(c->span_id, 8, out + 36);
+    sb_hex(c->span_id, 8, out + 36);
     out[52] = '-';
     out[53] = '0';
     out[54] = (c->flags & 1) ? '1' : '0';
@@ -165,7 +156,7 @@ void trace_format(const struct trace_ctx *c, char out[TRACEPARENT_LEN + 1])
 void trace_id_hex(const struct trace_ctx *c, char out[33])
 {
     if (c->valid)
-        to_hex(c->trace_id, 16, out);
+        sb_hex(c->trace_id, 16, out);
     else
         out[0] = '\0';
 }
@@ -245,71 +236,6 @@ void trace_span_end(struct trace_span *s, bool error)
 
 /* -- export --------------------------------------------------------------- */
 
-static void put_attr(struct strbuf *b, const char *key, const char *val)
-{
-    strbuf_append_lit(b, "{\"key\":\"");
-    strbuf_append(b, key, strlen(key)); /* our literals: nothing to escape */
-    strbuf_append_lit(b, "\",\"value\":{\"stringValue\":");
-    json_append_string(b, val);
-    strbuf_append_lit(b, "}}");
-}
-
-static void put_hex(struct strbuf *b, const uint8_t *id, size_t len)
-{
-    char h[33];
-    to_hex(id, len, h);
-    strbuf_append(b, h, 2 * len);
-}
-
-/* OTLP/HTTP JSON (opentelemetry-proto, ExportTraceServiceRequest): ids
- * in hex, times as decimal strings. No printf per span: the exporter
- * shares the cores with the loops. */
-static void otlp_body(struct strbuf *b, const struct trace_span *spans, size_t n)
-{
-    char host[128] = "";
-    gethostname(host, sizeof host - 1);
-    char pid[24];
-    snprintf(pid, sizeof pid, "%d", (int)getpid());
-    strbuf_append_lit(b, "{\"resourceSpans\":[{\"resource\":{\"attributes\":[");
-    put_attr(b, "service.name", t.service);
-    strbuf_append_lit(b, ",");
-    put_attr(b, "host.name", host);
-    strbuf_append_lit(b, ",");
-    put_attr(b, "process.pid", pid);
-    strbuf_append_lit(b, "]},\"scopeSpans\":[{\"scope\":{\"name\":\"switchboard\"},\"spans\":[");
-    static const uint8_t no_parent[8];
-    for (size_t i = 0; i < n; i++) {
-        const struct trace_span *s = &spans[i];
-        strbuf_append_lit(b, "{\"traceId\":\"");
-        put_hex(b, s->ctx.trace_id, 16);
-        strbuf_append_lit(b, "\",\"spanId\":\"");
-        put_hex(b, s->ctx.span_id, 8);
-        if (memcmp(s->parent, no_parent, 8) != 0) {
-            strbuf_append_lit(b, "\",\"parentSpanId\":\"");
-            put_hex(b, s->parent, 8);
-        }
-        strbuf_append_lit(b, "\",\"name\":");
-        json_append_string(b, s->name);
-        strbuf_append_lit(b, ",\"kind\":");
-        strbuf_append_i64(b, s->kind);
-        strbuf_append_lit(b, ",\"startTimeUnixNano\":\"");
-        strbuf_append_i64(b, s->start_ns);
-        strbuf_append_lit(b, "\",\"endTimeUnixNano\":\"");
-        strbuf_append_i64(b, s->end_ns);
-        strbuf_append_lit(b, "\",\"attributes\":[");
-        for (int a = 0; a < s->nattrs; a++) {
-            if (a)
-                strbuf_append_lit(b, ",");
-            put_attr(b, s->attr_key[a], s->attr_val[a]);
-        }
-        strbuf_append_lit(b, "],\"status\":{\"code\":");
-        strbuf_append(b, s->error ? "2}}" : "0}}", 3); /* STATUS_CODE_ERROR : UNSET */
-        if (i + 1 < n)
-            strbuf_append_lit(b, ",");
-    }
-    strbuf_append_lit(b, "]}]}]}");
-}
-
 static size_t discard_body(char *p, size_t size, size_t n, void *arg)
 {
     (void)p;
@@ -320,7 +246,9 @@ static size_t discard_body(char *p, size_t size, size_t n, void *arg)
 static bool post(CURL *c, const char *body, size_t len, char *why, size_t whylen)
 {
     curl_easy_reset(c);
-    struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/json");
+    char ctype[64];
+    snprintf(ctype, sizeof ctype, "Content-Type: %s", otlp_content_type(t.format));
+    struct curl_slist *h = curl_slist_append(NULL, ctype);
     if (h == NULL)
         return sb_errf(why, whylen, "out of memory");
     curl_easy_setopt(c, CURLOPT_URL, t.url);
@@ -347,6 +275,10 @@ static void *export_main(void *arg)
     (void)arg;
     CURL *c = curl_easy_init();
     struct trace_span *batch = t.spare;
+    char host[128] = "", pid[24];
+    gethostname(host, sizeof host - 1);
+    snprintf(pid, sizeof pid, "%d", (int)getpid());
+    const struct otlp_resource res = {.service = t.service, .host = host, .pid = pid};
     struct log_every failed = {0};
     pthread_mutex_lock(&t.mu);
     for (;;) {
@@ -368,7 +300,7 @@ static void *export_main(void *arg)
         for (size_t off = 0; off < n; off += t.batch_max) {
             size_t k = n - off < t.batch_max ? n - off : t.batch_max;
             struct strbuf b = {0};
-            otlp_body(&b, batch + off, k);
+            otlp_encode(&b, t.format, &res, batch + off, k);
             char why[256] = "out of memory";
             if (!gave_up && c && !strbuf_failed(&b) && post(c, b.p, b.len, why, sizeof why)) {
                 metric_add(t.m_exported, (int64_t)k);
@@ -408,6 +340,9 @@ bool trace_setup(const char *service, const struct sb_config *cfg, char *errbuf,
     t.threshold = t.sample_all ? 0 : (uint64_t)(ratio * 18446744073709551616.0);
     if (cfg->trace_otlp_url[0] == '\0')
         return true;
+    if (!otlp_format_parse(cfg->trace_otlp_protocol, &t.format))
+        return sb_errf(errbuf, errlen, "trace_otlp_protocol must be http/protobuf or http/json, not \"%s\"",
+                       cfg->trace_otlp_protocol);
     if (strncmp(cfg->trace_otlp_url, "http://", 7) != 0 && strncmp(cfg->trace_otlp_url, "https://", 8) != 0)
         return sb_errf(errbuf, errlen, "trace_otlp_url must be an http(s) URL (an OTLP/HTTP traces endpoint)");
     t.url = strdup(cfg->trace_otlp_url);
@@ -433,7 +368,8 @@ bool trace_setup(const char *service, const struct sb_config *cfg, char *errbuf,
     if (pthread_create(&t.thread, NULL, export_main, NULL) != 0)
         return sb_errf(errbuf, errlen, "cannot start the span exporter");
     t.on = true;
-    log_info("tracing on", "otlp_url=%s sample_ratio=%s queue_max=%zu", t.url, cfg->trace_sample_ratio, t.cap);
+    log_info("tracing on", "otlp_url=%s protocol=%s sample_ratio=%s queue_max=%zu", t.url, cfg->trace_otlp_protocol,
+             cfg->trace_sample_ratio, t.cap);
     return true;
 }
 

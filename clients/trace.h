@@ -11,7 +11,8 @@
  *
  * A finished span is copied into a bounded in-memory queue (a mutex held
  * for the copy only, so a loop never waits on the network); a thread of
- * its own sends the queue in batches to trace_otlp_url as OTLP/HTTP JSON.
+ * its own sends the queue in batches to trace_otlp_url over OTLP/HTTP
+ * (protobuf, or JSON: trace_otlp_protocol; the bodies are otlp.c's).
  * When the queue is full a span is dropped and counted
  * (switchboard_trace_spans_dropped_total{reason="queue_full"}), as is a
  * batch the collector refused (reason="export"). With trace_otlp_url

@@ -112,6 +112,7 @@ struct sb_config {
     /* tracing */
     char *trace_otlp_url;
     char *trace_sample_ratio;
+    char *trace_otlp_protocol;
     int64_t trace_queue_max;
     int64_t trace_flush_ms;
     /* counts */

@@ -94,17 +94,23 @@ bool sb_random_bytes(void *buf, size_t len)
     return true;
 }
 
-bool sb_random_id(char out[33])
+void sb_hex(const void *bytes, size_t len, char *out)
 {
     static const char hex[] = "0123456789abcdef";
+    const unsigned char *b = bytes;
+    for (size_t i = 0; i < len; i++) {
+        out[2 * i] = hex[b[i] >> 4];
+        out[2 * i + 1] = hex[b[i] & 15];
+    }
+    out[2 * len] = '\0';
+}
+
+bool sb_random_id(char out[33])
+{
     unsigned char raw[16];
     if (!sb_random_bytes(raw, sizeof raw))
         return false;
-    for (size_t i = 0; i < sizeof raw; i++) {
-        out[2 * i] = hex[raw[i] >> 4];
-        out[2 * i + 1] = hex[raw[i] & 15];
-    }
-    out[32] = '\0';
+    sb_hex(raw, sizeof raw, out);
     return true;
 }
 

@@ -36,6 +36,8 @@ struct timespec sb_mono_deadline(int64_t mono_ms);
 /* Fills buf with len random bytes from getrandom(2) (small requests from a
  * per-thread pool of its output). */
 bool sb_random_bytes(void *buf, size_t len) SB_NODISCARD;
+/* Writes len bytes as 2 * len lowercase hex chars + NUL. */
+void sb_hex(const void *bytes, size_t len, char *out);
 /* Writes a 128-bit random id as 32 lowercase hex chars + NUL (out >= 33). */
 bool sb_random_id(char out[33]) SB_NODISCARD;
 

@@ -68,6 +68,7 @@ class Stack:
         self.es_index = env.get("SB_ES_INDEX")
         self.mongo_uri = env.get("MONGO_URI")  # notifications in MongoDB when set
         self.extra_env = {}  # more settings for every switchboard process
+        self.role_flags = {}  # role -> more flags for that role's workers
         self.external = {
             "redis": bool(self.redis_url),
             "kafka": bool(self.kafka_brokers),
@@ -512,7 +513,7 @@ class Stack:
         argv = [self.binary("switchboard-worker"), "--role", role,
                 "--status-listen", f"127.0.0.1:{port}"]
         self.status_ports[name] = port
-        return self.spawn(name, argv + list(extra), nofile=nofile)
+        return self.spawn(name, argv + list(self.role_flags.get(role, ())) + list(extra), nofile=nofile)
 
     def ensure_api_key(self):
         """The admin API key of this stack: made once (run_dir/api_key,

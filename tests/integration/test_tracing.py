@@ -4,7 +4,7 @@ over HTTP in, its query API out): a message create is one trace from the
 client's traceparent through the dispatcher's request, Redis and produce
 spans to the persister's job and batch; a notification is one trace
 through the notifier's job to the provider call, whose traceparent the
-provider received. The log lines of a traced request or job carry its
+provider received. The persister exports OTLP's JSON, the rest protobuf. The log lines of a traced request or job carry its
 trace id."""
 
 import json
@@ -56,6 +56,9 @@ class TestTracing(StackTestCase):
         cls.otlp_url, cls.query_url = stack.start_jaeger()
         cls.provider = FakeServer("provider.py", stack.path("logs"), folder="scripts/dev")
         stack.log_level = "debug"  # every line a request logs, to check them all for the trace id
+        # The dispatcher and the notifier send protobuf (the default), the
+        # persister JSON: a create's trace joins both encodings.
+        stack.role_flags["persister"] = ["--trace-otlp-protocol", "http/json"]
         stack.extra_env.update({
             "SB_TRACE_OTLP_URL": cls.otlp_url,
             "SB_TRACE_SAMPLE_RATIO": "1",
