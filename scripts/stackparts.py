@@ -24,8 +24,42 @@ KAFKA_VERSION = "3.9.2"
 KAFKA_CACHE = os.environ.get("SB_KAFKA_CACHE") or os.path.join(ROOT, ".cache", f"kafka-{KAFKA_VERSION}")
 
 
+_HANDED_OUT = set()
+
+
+def _ephemeral_floor():
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+    """A loopback port nothing listens on, for a server started next.
+
+    Not bind(0)'s answer: that is a port of the kernel's ephemeral range,
+    which it may give to any outgoing connection (a test's HTTP client, a
+    span export) before our server binds it, and the server then fails
+    with "port already in use". So a port below that range, from a block
+    of 1000 chosen by pid (two harnesses at once, ctest -j, rarely share a
+    block), never the same one twice in a process."""
+    floor = _ephemeral_floor()
+    blocks = (floor - 10000) // 1000
+    if blocks >= 1:
+        base = 10000 + (os.getpid() % blocks) * 1000
+        for _ in range(500):
+            port = base + secrets.randbelow(1000)
+            if port in _HANDED_OUT:
+                continue
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+                try:
+                    s.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+            _HANDED_OUT.add(port)
+            return port
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:  # no room below the range
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
