@@ -1,7 +1,6 @@
 /* otlp.c - see otlp.h. */
 #include "otlp.h"
 
-#include <assert.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -15,7 +14,7 @@ const char *otlp_content_type(enum otlp_format f)
 
 bool otlp_format_parse(const char *s, enum otlp_format *out)
 {
-    if (strcmp(s, "http/protobuf") == 0)
+    if (s == NULL || *s == '\0' || strcmp(s, "http/protobuf") == 0) /* unset: the default */
         *out = OTLP_PROTOBUF;
     else if (strcmp(s, "http/json") == 0)
         *out = OTLP_JSON;
@@ -79,6 +78,7 @@ static void pb_bytes(struct strbuf *b, unsigned field, const void *p, size_t len
  * U+FFFD, as in our JSON. */
 static void pb_string(struct strbuf *b, unsigned field, const char *s)
 {
+    s = s ? s : "";
     size_t len = strlen(s);
     if (json_utf8_valid(s, len)) {
         pb_bytes(b, field, s, len);
@@ -123,7 +123,10 @@ static void pb_close(struct strbuf *b, size_t body)
     if (b->failed)
         return;
     size_t len = b->len - body;
-    assert(len < (size_t)1 << (7 * PB_LEN_ROOM));
+    if (len >= (size_t)1 << (7 * PB_LEN_ROOM)) { /* 256 MiB: ten thousand times a batch of 512 */
+        b->failed = true;
+        return;
+    }
     char v[PB_LEN_ROOM];
     size_t n = 0;
     do {

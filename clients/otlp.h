@@ -6,7 +6,7 @@
  * ("application/x-protobuf", the default OTLP exporters use) and JSON
  * ("application/json": ids in hex, 64-bit times as decimal strings).
  * Protobuf is smaller and what collectors decode fastest (Jaeger took a
- * fifth more CPU for the same spans in JSON: scripts/bench, row tr), and
+ * quarter more CPU for the same spans in JSON: scripts/bench, row tr), and
  * the collector often shares the machine with the stack it traces. */
 #ifndef SB_OTLP_H
 #define SB_OTLP_H
@@ -30,8 +30,8 @@ void otlp_encode(struct strbuf *b, enum otlp_format f, const struct otlp_resourc
                  const struct trace_span *spans, size_t n);
 /* The Content-Type of f's bodies. */
 const char *otlp_content_type(enum otlp_format f);
-/* "http/protobuf" or "http/json" (OTEL_EXPORTER_OTLP_PROTOCOL's names);
- * false for anything else. */
+/* "http/protobuf" or "http/json" (OTEL_EXPORTER_OTLP_PROTOCOL's names;
+ * NULL or "" is protobuf); false for anything else. */
 bool otlp_format_parse(const char *s, enum otlp_format *out);
 
 #endif

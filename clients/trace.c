@@ -338,11 +338,13 @@ bool trace_setup(const char *service, const struct sb_config *cfg, char *errbuf,
      * it at most 2^64 - 2048): it fits. At 1, every trace. */
     t.sample_all = ratio >= 1.0;
     t.threshold = t.sample_all ? 0 : (uint64_t)(ratio * 18446744073709551616.0);
-    if (cfg->trace_otlp_url[0] == '\0')
-        return true;
+    /* Checked with tracing off too: a typo shows at start, not when
+     * tracing is turned on. */
     if (!otlp_format_parse(cfg->trace_otlp_protocol, &t.format))
         return sb_errf(errbuf, errlen, "trace_otlp_protocol must be http/protobuf or http/json, not \"%s\"",
                        cfg->trace_otlp_protocol);
+    if (cfg->trace_otlp_url[0] == '\0')
+        return true;
     if (strncmp(cfg->trace_otlp_url, "http://", 7) != 0 && strncmp(cfg->trace_otlp_url, "https://", 8) != 0)
         return sb_errf(errbuf, errlen, "trace_otlp_url must be an http(s) URL (an OTLP/HTTP traces endpoint)");
     t.url = strdup(cfg->trace_otlp_url);

@@ -12,7 +12,9 @@ import shutil
 import secrets
 import socket
 import subprocess
+import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -25,14 +27,28 @@ KAFKA_CACHE = os.environ.get("SB_KAFKA_CACHE") or os.path.join(ROOT, ".cache", f
 
 
 _HANDED_OUT = set()
+_PORT_LOCK = threading.Lock()
 
 
-def _ephemeral_floor():
+def _ephemeral_range():
     try:
         with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
-            return int(f.read().split()[0])
-    except (OSError, ValueError, IndexError):
-        return 32768
+            lo, hi = (int(x) for x in f.read().split()[:2])
+            return lo, hi
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
+def _try_port(port):
+    if port in _HANDED_OUT:
+        return False
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    _HANDED_OUT.add(port)
+    return True
 
 
 def free_port():
@@ -41,25 +57,27 @@ def free_port():
     Not bind(0)'s answer: that is a port of the kernel's ephemeral range,
     which it may give to any outgoing connection (a test's HTTP client, a
     span export) before our server binds it, and the server then fails
-    with "port already in use". So a port below that range, from a block
-    of 1000 chosen by pid (two harnesses at once, ctest -j, rarely share a
-    block), never the same one twice in a process."""
-    floor = _ephemeral_floor()
-    blocks = (floor - 10000) // 1000
-    if blocks >= 1:
-        base = 10000 + (os.getpid() % blocks) * 1000
-        for _ in range(500):
-            port = base + secrets.randbelow(1000)
-            if port in _HANDED_OUT:
-                continue
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-                try:
-                    s.bind(("127.0.0.1", port))
-                except OSError:
-                    continue
-            _HANDED_OUT.add(port)
-            return port
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:  # no room below the range
+    with "port already in use". So a port outside that range: below it,
+    from a block of 1000 chosen by pid (two harnesses at once, ctest -j,
+    rarely share a block), else above it; never the same one twice in a
+    process. Two harnesses in one block can still race for a port while
+    a slow server starts; bind(0) had the same race and more of it."""
+    lo, hi = _ephemeral_range()
+    with _PORT_LOCK:
+        blocks = (lo - 10000) // 1000
+        if blocks >= 1:
+            base = 10000 + (os.getpid() % blocks) * 1000
+            for _ in range(500):
+                port = base + secrets.randbelow(1000)
+                if _try_port(port):
+                    return port
+        if hi < 65000:
+            for _ in range(500):
+                port = hi + 1 + secrets.randbelow(65535 - hi)
+                if _try_port(port):
+                    return port
+    print("free_port: no port outside the ephemeral range; taking one inside it", file=sys.stderr)
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 

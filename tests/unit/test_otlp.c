@@ -71,11 +71,15 @@ static uint64_t rd_varint(struct pb *r)
     return 0;
 }
 
+enum { VARINT = 0, I64 = 1, LEN = 2 };
+
 /* The next field: its number, and for a LEN field its body (the reader
- * moves past it); for VARINT *v; for I64 *v. */
-static unsigned rd_field(struct pb *r, struct pb *body, uint64_t *v)
+ * moves past it); for VARINT and I64 *v. want: the wire type the field
+ * must have. */
+static unsigned rd_field(struct pb *r, struct pb *body, uint64_t *v, unsigned want)
 {
     uint64_t tag = rd_varint(r);
+    assert_int_equal(tag & 7, want);
     switch (tag & 7) {
     case 0:
         *v = rd_varint(r);
@@ -118,13 +122,13 @@ static void rd_kv(struct pb kv, char **key, char **val)
     struct pb f;
     uint64_t v;
     while (kv.p < kv.end) {
-        unsigned n = rd_field(&kv, &f, &v);
+        unsigned n = rd_field(&kv, &f, &v, LEN);
         if (n == 1) {
             *key = rd_string(&f);
         } else {
             assert_int_equal(n, 2);
             struct pb s;
-            assert_int_equal(rd_field(&f, &s, &v), 1); /* AnyValue.string_value */
+            assert_int_equal(rd_field(&f, &s, &v, LEN), 1); /* AnyValue.string_value */
             *val = rd_string(&s);
             assert_true(f.p == f.end);
         }
@@ -141,7 +145,10 @@ static void check_span(struct pb sp, const struct trace_span *want)
     bool parent = false, status = false, name = false;
     uint64_t kind = 0, start = 0, end = 0;
     while (sp.p < sp.end) {
-        unsigned n = rd_field(&sp, &f, &v);
+        /* The wire type each Span field must have: kind a varint, the
+         * times fixed64, the rest length-delimited. */
+        unsigned wire = (sp.p[0] >> 3) == 6 ? VARINT : (sp.p[0] >> 3) == 7 || (sp.p[0] >> 3) == 8 ? I64 : LEN;
+        unsigned n = rd_field(&sp, &f, &v, wire);
         switch (n) {
         case 1:
             assert_int_equal(f.end - f.p, 16);
@@ -181,7 +188,7 @@ static void check_span(struct pb sp, const struct trace_span *want)
         }
         case 15: {
             struct pb c;
-            assert_int_equal(rd_field(&f, &c, &v), 3);
+            assert_int_equal(rd_field(&f, &c, &v, VARINT), 3);
             assert_int_equal(v, 2); /* ERROR */
             status = true;
             break;
@@ -212,16 +219,16 @@ static void protobuf_reads_back(void **state)
 
     struct pb req = {(const uint8_t *)b.p, (const uint8_t *)b.p + b.len}, rs, f, ss, g;
     uint64_t v;
-    assert_int_equal(rd_field(&req, &rs, &v), 1); /* one ResourceSpans, the whole body */
+    assert_int_equal(rd_field(&req, &rs, &v, LEN), 1); /* one ResourceSpans, the whole body */
     assert_true(req.p == req.end);
 
-    assert_int_equal(rd_field(&rs, &f, &v), 1); /* Resource */
+    assert_int_equal(rd_field(&rs, &f, &v, LEN), 1); /* Resource */
     const char *want_keys[] = {"service.name", "host.name", "process.pid"};
     const char *want_vals[] = {"switchboard-test", "h\xef\xbf\xbd", "42"};
     for (int i = 0; i < 3; i++) {
         struct pb kv;
         char *key, *val;
-        assert_int_equal(rd_field(&f, &kv, &v), 1);
+        assert_int_equal(rd_field(&f, &kv, &v, LEN), 1);
         rd_kv(kv, &key, &val);
         assert_string_equal(key, want_keys[i]);
         assert_string_equal(val, want_vals[i]);
@@ -230,16 +237,16 @@ static void protobuf_reads_back(void **state)
     }
     assert_true(f.p == f.end);
 
-    assert_int_equal(rd_field(&rs, &ss, &v), 2); /* ScopeSpans */
+    assert_int_equal(rd_field(&rs, &ss, &v, LEN), 2); /* ScopeSpans */
     assert_true(rs.p == rs.end);
-    assert_int_equal(rd_field(&ss, &f, &v), 1); /* InstrumentationScope */
-    assert_int_equal(rd_field(&f, &g, &v), 1);
+    assert_int_equal(rd_field(&ss, &f, &v, LEN), 1); /* InstrumentationScope */
+    assert_int_equal(rd_field(&f, &g, &v, LEN), 1);
     char *scope = rd_string(&g);
     assert_string_equal(scope, "switchboard");
     free(scope);
     size_t n = 0;
     while (ss.p < ss.end) {
-        assert_int_equal(rd_field(&ss, &f, &v), 2);
+        assert_int_equal(rd_field(&ss, &f, &v, LEN), 2);
         assert_true(n < NSPANS);
         check_span(f, &spans[n++]);
     }
@@ -284,9 +291,21 @@ static void json_reads_back(void **state)
         assert_string_equal(cJSON_GetObjectItem(s, "name")->valuestring, w->name);
         assert_int_equal(cJSON_GetObjectItem(s, "kind")->valueint, w->kind);
         char ns[24];
+        snprintf(ns, sizeof ns, "%lld", (long long)w->start_ns);
+        assert_string_equal(cJSON_GetObjectItem(s, "startTimeUnixNano")->valuestring, ns);
         snprintf(ns, sizeof ns, "%lld", (long long)w->end_ns);
         assert_string_equal(cJSON_GetObjectItem(s, "endTimeUnixNano")->valuestring, ns);
-        assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(s, "attributes")), w->nattrs);
+        cJSON *sattrs = cJSON_GetObjectItem(s, "attributes");
+        assert_int_equal(cJSON_GetArraySize(sattrs), w->nattrs);
+        for (int a = 0; a < w->nattrs; a++) {
+            cJSON *kv = cJSON_GetArrayItem(sattrs, a);
+            assert_string_equal(cJSON_GetObjectItem(kv, "key")->valuestring, w->attr_key[a]);
+            const char *val = cJSON_GetObjectItem(cJSON_GetObjectItem(kv, "value"), "stringValue")->valuestring;
+            if (json_utf8_valid(w->attr_val[a], strlen(w->attr_val[a])))
+                assert_string_equal(val, w->attr_val[a]);
+            else
+                assert_string_equal(val, "bad\xef\xbf\xbdid\xef\xbf\xbd");
+        }
         assert_int_equal(cJSON_GetObjectItem(cJSON_GetObjectItem(s, "status"), "code")->valueint,
                          w->error ? 2 : 0);
     }
@@ -304,8 +323,12 @@ static void formats(void **state)
     assert_true(otlp_format_parse("http/json", &f));
     assert_int_equal(f, OTLP_JSON);
     assert_string_equal(otlp_content_type(f), "application/json");
+    assert_true(otlp_format_parse(NULL, &f)); /* unset: the default */
+    assert_int_equal(f, OTLP_PROTOBUF);
+    assert_true(otlp_format_parse("", &f));
+    assert_int_equal(f, OTLP_PROTOBUF);
     assert_false(otlp_format_parse("grpc", &f));
-    assert_false(otlp_format_parse("", &f));
+    assert_false(otlp_format_parse("HTTP/JSON", &f));
 }
 
 int main(void)

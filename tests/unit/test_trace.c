@@ -62,8 +62,8 @@ static void parse_and_format(void **state)
 static void off_does_nothing(void **state)
 {
     (void)state;
-    struct sb_config cfg = {.trace_otlp_url = "", .trace_sample_ratio = "1", .trace_otlp_protocol = "http/protobuf", .trace_queue_max = 16,
-                            .trace_flush_ms = 1000};
+    struct sb_config cfg = {.trace_otlp_url = "", .trace_sample_ratio = "1", .trace_otlp_protocol = "http/protobuf",
+                            .trace_queue_max = 16, .trace_flush_ms = 1000};
     char err[256];
     assert_true(trace_setup("test", &cfg, err, sizeof err));
     assert_false(trace_on());
@@ -78,10 +78,12 @@ static void off_does_nothing(void **state)
     cfg.trace_sample_ratio = "0.5";
     cfg.trace_otlp_url = "ftp://x";
     assert_false(trace_setup("test", &cfg, err, sizeof err));
-    cfg.trace_otlp_url = "http://127.0.0.1:9/v1/traces";
-    cfg.trace_otlp_protocol = "grpc";
+    cfg.trace_otlp_url = "";
+    cfg.trace_otlp_protocol = "grpc"; /* refused with tracing off too */
     assert_false(trace_setup("test", &cfg, err, sizeof err));
     assert_non_null(strstr(err, "trace_otlp_protocol"));
+    cfg.trace_otlp_url = "http://127.0.0.1:9/v1/traces";
+    assert_false(trace_setup("test", &cfg, err, sizeof err));
     assert_false(trace_on());
 }
 
@@ -96,8 +98,8 @@ static void sampling_and_queue(void **state)
     assert_int_equal(getsockname(ls, (struct sockaddr *)&a, &alen), 0);
     char url[64];
     snprintf(url, sizeof url, "http://127.0.0.1:%d/v1/traces", ntohs(a.sin_port));
-    struct sb_config cfg = {.trace_otlp_url = url, .trace_sample_ratio = "0.1", .trace_otlp_protocol = "http/protobuf", .trace_queue_max = 16,
-                            .trace_flush_ms = 60000};
+    struct sb_config cfg = {.trace_otlp_url = url, .trace_sample_ratio = "0.1", .trace_otlp_protocol = "http/protobuf",
+                            .trace_queue_max = 16, .trace_flush_ms = 60000};
     char err[256];
     assert_true(trace_setup("test", &cfg, err, sizeof err));
     assert_true(trace_on());
