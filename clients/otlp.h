@@ -6,8 +6,9 @@
  * ("application/x-protobuf", the default OTLP exporters use) and JSON
  * ("application/json": ids in hex, 64-bit times as decimal strings).
  * Protobuf is smaller and what collectors decode fastest (Jaeger took a
- * quarter more CPU for the same spans in JSON: scripts/bench, row tr), and
- * the collector often shares the machine with the stack it traces. */
+ * fifth to a quarter more CPU for the same spans in JSON: scripts/bench,
+ * row tr), and the collector often shares the machine with the stack it
+ * traces. */
 #ifndef SB_OTLP_H
 #define SB_OTLP_H
 
