@@ -48,16 +48,22 @@ enum { WT_VARINT = 0, WT_I64 = 1, WT_LEN = 2 };
  * body back over what the real length did not need. */
 #define PB_LEN_ROOM 4 /* a varint of 4 bytes holds up to 256 MiB */
 
-static void pb_varint(struct strbuf *b, uint64_t v)
+/* v as a protobuf varint into out (room for 10 bytes); its length. */
+static size_t varint_put(char *out, uint64_t v)
 {
-    char out[10];
     size_t n = 0;
     do {
         out[n] = (char)(v & 0x7f);
         v >>= 7;
         out[n++] |= v ? (char)0x80 : 0;
     } while (v);
-    strbuf_append(b, out, n);
+    return n;
+}
+
+static void pb_varint(struct strbuf *b, uint64_t v)
+{
+    char out[10];
+    strbuf_append(b, out, varint_put(out, v));
 }
 
 static void pb_tag(struct strbuf *b, unsigned field, unsigned wire)
@@ -127,13 +133,8 @@ static void pb_close(struct strbuf *b, size_t body)
         b->failed = true;
         return;
     }
-    char v[PB_LEN_ROOM];
-    size_t n = 0;
-    do {
-        v[n] = (char)(len & 0x7f);
-        len >>= 7;
-        v[n++] |= len ? (char)0x80 : 0;
-    } while (len);
+    char v[10];
+    size_t n = varint_put(v, len); /* at most PB_LEN_ROOM bytes: checked above */
     char *start = b->p + body - PB_LEN_ROOM;
     memcpy(start, v, n);
     memmove(start + n, b->p + body, b->len - body);
